@@ -1,0 +1,98 @@
+// Schema management: graphile-migrate applies migrations/committed/*, and each committed
+// migration has a tested down script in migrations/rollback/ with the same file name.
+import { readFile, readdir } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import JSON5 from 'json5';
+import { Logger, migrate, type Settings } from 'graphile-migrate';
+import { withClient } from './connection.ts';
+
+// graphile-migrate keeps each pool alive for 200 ms after use and calls process.exit(1) if an
+// idle client errors (e.g. the database is dropped, as tests do). Releasing the idle pools right
+// after a run removes that window. Internal module of the pinned version: see package-lock.
+const require = createRequire(import.meta.url);
+const { clearAllPools } = require('graphile-migrate/dist/pgReal.js') as { clearAllPools: () => void };
+
+export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const migrationsDir = path.join(projectRoot, 'migrations');
+
+async function gmrcSettings(connectionString: string): Promise<Settings> {
+  const gmrc = JSON5.parse(await readFile(path.join(projectRoot, '.gmrc'), 'utf8')) as Settings;
+  return {
+    ...gmrc,
+    connectionString,
+    migrationsFolder: path.join(projectRoot, gmrc.migrationsFolder ?? 'migrations'),
+    // graphile-migrate's own chatter is not ours to print; failures still throw.
+    logger: new Logger(() => () => {}),
+  };
+}
+
+/** Applies every committed migration not yet applied. Idempotent. */
+export async function migrateDatabase(connectionString: string): Promise<void> {
+  try {
+    await migrate(await gmrcSettings(connectionString));
+  } finally {
+    clearAllPools();
+  }
+}
+
+export interface AppliedMigration { number: number; filename: string }
+
+export function migrationNumber(filename: string): number {
+  const m = /^(\d{6})/.exec(filename);
+  if (!m) throw new Error(`not a committed migration file name: ${filename}`);
+  return Number(m[1]);
+}
+
+async function sqlFiles(dir: string): Promise<string[]> {
+  return (await readdir(path.join(migrationsDir, dir))).filter((f) => /^\d{6}.*\.sql$/.test(f)).sort();
+}
+
+/** Committed migration files (graphile-migrate records them by number: 000001.sql). */
+export async function committedMigrations(): Promise<string[]> {
+  return sqlFiles('committed');
+}
+
+/** migrations/rollback/NNNNNN-<same name as the committed file>.sql */
+async function rollbackScript(number: number): Promise<string> {
+  const name = (await sqlFiles('rollback')).find((f) => migrationNumber(f) === number);
+  if (!name) throw new Error(`no rollback script in migrations/rollback/ for applied migration ${String(number).padStart(6, '0')}`);
+  return path.join(migrationsDir, 'rollback', name);
+}
+
+export async function appliedMigrations(connectionString: string): Promise<AppliedMigration[]> {
+  return withClient(connectionString, async (c) => {
+    const { rows: [exists] } = await c.query<{ ok: boolean }>(`select to_regclass('graphile_migrate.migrations') is not null as ok`);
+    if (!exists?.ok) return [];
+    const { rows } = await c.query<{ filename: string }>('select filename from graphile_migrate.migrations order by filename');
+    return rows.map((r) => ({ filename: r.filename, number: migrationNumber(r.filename) }));
+  });
+}
+
+/**
+ * Rolls back every applied migration numbered above `target` (0 = all), newest first, each
+ * down script and its graphile_migrate bookkeeping row removed in one transaction, so a
+ * failure leaves the database exactly at the last migration that fully rolled back.
+ */
+export async function rollbackTo(connectionString: string, target: number): Promise<string[]> {
+  if (!Number.isInteger(target) || target < 0) throw new Error(`rollback target must be a migration number >= 0, got ${target}`);
+  const applied = (await appliedMigrations(connectionString)).filter((m) => m.number > target).reverse();
+  const done: string[] = [];
+  for (const m of applied) {
+    const sql = await readFile(await rollbackScript(m.number), 'utf8');
+    await withClient(connectionString, async (c) => {
+      await c.query('begin');
+      try {
+        await c.query(sql);
+        await c.query('delete from graphile_migrate.migrations where filename = $1', [m.filename]);
+        await c.query('commit');
+      } catch (e) {
+        await c.query('rollback');
+        throw e;
+      }
+    });
+    done.push(m.filename);
+  }
+  return done;
+}

@@ -1,0 +1,84 @@
+// The three NOLOGIN roles: what each may and may not do. Run as SET ROLE inside a transaction.
+import { describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { useTestDatabase } from './support/database.ts';
+import { historyOf, insertTransfer, pgError, setStatus, transferIn } from './support/transfers.ts';
+
+const db = useTestDatabase();
+const ROLES = ['marketplace_writer', 'marketplace_worker', 'marketplace_reader'] as const;
+
+/** Runs `fn` as `role` in a transaction that is always rolled back. */
+async function asRole<T>(role: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await db.pool.connect();
+  try {
+    await client.query('begin');
+    await client.query(`set local role ${role}`);
+    return await fn(client);
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+}
+
+const forbidden: Array<[string, string]> = [
+  ['insert a status', `insert into marketplace.seller_transfer_statuses values ('x', 99, false, false, 'x')`],
+  ['delete a status', `delete from marketplace.seller_transfer_statuses where status = 'reversed'`],
+  ['add a transition', `insert into marketplace.seller_transfer_transitions values ('completed', 'pending', 'x')`],
+  ['change a transition', `update marketplace.seller_transfer_transitions set to_status = 'pending'`],
+  ['delete a transition', `delete from marketplace.seller_transfer_transitions`],
+  ['write history', `insert into marketplace.seller_transfer_events (transfer_id, to_status, actor) values (gen_random_uuid(), 'pending', 'me')`],
+  ['rewrite history', `update marketplace.seller_transfer_events set reason = 'edited'`],
+  ['erase history', `delete from marketplace.seller_transfer_events`],
+  ['delete a transfer', `delete from marketplace.seller_transfers`],
+  ['disable the guard', `alter table marketplace.seller_transfers disable trigger seller_transfer_status_transition`],
+  ['disable all triggers', `alter table marketplace.seller_transfers disable trigger all`],
+  ['bypass triggers by replication role', `set session_replication_role = replica`],
+  ['drop the guard', `drop trigger seller_transfer_status_transition on marketplace.seller_transfers`],
+  ['replace the legality function', `create or replace function marketplace.can_transition_transfer_status(text, text) returns boolean language sql as 'select true'`],
+];
+
+describe.each(ROLES)('%s', (role) => {
+  it.each(forbidden)(`cannot %s`, async (_what, sql) => {
+    await db.pool.query('select 1'); // database ready
+    const err = await asRole(role, (c) => pgError(() => c.query(sql)));
+    expect(['42501', '42809']).toContain(err.code); // insufficient_privilege (or wrong object type)
+  });
+
+  it('can read the matrix, the statuses, the history and the transfers', async () => {
+    const id = await transferIn(db.pool, 'completed');
+    await asRole(role, async (c) => {
+      expect((await c.query('select * from marketplace.seller_transfer_transition_matrix')).rowCount).toBe(6);
+      expect((await c.query('select * from marketplace.seller_transfer_statuses')).rowCount).toBe(6);
+      expect((await historyOf(c, id)).length).toBe(2);
+      expect((await c.query('select marketplace.can_transition_transfer_status($1, $2) as ok', ['pending', 'completed'])).rows[0].ok).toBe(true);
+    });
+  });
+});
+
+describe.each(['marketplace_writer', 'marketplace_worker'])('%s writes', (role) => {
+  it('creates transfers and changes status through the guard, recorded under its name', async () => {
+    await asRole(role, async (c) => {
+      await c.query(`set local marketplace.transition_reason = 'role test'`);
+      const id = await insertTransfer(c);
+      await setStatus(c, id, 'completed');
+      await c.query('savepoint illegal');
+      const err = await pgError(() => setStatus(c, id, 'pending'));
+      expect(err.constraint).toBe('seller_transfer_status_transition');
+      await c.query('rollback to savepoint illegal');
+      const history = await historyOf(c, id);
+      expect(history.map((h) => [h.to_status, h.actor, h.reason])).toEqual([
+        ['pending', role, 'role test'], ['completed', role, 'role test'],
+      ]);
+    });
+  });
+});
+
+describe('marketplace_reader', () => {
+  it('cannot create or change transfers', async () => {
+    const id = await insertTransfer(db.pool);
+    const ins = await asRole('marketplace_reader', (c) => pgError(() => insertTransfer(c)));
+    expect(ins.code).toBe('42501');
+    const upd = await asRole('marketplace_reader', (c) => pgError(() => setStatus(c, id, 'failed')));
+    expect(upd.code).toBe('42501');
+  });
+});

@@ -1,0 +1,25 @@
+// Runs once per `vitest run`: starts/locates the server and builds a migrated template database.
+import type { TestProject } from 'vitest/node';
+import { createDatabase, dropDatabase, withDatabase } from '../../src/db/connection.ts';
+import { migrateDatabase } from '../../src/db/migrate.ts';
+import { startTestServer } from './test-server.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    testDb: { adminUrl: string; template: string; kind: string };
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const server = await startTestServer();
+  const template = `seller_transfers_tpl_${process.pid}`;
+  await dropDatabase(server.adminUrl, template);
+  await createDatabase(server.adminUrl, template);
+  await migrateDatabase(withDatabase(server.adminUrl, template));
+  console.log(`tests use PostgreSQL from ${server.kind}; template database ${template}`);
+  project.provide('testDb', { adminUrl: server.adminUrl, template, kind: server.kind });
+  return async () => {
+    await dropDatabase(server.adminUrl, template);
+    await server.stop();
+  };
+}

@@ -1,0 +1,66 @@
+// Test helpers that write real rows through plain SQL, the way any service would.
+import { randomBytes, randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { pathTo, type Status } from './expected-matrix.ts';
+
+type Queryable = Pick<pg.Pool | pg.PoolClient | pg.Client, 'query'>;
+
+export async function insertTransfer(db: Queryable, amountCents = 1000): Promise<string> {
+  const { rows } = await db.query<{ id: string }>(
+    `insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
+     values ($1, $2, 'acct_test' || $3, $4, 'usd') returning id`,
+    [randomUUID(), randomUUID(), randomBytes(4).toString('hex'), amountCents],
+  );
+  return rows[0]!.id;
+}
+
+/**
+ * An UPDATE to `to` that also fills the columns the table's coupling checks require for it
+ * (a paid status carries its Stripe transfer id, reversed its reversal id), so a refusal can
+ * only come from the transition guard.
+ */
+export function statusUpdateSql(): string {
+  return `update marketplace.seller_transfers
+             set status = $2,
+                 stripe_transfer_id = case when $2 in ('completed', 'reversal_pending', 'reversed')
+                                           then coalesce(stripe_transfer_id, 'tr_' || replace(id::text, '-', '')) else stripe_transfer_id end,
+                 stripe_reversal_id = case when $2 = 'reversed'
+                                           then coalesce(stripe_reversal_id, 'trr_' || replace(id::text, '-', '')) else stripe_reversal_id end
+           where id = $1`;
+}
+
+export async function setStatus(db: Queryable, id: string, to: string): Promise<void> {
+  await db.query(statusUpdateSql(), [id, to]);
+}
+
+/** Inserts a transfer and walks it to `status` through legal moves only. */
+export async function transferIn(db: Queryable, status: Status): Promise<string> {
+  const id = await insertTransfer(db);
+  for (const step of pathTo(status)) await setStatus(db, id, step);
+  return id;
+}
+
+export async function statusOf(db: Queryable, id: string): Promise<string> {
+  const { rows } = await db.query<{ status: string }>('select status from marketplace.seller_transfers where id = $1', [id]);
+  return rows[0]!.status;
+}
+
+export interface HistoryRow { from_status: string | null; to_status: string; actor: string; reason: string | null; application_name: string | null }
+
+export async function historyOf(db: Queryable, id: string): Promise<HistoryRow[]> {
+  const { rows } = await db.query<HistoryRow>(
+    'select from_status, to_status, actor, reason, application_name from marketplace.seller_transfer_events where transfer_id = $1 order by id',
+    [id],
+  );
+  return rows;
+}
+
+/** Runs `fn` and returns the PostgreSQL error it raised (fails the test if it did not raise). */
+export async function pgError(fn: () => Promise<unknown>): Promise<pg.DatabaseError> {
+  try {
+    await fn();
+  } catch (e) {
+    return e as pg.DatabaseError;
+  }
+  throw new Error('expected a database error, but the statement succeeded');
+}
