@@ -5,6 +5,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import JSON5 from 'json5';
+import pg from 'pg';
+import { Logger as WorkerLogger, runMigrations } from 'graphile-worker';
 import { Logger, migrate, type Settings } from 'graphile-migrate';
 import { withClient } from './connection.ts';
 
@@ -28,8 +30,17 @@ async function gmrcSettings(connectionString: string): Promise<Settings> {
   };
 }
 
-/** Applies every committed migration not yet applied. Idempotent. */
+/**
+ * Installs/upgrades graphile-worker's own schema (our triggers enqueue into it), then applies
+ * every committed migration not yet applied. Idempotent.
+ */
 export async function migrateDatabase(connectionString: string): Promise<void> {
+  const pool = new pg.Pool({ connectionString, max: 1 });
+  try {
+    await runMigrations({ pgPool: pool, logger: new WorkerLogger(() => () => {}) });
+  } finally {
+    await pool.end();
+  }
   try {
     await migrate(await gmrcSettings(connectionString));
   } finally {

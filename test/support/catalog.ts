@@ -30,7 +30,7 @@ select format('view %s.%s %s', ns.nspname, c.relname, pg_get_viewdef(c.oid))
   from pg_class c join ns on ns.oid = c.relnamespace where c.relkind = 'v'
 order by 1`;
 
-export async function catalogSnapshot(url: string, schemas: string[] = ['marketplace']): Promise<string[]> {
+export async function catalogSnapshot(url: string, schemas: string[] = ['marketplace', 'graphile_worker']): Promise<string[]> {
   return withClient(url, async (c) => {
     const { rows } = await c.query<{ line: string }>(SNAPSHOT, [schemas]);
     const data = await c.query<{ line: string }>(`

@@ -16,8 +16,8 @@ export async function insertTransfer(db: Queryable, amountCents = 1000): Promise
 
 /**
  * An UPDATE to `to` that also fills the columns the table's coupling checks require for it
- * (a paid status carries its Stripe transfer id, reversed its reversal id), so a refusal can
- * only come from the transition guard.
+ * (a paid status carries its Stripe transfer id, reversed its reversal id, failed a retry
+ * time), so a refusal can only come from the transition guard.
  */
 export function statusUpdateSql(): string {
   return `update marketplace.seller_transfers
@@ -25,7 +25,8 @@ export function statusUpdateSql(): string {
                  stripe_transfer_id = case when $2 in ('completed', 'reversal_pending', 'reversed')
                                            then coalesce(stripe_transfer_id, 'tr_' || replace(id::text, '-', '')) else stripe_transfer_id end,
                  stripe_reversal_id = case when $2 = 'reversed'
-                                           then coalesce(stripe_reversal_id, 'trr_' || replace(id::text, '-', '')) else stripe_reversal_id end
+                                           then coalesce(stripe_reversal_id, 'trr_' || replace(id::text, '-', '')) else stripe_reversal_id end,
+                 next_retry_at = case when $2 = 'failed' then coalesce(next_retry_at, now() + interval '1 hour') else next_retry_at end
            where id = $1`;
 }
 
