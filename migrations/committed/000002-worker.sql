@@ -1,5 +1,5 @@
 --! Previous: sha1:77e8ecc89c7e6cb6de4ff9e1e0754627211541cd
---! Hash: sha1:1877029a27de48e84d8bb683a18da75a21936dfc
+--! Hash: sha1:f8e57a54beb3bf6faf6cbbbe34919c5e8d64e1ef
 --! Message: worker
 
 -- Worker: transactional job enqueue, "is due", the sweep, and the functions the worker uses to
@@ -149,10 +149,10 @@ create function marketplace.seller_transfer_for_task(id uuid, task text)
 returns table (
   id uuid, status text, stripe_account_id text, amount_cents bigint, currency text,
   order_id uuid, seller_id uuid, stripe_transfer_id text, reversal_amount_cents bigint,
-  retry_count integer, next_retry_at timestamptz, actionable boolean, state_since timestamptz)
+  retry_count integer, next_retry_at timestamptz, last_error text, actionable boolean, state_since timestamptz)
 language sql stable as $$
   select t.id, t.status, t.stripe_account_id, t.amount_cents, t.currency, t.order_id, t.seller_id,
-         t.stripe_transfer_id, t.reversal_amount_cents, t.retry_count, t.next_retry_at,
+         t.stripe_transfer_id, t.reversal_amount_cents, t.retry_count, t.next_retry_at, t.last_error,
          s.worker_task = $2 and marketplace.seller_transfer_is_due(t.status, t.next_retry_at),
          (select max(e.occurred_at) from marketplace.seller_transfer_events e where e.transfer_id = t.id)
     from marketplace.seller_transfers t

@@ -36,6 +36,8 @@ async function gmrcSettings(connectionString: string): Promise<Settings> {
  */
 export async function migrateDatabase(connectionString: string): Promise<void> {
   const pool = new pg.Pool({ connectionString, max: 1 });
+  pool.on('error', () => {}); // an idle client dying is reported by the next query, not here
+  pool.on('connect', (client) => client.on('error', () => {}));
   try {
     await runMigrations({ pgPool: pool, logger: new WorkerLogger(() => () => {}) });
   } finally {

@@ -1,0 +1,19 @@
+// Shared plumbing for CLI commands: configuration, logger, the database.
+import { ConfigError, loadConfig, type Config } from '../config.ts';
+import { createLogger, type AppLogger } from '../logger.ts';
+
+export class CliError extends Error {
+  constructor(message: string, readonly exitCode = 1) {
+    super(message);
+  }
+}
+
+export function cliConfig(): { config: Config; logger: AppLogger } {
+  try {
+    const config = loadConfig();
+    return { config, logger: createLogger(config.LOG_LEVEL) };
+  } catch (e) {
+    if (e instanceof ConfigError) throw new CliError(e.message, 2);
+    throw e;
+  }
+}

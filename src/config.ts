@@ -1,0 +1,52 @@
+// Configuration from the environment, validated once at start-up. A bad value fails fast with a
+// message naming the variable; secrets are never echoed back.
+import { z } from 'zod';
+
+const int = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
+const seconds = (def: number) => z.coerce.number().positive().max(365 * 24 * 3600).default(def);
+const emptyAsUndefined = (v: unknown) => (v === '' ? undefined : v);
+const postgresUrl = z.string().refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgres:// connection string');
+
+const schema = z.object({
+  NODE_ENV: z.preprocess(emptyAsUndefined, z.enum(['development', 'test', 'production']).default('development')),
+  DATABASE_URL: z.preprocess(emptyAsUndefined, postgresUrl.optional()),
+  DATA_DIR: z.preprocess(emptyAsUndefined, z.string().default('.data')),
+  STRIPE_SECRET_KEY: z.preprocess(emptyAsUndefined, z.string().regex(/^(sk|rk)_(test|live)_\w+$/, 'must look like sk_test_… or sk_live_… (or a restricted rk_ key)').optional()),
+  STRIPE_API_BASE: z.preprocess(emptyAsUndefined, z.url({ protocol: /^https?$/ }).optional()),
+  STRIPE_TIMEOUT_MS: z.preprocess(emptyAsUndefined, int(20_000, 100, 120_000)),
+  WORKER_CONCURRENCY: z.preprocess(emptyAsUndefined, int(10, 1, 200)),
+  WORKER_POLL_INTERVAL_MS: z.preprocess(emptyAsUndefined, int(2_000, 50, 60_000)),
+  RETRY_MAX_ATTEMPTS: z.preprocess(emptyAsUndefined, int(8, 1, 100)),
+  RETRY_BASE_SECONDS: z.preprocess(emptyAsUndefined, seconds(30)),
+  RETRY_MAX_SECONDS: z.preprocess(emptyAsUndefined, seconds(6 * 3600)),
+  RETRY_JITTER: z.preprocess(emptyAsUndefined, z.coerce.number().min(0).max(1).default(0.2)),
+  BALANCE_RETRY_SECONDS: z.preprocess(emptyAsUndefined, seconds(3600)),
+  BALANCE_MAX_ATTEMPTS: z.preprocess(emptyAsUndefined, int(72, 1, 10_000)),
+  SWEEP_CRON: z.preprocess(emptyAsUndefined, z.string().default('* * * * *')),
+  METRICS_PORT: z.preprocess(emptyAsUndefined, int(0, 0, 65_535)),
+  LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info')),
+});
+
+export type Config = z.infer<typeof schema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses `env` (default process.env). Throws ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  const config = parsed.data;
+  if (config.NODE_ENV === 'production') {
+    if (!config.DATABASE_URL) throw new ConfigError('invalid configuration: DATABASE_URL is required when NODE_ENV=production (no embedded PostgreSQL in production)');
+    if (!config.STRIPE_SECRET_KEY) throw new ConfigError('invalid configuration: STRIPE_SECRET_KEY is required when NODE_ENV=production (no simulator in production)');
+  }
+  if (config.RETRY_MAX_SECONDS < config.RETRY_BASE_SECONDS) {
+    throw new ConfigError('invalid configuration: RETRY_MAX_SECONDS must be >= RETRY_BASE_SECONDS');
+  }
+  return config;
+}

@@ -1,0 +1,39 @@
+// Sorting Stripe failures by what they tell us about the money.
+import Stripe from 'stripe';
+
+export type FailureKind =
+  /** Stripe did not act (429, key in use, auth/config problem): try again later, same state. */
+  | 'transient'
+  /** Stripe may or may not have acted (5xx, timeout, dropped connection): look it up before any new attempt. */
+  | 'indeterminate'
+  /** The connected account lacks the funds for a reversal: retry on the long balance schedule. */
+  | 'balance_insufficient'
+  /** Stripe refused for good (invalid request, permission, account gone). */
+  | 'permanent';
+
+export interface ClassifiedFailure {
+  kind: FailureKind;
+  /** One line for last_error and the history: type/code and Stripe's message, never a secret. */
+  message: string;
+}
+
+export function classifyStripeError(err: unknown): ClassifiedFailure {
+  if (!(err instanceof Stripe.errors.StripeError)) {
+    // Not from Stripe's client: we cannot know whether the request left the process.
+    return { kind: 'indeterminate', message: `unexpected: ${err instanceof Error ? err.message : String(err)}` };
+  }
+  const message = `${err.type}${err.code ? `/${err.code}` : ''}${err.statusCode ? ` (${err.statusCode})` : ''}: ${err.message}`;
+  if (err.code === 'balance_insufficient') return { kind: 'balance_insufficient', message };
+  if (err instanceof Stripe.errors.StripeRateLimitError || err.statusCode === 429) return { kind: 'transient', message };
+  if (err.statusCode === 409 || err.code === 'idempotency_key_in_use') return { kind: 'transient', message };
+  // A bad API key is our configuration, not the transfer's fault: never give a payout up for it.
+  if (err instanceof Stripe.errors.StripeAuthenticationError) return { kind: 'transient', message };
+  if (err instanceof Stripe.errors.StripeConnectionError) return { kind: 'indeterminate', message };
+  // Same key with other parameters: the earlier attempt's outcome is unknown here.
+  if (err instanceof Stripe.errors.StripeIdempotencyError) return { kind: 'indeterminate', message };
+  if ((err.statusCode ?? 500) >= 500 || err instanceof Stripe.errors.StripeAPIError) return { kind: 'indeterminate', message };
+  if (err instanceof Stripe.errors.StripeInvalidRequestError || err instanceof Stripe.errors.StripePermissionError) {
+    return { kind: 'permanent', message };
+  }
+  return { kind: 'indeterminate', message };
+}

@@ -1,0 +1,71 @@
+// The worker process: graphile-worker running our tasks, the sweep on a cron schedule, and a
+// graceful stop (in-flight jobs finish, no new ones start).
+import { Logger as WorkerLogger, parseCronItems, run, type Runner } from 'graphile-worker';
+import pg from 'pg';
+import type { Config } from '../config.ts';
+import type { AppLogger } from '../logger.ts';
+import { createStripeClient, type StripeTarget } from '../stripe/client.ts';
+import { buildTaskList, SWEEP_TASK } from '../../tasks/index.ts';
+import { retryPolicyFromConfig } from './retry-policy.ts';
+import type { StripeCallObserver, WorkerDeps } from './transfer-ops.ts';
+
+export interface WorkerHandle {
+  runner: Runner;
+  pool: pg.Pool;
+  stop(): Promise<void>;
+}
+
+export interface WorkerOptions {
+  config: Config;
+  logger: AppLogger;
+  databaseUrl: string;
+  stripe: StripeTarget;
+  onStripeCall?: StripeCallObserver;
+}
+
+function graphileLogger(logger: AppLogger): WorkerLogger {
+  return new WorkerLogger((scope) => (level, message, meta) => {
+    const child = logger.child({ component: 'graphile-worker', ...(scope.taskIdentifier && { task: scope.taskIdentifier }), ...(scope.jobId && { jobId: scope.jobId }) });
+    const method = level === 'error' ? 'error' : level === 'warning' ? 'warn' : level === 'info' ? 'info' : 'debug';
+    child[method](meta ?? {}, message);
+  });
+}
+
+export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
+  const { config, logger } = opts;
+  // Each running task holds one connection across its Stripe call (the row's advisory lock), and
+  // graphile-worker needs its own to fetch and complete jobs: twice the concurrency, plus slack.
+  const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: config.WORKER_CONCURRENCY * 2 + 4, application_name: 'seller-transfers-worker' });
+  pool.on('error', (err) => logger.error({ err }, 'idle database connection failed'));
+  pool.on('connect', (client) => client.on('error', (err) => logger.error({ err }, 'database connection failed')));
+  const deps: WorkerDeps = {
+    pool,
+    stripe: createStripeClient(opts.stripe),
+    policy: retryPolicyFromConfig(config),
+    logger,
+    onStripeCall: opts.onStripeCall,
+  };
+  const runner = await run({
+    pgPool: pool,
+    concurrency: config.WORKER_CONCURRENCY,
+    pollInterval: config.WORKER_POLL_INTERVAL_MS,
+    noHandleSignals: true,
+    logger: graphileLogger(logger),
+    taskList: buildTaskList(deps),
+    parsedCronItems: parseCronItems([
+      { task: SWEEP_TASK, match: config.SWEEP_CRON, options: { backfillPeriod: 0, maxAttempts: 1, jobKey: SWEEP_TASK, jobKeyMode: 'replace' } },
+    ]),
+  });
+  // A restarted worker recovers at once whatever a killed one left behind, not a minute later.
+  const { rows: [swept] } = await pool.query<{ n: number }>('select marketplace.enqueue_due_seller_transfers() as n');
+  logger.info({ concurrency: config.WORKER_CONCURRENCY, enqueuedAtStart: swept?.n ?? 0 }, 'worker started');
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => (stopping ??= (async () => {
+    logger.info('worker stopping: finishing in-flight jobs, taking no new ones');
+    await runner.stop();
+    await pool.end();
+    logger.info('worker stopped');
+  })());
+  return { runner, pool, stop };
+}

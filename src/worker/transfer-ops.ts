@@ -1,0 +1,209 @@
+// What a transfer task does with one row: lock it, read it, talk to Stripe once, record the
+// outcome through the SQL functions (so the trigger checks the move, writes the history and
+// enqueues the follow-up job in the same transaction).
+//
+// Exactly-once money effect, whatever crashes:
+// - the idempotency key is derived from the row, the operation and retry_count; retry_count only
+//   moves after a recorded failure, so a crash between the Stripe call and the commit re-sends
+//   the same key and Stripe replays the saved result;
+// - after any recorded failure (retry_count > 0), or when the row has waited long enough that
+//   Stripe may have pruned the key (24 h), the object is first looked up in Stripe (transfers by
+//   transfer_group, reversals of the transfer by metadata) and adopted if it exists; a new key is
+//   only ever used after such a lookup proved that no earlier attempt took effect;
+// - one worker per row at a time (advisory lock), and no transaction open across the call.
+import type pg from 'pg';
+import type Stripe from 'stripe';
+import { classifyStripeError, type ClassifiedFailure } from '../stripe/errors.ts';
+import type { AppLogger } from '../logger.ts';
+import { attemptsExhausted, retryDelaySeconds, type RetryPolicy } from './retry-policy.ts';
+
+export const TRANSFER_TASKS = ['seller_transfer_create', 'seller_transfer_retry', 'seller_transfer_reverse'] as const;
+export type TransferTask = (typeof TRANSFER_TASKS)[number];
+
+/** Rows whose state is older than this are looked up before a first attempt (Stripe prunes keys after 24 h). */
+const LOOKUP_WHEN_OLDER_THAN_MS = 12 * 3600 * 1000;
+
+export interface StripeCallObserver {
+  (operation: 'transfer.create' | 'transfer.lookup' | 'reversal.create' | 'reversal.lookup', outcome: string, seconds: number): void;
+}
+
+export interface WorkerDeps {
+  pool: pg.Pool;
+  stripe: Stripe;
+  policy: RetryPolicy;
+  logger: AppLogger;
+  onStripeCall?: StripeCallObserver;
+}
+
+interface TransferRow {
+  id: string; status: string; stripe_account_id: string; amount_cents: string; currency: string;
+  order_id: string; seller_id: string; stripe_transfer_id: string | null; reversal_amount_cents: string | null;
+  retry_count: number; last_error: string | null; actionable: boolean; state_since: Date | null;
+}
+
+export type TaskOutcome = 'busy' | 'missing' | 'not_actionable' | 'completed' | 'reversed' | 'adopted' | 'failed' | 'permanently_failed' | 'rescheduled';
+
+export async function runTransferTask(deps: WorkerDeps, task: TransferTask, id: string): Promise<TaskOutcome> {
+  const client = await deps.pool.connect();
+  let broken: Error | undefined;
+  try {
+    const { rows: [lock] } = await client.query<{ ok: boolean }>('select marketplace.try_lock_seller_transfer($1) as ok', [id]);
+    if (!lock?.ok) return 'busy'; // another worker has this row; it schedules whatever comes next
+    try {
+      const { rows: [row] } = await client.query<TransferRow>('select * from marketplace.seller_transfer_for_task($1, $2)', [id, task]);
+      if (!row) return 'missing';
+      if (!row.actionable) return 'not_actionable';
+      const op = new RowOperation(deps, client, row);
+      return task === 'seller_transfer_reverse' ? await op.reverse() : await op.pay();
+    } finally {
+      await client.query('select marketplace.unlock_seller_transfer($1)', [id]);
+    }
+  } catch (e) {
+    broken = e as Error; // a connection in doubt is destroyed, which also drops its advisory lock
+    throw e;
+  } finally {
+    client.release(broken);
+  }
+}
+
+class RowOperation {
+  constructor(private deps: WorkerDeps, private db: pg.PoolClient, private row: TransferRow) {}
+
+  private get log() {
+    return this.deps.logger.child({ transferId: this.row.id, status: this.row.status, attempt: this.row.retry_count + 1 });
+  }
+
+  private mustLookUp(): boolean {
+    const since = this.row.state_since?.getTime() ?? 0;
+    return this.row.retry_count > 0 || Date.now() - since > LOOKUP_WHEN_OLDER_THAN_MS;
+  }
+
+  private get exhausted(): boolean {
+    return attemptsExhausted(this.deps.policy, this.row.retry_count, this.row.last_error);
+  }
+
+  /** Past the attempt limit, and the lookup just proved Stripe has nothing: safe to give up. */
+  private async giveUp(): Promise<TaskOutcome> {
+    const { row } = this;
+    const message = `gave up after ${row.retry_count} failed attempts; Stripe has no ${row.status === 'reversal_pending' ? 'reversal' : 'transfer'} for this row. Last error: ${row.last_error ?? 'none'}`;
+    await this.db.query('select marketplace.record_seller_transfer_failure($1, $2, $3, null, $4)',
+      [row.id, row.status, message, `worker: retry limit reached (${row.retry_count} attempts)`]);
+    this.log.error({ error: message }, 'retry limit reached');
+    return 'permanently_failed';
+  }
+
+  private key(operation: 'transfer' | 'reversal'): string {
+    return `seller_transfer:${this.row.id}:${operation}:${this.row.retry_count}`;
+  }
+
+  private async timed<T>(operation: Parameters<StripeCallObserver>[0], call: () => Promise<T>): Promise<T> {
+    const started = process.hrtime.bigint();
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    try {
+      const result = await call();
+      this.deps.onStripeCall?.(operation, 'ok', seconds());
+      return result;
+    } catch (e) {
+      this.deps.onStripeCall?.(operation, classifyStripeError(e).kind, seconds());
+      throw e;
+    }
+  }
+
+  async pay(): Promise<TaskOutcome> {
+    const { row, deps } = this;
+    const group = `seller_transfer_${row.id}`;
+    try {
+      if (this.mustLookUp()) {
+        const found = await this.timed('transfer.lookup', () => deps.stripe.transfers.list({ transfer_group: group, limit: 10 }));
+        const ours = found.data.filter((t) => t.metadata?.seller_transfer_id === row.id).sort((a, b) => a.created - b.created);
+        if (ours.length > 1) this.log.error({ stripeTransferIds: ours.map((t) => t.id) }, 'more than one Stripe transfer for one row: adopting the oldest');
+        const existing = ours[0];
+        if (existing) {
+          const mismatch = this.differs(existing);
+          if (mismatch) return this.fail({ kind: 'permanent', message: `Stripe transfer ${existing.id} for this row differs: ${mismatch}` });
+          await this.markPaid(existing.id, `worker: adopted Stripe transfer ${existing.id} found by lookup`);
+          return 'adopted';
+        }
+        if (this.exhausted) return this.giveUp();
+      }
+      const transfer = await this.timed('transfer.create', () => deps.stripe.transfers.create({
+        amount: Number(row.amount_cents),
+        currency: row.currency,
+        destination: row.stripe_account_id,
+        transfer_group: group,
+        description: `seller payout for order ${row.order_id}`,
+        metadata: { seller_transfer_id: row.id, order_id: row.order_id, seller_id: row.seller_id },
+      }, { idempotencyKey: this.key('transfer') }));
+      await this.markPaid(transfer.id, `worker: Stripe transfer ${transfer.id} created`);
+      return 'completed';
+    } catch (e) {
+      if (isDatabaseError(e)) throw e;
+      return this.fail(classifyStripeError(e));
+    }
+  }
+
+  async reverse(): Promise<TaskOutcome> {
+    const { row, deps } = this;
+    const transferId = row.stripe_transfer_id!;
+    const amount = Number(row.reversal_amount_cents ?? row.amount_cents);
+    try {
+      if (this.mustLookUp()) {
+        const found = await this.timed('reversal.lookup', () => deps.stripe.transfers.listReversals(transferId, { limit: 100 }));
+        const existing = found.data.find((r) => r.metadata?.seller_transfer_id === row.id);
+        if (existing) {
+          await this.markReversed(existing.id, existing.amount, `worker: adopted Stripe reversal ${existing.id} found by lookup`);
+          return 'adopted';
+        }
+        if (this.exhausted) return this.giveUp();
+      }
+      const reversal = await this.timed('reversal.create', () => deps.stripe.transfers.createReversal(transferId, {
+        amount,
+        description: `reversal of seller payout ${row.id}`,
+        metadata: { seller_transfer_id: row.id, order_id: row.order_id },
+      }, { idempotencyKey: this.key('reversal') }));
+      await this.markReversed(reversal.id, reversal.amount, `worker: Stripe reversal ${reversal.id} created`);
+      return 'reversed';
+    } catch (e) {
+      if (isDatabaseError(e)) throw e;
+      return this.fail(classifyStripeError(e));
+    }
+  }
+
+  private differs(t: Stripe.Transfer): string | null {
+    const { row } = this;
+    const destination = typeof t.destination === 'string' ? t.destination : t.destination?.id;
+    if (t.amount !== Number(row.amount_cents)) return `amount ${t.amount} != ${row.amount_cents}`;
+    if (t.currency !== row.currency) return `currency ${t.currency} != ${row.currency}`;
+    if (destination !== row.stripe_account_id) return `destination ${destination} != ${row.stripe_account_id}`;
+    return null;
+  }
+
+  private async markPaid(stripeTransferId: string, reason: string): Promise<void> {
+    await this.db.query('select marketplace.mark_seller_transfer_paid($1, $2, $3)', [this.row.id, stripeTransferId, reason]);
+    this.log.info({ stripeTransferId }, reason);
+  }
+
+  private async markReversed(stripeReversalId: string, amount: number, reason: string): Promise<void> {
+    await this.db.query('select marketplace.mark_seller_transfer_reversed($1, $2, $3, $4)', [this.row.id, stripeReversalId, amount, reason]);
+    this.log.info({ stripeReversalId, amount }, reason);
+  }
+
+  private async fail(failure: ClassifiedFailure): Promise<TaskOutcome> {
+    const { row } = this;
+    const delay = retryDelaySeconds(this.deps.policy, row.retry_count + 1, failure.kind);
+    const retryAt = delay === null ? null : new Date(Date.now() + delay * 1000);
+    const reason = `worker: ${failure.kind}: ${failure.message}`.slice(0, 500);
+    const { rows: [r] } = await this.db.query<{ status: string | null }>(
+      'select marketplace.record_seller_transfer_failure($1, $2, $3, $4, $5) as status',
+      [row.id, row.status, failure.message, retryAt, reason]);
+    const level = retryAt ? 'warn' : 'error';
+    this.log[level]({ failure: failure.kind, error: failure.message, nextRetryAt: retryAt, newStatus: r?.status }, 'Stripe call failed');
+    if (!retryAt) return 'permanently_failed';
+    return row.status === 'pending' ? 'failed' : 'rescheduled';
+  }
+}
+
+function isDatabaseError(e: unknown): boolean {
+  // node-postgres errors carry a SQLSTATE; Stripe errors never do.
+  return typeof e === 'object' && e !== null && 'severity' in e && 'code' in e && typeof (e as { code: unknown }).code === 'string' && /^[0-9A-Z]{5}$/.test((e as { code: string }).code);
+}

@@ -1,0 +1,108 @@
+// Running the real worker in tests: in-process (fast, for behaviour) or as child processes
+// (for kill -9), always against the Stripe simulator through the real stripe client.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import type pg from 'pg';
+import { expect } from 'vitest';
+import { loadConfig } from '../../src/config.ts';
+import { createLogger } from '../../src/logger.ts';
+import { projectRoot } from '../../src/db/migrate.ts';
+import type { StripeSimulator } from '../../src/stripe-sim/index.ts';
+import { startWorker, type WorkerHandle } from '../../src/worker/runner.ts';
+
+export const TEST_STRIPE_KEY = 'sk_test_worker_tests';
+
+/** A fast retry policy for tests: sub-second backoff, small limits. Override per test. */
+export const FAST_ENV: Record<string, string> = {
+  RETRY_BASE_SECONDS: '0.2',
+  RETRY_MAX_SECONDS: '1',
+  RETRY_JITTER: '0.5',
+  RETRY_MAX_ATTEMPTS: '6',
+  BALANCE_RETRY_SECONDS: '0.5',
+  BALANCE_MAX_ATTEMPTS: '4',
+  WORKER_POLL_INTERVAL_MS: '100',
+  STRIPE_TIMEOUT_MS: '3000',
+  LOG_LEVEL: 'silent',
+};
+
+export async function startTestWorker(databaseUrl: string, sim: StripeSimulator, env: Record<string, string> = {}): Promise<WorkerHandle> {
+  const config = loadConfig({ ...FAST_ENV, WORKER_CONCURRENCY: '5', ...env, DATABASE_URL: databaseUrl, STRIPE_SECRET_KEY: TEST_STRIPE_KEY, STRIPE_API_BASE: sim.url });
+  return startWorker({ config, logger: createLogger(config.LOG_LEVEL), databaseUrl, stripe: { secretKey: TEST_STRIPE_KEY, apiBase: sim.url, timeoutMs: config.STRIPE_TIMEOUT_MS } });
+}
+
+/** `seller-transfers worker` as a real child process (what kill -9 tests need). */
+export function spawnWorker(databaseUrl: string, simUrl: string, env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(process.execPath, [path.join(projectRoot, 'bin/seller-transfers.js'), 'worker', '--no-migrate'], {
+    cwd: projectRoot,
+    env: { ...process.env, ...FAST_ENV, WORKER_CONCURRENCY: '5', ...env, DATABASE_URL: databaseUrl, STRIPE_SECRET_KEY: TEST_STRIPE_KEY, STRIPE_API_BASE: simUrl, NODE_ENV: 'test' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  child.stderr?.on('data', (d: Buffer) => process.stderr.write(`[worker ${child.pid}] ${d}`));
+  return child;
+}
+
+export async function killHard(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 30_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export async function waitForStatus(pool: pg.Pool, id: string, statuses: string[], timeoutMs = 30_000): Promise<string> {
+  return waitFor(`transfer ${id} to reach ${statuses.join('|')}`, async () => {
+    const { rows } = await pool.query<{ status: string }>('select status from marketplace.seller_transfers where id = $1', [id]);
+    return rows[0] && statuses.includes(rows[0].status) ? rows[0].status : undefined;
+  }, timeoutMs);
+}
+
+/**
+ * The database and the simulator's ledger agree to the cent: every stored Stripe id is in the
+ * ledger with the row's amount, every ledger entry belongs to exactly one row, and no row was
+ * paid or reversed twice.
+ */
+export async function expectDatabaseMatchesLedger(pool: pg.Pool, sim: StripeSimulator): Promise<{ transfers: number; reversals: number }> {
+  const ledger = sim.ledger();
+  const transfers = ledger.filter((e) => e.type === 'transfer');
+  const reversals = ledger.filter((e) => e.type === 'reversal');
+  const perRow = (entries: typeof ledger) => {
+    const m = new Map<string, typeof ledger>();
+    for (const e of entries) m.set(e.metadata.seller_transfer_id!, [...(m.get(e.metadata.seller_transfer_id!) ?? []), e]);
+    return m;
+  };
+  const transfersByRow = perRow(transfers);
+  const reversalsByRow = perRow(reversals);
+  for (const [row, entries] of transfersByRow) expect(entries.length, `Stripe transfers for row ${row}`).toBe(1);
+  for (const [row, entries] of reversalsByRow) expect(entries.length, `Stripe reversals for row ${row}`).toBe(1);
+
+  const { rows } = await pool.query<{ id: string; status: string; amount_cents: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null; reversal_amount_cents: string | null }>(
+    'select id, status, amount_cents, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents from marketplace.seller_transfers');
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  for (const e of transfers) {
+    const row = byId.get(e.metadata.seller_transfer_id!);
+    expect(row, `ledger transfer ${e.id} has a row`).toBeDefined();
+    expect(row!.stripe_transfer_id, `row ${row!.id} stores the Stripe transfer`).toBe(e.id);
+    expect(e.amount).toBe(Number(row!.amount_cents));
+  }
+  for (const e of reversals) {
+    const row = byId.get(e.metadata.seller_transfer_id!)!;
+    expect(row.stripe_reversal_id, `row ${row.id} stores the Stripe reversal`).toBe(e.id);
+    expect(row.status).toBe('reversed');
+    expect(e.amount).toBe(Number(row.reversal_amount_cents ?? row.amount_cents));
+  }
+  for (const row of rows) {
+    if (row.stripe_transfer_id) expect(transfersByRow.has(row.id), `row ${row.id} transfer is in the ledger`).toBe(true);
+    if (row.stripe_reversal_id) expect(reversalsByRow.has(row.id), `row ${row.id} reversal is in the ledger`).toBe(true);
+    if (['completed', 'reversal_pending', 'reversed'].includes(row.status)) expect(row.stripe_transfer_id).not.toBeNull();
+  }
+  return { transfers: transfers.length, reversals: reversals.length };
+}
