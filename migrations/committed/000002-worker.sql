@@ -1,5 +1,5 @@
 --! Previous: sha1:77e8ecc89c7e6cb6de4ff9e1e0754627211541cd
---! Hash: sha1:f8e57a54beb3bf6faf6cbbbe34919c5e8d64e1ef
+--! Hash: sha1:4accfdc0bb7f372add467d7dce6e448040066dda
 --! Message: worker
 
 -- Worker: transactional job enqueue, "is due", the sweep, and the functions the worker uses to
@@ -187,21 +187,33 @@ end $$;
 -- retry_at null: give up (permanently_failed). Otherwise count the attempt and schedule the
 -- next one: pending becomes failed; failed and reversal_pending stay (same-state bump), and
 -- the moved next_retry_at re-enqueues the job through the trigger.
+-- Giving up on a pending row takes the two legal steps, pending -> failed -> permanently_failed,
+-- so the history shows that it failed and then that it was given up.
 create function marketplace.record_seller_transfer_failure(id uuid, from_status text, error text, retry_at timestamptz, reason text)
 returns text language plpgsql as $$
 declare
-  result text;
+  current_status text := from_status;
+  result         text;
 begin
   perform set_config('marketplace.transition_reason', reason, true);
+  if retry_at is null and current_status = 'pending' then
+    update marketplace.seller_transfers t
+       set status = 'failed', next_retry_at = now(), last_error = left(error, 2000), updated_at = now()
+     where t.id = record_seller_transfer_failure.id and t.status = 'pending';
+    if not found then
+      return null;
+    end if;
+    current_status := 'failed';
+  end if;
   update marketplace.seller_transfers t
-     set status = case when $4 is null then 'permanently_failed'
+     set status = case when retry_at is null then 'permanently_failed'
                        when t.status = 'pending' then 'failed'
                        else t.status end,
          retry_count = t.retry_count + 1,
-         next_retry_at = $4,
-         last_error = left($3, 2000),
+         next_retry_at = retry_at,
+         last_error = left(error, 2000),
          updated_at = now()
-   where t.id = $1 and t.status = $2
+   where t.id = record_seller_transfer_failure.id and t.status = current_status
   returning t.status into result;
   return result;
 end $$;

@@ -22,7 +22,8 @@ export function classifyStripeError(err: unknown): ClassifiedFailure {
     // Not from Stripe's client: we cannot know whether the request left the process.
     return { kind: 'indeterminate', message: `unexpected: ${err instanceof Error ? err.message : String(err)}` };
   }
-  const message = `${err.type}${err.code ? `/${err.code}` : ''}${err.statusCode ? ` (${err.statusCode})` : ''}: ${err.message}`;
+  // rawType is Stripe's own error type (api_error, invalid_request_error…); type is the SDK class.
+  const message = `${err.rawType ?? err.type}${err.code ? `/${err.code}` : ''}${err.statusCode ? ` (${err.statusCode})` : ''}: ${err.message}`;
   if (err.code === 'balance_insufficient') return { kind: 'balance_insufficient', message };
   if (err instanceof Stripe.errors.StripeRateLimitError || err.statusCode === 429) return { kind: 'transient', message };
   if (err.statusCode === 409 || err.code === 'idempotency_key_in_use') return { kind: 'transient', message };
