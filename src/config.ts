@@ -24,6 +24,8 @@ const schema = z.object({
   BALANCE_MAX_ATTEMPTS: z.preprocess(emptyAsUndefined, int(72, 1, 10_000)),
   SWEEP_CRON: z.preprocess(emptyAsUndefined, z.string().default('* * * * *')),
   METRICS_PORT: z.preprocess(emptyAsUndefined, int(0, 0, 65_535)),
+  WEBHOOK_PORT: z.preprocess(emptyAsUndefined, int(0, 0, 65_535)),
+  STRIPE_WEBHOOK_SECRET: z.preprocess(emptyAsUndefined, z.string().regex(/^whsec_\w+$/, 'must look like whsec_…').optional()),
   LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info')),
 });
 
@@ -44,6 +46,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (config.NODE_ENV === 'production') {
     if (!config.DATABASE_URL) throw new ConfigError('invalid configuration: DATABASE_URL is required when NODE_ENV=production (no embedded PostgreSQL in production)');
     if (!config.STRIPE_SECRET_KEY) throw new ConfigError('invalid configuration: STRIPE_SECRET_KEY is required when NODE_ENV=production (no simulator in production)');
+  }
+  if (config.WEBHOOK_PORT > 0 && !config.STRIPE_WEBHOOK_SECRET) {
+    throw new ConfigError('invalid configuration: WEBHOOK_PORT needs STRIPE_WEBHOOK_SECRET (events are only accepted with a valid signature)');
   }
   if (config.RETRY_MAX_SECONDS < config.RETRY_BASE_SECONDS) {
     throw new ConfigError('invalid configuration: RETRY_MAX_SECONDS must be >= RETRY_BASE_SECONDS');

@@ -6,7 +6,7 @@ import type { WorkerHandle } from '../src/worker/runner.ts';
 import { buildTaskList } from '../tasks/index.ts';
 import { useTestDatabase } from './support/database.ts';
 import { historyOf, insertTransfer } from './support/transfers.ts';
-import { expectDatabaseMatchesLedger, startTestWorker, waitForStatus } from './support/worker.ts';
+import { expectDatabaseMatchesLedger, startTestWorker, waitFor, waitForStatus } from './support/worker.ts';
 
 const db = useTestDatabase();
 let sim: StripeSimulator;
@@ -67,6 +67,30 @@ describe('worker end to end', () => {
     expect((await db.pool.query('select marketplace.enqueue_due_seller_transfers() as n')).rows[0].n).toBe(0);
     worker = await startTestWorker(db.url, sim);
     await waitForStatus(db.pool, id, ['completed']);
+  });
+
+  it('a job that finds its row held by another worker runs again, and the row is paid', async () => {
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('begin');
+      const { rows: [r] } = await holder.query<{ id: string }>('select gen_random_uuid() as id');
+      // Hold the row's advisory lock the way a worker does, before the row even exists.
+      await holder.query('commit');
+      await holder.query('select marketplace.try_lock_seller_transfer($1)', [r!.id]);
+      await db.pool.query(
+        `insert into marketplace.seller_transfers (id, order_id, seller_id, stripe_account_id, amount_cents, currency)
+         values ($1, gen_random_uuid(), gen_random_uuid(), 'acct_busy', 100, 'usd')`, [r!.id]);
+      await waitFor('the job to have been tried and put back', async () => {
+        const { rows } = await db.pool.query(
+          `select attempts from graphile_worker._private_jobs where key = marketplace.seller_transfer_job_key($1, 'seller_transfer_create')`, [r!.id]);
+        return rows[0]?.attempts >= 1;
+      });
+      expect((await db.pool.query('select status from marketplace.seller_transfers where id = $1', [r!.id])).rows[0].status).toBe('pending');
+      await holder.query('select marketplace.unlock_seller_transfer($1)', [r!.id]);
+      await waitForStatus(db.pool, r!.id, ['completed'], 20_000);
+    } finally {
+      holder.release();
+    }
   });
 
   it('pays many transfers inserted in one statement (set-based enqueue)', async () => {

@@ -2,7 +2,10 @@
 // graceful stop (in-flight jobs finish, no new ones start).
 import { Logger as WorkerLogger, parseCronItems, run, type Runner } from 'graphile-worker';
 import pg from 'pg';
+import type { Server } from 'node:http';
 import type { Config } from '../config.ts';
+import { createWorkerMetrics } from '../metrics.ts';
+import { startWebhookServer } from '../webhooks/server.ts';
 import type { AppLogger } from '../logger.ts';
 import { createStripeClient, type StripeTarget } from '../stripe/client.ts';
 import { buildTaskList, SWEEP_TASK } from '../../tasks/index.ts';
@@ -38,12 +41,17 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: config.WORKER_CONCURRENCY * 2 + 4, application_name: 'seller-transfers-worker' });
   pool.on('error', (err) => logger.error({ err }, 'idle database connection failed'));
   pool.on('connect', (client) => client.on('error', (err) => logger.error({ err }, 'database connection failed')));
+  const metrics = config.METRICS_PORT > 0 ? createWorkerMetrics(pool) : undefined;
   const deps: WorkerDeps = {
     pool,
     stripe: createStripeClient(opts.stripe),
     policy: retryPolicyFromConfig(config),
     logger,
-    onStripeCall: opts.onStripeCall,
+    onStripeCall: (op, outcome, seconds) => {
+      metrics?.onStripeCall(op, outcome, seconds);
+      opts.onStripeCall?.(op, outcome, seconds);
+    },
+    onTransition: metrics?.countTransition,
   };
   const runner = await run({
     pgPool: pool,
@@ -56,6 +64,17 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       { task: SWEEP_TASK, match: config.SWEEP_CRON, options: { backfillPeriod: 0, maxAttempts: 1, jobKey: SWEEP_TASK, jobKeyMode: 'replace' } },
     ]),
   });
+  if (metrics) runner.events.on('job:start', ({ job }) => metrics.observeJobStart(new Date(job.run_at)));
+  let metricsServer: Server | undefined;
+  if (metrics) {
+    metricsServer = await metrics.serve(config.METRICS_PORT);
+    logger.info({ metricsPort: config.METRICS_PORT }, `Prometheus metrics on :${config.METRICS_PORT}/metrics`);
+  }
+  let webhookServer: Server | undefined;
+  if (config.WEBHOOK_PORT > 0 && config.STRIPE_WEBHOOK_SECRET) {
+    webhookServer = await startWebhookServer({ pool, stripe: deps.stripe, secret: config.STRIPE_WEBHOOK_SECRET, logger }, config.WEBHOOK_PORT);
+    logger.info({ webhookPort: config.WEBHOOK_PORT }, `Stripe webhooks on :${config.WEBHOOK_PORT}/stripe/webhook`);
+  }
   // A restarted worker recovers at once whatever a killed one left behind, not a minute later.
   const { rows: [swept] } = await pool.query<{ n: number }>('select marketplace.enqueue_due_seller_transfers() as n');
   logger.info({ concurrency: config.WORKER_CONCURRENCY, enqueuedAtStart: swept?.n ?? 0 }, 'worker started');
@@ -64,6 +83,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const stop = () => (stopping ??= (async () => {
     logger.info('worker stopping: finishing in-flight jobs, taking no new ones');
     await runner.stop();
+    for (const server of [metricsServer, webhookServer]) await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
     await pool.end();
     logger.info('worker stopped');
   })());

@@ -33,6 +33,7 @@ export interface WorkerDeps {
   policy: RetryPolicy;
   logger: AppLogger;
   onStripeCall?: StripeCallObserver;
+  onTransition?: (from: string, to: string) => void;
 }
 
 interface TransferRow {
@@ -41,14 +42,26 @@ interface TransferRow {
   retry_count: number; last_error: string | null; actionable: boolean; state_since: Date | null;
 }
 
-export type TaskOutcome = 'busy' | 'missing' | 'not_actionable' | 'completed' | 'reversed' | 'adopted' | 'failed' | 'permanently_failed' | 'rescheduled';
+/**
+ * Another worker holds the row (e.g. this job was enqueued by that worker's own commit and
+ * started before it let go). Thrown so graphile-worker runs the job again shortly: dropping it
+ * could strand the row until the next sweep.
+ */
+export class RowBusyError extends Error {
+  constructor(readonly transferId: string) {
+    super(`seller transfer ${transferId} is being processed by another worker; this job will run again`);
+    this.name = 'RowBusyError';
+  }
+}
+
+export type TaskOutcome = 'missing' | 'not_actionable' | 'completed' | 'reversed' | 'adopted' | 'failed' | 'permanently_failed' | 'rescheduled';
 
 export async function runTransferTask(deps: WorkerDeps, task: TransferTask, id: string): Promise<TaskOutcome> {
   const client = await deps.pool.connect();
   let broken: Error | undefined;
   try {
     const { rows: [lock] } = await client.query<{ ok: boolean }>('select marketplace.try_lock_seller_transfer($1) as ok', [id]);
-    if (!lock?.ok) return 'busy'; // another worker has this row; it schedules whatever comes next
+    if (!lock?.ok) throw new RowBusyError(id);
     try {
       const { rows: [row] } = await client.query<TransferRow>('select * from marketplace.seller_transfer_for_task($1, $2)', [id, task]);
       if (!row) return 'missing';
@@ -59,7 +72,8 @@ export async function runTransferTask(deps: WorkerDeps, task: TransferTask, id: 
       await client.query('select marketplace.unlock_seller_transfer($1)', [id]);
     }
   } catch (e) {
-    broken = e as Error; // a connection in doubt is destroyed, which also drops its advisory lock
+    // A connection in doubt is destroyed, which also drops its advisory lock.
+    if (!(e instanceof RowBusyError)) broken = e as Error;
     throw e;
   } finally {
     client.release(broken);
@@ -88,6 +102,7 @@ class RowOperation {
     const message = `gave up after ${row.retry_count} failed attempts; Stripe has no ${row.status === 'reversal_pending' ? 'reversal' : 'transfer'} for this row. Last error: ${row.last_error ?? 'none'}`;
     await this.db.query('select marketplace.record_seller_transfer_failure($1, $2, $3, null, $4)',
       [row.id, row.status, message, `worker: retry limit reached (${row.retry_count} attempts)`]);
+    this.deps.onTransition?.(row.status, 'permanently_failed');
     this.log.error({ error: message }, 'retry limit reached');
     return 'permanently_failed';
   }
@@ -180,11 +195,13 @@ class RowOperation {
 
   private async markPaid(stripeTransferId: string, reason: string): Promise<void> {
     await this.db.query('select marketplace.mark_seller_transfer_paid($1, $2, $3)', [this.row.id, stripeTransferId, reason]);
+    this.deps.onTransition?.(this.row.status, 'completed');
     this.log.info({ stripeTransferId }, reason);
   }
 
   private async markReversed(stripeReversalId: string, amount: number, reason: string): Promise<void> {
     await this.db.query('select marketplace.mark_seller_transfer_reversed($1, $2, $3, $4)', [this.row.id, stripeReversalId, amount, reason]);
+    this.deps.onTransition?.(this.row.status, 'reversed');
     this.log.info({ stripeReversalId, amount }, reason);
   }
 
@@ -196,6 +213,7 @@ class RowOperation {
     const { rows: [r] } = await this.db.query<{ status: string | null }>(
       'select marketplace.record_seller_transfer_failure($1, $2, $3, $4, $5) as status',
       [row.id, row.status, failure.message, retryAt, reason]);
+    if (r?.status) this.deps.onTransition?.(row.status, r.status);
     const level = retryAt ? 'warn' : 'error';
     this.log[level]({ failure: failure.kind, error: failure.message, nextRetryAt: retryAt, newStatus: r?.status }, 'Stripe call failed');
     if (!retryAt) return 'permanently_failed';

@@ -1,0 +1,92 @@
+// Prometheus metrics for the worker (prom-client), served on METRICS_PORT when it is set.
+// Counters and histograms are fed by the worker as it works; the per-status gauges are read
+// from the database at scrape time (at most every 15 s, so a busy scraper cannot load it).
+import { createServer, type Server } from 'node:http';
+import type pg from 'pg';
+import client from 'prom-client';
+import type { StripeCallObserver } from './worker/transfer-ops.ts';
+
+export interface WorkerMetrics {
+  registry: client.Registry;
+  onStripeCall: StripeCallObserver;
+  observeJobStart(runAt: Date): void;
+  countTransition(from: string, to: string): void;
+  serve(port: number): Promise<Server>;
+}
+
+const SCRAPE_CACHE_MS = 15_000;
+
+export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry, prefix: 'seller_transfers_worker_' });
+
+  const stripeCalls = new client.Histogram({
+    name: 'seller_transfers_stripe_call_duration_seconds',
+    help: 'Stripe API calls made by the worker, by operation and outcome (ok, transient, indeterminate, balance_insufficient, permanent).',
+    labelNames: ['operation', 'outcome'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20],
+    registers: [registry],
+  });
+  const jobLag = new client.Histogram({
+    name: 'seller_transfers_job_lag_seconds',
+    help: 'Time from a job\'s run_at to its start.',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120],
+    registers: [registry],
+  });
+  const transitions = new client.Counter({
+    name: 'seller_transfers_worker_transitions_total',
+    help: 'Status changes made by this worker process, by from and to status (same-state bumps count as from = to).',
+    labelNames: ['from', 'to'] as const,
+    registers: [registry],
+  });
+
+  let cached: { at: number; rows: Array<{ status: string; total: string; stuck: string }> } | undefined;
+  const snapshot = async () => {
+    if (!cached || Date.now() - cached.at > SCRAPE_CACHE_MS) {
+      const { rows } = await pool.query<{ status: string; total: string; stuck: string }>('select * from marketplace.seller_transfer_status_counts()');
+      cached = { at: Date.now(), rows };
+    }
+    return cached.rows;
+  };
+  new client.Gauge({
+    name: 'seller_transfers_by_status',
+    help: 'Seller transfers per status (read from the database).',
+    labelNames: ['status'] as const,
+    registers: [registry],
+    async collect() {
+      for (const r of await snapshot()) this.set({ status: r.status }, Number(r.total));
+    },
+  });
+  new client.Gauge({
+    name: 'seller_transfers_stuck',
+    help: 'Seller transfers longer in their status than its SLO (marketplace.seller_transfer_status_slos).',
+    labelNames: ['status'] as const,
+    registers: [registry],
+    async collect() {
+      for (const r of await snapshot()) this.set({ status: r.status }, Number(r.stuck));
+    },
+  });
+
+  return {
+    registry,
+    onStripeCall: (operation, outcome, seconds) => stripeCalls.observe({ operation, outcome }, seconds),
+    observeJobStart: (runAt) => jobLag.observe(Math.max(0, (Date.now() - runAt.getTime()) / 1000)),
+    countTransition: (from, to) => transitions.inc({ from, to }),
+    serve: (port) => new Promise((resolve, reject) => {
+      const server = createServer(async (req, res) => {
+        if (req.url !== '/metrics') {
+          res.writeHead(404).end('not found; try /metrics\n');
+          return;
+        }
+        try {
+          const body = await registry.metrics();
+          res.writeHead(200, { 'content-type': registry.contentType }).end(body);
+        } catch (e) {
+          res.writeHead(500).end(`metrics unavailable: ${(e as Error).message}\n`);
+        }
+      });
+      server.once('error', reject);
+      server.listen(port, '0.0.0.0', () => resolve(server));
+    }),
+  };
+}
