@@ -1,0 +1,49 @@
+// reverse / retry / fail: one call to the migration's SQL function in one transaction, so the
+// guard trigger, the history (actor + reason) and the job enqueue apply as for any writer. A
+// refusal is the database's error, printed in one line by main.ts; nothing is half-written.
+import type pg from 'pg';
+import { print, printJson, timestamp } from './format.ts';
+import { inTransaction } from './operator-db.ts';
+import type { WorkerJob } from './queries.ts';
+
+export type AdminAction = 'reverse' | 'retry' | 'fail';
+
+const SQL: Record<AdminAction, string> = {
+  reverse: 'select * from marketplace.reverse_seller_transfer($1, $2, $3::bigint)',
+  retry: 'select * from marketplace.retry_seller_transfer($1, $2)',
+  fail: 'select * from marketplace.fail_seller_transfer($1, $2)',
+};
+
+export interface AdminResult {
+  transfer: Record<string, unknown> & { id: string; status: string };
+  /** The status change this action wrote to the history (none when the status stayed). */
+  event: { from_status: string | null; to_status: string; reason: string | null } | null;
+  jobs: WorkerJob[];
+}
+
+export async function runAdminAction(db: pg.Client, action: AdminAction, id: string, reason: string, amountCents?: string): Promise<AdminResult> {
+  const result = await inTransaction(db, async () => {
+    const params: unknown[] = action === 'reverse' ? [id, reason, amountCents ?? null] : [id, reason];
+    const { rows: [transfer] } = await db.query<AdminResult['transfer']>(SQL[action], params);
+    const { rows: [event] } = await db.query<NonNullable<AdminResult['event']>>(`
+      select e.from_status, e.to_status, e.reason from marketplace.seller_transfer_events e
+       where e.transfer_id = $1 and e.xact_id = pg_current_xact_id() order by e.id desc limit 1`, [id]);
+    return { transfer: transfer!, event: event ?? null };
+  });
+  // The job that will act next: the one for the task of the row's status now (if it has one).
+  const { rows: jobs } = await db.query<WorkerJob>(`
+    select j.* from marketplace.seller_transfer_jobs($1) j
+      join marketplace.seller_transfer_statuses s on s.worker_task = j.task
+      join marketplace.seller_transfers t on t.status = s.status and t.id = $1`, [id]);
+  return { ...result, jobs };
+}
+
+export function printAdminResult(action: AdminAction, r: AdminResult, json: boolean | undefined): void {
+  if (json) return printJson(r);
+  const t = r.transfer;
+  if (r.event) print(`seller transfer ${t.id}: ${r.event.from_status} -> ${r.event.to_status} (reason: ${r.event.reason ?? '-'})`);
+  else print(`seller transfer ${t.id}: still ${t.status}; next attempt due ${timestamp(t.next_retry_at as Date | null)}`);
+  if (action === 'reverse') print(`reversal of ${t.reversal_amount_cents ?? t.amount_cents} ${t.currency} cents requested`);
+  if (action === 'fail') print(`last_error: ${t.last_error}`);
+  for (const j of r.jobs) print(`worker job ${j.task} ${j.locked_at ? `running since ${timestamp(j.locked_at)}` : `runs at ${timestamp(j.run_at)}`}`);
+}

@@ -1,0 +1,110 @@
+// A guided end-to-end run: migrate, start the worker in-process against the Stripe simulator,
+// pay a few transfers, refund some, watch the matrix refuse an illegal move, print the history
+// and the stats, stop cleanly. Uses the embedded defaults, or DATABASE_URL.
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Command } from 'commander';
+import type pg from 'pg';
+import { appliedMigrations, migrateDatabase } from '../db/migrate.ts';
+import { resolveRuntime } from '../runtime.ts';
+import { startWorker } from '../worker/runner.ts';
+import { printAdminResult, runAdminAction, type AdminAction } from './admin-action.ts';
+import { CliError } from './context.ts';
+import { print } from './format.ts';
+import { operatorContext, stderrLogger, withConnection } from './operator-db.ts';
+import { statusStats, transferHistory } from './queries.ts';
+import { renderHistory } from './show-command.ts';
+import { renderStats } from './stats-command.ts';
+
+const AMOUNTS = [2500, 1200, 800];
+
+async function waitForStatus(db: pg.Client, ids: string[], status: string, timeoutMs: number): Promise<Array<{ id: string; status: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null }>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await db.query<{ id: string; status: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null }>(
+      'select id, status, stripe_transfer_id, stripe_reversal_id from marketplace.seller_transfers where id = any($1::uuid[]) order by amount_cents desc', [ids]);
+    if (rows.every((r) => r.status === status)) return rows;
+    if (Date.now() > deadline) {
+      throw new CliError(`demo: not every transfer reached ${status} within ${timeoutMs / 1000} s (${rows.map((r) => `${r.id}: ${r.status}`).join(', ')}); see \`seller-transfers show <id>\``);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function refused(db: pg.Client, what: string, action: AdminAction, id: string, amount?: string): Promise<void> {
+  try {
+    await runAdminAction(db, action, id, `demo: ${what}`, amount);
+  } catch (e) {
+    const err = e as { code?: string; message?: string; detail?: string };
+    if (err.code !== '23514') throw e;
+    print(`  ${what}: refused by the database: ${err.message} [SQLSTATE ${err.code}]`);
+    if (err.detail) print(`    ${err.detail}`);
+    return;
+  }
+  throw new CliError(`demo: ${what} was accepted, but the matrix should have refused it`);
+}
+
+export function registerDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('guided end-to-end run on the embedded defaults (or DATABASE_URL) with the Stripe simulator: pay, refund, refusal, history, stats')
+    .option('--timeout <seconds>', 'how long to wait for the worker at each step', '60')
+    .action(async (opts: { timeout: string }) => {
+      const timeoutMs = Number(opts.timeout) * 1000;
+      if (!/^\d+$/.test(opts.timeout) || timeoutMs <= 0) throw new CliError(`--timeout takes a whole number of seconds, got "${opts.timeout}"`, 2);
+      const { config } = operatorContext();
+      if (config.NODE_ENV === 'production') throw new CliError('demo writes made-up transfers: refused with NODE_ENV=production', 2);
+      if (config.STRIPE_SECRET_KEY?.includes('_live_')) throw new CliError('demo refuses a live STRIPE_SECRET_KEY: it would move real money', 2);
+      // Logs (runtime, worker) go to stderr, quiet unless LOG_LEVEL asks for them: the demo narrates on stdout.
+      const logger = stderrLogger(process.env.LOG_LEVEL ? config.LOG_LEVEL : 'warn');
+
+      const runtime = await resolveRuntime(config, logger, { stripe: true });
+      try {
+        print(`== 1. migrate ${runtime.databaseUrl.replace(/:[^:@/]*@/, ':***@')}`);
+        await migrateDatabase(runtime.databaseUrl);
+        print(`  applied: ${(await appliedMigrations(runtime.databaseUrl)).map((m) => m.filename).join(', ')}`);
+
+        print(`== 2. start the worker (Stripe at ${runtime.stripe.apiBase ?? 'api.stripe.com'})`);
+        const worker = await startWorker({ config, logger, databaseUrl: runtime.databaseUrl, stripe: runtime.stripe });
+        try {
+          await withConnection(runtime.databaseUrl, async (db) => {
+            print(`== 3. a service creates ${AMOUNTS.length} seller transfers (plain INSERTs; they start pending)`);
+            const ids: string[] = [];
+            for (const amount of AMOUNTS) {
+              const { rows: [row] } = await db.query<{ id: string; status: string }>(
+                `insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
+                 values ($1, $2, $3, $4, 'usd') returning id, status`,
+                [randomUUID(), randomUUID(), `acct_demo${randomBytes(4).toString('hex')}`, amount]);
+              ids.push(row!.id);
+              print(`  ${row!.id}  ${amount} usd cents  ${row!.status}`);
+            }
+
+            print('== 4. the worker pays them');
+            for (const r of await waitForStatus(db, ids, 'completed', timeoutMs)) print(`  ${r.id}  ${r.status}  ${r.stripe_transfer_id}`);
+
+            const [full, partial, kept] = ids as [string, string, string];
+            print('== 5. two orders are refunded: one whole, one 500 cents of it');
+            printAdminResult('reverse', await runAdminAction(db, 'reverse', full, 'demo: order refunded'), false);
+            printAdminResult('reverse', await runAdminAction(db, 'reverse', partial, 'demo: partial refund', '500'), false);
+            for (const r of await waitForStatus(db, [full, partial], 'reversed', timeoutMs)) print(`  ${r.id}  ${r.status}  ${r.stripe_reversal_id}`);
+
+            print('== 6. illegal moves are refused by the matrix, whoever asks');
+            await refused(db, `reverse ${full} a second time`, 'reverse', full);
+            await refused(db, `give up the paid transfer ${kept}`, 'fail', kept);
+
+            print(`== 7. history of ${partial}`);
+            print(renderHistory(await transferHistory(db, partial)));
+
+            print('== 8. stats');
+            const { statuses, pastSlo } = await statusStats(db, 10);
+            print(renderStats(statuses, pastSlo));
+          });
+        } finally {
+          print('== 9. stop the worker');
+          await worker.stop();
+        }
+        print(`done. Look around: seller-transfers show <id>, seller-transfers stats${config.DATABASE_URL ? '' : ' (the embedded database keeps the demo rows under DATA_DIR)'}`);
+      } finally {
+        await runtime.close();
+      }
+    });
+}

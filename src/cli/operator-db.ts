@@ -1,0 +1,128 @@
+// Plumbing shared by the operator commands (matrix, graph, show, reverse, retry, fail, stats,
+// reconcile, demo): configuration, a logger on stderr (stdout carries the data, e.g. --json),
+// one database connection, and turning what a person can get wrong into one CliError line.
+import os from 'node:os';
+import pg from 'pg';
+import pino from 'pino';
+import type { Config } from '../config.ts';
+import type { AppLogger } from '../logger.ts';
+import { resolveDatabase } from '../runtime.ts';
+import { CliError, cliConfig } from './context.ts';
+
+export function operatorContext(): { config: Config; logger: AppLogger } {
+  const { config } = cliConfig();
+  return { config, logger: stderrLogger(config.LOG_LEVEL) };
+}
+
+export function stderrLogger(level: string): AppLogger {
+  return pino({ level, base: { service: 'seller-transfers' } }, pino.destination(2));
+}
+
+/** Who is acting, as PostgreSQL records it in the history's application_name. */
+export function cliApplicationName(): string {
+  let user = 'unknown';
+  try {
+    user = os.userInfo().username;
+  } catch {
+    // no passwd entry (containers): keep "unknown"
+  }
+  return `seller-transfers-cli (${user})`.slice(0, 63);
+}
+
+// bigint columns (amounts, counts) as numbers when exact, so --json prints numbers.
+const types: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
+    if (oid === pg.types.builtins.INT8 && format !== 'binary') {
+      return (v: string) => (Number.isSafeInteger(Number(v)) ? Number(v) : v);
+    }
+    return pg.types.getTypeParser(oid, format as 'text');
+  }) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+function where(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || 5432}${u.pathname}`;
+  } catch {
+    return 'DATABASE_URL';
+  }
+}
+
+/** Connects to the database (DATABASE_URL, or the embedded default), runs `fn`, always closes. */
+export async function withOperatorDb<T>(config: Config, logger: AppLogger, fn: (db: pg.Client, url: string) => Promise<T>): Promise<T> {
+  const database = await resolveDatabase(config, logger);
+  try {
+    return await withConnection(database.url, fn);
+  } finally {
+    await database.close();
+  }
+}
+
+export async function withConnection<T>(url: string, fn: (db: pg.Client, url: string) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url, application_name: cliApplicationName(), connectionTimeoutMillis: 10_000, types });
+  client.on('error', () => {}); // a dropped connection surfaces as the failing query's error
+  try {
+    await client.connect();
+  } catch (e) {
+    throw new CliError(`cannot connect to PostgreSQL at ${where(url)}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+  }
+  try {
+    return await fn(client, url);
+  } catch (e) {
+    throw explainDatabaseError(e);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** A missing schema or function means the database lacks migrations: say which command fixes it. */
+export function explainDatabaseError(e: unknown): unknown {
+  const err = e as { code?: unknown; message?: unknown };
+  if (typeof err?.code === 'string' && ['3F000', '42P01', '42883'].includes(err.code) && typeof err.message === 'string' && err.message.includes('marketplace')) {
+    return new CliError(`${err.message}: the database is not migrated (or not up to date); run \`seller-transfers migrate\` [SQLSTATE ${err.code}]`);
+  }
+  return e;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A transfer id as typed by a person: a UUID, or a usage error. */
+export function transferId(value: string): string {
+  if (!UUID.test(value)) throw new CliError(`"${value}" is not a seller transfer id (expected a UUID such as 2f1d7c3e-8a4b-4c1e-9d2f-5b6a7c8d9e0f)`, 2);
+  return value.toLowerCase();
+}
+
+/**
+ * A whole number of cents as typed by a person. Only the syntax is checked here; whether the
+ * amount fits the transfer is the database's call (it knows the row).
+ */
+export function wholeCents(value: string, option: string): string {
+  const v = value.trim();
+  if (!/^-?\d+$/.test(v) || BigInt(v) > 9223372036854775807n || BigInt(v) < -9223372036854775808n) {
+    throw new CliError(`${option} takes a whole number of cents, got "${value}"`, 2);
+  }
+  return v;
+}
+
+/** Runs `fn` in one transaction: all of it or nothing. */
+export async function inTransaction<T>(db: pg.Client, fn: () => Promise<T>): Promise<T> {
+  await db.query('begin');
+  try {
+    const result = await fn();
+    await db.query('commit');
+    return result;
+  } catch (e) {
+    await db.query('rollback').catch(() => {});
+    throw e;
+  }
+}
+
+/** Runs `fn` in a read-only snapshot, so what it reads in several queries fits together. */
+export async function inSnapshot<T>(db: pg.Client, fn: () => Promise<T>): Promise<T> {
+  await db.query('begin isolation level repeatable read read only');
+  try {
+    return await fn();
+  } finally {
+    await db.query('rollback').catch(() => {});
+  }
+}

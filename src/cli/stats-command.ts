@@ -1,0 +1,40 @@
+import type { Command } from 'commander';
+import { CliError } from './context.ts';
+import { duration, oneLineText, print, printJson, table } from './format.ts';
+import { inSnapshot, operatorContext, withOperatorDb } from './operator-db.ts';
+import { statusStats, type PastSloRow, type StatusStats } from './queries.ts';
+
+export function renderStats(statuses: StatusStats[], pastSlo: PastSloRow[]): string {
+  const lines = [table(['status', 'transfers', 'due now', 'longest in status', 'SLO', 'past SLO'], statuses.map((s) => [
+    `${s.status}${s.is_terminal ? ' (terminal)' : ''}`,
+    s.transfers,
+    s.worker_task ? s.due_now : '-',
+    s.oldest_id ? `${duration(s.oldest_seconds_in_status)} ${s.oldest_id}` : '-',
+    s.slo_seconds === null ? '-' : duration(s.slo_seconds),
+    s.slo_seconds === null ? '-' : s.past_slo,
+  ]))];
+  const sum = (k: 'transfers' | 'due_now' | 'past_slo') => statuses.reduce((n, s) => n + Number(s[k]), 0);
+  lines.push(`total: ${sum('transfers')} transfers, ${sum('due_now')} due for the worker now, ${sum('past_slo')} past their status SLO`);
+  if (pastSlo.length) {
+    lines.push('', `past their SLO (longest first, at most ${pastSlo.length} shown):`);
+    lines.push(table(['id', 'status', 'in status', 'SLO', 'retry_count', 'last_error'], pastSlo.map((p) => [
+      p.id, p.status, duration(p.seconds_in_status), duration(p.slo_seconds), p.retry_count, oneLineText(p.last_error, 50),
+    ])));
+  }
+  return lines.join('\n');
+}
+
+export function registerStatsCommand(program: Command): void {
+  program
+    .command('stats')
+    .description('counts per status, rows due now, the row longest in each non-terminal status, and rows past their status SLO')
+    .option('--limit <n>', 'list at most this many rows past their SLO', '20')
+    .option('--json', 'print { statuses, past_slo } as JSON')
+    .action(async (opts: { limit: string; json?: boolean }) => {
+      if (!/^\d+$/.test(opts.limit) || Number(opts.limit) > 100_000) throw new CliError(`--limit takes a whole number from 0 to 100000, got "${opts.limit}"`, 2);
+      const { config, logger } = operatorContext();
+      const { statuses, pastSlo } = await withOperatorDb(config, logger, (db) => inSnapshot(db, () => statusStats(db, Number(opts.limit))));
+      if (opts.json) return printJson({ statuses, past_slo: pastSlo });
+      print(renderStats(statuses, pastSlo));
+    });
+}

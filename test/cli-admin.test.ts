@@ -1,0 +1,216 @@
+// reverse / retry / fail through the migration's SQL functions: the trigger, the history (actor,
+// application, reason) and the job enqueue apply; every refusal is one line and changes nothing.
+import type pg from 'pg';
+import { describe, expect, it, vi } from 'vitest';
+import { useTestDatabase } from './support/database.ts';
+import { historyOf, insertTransfer, pgError, statusOf, transferIn } from './support/transfers.ts';
+import { cliFor, expectOneLineError, transferFootprint } from './support/cli.ts';
+
+// Each CLI run is a fresh node + tsx process (seconds on a loaded machine): allow for it.
+vi.setConfig({ testTimeout: 180_000 });
+
+const db = useTestDatabase();
+const cli = cliFor(() => db.url);
+
+async function job(id: string, task: string): Promise<{ run_at: Date; attempts: number } | undefined> {
+  const { rows } = await db.pool.query('select * from marketplace.seller_transfer_jobs($1) where task = $2', [id, task]);
+  return rows[0];
+}
+
+/** Runs the CLI and checks it was refused in one line with nothing changed for the row. */
+async function expectRefused(id: string, args: string[], message: RegExp | string, code?: number): Promise<void> {
+  const before = await transferFootprint(db.pool, id);
+  expectOneLineError(await cli(...args), message, code);
+  expect(await transferFootprint(db.pool, id)).toEqual(before);
+}
+
+describe.concurrent('reverse', () => {
+  it('moves a completed transfer to reversal_pending with the reason in the history and enqueues the reversal', async () => {
+    const id = await transferIn(db.pool, 'completed');
+    const run = await cli('reverse', id, '--reason', 'order 17 refunded');
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toContain(`seller transfer ${id}: completed -> reversal_pending (reason: order 17 refunded)`);
+    expect(run.stdout).toContain('reversal of 1000 usd cents requested');
+    const { rows: [row] } = await db.pool.query('select * from marketplace.seller_transfers where id = $1', [id]);
+    expect(row).toMatchObject({ status: 'reversal_pending', reversal_amount_cents: null, next_retry_at: null });
+    expect((await historyOf(db.pool, id)).at(-1)).toMatchObject({
+      from_status: 'completed', to_status: 'reversal_pending', reason: 'order 17 refunded', actor: 'postgres',
+      application_name: expect.stringMatching(/^seller-transfers-cli \(.+\)$/),
+    });
+    expect(await job(id, 'seller_transfer_reverse')).toMatchObject({ attempts: 0 });
+  });
+
+  it('--amount reverses part of the transfer; --json gives the row, the event and the jobs', async () => {
+    const id = await transferIn(db.pool, 'completed');
+    const run = await cli('reverse', id, '--amount', '400', '--reason', 'partial refund', '--json');
+    expect(run.code, run.stderr).toBe(0);
+    const out = JSON.parse(run.stdout);
+    expect(out.transfer).toMatchObject({ id, status: 'reversal_pending', reversal_amount_cents: 400, amount_cents: 1000 });
+    expect(out.event).toEqual({ from_status: 'completed', to_status: 'reversal_pending', reason: 'partial refund' });
+    expect(out.jobs.map((j: { task: string }) => j.task)).toContain('seller_transfer_reverse');
+    expect(Number((await db.pool.query('select reversal_amount_cents from marketplace.seller_transfers where id = $1', [id])).rows[0].reversal_amount_cents)).toBe(400);
+  });
+
+  it('accepts the whole amount exactly', async () => {
+    const id = await transferIn(db.pool, 'completed');
+    expect((await cli('reverse', id, '--amount', '1000', '--reason', 'all of it')).code).toBe(0);
+    expect(await statusOf(db.pool, id)).toBe('reversal_pending');
+  });
+});
+
+describe.concurrent('reverse: mistakes change nothing', () => {
+  it('an amount of zero, a negative amount, more than was paid', async () => {
+    const id = await transferIn(db.pool, 'completed');
+    await expectRefused(id, ['reverse', id, '--amount', '0', '--reason', 'x'], 'reversal amount must be a positive number of cents, got 0 [SQLSTATE 22023]', 1);
+    await expectRefused(id, ['reverse', id, '--amount', '-5', '--reason', 'x'], 'reversal amount must be a positive number of cents, got -5', 1);
+    await expectRefused(id, ['reverse', id, '--amount', '1001', '--reason', 'x'], 'reversal amount 1001 cents exceeds the transfer amount of 1000 cents', 1);
+  });
+
+  it('an amount that is not a whole number of cents', async () => {
+    const id = await transferIn(db.pool, 'completed');
+    await expectRefused(id, ['reverse', id, '--amount', '12.50', '--reason', 'x'], '--amount takes a whole number of cents, got "12.50"', 2);
+    await expectRefused(id, ['reverse', id, '--amount', '99999999999999999999', '--reason', 'x'], '--amount takes a whole number of cents', 2);
+  });
+
+  it('a missing or blank reason', async () => {
+    const id = await transferIn(db.pool, 'completed');
+    await expectRefused(id, ['reverse', id], "required option '--reason <text>' not specified", 2);
+    await expectRefused(id, ['reverse', id, '--reason', '   '], 'a reason is required', 1);
+  });
+
+  it('an unknown or malformed id', async () => {
+    expectOneLineError(await cli('reverse', '2f1d7c3e-8a4b-4c1e-9d2f-5b6a7c8d9e0f', '--reason', 'x'),
+      'seller transfer 2f1d7c3e-8a4b-4c1e-9d2f-5b6a7c8d9e0f not found [SQLSTATE P0002]', 1);
+    expectOneLineError(await cli('reverse', '12345', '--reason', 'x'), '"12345" is not a seller transfer id', 2);
+  });
+
+  it.each(['pending', 'failed', 'reversed', 'permanently_failed'] as const)('a %s transfer: the matrix refuses', async (status) => {
+    const id = await transferIn(db.pool, status);
+    await expectRefused(id, ['reverse', id, '--reason', 'refund'],
+      `illegal seller transfer status transition: ${status} -> reversal_pending (seller transfer ${id}: allowed from ${status}:`, 1);
+  });
+
+  it('a transfer already waiting for its reversal', async () => {
+    const id = await transferIn(db.pool, 'reversal_pending');
+    await expectRefused(id, ['reverse', id, '--amount', '5', '--reason', 'again'], `seller transfer ${id} is already reversal_pending`, 1);
+  });
+});
+
+describe.concurrent('retry', () => {
+  it('makes a failed transfer due now and re-enqueues its job, keeping status and retry_count', async () => {
+    const id = await insertTransfer(db.pool);
+    await db.pool.query(`select marketplace.record_seller_transfer_failure($1, 'pending', 'api_error: boom', now() + interval '1 hour', 'test')`, [id]);
+    const before = await job(id, 'seller_transfer_retry');
+    expect(before!.run_at.getTime()).toBeGreaterThan(Date.now() + 50 * 60_000);
+    const run = await cli('retry', id, '--reason', 'Stripe is back');
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain(`seller transfer ${id}: still failed; next attempt due`);
+    const { rows: [row] } = await db.pool.query(
+      'select status, retry_count, last_error, next_retry_at <= now() as due, marketplace.seller_transfer_is_due(status, next_retry_at) as is_due from marketplace.seller_transfers where id = $1', [id]);
+    expect(row).toMatchObject({ status: 'failed', retry_count: 1, last_error: 'api_error: boom', due: true, is_due: true });
+    expect((await job(id, 'seller_transfer_retry'))!.run_at.getTime()).toBeLessThanOrEqual(Date.now() + 1000);
+  });
+
+  it('pulls a reversal waiting on the balance schedule forward', async () => {
+    const id = await transferIn(db.pool, 'reversal_pending');
+    await db.pool.query(`select marketplace.record_seller_transfer_failure($1, 'reversal_pending', 'balance_insufficient', now() + interval '1 hour', 'test')`, [id]);
+    const out = JSON.parse((await cli('retry', id, '--reason', 'seller topped up', '--json')).stdout);
+    expect(out.transfer.status).toBe('reversal_pending');
+    expect(out.event).toBeNull();
+    expect(new Date(out.transfer.next_retry_at).getTime()).toBeLessThanOrEqual(Date.now() + 1000);
+  });
+
+  it.each(['completed', 'reversed', 'permanently_failed'] as const)('a %s transfer: the matrix refuses, nothing changes', async (status) => {
+    const id = await transferIn(db.pool, status);
+    await expectRefused(id, ['retry', id, '--reason', 'try again'], `illegal seller transfer status transition: ${status} -> failed`, 1);
+  });
+
+  it('a missing reason, an unknown id', async () => {
+    const id = await transferIn(db.pool, 'failed');
+    await expectRefused(id, ['retry', id], "required option '--reason <text>' not specified", 2);
+    await expectRefused(id, ['retry', id, '--reason', ''], 'a reason is required', 1);
+    expectOneLineError(await cli('retry', '2f1d7c3e-8a4b-4c1e-9d2f-5b6a7c8d9e0f', '--reason', 'x'), 'not found', 1);
+  });
+});
+
+describe.concurrent('fail', () => {
+  it.each(['failed', 'reversal_pending'] as const)('gives a %s transfer up with the reason as last_error', async (status) => {
+    const id = await transferIn(db.pool, status);
+    const run = await cli('fail', id, '--reason', 'seller account closed, paid by cheque');
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain(`seller transfer ${id}: ${status} -> permanently_failed (reason: seller account closed, paid by cheque)`);
+    const { rows: [row] } = await db.pool.query('select status, last_error, next_retry_at from marketplace.seller_transfers where id = $1', [id]);
+    expect(row).toEqual({ status: 'permanently_failed', last_error: 'seller account closed, paid by cheque', next_retry_at: null });
+    expect((await historyOf(db.pool, id)).at(-1)).toMatchObject({ from_status: status, to_status: 'permanently_failed', reason: 'seller account closed, paid by cheque' });
+  });
+
+  it.each(['pending', 'completed', 'reversed'] as const)('a %s transfer: the matrix refuses, nothing changes', async (status) => {
+    const id = await transferIn(db.pool, status);
+    await expectRefused(id, ['fail', id, '--reason', 'give up'], `illegal seller transfer status transition: ${status} -> permanently_failed`, 1);
+  });
+
+  it('a transfer already given up keeps its last_error', async () => {
+    const id = await transferIn(db.pool, 'permanently_failed');
+    await expectRefused(id, ['fail', id, '--reason', 'give up'], `seller transfer ${id} is already permanently_failed`, 1);
+  });
+
+  it('refuses while the worker holds the row, rather than contradict what it is doing at Stripe', async () => {
+    const id = await transferIn(db.pool, 'failed');
+    const worker: pg.PoolClient = await db.pool.connect();
+    try {
+      expect((await worker.query('select marketplace.try_lock_seller_transfer($1) as ok', [id])).rows[0].ok).toBe(true);
+      await expectRefused(id, ['fail', id, '--reason', 'give up'], `seller transfer ${id} is being processed by the worker right now; try again in a moment [SQLSTATE 55P03]`, 1);
+      await expectRefused(id, ['retry', id, '--reason', 'now'], 'is being processed by the worker right now', 1);
+    } finally {
+      await worker.query('select marketplace.unlock_seller_transfer($1)', [id]);
+      worker.release();
+    }
+    expect((await cli('fail', id, '--reason', 'give up')).code).toBe(0);
+  });
+});
+
+describe('the SQL functions, as the roles', () => {
+  async function asRole<T>(role: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await db.pool.connect();
+    try {
+      await client.query('begin');
+      await client.query(`set local role ${role}`);
+      return await fn(client);
+    } finally {
+      await client.query('rollback');
+      client.release();
+    }
+  }
+
+  it.each(['marketplace_writer', 'marketplace_worker'])('%s may reverse, retry and fail; the history names it', async (role) => {
+    const paid = await transferIn(db.pool, 'completed');
+    const failed = await transferIn(db.pool, 'failed');
+    await asRole(role, async (c) => {
+      await c.query(`select marketplace.reverse_seller_transfer($1, 'refund', 10)`, [paid]);
+      await c.query(`select marketplace.retry_seller_transfer($1, 'kick')`, [failed]);
+      await c.query(`select marketplace.fail_seller_transfer($1, 'give up')`, [failed]);
+      expect((await historyOf(c, paid)).at(-1)).toMatchObject({ to_status: 'reversal_pending', actor: role, reason: 'refund' });
+      expect((await historyOf(c, failed)).at(-1)).toMatchObject({ to_status: 'permanently_failed', actor: role, reason: 'give up' });
+      expect((await c.query('select * from marketplace.seller_transfer_stats')).rowCount).toBe(6);
+    });
+  });
+
+  it('marketplace_reader may look (stats, SLOs, jobs) but not act', async () => {
+    const id = await transferIn(db.pool, 'completed');
+    await asRole('marketplace_reader', async (c) => {
+      expect((await c.query('select * from marketplace.seller_transfer_stats')).rowCount).toBe(6);
+      await c.query('select * from marketplace.seller_transfers_past_slo');
+      await c.query('select * from marketplace.seller_transfer_jobs($1)', [id]);
+      const err = await pgError(() => c.query(`select marketplace.reverse_seller_transfer($1, 'refund')`, [id]));
+      expect(err.code).toBe('42501');
+    });
+  });
+
+  it('no role may change the SLOs', async () => {
+    for (const role of ['marketplace_writer', 'marketplace_worker', 'marketplace_reader']) {
+      const err = await asRole(role, (c) => pgError(() => c.query('update marketplace.seller_transfer_status_slos set max_seconds = 1')));
+      expect(err.code).toBe('42501');
+    }
+  });
+});

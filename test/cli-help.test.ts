@@ -1,0 +1,70 @@
+// The CLI's surface: every command listed and documented, and what a person gets wrong before
+// any data is touched (unknown command or option, no database, bad configuration) is one line.
+import { describe, expect, inject, it, vi } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { createDatabase, dropDatabase, withDatabase } from '../src/db/connection.ts';
+import { expectOneLineError, runCli } from './support/cli.ts';
+
+// Each CLI run is a fresh node + tsx process (seconds on a loaded machine): allow for it.
+vi.setConfig({ testTimeout: 180_000 });
+
+const COMMANDS = ['migrate', 'worker', 'matrix', 'graph', 'show', 'reverse', 'retry', 'fail', 'stats', 'reconcile', 'demo'];
+const DATA_COMMANDS = ['matrix', 'show', 'reverse', 'retry', 'fail', 'stats', 'reconcile'];
+
+describe.concurrent('seller-transfers --help', () => {
+  it('lists every command', async () => {
+    const run = await runCli(['--help']);
+    expect(run.code).toBe(0);
+    for (const c of COMMANDS) expect(run.stdout).toMatch(new RegExp(`^  ${c}\\b`, 'm'));
+  });
+
+  it.each(COMMANDS)('%s --help documents the command', async (command) => {
+    const run = await runCli([command, '--help']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`Usage: seller-transfers ${command}`);
+    if (DATA_COMMANDS.includes(command)) expect(run.stdout).toContain('--json');
+    expect(run.stderr).toBe('');
+  });
+});
+
+describe.concurrent('mistakes before any data is read', () => {
+  it('an unknown command', async () => {
+    expectOneLineError(await runCli(['frobnicate']), "unknown command 'frobnicate'", 2);
+  });
+
+  it('an unknown option', async () => {
+    expectOneLineError(await runCli(['matrix', '--colour']), "unknown option '--colour'", 2);
+  });
+
+  it('a missing argument', async () => {
+    expectOneLineError(await runCli(['show']), "missing required argument 'id'", 2);
+  });
+
+  it('no database reachable', async () => {
+    const run = await runCli(['matrix'], { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/nothing_here' });
+    expectOneLineError(run, /cannot connect to PostgreSQL at 127\.0\.0\.1:1\/nothing_here: .*ECONNREFUSED/, 1);
+  });
+
+  it('a database that does not exist', async () => {
+    const { adminUrl } = inject('testDb');
+    const run = await runCli(['stats'], { DATABASE_URL: withDatabase(adminUrl, 'seller_transfers_no_such_db') });
+    expectOneLineError(run, /cannot connect to PostgreSQL .*does not exist/, 1);
+  });
+
+  it('a database that was never migrated', async () => {
+    const { adminUrl } = inject('testDb');
+    const name = `seller_transfers_empty_${randomBytes(4).toString('hex')}`;
+    await createDatabase(adminUrl, name);
+    try {
+      for (const args of [['matrix'], ['stats'], ['show', '2f1d7c3e-8a4b-4c1e-9d2f-5b6a7c8d9e0f']]) {
+        expectOneLineError(await runCli(args, { DATABASE_URL: withDatabase(adminUrl, name) }), 'run `seller-transfers migrate`', 1);
+      }
+    } finally {
+      await dropDatabase(adminUrl, name);
+    }
+  });
+
+  it('invalid configuration names the variable', async () => {
+    expectOneLineError(await runCli(['matrix'], { DATABASE_URL: 'mysql://localhost/x' }), 'DATABASE_URL', 2);
+  });
+});
