@@ -22,7 +22,7 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
 
   const stripeCalls = new client.Histogram({
     name: 'seller_transfers_stripe_call_duration_seconds',
-    help: 'Stripe API calls made by the worker, by operation and outcome (ok, transient, indeterminate, balance_insufficient, permanent).',
+    help: 'Stripe API calls made by the worker, by operation and outcome (ok, transient, unanswered, indeterminate, balance_insufficient, permanent).',
     labelNames: ['operation', 'outcome'] as const,
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20],
     registers: [registry],

@@ -15,7 +15,7 @@ export interface RetryPolicy {
 /**
  * Delay before the next attempt after `failedAttempts` failures, or null to give up now.
  * Only a definite refusal gives up here (Stripe executed the request and said no: permanent,
- * or balance_insufficient past its own limit). After a transient or indeterminate failure we
+ * or balance_insufficient past its own limit). After a transient, unanswered or indeterminate failure we
  * cannot know Stripe did nothing, so there is always a next run; past maxAttempts that run
  * only looks the object up and then gives up (see attemptsExhausted).
  * Exponential: base * 2^(failedAttempts - 1), capped at maxSeconds, minus up to `jitter` of it.

@@ -3,17 +3,18 @@
 // enqueues the follow-up job in the same transaction).
 //
 // Exactly-once money effect, whatever crashes:
-// - the idempotency key is derived from the row, the operation and retry_count; retry_count only
-//   moves after a recorded failure, so a crash between the Stripe call and the commit re-sends
-//   the same key and Stripe replays the saved result;
+// - the idempotency key is derived from the row, the operation and stripe_key_generation, which
+//   moves only when a failure is recorded after Stripe answered; so a crash between the Stripe
+//   call and the commit, a timeout or a dropped connection re-send the same key, and Stripe
+//   replays the saved result (or answers 409 while the first request still runs);
 // - after any recorded failure (retry_count > 0), or when the row has waited long enough that
 //   Stripe may have pruned the key (24 h), the object is first looked up in Stripe (transfers by
 //   transfer_group, reversals of the transfer by metadata) and adopted if it exists; a new key is
-//   only ever used after such a lookup proved that no earlier attempt took effect;
+//   only ever used after Stripe answered and such a lookup proved that nothing was created;
 // - one worker per row at a time (advisory lock), and no transaction open across the call.
 import type pg from 'pg';
 import type Stripe from 'stripe';
-import { classifyStripeError, type ClassifiedFailure } from '../stripe/errors.ts';
+import { classifyStripeError, needsNewKey, type ClassifiedFailure } from '../stripe/errors.ts';
 import type { AppLogger } from '../logger.ts';
 import { attemptsExhausted, retryDelaySeconds, type RetryPolicy } from './retry-policy.ts';
 
@@ -39,7 +40,8 @@ export interface WorkerDeps {
 interface TransferRow {
   id: string; status: string; stripe_account_id: string; amount_cents: string; currency: string;
   order_id: string; seller_id: string; stripe_transfer_id: string | null; reversal_amount_cents: string | null;
-  retry_count: number; last_error: string | null; actionable: boolean; state_since: Date | null;
+  retry_count: number; last_error: string | null; stripe_key_generation: number; stripe_request_in_doubt: boolean;
+  actionable: boolean; state_since: Date | null;
 }
 
 /**
@@ -92,8 +94,12 @@ class RowOperation {
     return this.row.retry_count > 0 || Date.now() - since > LOOKUP_WHEN_OLDER_THAN_MS;
   }
 
+  /**
+   * Out of attempts, and safe to stop: the lookup just found nothing, and no earlier request can
+   * still be running at Stripe. With a request in doubt we keep re-sending its key instead.
+   */
   private get exhausted(): boolean {
-    return attemptsExhausted(this.deps.policy, this.row.retry_count, this.row.last_error);
+    return attemptsExhausted(this.deps.policy, this.row.retry_count, this.row.last_error) && !this.row.stripe_request_in_doubt;
   }
 
   /** Past the attempt limit, and the lookup just proved Stripe has nothing: safe to give up. */
@@ -108,7 +114,7 @@ class RowOperation {
   }
 
   private key(operation: 'transfer' | 'reversal'): string {
-    return `seller_transfer:${this.row.id}:${operation}:${this.row.retry_count}`;
+    return `seller_transfer:${this.row.id}:${operation}:${this.row.stripe_key_generation}`;
   }
 
   private async timed<T>(operation: Parameters<StripeCallObserver>[0], call: () => Promise<T>): Promise<T> {
@@ -211,8 +217,8 @@ class RowOperation {
     const retryAt = delay === null ? null : new Date(Date.now() + delay * 1000);
     const reason = `worker: ${failure.kind}: ${failure.message}`.slice(0, 500);
     const { rows: [r] } = await this.db.query<{ status: string | null }>(
-      'select marketplace.record_seller_transfer_failure($1, $2, $3, $4, $5) as status',
-      [row.id, row.status, failure.message, retryAt, reason]);
+      'select marketplace.record_seller_transfer_failure($1, $2, $3, $4, $5, $6, $7) as status',
+      [row.id, row.status, failure.message, retryAt, reason, needsNewKey(failure.kind), failure.kind === 'unanswered']);
     if (r?.status) this.deps.onTransition?.(row.status, r.status);
     const level = retryAt ? 'warn' : 'error';
     this.log[level]({ failure: failure.kind, error: failure.message, nextRetryAt: retryAt, newStatus: r?.status }, 'Stripe call failed');
