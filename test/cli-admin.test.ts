@@ -3,7 +3,7 @@
 import type pg from 'pg';
 import { describe, expect, it, vi } from 'vitest';
 import { useTestDatabase } from './support/database.ts';
-import { historyOf, insertTransfer, pgError, statusOf, transferIn } from './support/transfers.ts';
+import { asRole, historyOf, insertTransfer, pgError, statusOf, transferIn } from './support/transfers.ts';
 import { cliFor, expectOneLineError, transferFootprint } from './support/cli.ts';
 
 // Each CLI run is a fresh node + tsx process (seconds on a loaded machine): allow for it.
@@ -171,22 +171,10 @@ describe.concurrent('fail', () => {
 });
 
 describe('the SQL functions, as the roles', () => {
-  async function asRole<T>(role: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await db.pool.connect();
-    try {
-      await client.query('begin');
-      await client.query(`set local role ${role}`);
-      return await fn(client);
-    } finally {
-      await client.query('rollback');
-      client.release();
-    }
-  }
-
   it.each(['marketplace_writer', 'marketplace_worker'])('%s may reverse, retry and fail; the history names it', async (role) => {
     const paid = await transferIn(db.pool, 'completed');
     const failed = await transferIn(db.pool, 'failed');
-    await asRole(role, async (c) => {
+    await asRole(db.pool, role, async (c) => {
       await c.query(`select marketplace.reverse_seller_transfer($1, 'refund', 10)`, [paid]);
       await c.query(`select marketplace.retry_seller_transfer($1, 'kick')`, [failed]);
       await c.query(`select marketplace.fail_seller_transfer($1, 'give up')`, [failed]);
@@ -198,7 +186,7 @@ describe('the SQL functions, as the roles', () => {
 
   it('marketplace_reader may look (stats, SLOs, jobs) but not act', async () => {
     const id = await transferIn(db.pool, 'completed');
-    await asRole('marketplace_reader', async (c) => {
+    await asRole(db.pool, 'marketplace_reader', async (c) => {
       expect((await c.query('select * from marketplace.seller_transfer_stats')).rowCount).toBe(6);
       await c.query('select * from marketplace.seller_transfers_past_slo');
       await c.query('select * from marketplace.seller_transfer_jobs($1)', [id]);
@@ -209,7 +197,7 @@ describe('the SQL functions, as the roles', () => {
 
   it('no role may change the SLOs', async () => {
     for (const role of ['marketplace_writer', 'marketplace_worker', 'marketplace_reader']) {
-      const err = await asRole(role, (c) => pgError(() => c.query('update marketplace.seller_transfer_status_slos set max_seconds = 1')));
+      const err = await asRole(db.pool, role, (c) => pgError(() => c.query('update marketplace.seller_transfer_status_slos set max_seconds = 1')));
       expect(err.code).toBe('42501');
     }
   });

@@ -2,23 +2,12 @@
 import { describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { useTestDatabase } from './support/database.ts';
-import { historyOf, insertTransfer, pgError, setStatus, transferIn } from './support/transfers.ts';
+import { asRole as rolled, historyOf, insertTransfer, pgError, setStatus, transferIn } from './support/transfers.ts';
 
 const db = useTestDatabase();
 const ROLES = ['marketplace_writer', 'marketplace_worker', 'marketplace_reader'] as const;
 
-/** Runs `fn` as `role` in a transaction that is always rolled back. */
-async function asRole<T>(role: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await db.pool.connect();
-  try {
-    await client.query('begin');
-    await client.query(`set local role ${role}`);
-    return await fn(client);
-  } finally {
-    await client.query('rollback');
-    client.release();
-  }
-}
+const asRole = <T>(role: string, fn: (c: pg.PoolClient) => Promise<T>) => rolled(db.pool, role, fn);
 
 const forbidden: Array<[string, string]> = [
   ['insert a status', `insert into marketplace.seller_transfer_statuses values ('x', 99, false, false, 'x')`],

@@ -65,3 +65,16 @@ export async function pgError(fn: () => Promise<unknown>): Promise<pg.DatabaseEr
   }
   throw new Error('expected a database error, but the statement succeeded');
 }
+
+/** Runs `fn` as `role` (SET LOCAL ROLE) in a transaction that is always rolled back. */
+export async function asRole<T>(pool: pg.Pool, role: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('begin');
+    await client.query(`set local role ${role}`);
+    return await fn(client);
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+}
