@@ -36,9 +36,11 @@ function graphileLogger(logger: AppLogger): WorkerLogger {
 
 export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const { config, logger } = opts;
-  // Each running task holds one connection across its Stripe call (the row's advisory lock), and
-  // graphile-worker needs its own to fetch and complete jobs: twice the concurrency, plus slack.
-  const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: config.WORKER_CONCURRENCY * 2 + 4, application_name: 'seller-transfers-worker' });
+  // Each running task holds one connection across its Stripe call (the row's advisory lock) and
+  // gives it back before its job completes; graphile-worker takes one briefly to fetch and to
+  // complete jobs. Concurrency plus a few keeps a busy worker from queueing on its own pool
+  // without claiming connections it never uses (the server's max_connections is shared).
+  const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: config.WORKER_CONCURRENCY + 4, application_name: 'seller-transfers-worker' });
   pool.on('error', (err) => logger.error({ err }, 'idle database connection failed'));
   pool.on('connect', (client) => client.on('error', (err) => logger.error({ err }, 'database connection failed')));
   const metrics = config.METRICS_PORT > 0 ? createWorkerMetrics(pool) : undefined;

@@ -1,0 +1,118 @@
+// The enforcement bench table (figures 1 and 2): bench.transfers, a copy of
+// marketplace.seller_transfers made with CREATE TABLE ... (LIKE ... INCLUDING ALL) plus the
+// status foreign key, so it has the same columns, defaults, CHECK constraints and indexes
+// (primary key, unique Stripe ids, the partial hot-path indexes). Only its user triggers vary:
+//
+//   plain          no user triggers (the baseline: FK and CHECKs still apply)
+//   guard          the WHEN-compiled guard triggers only
+//   guard+history  guard + a history-only statement trigger (migration 000001's body, no enqueue)
+//   real           exactly the triggers of marketplace.seller_transfers, copied with
+//                  pg_get_triggerdef: guard + history + graphile-worker job enqueue
+//
+// One physical table for every variant, so the comparison is not skewed by two tables'
+// different layouts; variants are swapped by dropping/creating triggers between runs.
+import type pg from 'pg';
+import { withoutIndexes } from './lib.ts';
+
+export type Variant = 'plain' | 'guard' | 'guard+history' | 'real';
+export const VARIANTS: Variant[] = ['plain', 'guard', 'guard+history', 'real'];
+export const COPY = 'bench.transfers';
+
+/** Deterministic ids, so pgbench scripts can address row k without a lookup table. */
+export const idOf = (k: string) => `md5('st' || ${k})::uuid`;
+
+const HISTORY_ONLY_FUNCTION = `
+create or replace function bench.record_status_changes_history_only()
+returns trigger language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+set enable_nestloop = off
+set enable_mergejoin = off as $$
+declare
+  at     timestamptz := clock_timestamp();
+  actor  text := coalesce(nullif(current_setting('role'), 'none'), session_user);
+  app    text := nullif(current_setting('application_name'), '');
+  reason text := nullif(current_setting('marketplace.transition_reason', true), '');
+  xid    xid8 := pg_current_xact_id();
+begin
+  insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id)
+  select n.id, o.status, n.status, at, actor, app, reason, xid
+    from new_rows n
+    join old_rows o on o.id = n.id
+   where o.status is distinct from n.status;
+  return null;
+end $$`;
+
+interface TriggerDef { name: string; def: string }
+
+async function realTriggers(db: pg.Pool | pg.PoolClient): Promise<TriggerDef[]> {
+  const { rows } = await db.query<{ name: string; def: string }>(
+    `select tgname as name, pg_get_triggerdef(oid) as def from pg_trigger
+      where tgrelid = 'marketplace.seller_transfers'::regclass and not tgisinternal order by tgname`);
+  return rows;
+}
+
+const onCopy = (def: string) => {
+  const out = def.replace(' ON marketplace.seller_transfers ', ` ON ${COPY} `);
+  if (out === def) throw new Error(`cannot retarget trigger definition: ${def}`);
+  return out;
+};
+
+/** Creates bench.transfers with `rows` pending rows (k = 1..rows) and no triggers. */
+export async function createCopy(pool: pg.Pool, rows: number): Promise<void> {
+  await pool.query('create schema if not exists bench');
+  await pool.query(`drop table if exists ${COPY}`);
+  await pool.query(`create table ${COPY} (like marketplace.seller_transfers including all)`);
+  await pool.query(`alter table ${COPY} add foreign key (status) references marketplace.seller_transfer_statuses (status)`);
+  // The server may run autovacuum; the bench vacuums explicitly between runs instead.
+  await pool.query(`alter table ${COPY} set (autovacuum_enabled = false)`);
+  await pool.query(HISTORY_ONLY_FUNCTION);
+  await extendCopy(pool, 1, rows);
+}
+
+/** Adds pending rows k = from..to (indexes rebuilt once, see withoutIndexes). */
+export async function extendCopy(pool: pg.Pool, from: number, to: number): Promise<void> {
+  await withoutIndexes(pool, COPY, async () => {
+    await pool.query(
+      `insert into ${COPY} (id, order_id, seller_id, stripe_account_id, amount_cents, currency, status, created_at, updated_at)
+       select ${idOf('k')}, md5('o' || k)::uuid, md5('s' || k)::uuid, 'acct_bench' || (k % 1000), 1000 + k % 5000, 'usd', 'pending', now(), now()
+         from generate_series($1::int, $2::int) k`, [from, to]);
+  });
+  await pool.query(`vacuum (analyze) ${COPY}`);
+}
+
+export async function setVariant(pool: pg.Pool, variant: Variant): Promise<void> {
+  const { rows: existing } = await pool.query<{ tgname: string }>(
+    `select tgname from pg_trigger where tgrelid = '${COPY}'::regclass and not tgisinternal`);
+  for (const t of existing) await pool.query(`drop trigger ${JSON.stringify(t.tgname)} on ${COPY}`);
+  const real = await realTriggers(pool);
+  const guard = real.filter((t) => t.name === 'seller_transfer_status_transition' || t.name === 'seller_transfer_initial_status');
+  if (guard.length !== 2) throw new Error(`expected the two guard triggers on marketplace.seller_transfers, found ${guard.map((t) => t.name).join(', ')}`);
+  const defs: string[] =
+    variant === 'plain' ? []
+      : variant === 'guard' ? guard.map((t) => onCopy(t.def))
+        : variant === 'guard+history' ? [...guard.map((t) => onCopy(t.def)),
+          `create trigger bench_history_only after update on ${COPY} referencing old table as old_rows new table as new_rows
+             for each statement execute function bench.record_status_changes_history_only()`]
+          : real.map((t) => onCopy(t.def));
+  for (const d of defs) await pool.query(d);
+}
+
+/** Proof that the "real" variant carries marketplace.seller_transfers' triggers verbatim. */
+export async function describeRealVariant(pool: pg.Pool): Promise<string> {
+  await setVariant(pool, 'real');
+  const real = (await realTriggers(pool)).map((t) => onCopy(t.def));
+  const { rows } = await pool.query<{ def: string }>(
+    `select pg_get_triggerdef(oid) as def from pg_trigger where tgrelid = '${COPY}'::regclass and not tgisinternal order by tgname`);
+  const same = rows.length === real.length && rows.every((r, i) => r.def === real[i]);
+  if (!same) throw new Error('the copy table\'s "real" trigger set differs from marketplace.seller_transfers');
+  const names = (await realTriggers(pool)).map((t) => t.name).join(', ');
+  return `the "real" variant carries the ${rows.length} triggers of marketplace.seller_transfers verbatim (${names})`;
+}
+
+/**
+ * Empties what the triggers wrote in earlier runs (figures 1-2 run no worker and read no
+ * history), so every run starts with the same small history and jobs tables.
+ */
+export async function resetSideTables(pool: pg.Pool): Promise<void> {
+  await pool.query('truncate marketplace.seller_transfer_events, graphile_worker._private_jobs');
+}

@@ -1,0 +1,231 @@
+// `npm run bench [-- --quick | --full] [--only=bulk,enforcement,worker,scale-out,hot-paths]`
+//
+// PostgreSQL: BENCH_DATABASE_URL, else TEST_DATABASE_URL (a superuser connection to a maintenance
+// database on the server), else an embedded PostgreSQL in a temporary directory. A dedicated
+// database is created and migrated for the run and dropped at the end.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { createDatabase, dropDatabase, withDatabase } from '../src/db/connection.ts';
+import { startEmbeddedPostgres } from '../src/db/embedded.ts';
+import { appliedMigrations, committedMigrations, migrateDatabase, migrationNumber, projectRoot } from '../src/db/migrate.ts';
+import { bulkFigure } from './bulk.ts';
+import { createCopy } from './copy-table.ts';
+import { isLocalPostgres } from './cpu.ts';
+import { enforcementFigure } from './enforcement.ts';
+import { hotPathsFigure } from './hot-paths.ts';
+import {
+  measuredText, printTable, progress, rowsLabel, sizesFor, stopwatch, targetText, verdictText,
+  type BenchContext, type FigureResult, type Mode,
+} from './lib.ts';
+import { writeReport, type MachineInfo } from './report.ts';
+import { scaleOutFigure } from './scale-out.ts';
+import { workerThroughputFigure } from './worker-throughput.ts';
+
+const FIGURES = ['enforcement', 'bulk', 'hot-paths', 'worker', 'scale-out'] as const;
+type FigureKey = (typeof FIGURES)[number];
+
+function parseArgs(argv: string[]): { mode: Mode; only: Set<FigureKey> } {
+  let mode: Mode = 'default';
+  let only = new Set<FigureKey>(FIGURES);
+  for (const a of argv) {
+    if (a === '--quick') mode = 'quick';
+    else if (a === '--full') mode = 'full';
+    else if (a.startsWith('--only=')) {
+      const keys = a.slice('--only='.length).split(',');
+      for (const k of keys) if (!FIGURES.includes(k as FigureKey)) throw new Error(`unknown figure ${k}; known: ${FIGURES.join(', ')}`);
+      only = new Set(keys as FigureKey[]);
+    } else if (a === '--help' || a === '-h') {
+      console.log('usage: npm run bench [-- --quick | --full] [--only=enforcement,bulk,hot-paths,worker,scale-out]');
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a} (try --help)`);
+  }
+  return { mode, only };
+}
+
+function findPgbench(): string | null {
+  if (process.env.BENCH_NO_PGBENCH === '1') return null;
+  const candidates = (process.env.PATH ?? '').split(path.delimiter).map((d) => path.join(d, 'pgbench'));
+  const pgRoot = '/usr/lib/postgresql';
+  if (existsSync(pgRoot)) {
+    for (const v of readdirSync(pgRoot).sort((a, b) => Number(b) - Number(a))) candidates.push(path.join(pgRoot, v, 'bin', 'pgbench'));
+  }
+  return candidates.find((c) => existsSync(c)) ?? null;
+}
+
+async function resolveServer(): Promise<{ adminUrl: string; kind: string; stop(): Promise<void> }> {
+  const fromEnv = process.env.BENCH_DATABASE_URL ? 'BENCH_DATABASE_URL' : process.env.TEST_DATABASE_URL ? 'TEST_DATABASE_URL' : null;
+  if (fromEnv) return { adminUrl: process.env[fromEnv]!, kind: fromEnv, stop: async () => {} };
+  progress('no BENCH_DATABASE_URL / TEST_DATABASE_URL: starting an embedded PostgreSQL');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'seller-transfers-bench-pg-'));
+  await chmod(dir, 0o755); // run as root, PostgreSQL runs as a `postgres` user that must enter it
+  const embedded = await startEmbeddedPostgres({ dir: path.join(dir, 'data'), persistent: false });
+  return {
+    adminUrl: embedded.url,
+    kind: 'embedded PostgreSQL (src/db/embedded.ts)',
+    stop: async () => {
+      await embedded.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The applied migrations by their committed file names (graphile-migrate records only numbers). */
+async function migrationNames(url: string): Promise<string> {
+  const files = await committedMigrations();
+  const applied = await appliedMigrations(url);
+  return applied.map((m) => files.find((f) => migrationNumber(f) === m.number) ?? m.filename).join(', ') || 'none';
+}
+
+function gitRevision(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: projectRoot, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: projectRoot, encoding: 'utf8' }).trim().split('\n').filter(Boolean).length;
+    return `git ${head}${dirty ? ` + ${dirty} uncommitted change(s) in the work tree` : ''}`;
+  } catch {
+    return 'not a git work tree';
+  }
+}
+
+async function machineInfo(pool: pg.Pool, url: string, mode: Mode, server: string, pgbench: string | null): Promise<MachineInfo> {
+  const { rows: [v] } = await pool.query<{ version: string }>('select version()');
+  const { rows: settings } = await pool.query<{ name: string; setting: string; unit: string | null }>(
+    `select name, setting, unit from pg_settings where name in ('shared_buffers', 'work_mem', 'synchronous_commit', 'fsync', 'max_connections',
+       'autovacuum', 'jit', 'max_wal_size', 'checkpoint_timeout', 'wal_level', 'effective_cache_size') order by name`);
+  const pretty = (s: { name: string; setting: string; unit: string | null }) => {
+    if (s.unit === '8kB') return `${s.name}=${(Number(s.setting) * 8) / 1024} MB`;
+    if (s.unit === 'kB') return `${s.name}=${Number(s.setting) / 1024} MB`;
+    if (s.unit === 'MB') return `${s.name}=${s.setting} MB`;
+    return `${s.name}=${s.setting}${s.unit ?? ''}`;
+  };
+  let pgbenchVersion = 'pgbench: not found (figure 1 used a node-pg loop)';
+  if (pgbench) {
+    try {
+      pgbenchVersion = execFileSync(pgbench, ['--version'], { encoding: 'utf8' }).trim();
+    } catch { /* keep the path */ }
+  }
+  const gw = JSON.parse(readFileSync(path.join(projectRoot, 'node_modules/graphile-worker/package.json'), 'utf8')) as { version: string };
+  return {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    mode,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    memory: `${(os.totalmem() / 1024 ** 3).toFixed(1)} GB`,
+    loadAtStart: os.loadavg().map((x) => x.toFixed(2)).join(', '),
+    loadAtEnd: '',
+    postgres: v!.version,
+    settings: settings.map(pretty).join(', '),
+    server,
+    node: process.version,
+    graphileWorker: gw.version,
+    pgbench: pgbenchVersion,
+    revision: gitRevision(),
+    migrations: await migrationNames(url),
+    runSeconds: 0,
+  };
+}
+
+async function main(): Promise<void> {
+  const { mode, only } = parseArgs(process.argv.slice(2));
+  const sizes = sizesFor(mode);
+  const total = stopwatch();
+  const startedAt = Date.now();
+  const server = await resolveServer();
+  const dbName = `seller_transfers_bench_${process.pid}`;
+  const url = withDatabase(server.adminUrl, dbName);
+  let pool: pg.Pool | undefined;
+  let dropped = false;
+  const cleanup = async () => {
+    if (dropped) return;
+    dropped = true;
+    await pool?.end().catch(() => {});
+    await dropDatabase(server.adminUrl, dbName).catch((e: unknown) => progress(`could not drop ${dbName}: ${String(e)}`));
+    await server.stop().catch(() => {});
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    progress(`${signal}: dropping ${dbName} and exiting`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    progress(`mode ${mode}; creating and migrating database ${dbName} (${server.kind})`);
+    await dropDatabase(server.adminUrl, dbName);
+    await createDatabase(server.adminUrl, dbName);
+    await migrateDatabase(url);
+    pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'seller-transfers-bench' });
+    pool.on('error', () => {});
+    const { rows: [me] } = await pool.query<{ pid: number; su: boolean }>(`select pg_backend_pid() as pid, current_setting('is_superuser') = 'on' as su`);
+    if (!me!.su) throw new Error('the bench needs a superuser connection (session_replication_role for loading, CHECKPOINT, VACUUM, trigger swaps)');
+    const pgbench = findPgbench();
+    const ctx: BenchContext = {
+      mode, sizes, adminUrl: server.adminUrl, url, dbName, serverKind: server.kind, pool, pgbench, localServer: isLocalPostgres(me!.pid),
+      // 9 min 40 s after start; the run needs a few seconds after the last figure.
+      deadline: mode === 'default' ? startedAt + 580_000 : Infinity,
+    };
+    const info = await machineInfo(pool, url, mode, `${server.kind}${ctx.localServer ? ', same machine' : ', remote: no PostgreSQL CPU attribution'}`, pgbench);
+    progress(`pgbench: ${pgbench ?? 'not found, using a node-pg loop'}; PostgreSQL processes visible in /proc: ${ctx.localServer}`);
+
+    const results = new Map<FigureKey, FigureResult>();
+    const runFigure = async (key: FigureKey, title: string, fn: () => Promise<FigureResult>) => {
+      if (!only.has(key)) return;
+      progress(`--- ${title}`);
+      const t = stopwatch();
+      try {
+        const r = await fn();
+        results.set(key, { ...r, seconds: t() / 1000 });
+      } catch (e) {
+        const err = e as Error;
+        progress(`${title} FAILED: ${err.stack ?? err.message}`);
+        results.set(key, { key, title, method: '', tables: [], checks: [], notes: [], seconds: t() / 1000, error: err.message });
+      }
+      progress(`${title}: ${(t() / 1000).toFixed(0)} s`);
+    };
+
+    // Execution order: the bulk figure needs the copy table all pending; figure 1 then uses it.
+    if (only.has('bulk') || only.has('enforcement')) {
+      progress(`loading bench.transfers with ${rowsLabel(sizes.enforcementRows)} rows`);
+      await createCopy(pool, sizes.enforcementRows);
+    }
+    await runFigure('bulk', '2. bulk enforcement', () => bulkFigure(ctx));
+    await runFigure('enforcement', '1. single-row enforcement', () => enforcementFigure(ctx));
+    await pool.query('drop table if exists bench.transfers');
+    await pool.query('delete from graphile_worker._private_jobs');
+    await pool.query('vacuum marketplace.seller_transfer_events');
+    await runFigure('worker', '4. worker throughput', () => workerThroughputFigure(ctx));
+    await runFigure('scale-out', '5. scale-out', () => scaleOutFigure(ctx));
+    await runFigure('hot-paths', '3. hot-path queries', () => hotPathsFigure(ctx));
+
+    const ordered = FIGURES.map((k) => results.get(k)).filter((r): r is FigureResult => !!r);
+    for (const f of ordered) {
+      console.log(`\n=== ${f.title}${f.error ? ' — FAILED' : ''}`);
+      if (f.error) console.log(f.error);
+      for (const t of f.tables) printTable(t);
+      for (const n of f.notes) console.log(`- ${n.replace(/\*\*/g, '')}`);
+    }
+    const checks = ordered.flatMap((f) => f.checks);
+    printTable({
+      title: `=== Targets: ${checks.filter((c) => c.met).length} of ${checks.length} met`,
+      head: ['figure', 'target', 'measured', 'met'],
+      rows: checks.map((c) => [c.figure, `${c.label} ${targetText(c)}`, measuredText(c), verdictText(c).replace(/^no/, 'NO')]),
+    });
+    info.loadAtEnd = os.loadavg().map((x) => x.toFixed(2)).join(', ');
+    info.runSeconds = total() / 1000;
+    if (only.size === FIGURES.length) {
+      const out = await writeReport(projectRoot, ordered, info);
+      console.log(`\nwrote ${path.relative(projectRoot, out.md)} and ${path.relative(projectRoot, out.svg)} (run time ${(info.runSeconds / 60).toFixed(1)} min)`);
+    } else {
+      console.log(`\n--only: docs/benchmarks.md not rewritten (run time ${(info.runSeconds / 60).toFixed(1)} min)`);
+    }
+  } finally {
+    await cleanup();
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.stack ?? e.message : e);
+  process.exitCode = 1;
+});
