@@ -22,7 +22,12 @@ const schema = z.object({
   RETRY_JITTER: z.preprocess(emptyAsUndefined, z.coerce.number().min(0).max(1).default(0.2)),
   BALANCE_RETRY_SECONDS: z.preprocess(emptyAsUndefined, seconds(3600)),
   BALANCE_MAX_ATTEMPTS: z.preprocess(emptyAsUndefined, int(72, 1, 10_000)),
-  SWEEP_CRON: z.preprocess(emptyAsUndefined, z.string().default('* * * * *')),
+  // Dispatch: how often the worker looks for due rows, how long a row handed to a job stays
+  // leased (not due) before it is handed out again, and how many of our jobs may wait in
+  // graphile-worker's queue at once (0: twice WORKER_CONCURRENCY).
+  DISPATCH_INTERVAL_MS: z.preprocess(emptyAsUndefined, int(25, 5, 60_000)),
+  DISPATCH_LEASE_SECONDS: z.preprocess(emptyAsUndefined, seconds(120)),
+  DISPATCH_MAX_WAITING_JOBS: z.preprocess(emptyAsUndefined, int(0, 0, 100_000)),
   METRICS_PORT: z.preprocess(emptyAsUndefined, int(0, 0, 65_535)),
   WEBHOOK_PORT: z.preprocess(emptyAsUndefined, int(0, 0, 65_535)),
   STRIPE_WEBHOOK_SECRET: z.preprocess(emptyAsUndefined, z.string().regex(/^whsec_\w+$/, 'must look like whsec_…').optional()),
@@ -49,6 +54,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (config.WEBHOOK_PORT > 0 && !config.STRIPE_WEBHOOK_SECRET) {
     throw new ConfigError('invalid configuration: WEBHOOK_PORT needs STRIPE_WEBHOOK_SECRET (events are only accepted with a valid signature)');
+  }
+  if (config.DISPATCH_LEASE_SECONDS * 1000 < 2 * config.STRIPE_TIMEOUT_MS) {
+    // A lease shorter than a slow Stripe call would hand a row that is still being worked on to a second job.
+    throw new ConfigError('invalid configuration: DISPATCH_LEASE_SECONDS must be at least twice STRIPE_TIMEOUT_MS');
   }
   if (config.RETRY_MAX_SECONDS < config.RETRY_BASE_SECONDS) {
     throw new ConfigError('invalid configuration: RETRY_MAX_SECONDS must be >= RETRY_BASE_SECONDS');

@@ -5,12 +5,14 @@ import { createServer, type Server } from 'node:http';
 import type pg from 'pg';
 import client from 'prom-client';
 import type { StripeCallObserver } from './worker/transfer-ops.ts';
+import type { DispatchTick } from './worker/dispatcher.ts';
 
 export interface WorkerMetrics {
   registry: client.Registry;
   onStripeCall: StripeCallObserver;
   observeJobStart(runAt: Date): void;
   countTransition(from: string, to: string): void;
+  observeDispatch(tick: DispatchTick): void;
   serve(port: number): Promise<Server>;
 }
 
@@ -38,6 +40,50 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
     help: 'Status changes made by this worker process, by from and to status (same-state bumps count as from = to).',
     labelNames: ['from', 'to'] as const,
     registers: [registry],
+  });
+
+  const dispatched = new client.Counter({
+    name: 'seller_transfers_dispatched_total',
+    help: 'Due rows this process handed to graphile-worker jobs.',
+    registers: [registry],
+  });
+  const lastTick = new client.Gauge({
+    name: 'seller_transfers_dispatch_last_tick_timestamp_seconds',
+    help: 'Unix time of this process\'s last successful dispatch tick.',
+    registers: [registry],
+  });
+  const dispatchLag = new client.Histogram({
+    name: 'seller_transfers_dispatch_lag_seconds',
+    help: 'Per dispatch tick that handed rows out: how long the longest-waiting of them had been due.',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120, 600],
+    registers: [registry],
+  });
+
+  let dueCache: { at: number; rows: Array<{ status: string; due_now: string; oldest_due_seconds: number | null }> } | undefined;
+  const dueSnapshot = async () => {
+    if (!dueCache || Date.now() - dueCache.at > SCRAPE_CACHE_MS) {
+      const { rows } = await pool.query<{ status: string; due_now: string; oldest_due_seconds: number | null }>('select * from marketplace.seller_transfer_due_counts()');
+      dueCache = { at: Date.now(), rows };
+    }
+    return dueCache.rows;
+  };
+  new client.Gauge({
+    name: 'seller_transfers_due_now',
+    help: 'Rows due for the worker now and not yet handed to a job, per worker status.',
+    labelNames: ['status'] as const,
+    registers: [registry],
+    async collect() {
+      for (const r of await dueSnapshot()) this.set({ status: r.status }, Number(r.due_now));
+    },
+  });
+  new client.Gauge({
+    name: 'seller_transfers_oldest_due_seconds',
+    help: 'How long the longest-waiting due row (not yet handed to a job) has been due, per worker status; 0 when none.',
+    labelNames: ['status'] as const,
+    registers: [registry],
+    async collect() {
+      for (const r of await dueSnapshot()) this.set({ status: r.status }, Math.max(0, r.oldest_due_seconds ?? 0));
+    },
   });
 
   let cached: { at: number; rows: Array<{ status: string; total: string; stuck: string }> } | undefined;
@@ -72,6 +118,13 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
     onStripeCall: (operation, outcome, seconds) => stripeCalls.observe({ operation, outcome }, seconds),
     observeJobStart: (runAt) => jobLag.observe(Math.max(0, (Date.now() - runAt.getTime()) / 1000)),
     countTransition: (from, to) => transitions.inc({ from, to }),
+    observeDispatch: (tick) => {
+      lastTick.setToCurrentTime();
+      if (tick.dispatched > 0) {
+        dispatched.inc(tick.dispatched);
+        if (tick.oldestDueSeconds !== null) dispatchLag.observe(Math.max(0, tick.oldestDueSeconds));
+      }
+    },
     serve: (port) => new Promise((resolve, reject) => {
       const server = createServer(async (req, res) => {
         if (req.url !== '/metrics') {

@@ -5,10 +5,7 @@ import type { WorkerDeps } from '../src/worker/transfer-ops.ts';
 import * as create from './seller_transfer_create.ts';
 import * as retry from './seller_transfer_retry.ts';
 import * as reverse from './seller_transfer_reverse.ts';
-import * as sweep from './seller_transfer_sweep.ts';
-
-export const SWEEP_TASK = sweep.identifier;
 
 export function buildTaskList(deps: WorkerDeps): TaskList {
-  return Object.fromEntries([create, retry, reverse, sweep].map((t) => [t.identifier, t.createTask(deps)]));
+  return Object.fromEntries([create, retry, reverse].map((t) => [t.identifier, t.createTask(deps)]));
 }

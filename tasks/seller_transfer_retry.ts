@@ -1,5 +1,5 @@
 // Retries a failed transfer when next_retry_at has come (failed -> completed, or permanently_failed past the limit).
-// Enqueued by the seller_transfers triggers (job key seller_transfer:<id>:seller_transfer_retry).
+// Dispatched from the table when the row is due (marketplace.dispatch_seller_transfers, job key seller_transfer:<id>).
 import type { Task } from 'graphile-worker';
 import { transferJobPayload } from '../src/worker/payload.ts';
 import { runTransferTask, type WorkerDeps } from '../src/worker/transfer-ops.ts';
@@ -8,7 +8,6 @@ export const identifier = 'seller_transfer_retry';
 
 export function createTask(deps: WorkerDeps): Task {
   return async (payload) => {
-    const { id } = transferJobPayload.parse(payload);
-    await runTransferTask(deps, identifier, id);
+    await runTransferTask(deps, identifier, transferJobPayload.parse(payload));
   };
 }

@@ -57,43 +57,53 @@ describe('worker end to end', () => {
     expect(t.reversed).toBe(false);
   });
 
-  it('a row whose job was deleted is found by the sweep and processed', async () => {
+  it('rows written while no worker runs are paid once one starts; a row whose job was deleted is handed out again when its lease runs out', async () => {
     await worker.stop();
-    const id = await insertTransfer(db.pool);
-    await db.pool.query(`delete from graphile_worker._private_jobs where key = marketplace.seller_transfer_job_key($1, 'seller_transfer_create')`, [id]);
-    const { rows: [swept] } = await db.pool.query('select marketplace.enqueue_due_seller_transfers() as n');
-    expect(swept.n).toBe(1);
-    // A second sweep finds the row covered by the job the first one added.
-    expect((await db.pool.query('select marketplace.enqueue_due_seller_transfers() as n')).rows[0].n).toBe(0);
+    const waiting = await insertTransfer(db.pool);
+    const lost = await insertTransfer(db.pool);
+    // Dispatch by hand with a short lease (as a worker would), then lose the jobs.
+    const { rows: [tick] } = await db.pool.query('select * from marketplace.dispatch_seller_transfers(10, 1.5)');
+    expect(tick.dispatched).toBe(2);
+    expect((await db.pool.query('select * from marketplace.dispatch_seller_transfers(10, 1.5)')).rows[0].dispatched).toBe(0);
+    await db.pool.query('delete from graphile_worker._private_jobs where key = marketplace.seller_transfer_job_key($1)', [lost]);
+    const { rows: [leased] } = await db.pool.query(
+      'select marketplace.seller_transfer_is_due(status, next_retry_at) as due, next_retry_at from marketplace.seller_transfers where id = $1', [lost]);
+    expect(leased.due).toBe(false);
     worker = await startTestWorker(db.url, sim);
-    await waitForStatus(db.pool, id, ['completed']);
+    await waitForStatus(db.pool, waiting, ['completed']);
+    await waitForStatus(db.pool, lost, ['completed']);
+    const { rows: [paid] } = await db.pool.query('select next_retry_at from marketplace.seller_transfers where id = $1', [lost]);
+    expect(paid.next_retry_at).toBeNull();
+    await expectDatabaseMatchesLedger(db.pool, sim);
   });
 
-  it('a job that finds its row held by another worker runs again, and the row is paid', async () => {
+  it('a row another worker holds is not handed out; a job that finds it held runs again, and the row is paid', async () => {
     const holder = await db.pool.connect();
     try {
-      await holder.query('begin');
       const { rows: [r] } = await holder.query<{ id: string }>('select gen_random_uuid() as id');
       // Hold the row's advisory lock the way a worker does, before the row even exists.
-      await holder.query('commit');
       await holder.query('select marketplace.try_lock_seller_transfer($1)', [r!.id]);
       await db.pool.query(
         `insert into marketplace.seller_transfers (id, order_id, seller_id, stripe_account_id, amount_cents, currency)
          values ($1, gen_random_uuid(), gen_random_uuid(), 'acct_busy', 100, 'usd')`, [r!.id]);
-      await waitFor('the job to have been tried and put back', async () => {
-        const { rows } = await db.pool.query(
-          `select attempts from graphile_worker._private_jobs where key = marketplace.seller_transfer_job_key($1, 'seller_transfer_create')`, [r!.id]);
-        return rows[0]?.attempts >= 1;
-      });
+      // Dispatch skips a held row: it stays due and gets no job.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const jobOf = async () => (await db.pool.query(
+        'select attempts from graphile_worker._private_jobs where key = marketplace.seller_transfer_job_key($1)', [r!.id])).rows[0];
+      expect(await jobOf()).toBeUndefined();
+      // A hand-made job (no lease) finds the row held: it fails and is put back.
+      await db.pool.query(`select graphile_worker.add_job('seller_transfer_create', json_build_object('id', $1::uuid), job_key := marketplace.seller_transfer_job_key($1))`, [r!.id]);
+      await waitFor('the job to have been tried and put back', async () => (await jobOf())?.attempts >= 1);
       expect((await db.pool.query('select status from marketplace.seller_transfers where id = $1', [r!.id])).rows[0].status).toBe('pending');
       await holder.query('select marketplace.unlock_seller_transfer($1)', [r!.id]);
       await waitForStatus(db.pool, r!.id, ['completed'], 20_000);
+      expect(sim.ledger().filter((e) => e.metadata.seller_transfer_id === r!.id)).toHaveLength(1);
     } finally {
       holder.release();
     }
   });
 
-  it('pays many transfers inserted in one statement (set-based enqueue)', async () => {
+  it('pays many transfers inserted in one statement', async () => {
     const { rows } = await db.pool.query<{ id: string }>(
       `insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
        select gen_random_uuid(), gen_random_uuid(), 'acct_many', 100 + i, 'eur' from generate_series(1, 200) i returning id`);
@@ -106,7 +116,7 @@ describe('task list and database agree', () => {
   it('every worker_task in the statuses table has a task, and every transfer task a status', async () => {
     const { rows } = await db.pool.query<{ worker_task: string }>(
       'select worker_task from marketplace.seller_transfer_statuses where worker_task is not null order by 1');
-    const tasks = Object.keys(buildTaskList({} as never)).filter((t) => t !== 'seller_transfer_sweep').sort();
+    const tasks = Object.keys(buildTaskList({} as never)).sort();
     expect(rows.map((r) => r.worker_task)).toEqual(tasks);
   });
 });

@@ -1,6 +1,6 @@
-// The worker process: graphile-worker running our tasks, the sweep on a cron schedule, and a
-// graceful stop (in-flight jobs finish, no new ones start).
-import { Logger as WorkerLogger, parseCronItems, run, type Runner } from 'graphile-worker';
+// The worker process: the dispatcher turning due rows into jobs, graphile-worker running our
+// tasks, and a graceful stop (in-flight jobs finish, no new ones start).
+import { Logger as WorkerLogger, run, type Runner } from 'graphile-worker';
 import pg from 'pg';
 import type { Server } from 'node:http';
 import type { Config } from '../config.ts';
@@ -8,13 +8,15 @@ import { createWorkerMetrics } from '../metrics.ts';
 import { startWebhookServer } from '../webhooks/server.ts';
 import type { AppLogger } from '../logger.ts';
 import { createStripeClient, type StripeTarget } from '../stripe/client.ts';
-import { buildTaskList, SWEEP_TASK } from '../../tasks/index.ts';
+import { buildTaskList } from '../../tasks/index.ts';
+import { startDispatcher, type Dispatcher } from './dispatcher.ts';
 import { retryPolicyFromConfig } from './retry-policy.ts';
 import type { StripeCallObserver, WorkerDeps } from './transfer-ops.ts';
 
 export interface WorkerHandle {
   runner: Runner;
   pool: pg.Pool;
+  dispatcher: Dispatcher;
   stop(): Promise<void>;
 }
 
@@ -62,9 +64,6 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     noHandleSignals: true,
     logger: graphileLogger(logger),
     taskList: buildTaskList(deps),
-    parsedCronItems: parseCronItems([
-      { task: SWEEP_TASK, match: config.SWEEP_CRON, options: { backfillPeriod: 0, maxAttempts: 1, jobKey: SWEEP_TASK, jobKeyMode: 'replace' } },
-    ]),
   });
   if (metrics) runner.events.on('job:start', ({ job }) => metrics.observeJobStart(new Date(job.run_at)));
   let metricsServer: Server | undefined;
@@ -77,17 +76,25 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     webhookServer = await startWebhookServer({ pool, stripe: deps.stripe, secret: config.STRIPE_WEBHOOK_SECRET, logger }, config.WEBHOOK_PORT);
     logger.info({ webhookPort: config.WEBHOOK_PORT }, `Stripe webhooks on :${config.WEBHOOK_PORT}/stripe/webhook`);
   }
-  // A restarted worker recovers at once whatever a killed one left behind, not a minute later.
-  const { rows: [swept] } = await pool.query<{ n: number }>('select marketplace.enqueue_due_seller_transfers() as n');
-  logger.info({ concurrency: config.WORKER_CONCURRENCY, enqueuedAtStart: swept?.n ?? 0 }, 'worker started');
+  // The table is the queue: due rows become jobs here, whoever wrote them and whenever.
+  const dispatcher = startDispatcher({
+    pool,
+    logger: logger.child({ component: 'dispatcher' }),
+    intervalMs: config.DISPATCH_INTERVAL_MS,
+    leaseSeconds: config.DISPATCH_LEASE_SECONDS,
+    maxWaitingJobs: config.DISPATCH_MAX_WAITING_JOBS || 2 * config.WORKER_CONCURRENCY,
+    onTick: metrics?.observeDispatch,
+  });
+  logger.info({ concurrency: config.WORKER_CONCURRENCY, dispatchIntervalMs: config.DISPATCH_INTERVAL_MS }, 'worker started');
 
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= (async () => {
     logger.info('worker stopping: finishing in-flight jobs, taking no new ones');
+    await dispatcher.stop();
     await runner.stop();
     for (const server of [metricsServer, webhookServer]) await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
     await pool.end();
     logger.info('worker stopped');
   })());
-  return { runner, pool, stop };
+  return { runner, pool, dispatcher, stop };
 }

@@ -1,6 +1,7 @@
-// What a transfer task does with one row: lock it, read it, talk to Stripe once, record the
-// outcome through the SQL functions (so the trigger checks the move, writes the history and
-// enqueues the follow-up job in the same transaction).
+// What a transfer task does with one row: claim it (lock + read), talk to Stripe once, record
+// the outcome through the SQL functions (so the trigger checks the move and writes the history)
+// and release the row at that commit. A failure's next_retry_at makes the row due again later:
+// the table is the queue.
 //
 // Exactly-once money effect, whatever crashes:
 // - the idempotency key is derived from the row, the operation and stripe_key_generation, which
@@ -17,6 +18,7 @@ import type Stripe from 'stripe';
 import { classifyStripeError, needsNewKey, type ClassifiedFailure } from '../stripe/errors.ts';
 import type { AppLogger } from '../logger.ts';
 import { attemptsExhausted, retryDelaySeconds, type RetryPolicy } from './retry-policy.ts';
+import type { TransferJobPayload } from './payload.ts';
 
 export const TRANSFER_TASKS = ['seller_transfer_create', 'seller_transfer_retry', 'seller_transfer_reverse'] as const;
 export type TransferTask = (typeof TRANSFER_TASKS)[number];
@@ -37,17 +39,21 @@ export interface WorkerDeps {
   onTransition?: (from: string, to: string) => void;
 }
 
+interface ClaimedRow extends TransferRow {
+  outcome: 'claimed' | 'busy' | 'missing' | 'not_actionable';
+}
+
 interface TransferRow {
   id: string; status: string; stripe_account_id: string; amount_cents: string; currency: string;
   order_id: string; seller_id: string; stripe_transfer_id: string | null; reversal_amount_cents: string | null;
   retry_count: number; last_error: string | null; stripe_key_generation: number; stripe_request_in_doubt: boolean;
-  actionable: boolean; state_since: Date | null;
+  state_since: Date | null;
 }
 
 /**
- * Another worker holds the row (e.g. this job was enqueued by that worker's own commit and
- * started before it let go). Thrown so graphile-worker runs the job again shortly: dropping it
- * could strand the row until the next sweep.
+ * Another worker holds the row (e.g. its job ran past the lease and the row was handed out
+ * again). Thrown so graphile-worker runs this job again shortly; and if it never can, the
+ * row's lease runs out and dispatch hands it out again: nothing is stranded.
  */
 export class RowBusyError extends Error {
   constructor(readonly transferId: string) {
@@ -58,32 +64,51 @@ export class RowBusyError extends Error {
 
 export type TaskOutcome = 'missing' | 'not_actionable' | 'completed' | 'reversed' | 'adopted' | 'failed' | 'permanently_failed' | 'rescheduled';
 
-export async function runTransferTask(deps: WorkerDeps, task: TransferTask, id: string): Promise<TaskOutcome> {
+/**
+ * Runs one task for one row: claim (lock + read, one round trip), at most one Stripe call
+ * (plus a lookup when needed), then record the outcome and release the row in one statement
+ * (the lock is handed to that transaction and released at its commit).
+ */
+export async function runTransferTask(deps: WorkerDeps, task: TransferTask, job: TransferJobPayload): Promise<TaskOutcome> {
   const client = await deps.pool.connect();
   let broken: Error | undefined;
+  let op: RowOperation | undefined;
   try {
-    const { rows: [lock] } = await client.query<{ ok: boolean }>('select marketplace.try_lock_seller_transfer($1) as ok', [id]);
-    if (!lock?.ok) throw new RowBusyError(id);
-    try {
-      const { rows: [row] } = await client.query<TransferRow>('select * from marketplace.seller_transfer_for_task($1, $2)', [id, task]);
-      if (!row) return 'missing';
-      if (!row.actionable) return 'not_actionable';
-      const op = new RowOperation(deps, client, row);
-      return task === 'seller_transfer_reverse' ? await op.reverse() : await op.pay();
-    } finally {
-      await client.query('select marketplace.unlock_seller_transfer($1)', [id]);
-    }
+    const { rows: [row] } = await client.query<ClaimedRow>({
+      name: 'seller-transfers-claim',
+      text: 'select * from marketplace.claim_seller_transfer($1, $2, $3)',
+      values: [job.id, task, job.lease ?? null],
+    });
+    if (!row || row.outcome === 'busy') throw new RowBusyError(job.id);
+    if (row.outcome !== 'claimed') return row.outcome;
+    op = new RowOperation(deps, client, row);
+    return task === 'seller_transfer_reverse' ? await op.reverse() : await op.pay();
   } catch (e) {
     // A connection in doubt is destroyed, which also drops its advisory lock.
     if (!(e instanceof RowBusyError)) broken = e as Error;
     throw e;
   } finally {
+    if (op && !op.released && !broken) await client.query('select marketplace.unlock_seller_transfer($1)', [job.id]);
     client.release(broken);
   }
 }
 
 class RowOperation {
+  /** The outcome was recorded and the row handed back (at that statement's commit). */
+  released = false;
+
   constructor(private deps: WorkerDeps, private db: pg.PoolClient, private row: TransferRow) {}
+
+  /** Records an outcome and releases the row in one statement: one round trip, one commit. */
+  private async record<R extends pg.QueryResultRow>(name: string, call: string, values: unknown[]): Promise<R | undefined> {
+    const { rows: [r] } = await this.db.query<R>({
+      name: `seller-transfers-${name}`,
+      text: `select ${call} as result, marketplace.release_seller_transfer_at_commit($1) as released`,
+      values,
+    });
+    this.released = true;
+    return r;
+  }
 
   private get log() {
     return this.deps.logger.child({ transferId: this.row.id, status: this.row.status, attempt: this.row.retry_count + 1 });
@@ -106,7 +131,7 @@ class RowOperation {
   private async giveUp(): Promise<TaskOutcome> {
     const { row } = this;
     const message = `gave up after ${row.retry_count} failed attempts; Stripe has no ${row.status === 'reversal_pending' ? 'reversal' : 'transfer'} for this row. Last error: ${row.last_error ?? 'none'}`;
-    await this.db.query('select marketplace.record_seller_transfer_failure($1, $2, $3, null, $4)',
+    await this.record('give-up', 'marketplace.record_seller_transfer_failure($1, $2, $3, null, $4)',
       [row.id, row.status, message, `worker: retry limit reached (${row.retry_count} attempts)`]);
     this.deps.onTransition?.(row.status, 'permanently_failed');
     this.log.error({ error: message }, 'retry limit reached');
@@ -200,13 +225,13 @@ class RowOperation {
   }
 
   private async markPaid(stripeTransferId: string, reason: string): Promise<void> {
-    await this.db.query('select marketplace.mark_seller_transfer_paid($1, $2, $3)', [this.row.id, stripeTransferId, reason]);
+    await this.record('mark-paid', 'marketplace.mark_seller_transfer_paid($1, $2, $3)', [this.row.id, stripeTransferId, reason]);
     this.deps.onTransition?.(this.row.status, 'completed');
     this.log.info({ stripeTransferId }, reason);
   }
 
   private async markReversed(stripeReversalId: string, amount: number, reason: string): Promise<void> {
-    await this.db.query('select marketplace.mark_seller_transfer_reversed($1, $2, $3, $4)', [this.row.id, stripeReversalId, amount, reason]);
+    await this.record('mark-reversed', 'marketplace.mark_seller_transfer_reversed($1, $2, $3, $4)', [this.row.id, stripeReversalId, amount, reason]);
     this.deps.onTransition?.(this.row.status, 'reversed');
     this.log.info({ stripeReversalId, amount }, reason);
   }
@@ -216,12 +241,13 @@ class RowOperation {
     const delay = retryDelaySeconds(this.deps.policy, row.retry_count + 1, failure.kind);
     const retryAt = delay === null ? null : new Date(Date.now() + delay * 1000);
     const reason = `worker: ${failure.kind}: ${failure.message}`.slice(0, 500);
-    const { rows: [r] } = await this.db.query<{ status: string | null }>(
-      'select marketplace.record_seller_transfer_failure($1, $2, $3, $4, $5, $6, $7) as status',
+    const r = await this.record<{ result: string | null }>('record-failure',
+      'marketplace.record_seller_transfer_failure($1, $2, $3, $4, $5, $6, $7)',
       [row.id, row.status, failure.message, retryAt, reason, needsNewKey(failure.kind), failure.kind === 'unanswered']);
-    if (r?.status) this.deps.onTransition?.(row.status, r.status);
+    const newStatus = r?.result ?? null;
+    if (newStatus) this.deps.onTransition?.(row.status, newStatus);
     const level = retryAt ? 'warn' : 'error';
-    this.log[level]({ failure: failure.kind, error: failure.message, nextRetryAt: retryAt, newStatus: r?.status }, 'Stripe call failed');
+    this.log[level]({ failure: failure.kind, error: failure.message, nextRetryAt: retryAt, newStatus }, 'Stripe call failed');
     if (!retryAt) return 'permanently_failed';
     return row.status === 'pending' ? 'failed' : 'rescheduled';
   }
