@@ -5,13 +5,17 @@ import { createServer, type Server } from 'node:http';
 import type pg from 'pg';
 import client from 'prom-client';
 import type { StripeCallObserver } from './worker/transfer-ops.ts';
+import type { ReadinessProbe } from './worker/readiness.ts';
 
 export interface WorkerMetrics {
   registry: client.Registry;
   onStripeCall: StripeCallObserver;
   observeJobStart(runAt: Date): void;
   countTransition(from: string, to: string): void;
-  serve(port: number): Promise<Server>;
+  /** A heartbeat the database accepted (feeds seller_transfers_worker_heartbeat_timestamp_seconds). */
+  observeHeartbeat(at: Date): void;
+  /** /metrics, /healthz (the process answers: 200) and, given a probe, /readyz (200, or 503 with a one-line JSON reason). */
+  serve(port: number, readiness?: ReadinessProbe): Promise<Server>;
 }
 
 const SCRAPE_CACHE_MS = 15_000;
@@ -37,6 +41,12 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
     name: 'seller_transfers_worker_transitions_total',
     help: 'Status changes made by this worker process, by from and to status (same-state bumps count as from = to).',
     labelNames: ['from', 'to'] as const,
+    registers: [registry],
+  });
+
+  const heartbeat = new client.Gauge({
+    name: 'seller_transfers_worker_heartbeat_timestamp_seconds',
+    help: 'Unix time of this worker process\'s last heartbeat the database accepted (marketplace.seller_transfer_worker_heartbeats).',
     registers: [registry],
   });
 
@@ -72,10 +82,22 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
     onStripeCall: (operation, outcome, seconds) => stripeCalls.observe({ operation, outcome }, seconds),
     observeJobStart: (runAt) => jobLag.observe(Math.max(0, (Date.now() - runAt.getTime()) / 1000)),
     countTransition: (from, to) => transitions.inc({ from, to }),
-    serve: (port) => new Promise((resolve, reject) => {
+    observeHeartbeat: (at) => heartbeat.set(at.getTime() / 1000),
+    serve: (port, readiness) => new Promise((resolve, reject) => {
       const server = createServer(async (req, res) => {
-        if (req.url !== '/metrics') {
-          res.writeHead(404).end('not found; try /metrics\n');
+        const url = (req.url ?? '/').split('?')[0];
+        if (url === '/healthz') {
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}\n');
+          return;
+        }
+        if (url === '/readyz' && readiness) {
+          const r = await readiness().catch((e: unknown): { ready: false; reason: string } => ({ ready: false, reason: `probe failed: ${(e as Error).message}` }));
+          res.writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' })
+            .end(`${JSON.stringify(r.ready ? { status: 'ready' } : { status: 'not ready', reason: r.reason })}\n`);
+          return;
+        }
+        if (url !== '/metrics') {
+          res.writeHead(404).end(`not found; try /metrics, /healthz${readiness ? ', /readyz' : ''}\n`);
           return;
         }
         try {
