@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick | --full] [--only=bulk,enforcement,worker,scale-out,hot-paths]`
+// `npm run bench [-- --quick | --full] [--only=bulk,enforcement,worker,scale-out,hot-paths,audit]`
 //
 // PostgreSQL: BENCH_DATABASE_URL, else TEST_DATABASE_URL (a superuser connection to a maintenance
 // database on the server), else an embedded PostgreSQL in a temporary directory. A dedicated
@@ -12,6 +12,7 @@ import pg from 'pg';
 import { createDatabase, dropDatabase, withDatabase } from '../src/db/connection.ts';
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { appliedMigrations, committedMigrations, migrateDatabase, migrationNumber, projectRoot } from '../src/db/migrate.ts';
+import { auditFigure } from './audit.ts';
 import { bulkFigure } from './bulk.ts';
 import { createCopy } from './copy-table.ts';
 import { isLocalPostgres } from './cpu.ts';
@@ -25,7 +26,7 @@ import { writeReport, type MachineInfo } from './report.ts';
 import { scaleOutFigure } from './scale-out.ts';
 import { workerThroughputFigure } from './worker-throughput.ts';
 
-const FIGURES = ['enforcement', 'bulk', 'hot-paths', 'worker', 'scale-out'] as const;
+const FIGURES = ['enforcement', 'bulk', 'hot-paths', 'worker', 'scale-out', 'audit'] as const;
 type FigureKey = (typeof FIGURES)[number];
 
 function parseArgs(argv: string[]): { mode: Mode; only: Set<FigureKey> } {
@@ -39,7 +40,7 @@ function parseArgs(argv: string[]): { mode: Mode; only: Set<FigureKey> } {
       for (const k of keys) if (!FIGURES.includes(k as FigureKey)) throw new Error(`unknown figure ${k}; known: ${FIGURES.join(', ')}`);
       only = new Set(keys as FigureKey[]);
     } else if (a === '--help' || a === '-h') {
-      console.log('usage: npm run bench [-- --quick | --full] [--only=enforcement,bulk,hot-paths,worker,scale-out]');
+      console.log('usage: npm run bench [-- --quick | --full] [--only=enforcement,bulk,hot-paths,worker,scale-out,audit]');
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (try --help)`);
   }
@@ -198,6 +199,7 @@ async function main(): Promise<void> {
     await runFigure('worker', '4. worker throughput', () => workerThroughputFigure(ctx));
     await runFigure('scale-out', '5. scale-out', () => scaleOutFigure(ctx));
     await runFigure('hot-paths', '3. hot-path queries', () => hotPathsFigure(ctx));
+    await runFigure('audit', '6. audit', () => auditFigure(ctx));
 
     const ordered = FIGURES.map((k) => results.get(k)).filter((r): r is FigureResult => !!r);
     for (const f of ordered) {

@@ -32,6 +32,8 @@ const schema = z.object({
   WEBHOOK_PORT: z.preprocess(emptyAsUndefined, int(0, 0, 65_535)),
   STRIPE_WEBHOOK_SECRET: z.preprocess(emptyAsUndefined, z.string().regex(/^whsec_\w+$/, 'must look like whsec_…').optional()),
   LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info')),
+  // Unset: pretty on a terminal, JSON otherwise (see src/logger.ts).
+  LOG_FORMAT: z.preprocess(emptyAsUndefined, z.enum(['json', 'pretty']).optional()),
 });
 
 export type Config = z.infer<typeof schema>;

@@ -6,6 +6,7 @@ import type pg from 'pg';
 import client from 'prom-client';
 import type { StripeCallObserver } from './worker/transfer-ops.ts';
 import type { DispatchTick } from './worker/dispatcher.ts';
+import type { ReadinessProbe } from './worker/readiness.ts';
 
 export interface WorkerMetrics {
   registry: client.Registry;
@@ -13,7 +14,10 @@ export interface WorkerMetrics {
   observeJobStart(runAt: Date): void;
   countTransition(from: string, to: string): void;
   observeDispatch(tick: DispatchTick): void;
-  serve(port: number): Promise<Server>;
+  /** A heartbeat the database accepted (feeds seller_transfers_worker_heartbeat_timestamp_seconds). */
+  observeHeartbeat(at: Date): void;
+  /** /metrics, /healthz (the process answers: 200) and, given a probe, /readyz (200, or 503 with a one-line JSON reason). */
+  serve(port: number, readiness?: ReadinessProbe): Promise<Server>;
 }
 
 const SCRAPE_CACHE_MS = 15_000;
@@ -86,6 +90,12 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
     },
   });
 
+  const heartbeat = new client.Gauge({
+    name: 'seller_transfers_worker_heartbeat_timestamp_seconds',
+    help: 'Unix time of this worker process\'s last heartbeat the database accepted (marketplace.seller_transfer_worker_heartbeats).',
+    registers: [registry],
+  });
+
   let cached: { at: number; rows: Array<{ status: string; total: string; stuck: string }> } | undefined;
   const snapshot = async () => {
     if (!cached || Date.now() - cached.at > SCRAPE_CACHE_MS) {
@@ -125,10 +135,22 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
         if (tick.oldestDueSeconds !== null) dispatchLag.observe(Math.max(0, tick.oldestDueSeconds));
       }
     },
-    serve: (port) => new Promise((resolve, reject) => {
+    observeHeartbeat: (at) => heartbeat.set(at.getTime() / 1000),
+    serve: (port, readiness) => new Promise((resolve, reject) => {
       const server = createServer(async (req, res) => {
-        if (req.url !== '/metrics') {
-          res.writeHead(404).end('not found; try /metrics\n');
+        const url = (req.url ?? '/').split('?')[0];
+        if (url === '/healthz') {
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}\n');
+          return;
+        }
+        if (url === '/readyz' && readiness) {
+          const r = await readiness().catch((e: unknown): { ready: false; reason: string } => ({ ready: false, reason: `probe failed: ${(e as Error).message}` }));
+          res.writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' })
+            .end(`${JSON.stringify(r.ready ? { status: 'ready' } : { status: 'not ready', reason: r.reason })}\n`);
+          return;
+        }
+        if (url !== '/metrics') {
+          res.writeHead(404).end(`not found; try /metrics, /healthz${readiness ? ', /readyz' : ''}\n`);
           return;
         }
         try {

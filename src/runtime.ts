@@ -7,7 +7,6 @@ import { createDatabase, withDatabase } from './db/connection.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import type { AppLogger } from './logger.ts';
 import type { StripeTarget } from './stripe/client.ts';
-import { startStripeSimulator } from './stripe-sim/index.ts';
 
 export interface Runtime {
   databaseUrl: string;
@@ -37,6 +36,8 @@ export async function resolveStripe(config: Config, logger: AppLogger): Promise<
     logger.info({ stripeApiBase: config.STRIPE_API_BASE }, 'no STRIPE_SECRET_KEY: using the Stripe-compatible server at STRIPE_API_BASE with a local test key');
     return { target: { secretKey: LOCAL_KEY, apiBase: config.STRIPE_API_BASE, timeoutMs }, close: async () => {} };
   }
+  // Loaded only when used: the operator commands that never need it start faster without it.
+  const { startStripeSimulator } = await import('./stripe-sim/index.ts');
   const sim = await startStripeSimulator({ port: 0 });
   logger.info({ stripeApiBase: sim.url }, `no STRIPE_SECRET_KEY: using the built-in Stripe simulator at ${sim.url} (no real money moves)`);
   return { target: { secretKey: LOCAL_KEY, apiBase: sim.url, timeoutMs }, close: () => sim.close() };

@@ -8,8 +8,8 @@ import { expectOneLineError, runCli } from './support/cli.ts';
 // Each CLI run is a fresh node + tsx process (seconds on a loaded machine): allow for it.
 vi.setConfig({ testTimeout: 180_000 });
 
-const COMMANDS = ['migrate', 'worker', 'matrix', 'graph', 'show', 'reverse', 'retry', 'fail', 'stats', 'reconcile', 'demo'];
-const DATA_COMMANDS = ['matrix', 'show', 'reverse', 'retry', 'fail', 'stats', 'reconcile'];
+const COMMANDS = ['migrate', 'worker', 'matrix', 'graph', 'show', 'reverse', 'retry', 'fail', 'stats', 'reconcile', 'audit', 'doctor', 'demo'];
+const DATA_COMMANDS = ['matrix', 'show', 'reverse', 'retry', 'fail', 'stats', 'reconcile', 'audit', 'doctor'];
 
 describe.concurrent('seller-transfers --help', () => {
   it('lists every command', async () => {

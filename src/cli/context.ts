@@ -11,7 +11,7 @@ export class CliError extends Error {
 export function cliConfig(): { config: Config; logger: AppLogger } {
   try {
     const config = loadConfig();
-    return { config, logger: createLogger(config.LOG_LEVEL) };
+    return { config, logger: createLogger(config.LOG_LEVEL, { format: config.LOG_FORMAT }) };
   } catch (e) {
     if (e instanceof ConfigError) throw new CliError(e.message, 2);
     throw e;

@@ -55,7 +55,7 @@ export function registerDemoCommand(program: Command): void {
       if (config.NODE_ENV === 'production') throw new CliError('demo writes made-up transfers: refused with NODE_ENV=production', 2);
       if (config.STRIPE_SECRET_KEY?.includes('_live_')) throw new CliError('demo refuses a live STRIPE_SECRET_KEY: it would move real money', 2);
       // Logs (runtime, worker) go to stderr, quiet unless LOG_LEVEL asks for them: the demo narrates on stdout.
-      const logger = stderrLogger(process.env.LOG_LEVEL ? config.LOG_LEVEL : 'warn');
+      const logger = stderrLogger(process.env.LOG_LEVEL ? config.LOG_LEVEL : 'warn', config.LOG_FORMAT);
 
       const runtime = await resolveRuntime(config, logger, { stripe: true });
       try {

@@ -1,17 +1,6 @@
 // `seller-transfers` command line. Every failure a person can cause ends in one line on stderr
 // and a non-zero exit code.
 import { Command, CommanderError } from 'commander';
-import { registerMigrateCommand } from './migrate-command.ts';
-import { registerWorkerCommand } from './worker-command.ts';
-import { registerMatrixCommand } from './matrix-command.ts';
-import { registerGraphCommand } from './graph-command.ts';
-import { registerShowCommand } from './show-command.ts';
-import { registerReverseCommand } from './reverse-command.ts';
-import { registerRetryCommand } from './retry-command.ts';
-import { registerFailCommand } from './fail-command.ts';
-import { registerStatsCommand } from './stats-command.ts';
-import { registerReconcileCommand } from './reconcile-command.ts';
-import { registerDemoCommand } from './demo-command.ts';
 import { CliError } from './context.ts';
 
 const program = new Command('seller-transfers')
@@ -20,17 +9,29 @@ const program = new Command('seller-transfers')
   .configureOutput({ outputError: (str, write) => write(`seller-transfers: ${str.replace(/\s+/g, ' ').trim()} (run with --help for usage)\n`) })
   .exitOverride();
 
-registerMigrateCommand(program);
-registerWorkerCommand(program);
-registerMatrixCommand(program);
-registerGraphCommand(program);
-registerShowCommand(program);
-registerReverseCommand(program);
-registerRetryCommand(program);
-registerFailCommand(program);
-registerStatsCommand(program);
-registerReconcileCommand(program);
-registerDemoCommand(program);
+// Start-up time matters for the read-only commands (matrix, show, stats, audit, doctor): load
+// only the module of the command being run, not all of them (the worker, demo and reconcile
+// pull in graphile-worker, stripe and the simulator). Top-level help, `help <cmd>` and unknown
+// commands register every command, so listings and "unknown command" stay right.
+type Register = (program: Command) => void;
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  migrate: async () => (await import('./migrate-command.ts')).registerMigrateCommand,
+  worker: async () => (await import('./worker-command.ts')).registerWorkerCommand,
+  matrix: async () => (await import('./matrix-command.ts')).registerMatrixCommand,
+  graph: async () => (await import('./graph-command.ts')).registerGraphCommand,
+  show: async () => (await import('./show-command.ts')).registerShowCommand,
+  reverse: async () => (await import('./reverse-command.ts')).registerReverseCommand,
+  retry: async () => (await import('./retry-command.ts')).registerRetryCommand,
+  fail: async () => (await import('./fail-command.ts')).registerFailCommand,
+  stats: async () => (await import('./stats-command.ts')).registerStatsCommand,
+  reconcile: async () => (await import('./reconcile-command.ts')).registerReconcileCommand,
+  audit: async () => (await import('./audit-command.ts')).registerAuditCommand,
+  doctor: async () => (await import('./doctor-command.ts')).registerDoctorCommand,
+  demo: async () => (await import('./demo-command.ts')).registerDemoCommand,
+};
+const requested = process.argv.slice(2).find((a) => !a.startsWith('-'));
+const selected = requested !== undefined && Object.hasOwn(COMMANDS, requested) ? [requested] : Object.keys(COMMANDS);
+for (const register of await Promise.all(selected.map((name) => COMMANDS[name]!()))) register(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -3,19 +3,18 @@
 // one database connection, and turning what a person can get wrong into one CliError line.
 import os from 'node:os';
 import pg from 'pg';
-import pino from 'pino';
 import type { Config } from '../config.ts';
-import type { AppLogger } from '../logger.ts';
+import { createLogger, type AppLogger, type LogFormat } from '../logger.ts';
 import { resolveDatabase } from '../runtime.ts';
 import { CliError, cliConfig } from './context.ts';
 
 export function operatorContext(): { config: Config; logger: AppLogger } {
   const { config } = cliConfig();
-  return { config, logger: stderrLogger(config.LOG_LEVEL) };
+  return { config, logger: stderrLogger(config.LOG_LEVEL, config.LOG_FORMAT) };
 }
 
-export function stderrLogger(level: string): AppLogger {
-  return pino({ level, base: { service: 'seller-transfers' } }, pino.destination(2));
+export function stderrLogger(level: string, format?: LogFormat): AppLogger {
+  return createLogger(level, { format, fd: 2 });
 }
 
 /** Who is acting, as PostgreSQL records it in the history's application_name. */
@@ -102,6 +101,15 @@ export function wholeCents(value: string, option: string): string {
     throw new CliError(`${option} takes a whole number of cents, got "${value}"`, 2);
   }
   return v;
+}
+
+/** `--since` as typed by a person: an ISO date or timestamp, or a usage error. */
+export function parseSince(value: string): Date {
+  const d = new Date(value);
+  if (!/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(value.trim()) || Number.isNaN(d.getTime())) {
+    throw new CliError(`--since takes an ISO date or timestamp such as 2025-01-31 or 2025-01-31T12:00:00Z, got "${value}"`, 2);
+  }
+  return d;
 }
 
 /** Runs `fn` in one transaction: all of it or nothing. */

@@ -3,19 +3,11 @@ import { resolveStripe } from '../runtime.ts';
 import { createStripeClient } from '../stripe/client.ts';
 import { CliError } from './context.ts';
 import { oneLineText, print, printJson, table } from './format.ts';
-import { operatorContext, withOperatorDb } from './operator-db.ts';
+import { operatorContext, parseSince, withOperatorDb } from './operator-db.ts';
 import { reconcile, type ReconcileReport } from './reconcile.ts';
 
 /** Exit code when disagreements remain (like diff: 0 = same, non-zero = different). */
 export const DISAGREEMENT_EXIT_CODE = 3;
-
-function parseSince(value: string): Date {
-  const d = new Date(value);
-  if (!/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(value.trim()) || Number.isNaN(d.getTime())) {
-    throw new CliError(`--since takes an ISO date or timestamp such as 2025-01-31 or 2025-01-31T12:00:00Z, got "${value}"`, 2);
-  }
-  return d;
-}
 
 function render(r: ReconcileReport): string {
   const lines: string[] = [];

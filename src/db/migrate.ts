@@ -6,20 +6,18 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import JSON5 from 'json5';
 import pg from 'pg';
-import { Logger as WorkerLogger, runMigrations } from 'graphile-worker';
-import { Logger, migrate, type Settings } from 'graphile-migrate';
+import type { Settings } from 'graphile-migrate';
 import { withClient } from './connection.ts';
 
-// graphile-migrate keeps each pool alive for 200 ms after use and calls process.exit(1) if an
-// idle client errors (e.g. the database is dropped, as tests do). Releasing the idle pools right
-// after a run removes that window. Internal module of the pinned version: see package-lock.
+// graphile-migrate and graphile-worker are loaded only by the functions that run migrations, so
+// the read-only commands (doctor reads the applied list) start without them.
 const require = createRequire(import.meta.url);
-const { clearAllPools } = require('graphile-migrate/dist/pgReal.js') as { clearAllPools: () => void };
 
 export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const migrationsDir = path.join(projectRoot, 'migrations');
 
 async function gmrcSettings(connectionString: string): Promise<Settings> {
+  const { Logger } = await import('graphile-migrate');
   const gmrc = JSON5.parse(await readFile(path.join(projectRoot, '.gmrc'), 'utf8')) as Settings;
   return {
     ...gmrc,
@@ -35,6 +33,12 @@ async function gmrcSettings(connectionString: string): Promise<Settings> {
  * every committed migration not yet applied. Idempotent.
  */
 export async function migrateDatabase(connectionString: string): Promise<void> {
+  const { Logger: WorkerLogger, runMigrations } = await import('graphile-worker');
+  const { migrate } = await import('graphile-migrate');
+  // graphile-migrate keeps each pool alive for 200 ms after use and calls process.exit(1) if an
+  // idle client errors (e.g. the database is dropped, as tests do). Releasing the idle pools right
+  // after a run removes that window. Internal module of the pinned version: see package-lock.
+  const { clearAllPools } = require('graphile-migrate/dist/pgReal.js') as { clearAllPools: () => void };
   const pool = new pg.Pool({ connectionString, max: 1 });
   pool.on('error', () => {}); // an idle client dying is reported by the next query, not here
   pool.on('connect', (client) => client.on('error', () => {}));

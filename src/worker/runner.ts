@@ -11,6 +11,8 @@ import { createStripeClient, type StripeTarget } from '../stripe/client.ts';
 import { buildTaskList } from '../../tasks/index.ts';
 import { startDispatcher, type Dispatcher } from './dispatcher.ts';
 import { retryPolicyFromConfig } from './retry-policy.ts';
+import { startHeartbeat } from './heartbeat.ts';
+import { createReadinessProbe } from './readiness.ts';
 import type { StripeCallObserver, WorkerDeps } from './transfer-ops.ts';
 
 export interface WorkerHandle {
@@ -65,10 +67,12 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     logger: graphileLogger(logger),
     taskList: buildTaskList(deps),
   });
+  const heartbeat = startHeartbeat(pool, logger, { onBeat: metrics?.observeHeartbeat });
+  let stopRequested = false;
   if (metrics) runner.events.on('job:start', ({ job }) => metrics.observeJobStart(new Date(job.run_at)));
   let metricsServer: Server | undefined;
   if (metrics) {
-    metricsServer = await metrics.serve(config.METRICS_PORT);
+    metricsServer = await metrics.serve(config.METRICS_PORT, await createReadinessProbe({ pool, heartbeat, isStopping: () => stopRequested, maxHeartbeatAgeMs: 30_000 }));
     logger.info({ metricsPort: config.METRICS_PORT }, `Prometheus metrics on :${config.METRICS_PORT}/metrics`);
   }
   let webhookServer: Server | undefined;
@@ -89,9 +93,11 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
 
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= (async () => {
+    stopRequested = true;
     logger.info('worker stopping: finishing in-flight jobs, taking no new ones');
     await dispatcher.stop();
     await runner.stop();
+    await heartbeat.stop();
     for (const server of [metricsServer, webhookServer]) await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
     await pool.end();
     logger.info('worker stopped');

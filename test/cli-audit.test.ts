@@ -1,0 +1,118 @@
+// audit: every row whose history does not lead, by legal steps from an initial status, to its
+// status is named, whatever wrote past the guard (session_replication_role = replica, the owner
+// editing the history). Reads only.
+import { randomUUID } from 'node:crypto';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { useTestDatabase } from './support/database.ts';
+import { insertTransfer, statusUpdateSql, transferIn } from './support/transfers.ts';
+import { cliFor, databaseFootprint, expectOneLineError } from './support/cli.ts';
+
+vi.setConfig({ testTimeout: 180_000 });
+
+const db = useTestDatabase();
+const cli = cliFor(() => db.url);
+
+interface AuditJson { since: string | null; problems: Array<{ transfer_id: string; problem: string; detail: string }> }
+
+/** What a superuser can do past the triggers: the same SQL with session_replication_role = replica. */
+async function asReplica(sql: string, params: unknown[]): Promise<void> {
+  const c = await db.pool.connect();
+  try {
+    await c.query('begin');
+    await c.query('set local session_replication_role = replica');
+    await c.query(sql, params);
+    await c.query('commit');
+  } finally {
+    c.release();
+  }
+}
+
+async function addEvent(id: string, from: string | null, to: string): Promise<void> {
+  await db.pool.query(`insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, actor) values ($1, $2, $3, 'test')`, [id, from, to]);
+}
+
+beforeAll(async () => {
+  await insertTransfer(db.pool);
+  for (const s of ['completed', 'failed', 'reversal_pending', 'reversed', 'permanently_failed'] as const) await transferIn(db.pool, s);
+});
+
+describe('audit', () => {
+  it('a clean database: exit 0', async () => {
+    const run = await cli('audit');
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('every history starts with the insert');
+    const json = JSON.parse((await cli('audit', '--json')).stdout) as AuditJson;
+    expect(json).toEqual({ since: null, problems: [] });
+  });
+
+  it('names every write past the guard or the history, exits 3, and writes nothing', async () => {
+    const ids: Record<string, string> = {};
+    // pending straight to reversed, past the guard and the history
+    ids.pendingToReversed = await insertTransfer(db.pool);
+    await asReplica(statusUpdateSql(), [ids.pendingToReversed, 'reversed']);
+    // completed back to pending
+    ids.completedToPending = await transferIn(db.pool, 'completed');
+    await asReplica(`update marketplace.seller_transfers set status = 'pending' where id = $1`, [ids.completedToPending]);
+    // inserted directly as completed
+    ids.insertedCompleted = randomUUID();
+    await asReplica(`insert into marketplace.seller_transfers (id, order_id, seller_id, stripe_account_id, amount_cents, currency, status, stripe_transfer_id)
+                     values ($1, gen_random_uuid(), gen_random_uuid(), 'acct_x', 100, 'usd', 'completed', 'tr_replica')`, [ids.insertedCompleted]);
+    // the owner deletes a history row (the insert)
+    ids.insertDeleted = await transferIn(db.pool, 'completed');
+    await db.pool.query(`delete from marketplace.seller_transfer_events where id = (select min(id) from marketplace.seller_transfer_events where transfer_id = $1)`, [ids.insertDeleted]);
+    // an illegal step in the history (completed -> reversed), the row following it
+    ids.illegalStep = await transferIn(db.pool, 'completed');
+    await asReplica(statusUpdateSql(), [ids.illegalStep, 'reversed']);
+    await addEvent(ids.illegalStep, 'completed', 'reversed');
+    // a step that does not start where the previous one ended
+    ids.brokenChain = await transferIn(db.pool, 'completed');
+    await addEvent(ids.brokenChain, 'failed', 'completed');
+    // a same-state step
+    ids.sameState = await transferIn(db.pool, 'completed');
+    await addEvent(ids.sameState, 'completed', 'completed');
+    // created, according to its history, in a non-initial status
+    ids.notInitial = await insertTransfer(db.pool);
+    await db.pool.query(`update marketplace.seller_transfer_events set to_status = 'failed' where transfer_id = $1`, [ids.notInitial]);
+    // history of a row that does not exist
+    ids.orphan = randomUUID();
+    await addEvent(ids.orphan, null, 'pending');
+
+    const before = await databaseFootprint(db.pool);
+    const run = await cli('audit', '--json');
+    expect(run.code, run.stderr).toBe(3);
+    expect(await databaseFootprint(db.pool)).toEqual(before);
+    const { problems } = JSON.parse(run.stdout) as AuditJson;
+    const of = (id: string) => problems.filter((p) => p.transfer_id === id).map((p) => p.problem).sort();
+    expect(of(ids.pendingToReversed)).toEqual(['status_mismatch']);
+    expect(of(ids.completedToPending)).toEqual(['status_mismatch']);
+    expect(of(ids.insertedCompleted)).toEqual(['no_history']);
+    expect(of(ids.insertDeleted)).toEqual(['first_event_not_insert']);
+    expect(of(ids.illegalStep)).toEqual(['illegal_step']);
+    expect(of(ids.brokenChain)).toEqual(['broken_chain']);
+    expect(of(ids.sameState)).toEqual(['same_state_step']);
+    expect(of(ids.notInitial)).toEqual(['initial_status_not_initial', 'status_mismatch']);
+    expect(of(ids.orphan)).toEqual(['history_without_row']);
+    expect(new Set(problems.map((p) => p.transfer_id))).toEqual(new Set(Object.values(ids)));
+    expect(problems.find((p) => p.transfer_id === ids.pendingToReversed)!.detail).toBe('status reversed, but the history ends in pending');
+
+    const text = await cli('audit');
+    expect(text.code).toBe(3);
+    expect(text.stdout).toContain(ids.illegalStep);
+    expect(text.stdout).toMatch(/10 problem\(s\) on 9 transfer\(s\)/);
+  });
+
+  it('--since: only rows created or changed since then', async () => {
+    const future = new Date(Date.now() + 3600_000).toISOString();
+    const run = await cli('audit', '--since', future, '--json');
+    expect(run.code, run.stderr).toBe(0);
+    expect((JSON.parse(run.stdout) as AuditJson).problems).toEqual([]);
+    const old = await cli('audit', '--since', '2000-01-01', '--json');
+    expect(old.code).toBe(3);
+    expect((JSON.parse(old.stdout) as AuditJson).problems.length).toBe(10);
+  });
+
+  it('bad input is one line on stderr', async () => {
+    expectOneLineError(await cli('audit', '--since', 'notadate'), '--since takes an ISO date', 2);
+    expectOneLineError(await cli('audit', '--frobnicate'), "unknown option '--frobnicate'", 2);
+  });
+});
