@@ -1,5 +1,5 @@
 --! Previous: sha1:004c3a56e4e0c06967c4f7a9adce265684666d22
---! Hash: sha1:0140728fbf8d18ff7327f02fea71962379c6673f
+--! Hash: sha1:3e822674ddb89e9b27abfc8a5311f532dd1349b5
 --! Message: stripe request budget
 
 -- Stripe request budget: one budget of Stripe requests for every worker process on this
@@ -42,8 +42,9 @@
 --   current_per_second starts at configured_per_second.
 --   Multiplicative decrease: report_stripe_rate_limited(endpoint, reason) multiplies the rate
 --     of the budget the reason names by DECREASE_FACTOR = 0.5 (not below min_per_second = 1),
---     at most once per DECREASE_HOLDOFF = 2 s per row (the 429s of one overload, reported by
---     many processes, count once; 2 s > one 1 s window + one batch), and pushes its
+--     at most once per DECREASE_HOLDOFF = 1 s per row (the 429s of one overload, reported by
+--     many processes at once, count once; a second decrease needs 429s that persist for a whole
+--     window at the already lowered rate), and pushes its
 --     next_slot_at one new spacing past now (a short pause while Stripe's window drains).
 --       global-rate, global-concurrency, unknown/absent reason -> 'global'
 --       endpoint-rate, endpoint-concurrency                    -> that endpoint's row (else 'global')
@@ -93,8 +94,8 @@ comment on function marketplace.stripe_request_budget_rate(double precision, dou
   'Adaptive rate at a time: current_rate plus 5 % of configured per second once 5 s passed without a 429, capped at configured.';
 
 -- Reserve `slots` request slots for `endpoint` (and 'global'). Returns one row: slot i starts at
--- first_slot_at + i * spacing_ms; reserved_at is the database time of the reservation (callers
--- turn slots into local delays relative to it, so clocks need not agree).
+-- first_slot_at + i * spacing_ms; reserved_at is the database's clock when the slots were
+-- computed (callers turn slots into local delays relative to it, so clocks need not agree).
 create function marketplace.reserve_stripe_request_slots(endpoint text, slots integer)
 returns table(first_slot_at timestamptz, spacing_ms double precision, reserved_at timestamptz, slots integer,
               global_per_second double precision, endpoint_per_second double precision)
@@ -108,7 +109,10 @@ set search_path = pg_catalog, pg_temp as $$
      order by b.budget
        for update
   ), plan as (
-    select greatest(max(l.next_slot_at), now()) as first_at, max((1000.0 + 50.0) / l.rate) as spacing_ms from locked l
+    -- clock_timestamp(), not now(): the statement may have waited for the row locks.
+    select greatest(max(l.next_slot_at), clock_timestamp()) as first_at, max((1000.0 + 50.0) / l.rate) as spacing_ms,
+           clock_timestamp() as at
+      from locked l
   ), reserved as (
     update marketplace.stripe_request_budgets b
        set next_slot_at = p.first_at + make_interval(secs => $2 * p.spacing_ms / 1000.0),
@@ -118,9 +122,9 @@ set search_path = pg_catalog, pg_temp as $$
            updated_at = now()
       from locked l, plan p
      where b.budget = l.budget
-    returning b.budget, p.first_at, p.spacing_ms, b.current_per_second
+    returning b.budget, p.first_at, p.spacing_ms, p.at, b.current_per_second
   )
-  select min(r.first_at), max(r.spacing_ms), now(), $2,
+  select min(r.first_at), max(r.spacing_ms), min(r.at), $2,
          max(r.current_per_second) filter (where r.budget = 'global'),
          max(r.current_per_second) filter (where r.budget <> 'global')
     from reserved r
@@ -140,7 +144,7 @@ set search_path = pg_catalog, pg_temp as $$
   ), locked as (
     select b.budget,
            marketplace.stripe_request_budget_rate(b.configured_per_second, b.current_per_second, b.adjusted_at, b.rate_limited_at, now()) as rate,
-           (b.decreased_at is null or now() - b.decreased_at >= interval '2 seconds') as decrease
+           (b.decreased_at is null or now() - b.decreased_at >= interval '1 second') as decrease
       from marketplace.stripe_request_budgets b join target t on t.budget = b.budget
        for update of b
   )
@@ -159,7 +163,7 @@ set search_path = pg_catalog, pg_temp as $$
   returning b.budget, b.current_per_second, l.decrease
 $$;
 comment on function marketplace.report_stripe_rate_limited(text, text) is
-  'Reports a Stripe 429 (endpoint, Stripe-Rate-Limited-Reason): halves the named budget''s rate for the fleet (at most once per 2 s); it recovers by 5 % of configured per second after 5 s without 429s.';
+  'Reports a Stripe 429 (endpoint, Stripe-Rate-Limited-Reason): halves the named budget''s rate for the fleet (at most once per 1 s); it recovers by 5 % of configured per second after 5 s without 429s.';
 
 -- Sets the configured rates (each worker process at start; the last one wins). A budget that is
 -- currently lowered keeps its ratio to the configured rate.
