@@ -1,5 +1,5 @@
 --! Previous: sha1:004c3a56e4e0c06967c4f7a9adce265684666d22
---! Hash: sha1:3e822674ddb89e9b27abfc8a5311f532dd1349b5
+--! Hash: sha1:910373d75d6c166bf7f2aa5b59437cb042381563
 --! Message: stripe request budget
 
 -- Stripe request budget: one budget of Stripe requests for every worker process on this
@@ -28,8 +28,11 @@
 -- starts where the previous one (of any process) ended, no two slots of one budget are closer
 -- than its spacing: the fleet never starts more than `rate` requests in any sliding second.
 -- A batch that draws on two budgets is spaced by the slower one and advances both rows by the
--- same span (sound for both; the faster budget loses the difference for the duration of the
--- batch, which the caller keeps short).
+-- same span: sound for both, but while an endpoint budget below the global one is the
+-- bottleneck, the global budget is not fully used (one next_slot_at per row cannot lend the
+-- gaps between one endpoint's slots to another endpoint). Equal rates (the test-mode
+-- defaults) lose nothing; callers keep batches short (about half a second).
+-- Every request draws on 'global', so the sum over endpoints never exceeds the global rate.
 -- No burst: an idle budget starts at now(), it does not bank unused slots.
 --
 -- JITTER_ALLOWANCE = 50 ms: slots are the times requests *leave*; they reach Stripe after a
