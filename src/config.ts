@@ -5,6 +5,7 @@ import { z } from 'zod';
 const int = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
 const seconds = (def: number) => z.coerce.number().positive().max(365 * 24 * 3600).default(def);
 const emptyAsUndefined = (v: unknown) => (v === '' ? undefined : v);
+const perSecond = z.coerce.number().positive().max(10_000).optional();
 const postgresUrl = z.string().refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgres:// connection string');
 
 const schema = z.object({
@@ -13,6 +14,9 @@ const schema = z.object({
   DATA_DIR: z.preprocess(emptyAsUndefined, z.string().default('.data')),
   STRIPE_SECRET_KEY: z.preprocess(emptyAsUndefined, z.string().regex(/^(sk|rk)_(test|live)_\w+$/, 'must look like sk_test_… or sk_live_… (or a restricted rk_ key)').optional()),
   STRIPE_API_BASE: z.preprocess(emptyAsUndefined, z.url({ protocol: /^https?$/ }).optional()),
+  // Unset: derived from the key's mode, see stripeRequestBudget().
+  STRIPE_REQUESTS_PER_SECOND: z.preprocess(emptyAsUndefined, perSecond),
+  STRIPE_ENDPOINT_REQUESTS_PER_SECOND: z.preprocess(emptyAsUndefined, perSecond),
   STRIPE_TIMEOUT_MS: z.preprocess(emptyAsUndefined, int(20_000, 100, 120_000)),
   WORKER_CONCURRENCY: z.preprocess(emptyAsUndefined, int(10, 1, 200)),
   WORKER_POLL_INTERVAL_MS: z.preprocess(emptyAsUndefined, int(2_000, 50, 60_000)),
@@ -65,4 +69,35 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError('invalid configuration: RETRY_MAX_SECONDS must be >= RETRY_BASE_SECONDS');
   }
   return config;
+}
+
+export type StripeMode = 'live' | 'test' | 'simulator';
+
+export interface StripeRequestBudgetConfig {
+  mode: StripeMode;
+  /** The fleet's budget for all Stripe requests (creates, reversals, lookups). */
+  requestsPerSecond: number;
+  /** The fleet's budget per rate-limited endpoint (POST /v1/transfers, POST /v1/transfers/{id}/reversals). */
+  endpointPerSecond: number;
+}
+
+/**
+ * Stripe's limits: 100 requests/s per account in live mode, 25/s in a sandbox (test keys),
+ * 25/s per endpoint by default. Our defaults:
+ * - test key or simulator: 20/s, 80 % of the sandbox's 25/s (headroom for window-edge effects,
+ *   a developer's dashboard and scripts on the same account);
+ * - live key: 25/s, a quarter of the account's 100/s: the account's limit is shared with the
+ *   marketplace's own checkout traffic (charges, refunds), which must never be starved by payouts;
+ * - per endpoint: 20/s, 80 % of Stripe's default 25/s per endpoint, the same margin, in both modes.
+ * The budget is never above the explicit values; an endpoint budget above the global one is
+ * allowed but has no effect (the global budget binds first).
+ */
+export function stripeRequestBudget(config: Pick<Config, 'STRIPE_SECRET_KEY' | 'STRIPE_REQUESTS_PER_SECOND' | 'STRIPE_ENDPOINT_REQUESTS_PER_SECOND'>): StripeRequestBudgetConfig {
+  const key = config.STRIPE_SECRET_KEY;
+  const mode: StripeMode = !key ? 'simulator' : /^(sk|rk)_live_/.test(key) ? 'live' : 'test';
+  return {
+    mode,
+    requestsPerSecond: config.STRIPE_REQUESTS_PER_SECOND ?? (mode === 'live' ? 25 : 20),
+    endpointPerSecond: config.STRIPE_ENDPOINT_REQUESTS_PER_SECOND ?? 20,
+  };
 }

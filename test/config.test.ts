@@ -1,6 +1,6 @@
 // Bad configuration fails fast, naming the variable; secrets are never echoed.
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config.ts';
+import { ConfigError, loadConfig, stripeRequestBudget } from '../src/config.ts';
 
 describe('loadConfig', () => {
   it('has documented defaults', () => {
@@ -12,6 +12,8 @@ describe('loadConfig', () => {
   it.each([
     ['WORKER_CONCURRENCY', '0'], ['WORKER_CONCURRENCY', 'ten'], ['RETRY_JITTER', '1.5'], ['RETRY_BASE_SECONDS', '-1'],
     ['DATABASE_URL', 'mysql://x'], ['STRIPE_API_BASE', 'not a url'], ['LOG_LEVEL', 'loud'],
+    ['STRIPE_REQUESTS_PER_SECOND', '0'], ['STRIPE_REQUESTS_PER_SECOND', 'fast'], ['STRIPE_REQUESTS_PER_SECOND', '-5'],
+    ['STRIPE_ENDPOINT_REQUESTS_PER_SECOND', '0'], ['STRIPE_ENDPOINT_REQUESTS_PER_SECOND', '1e9'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^invalid configuration: .*${name}`));
   });
@@ -36,5 +38,14 @@ describe('loadConfig', () => {
 
   it('rejects a cap below the base', () => {
     expect(() => loadConfig({ RETRY_BASE_SECONDS: '100', RETRY_MAX_SECONDS: '10' })).toThrow(/RETRY_MAX_SECONDS/);
+  });
+
+  it('derives the Stripe request budget from the key mode unless set', () => {
+    expect(stripeRequestBudget(loadConfig({}))).toEqual({ mode: 'simulator', requestsPerSecond: 20, endpointPerSecond: 20 });
+    expect(stripeRequestBudget(loadConfig({ STRIPE_SECRET_KEY: 'sk_test_abc' }))).toEqual({ mode: 'test', requestsPerSecond: 20, endpointPerSecond: 20 });
+    expect(stripeRequestBudget(loadConfig({ STRIPE_SECRET_KEY: 'rk_test_abc' })).requestsPerSecond).toBe(20);
+    expect(stripeRequestBudget(loadConfig({ STRIPE_SECRET_KEY: 'sk_live_abc' }))).toEqual({ mode: 'live', requestsPerSecond: 25, endpointPerSecond: 20 });
+    expect(stripeRequestBudget(loadConfig({ STRIPE_SECRET_KEY: 'rk_live_abc', STRIPE_REQUESTS_PER_SECOND: '60', STRIPE_ENDPOINT_REQUESTS_PER_SECOND: '12.5' })))
+      .toEqual({ mode: 'live', requestsPerSecond: 60, endpointPerSecond: 12.5 });
   });
 });

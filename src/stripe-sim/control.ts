@@ -14,6 +14,14 @@ const randomFaults = z.object({
 const faultsBody = z.union([z.object({ clear: z.literal(true) }), z.object({ random: randomFaults }), faultSpec]);
 const balanceBody = z.object({ account: z.string().min(1), currency: z.string().length(3), cents: z.number().int() });
 const accountBody = z.object({ account: z.string().min(1) });
+const limit = z.number().positive().nullable().optional();
+const limitsBody = z.strictObject({ globalPerSecond: limit, endpointPerSecond: limit, concurrency: z.number().int().positive().nullable().optional() });
+const latencyBody = z.strictObject({
+  fixedMs: z.number().nonnegative().optional(),
+  distribution: z.strictObject({ kind: z.literal('lognormal').default('lognormal'), p50Ms: z.number().positive(), p99Ms: z.number().positive(), seed: z.number().int().default(1) })
+    .refine((d) => d.p99Ms >= d.p50Ms, 'p99Ms must be >= p50Ms').nullable().optional(),
+});
+const defined = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 
 function json(res: ServerResponse, status: number, value: unknown): void {
   res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(value));
@@ -48,6 +56,12 @@ export function handleControl(sim: StripeSimulator, method: string, url: URL, bo
       case 'POST /_sim/remove-account': sim.removeAccount(parse(accountBody, body).account); return json(res, 200, { ok: true });
       case 'POST /_sim/expire-idempotency-keys': sim.expireIdempotencyKeys(); return json(res, 200, { ok: true });
       case 'POST /_sim/reset': sim.reset(); return json(res, 200, { ok: true });
+      case 'GET /_sim/limits': return json(res, 200, sim.limits());
+      case 'POST /_sim/limits': return json(res, 200, sim.setLimits(defined(parse(limitsBody, body))));
+      case 'GET /_sim/latency': return json(res, 200, sim.latency());
+      case 'POST /_sim/latency': return json(res, 200, sim.setLatency(defined(parse(latencyBody, body))));
+      case 'GET /_sim/stats': return json(res, 200, sim.stats());
+      case 'POST /_sim/stats/reset': sim.resetStats(); return json(res, 200, { ok: true });
       default: return json(res, 404, { error: `unknown control endpoint ${method} ${url.pathname}` });
     }
   } catch (e) {

@@ -4,3 +4,4 @@ export type {
   CallRecord, FaultKind, FaultSpec, LedgerEntry, Operation, RandomFaults, SimReversal, SimTransfer,
   StripeSimulator, StripeSimulatorOptions,
 } from './types.ts';
+export type { EndpointStats, RateLimitedReason, SecondStats, SimLatency, SimLimits, SimStats } from './limits.ts';

@@ -1,18 +1,20 @@
 // HTTP front of the simulator. The request pipeline mirrors the order in which Stripe's
 // layers act, because that order decides what a retrying worker observes:
-//   auth → route → rate limit (nothing saved) → idempotency lookup/reservation
-//   → latency → endpoint (error_before / effect / error_after) → save under key → respond or drop.
+//   auth → route → limiters (global/endpoint rate, concurrency: 429, nothing saved)
+//   → injected rate-limit fault (nothing saved) → idempotency lookup/reservation
+//   → latency (injected + modelled) → endpoint (error_before / effect / error_after) → save under key → respond or drop.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { handleControl } from './control.ts';
 import { Faults, type DrawnFault } from './faults.ts';
 import { IdempotencyStore } from './idempotency.ts';
+import { LatencyModel, Limiter, TrafficStats, type SimLatency, type SimLimits, type SimStats } from './limits.ts';
 import { SimState } from './state.ts';
 import type { CallRecord, FaultSpec, Operation, RandomFaults, StripeSimulator, StripeSimulatorOptions } from './types.ts';
 import { ApiError, canonicalForm, newId, parseForm, type Params, type StripeErrorBody } from './wire.ts';
 
-interface Route { operation: Operation; run: (s: SimState, p: Params, key: string | null) => unknown }
+interface Route { operation: Operation; endpoint: string; run: (s: SimState, p: Params, key: string | null) => unknown }
 interface Reply { status: number; body: string; outcome: string }
 
 function route(method: string, path: string): Route | null {
@@ -20,12 +22,14 @@ function route(method: string, path: string): Route | null {
   if (!m) return null;
   const id = m[1] === undefined ? null : decodeURIComponent(m[1]);
   const op = `${method} ${id === null ? '-' : 'id'}${m[2] ? ' reversals' : ''}`;
+  // endpoint: Stripe's limiter key, the method and the path with ids as {id}.
+  const endpoint = `${method} /v1/transfers${id === null ? '' : '/{id}'}${m[2] ? '/reversals' : ''}`;
   switch (op) {
-    case 'POST -': return { operation: 'transfer.create', run: (s, p, key) => s.createTransfer(p, key) };
-    case 'GET -': return { operation: 'transfer.list', run: (s, p) => s.listTransfers(p) };
-    case 'GET id': return { operation: 'transfer.retrieve', run: (s) => s.retrieveTransfer(id!) };
-    case 'POST id reversals': return { operation: 'reversal.create', run: (s, p, key) => s.createReversal(id!, p, key) };
-    case 'GET id reversals': return { operation: 'reversal.list', run: (s, p) => s.listReversals(id!, p) };
+    case 'POST -': return { operation: 'transfer.create', endpoint, run: (s, p, key) => s.createTransfer(p, key) };
+    case 'GET -': return { operation: 'transfer.list', endpoint, run: (s, p) => s.listTransfers(p) };
+    case 'GET id': return { operation: 'transfer.retrieve', endpoint, run: (s) => s.retrieveTransfer(id!) };
+    case 'POST id reversals': return { operation: 'reversal.create', endpoint, run: (s, p, key) => s.createReversal(id!, p, key) };
+    case 'GET id reversals': return { operation: 'reversal.list', endpoint, run: (s, p) => s.listReversals(id!, p) };
     default: return null;
   }
 }
@@ -48,6 +52,9 @@ export class Simulator implements StripeSimulator {
   private faults = new Faults();
   private keys: IdempotencyStore;
   private log: CallRecord[] = [];
+  private limiter: Limiter;
+  private latencyModel: LatencyModel;
+  private traffic = new TrafficStats();
   readonly server = createServer((req, res) => {
     this.handle(req, res).catch((err: unknown) => {
       if (!res.headersSent && !res.destroyed) res.writeHead(500).end(String(err));
@@ -57,7 +64,16 @@ export class Simulator implements StripeSimulator {
   constructor(private readonly opts: StripeSimulatorOptions) {
     this.state = new SimState(opts.defaultBalanceCents ?? 0);
     this.keys = new IdempotencyStore(opts.idempotencyTtlMs ?? 24 * 3600 * 1000);
+    this.limiter = new Limiter(opts.limits);
+    this.latencyModel = new LatencyModel(opts.latency);
   }
+
+  limits(): SimLimits { return { ...this.limiter.limits }; }
+  setLimits(l: Partial<SimLimits>): SimLimits { this.limiter.set(l); return this.limits(); }
+  latency(): SimLatency { return structuredClone(this.latencyModel.latency); }
+  setLatency(l: Partial<SimLatency>): SimLatency { this.latencyModel.set(l); return this.latency(); }
+  stats(): SimStats { return this.traffic.snapshot(); }
+  resetStats(): void { this.traffic.reset(); }
 
   setBalance(account: string, currency: string, cents: number): void { this.state.setBalance(account, currency, cents); }
   balance(account: string, currency: string): number { return this.state.balance(account, currency); }
@@ -74,6 +90,9 @@ export class Simulator implements StripeSimulator {
     this.faults.clear();
     this.keys.clear();
     this.log = [];
+    this.limiter = new Limiter(this.opts.limits); // as started; in-flight requests release into the old one
+    this.latencyModel = new LatencyModel(this.opts.latency);
+    this.traffic.reset();
   }
 
   async close(): Promise<void> {
@@ -92,8 +111,8 @@ export class Simulator implements StripeSimulator {
     const key = method === 'POST' ? (req.headers['idempotency-key'] as string | undefined) ?? null : null; // Stripe ignores keys on GET
     const r = route(method, url.pathname);
     const call: CallRecord = {
-      seq: this.log.length + 1, method, path: url.pathname, operation: r?.operation ?? null, idempotencyKey: key,
-      outcome: 'ok', status: null, fault: null, at: new Date().toISOString(),
+      seq: this.log.length + 1, method, path: url.pathname, operation: r?.operation ?? null, endpoint: r?.endpoint ?? null,
+      idempotencyKey: key, outcome: 'ok', status: null, fault: null, rateLimitedReason: null, at: new Date().toISOString(),
     };
     this.log.push(call);
     const send = (reply: Reply, headers: Record<string, string> = {}) => {
@@ -112,6 +131,26 @@ export class Simulator implements StripeSimulator {
       return send(errorReply(404, { type: 'invalid_request_error', message: `Unrecognized request URL (${method}: ${url.pathname}).` }));
     }
 
+    // Stripe's limiters act before anything else happens: a 429 leaves no trace but the log line.
+    const limiter = this.limiter;
+    const limited = limiter.admit(r.endpoint);
+    this.traffic.record(r.endpoint, limited, limiter.inFlight);
+    if (limited) {
+      call.rateLimitedReason = limited;
+      return send(errorReply(429, { type: 'invalid_request_error', code: 'rate_limit', message: limited.endsWith('concurrency')
+        ? 'This request was rate limited: too many concurrent requests (simulated).'
+        : 'Request rate limit exceeded. You can learn more about rate limits here https://stripe.com/docs/rate-limits (simulated).' },
+      `rate_limited:${limited}`), { 'Stripe-Rate-Limited-Reason': limited });
+    }
+    try {
+      await this.admitted(r, req, res, body, url, method, key, requestId, call, send);
+    } finally {
+      limiter.release();
+    }
+  }
+
+  private async admitted(r: Route, req: IncomingMessage, res: ServerResponse, body: string, url: URL, method: string,
+    key: string | null, requestId: string, call: CallRecord, send: (reply: Reply, headers?: Record<string, string>) => void): Promise<void> {
     // Draw synchronously on arrival so the fault sequence follows request order (reproducible chaos).
     const fault = this.faults.draw(r.operation);
     call.fault = fault?.kind ?? null;
@@ -123,7 +162,8 @@ export class Simulator implements StripeSimulator {
     const fingerprint = `${method} ${url.pathname}\n${canonicalForm(raw)}`;
     // Reserve the key before any latency so a concurrent duplicate sees 409 "in use".
     const idem = key ? this.keys.begin(key, fingerprint) : ({ kind: 'new' } as const);
-    if (fault?.kind === 'latency') await sleep(fault.latencyMs);
+    const delay = (fault?.kind === 'latency' ? fault.latencyMs : 0) + this.latencyModel.draw();
+    if (delay > 0) await sleep(delay);
 
     let reply: Reply;
     const headers: Record<string, string> = {};

@@ -1,5 +1,6 @@
 // Public types of the Stripe simulator. Other code (worker tests, benches) imports
 // these through index.ts, so keep the names and shapes stable.
+import type { RateLimitedReason, SimLatency, SimLimits, SimStats } from './limits.ts';
 
 export type Operation = 'transfer.create' | 'transfer.retrieve' | 'transfer.list' | 'reversal.create' | 'reversal.list';
 export type FaultKind = 'latency' | 'rate_limit' | 'error_before' | 'error_after' | 'drop_after';
@@ -12,6 +13,8 @@ export interface StripeSimulatorOptions {
   host?: string; // default 127.0.0.1
   defaultBalanceCents?: number; // starting available balance of any connected account, default 0
   idempotencyTtlMs?: number; // default 24h
+  limits?: Partial<SimLimits>; // Stripe's limiters; default unlimited (null)
+  latency?: Partial<SimLatency>; // default none
 }
 
 /** One real money movement. Replays, faults that fire before the effect, and errors never appear here. */
@@ -35,10 +38,12 @@ export interface CallRecord {
   method: string;
   path: string;
   operation: Operation | null; // null for unknown routes
+  endpoint: string | null; // Stripe's limiter key, e.g. 'POST /v1/transfers/{id}/reversals'; null for unknown routes
   idempotencyKey: string | null;
-  outcome: string; // 'ok' | 'replayed' | 'fault:<kind>' | 'error:<code>'
+  outcome: string; // 'ok' | 'replayed' | 'fault:<kind>' | 'error:<code>' | 'rate_limited:<reason>'
   status: number | null; // null when the response was dropped (drop_after)
   fault: FaultKind | null; // fault drawn for this request, even one that did not change the response (latency)
+  rateLimitedReason: RateLimitedReason | null; // set when a limiter answered 429 (not for injected rate_limit faults)
   at: string;
 }
 
@@ -68,5 +73,12 @@ export interface StripeSimulator {
   ledger(): LedgerEntry[];
   calls(): CallRecord[];
   transfers(): SimTransfer[];
+  /** Clears state, faults, log and stats, and puts limits and latency back to the start options. */
   reset(): void;
+  limits(): SimLimits;
+  setLimits(l: Partial<SimLimits>): SimLimits;
+  latency(): SimLatency;
+  setLatency(l: Partial<SimLatency>): SimLatency;
+  stats(): SimStats;
+  resetStats(): void;
 }
