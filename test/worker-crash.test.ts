@@ -12,10 +12,12 @@
 // The moments are made deterministic from outside, with PostgreSQL locks held by the test,
 // never with hooks in production code:
 //   - before_stripe: the test holds ACCESS EXCLUSIVE on marketplace.seller_transfer_events.
-//     The worker's first read (marketplace.seller_transfer_for_task) reads that table, so it
-//     blocks after graphile-worker locked the job and the task took the row's advisory lock.
-//   - before_commit: the test holds the row FOR UPDATE. The worker reads the row (no row lock),
-//     calls Stripe, and then its outcome UPDATE blocks on the row.
+//     The task's claim (marketplace.claim_seller_transfer) takes the row's advisory lock and then
+//     reads that table, so it blocks after graphile-worker locked the job and the lock is held.
+//     (Dispatch does not read the history, so the row is handed out as usual.)
+//   - before_commit: Stripe is slowed down once (simulator latency) so the test can take the row
+//     FOR UPDATE after dispatch has handed it out and the task has claimed it; the worker then
+//     calls Stripe, and its outcome UPDATE blocks on the row.
 //   - after_commit: the test polls the status and kills the moment it changes.
 import type { ChildProcess } from 'node:child_process';
 import type pg from 'pg';
@@ -29,11 +31,11 @@ import { expectDatabaseMatchesLedger, killHard, spawnWorker, startTestWorker, wa
 const WORKER_APP = 'seller-transfers-worker';
 
 /**
- * The once-a-minute cron sweep is pushed out of reach (Feb 31 never comes): only the sweep a
- * worker runs when it starts may recover what the killed worker left behind, so a broken
- * restart recovery fails the test instead of being rescued by the cron a minute later.
+ * A short dispatch lease (the shortest the configuration allows with the tests' 3 s Stripe
+ * timeout): a row handed to the killed worker's job is due again 6 s later, and only the
+ * restarted worker's dispatcher can then recover it.
  */
-const WORKER_ENV = { SWEEP_CRON: '0 0 31 2 *', WORKER_CONCURRENCY: '2' };
+const WORKER_ENV = { WORKER_CONCURRENCY: '2', DISPATCH_LEASE_SECONDS: '6' };
 
 /** Generous: a worker process takes seconds to boot on a busy 2-core machine. */
 const WAIT_MS = 60_000;
@@ -84,7 +86,7 @@ async function workerBlockedBy(blockerPid: number, queryPart: string): Promise<n
 
 /**
  * A killed client's backend lives on until it next touches its socket; one that holds the row's
- * advisory lock makes the restart sweep believe the dead worker's job is still live. PostgreSQL
+ * advisory lock makes dispatch skip the row as if the dead worker were still acting on it. PostgreSQL
  * notices a dead idle client at once and a busy one when its query ends, so the test waits for
  * that (as any restart a second later would) before starting the next worker.
  */
@@ -139,27 +141,35 @@ async function crashAndRecover(operation: Operation, point: CrashPoint): Promise
 
   // Arm the crash point: a test transaction holding the lock the worker will wait on.
   let blocker: pg.PoolClient | undefined;
-  if (point !== 'after_commit') {
+  if (point === 'before_stripe') {
     blocker = await db.pool.connect();
     await blocker.query('begin');
-    if (point === 'before_stripe') await blocker.query('lock table marketplace.seller_transfer_events in access exclusive mode');
-    else await blocker.query('select id from marketplace.seller_transfers where id = $1 for update', [id]);
+    await blocker.query('lock table marketplace.seller_transfer_events in access exclusive mode');
   }
-  const blockerPid = blocker ? (await blocker.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid : 0;
+  if (point === 'before_commit') sim.injectFault({ operation: operation === 'transfer' ? 'transfer.create' : 'reversal.create', kind: 'latency', latencyMs: 2_000, times: 1 });
+  const blockerPid = async () => (await blocker!.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+  const rowLockHeld = async () => (await db.pool.query<{ held: boolean }>(
+    `select exists (select 1 from pg_locks where locktype = 'advisory' and granted
+                      and classid = 'marketplace.seller_transfers'::regclass::oid and objid = hashtext($1::text)::oid) as held`, [id])).rows[0]!.held;
 
   const first = startWorkerProcess();
   try {
     if (point === 'before_stripe') {
-      await waitFor('the worker to block reading the row', () => workerBlockedBy(blockerPid, 'seller_transfer_for_task'), WAIT_MS);
+      const pid = await blockerPid();
+      await waitFor('the worker to block reading the row', () => workerBlockedBy(pid, 'claim_seller_transfer'), WAIT_MS);
       // The worker holds the row's advisory lock (taken before the read) and has not called Stripe.
-      const { rows: [lock] } = await db.pool.query<{ held: boolean }>(
-        `select exists (select 1 from pg_locks where locktype = 'advisory' and granted
-                          and classid = 'marketplace.seller_transfers'::regclass::oid and objid = hashtext($1::text)::oid) as held`, [id]);
-      expect(lock!.held).toBe(true);
+      expect(await rowLockHeld()).toBe(true);
       expect(ledgerFor(id, operation)).toHaveLength(0);
     } else if (point === 'before_commit') {
+      // The task has claimed the row and is in its (slowed) Stripe call: lock the row now.
+      await waitFor('the worker to claim the row', rowLockHeld, WAIT_MS, 5);
+      blocker = await db.pool.connect();
+      await blocker.query('begin');
+      await blocker.query('select id from marketplace.seller_transfers where id = $1 for update', [id]);
+      expect(ledgerFor(id, operation), 'the lock was taken before Stripe acted').toHaveLength(0);
+      const pid = await blockerPid();
       await waitFor(`the Stripe ${operation} for the row`, async () => ledgerFor(id, operation).length > 0, WAIT_MS);
-      await waitFor('the worker to block recording the outcome', () => workerBlockedBy(blockerPid, op.outcomeFn), WAIT_MS);
+      await waitFor('the worker to block recording the outcome', () => workerBlockedBy(pid, op.outcomeFn), WAIT_MS);
     } else {
       // Polled every 2 ms, so the kill lands right after the commit, most often before
       // graphile-worker has even marked the job done.
@@ -186,8 +196,8 @@ async function crashAndRecover(operation: Operation, point: CrashPoint): Promise
     }
   }
 
-  // What the crash left behind: before the commit the row is untouched and its job is still
-  // locked by the dead worker (graphile-worker would only free it after 4 hours).
+  // What the crash left behind: before the commit the row is untouched but for its lease, and
+  // its job is still locked by the dead worker (graphile-worker would only free it after 4 hours).
   const crashed = await rowOf(id);
   if (point === 'after_commit') {
     expect(crashed.status).toBe(op.to);
@@ -196,12 +206,13 @@ async function crashAndRecover(operation: Operation, point: CrashPoint): Promise
     if (operation === 'transfer') expect(crashed.stripe_transfer_id).toBeNull();
     expect(crashed.stripe_reversal_id).toBeNull();
     const { rows: [job] } = await db.pool.query<{ locked: boolean }>(
-      'select locked_at is not null as locked from graphile_worker._private_jobs where key = marketplace.seller_transfer_job_key($1, $2)', [id, op.task]);
+      'select locked_at is not null as locked from graphile_worker._private_jobs where key = marketplace.seller_transfer_job_key($1)', [id]);
     expect(job?.locked, 'the dead worker still holds the job').toBe(true);
     expect(ledgerFor(id, operation)).toHaveLength(point === 'before_stripe' ? 0 : 1);
   }
 
-  // A fresh worker process: its start-up sweep re-enqueues the row whose job the dead one holds.
+  // A fresh worker process: once the dead worker's lease runs out, its dispatcher hands the row
+  // out again (a new job; the dead one's stays locked and is never run again).
   const second = startWorkerProcess();
   await waitForStatus(db.pool, id, [op.to], WAIT_MS);
   // The restarted worker is up and processing (for after_commit it had nothing else to show).
@@ -231,9 +242,11 @@ async function crashAndRecover(operation: Operation, point: CrashPoint): Promise
     ? [[null, 'pending'], ['pending', 'completed']]
     : [[null, 'pending'], ['pending', 'completed'], ['completed', 'reversal_pending'], ['reversal_pending', 'reversed']]);
 
-  // Nothing stranded: with every worker stopped, the sweep finds no due row lacking a live job.
-  const { rows: [swept] } = await db.pool.query<{ n: number }>('select marketplace.enqueue_due_seller_transfers() as n');
-  expect(swept!.n).toBe(0);
+  // Nothing stranded: with every worker stopped, no row is left in a worker status.
+  const { rows: [left] } = await db.pool.query<{ n: number }>(
+    `select count(*)::int as n from marketplace.seller_transfers t
+       join marketplace.seller_transfer_statuses s on s.status = t.status where s.worker_task is not null`);
+  expect(left!.n).toBe(0);
 }
 
 describe('worker killed with kill -9 and restarted', () => {

@@ -1,5 +1,5 @@
 --! Previous: sha1:004c3a56e4e0c06967c4f7a9adce265684666d22
---! Hash: sha1:1750381ae1d6fc981912cad9316b5e8a2d67586a
+--! Hash: sha1:fee3a90bc3191ed594135a2531d1570fe38b8271
 --! Message: table is the queue
 
 -- The table is the queue. A writer's transaction writes the row and its history row, nothing
@@ -282,7 +282,9 @@ begin
   )
   select array_agg(row(s.worker_task, json_build_object('id', l.id, 'lease', lease_until), null, null, 5,
                        marketplace.seller_transfer_job_key(l.id), null, null)::graphile_worker.job_spec),
-         extract(epoch from now() - min(marketplace.seller_transfer_due_since(l.id, l.status, l.next_retry_at, l.created_at)))
+         -- Lag from what the rows carry (no history read on this path): a fresh reversal's due
+         -- time is in its history only, so it counts in seller_transfer_due_counts() instead.
+         extract(epoch from now() - min(case when l.status = 'pending' then coalesce(l.next_retry_at, l.created_at) else l.next_retry_at end))
     into specs, lag
     from leased l
     join marketplace.seller_transfer_statuses s on s.status = l.status;
@@ -298,7 +300,7 @@ begin
   return query select added, lag;
 end $$;
 comment on function marketplace.dispatch_seller_transfers(integer, double precision) is
-  'Hands due seller transfers to graphile-worker (at most max_jobs waiting jobs), leasing each row for lease_seconds. Returns how many, and how long the longest-waiting of them had been due.';
+  'Hands due seller transfers to graphile-worker (at most max_jobs waiting jobs), leasing each row for lease_seconds. Returns how many, and how long the longest-waiting of them had been due (null when unknown).';
 
 -- For metrics and alerts: per worker status, rows due now and not handed out, and how long
 -- the longest-waiting of them has been due. Reads the partial indexes (a due row is one that

@@ -1,5 +1,5 @@
---! Previous: sha1:1750381ae1d6fc981912cad9316b5e8a2d67586a
---! Hash: sha1:732c67907c77cf5e99211010c4999e948cd33905
+--! Previous: sha1:fee3a90bc3191ed594135a2531d1570fe38b8271
+--! Hash: sha1:36b0cf01063f76bcdb673a8ee4d77c0fce784872
 --! Message: operations
 
 -- Operations: what `seller-transfers audit`, `seller-transfers doctor` and the worker's

@@ -1,5 +1,5 @@
---! Previous: sha1:732c67907c77cf5e99211010c4999e948cd33905
---! Hash: sha1:c3b893a7a50c5e30c31db5aa8ff87247c00b7d6f
+--! Previous: sha1:36b0cf01063f76bcdb673a8ee4d77c0fce784872
+--! Hash: sha1:a601c2a19aa5dd562154d99b695e9a0542f5f5eb
 --! Message: stripe request budget
 
 -- Stripe request budget: one budget of Stripe requests for every worker process on this
@@ -201,13 +201,34 @@ select b.budget, b.configured_per_second,
 comment on view marketplace.stripe_request_budget_status is
   'The fleet''s Stripe request budget now: configured vs current rate per budget, how far ahead slots are reserved (backlog), the last 429.';
 
+-- A 429 is not a failed attempt: Stripe did nothing. The worker waits for the budget within its
+-- job for a while; past that it hands the row back with this: next_retry_at (when to look
+-- again; a pending row may carry one, the dispatcher reads it) and last_error (what operators
+-- see) change; status, retry_count, the idempotency key generation and in-doubt flag do not, so
+-- the same request is made again with the same key, and no history row is written (same state).
+-- Returns the row's status, or null when the row is no longer in from_status.
+create function marketplace.record_seller_transfer_rate_limited(id uuid, from_status text, error text, retry_at timestamptz)
+returns text language sql volatile
+set search_path = pg_catalog, pg_temp as $$
+  update marketplace.seller_transfers t
+     set next_retry_at = $4,
+         last_error = left($3, 2000),
+         updated_at = now()
+   where t.id = $1 and t.status = $2 and t.status in ('pending', 'failed', 'reversal_pending') and $4 is not null
+  returning t.status
+$$;
+comment on function marketplace.record_seller_transfer_rate_limited(uuid, text, text, timestamptz) is
+  'Worker: Stripe answered 429 and the request budget kept the call waiting too long: the row is due again at retry_at, with last_error saying so; status, retry_count and the idempotency key are unchanged (not a failed attempt).';
+
 revoke all on table marketplace.stripe_request_budgets, marketplace.stripe_request_budget_status from public;
 revoke all on function marketplace.stripe_request_budget_rate(double precision, double precision, timestamptz, timestamptz, timestamptz),
   marketplace.reserve_stripe_request_slots(text, integer), marketplace.report_stripe_rate_limited(text, text),
-  marketplace.configure_stripe_request_budget(double precision, double precision) from public;
+  marketplace.configure_stripe_request_budget(double precision, double precision),
+  marketplace.record_seller_transfer_rate_limited(uuid, text, text, timestamptz) from public;
 grant select on marketplace.stripe_request_budgets, marketplace.stripe_request_budget_status
   to marketplace_reader, marketplace_writer, marketplace_worker;
 grant execute on function marketplace.stripe_request_budget_rate(double precision, double precision, timestamptz, timestamptz, timestamptz)
   to marketplace_reader, marketplace_writer, marketplace_worker;
 grant execute on function marketplace.reserve_stripe_request_slots(text, integer), marketplace.report_stripe_rate_limited(text, text),
-  marketplace.configure_stripe_request_budget(double precision, double precision) to marketplace_worker;
+  marketplace.configure_stripe_request_budget(double precision, double precision),
+  marketplace.record_seller_transfer_rate_limited(uuid, text, text, timestamptz) to marketplace_worker;
