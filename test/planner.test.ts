@@ -5,15 +5,25 @@ import { useTestDatabase } from './support/database.ts';
 
 const db = useTestDatabase();
 
-// The seed's reversal query verbatim in shape, and the retry query as the sweep runs it (no
-// redundant `next_retry_at is not null`: `<= now()` implies it, and the planner would count the
-// NULL fraction twice and underestimate the due rows).
+// The seed's reversal query verbatim in shape; the retry query both as dispatch runs it and as an
+// outside service or DBA naturally writes it (with the redundant `next_retry_at is not null`: the
+// index predicate is just status = 'failed', so the planner does not count the NULL fraction
+// twice); and the pending branches of dispatch (fresh rows, then rows whose lease ran out).
 const REVERSAL_DUE = `select id from marketplace.seller_transfers
   where status = 'reversal_pending' and (next_retry_at is null or next_retry_at <= now())
   order by next_retry_at nulls first limit 20`;
 const RETRY_DUE = `select id from marketplace.seller_transfers
   where status = 'failed' and next_retry_at <= now()
   order by next_retry_at limit 20`;
+const RETRY_DUE_OUTSIDER = `select id from marketplace.seller_transfers
+  where status = 'failed' and next_retry_at is not null and next_retry_at <= now()
+  order by next_retry_at limit 20`;
+const PENDING_FRESH = `select id from marketplace.seller_transfers
+  where status = 'pending' and next_retry_at is null
+  order by next_retry_at nulls first, created_at limit 20`;
+const PENDING_LEASE_EXPIRED = `select id from marketplace.seller_transfers
+  where status = 'pending' and next_retry_at <= now()
+  order by next_retry_at nulls first, created_at limit 20`;
 
 interface PlanNode { 'Node Type': string; 'Index Name'?: string; Plans?: PlanNode[]; 'Shared Hit Blocks'?: number; 'Shared Read Blocks'?: number }
 
@@ -41,8 +51,12 @@ beforeAll(async () => {
     await c.query(`update marketplace.seller_transfers set status = 'failed', retry_count = 1,
                           next_retry_at = now() + (random() * 2 - 1) * interval '1 hour'
                     where ctid in (select ctid from marketplace.seller_transfers where status = 'pending' limit 2000)`);
+    // Pending rows as dispatch leaves them: some leased (future), some whose lease ran out.
+    await c.query(`update marketplace.seller_transfers set next_retry_at = now() + (random() * 2 - 1) * interval '2 minutes'
+                    where ctid in (select ctid from marketplace.seller_transfers where status = 'pending' limit 1000)`);
     await c.query('commit');
-    await c.query('analyze marketplace.seller_transfers');
+    // Vacuumed as autovacuum would: the mass updates above left dead entries in every index.
+    await c.query('vacuum analyze marketplace.seller_transfers');
   } finally {
     c.release();
   }
@@ -51,6 +65,9 @@ beforeAll(async () => {
 describe.each([
   ['reversal-due', REVERSAL_DUE, 'seller_transfers_reversal_due_idx'],
   ['retry-due', RETRY_DUE, 'seller_transfers_retry_due_idx'],
+  ['retry-due as outsiders write it', RETRY_DUE_OUTSIDER, 'seller_transfers_retry_due_idx'],
+  ['pending-fresh', PENDING_FRESH, 'seller_transfers_pending_idx'],
+  ['pending-lease-expired', PENDING_LEASE_EXPIRED, 'seller_transfers_pending_idx'],
 ])('%s query', (_name, sql, index) => {
   it(`is a Limit over an index scan of ${index}, with no sort`, async () => {
     const plan = await explain(sql);
