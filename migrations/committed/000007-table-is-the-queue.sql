@@ -1,5 +1,5 @@
 --! Previous: sha1:004c3a56e4e0c06967c4f7a9adce265684666d22
---! Hash: sha1:fee3a90bc3191ed594135a2531d1570fe38b8271
+--! Hash: sha1:e96930c6a4991aae7f8e37a8f3f49ae2cb3bb449
 --! Message: table is the queue
 
 -- The table is the queue. A writer's transaction writes the row and its history row, nothing
@@ -265,26 +265,26 @@ begin
      order by c.turn, c.status
      limit want
   ), locked as (
-    -- Re-checked under the row lock: a writer may have moved the row since the scan.
-    select t.id, f.status, f.next_retry_at, f.created_at
+    -- Re-checked under the row lock: a writer may have moved the row since the scan. Fetched by
+    -- primary key (= any(array)), so no plan can walk a whole partial index to join them.
+    select t.id, t.status, t.next_retry_at, t.created_at
       from marketplace.seller_transfers t
-      join fair f on f.id = t.id
-     where t.status = f.status
+     where t.id = any (array(select f.id from fair f))
        and marketplace.seller_transfer_is_due(t.status, t.next_retry_at)
        and pg_try_advisory_xact_lock_shared('marketplace.seller_transfers'::regclass::oid::integer, hashtext(t.id::text))
        for update of t skip locked
   ), leased as (
     update marketplace.seller_transfers t
        set next_retry_at = lease_until
-      from locked l
-     where t.id = l.id
-    returning t.id, l.status, l.next_retry_at, l.created_at
+     where t.id = any (array(select l.id from locked l))
+    returning t.id, t.status
   )
   select array_agg(row(s.worker_task, json_build_object('id', l.id, 'lease', lease_until), null, null, 5,
                        marketplace.seller_transfer_job_key(l.id), null, null)::graphile_worker.job_spec),
-         -- Lag from what the rows carry (no history read on this path): a fresh reversal's due
+         -- Lag from what the rows carried (no history read on this path): a fresh reversal's due
          -- time is in its history only, so it counts in seller_transfer_due_counts() instead.
-         extract(epoch from now() - min(case when l.status = 'pending' then coalesce(l.next_retry_at, l.created_at) else l.next_retry_at end))
+         (select extract(epoch from now() - min(case when k.status = 'pending' then coalesce(k.next_retry_at, k.created_at) else k.next_retry_at end))
+            from locked k)
     into specs, lag
     from leased l
     join marketplace.seller_transfer_statuses s on s.status = l.status;

@@ -1,5 +1,5 @@
---! Previous: sha1:fee3a90bc3191ed594135a2531d1570fe38b8271
---! Hash: sha1:36b0cf01063f76bcdb673a8ee4d77c0fce784872
+--! Previous: sha1:e96930c6a4991aae7f8e37a8f3f49ae2cb3bb449
+--! Hash: sha1:cce920ad099e62f723be9aecc5e7486cca4f9e61
 --! Message: operations
 
 -- Operations: what `seller-transfers audit`, `seller-transfers doctor` and the worker's
@@ -8,7 +8,8 @@
 --   1. audit_seller_transfers(): does every row's history prove how it got to its status?
 --   2. worker heartbeats (table + the function the worker calls every few seconds)
 --   3. the doctor's checks, one function each, and seller_transfer_doctor() over all of them
---   4. grants
+--   4. one transfer's dispatch state (what `show` and the admin commands print)
+--   5. grants
 
 ------------------------------------------------------------------------------
 -- 1. The audit. The guard and the history triggers hold for every writer, except a superuser
@@ -159,26 +160,68 @@ $$;
 
 -- The guard trigger's WHEN clause is compiled from the transitions table. Whether it still
 -- matches is answered by marketplace.seller_transfer_guard_in_sync() (a fingerprint kept by
--- compile_seller_transfer_guards); on a schema without that function, say it cannot be checked.
+-- compile_seller_transfer_guards). To say which moves differ, the trigger's compiled WHEN clause
+-- (as PostgreSQL prints it) is evaluated for every pair of statuses and compared with the table:
+-- one row per move on which they disagree. No rows when the trigger is missing or its clause
+-- cannot be read.
+create function marketplace.doctor_seller_transfer_guard_drift()
+returns table (from_status text, to_status text, in_table boolean)
+language plpgsql stable
+set search_path = pg_catalog, pg_temp as $$
+declare
+  refuses text;
+begin
+  select substring(pg_get_triggerdef(tg.oid) from '\sWHEN \((.*)\) EXECUTE (?:FUNCTION|PROCEDURE) ') into refuses
+    from pg_trigger tg
+   where tg.tgrelid = 'marketplace.seller_transfers'::regclass and tg.tgname = 'seller_transfer_status_transition';
+  if refuses is null then
+    return;
+  end if;
+  -- The clause is true when the guard refuses old.status -> new.status; the move drifted when
+  -- the guard refuses what the table allows, or allows what the table refuses.
+  return query execute format($q$
+    select f.status, t.status, marketplace.can_transition_transfer_status(f.status, t.status)
+      from marketplace.seller_transfer_statuses f
+     cross join marketplace.seller_transfer_statuses t
+     cross join lateral (select f.status) old(status)
+     cross join lateral (select t.status) new(status)
+     where f.status <> t.status
+       and marketplace.can_transition_transfer_status(f.status, t.status) = coalesce((%s), false)
+     order by f.position, t.position$q$, refuses);
+end $$;
+
 create function marketplace.doctor_seller_transfer_guard_sync()
 returns table (check_name text, status text, detail text, fix text)
 language plpgsql stable
 set search_path = pg_catalog, pg_temp as $$
 declare
-  in_sync boolean;
+  guards_on boolean;
+  drift     text;
 begin
   check_name := 'guard compiled from the transitions table';
-  if to_regprocedure('marketplace.seller_transfer_guard_in_sync()') is null then
+  select count(*) = 2 into guards_on
+    from pg_trigger tg
+   where tg.tgrelid = 'marketplace.seller_transfers'::regclass
+     and tg.tgname in ('seller_transfer_status_transition', 'seller_transfer_initial_status')
+     and tg.tgenabled in ('O', 'A');
+  if not guards_on then
+    -- The trigger checks above already name it; a fingerprint of a missing trigger says nothing more.
     status := 'warn';
-    detail := 'cannot check: this schema has no marketplace.seller_transfer_guard_in_sync()';
-    fix := 'run `seller-transfers migrate` with a release that has it';
+    detail := 'not checked while a guard trigger is missing or disabled (see the trigger checks)';
+    fix := '';
+  elsif marketplace.seller_transfer_guard_in_sync() then
+    status := 'ok';
+    detail := 'the guard matches seller_transfer_transitions';
+    fix := '';
   else
-    execute 'select marketplace.seller_transfer_guard_in_sync()' into in_sync;
-    status := case when in_sync then 'ok' else 'problem' end;
-    detail := case when in_sync then 'the guard matches seller_transfer_transitions'
-                   else 'the guard trigger was not compiled from the current seller_transfer_transitions' end;
-    fix := case when in_sync then ''
-                else 'as the owner: SELECT marketplace.compile_seller_transfer_guards(); ALTER TABLE marketplace.seller_transfer_transitions ENABLE TRIGGER seller_transfer_transitions_changed; then `seller-transfers audit`' end;
+    select string_agg(format('%s -> %s (%s)', d.from_status, d.to_status,
+                             case when d.in_table then 'in the table, refused by the guard' else 'allowed by the guard, not in the table' end), '; ')
+      into drift
+      from marketplace.doctor_seller_transfer_guard_drift() d;
+    status := 'problem';
+    detail := 'the guard trigger was not compiled from the current seller_transfer_transitions'
+              || coalesce(': ' || drift, ' (its initial statuses differ)');
+    fix := 'as the owner: ALTER TABLE marketplace.seller_transfer_transitions ENABLE TRIGGER seller_transfer_transitions_changed; SELECT marketplace.compile_seller_transfer_guards(); then `seller-transfers audit`';
   end if;
   return next;
 end $$;
@@ -189,7 +232,7 @@ language sql stable
 set search_path = pg_catalog, pg_temp as $$
   select format('index %s', x.idx),
          case when i.indexrelid is not null and i.indisvalid and i.indisready then 'ok' else 'problem' end,
-         case when i.indexrelid is null then 'missing (the worker and the sweep scan the whole table)'
+         case when i.indexrelid is null then 'missing (the dispatcher and the worker scan the whole table)'
               when not (i.indisvalid and i.indisready) then 'invalid (a failed CREATE INDEX CONCURRENTLY?)'
               else 'present and valid' end,
          case when i.indexrelid is null then 'recreate it as in migrations/committed/000001-foundation.sql (CREATE INDEX CONCURRENTLY …)'
@@ -238,7 +281,10 @@ set search_path = pg_catalog, pg_temp as $$
    order by f.ord
 $$;
 
--- graphile_worker present, and no job held by a worker for longer than max_locked.
+-- graphile_worker present, no job held by a worker for longer than max_locked, and no job of
+-- ours that used up its attempts. graphile-worker keeps such a job but never runs it again; the
+-- row is not stranded (its lease runs out and the dispatcher hands it to a new job while its
+-- status has worker work), but the job says what kept failing and stays until removed.
 create function marketplace.doctor_seller_transfer_jobs(max_locked interval default interval '10 minutes')
 returns table (check_name text, status text, detail text, fix text)
 language plpgsql stable
@@ -246,10 +292,12 @@ set search_path = pg_catalog, pg_temp as $$
 declare
   n bigint;
   oldest timestamptz;
+  ids text;
+  latest text;
 begin
   check_name := 'graphile_worker schema';
   if to_regclass('graphile_worker._private_jobs') is null then
-    status := 'problem'; detail := 'missing (the triggers and the sweep enqueue into it)'; fix := 'run `seller-transfers migrate`';
+    status := 'problem'; detail := 'missing (the worker''s dispatcher hands due rows to it)'; fix := 'run `seller-transfers migrate`';
     return next;
     return;
   end if;
@@ -263,9 +311,45 @@ begin
   detail := case when n = 0 then format('no job locked longer than %s', max_locked)
                  else format('%s job(s) locked longer than %s (oldest since %s)', n, max_locked, oldest) end;
   fix := case when n = 0 then ''
-              else 'a worker died or hangs: check `seller-transfers doctor` heartbeats and the worker logs; graphile-worker frees locks after 4 h, the sweep re-enqueues the rows' end;
+              else 'a worker died or hangs: check the heartbeats (workers seen recently) and the worker logs; graphile-worker frees locks after 4 h, and the rows are dispatched again when their lease runs out' end;
+  return next;
+
+  check_name := 'jobs that used up their attempts';
+  execute $q$
+    select count(*), string_agg(j.id::text, ', ' order by j.id),
+           (array_agg(format('transfer %s (%s): %s', j.payload ->> 'id', t.identifier, coalesce(j.last_error, 'no error recorded'))
+                      order by j.updated_at desc))[1]
+      from graphile_worker._private_jobs j
+      join graphile_worker._private_tasks t on t.id = j.task_id
+      join marketplace.seller_transfer_statuses s on s.worker_task = t.identifier
+     where j.attempts >= j.max_attempts and j.locked_at is null$q$
+     into n, ids, latest;
+  status := case when n = 0 then 'ok' else 'warn' end;
+  detail := case when n = 0 then 'none'
+                 else format('%s job(s) of the seller transfer tasks failed every attempt and will not run again; latest: %s', n, latest) end;
+  fix := case when n = 0 then ''
+              else format('read the error (`seller-transfers show <id>`); rows still due get a new job when their lease runs out; then remove these: SELECT graphile_worker.complete_jobs(ARRAY[%s])', ids) end;
   return next;
 end $$;
+
+-- Due rows reach graphile-worker: the dispatcher of a running worker leases due rows into jobs
+-- every tick, so a row due for longer than max_due means no dispatcher runs (or it is stuck).
+create function marketplace.doctor_seller_transfer_dispatch(max_due interval default interval '5 minutes')
+returns table (check_name text, status text, detail text, fix text)
+language sql stable
+set search_path = pg_catalog, pg_temp as $$
+  select 'due rows dispatched',
+         case when count(*) filter (where late) = 0 then 'ok' else 'problem' end,
+         case when count(*) filter (where late) = 0
+                then format('%s row(s) due now, none due for longer than %s', coalesce(sum(d.due_now), 0), max_due)
+              else format('due rows are not being dispatched: is a worker running? %s',
+                          string_agg(format('%s: %s due, oldest for %s', d.status, d.due_now,
+                                            date_trunc('second', make_interval(secs => d.oldest_due_seconds))), '; ' order by d.ord) filter (where late)) end,
+         case when count(*) filter (where late) = 0 then ''
+              else 'start `seller-transfers worker` (its dispatcher hands due rows to graphile-worker); if one runs, see its logs and /readyz' end
+    from (select c.*, row_number() over () as ord, c.oldest_due_seconds > extract(epoch from max_due) as late
+            from marketplace.seller_transfer_due_counts() c) d
+$$;
 
 -- A worker reported within max_age.
 create function marketplace.doctor_seller_transfer_workers(max_age interval default interval '2 minutes')
@@ -319,6 +403,7 @@ set search_path = pg_catalog, pg_temp as $$
   union all select * from marketplace.doctor_seller_transfer_indexes()
   union all select * from marketplace.doctor_seller_transfer_roles()
   union all select * from marketplace.doctor_seller_transfer_jobs()
+  union all select * from marketplace.doctor_seller_transfer_dispatch()
   union all select * from marketplace.doctor_seller_transfer_workers()
   union all select * from marketplace.doctor_seller_transfer_slos()
   union all select * from marketplace.doctor_seller_transfer_audit()
@@ -327,16 +412,49 @@ comment on function marketplace.seller_transfer_doctor() is
   'Health checks of the installation, one row each: (check_name, ok | warn | problem, detail, fix). What `seller-transfers doctor` prints.';
 
 ------------------------------------------------------------------------------
--- 4. Grants.
+-- 4. One transfer's dispatch state: where the row stands with the worker. `show`, `reverse`,
+-- `retry` and `fail` print it; the rules are the migrations' (seller_transfer_is_due, the
+-- lease the dispatcher writes to next_retry_at and into the job), the CLI only words them.
+--   idle       the status has no worker task (completed, or terminal): nothing for the worker
+--   due        due now: the next dispatcher tick hands it to a job (a job listed is left from before)
+--   handed     a job holds it: next_retry_at is the lease that job carries
+--   scheduled  not due before next_retry_at (a retry back-off, or a lease whose job is gone)
+-- The job columns describe the row's job (by its job key) when there is one.
+------------------------------------------------------------------------------
+create function marketplace.seller_transfer_dispatch_state(id uuid)
+returns table (state text, status text, is_terminal boolean, worker_task text, due_now boolean, next_retry_at timestamptz,
+               job_id bigint, job_task text, lease timestamptz, run_at timestamptz, attempts smallint, max_attempts smallint,
+               locked_at timestamptz, locked_by text, last_error text)
+language sql stable
+set search_path = pg_catalog, pg_temp as $$
+  select case when s.worker_task is null then 'idle'
+              when marketplace.seller_transfer_is_due(t.status, t.next_retry_at) then 'due'
+              when j.lease = t.next_retry_at then 'handed'
+              else 'scheduled' end,
+         t.status, s.is_terminal, s.worker_task, marketplace.seller_transfer_is_due(t.status, t.next_retry_at), t.next_retry_at,
+         j.job_id, j.task, j.lease, j.run_at, j.attempts, j.max_attempts, j.locked_at, j.locked_by, j.last_error
+    from marketplace.seller_transfers t
+    join marketplace.seller_transfer_statuses s on s.status = t.status
+    left join lateral (select * from marketplace.seller_transfer_jobs(t.id) x order by x.created_at desc limit 1) j on true
+   where t.id = $1
+$$;
+comment on function marketplace.seller_transfer_dispatch_state(uuid) is
+  'Where one seller transfer stands with the worker: idle | due | handed | scheduled, and its graphile-worker job (if any).';
+
+------------------------------------------------------------------------------
+-- 5. Grants.
 ------------------------------------------------------------------------------
 revoke all on function marketplace.audit_seller_transfers(timestamptz),
   marketplace.record_seller_transfer_worker_heartbeat(text, text, integer, timestamptz, boolean),
-  marketplace.doctor_seller_transfer_triggers(), marketplace.doctor_seller_transfer_guard_sync(),
+  marketplace.doctor_seller_transfer_triggers(), marketplace.doctor_seller_transfer_guard_drift(),
+  marketplace.doctor_seller_transfer_guard_sync(),
   marketplace.doctor_seller_transfer_indexes(), marketplace.doctor_seller_transfer_roles(),
-  marketplace.doctor_seller_transfer_jobs(interval), marketplace.doctor_seller_transfer_workers(interval),
+  marketplace.doctor_seller_transfer_jobs(interval), marketplace.doctor_seller_transfer_dispatch(interval),
+  marketplace.doctor_seller_transfer_workers(interval),
   marketplace.doctor_seller_transfer_slos(), marketplace.doctor_seller_transfer_audit(timestamptz),
-  marketplace.seller_transfer_doctor() from public;
+  marketplace.seller_transfer_doctor(), marketplace.seller_transfer_dispatch_state(uuid) from public;
 grant select on marketplace.seller_transfer_worker_heartbeats to marketplace_reader, marketplace_writer, marketplace_worker;
-grant execute on function marketplace.audit_seller_transfers(timestamptz), marketplace.seller_transfer_doctor()
+grant execute on function marketplace.audit_seller_transfers(timestamptz), marketplace.seller_transfer_doctor(),
+  marketplace.seller_transfer_dispatch_state(uuid)
   to marketplace_reader, marketplace_writer, marketplace_worker;
 grant execute on function marketplace.record_seller_transfer_worker_heartbeat(text, text, integer, timestamptz, boolean) to marketplace_worker;

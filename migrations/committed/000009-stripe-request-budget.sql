@@ -1,5 +1,5 @@
---! Previous: sha1:36b0cf01063f76bcdb673a8ee4d77c0fce784872
---! Hash: sha1:a601c2a19aa5dd562154d99b695e9a0542f5f5eb
+--! Previous: sha1:cce920ad099e62f723be9aecc5e7486cca4f9e61
+--! Hash: sha1:c4559259c22041cfce9e42f2bb62d0fc756370f1
 --! Message: stripe request budget
 
 -- Stripe request budget: one budget of Stripe requests for every worker process on this
