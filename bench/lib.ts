@@ -15,8 +15,8 @@ export interface Sizes {
   singleRowRows: number;
   /** Figure 1: seconds per pgbench run. */
   pgbenchSeconds: number;
-  /** Figure 1: runs per variant and client count (ABBA when 2: baseline, project, project, baseline). */
-  pgbenchRepeats: 1 | 2;
+  /** Figure 1: repeats (every writer once per repeat, order rotated); ratios are taken per repeat. */
+  pgbenchRepeats: number;
   /** Figure 2: measured runs per variant (the UPDATE changes every row of the copy table). */
   bulkRuns: number;
   /** Figure 3: table sizes the hot-path queries are measured at (the table grows between them). */
@@ -31,6 +31,12 @@ export interface Sizes {
   /** Figure 5: reversals per process count, at 0 ms and 100 ms Stripe latency (0 = skip). */
   scaleRowsAt0ms: number;
   scaleRowsAt100ms: number;
+  /** Dispatch figure: rows queued (leased, jobs waiting) per measured state, and timed ticks per state. */
+  dispatchQueued: number[];
+  dispatchTicks: number;
+  /** Latency figure: fresh rows inserted one at a time, and seconds of idle CPU measurement. */
+  latencyRows: number;
+  idleSeconds: number;
 }
 
 export function sizesFor(mode: Mode): Sizes {
@@ -41,16 +47,18 @@ export function sizesFor(mode: Mode): Sizes {
       hotSizes: [100_000], hotExplainRuns: 15, hotTimedRuns: 100,
       reversalsAt0ms: 300, secondsAt100ms: 1.5, noopJobs: 1000, trickleRows: 30,
       scaleRowsAt0ms: 300, scaleRowsAt100ms: 0,
+      dispatchQueued: [0, 1000, 10_000], dispatchTicks: 50, latencyRows: 40, idleSeconds: 8,
     };
   }
   const base: Sizes = {
-    enforcementRows: 1_000_000, singleRowRows: 1_000_000, pgbenchSeconds: 3, pgbenchRepeats: 2,
+    enforcementRows: 500_000, singleRowRows: 1_000_000, pgbenchSeconds: 2, pgbenchRepeats: 3,
     bulkRuns: 3,
     hotSizes: [100_000, 1_000_000], hotExplainRuns: 40, hotTimedRuns: 300,
     reversalsAt0ms: 1000, secondsAt100ms: 3, noopJobs: 2000, trickleRows: 100,
     scaleRowsAt0ms: 600, scaleRowsAt100ms: 400,
+    dispatchQueued: [0, 1000, 10_000], dispatchTicks: 200, latencyRows: 150, idleSeconds: 20,
   };
-  return mode === 'full' ? { ...base, hotSizes: [100_000, 1_000_000, 10_000_000] } : base;
+  return mode === 'full' ? { ...base, enforcementRows: 1_000_000, hotSizes: [100_000, 1_000_000, 10_000_000] } : base;
 }
 
 export interface BenchContext {
@@ -69,7 +77,7 @@ export interface BenchContext {
   /** True when the server's processes are visible in this machine's /proc (CPU attribution). */
   localServer: boolean;
   /**
-   * Epoch ms by which the default run should be done (10-minute budget on the 2-core machine);
+   * Epoch ms by which the default run should be done (about 14 minutes on the 2-core machine);
    * Infinity for --quick and --full. Figures with repeats trim them (and say so) when behind.
    */
   deadline: number;

@@ -1,6 +1,7 @@
 // Reversal workloads for figures 4 and 5: real Stripe transfers in the simulator, rows in
-// `completed` pointing at them, then the status change that queues the work (through the real
-// trigger: history + job in the same transaction) and the wait until every row is `reversed`.
+// `completed` pointing at them, then the status change that makes them work items (the real
+// triggers write the history; the worker's dispatcher finds the rows) and the wait until every
+// row is `reversed`.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
@@ -58,7 +59,7 @@ async function pgAnalyze(url: string): Promise<void> {
   await c.query('analyze marketplace.seller_transfers').finally(() => c.end());
 }
 
-/** The refund: every row of the batch to reversal_pending in one transaction (the real trigger enqueues the jobs). */
+/** The refund: every row of the batch to reversal_pending in one transaction (the row is the work item: the dispatcher finds it). */
 export async function requestReversals(pool: pg.Pool, b: Batch): Promise<void> {
   await pool.query(`update marketplace.seller_transfers set status = 'reversal_pending', updated_at = now() where seller_id = $1`, [b.seller]);
 }

@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick | --full] [--only=bulk,enforcement,worker,scale-out,hot-paths,audit]`
+// `npm run bench [-- --quick | --full] [--only=bulk,enforcement,worker,scale-out,hot-paths,audit,dispatch,latency]`
 //
 // PostgreSQL: BENCH_DATABASE_URL, else TEST_DATABASE_URL (a superuser connection to a maintenance
 // database on the server), else an embedded PostgreSQL in a temporary directory. A dedicated
@@ -16,8 +16,10 @@ import { auditFigure } from './audit.ts';
 import { bulkFigure } from './bulk.ts';
 import { createCopy } from './copy-table.ts';
 import { isLocalPostgres } from './cpu.ts';
+import { dispatchFigure } from './dispatch.ts';
 import { enforcementFigure } from './enforcement.ts';
 import { hotPathsFigure } from './hot-paths.ts';
+import { latencyFigure } from './latency.ts';
 import {
   measuredText, printTable, progress, rowsLabel, sizesFor, stopwatch, targetText, verdictText,
   type BenchContext, type FigureResult, type Mode,
@@ -26,7 +28,7 @@ import { writeReport, type MachineInfo } from './report.ts';
 import { scaleOutFigure } from './scale-out.ts';
 import { workerThroughputFigure } from './worker-throughput.ts';
 
-const FIGURES = ['enforcement', 'bulk', 'hot-paths', 'worker', 'scale-out', 'audit'] as const;
+const FIGURES = ['enforcement', 'bulk', 'hot-paths', 'worker', 'scale-out', 'audit', 'dispatch', 'latency'] as const;
 type FigureKey = (typeof FIGURES)[number];
 
 function parseArgs(argv: string[]): { mode: Mode; only: Set<FigureKey> } {
@@ -40,7 +42,7 @@ function parseArgs(argv: string[]): { mode: Mode; only: Set<FigureKey> } {
       for (const k of keys) if (!FIGURES.includes(k as FigureKey)) throw new Error(`unknown figure ${k}; known: ${FIGURES.join(', ')}`);
       only = new Set(keys as FigureKey[]);
     } else if (a === '--help' || a === '-h') {
-      console.log('usage: npm run bench [-- --quick | --full] [--only=enforcement,bulk,hot-paths,worker,scale-out,audit]');
+      console.log(`usage: npm run bench [-- --quick | --full] [--only=${FIGURES.join(',')}]`);
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (try --help)`);
   }
@@ -164,8 +166,8 @@ async function main(): Promise<void> {
     const pgbench = findPgbench();
     const ctx: BenchContext = {
       mode, sizes, adminUrl: server.adminUrl, url, dbName, serverKind: server.kind, pool, pgbench, localServer: isLocalPostgres(me!.pid),
-      // 9 min 40 s after start; the run needs a few seconds after the last figure.
-      deadline: mode === 'default' ? startedAt + 580_000 : Infinity,
+      // 14 min after start; the run needs a few seconds after the last figure.
+      deadline: mode === 'default' ? startedAt + 840_000 : Infinity,
     };
     const info = await machineInfo(pool, url, mode, `${server.kind}${ctx.localServer ? ', same machine' : ', remote: no PostgreSQL CPU attribution'}`, pgbench);
     progress(`pgbench: ${pgbench ?? 'not found, using a node-pg loop'}; PostgreSQL processes visible in /proc: ${ctx.localServer}`);
@@ -198,6 +200,8 @@ async function main(): Promise<void> {
     await pool.query('vacuum marketplace.seller_transfer_events');
     await runFigure('worker', '4. worker throughput', () => workerThroughputFigure(ctx));
     await runFigure('scale-out', '5. scale-out', () => scaleOutFigure(ctx));
+    await runFigure('dispatch', '7. dispatch tick', () => dispatchFigure(ctx));
+    await runFigure('latency', '8. latency and idle cost', () => latencyFigure(ctx));
     await runFigure('hot-paths', '3. hot-path queries', () => hotPathsFigure(ctx));
     await runFigure('audit', '6. audit', () => auditFigure(ctx));
 
