@@ -18,6 +18,9 @@ const schema = z.object({
   STRIPE_REQUESTS_PER_SECOND: z.preprocess(emptyAsUndefined, perSecond),
   STRIPE_ENDPOINT_REQUESTS_PER_SECOND: z.preprocess(emptyAsUndefined, perSecond),
   STRIPE_TIMEOUT_MS: z.preprocess(emptyAsUndefined, int(20_000, 100, 120_000)),
+  // After a 429, how long a job keeps the row and re-sends (as the budget allows) before handing
+  // the row back unchanged (it is due again seconds later). Never counts as a failed attempt.
+  STRIPE_RATE_LIMIT_WAIT_MS: z.preprocess(emptyAsUndefined, int(60_000, 0, 600_000)),
   WORKER_CONCURRENCY: z.preprocess(emptyAsUndefined, int(10, 1, 200)),
   WORKER_POLL_INTERVAL_MS: z.preprocess(emptyAsUndefined, int(2_000, 50, 60_000)),
   RETRY_MAX_ATTEMPTS: z.preprocess(emptyAsUndefined, int(8, 1, 100)),
@@ -100,4 +103,16 @@ export function stripeRequestBudget(config: Pick<Config, 'STRIPE_SECRET_KEY' | '
     requestsPerSecond: config.STRIPE_REQUESTS_PER_SECOND ?? (mode === 'live' ? 25 : 20),
     endpointPerSecond: config.STRIPE_ENDPOINT_REQUESTS_PER_SECOND ?? 20,
   };
+}
+
+/**
+ * Whether the worker paces its Stripe calls with the fleet's request budget. Always against
+ * Stripe itself, and whenever STRIPE_REQUESTS_PER_SECOND or STRIPE_ENDPOINT_REQUESTS_PER_SECOND
+ * is set. Not by default against a Stripe-compatible server at STRIPE_API_BASE or the built-in
+ * simulator, which have no limiters unless asked to (a 429 from them is still handled as one,
+ * never as a failed attempt).
+ */
+export function stripeRequestBudgetEnabled(config: Pick<Config, 'STRIPE_SECRET_KEY' | 'STRIPE_API_BASE' | 'STRIPE_REQUESTS_PER_SECOND' | 'STRIPE_ENDPOINT_REQUESTS_PER_SECOND'>): boolean {
+  if (config.STRIPE_REQUESTS_PER_SECOND !== undefined || config.STRIPE_ENDPOINT_REQUESTS_PER_SECOND !== undefined) return true;
+  return !!config.STRIPE_SECRET_KEY && !config.STRIPE_API_BASE;
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { migrateDatabase } from '../db/migrate.ts';
 import { resolveRuntime } from '../runtime.ts';
-import { startWorker } from '../worker/runner.ts';
+import { isDatabaseConnectionError, startWorker, type WorkerHandle } from '../worker/runner.ts';
 import { cliConfig } from './context.ts';
 
 export function registerWorkerCommand(program: Command): void {
@@ -21,14 +21,33 @@ export function registerWorkerCommand(program: Command): void {
         process.once('SIGTERM', onSignal);
         process.once('SIGINT', onSignal);
       });
+      // Last resort, for a promise some library leaves unawaited (graphile-worker's job
+      // completion did, unbatched): a lost database connection there is part of an outage the
+      // worker recovers from (logged once, with the rest of it); anything else is a bug, and the
+      // process stops as Node would have stopped it, only gracefully and saying why.
+      let worker: WorkerHandle | undefined;
+      let fatal: ((err: unknown) => void) | undefined;
+      const crashed = new Promise<void>((resolve) => {
+        fatal = (err) => {
+          logger.fatal({ err }, 'unhandled promise rejection (a bug): stopping the worker');
+          process.exitCode = 1;
+          resolve();
+        };
+      });
+      process.on('unhandledRejection', (reason) => {
+        if (isDatabaseConnectionError(reason)) {
+          if (worker) worker.noteDatabaseError('unhandled rejection', reason);
+          else logger.warn({ err: (reason as Error)?.message ?? String(reason) }, 'database connection error during start-up');
+        }
+        else fatal?.(reason);
+      });
       const runtime = await resolveRuntime(config, logger, { stripe: true });
       try {
         if (opts.migrate) await migrateDatabase(runtime.databaseUrl);
-        const worker = await startWorker({ config, logger, databaseUrl: runtime.databaseUrl, stripe: runtime.stripe });
-        await Promise.race([
-          stopRequested,
-          worker.runner.promise.catch((err: unknown) => logger.error({ err }, 'worker crashed')),
-        ]);
+        worker = await startWorker({ config, logger, databaseUrl: runtime.databaseUrl, stripe: runtime.stripe });
+        // graphile-worker's runner is restarted in-process if it ends (see startWorker); the
+        // worker runs until a signal, or a bug.
+        await Promise.race([stopRequested, crashed]);
         await worker.stop();
       } finally {
         await runtime.close();

@@ -2,7 +2,10 @@
 import Stripe from 'stripe';
 
 export type FailureKind =
-  /** Stripe did not act (429, key in use, auth/config problem): try again later, same state. */
+  /** Stripe's limiters refused the request (429): Stripe did nothing. Not a failed attempt: the
+   * same request, same key, is made again when the fleet's request budget allows. */
+  | 'rate_limited'
+  /** Stripe did not act (auth/config problem): try again later, same state. */
   | 'transient'
   /** Stripe answered but may or may not have acted (5xx, saved under the key): look it up, then use a new key. */
   | 'indeterminate'
@@ -28,7 +31,7 @@ export function classifyStripeError(err: unknown): ClassifiedFailure {
   // rawType is Stripe's own error type (api_error, invalid_request_error…); type is the SDK class.
   const message = `${err.rawType ?? err.type}${err.code ? `/${err.code}` : ''}${err.statusCode ? ` (${err.statusCode})` : ''}: ${err.message}`;
   if (err.code === 'balance_insufficient') return { kind: 'balance_insufficient', message };
-  if (err instanceof Stripe.errors.StripeRateLimitError || err.statusCode === 429) return { kind: 'transient', message };
+  if (err instanceof Stripe.errors.StripeRateLimitError || err.statusCode === 429) return { kind: 'rate_limited', message };
   // The first request with this key is still executing at Stripe.
   if (err.statusCode === 409 || err.code === 'idempotency_key_in_use') return { kind: 'unanswered', message };
   // A bad API key is our configuration, not the transfer's fault: never give a payout up for it.

@@ -13,9 +13,18 @@
 //   transfer_group, reversals of the transfer by metadata) and adopted if it exists; a new key is
 //   only ever used after Stripe answered and such a lookup proved that nothing was created;
 // - one worker per row at a time (advisory lock), and no transaction open across the call.
+//
+// Stripe's limiters: every Stripe call first waits for a slot of the fleet's request budget
+// (src/stripe/request-budget.ts). A 429 is not a failed attempt (Stripe did nothing): the
+// budget is told (the whole fleet slows down) and the same request, same key, is sent again
+// when a new slot comes, within the job, holding the row. Past RATE_LIMIT_WAIT_MS (or
+// rateLimitTries 429s) the row is handed back with next_retry_at and last_error only
+// (record_seller_transfer_rate_limited): status, retry_count and the key are unchanged, so
+// rate limiting never uses up attempts and never gives a payout or reversal up.
 import type pg from 'pg';
 import type Stripe from 'stripe';
 import { classifyStripeError, needsNewKey, type ClassifiedFailure } from '../stripe/errors.ts';
+import { rateLimitedReason, STRIPE_ENDPOINTS, type RequestBudget } from '../stripe/request-budget.ts';
 import type { AppLogger } from '../logger.ts';
 import { attemptsExhausted, retryDelaySeconds, type RetryPolicy } from './retry-policy.ts';
 import type { TransferJobPayload } from './payload.ts';
@@ -30,11 +39,23 @@ export interface StripeCallObserver {
   (operation: 'transfer.create' | 'transfer.lookup' | 'reversal.create' | 'reversal.lookup', outcome: string, seconds: number): void;
 }
 
+/** How long one job keeps a rate-limited row, re-sending as the budget allows, before handing it back. */
+export const RATE_LIMIT_WAIT_MS = 60_000;
+/** Most 429s one job takes for one request before handing the row back. */
+export const RATE_LIMIT_TRIES = 10;
+
 export interface WorkerDeps {
   pool: pg.Pool;
   stripe: Stripe;
   policy: RetryPolicy;
   logger: AppLogger;
+  /** The fleet's Stripe request budget; absent: calls are not paced (429s are still not failures). */
+  budget?: RequestBudget;
+  /** Aborted when the worker stops: a job waiting out a 429 hands its row back at once. */
+  stopping?: AbortSignal;
+  /** Bounds of the in-job waiting after 429s (defaults RATE_LIMIT_WAIT_MS, RATE_LIMIT_TRIES). */
+  rateLimitWaitMs?: number;
+  rateLimitTries?: number;
   onStripeCall?: StripeCallObserver;
   onTransition?: (from: string, to: string) => void;
 }
@@ -62,7 +83,38 @@ export class RowBusyError extends Error {
   }
 }
 
-export type TaskOutcome = 'missing' | 'not_actionable' | 'completed' | 'reversed' | 'adopted' | 'failed' | 'permanently_failed' | 'rescheduled';
+export type TaskOutcome = 'missing' | 'not_actionable' | 'completed' | 'reversed' | 'adopted' | 'failed' | 'permanently_failed' | 'rescheduled' | 'rate_limited';
+
+/** Thrown out of a Stripe call that stayed rate limited for as long as one job waits. */
+class StillRateLimited extends Error {
+  constructor(readonly reason: string, readonly tries: number) {
+    super(`rate limited by Stripe (${reason}) ${tries} time(s)`);
+  }
+}
+
+/** A Stripe call's own failure (as opposed to the database's), carried out of stripeCall. */
+class StripeCallFailed extends Error {
+  constructor(readonly original: unknown) {
+    super(original instanceof Error ? original.message : String(original));
+  }
+}
+
+const RATE_LIMITED_PREFIX = /^rate limited by Stripe \([^)]*\); waiting for the request budget(?:; previous error: )?/;
+
+/**
+ * last_error while a row waits for the budget. The previous error is kept after it: it is what
+ * the attempt limits read (a balance failure's limit is its own), and what operators need.
+ */
+export function rateLimitedMessage(reason: string, previous: string | null): string {
+  const before = previous?.replace(RATE_LIMITED_PREFIX, '') || null;
+  return `rate limited by Stripe (${reason}); waiting for the request budget${before ? `; previous error: ${before}` : ''}`.slice(0, 2000);
+}
+
+const sleep = (ms: number, signal?: AbortSignal) => new Promise<void>((resolve) => {
+  const t = setTimeout(done, ms);
+  function done() { clearTimeout(t); signal?.removeEventListener('abort', done); resolve(); }
+  signal?.addEventListener('abort', done, { once: true });
+});
 
 /**
  * Runs one task for one row: claim (lock + read, one round trip), at most one Stripe call
@@ -155,12 +207,69 @@ class RowOperation {
     }
   }
 
+  /**
+   * One Stripe request: a slot of the fleet's budget first; on a 429 the budget is told and the
+   * same request (same idempotency key: `call` is the same closure) is sent again in a new slot.
+   * Stripe errors come out as StripeCallFailed, a 429 that outlasted the job's patience as
+   * StillRateLimited; anything else (the database, for the budget) as is.
+   */
+  private async stripeCall<T>(operation: Parameters<StripeCallObserver>[0], endpoint: string, call: () => Promise<T>): Promise<T> {
+    const { deps } = this;
+    const waitMs = deps.rateLimitWaitMs ?? RATE_LIMIT_WAIT_MS;
+    const maxTries = deps.rateLimitTries ?? RATE_LIMIT_TRIES;
+    let limitedSince: number | undefined;
+    for (let tries = 0; ; ) {
+      if (limitedSince !== undefined && deps.stopping?.aborted) throw new StillRateLimited(this.limitedReason ?? 'unknown', tries);
+      await deps.budget?.acquire(endpoint);
+      try {
+        return await this.timed(operation, call);
+      } catch (e) {
+        const reason = rateLimitedReason(e);
+        if (reason === null) throw new StripeCallFailed(e);
+        tries++;
+        limitedSince ??= Date.now();
+        this.limitedReason = reason;
+        // The fleet slows down; a failure to tell it (database trouble) must not turn into a failed attempt.
+        await deps.budget?.rateLimited(endpoint, reason).catch((err: unknown) =>
+          this.log.warn({ err: (err as Error).message }, 'could not report a Stripe 429 to the request budget'));
+        if (tries === 1) await this.showWaiting(reason);
+        if (tries >= maxTries || Date.now() - limitedSince >= waitMs || deps.stopping?.aborted) throw new StillRateLimited(reason, tries);
+        // With a budget the next slot is the wait; without one, a short capped back-off with jitter.
+        if (!deps.budget) await sleep(Math.min(5_000, 250 * 2 ** (tries - 1)) * (0.5 + Math.random() / 2), deps.stopping);
+      }
+    }
+  }
+
+  private limitedReason: string | undefined;
+
+  /** While a job waits out a 429, the row says so (same state: no history row, no other column). */
+  private async showWaiting(reason: string): Promise<void> {
+    const message = rateLimitedMessage(reason, this.row.last_error);
+    await this.db.query({
+      name: 'seller-transfers-show-rate-limited',
+      text: 'update marketplace.seller_transfers set last_error = $3, updated_at = now() where id = $1 and status = $2',
+      values: [this.row.id, this.row.status, message],
+    });
+    this.log.info({ reason }, 'Stripe answered 429 (rate limited): not a failed attempt; waiting for the request budget');
+  }
+
+  /** Still rate limited after waiting within the job: hand the row back, no attempt counted. */
+  private async handBackRateLimited(limited: StillRateLimited): Promise<TaskOutcome> {
+    const { row } = this;
+    const retryAt = new Date(Date.now() + 1000 + Math.random() * 2000);
+    const message = rateLimitedMessage(limited.reason, row.last_error);
+    await this.record('record-rate-limited', 'marketplace.record_seller_transfer_rate_limited($1, $2, $3, $4)', [row.id, row.status, message, retryAt]);
+    this.log.warn({ reason: limited.reason, tries: limited.tries, nextRetryAt: retryAt },
+      'still rate limited by Stripe: row handed back unchanged (not a failed attempt), due again shortly');
+    return 'rate_limited';
+  }
+
   async pay(): Promise<TaskOutcome> {
     const { row, deps } = this;
     const group = `seller_transfer_${row.id}`;
     try {
       if (this.mustLookUp()) {
-        const found = await this.timed('transfer.lookup', () => deps.stripe.transfers.list({ transfer_group: group, limit: 10 }));
+        const found = await this.stripeCall('transfer.lookup', STRIPE_ENDPOINTS.transferList, () => deps.stripe.transfers.list({ transfer_group: group, limit: 10 }));
         const ours = found.data.filter((t) => t.metadata?.seller_transfer_id === row.id).sort((a, b) => a.created - b.created);
         if (ours.length > 1) this.log.error({ stripeTransferIds: ours.map((t) => t.id) }, 'more than one Stripe transfer for one row: adopting the oldest');
         const existing = ours[0];
@@ -172,7 +281,7 @@ class RowOperation {
         }
         if (this.exhausted) return this.giveUp();
       }
-      const transfer = await this.timed('transfer.create', () => deps.stripe.transfers.create({
+      const transfer = await this.stripeCall('transfer.create', STRIPE_ENDPOINTS.transferCreate, () => deps.stripe.transfers.create({
         amount: Number(row.amount_cents),
         currency: row.currency,
         destination: row.stripe_account_id,
@@ -183,8 +292,7 @@ class RowOperation {
       await this.markPaid(transfer.id, `worker: Stripe transfer ${transfer.id} created`);
       return 'completed';
     } catch (e) {
-      if (isDatabaseError(e)) throw e;
-      return this.fail(classifyStripeError(e));
+      return this.afterStripeError(e);
     }
   }
 
@@ -194,7 +302,7 @@ class RowOperation {
     const amount = Number(row.reversal_amount_cents ?? row.amount_cents);
     try {
       if (this.mustLookUp()) {
-        const found = await this.timed('reversal.lookup', () => deps.stripe.transfers.listReversals(transferId, { limit: 100 }));
+        const found = await this.stripeCall('reversal.lookup', STRIPE_ENDPOINTS.reversalList, () => deps.stripe.transfers.listReversals(transferId, { limit: 100 }));
         const existing = found.data.find((r) => r.metadata?.seller_transfer_id === row.id);
         if (existing) {
           await this.markReversed(existing.id, existing.amount, `worker: adopted Stripe reversal ${existing.id} found by lookup`);
@@ -202,7 +310,7 @@ class RowOperation {
         }
         if (this.exhausted) return this.giveUp();
       }
-      const reversal = await this.timed('reversal.create', () => deps.stripe.transfers.createReversal(transferId, {
+      const reversal = await this.stripeCall('reversal.create', STRIPE_ENDPOINTS.reversalCreate, () => deps.stripe.transfers.createReversal(transferId, {
         amount,
         description: `reversal of seller payout ${row.id}`,
         metadata: { seller_transfer_id: row.id, order_id: row.order_id },
@@ -210,9 +318,15 @@ class RowOperation {
       await this.markReversed(reversal.id, reversal.amount, `worker: Stripe reversal ${reversal.id} created`);
       return 'reversed';
     } catch (e) {
-      if (isDatabaseError(e)) throw e;
-      return this.fail(classifyStripeError(e));
+      return this.afterStripeError(e);
     }
+  }
+
+  /** Only Stripe's answers become outcomes; a database error (the record failed) propagates. */
+  private afterStripeError(e: unknown): Promise<TaskOutcome> {
+    if (e instanceof StillRateLimited) return this.handBackRateLimited(e);
+    if (e instanceof StripeCallFailed) return this.fail(classifyStripeError(e.original));
+    throw e;
   }
 
   private differs(t: Stripe.Transfer): string | null {
@@ -251,9 +365,4 @@ class RowOperation {
     if (!retryAt) return 'permanently_failed';
     return row.status === 'pending' ? 'failed' : 'rescheduled';
   }
-}
-
-function isDatabaseError(e: unknown): boolean {
-  // node-postgres errors carry a SQLSTATE; Stripe errors never do.
-  return typeof e === 'object' && e !== null && 'severity' in e && 'code' in e && typeof (e as { code: unknown }).code === 'string' && /^[0-9A-Z]{5}$/.test((e as { code: string }).code);
 }
