@@ -1,5 +1,6 @@
-// reverse / retry / fail through the migration's SQL functions: the trigger, the history (actor,
-// application, reason) and the job enqueue apply; every refusal is one line and changes nothing.
+// reverse / retry / fail through the migration's SQL functions: the trigger and the history (actor,
+// application, reason) apply, and the row is the work item (due for the worker's dispatcher, no
+// job written by the action); every refusal is one line and changes nothing.
 import type pg from 'pg';
 import { describe, expect, it, vi } from 'vitest';
 import { useTestDatabase } from './support/database.ts';
@@ -25,30 +26,33 @@ async function expectRefused(id: string, args: string[], message: RegExp | strin
 }
 
 describe.concurrent('reverse', () => {
-  it('moves a completed transfer to reversal_pending with the reason in the history and enqueues the reversal', async () => {
+  it('moves a completed transfer to reversal_pending with the reason in the history, due for the worker', async () => {
     const id = await transferIn(db.pool, 'completed');
     const run = await cli('reverse', id, '--reason', 'order 17 refunded');
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toBe('');
     expect(run.stdout).toContain(`seller transfer ${id}: completed -> reversal_pending (reason: order 17 refunded)`);
     expect(run.stdout).toContain('reversal of 1000 usd cents requested');
+    expect(run.stdout).toContain('worker: due now, waiting for the worker: a running worker picks it up within a moment');
     const { rows: [row] } = await db.pool.query('select * from marketplace.seller_transfers where id = $1', [id]);
     expect(row).toMatchObject({ status: 'reversal_pending', reversal_amount_cents: null, next_retry_at: null });
     expect((await historyOf(db.pool, id)).at(-1)).toMatchObject({
       from_status: 'completed', to_status: 'reversal_pending', reason: 'order 17 refunded', actor: 'postgres',
       application_name: expect.stringMatching(/^seller-transfers-cli \(.+\)$/),
     });
-    expect(await job(id, 'seller_transfer_reverse')).toMatchObject({ attempts: 0 });
+    // The table is the queue: the action wrote the row and its history, no job.
+    expect(await job(id, 'seller_transfer_reverse')).toBeUndefined();
   });
 
-  it('--amount reverses part of the transfer; --json gives the row, the event and the jobs', async () => {
+  it('--amount reverses part of the transfer; --json gives the row, the event and the dispatch state', async () => {
     const id = await transferIn(db.pool, 'completed');
     const run = await cli('reverse', id, '--amount', '400', '--reason', 'partial refund', '--json');
     expect(run.code, run.stderr).toBe(0);
     const out = JSON.parse(run.stdout);
     expect(out.transfer).toMatchObject({ id, status: 'reversal_pending', reversal_amount_cents: 400, amount_cents: 1000 });
     expect(out.event).toEqual({ from_status: 'completed', to_status: 'reversal_pending', reason: 'partial refund' });
-    expect(out.jobs.map((j: { task: string }) => j.task)).toContain('seller_transfer_reverse');
+    expect(out.dispatch).toMatchObject({ state: 'due', worker_task: 'seller_transfer_reverse', due_now: true, job_id: null });
+    expect(out.jobs).toEqual([]);
     expect(Number((await db.pool.query('select reversal_amount_cents from marketplace.seller_transfers where id = $1', [id])).rows[0].reversal_amount_cents)).toBe(400);
   });
 
@@ -98,18 +102,20 @@ describe.concurrent('reverse: mistakes change nothing', () => {
 });
 
 describe.concurrent('retry', () => {
-  it('makes a failed transfer due now and re-enqueues its job, keeping status and retry_count', async () => {
+  it('makes a failed transfer due now, keeping status and retry_count', async () => {
     const id = await insertTransfer(db.pool);
     await db.pool.query(`select marketplace.record_seller_transfer_failure($1, 'pending', 'api_error: boom', now() + interval '1 hour', 'test')`, [id]);
-    const before = await job(id, 'seller_transfer_retry');
-    expect(before!.run_at.getTime()).toBeGreaterThan(Date.now() + 50 * 60_000);
+    const before = (await db.pool.query('select * from marketplace.seller_transfer_dispatch_state($1)', [id])).rows[0];
+    expect(before).toMatchObject({ state: 'scheduled', due_now: false, job_id: null });
+    expect(before.next_retry_at.getTime()).toBeGreaterThan(Date.now() + 50 * 60_000);
     const run = await cli('retry', id, '--reason', 'Stripe is back');
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toContain(`seller transfer ${id}: still failed; next attempt due`);
+    expect(run.stdout).toContain('worker: due now, waiting for the worker');
     const { rows: [row] } = await db.pool.query(
       'select status, retry_count, last_error, next_retry_at <= now() as due, marketplace.seller_transfer_is_due(status, next_retry_at) as is_due from marketplace.seller_transfers where id = $1', [id]);
     expect(row).toMatchObject({ status: 'failed', retry_count: 1, last_error: 'api_error: boom', due: true, is_due: true });
-    expect((await job(id, 'seller_transfer_retry'))!.run_at.getTime()).toBeLessThanOrEqual(Date.now() + 1000);
+    // The dispatcher picking it up is tested below ("retry and the dispatcher"), not concurrently.
   });
 
   it('pulls a reversal waiting on the balance schedule forward', async () => {
@@ -170,6 +176,53 @@ describe.concurrent('fail', () => {
   });
 });
 
+// Plays the worker's dispatcher (no worker runs): every due row of this database is leased into a
+// job. Not concurrent with the tests above, whose rows' footprints must not move.
+async function dispatch(): Promise<void> {
+  await db.pool.query('select * from marketplace.dispatch_seller_transfers(1000, 60)');
+}
+
+async function dispatchState(id: string): Promise<{ state: string; next_retry_at: Date | null; job_id: string | null; lease: Date | null; run_at: Date | null }> {
+  return (await db.pool.query('select * from marketplace.seller_transfer_dispatch_state($1)', [id])).rows[0];
+}
+
+describe('retry and the dispatcher', () => {
+  it('a scheduled row: retry makes it due now and the dispatcher hands it to a job at once', async () => {
+    const id = await insertTransfer(db.pool);
+    await db.pool.query(`select marketplace.record_seller_transfer_failure($1, 'pending', 'api_error: boom', now() + interval '1 hour', 'test')`, [id]);
+    await dispatch();
+    expect(await dispatchState(id)).toMatchObject({ state: 'scheduled', job_id: null });
+    expect((await cli('retry', id, '--reason', 'Stripe is back')).code).toBe(0);
+    expect(await dispatchState(id)).toMatchObject({ state: 'due', job_id: null });
+    await dispatch();
+    const after = await dispatchState(id);
+    expect(after).toMatchObject({ state: 'handed' });
+    expect(after.lease).toEqual(after.next_retry_at);
+    expect((await job(id, 'seller_transfer_retry'))!.run_at.getTime()).toBeLessThanOrEqual(Date.now() + 1000);
+  });
+
+  it('a leased row: retry makes it due now (next_retry_at = now()) and the next dispatch re-leases it', async () => {
+    const id = await insertTransfer(db.pool);
+    await dispatch();
+    const handed = await dispatchState(id);
+    expect(handed).toMatchObject({ state: 'handed' });
+    expect(handed.next_retry_at!.getTime()).toBeGreaterThan(Date.now() + 30_000);
+    const run = await cli('retry', id, '--reason', 'kick it');
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('worker: due now, waiting for the worker');
+    expect(run.stdout).toMatch(new RegExp(`^worker: job ${handed.job_id} \\(seller_transfer_create\\) from an earlier dispatch is still there: attempts 0/5, waiting to run`, 'm'));
+    const { rows: [row] } = await db.pool.query(
+      'select next_retry_at <= now() as due, marketplace.seller_transfer_is_due(status, next_retry_at) as is_due from marketplace.seller_transfers where id = $1', [id]);
+    expect(row).toEqual({ due: true, is_due: true });
+    expect(await dispatchState(id)).toMatchObject({ state: 'due', job_id: handed.job_id });
+    await dispatch();
+    const again = await dispatchState(id);
+    expect(again).toMatchObject({ state: 'handed', job_id: handed.job_id }); // the row's one job, re-leased
+    expect(again.lease).toEqual(again.next_retry_at);
+    expect(again.lease!.getTime()).toBeGreaterThan(handed.lease!.getTime());
+  });
+});
+
 describe('the SQL functions, as the roles', () => {
   it.each(['marketplace_writer', 'marketplace_worker'])('%s may reverse, retry and fail; the history names it', async (role) => {
     const paid = await transferIn(db.pool, 'completed');
@@ -190,6 +243,7 @@ describe('the SQL functions, as the roles', () => {
       expect((await c.query('select * from marketplace.seller_transfer_stats')).rowCount).toBe(6);
       await c.query('select * from marketplace.seller_transfers_past_slo');
       await c.query('select * from marketplace.seller_transfer_jobs($1)', [id]);
+      expect((await c.query('select state from marketplace.seller_transfer_dispatch_state($1)', [id])).rows).toEqual([{ state: 'idle' }]);
       const err = await pgError(() => c.query(`select marketplace.reverse_seller_transfer($1, 'refund')`, [id]));
       expect(err.code).toBe('42501');
     });

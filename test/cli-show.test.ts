@@ -1,4 +1,4 @@
-// show <id>: the row, its history (when, who, why), its worker jobs, Stripe ids, retry state.
+// show <id>: the row, its history (when, who, why), its dispatch state and job, Stripe ids, retry state.
 import { describe, expect, it, vi } from 'vitest';
 import { useTestDatabase } from './support/database.ts';
 import { insertTransfer, transferIn } from './support/transfers.ts';
@@ -19,7 +19,7 @@ async function refundedTransfer(): Promise<string> {
 }
 
 describe.concurrent('show', () => {
-  it('prints the row, the history with who and why, and the waiting job', async () => {
+  it('prints the row, the history with who and why, and that the row is due for the worker', async () => {
     const id = await refundedTransfer();
     const run = await cli('show', id);
     expect(run.code, run.stderr).toBe(0);
@@ -33,10 +33,12 @@ describe.concurrent('show', () => {
     expect(run.stdout).toContain('refund of order 42');
     expect(run.stdout).toContain('(created)');
     expect(run.stdout).toContain('seller-transfers-test'); // application_name of the writer
-    expect(run.stdout).toContain('seller_transfer_reverse');
+    // The write enqueued nothing: the row is due and waits for a worker's dispatcher.
+    expect(run.stdout).toMatch(/^dispatch: due now, waiting for the worker/m);
+    expect(run.stdout).toContain('no graphile-worker job for this transfer');
   });
 
-  it('--json gives the row, the full history and the jobs by job key', async () => {
+  it('--json gives the row, the full history, the dispatch state and the jobs', async () => {
     const id = await refundedTransfer();
     const run = await cli('show', id, '--json');
     expect(run.code, run.stderr).toBe(0);
@@ -47,9 +49,8 @@ describe.concurrent('show', () => {
       [null, 'pending'], ['pending', 'completed'], ['completed', 'reversal_pending'],
     ]);
     expect(out.history[2]).toMatchObject({ reason: 'refund of order 42', actor: 'postgres', application_name: 'seller-transfers-test' });
-    const reverseJob = out.jobs.find((j: { task: string }) => j.task === 'seller_transfer_reverse');
-    expect(reverseJob).toMatchObject({ job_key: `seller_transfer:${id}:seller_transfer_reverse`, attempts: 0, locked_at: null, last_error: null });
-    expect(new Date(reverseJob.run_at).getTime()).toBeGreaterThan(0);
+    expect(out.dispatch).toMatchObject({ state: 'due', status: 'reversal_pending', worker_task: 'seller_transfer_reverse', due_now: true, job_id: null });
+    expect(out.jobs).toEqual([]);
   });
 
   it('shows retry state: retry_count, next_retry_at, last_error', async () => {
@@ -58,17 +59,56 @@ describe.concurrent('show', () => {
     const out = JSON.parse((await cli('show', id, '--json')).stdout);
     expect(out.transfer).toMatchObject({ status: 'failed', retry_count: 1, last_error: 'api_error (500): boom', due_now: false });
     expect(new Date(out.transfer.next_retry_at).getTime()).toBeGreaterThan(Date.now() + 50 * 60_000);
-    expect(out.jobs.find((j: { task: string }) => j.task === 'seller_transfer_retry')).toBeDefined();
+    expect(out.dispatch).toMatchObject({ state: 'scheduled', worker_task: 'seller_transfer_retry', due_now: false, job_id: null });
     const human = (await cli('show', id)).stdout;
+    expect(human).toMatch(new RegExp(`^dispatch: scheduled: next attempt at ${new Date(out.transfer.next_retry_at).toISOString()} \\(in \\d+m \\d+s\\)$`, 'm'));
     expect(human).toMatch(/^last_error +api_error \(500\): boom$/m);
     expect(human).toMatch(/^retry_count +1$/m);
   });
 
   it('says so when no job exists', async () => {
     const id = await transferIn(db.pool, 'completed');
-    await db.pool.query(`delete from graphile_worker._private_jobs where key like $1`, [`seller_transfer:${id}:%`]);
+    await db.pool.query(`delete from graphile_worker._private_jobs where key = $1`, [`seller_transfer:${id}`]);
     const run = await cli('show', id);
     expect(run.stdout).toContain('no graphile-worker job for this transfer');
+    expect(run.stdout).toMatch(/^dispatch: nothing for the worker \(completed\)$/m);
+  });
+
+  it('a terminal row: nothing for the worker', async () => {
+    const id = await transferIn(db.pool, 'reversed');
+    expect((await cli('show', id)).stdout).toMatch(/^dispatch: nothing for the worker \(reversed, terminal\)$/m);
+  });
+});
+
+// Plays the worker's dispatcher (no worker runs): every due row of this database is leased into a
+// job. Not concurrent with the tests above, whose rows must stay due.
+async function dispatch(): Promise<void> {
+  await db.pool.query('select * from marketplace.dispatch_seller_transfers(1000, 60)');
+}
+
+describe('show: a row handed to a job', () => {
+  it('names the job, its lease and attempts; --json has the job by its key', async () => {
+    const id = await refundedTransfer();
+    await dispatch();
+    const out = JSON.parse((await cli('show', id, '--json')).stdout);
+    expect(out.transfer).toMatchObject({ status: 'reversal_pending', due_now: false });
+    expect(out.dispatch).toMatchObject({ state: 'handed', job_task: 'seller_transfer_reverse', attempts: 0, max_attempts: 5, locked_at: null });
+    expect(out.dispatch.lease).toBe(out.transfer.next_retry_at);
+    expect(out.jobs).toHaveLength(1);
+    expect(out.jobs[0]).toMatchObject({ job_id: out.dispatch.job_id, task: 'seller_transfer_reverse', job_key: `seller_transfer:${id}`, attempts: 0, locked_at: null, last_error: null });
+    expect(out.jobs[0].lease).toBe(out.transfer.next_retry_at);
+    const human = (await cli('show', id)).stdout;
+    expect(human).toMatch(/^due for the worker now +no$/m);
+    expect(human).toContain(`dispatch: handed to job ${out.dispatch.job_id} (seller_transfer_reverse), lease until ${out.transfer.next_retry_at}, attempts 0/5, waiting to run`);
+  });
+
+  it('a job a worker has locked, and one that used up its attempts', async () => {
+    const id = await refundedTransfer();
+    await dispatch();
+    await db.pool.query(`update graphile_worker._private_jobs set locked_at = now(), locked_by = 'worker-7', attempts = 1 where key = $1`, [`seller_transfer:${id}`]);
+    expect((await cli('show', id)).stdout).toMatch(/^dispatch: handed to job \d+ \(seller_transfer_reverse\), lease until \S+, attempts 1\/5, locked by worker-7 since \S+$/m);
+    await db.pool.query(`update graphile_worker._private_jobs set locked_at = null, locked_by = null, attempts = max_attempts, last_error = 'boom' where key = $1`, [`seller_transfer:${id}`]);
+    expect((await cli('show', id)).stdout).toMatch(/^dispatch: handed to job \d+ \(seller_transfer_reverse\), lease until \S+, attempts 5\/5 \(none left: graphile-worker will not run it again\), .*last error: boom$/m);
   });
 });
 

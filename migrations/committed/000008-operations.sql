@@ -1,5 +1,5 @@
---! Previous: sha1:e96930c6a4991aae7f8e37a8f3f49ae2cb3bb449
---! Hash: sha1:cce920ad099e62f723be9aecc5e7486cca4f9e61
+--! Previous: sha1:e9c9bbea0ac907bc77cff1982d687696d42f288e
+--! Hash: sha1:f5c1b8183a283b0568c8c363aebc93b85225626d
 --! Message: operations
 
 -- Operations: what `seller-transfers audit`, `seller-transfers doctor` and the worker's

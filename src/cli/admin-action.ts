@@ -1,10 +1,13 @@
 // reverse / retry / fail: one call to the migration's SQL function in one transaction, so the
-// guard trigger, the history (actor + reason) and the job enqueue apply as for any writer. A
-// refusal is the database's error, printed in one line by main.ts; nothing is half-written.
+// guard trigger and the history (actor + reason) apply as for any writer. The committed row is
+// the work item: the worker's dispatcher finds it when it is due; what the worker will do next is
+// read back (seller_transfer_dispatch_state) after the commit. A refusal is the database's
+// error, printed in one line by main.ts; nothing is half-written.
 import type pg from 'pg';
 import { print, printJson, timestamp } from './format.ts';
 import { inTransaction } from './operator-db.ts';
-import type { WorkerJob } from './queries.ts';
+import { transferDispatch, transferJobs, type DispatchState, type WorkerJob } from './queries.ts';
+import { renderDispatch } from './show-command.ts';
 
 export type AdminAction = 'reverse' | 'retry' | 'fail';
 
@@ -18,6 +21,8 @@ export interface AdminResult {
   transfer: Record<string, unknown> & { id: string; status: string };
   /** The status change this action wrote to the history (none when the status stayed). */
   event: { from_status: string | null; to_status: string; reason: string | null } | null;
+  /** Where the row stands with the worker after the commit (due, handed, scheduled, idle). */
+  dispatch: DispatchState;
   jobs: WorkerJob[];
 }
 
@@ -30,12 +35,9 @@ export async function runAdminAction(db: pg.Client, action: AdminAction, id: str
        where e.transfer_id = $1 and e.xact_id = pg_current_xact_id() order by e.id desc limit 1`, [id]);
     return { transfer: transfer!, event: event ?? null };
   });
-  // The job that will act next: the one for the task of the row's status now (if it has one).
-  const { rows: jobs } = await db.query<WorkerJob>(`
-    select j.* from marketplace.seller_transfer_jobs($1) j
-      join marketplace.seller_transfer_statuses s on s.worker_task = j.task
-      join marketplace.seller_transfers t on t.status = s.status and t.id = $1`, [id]);
-  return { ...result, jobs };
+  // After the commit: the action wrote no job; the row is due (or scheduled) and a running
+  // worker's dispatcher hands it to one. Say which, and show the row's job if it has one.
+  return { ...result, dispatch: await transferDispatch(db, id), jobs: await transferJobs(db, id) };
 }
 
 export function printAdminResult(action: AdminAction, r: AdminResult, json: boolean | undefined): void {
@@ -45,5 +47,5 @@ export function printAdminResult(action: AdminAction, r: AdminResult, json: bool
   else print(`seller transfer ${t.id}: still ${t.status}; next attempt due ${timestamp(t.next_retry_at as Date | null)}`);
   if (action === 'reverse') print(`reversal of ${t.reversal_amount_cents ?? t.amount_cents} ${t.currency} cents requested`);
   if (action === 'fail') print(`last_error: ${t.last_error}`);
-  for (const j of r.jobs) print(`worker job ${j.task} ${j.locked_at ? `running since ${timestamp(j.locked_at)}` : `runs at ${timestamp(j.run_at)}`}`);
+  for (const line of renderDispatch(r.dispatch)) print(`worker: ${line}`);
 }

@@ -8,7 +8,7 @@ export function registerFailCommand(program: Command): void {
     .description('give a transfer up (failed or reversal_pending -> permanently_failed) with the reason as last_error')
     .argument('<id>', 'seller transfer id (UUID)')
     .requiredOption('--reason <text>', 'why (recorded in the history and as last_error)')
-    .option('--json', 'print { transfer, event, jobs } as JSON')
+    .option('--json', 'print { transfer, event, dispatch, jobs } as JSON')
     .action(async (rawId: string, opts: { reason: string; json?: boolean }) => {
       const id = transferId(rawId);
       const { config, logger } = operatorContext();

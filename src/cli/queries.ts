@@ -1,5 +1,5 @@
 // The reads the operator commands share (show, stats, demo). Every rule (due-ness, time in
-// status, SLOs, job keys) is a SQL function or view from the migrations; these only select.
+// status, SLOs, job keys, dispatch state) is a SQL function or view from the migrations; these only select.
 import type pg from 'pg';
 import { CliError } from './context.ts';
 
@@ -50,11 +50,31 @@ export async function transferHistory(db: Queryable, id: string): Promise<Histor
 export interface WorkerJob {
   job_id: number; task: string; job_key: string; run_at: Date; attempts: number; max_attempts: number;
   locked_at: Date | null; locked_by: string | null; last_error: string | null; created_at: Date;
+  /** The lease the dispatcher gave this job (the row's next_retry_at while the job holds it). */
+  lease: Date | null;
 }
 
 export async function transferJobs(db: Queryable, id: string): Promise<WorkerJob[]> {
   const { rows } = await db.query<WorkerJob>('select * from marketplace.seller_transfer_jobs($1)', [id]);
   return rows;
+}
+
+/**
+ * Where a row stands with the worker, from marketplace.seller_transfer_dispatch_state():
+ * idle (no worker task for its status), due (the next dispatch hands it to a job), handed (a job
+ * holds it under a lease), scheduled (not due before next_retry_at). Job columns: its job, if any.
+ */
+export interface DispatchState {
+  state: 'idle' | 'due' | 'handed' | 'scheduled';
+  status: string; is_terminal: boolean; worker_task: string | null; due_now: boolean; next_retry_at: Date | null;
+  job_id: number | null; job_task: string | null; lease: Date | null; run_at: Date | null;
+  attempts: number | null; max_attempts: number | null; locked_at: Date | null; locked_by: string | null; last_error: string | null;
+}
+
+export async function transferDispatch(db: Queryable, id: string): Promise<DispatchState> {
+  const { rows: [row] } = await db.query<DispatchState>('select * from marketplace.seller_transfer_dispatch_state($1)', [id]);
+  if (!row) throw new CliError(`seller transfer ${id} not found`);
+  return row;
 }
 
 export interface StatusStats {

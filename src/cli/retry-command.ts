@@ -8,7 +8,7 @@ export function registerRetryCommand(program: Command): void {
     .description("make the worker's next attempt due now (next_retry_at = now()); terminal transfers are refused by the matrix")
     .argument('<id>', 'seller transfer id (UUID)')
     .requiredOption('--reason <text>', 'why (recorded in the history when the status changes)')
-    .option('--json', 'print { transfer, event, jobs } as JSON')
+    .option('--json', 'print { transfer, event, dispatch, jobs } as JSON')
     .action(async (rawId: string, opts: { reason: string; json?: boolean }) => {
       const id = transferId(rawId);
       const { config, logger } = operatorContext();

@@ -9,7 +9,7 @@ export function registerReverseCommand(program: Command): void {
     .argument('<id>', 'seller transfer id (UUID)')
     .option('--amount <cents>', 'reverse only this many cents (0 < amount <= amount_cents); default: the whole transfer')
     .requiredOption('--reason <text>', 'why (recorded in the history)')
-    .option('--json', 'print { transfer, event, jobs } as JSON')
+    .option('--json', 'print { transfer, event, dispatch, jobs } as JSON')
     .action(async (rawId: string, opts: { amount?: string; reason: string; json?: boolean }) => {
       const id = transferId(rawId);
       const amount = opts.amount === undefined ? undefined : wholeCents(opts.amount, '--amount');

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { duration, oneLineText, print, printJson, table, timestamp } from './format.ts';
 import { inSnapshot, operatorContext, transferId, withOperatorDb } from './operator-db.ts';
-import { transferDetail, transferHistory, transferJobs, type HistoryEvent, type TransferDetail, type WorkerJob } from './queries.ts';
+import { transferDetail, transferDispatch, transferHistory, transferJobs, type DispatchState, type HistoryEvent, type TransferDetail, type WorkerJob } from './queries.ts';
 
 export function renderTransfer(t: TransferDetail): string {
   const since = t.status_since ? `${timestamp(t.status_since)} (${duration(t.seconds_in_status)} ago)` : '-';
@@ -37,34 +37,71 @@ export function renderHistory(history: HistoryEvent[]): string {
 
 export function renderJobs(jobs: WorkerJob[]): string {
   if (!jobs.length) return 'no graphile-worker job for this transfer';
-  return table(['task', 'run_at', 'attempts', 'locked_at', 'last_error'], jobs.map((j) => [
-    j.task, timestamp(j.run_at), `${j.attempts}/${j.max_attempts}`, j.locked_at ? `${timestamp(j.locked_at)} by ${j.locked_by}` : null,
-    oneLineText(j.last_error, 60),
+  return table(['job', 'task', 'run_at', 'lease', 'attempts', 'locked_at', 'last_error'], jobs.map((j) => [
+    j.job_id, j.task, timestamp(j.run_at), j.lease ? timestamp(j.lease) : null, `${j.attempts}/${j.max_attempts}`,
+    j.locked_at ? `${timestamp(j.locked_at)} by ${j.locked_by}` : null, oneLineText(j.last_error, 60),
   ]));
+}
+
+function jobSummary(d: DispatchState): string {
+  const attempts = `attempts ${d.attempts}/${d.max_attempts}${d.attempts! >= d.max_attempts! && !d.locked_at ? ' (none left: graphile-worker will not run it again)' : ''}`;
+  const running = d.locked_at ? `locked by ${d.locked_by} since ${timestamp(d.locked_at)}` : `waiting to run (run_at ${timestamp(d.run_at)})`;
+  const error = d.last_error ? `, last error: ${oneLineText(d.last_error, 120)}` : '';
+  return `${attempts}, ${running}${error}`;
+}
+
+/**
+ * The dispatch state in words, one line (two when a job left from an earlier dispatch is still
+ * there). Every decision (due, handed, scheduled, idle) was made by seller_transfer_dispatch_state().
+ */
+export function renderDispatch(d: DispatchState): string[] {
+  const job = d.job_id === null ? null : `job ${d.job_id} (${d.job_task})`;
+  switch (d.state) {
+    case 'idle':
+      return [`nothing for the worker (${d.status}${d.is_terminal ? ', terminal' : ''})${job ? `; ${job} is left over: ${jobSummary(d)}` : ''}`];
+    case 'due':
+      return [
+        'due now, waiting for the worker: a running worker picks it up within a moment',
+        ...(job ? [`${job} from an earlier dispatch is still there: ${jobSummary(d)}`] : []),
+      ];
+    case 'handed':
+      return [`handed to ${job}, lease until ${timestamp(d.lease)}, ${jobSummary(d)}`];
+    case 'scheduled': {
+      const wait = d.next_retry_at ? duration((new Date(d.next_retry_at).getTime() - Date.now()) / 1000) : '-';
+      return [
+        `scheduled: next attempt at ${timestamp(d.next_retry_at)} (in ${wait})`,
+        ...(job ? [`${job}: ${jobSummary(d)}`] : []),
+      ];
+    }
+    default:
+      return [`dispatch state ${String(d.state)}`];
+  }
 }
 
 export function registerShowCommand(program: Command): void {
   program
     .command('show')
-    .description('show one transfer: the row, its history (when, who, why), its worker jobs, Stripe ids and retry state')
+    .description('show one transfer: the row, its history (when, who, why), its dispatch state and worker job, Stripe ids and retry state')
     .argument('<id>', 'seller transfer id (UUID)')
-    .option('--json', 'print { transfer, history, jobs } as JSON')
+    .option('--json', 'print { transfer, history, dispatch, jobs } as JSON')
     .action(async (rawId: string, opts: { json?: boolean }) => {
       const id = transferId(rawId);
       const { config, logger } = operatorContext();
       await withOperatorDb(config, logger, async (db) => {
-        const { transfer, history, jobs } = await inSnapshot(db, async () => ({
+        const { transfer, history, dispatch, jobs } = await inSnapshot(db, async () => ({
           transfer: await transferDetail(db, id),
           history: await transferHistory(db, id),
+          dispatch: await transferDispatch(db, id),
           jobs: await transferJobs(db, id),
         }));
-        if (opts.json) return printJson({ transfer, history, jobs });
+        if (opts.json) return printJson({ transfer, history, dispatch, jobs });
         print(renderTransfer(transfer));
         print();
         print('history');
         print(renderHistory(history));
         print();
-        print('worker jobs');
+        print('worker');
+        for (const line of renderDispatch(dispatch)) print(`dispatch: ${line}`);
         print(renderJobs(jobs));
       });
     });
