@@ -6,10 +6,18 @@
 // a task whose statement fails destroys its connection (its row's advisory lock dies with it),
 // the row's lease runs out and the row is dispatched again, and its unchanged idempotency key
 // makes Stripe replay the first answer. What this file adds is that the PROCESS survives it:
-// - graphile-worker 0.17 completes and fails jobs with promises nobody awaits; unbatched, an
-//   ECONNRESET there is an unhandled rejection (Node ends the process). Batched (delay 0) the
-//   error reaches graphile-worker's own handler, which shuts its runner down gracefully and
-//   rejects runner.promise: we then start a new runner on the same pool, with a back-off, for
+// - graphile-worker 0.17.3 completes and fails jobs with promises nobody awaits
+//   (worker.ts: `completeJob(job)`, `failJob(...)`); unbatched, their withRetries retries only
+//   a few error codes, so an ECONNRESET/ECONNREFUSED there is an unhandled rejection, which
+//   ends a Node process. Batched (completeJobBatchDelay >= 0) the error reaches its handler,
+//   which shuts the whole runner down: every worker loop then exits through getJob errors with
+//   a console.trace each (a storm on stderr) and nothing runs until a new runner is started.
+//   So completion stays unbatched, and `seller-transfers worker` treats an unhandled rejection
+//   that is a lost connection as part of the outage (src/cli/worker-command.ts): the job stays
+//   locked in graphile-worker's table (its row is retried through the lease; dispatch gives the
+//   row a new job under the same key), and the runner's loops keep polling (getJob errors are
+//   retried quietly every poll interval), the LISTEN client reconnects with its back-off;
+// - should the runner end anyway, a new one is started on the same pool, with a back-off, for
 //   as long as it takes (the dispatcher, heartbeat and metrics keep running throughout);
 // - connection errors from every source (pool, graphile-worker's logger, the supervisor) are
 //   reported once when the outage starts and once when it ends, not once per connection/job.
@@ -167,10 +175,6 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     noHandleSignals: true,
     logger: graphileLogger(logger, outage),
     taskList: buildTaskList(deps),
-    // Batched (delay 0: the same tick) completion and failure: besides fewer round trips at high
-    // concurrency, a failed complete/fail reaches graphile-worker's error handler (a graceful
-    // runner shutdown we restart) instead of being an unhandled rejection that ends the process.
-    preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
   };
   let stopRequested = false;
   let runner = await run(runnerOptions);
