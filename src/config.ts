@@ -29,10 +29,10 @@ const schema = z.object({
   RETRY_JITTER: z.preprocess(emptyAsUndefined, z.coerce.number().min(0).max(1).default(0.2)),
   BALANCE_RETRY_SECONDS: z.preprocess(emptyAsUndefined, seconds(3600)),
   BALANCE_MAX_ATTEMPTS: z.preprocess(emptyAsUndefined, int(72, 1, 10_000)),
-  // Dispatch: how often the worker looks for due rows, how long a row handed to a job stays
+  // Dispatch: how often the worker looks for due rows (inside the database, no round trip), how long a row handed to a job stays
   // leased (not due) before it is handed out again, and how many of our jobs may wait in
   // graphile-worker's queue at once (0: twice WORKER_CONCURRENCY).
-  DISPATCH_INTERVAL_MS: z.preprocess(emptyAsUndefined, int(25, 5, 60_000)),
+  DISPATCH_INTERVAL_MS: z.preprocess(emptyAsUndefined, int(10, 1, 1_000)),
   DISPATCH_LEASE_SECONDS: z.preprocess(emptyAsUndefined, seconds(120)),
   DISPATCH_MAX_WAITING_JOBS: z.preprocess(emptyAsUndefined, int(0, 0, 100_000)),
   METRICS_PORT: z.preprocess(emptyAsUndefined, int(0, 0, 65_535)),

@@ -1,5 +1,5 @@
 --! Previous: sha1:004c3a56e4e0c06967c4f7a9adce265684666d22
---! Hash: sha1:e96930c6a4991aae7f8e37a8f3f49ae2cb3bb449
+--! Hash: sha1:6c66dc46b12cb36ac2feac86c56a80ae859a9323
 --! Message: table is the queue
 
 -- The table is the queue. A writer's transaction writes the row and its history row, nothing
@@ -191,7 +191,10 @@ create index seller_transfers_pending_idx on marketplace.seller_transfers (next_
 ------------------------------------------------------------------------------
 -- 4. Dispatch: due rows become graphile-worker jobs.
 --
--- One call per worker tick. It tops graphile-worker's queue up to max_jobs waiting jobs of
+-- Each worker process calls it in a loop. With nothing due it waits inside the database (up to
+-- wait_ms, looking every poll_ms: a few index probes, no round trip), so an idle worker costs a
+-- query a second on its side, and a fresh row is seen within poll_ms. It tops
+-- graphile-worker's queue up to max_jobs waiting jobs of
 -- ours (the rest stay in the table, which is the queue), taking the longest-due rows of each
 -- worker status in turn (a burst of payouts cannot starve reversals), and leases each row it
 -- hands out: next_retry_at = now() + lease. A leased row is not due, so the next tick does not
@@ -215,92 +218,112 @@ returns timestamptz language sql stable as $$
   select coalesce($3, case when $2 = 'pending' then $4 else marketplace.seller_transfer_status_since($1) end, $4)
 $$;
 
-create function marketplace.dispatch_seller_transfers(max_jobs integer, lease_seconds double precision default 120)
+create function marketplace.dispatch_seller_transfers(
+  max_jobs integer, lease_seconds double precision default 120, wait_ms integer default 0, poll_ms integer default 10)
 returns table (dispatched integer, oldest_due_seconds double precision)
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp as $$
 declare
+  deadline    timestamptz := clock_timestamp() + make_interval(secs => greatest(wait_ms, 0) / 1000.0);
+  have_lock   boolean := false;
+  at          timestamptz;  -- now, re-read each round: now() is the transaction's start
   want        integer;
-  lease_until timestamptz := now() + make_interval(secs => lease_seconds);
+  lease_until timestamptz;
   specs       graphile_worker.job_spec[];
   lag         double precision;
   added       integer;
 begin
-  if not pg_try_advisory_xact_lock('marketplace.seller_transfer_statuses'::regclass::oid::integer, 0) then
-    return query select 0, null::double precision;  -- another process is dispatching right now
-    return;
-  end if;
-  select max_jobs - count(*) into want
-    from (select 1 from graphile_worker._private_jobs j
-           where j.is_available
-             and j.task_id in (select t.id from graphile_worker._private_tasks t
-                                 join marketplace.seller_transfer_statuses s on s.worker_task = t.identifier)
-           limit greatest(max_jobs, 0)) waiting;
-  if want <= 0 then
-    return query select 0, null::double precision;
-    return;
-  end if;
-
-  with candidates as (
-    -- Each branch is one bounded index range scan: IS NULL and <= now() are index conditions.
-    (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
-      where t.status = 'pending' and t.next_retry_at is null order by t.next_retry_at nulls first, t.created_at limit want)
-    union all
-    (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
-      where t.status = 'pending' and t.next_retry_at <= now() order by t.next_retry_at nulls first, t.created_at limit want)
-    union all
-    (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
-      where t.status = 'failed' and t.next_retry_at <= now() order by t.next_retry_at limit want)
-    union all
-    (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
-      where t.status = 'reversal_pending' and t.next_retry_at is null order by t.next_retry_at nulls first limit want)
-    union all
-    (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
-      where t.status = 'reversal_pending' and t.next_retry_at <= now() order by t.next_retry_at nulls first limit want)
-  ), fair as (
-    -- Round robin over the statuses, longest due first within each.
-    select c.id, c.status, c.next_retry_at, c.created_at
-      from (select c.*, row_number() over (partition by c.status order by c.next_retry_at nulls first, c.created_at) as turn
-              from candidates c) c
-     order by c.turn, c.status
-     limit want
-  ), locked as (
-    -- Re-checked under the row lock: a writer may have moved the row since the scan. Fetched by
-    -- primary key (= any(array)), so no plan can walk a whole partial index to join them.
-    select t.id, t.status, t.next_retry_at, t.created_at
-      from marketplace.seller_transfers t
-     where t.id = any (array(select f.id from fair f))
-       and marketplace.seller_transfer_is_due(t.status, t.next_retry_at)
-       and pg_try_advisory_xact_lock_shared('marketplace.seller_transfers'::regclass::oid::integer, hashtext(t.id::text))
-       for update of t skip locked
-  ), leased as (
-    update marketplace.seller_transfers t
-       set next_retry_at = lease_until
-     where t.id = any (array(select l.id from locked l))
-    returning t.id, t.status
-  )
-  select array_agg(row(s.worker_task, json_build_object('id', l.id, 'lease', lease_until), null, null, 5,
-                       marketplace.seller_transfer_job_key(l.id), null, null)::graphile_worker.job_spec),
-         -- Lag from what the rows carried (no history read on this path): a fresh reversal's due
-         -- time is in its history only, so it counts in seller_transfer_due_counts() instead.
-         (select extract(epoch from now() - min(case when k.status = 'pending' then coalesce(k.next_retry_at, k.created_at) else k.next_retry_at end))
-            from locked k)
-    into specs, lag
-    from leased l
-    join marketplace.seller_transfer_statuses s on s.status = l.status;
-
-  if specs is null then
-    return query select 0, null::double precision;
-    return;
-  end if;
-  -- add_jobs clears the key of a job that is locked (already running) and adds a new one; a
-  -- job locked between those two steps is skipped (graphile-worker #580). A skipped row keeps
-  -- its lease and is retried when the lease runs out; the running job still holds its token.
-  select count(*) into added from graphile_worker.add_jobs(specs);
-  return query select added, lag;
+  loop
+    -- Single-flight: the first process to get this lock dispatches (and polls) for the fleet;
+    -- the others only retry the lock, which costs next to nothing.
+    have_lock := have_lock or pg_try_advisory_xact_lock('marketplace.seller_transfer_statuses'::regclass::oid::integer, 0);
+    if have_lock then
+      at := clock_timestamp();
+      -- Anything due at all? Five bounded index probes (IS NULL and <= at are index conditions).
+      -- Only then: is there room in graphile-worker's queue?
+      if exists (
+           select 1 from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at is null
+           union all select 1 from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at <= at
+           union all select 1 from marketplace.seller_transfers t where t.status = 'failed' and t.next_retry_at <= at
+           union all select 1 from marketplace.seller_transfers t where t.status = 'reversal_pending' and t.next_retry_at is null
+           union all select 1 from marketplace.seller_transfers t where t.status = 'reversal_pending' and t.next_retry_at <= at) then
+        select max_jobs - count(*) into want
+          from (select 1 from graphile_worker._private_jobs j
+                 where j.is_available
+                   and j.task_id in (select t.id from graphile_worker._private_tasks t
+                                       join marketplace.seller_transfer_statuses s on s.worker_task = t.identifier)
+                 limit greatest(max_jobs, 0)) waiting;
+      else
+        want := 0;
+      end if;
+      if want > 0 then
+        lease_until := at + make_interval(secs => lease_seconds);
+        with candidates as (
+          (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
+            where t.status = 'pending' and t.next_retry_at is null order by t.next_retry_at nulls first, t.created_at limit want)
+          union all
+          (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
+            where t.status = 'pending' and t.next_retry_at <= at order by t.next_retry_at nulls first, t.created_at limit want)
+          union all
+          (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
+            where t.status = 'failed' and t.next_retry_at <= at order by t.next_retry_at limit want)
+          union all
+          (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
+            where t.status = 'reversal_pending' and t.next_retry_at is null order by t.next_retry_at nulls first limit want)
+          union all
+          (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
+            where t.status = 'reversal_pending' and t.next_retry_at <= at order by t.next_retry_at nulls first limit want)
+        ), fair as (
+          -- Round robin over the statuses, longest due first within each.
+          select c.id
+            from (select c.*, row_number() over (partition by c.status order by c.next_retry_at nulls first, c.created_at) as turn
+                    from candidates c) c
+           order by c.turn, c.status
+           limit want
+        ), locked as (
+          -- Re-checked under the row lock (a writer may have moved the row since the scan), fetched
+          -- by primary key so no plan walks a whole partial index; rows a writer holds are skipped,
+          -- and so are rows whose advisory lock a worker holds (it is acting on them).
+          select t.id, t.status, t.next_retry_at, t.created_at
+            from marketplace.seller_transfers t
+            join marketplace.seller_transfer_statuses s on s.status = t.status and s.worker_task is not null
+           where t.id = any (array(select f.id from fair f))
+             and (t.next_retry_at is null or t.next_retry_at <= at)
+             and pg_try_advisory_xact_lock_shared('marketplace.seller_transfers'::regclass::oid::integer, hashtext(t.id::text))
+             for update of t skip locked
+        ), leased as (
+          update marketplace.seller_transfers t
+             set next_retry_at = lease_until
+           where t.id = any (array(select l.id from locked l))
+          returning t.id, t.status
+        )
+        select array_agg(row(s.worker_task, json_build_object('id', l.id, 'lease', lease_until), null, null, 5,
+                             marketplace.seller_transfer_job_key(l.id), null, null)::graphile_worker.job_spec),
+               -- Lag from what the rows carried (no history read on this path): a fresh reversal's
+               -- due time is in its history only, so it counts in seller_transfer_due_counts() instead.
+               (select extract(epoch from at - min(case when k.status = 'pending' then coalesce(k.next_retry_at, k.created_at) else k.next_retry_at end))
+                  from locked k)
+          into specs, lag
+          from leased l
+          join marketplace.seller_transfer_statuses s on s.status = l.status;
+        if specs is not null then
+          -- add_jobs clears the key of a job that is locked (already running) and adds a new one;
+          -- a job locked between those two steps is skipped (graphile-worker #580): that row keeps
+          -- its lease and is handed out again when it runs out.
+          select count(*) into added from graphile_worker.add_jobs(specs);
+          -- Return at once: the jobs become visible (and graphile-worker is notified) at commit.
+          return query select added, lag;
+          return;
+        end if;
+      end if;
+    end if;
+    exit when clock_timestamp() + make_interval(secs => poll_ms / 1000.0) > deadline;
+    perform pg_sleep(poll_ms / 1000.0);
+  end loop;
+  return query select 0, null::double precision;
 end $$;
-comment on function marketplace.dispatch_seller_transfers(integer, double precision) is
-  'Hands due seller transfers to graphile-worker (at most max_jobs waiting jobs), leasing each row for lease_seconds. Returns how many, and how long the longest-waiting of them had been due (null when unknown).';
+comment on function marketplace.dispatch_seller_transfers(integer, double precision, integer, integer) is
+  'Hands due seller transfers to graphile-worker (at most max_jobs waiting jobs), leasing each row for lease_seconds; with nothing due, polls every poll_ms for up to wait_ms first. Returns how many, and how long the longest-waiting of them had been due (null when unknown).';
 
 -- For metrics and alerts: per worker status, rows due now and not handed out, and how long
 -- the longest-waiting of them has been due. Reads the partial indexes (a due row is one that
@@ -408,13 +431,13 @@ comment on function marketplace.seller_transfer_jobs(uuid) is
 revoke all on function marketplace.seller_transfer_matrix_fingerprint(), marketplace.seller_transfer_guard_in_sync(),
   marketplace.record_seller_transfer_status_change(), marketplace.seller_transfer_job_key(uuid),
   marketplace.seller_transfer_due_since(uuid, text, timestamptz, timestamptz),
-  marketplace.dispatch_seller_transfers(integer, double precision), marketplace.claim_seller_transfer(uuid, text, timestamptz),
+  marketplace.dispatch_seller_transfers(integer, double precision, integer, integer), marketplace.claim_seller_transfer(uuid, text, timestamptz),
   marketplace.release_seller_transfer_at_commit(uuid), marketplace.seller_transfer_jobs(uuid), marketplace.seller_transfer_due_counts()
   from public;
 grant execute on function marketplace.seller_transfer_matrix_fingerprint(), marketplace.seller_transfer_guard_in_sync(),
   marketplace.seller_transfer_job_key(uuid), marketplace.seller_transfer_due_since(uuid, text, timestamptz, timestamptz),
   marketplace.seller_transfer_jobs(uuid), marketplace.seller_transfer_due_counts()
   to marketplace_reader, marketplace_writer, marketplace_worker;
-grant execute on function marketplace.dispatch_seller_transfers(integer, double precision),
+grant execute on function marketplace.dispatch_seller_transfers(integer, double precision, integer, integer),
   marketplace.claim_seller_transfer(uuid, text, timestamptz), marketplace.release_seller_transfer_at_commit(uuid)
   to marketplace_worker;

@@ -1,5 +1,5 @@
---! Previous: sha1:e9c9bbea0ac907bc77cff1982d687696d42f288e
---! Hash: sha1:f5c1b8183a283b0568c8c363aebc93b85225626d
+--! Previous: sha1:6c66dc46b12cb36ac2feac86c56a80ae859a9323
+--! Hash: sha1:b6077715e50e20f1ecfb5cbc810c8ce4840b9863
 --! Message: operations
 
 -- Operations: what `seller-transfers audit`, `seller-transfers doctor` and the worker's

@@ -1,5 +1,5 @@
---! Previous: sha1:cce920ad099e62f723be9aecc5e7486cca4f9e61
---! Hash: sha1:c4559259c22041cfce9e42f2bb62d0fc756370f1
+--! Previous: sha1:b6077715e50e20f1ecfb5cbc810c8ce4840b9863
+--! Hash: sha1:61725aa609d64f6b0a8a57dd7a1bc17b62f45562
 --! Message: stripe request budget
 
 -- Stripe request budget: one budget of Stripe requests for every worker process on this

@@ -6,7 +6,7 @@ drop function marketplace.seller_transfer_jobs(uuid);
 drop function marketplace.seller_transfer_due_counts();
 drop function marketplace.release_seller_transfer_at_commit(uuid);
 drop function marketplace.claim_seller_transfer(uuid, text, timestamptz);
-drop function marketplace.dispatch_seller_transfers(integer, double precision);
+drop function marketplace.dispatch_seller_transfers(integer, double precision, integer, integer);
 drop function marketplace.seller_transfer_due_since(uuid, text, timestamptz, timestamptz);
 drop function marketplace.seller_transfer_job_key(uuid);
 

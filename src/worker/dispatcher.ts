@@ -1,7 +1,9 @@
-// The dispatcher: the table is the queue. Every DISPATCH_INTERVAL_MS one call to
-// marketplace.dispatch_seller_transfers() turns due rows into graphile-worker jobs (and leases
-// them), single-flight across worker processes; graphile-worker then runs them. Writers do
-// nothing but write the row. A full batch means more is due: the next tick runs at once.
+// The dispatcher: the table is the queue. One call to marketplace.dispatch_seller_transfers()
+// after another turns due rows into graphile-worker jobs (and leases them), single-flight across
+// worker processes; graphile-worker then runs them. Writers do nothing but write the row. With
+// nothing due, the call itself waits in the database for up to WAIT_MS, looking every
+// DISPATCH_INTERVAL_MS (a few index probes there, no round trip): an idle worker makes about one
+// query a second, and a fresh row is seen within the interval.
 //
 // The database may go away (restart, failover): a failing tick is logged once, when it starts
 // failing, and once when it recovers; the loop keeps going with a capped back-off.
@@ -20,14 +22,16 @@ export interface DispatcherOptions {
 }
 
 export interface Dispatcher {
-  /** Runs one tick now (tests, and a worker's first look at start-up). */
-  tick(): Promise<DispatchTick>;
+  /** Runs one call now, waiting up to waitMs (default 0) in the database for due rows. */
+  tick(waitMs?: number): Promise<DispatchTick>;
   /** When the last tick succeeded (readiness, metrics). */
   lastSuccess(): Date | undefined;
   stop(): Promise<void>;
 }
 
 const MAX_BACKOFF_MS = 5_000;
+/** How long one call may wait in the database for due rows (also the longest a stop waits for it). */
+const WAIT_MS = 1_000;
 
 export function startDispatcher(opts: DispatcherOptions): Dispatcher {
   const { pool, logger } = opts;
@@ -37,12 +41,12 @@ export function startDispatcher(opts: DispatcherOptions): Dispatcher {
   let timer: NodeJS.Timeout | undefined;
   let wake: (() => void) | undefined;
 
-  const tick = async (): Promise<DispatchTick> => {
+  const tick = async (waitMs = 0): Promise<DispatchTick> => {
     // A named (prepared) statement: an idle tick is one Bind/Execute, no parse or plan.
     const { rows: [r] } = await pool.query<{ dispatched: number; oldest_due_seconds: number | null }>({
       name: 'seller-transfers-dispatch',
-      text: 'select dispatched, oldest_due_seconds from marketplace.dispatch_seller_transfers($1, $2)',
-      values: [opts.maxWaitingJobs, opts.leaseSeconds],
+      text: 'select dispatched, oldest_due_seconds from marketplace.dispatch_seller_transfers($1, $2, $3, $4)',
+      values: [opts.maxWaitingJobs, opts.leaseSeconds, waitMs, opts.intervalMs],
     });
     const result = { dispatched: r?.dispatched ?? 0, oldestDueSeconds: r?.oldest_due_seconds ?? null };
     lastSuccess = new Date();
@@ -55,13 +59,13 @@ export function startDispatcher(opts: DispatcherOptions): Dispatcher {
     while (!stopped) {
       let delay = opts.intervalMs;
       try {
-        const { dispatched } = await tick();
+        await tick(WAIT_MS);
         if (failingSince) {
           logger.info({ failingForMs: Date.now() - failingSince.getTime() }, 'dispatch recovered: the database answers again');
           failingSince = undefined;
         }
         backoff = opts.intervalMs;
-        if (dispatched > 0) delay = 0; // more may be due: look again at once
+        delay = 0; // the database did the waiting; and after a batch, more may be due
       } catch (err) {
         if (!failingSince) {
           failingSince = new Date();
