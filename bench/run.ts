@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick | --full] [--only=bulk,enforcement,worker,scale-out,hot-paths,audit,dispatch,latency]`
+// `npm run bench [-- --quick | --full] [--only=bulk,enforcement,worker,scale-out,hot-paths,audit,dispatch,latency,payout-day]`
 //
 // PostgreSQL: BENCH_DATABASE_URL, else TEST_DATABASE_URL (a superuser connection to a maintenance
 // database on the server), else an embedded PostgreSQL in a temporary directory. A dedicated
@@ -20,6 +20,7 @@ import { dispatchFigure } from './dispatch.ts';
 import { enforcementFigure } from './enforcement.ts';
 import { hotPathsFigure } from './hot-paths.ts';
 import { latencyFigure } from './latency.ts';
+import { payoutDayFigure } from './payout-day.ts';
 import {
   measuredText, printTable, progress, rowsLabel, sizesFor, stopwatch, targetText, verdictText,
   type BenchContext, type FigureResult, type Mode,
@@ -28,7 +29,7 @@ import { writeReport, type MachineInfo } from './report.ts';
 import { scaleOutFigure } from './scale-out.ts';
 import { workerThroughputFigure } from './worker-throughput.ts';
 
-const FIGURES = ['enforcement', 'bulk', 'hot-paths', 'worker', 'scale-out', 'audit', 'dispatch', 'latency'] as const;
+const FIGURES = ['enforcement', 'bulk', 'hot-paths', 'worker', 'scale-out', 'audit', 'dispatch', 'latency', 'payout-day'] as const;
 type FigureKey = (typeof FIGURES)[number];
 
 function parseArgs(argv: string[]): { mode: Mode; only: Set<FigureKey> } {
@@ -204,6 +205,7 @@ async function main(): Promise<void> {
     await runFigure('latency', '8. latency and idle cost', () => latencyFigure(ctx));
     await runFigure('hot-paths', '3. hot-path queries', () => hotPathsFigure(ctx));
     await runFigure('audit', '6. audit', () => auditFigure(ctx));
+    await runFigure('payout-day', '9. payout day', () => payoutDayFigure(ctx));
 
     const ordered = FIGURES.map((k) => results.get(k)).filter((r): r is FigureResult => !!r);
     for (const f of ordered) {
