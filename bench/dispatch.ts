@@ -1,5 +1,5 @@
 // Dispatch figure: the cost of one dispatcher tick (`marketplace.dispatch_seller_transfers(20,
-// 120)`, what every worker calls every DISPATCH_INTERVAL_MS) with 0, 1,000 and 10,000 rows due
+// 120)`, one look for due rows, what the worker's dispatch loop repeats) with 0, 1,000 and 10,000 rows due
 // and already handed out (leased, one graphile-worker job each), in three states:
 //
 //   queued    the jobs are waiting: the tick counts at most max_jobs waiting jobs and stops

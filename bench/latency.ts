@@ -158,16 +158,16 @@ export async function latencyFigure(ctx: BenchContext): Promise<FigureResult> {
   const notes: string[] = [];
   if (missing) notes.push(`**${missing} row(s) had no transfers.create call in the simulator's log** and are not in the latency sample.`);
   const tps = idle.map((x) => x.ticksPerSecond);
-  notes.push(`While idle the worker made ${tps.map((x) => fmt(x, 1)).join(' and ')} dispatch calls per second (pg_stat_user_functions), i.e. one tick every ${tps.map((x) => ms(1000 / x)).join(' and ')}; ` +
-    `each tick is one round trip and one call of \`dispatch_seller_transfers\` that finds nothing due (figure 7, "queued/running" at 0). ` +
-    'Besides the ticks, an idle worker writes its heartbeat every 10 s and graphile-worker keeps its LISTEN connection.');
+  notes.push(`While idle the worker made ${tps.map((x) => fmt(x, 1)).join(' and ')} dispatch calls per second (pg_stat_user_functions, flushed by backends about once a second, so approximate): ` +
+    'each call waits inside the database for due rows (up to its wait, looking every DISPATCH_INTERVAL_MS with a few index probes) instead of a round trip per interval. ' +
+    'Besides that loop, an idle worker writes its heartbeat every 10 s and graphile-worker keeps its LISTEN connection.');
   for (const c of checks.filter((x) => !x.met)) {
     if (c.unit === '%') {
-      notes.push(`**Missed: ${c.label} ${c.measured.toFixed(2)}% (target <= 2%).** ${c.detail}. The cost is the dispatch loop: ${fmt(median(tps), 0)} ticks per second, ` +
-        'each a round trip from the process and a plpgsql call in a backend; it scales with 1 / DISPATCH_INTERVAL_MS, which also bounds the commit -> call latency.');
+      notes.push(`**Missed: ${c.label} ${c.measured.toFixed(2)}% (target <= 2%).** ${c.detail}. The idle table splits it between the worker process and its backends; ` +
+        'the backend share is the in-database polling (one look every DISPATCH_INTERVAL_MS), the process share the Node event loop (timers, graphile-worker, the pool), both stretched by a loaded machine.');
     } else {
       notes.push(`**Missed: ${c.label} ${ms(c.measured)} (target <= ${c.target} ms).** ${c.detail}. ` +
-        'The path is: a dispatch tick (every DISPATCH_INTERVAL_MS, so up to one interval of waiting) leases the row and adds its job, graphile-worker picks the job up (its NOTIFY, then get_job), ' +
+        'The path is: the waiting dispatch call sees the row at its next look (up to DISPATCH_INTERVAL_MS), leases it and adds its job, graphile-worker picks the job up (its NOTIFY, then get_job), ' +
         'the task claims the row (claim_seller_transfer) and stripe-node sends the request; on a loaded machine every step waits for CPU.');
     }
   }
