@@ -1,5 +1,5 @@
 --! Previous: sha1:004c3a56e4e0c06967c4f7a9adce265684666d22
---! Hash: sha1:6c66dc46b12cb36ac2feac86c56a80ae859a9323
+--! Hash: sha1:70c30e601c4bb432c7f8a0e59b350aab052937a4
 --! Message: table is the queue
 
 -- The table is the queue. A writer's transaction writes the row and its history row, nothing
@@ -98,6 +98,74 @@ begin
     'Rows: from status; columns: to status. yes = legal move, same = same-state (always allowed), - = refused.';
   grant select on marketplace.seller_transfer_transition_matrix
     to marketplace_reader, marketplace_writer, marketplace_worker;
+end $$;
+
+-- The guard's error, raised from one place: by the trigger for any writer, and by the admin
+-- actions before they write (CHECK constraints run before AFTER triggers, so an action into a
+-- status with a column coupling would otherwise report the coupling instead of the move).
+create function marketplace.assert_seller_transfer_transition(id uuid, from_status text, to_status text)
+returns void language plpgsql stable as $$
+declare
+  allowed text;
+begin
+  -- Unknown target: the foreign key refuses it (23503) with its own message.
+  if not exists (select 1 from marketplace.seller_transfer_statuses s where s.status = $3) then
+    return;
+  end if;
+  if marketplace.can_transition_transfer_status($2, $3) then
+    return;
+  end if;
+  select string_agg(t.to_status, ', ' order by s.position) into allowed
+    from marketplace.seller_transfer_transitions t
+    join marketplace.seller_transfer_statuses s on s.status = t.to_status
+   where t.from_status = $2;
+  raise exception 'illegal seller transfer status transition: % -> %', $2, $3
+    using errcode = 'check_violation',
+          constraint = 'seller_transfer_status_transition',
+          schema = 'marketplace', table = 'seller_transfers', column = 'status',
+          detail = format('seller transfer %s: allowed from %s: %s (same-state updates are always allowed)',
+                          $1, $2, coalesce(allowed, 'nothing, it is terminal')),
+          hint = 'See SELECT * FROM marketplace.seller_transfer_transition_matrix';
+end $$;
+comment on function marketplace.assert_seller_transfer_transition(uuid, text, text) is
+  'Raises the guard''s error (23514, seller_transfer_status_transition) when a seller transfer may not move from $2 to $3.';
+
+create or replace function marketplace.refuse_illegal_status_transition()
+returns trigger language plpgsql as $$
+begin
+  -- The table is the authority; the WHEN clause only decides when we get here.
+  perform marketplace.assert_seller_transfer_transition(old.id, old.status, new.status);
+  return null;
+end $$;
+
+-- reverse: the move is checked before the write, so a refund of a row that is not completed
+-- reports the illegal move (not the missing Stripe transfer id that reversal_pending requires).
+create or replace function marketplace.reverse_seller_transfer(id uuid, reason text, amount_cents bigint default null)
+returns marketplace.seller_transfers language plpgsql
+set search_path = pg_catalog, pg_temp as $$
+declare
+  t marketplace.seller_transfers;
+begin
+  if amount_cents is not null and amount_cents <= 0 then
+    raise exception 'reversal amount must be a positive number of cents, got %', amount_cents
+      using errcode = 'invalid_parameter_value';
+  end if;
+  t := marketplace.lock_seller_transfer_for_admin(id, reason);
+  if amount_cents > t.amount_cents then
+    raise exception 'reversal amount % cents exceeds the transfer amount of % cents', amount_cents, t.amount_cents
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if t.status = 'reversal_pending' then
+    raise exception 'seller transfer % is already reversal_pending (% cents)', t.id, coalesce(t.reversal_amount_cents, t.amount_cents)
+      using errcode = 'object_not_in_prerequisite_state';
+  end if;
+  perform marketplace.assert_seller_transfer_transition(t.id, t.status, 'reversal_pending');
+  update marketplace.seller_transfers s
+     set status = 'reversal_pending', reversal_amount_cents = reverse_seller_transfer.amount_cents,
+         next_retry_at = null, updated_at = now()
+   where s.id = t.id
+  returning s.* into t;
+  return t;
 end $$;
 
 -- True when both guard triggers exist, are enabled and were compiled from the current tables.
@@ -428,13 +496,13 @@ $$;
 comment on function marketplace.seller_transfer_jobs(uuid) is
   'The graphile-worker job of one seller transfer (by job key): task, run_at, attempts, locked_at/locked_by, last_error, the lease it carries.';
 
-revoke all on function marketplace.seller_transfer_matrix_fingerprint(), marketplace.seller_transfer_guard_in_sync(),
+revoke all on function marketplace.assert_seller_transfer_transition(uuid, text, text), marketplace.seller_transfer_matrix_fingerprint(), marketplace.seller_transfer_guard_in_sync(),
   marketplace.record_seller_transfer_status_change(), marketplace.seller_transfer_job_key(uuid),
   marketplace.seller_transfer_due_since(uuid, text, timestamptz, timestamptz),
   marketplace.dispatch_seller_transfers(integer, double precision, integer, integer), marketplace.claim_seller_transfer(uuid, text, timestamptz),
   marketplace.release_seller_transfer_at_commit(uuid), marketplace.seller_transfer_jobs(uuid), marketplace.seller_transfer_due_counts()
   from public;
-grant execute on function marketplace.seller_transfer_matrix_fingerprint(), marketplace.seller_transfer_guard_in_sync(),
+grant execute on function marketplace.assert_seller_transfer_transition(uuid, text, text), marketplace.seller_transfer_matrix_fingerprint(), marketplace.seller_transfer_guard_in_sync(),
   marketplace.seller_transfer_job_key(uuid), marketplace.seller_transfer_due_since(uuid, text, timestamptz, timestamptz),
   marketplace.seller_transfer_jobs(uuid), marketplace.seller_transfer_due_counts()
   to marketplace_reader, marketplace_writer, marketplace_worker;

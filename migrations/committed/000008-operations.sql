@@ -1,5 +1,5 @@
---! Previous: sha1:6c66dc46b12cb36ac2feac86c56a80ae859a9323
---! Hash: sha1:b6077715e50e20f1ecfb5cbc810c8ce4840b9863
+--! Previous: sha1:70c30e601c4bb432c7f8a0e59b350aab052937a4
+--! Hash: sha1:e562b4ee5111c1bcc006fb85538bccb3c278267a
 --! Message: operations
 
 -- Operations: what `seller-transfers audit`, `seller-transfers doctor` and the worker's

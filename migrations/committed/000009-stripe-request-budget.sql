@@ -1,5 +1,5 @@
---! Previous: sha1:b6077715e50e20f1ecfb5cbc810c8ce4840b9863
---! Hash: sha1:61725aa609d64f6b0a8a57dd7a1bc17b62f45562
+--! Previous: sha1:e562b4ee5111c1bcc006fb85538bccb3c278267a
+--! Hash: sha1:df112b7da986a7f32f81d365183627d58d597f36
 --! Message: stripe request budget
 
 -- Stripe request budget: one budget of Stripe requests for every worker process on this
@@ -20,9 +20,9 @@
 -- theoretical arrival time: the earliest moment the next request may start. Reserving N slots
 -- for an endpoint locks the 'global' row and the endpoint's row (in key order, so two
 -- reservations never deadlock), then
---     first  = greatest(next_slot_at of both rows, now())
---     spacing = greatest over both rows of (1000 ms + JITTER_ALLOWANCE) / rate
---     slot i = first + i * spacing   (i = 0 … N-1)
+--     first   = greatest(next_slot_at of both rows, now())
+--     spacing = greatest over both rows of 1000 ms / (rate * (1 - SAFETY_MARGIN))
+--     slot i  = first + i * spacing   (i = 0 … N-1)
 --     next_slot_at of both rows = first + N * spacing
 -- in one UPDATE … RETURNING: one database round trip per batch. Because every reservation
 -- starts where the previous one (of any process) ended, no two slots of one budget are closer
@@ -35,28 +35,51 @@
 -- Every request draws on 'global', so the sum over endpoints never exceeds the global rate.
 -- No burst: an idle budget starts at now(), it does not bank unused slots.
 --
--- JITTER_ALLOWANCE = 50 ms: slots are the times requests *leave*; they reach Stripe after a
--- variable delay (timers, event loop, network). With spacing (1000 + 50) / rate ms, requests
--- k and k + rate are at least 1050 ms apart when sent, so still >= 1000 ms apart on arrival if
--- no request is delayed by more than 50 ms relative to another: Stripe's sliding 1 s window
--- never sees more than `rate`. Cost: the fleet runs at rate / 1.05.
+-- SAFETY_MARGIN = 0.04: the fleet runs at 96 % of the rate. Slots are the times requests
+-- *leave*; Stripe counts them when they *arrive* (a sliding 1 s window), after a variable delay
+-- (timers, event loop, CPU scheduling, network). With a limit of L per second and spacing s,
+-- Stripe sees an (L+1)-th request in one second only if request k is delayed by more than
+-- L*s - 1000 ms relative to request k+L. Uniform spacing maximises that tolerance for a given
+-- mean rate (bunched slots only lower it). For a budget just below the limit (24/s, Stripe
+-- 25/s) the margin buys 25 * 1000 / (24 * 0.96) - 1000 = 85 ms of tolerance instead of 42 ms
+-- without it; a margin per slot in milliseconds would instead cost more the higher the rate.
+-- The other half of the fix is in the caller (src/stripe/request-budget.ts): it turns the
+-- database's slot times into local timers with a clock offset taken from its fastest round
+-- trip, not from the midpoint of each round trip (a reservation that waited for the row lock
+-- would otherwise shift its batch by half that wait, towards another process's batch).
 --
--- Adaptive rate (AIMD, like TCP congestion control), per row:
+-- Adaptive rate, per row: a decrease proportional to the evidence, a recovery that is fast
+-- back to just below the last rate that drew a 429 and cautious above it.
 --   current_per_second starts at configured_per_second.
---   Multiplicative decrease: report_stripe_rate_limited(endpoint, reason) multiplies the rate
---     of the budget the reason names by DECREASE_FACTOR = 0.5 (not below min_per_second = 1),
---     at most once per DECREASE_HOLDOFF = 1 s per row (the 429s of one overload, reported by
---     many processes at once, count once; a second decrease needs 429s that persist for a whole
---     window at the already lowered rate), and pushes its
---     next_slot_at one new spacing past now (a short pause while Stripe's window drains).
+--   Evidence: limited_score, a count of 429s that decays with a time constant of 1 s
+--     (score = score * exp(-seconds since the last 429) + 1 on each report).
+--   report_stripe_rate_limited(endpoint, reason) on the budget the reason names:
 --       global-rate, global-concurrency, unknown/absent reason -> 'global'
 --       endpoint-rate, endpoint-concurrency                    -> that endpoint's row (else 'global')
+--     * within DECREASE_HOLDOFF = 1 s of the last halving: no change (429s of the same
+--       overload, from requests already on their way, reported by many processes at once);
+--     * score < HALVE_AT = 2.5 (a stray 429, e.g. one or two window-edge collisions after a
+--       clean period): rate * STRAY_FACTOR = 0.95;
+--     * score >= 2.5 (a third 429 within a few tenths of a second, or 429s that keep coming:
+--       Stripe's limit really is lower):
+--       rate * DECREASE_FACTOR = 0.5, decreased_at = now().
+--     Never below min_per_second = 1. Every decrease records ceiling_per_second = the rate that
+--     drew the 429 (a rate known to be too high), and pushes next_slot_at one new spacing past
+--     now (a short pause while Stripe's window drains).
 --     Concurrency reasons lower the rate: in-flight requests = rate x latency (Little's law),
 --     so a lower rate is a lower concurrency without a second, distributed semaphore.
---   Additive increase: once RECOVERY_QUIET = 5 s passed without a 429 on the row, the rate
---     grows by RECOVERY_STEP = 5 % of the configured rate per second (from half to full in
---     10 s), never above configured. Computed lazily from timestamps (stripe_request_budget_rate)
---     by every reservation, so recovery needs no timer.
+--   Recovery: once RECOVERY_QUIET = 2 s passed without a 429 on the row, the rate grows
+--     additively, never above configured:
+--       by RECOVERY_STEP = 10 % of configured per second below KNEE = 0.9 x ceiling,
+--       by PROBE_STEP    =  2 % of configured per second between the knee and the ceiling,
+--       by RECOVERY_STEP again above the ceiling (the limit that drew the 429 is not there).
+--     So after a halving the rate is back near the last bad rate in a few seconds and then
+--     probes past it slowly: the next overshoot is small, answered by one stray 429 and a 5 %
+--     step back, not by another halving. After a stray 429 at the configured rate the rate is
+--     at 95 %, above the knee: full again 2 s + 2.5 s later.
+--     Computed lazily from timestamps (stripe_request_budget_rate) by every reservation, so
+--     recovery needs no timer; the rate is piecewise linear in time and depends only on the
+--     current rate, so storing it at any moment and growing from there gives the same curve.
 create table marketplace.stripe_request_budgets (
   budget text primary key constraint stripe_request_budget_key check (budget = 'global' or budget ~ '^(GET|POST|DELETE) /v1/'),
   configured_per_second double precision not null constraint stripe_request_budget_configured check (configured_per_second > 0),
@@ -65,6 +88,8 @@ create table marketplace.stripe_request_budgets (
   next_slot_at timestamptz not null default now(),
   adjusted_at timestamptz not null default now(),
   decreased_at timestamptz,
+  ceiling_per_second double precision constraint stripe_request_budget_ceiling check (ceiling_per_second > 0),
+  limited_score double precision not null default 0,
   rate_limited_at timestamptz,
   rate_limited_reason text,
   rate_limited_total bigint not null default 0,
@@ -75,26 +100,49 @@ comment on table marketplace.stripe_request_budgets is
   'The fleet''s Stripe request budget: configured and current (adaptive) rate per budget (''global'', or an endpoint), and its GCRA scheduler state (next_slot_at). Written only through reserve_stripe_request_slots, report_stripe_rate_limited and configure_stripe_request_budget.';
 comment on column marketplace.stripe_request_budgets.next_slot_at is
   'GCRA theoretical arrival time: the earliest start of the next request drawing on this budget.';
+comment on column marketplace.stripe_request_budgets.decreased_at is
+  'When the rate was last halved (repeated 429s); no further decrease within 1 s of it.';
+comment on column marketplace.stripe_request_budgets.ceiling_per_second is
+  'The rate that drew the last decrease: recovery is fast up to 90 % of it, slow (2 % of configured per second) up to it.';
+comment on column marketplace.stripe_request_budgets.limited_score is
+  'Recent 429s on this budget as of rate_limited_at, decaying with a 1 s time constant: below 2.5 a 429 is a stray (rate x 0.95), from 2.5 on it halves the rate.';
 
 insert into marketplace.stripe_request_budgets (budget, configured_per_second, current_per_second) values
   ('global', 20, 20),
   ('POST /v1/transfers', 20, 20),
   ('POST /v1/transfers/{id}/reversals', 20, 20);
 
--- The rate of a budget at `at`, with the additive increase since the last 429 applied.
+-- The rate of a budget at `at`, with the recovery since the last 429 applied (see the header).
 create function marketplace.stripe_request_budget_rate(configured double precision, current_rate double precision,
-  adjusted_at timestamptz, rate_limited_at timestamptz, at timestamptz)
-returns double precision language sql immutable parallel safe
+  adjusted_at timestamptz, rate_limited_at timestamptz, ceiling double precision, at timestamptz)
+returns double precision language plpgsql immutable parallel safe
 set search_path = pg_catalog, pg_temp as $$
-  select case
-    when current_rate >= configured then configured
-    when rate_limited_at is not null and at < rate_limited_at + interval '5 seconds' then current_rate
-    else least(configured, current_rate + configured * 0.05 * greatest(0, extract(epoch from
-           at - greatest(adjusted_at, coalesce(rate_limited_at + interval '5 seconds', adjusted_at)))::double precision))
-  end
+declare
+  fast constant double precision := configured * 0.10;  -- RECOVERY_STEP per second
+  slow constant double precision := configured * 0.02;  -- PROBE_STEP per second
+  top double precision := least(configured, coalesce(ceiling, configured));
+  knee double precision := case when ceiling is null then top else 0.9 * top end;
+  x double precision := current_rate;
+  dt double precision;
+begin
+  if current_rate >= configured then return configured; end if;
+  if rate_limited_at is not null and at < rate_limited_at + interval '2 seconds' then return current_rate; end if;
+  dt := greatest(0, extract(epoch from at - greatest(adjusted_at, coalesce(rate_limited_at + interval '2 seconds', adjusted_at)))::double precision);
+  if x < knee then
+    if dt <= (knee - x) / fast then return x + fast * dt; end if;
+    dt := dt - (knee - x) / fast;
+    x := knee;
+  end if;
+  if x < top then
+    if dt <= (top - x) / slow then return x + slow * dt; end if;
+    dt := dt - (top - x) / slow;
+    x := top;
+  end if;
+  return least(configured, x + fast * dt);
+end
 $$;
-comment on function marketplace.stripe_request_budget_rate(double precision, double precision, timestamptz, timestamptz, timestamptz) is
-  'Adaptive rate at a time: current_rate plus 5 % of configured per second once 5 s passed without a 429, capped at configured.';
+comment on function marketplace.stripe_request_budget_rate(double precision, double precision, timestamptz, timestamptz, double precision, timestamptz) is
+  'Adaptive rate at a time: once 2 s passed without a 429, current_rate grows by 10 % of configured per second, by 2 % between 90 % of the ceiling (the rate that drew the last decrease) and the ceiling; capped at configured.';
 
 -- Reserve `slots` request slots for `endpoint` (and 'global'). Returns one row: slot i starts at
 -- first_slot_at + i * spacing_ms; reserved_at is the database's clock when the slots were
@@ -106,14 +154,14 @@ language sql volatile security definer
 set search_path = pg_catalog, pg_temp as $$
   with locked as (
     select b.budget, b.next_slot_at, b.current_per_second,
-           marketplace.stripe_request_budget_rate(b.configured_per_second, b.current_per_second, b.adjusted_at, b.rate_limited_at, now()) as rate
+           marketplace.stripe_request_budget_rate(b.configured_per_second, b.current_per_second, b.adjusted_at, b.rate_limited_at, b.ceiling_per_second, now()) as rate
       from marketplace.stripe_request_budgets b
      where b.budget in ('global', $1) and $2 between 1 and 10000
      order by b.budget
        for update
   ), plan as (
     -- clock_timestamp(), not now(): the statement may have waited for the row locks.
-    select greatest(max(l.next_slot_at), clock_timestamp()) as first_at, max((1000.0 + 50.0) / l.rate) as spacing_ms,
+    select greatest(max(l.next_slot_at), clock_timestamp()) as first_at, max(1000.0 / (l.rate * (1 - 0.04))) as spacing_ms,
            clock_timestamp() as at
       from locked l
   ), reserved as (
@@ -136,9 +184,10 @@ $$;
 comment on function marketplace.reserve_stripe_request_slots(text, integer) is
   'Reserves N Stripe request slots for an endpoint from its budget and the global budget, atomically, in one statement (GCRA). Slot i starts at first_slot_at + i * spacing_ms.';
 
--- A 429 from Stripe: lower the budget the reason names for the whole fleet (see the header).
+-- A 429 from Stripe: lower the budget the reason names for the whole fleet, in proportion to
+-- the evidence (see the header). decreased: the rate went down; factor: by how much (1 = no change).
 create function marketplace.report_stripe_rate_limited(endpoint text, reason text)
-returns table(budget text, current_per_second double precision, decreased boolean)
+returns table(budget text, current_per_second double precision, decreased boolean, factor double precision)
 language sql volatile security definer
 set search_path = pg_catalog, pg_temp as $$
   with target as (
@@ -146,27 +195,36 @@ set search_path = pg_catalog, pg_temp as $$
                       where b.budget = $1 and $2 in ('endpoint-rate', 'endpoint-concurrency')), 'global') as budget
   ), locked as (
     select b.budget,
-           marketplace.stripe_request_budget_rate(b.configured_per_second, b.current_per_second, b.adjusted_at, b.rate_limited_at, now()) as rate,
-           (b.decreased_at is null or now() - b.decreased_at >= interval '1 second') as decrease
+           marketplace.stripe_request_budget_rate(b.configured_per_second, b.current_per_second, b.adjusted_at, b.rate_limited_at, b.ceiling_per_second, now()) as rate,
+           case when b.rate_limited_at is null then 0
+                else b.limited_score * exp(-least(50, greatest(0, extract(epoch from now() - b.rate_limited_at)::double precision))) end + 1 as score,
+           (b.decreased_at is not null and now() - b.decreased_at < interval '1 second') as holdoff
       from marketplace.stripe_request_budgets b join target t on t.budget = b.budget
        for update of b
+  ), decided as (
+    select l.*, case when l.holdoff then 1.0 when l.score >= 2.5 then 0.5 else 0.95 end::double precision as factor
+      from locked l
+  ), applied as (
+    select d.*, greatest(b.min_per_second, least(d.rate, d.rate * d.factor)) as new_rate
+      from decided d join marketplace.stripe_request_budgets b on b.budget = d.budget
   )
   update marketplace.stripe_request_budgets b
-     set current_per_second = case when l.decrease then greatest(b.min_per_second, l.rate * 0.5) else l.rate end,
-         decreased_at = case when l.decrease then now() else b.decreased_at end,
+     set current_per_second = a.new_rate,
+         decreased_at = case when a.factor = 0.5 then now() else b.decreased_at end,
+         ceiling_per_second = case when a.new_rate < a.rate then a.rate else b.ceiling_per_second end,
+         limited_score = a.score,
          adjusted_at = now(),
-         next_slot_at = greatest(b.next_slot_at, now()
-           + make_interval(secs => 1.05 / case when l.decrease then greatest(b.min_per_second, l.rate * 0.5) else l.rate end)),
+         next_slot_at = greatest(b.next_slot_at, now() + make_interval(secs => 1.0 / (a.new_rate * (1 - 0.04)))),
          rate_limited_at = now(),
          rate_limited_reason = coalesce(nullif($2, ''), 'unknown'),
          rate_limited_total = b.rate_limited_total + 1,
          updated_at = now()
-    from locked l
-   where b.budget = l.budget
-  returning b.budget, b.current_per_second, l.decrease
+    from applied a
+   where b.budget = a.budget
+  returning b.budget, b.current_per_second, a.new_rate < a.rate, a.new_rate / a.rate
 $$;
 comment on function marketplace.report_stripe_rate_limited(text, text) is
-  'Reports a Stripe 429 (endpoint, Stripe-Rate-Limited-Reason): halves the named budget''s rate for the fleet (at most once per 1 s); it recovers by 5 % of configured per second after 5 s without 429s.';
+  'Reports a Stripe 429 (endpoint, Stripe-Rate-Limited-Reason) for the fleet: a stray 429 lowers the named budget''s rate by 5 %, three within a few tenths of a second (a decaying count >= 2.5) halve it (at most once per 1 s); it recovers after 2 s without 429s, fast up to 90 % of the rate that drew the 429, slowly above.';
 
 -- Sets the configured rates (each worker process at start; the last one wins). A budget that is
 -- currently lowered keeps its ratio to the configured rate.
@@ -183,6 +241,7 @@ set search_path = pg_catalog, pg_temp as $$
   )
   update marketplace.stripe_request_budgets b
      set current_per_second = least(w.rate, b.current_per_second * w.rate / b.configured_per_second),
+         ceiling_per_second = b.ceiling_per_second * w.rate / b.configured_per_second,
          configured_per_second = w.rate,
          updated_at = now()
     from wanted w
@@ -194,9 +253,9 @@ comment on function marketplace.configure_stripe_request_budget(double precision
 
 create view marketplace.stripe_request_budget_status as
 select b.budget, b.configured_per_second,
-       marketplace.stripe_request_budget_rate(b.configured_per_second, b.current_per_second, b.adjusted_at, b.rate_limited_at, now()) as current_per_second,
+       marketplace.stripe_request_budget_rate(b.configured_per_second, b.current_per_second, b.adjusted_at, b.rate_limited_at, b.ceiling_per_second, now()) as current_per_second,
        greatest(b.next_slot_at - now(), interval '0') as backlog,
-       b.rate_limited_at, b.rate_limited_reason, b.rate_limited_total, b.reserved_total
+       b.rate_limited_at, b.rate_limited_reason, b.rate_limited_total, b.reserved_total, b.ceiling_per_second
   from marketplace.stripe_request_budgets b;
 comment on view marketplace.stripe_request_budget_status is
   'The fleet''s Stripe request budget now: configured vs current rate per budget, how far ahead slots are reserved (backlog), the last 429.';
@@ -221,13 +280,13 @@ comment on function marketplace.record_seller_transfer_rate_limited(uuid, text, 
   'Worker: Stripe answered 429 and the request budget kept the call waiting too long: the row is due again at retry_at, with last_error saying so; status, retry_count and the idempotency key are unchanged (not a failed attempt).';
 
 revoke all on table marketplace.stripe_request_budgets, marketplace.stripe_request_budget_status from public;
-revoke all on function marketplace.stripe_request_budget_rate(double precision, double precision, timestamptz, timestamptz, timestamptz),
+revoke all on function marketplace.stripe_request_budget_rate(double precision, double precision, timestamptz, timestamptz, double precision, timestamptz),
   marketplace.reserve_stripe_request_slots(text, integer), marketplace.report_stripe_rate_limited(text, text),
   marketplace.configure_stripe_request_budget(double precision, double precision),
   marketplace.record_seller_transfer_rate_limited(uuid, text, text, timestamptz) from public;
 grant select on marketplace.stripe_request_budgets, marketplace.stripe_request_budget_status
   to marketplace_reader, marketplace_writer, marketplace_worker;
-grant execute on function marketplace.stripe_request_budget_rate(double precision, double precision, timestamptz, timestamptz, timestamptz)
+grant execute on function marketplace.stripe_request_budget_rate(double precision, double precision, timestamptz, timestamptz, double precision, timestamptz)
   to marketplace_reader, marketplace_writer, marketplace_worker;
 grant execute on function marketplace.reserve_stripe_request_slots(text, integer), marketplace.report_stripe_rate_limited(text, text),
   marketplace.configure_stripe_request_budget(double precision, double precision),

@@ -267,3 +267,59 @@ grant execute on function marketplace.seller_transfer_job_key(uuid, text), marke
   to marketplace_reader, marketplace_writer, marketplace_worker;
 grant execute on function marketplace.enqueue_due_seller_transfers(integer), marketplace.seller_transfer_for_task(uuid, text)
   to marketplace_worker;
+
+-- The guard's error back inside the trigger function (000001), and reverse without the early check (000003).
+create or replace function marketplace.refuse_illegal_status_transition()
+returns trigger language plpgsql as $$
+declare
+  allowed text;
+begin
+  -- Unknown target: let the foreign key refuse it (23503) with its own message.
+  if not exists (select 1 from marketplace.seller_transfer_statuses where status = new.status) then
+    return new;
+  end if;
+  -- The table is the authority; the WHEN clause only decides when we get here.
+  if marketplace.can_transition_transfer_status(old.status, new.status) then
+    return new;
+  end if;
+  select string_agg(to_status, ', ' order by s.position) into allowed
+    from marketplace.seller_transfer_transitions t
+    join marketplace.seller_transfer_statuses s on s.status = t.to_status
+   where t.from_status = old.status;
+  raise exception 'illegal seller transfer status transition: % -> %', old.status, new.status
+    using errcode = 'check_violation',
+          constraint = 'seller_transfer_status_transition',
+          schema = 'marketplace', table = 'seller_transfers', column = 'status',
+          detail = format('seller transfer %s: allowed from %s: %s (same-state updates are always allowed)',
+                          old.id, old.status, coalesce(allowed, 'nothing, it is terminal')),
+          hint = 'See SELECT * FROM marketplace.seller_transfer_transition_matrix';
+end $$;
+
+create or replace function marketplace.reverse_seller_transfer(id uuid, reason text, amount_cents bigint default null)
+returns marketplace.seller_transfers language plpgsql
+set search_path = pg_catalog, pg_temp as $$
+declare
+  t marketplace.seller_transfers;
+begin
+  if amount_cents is not null and amount_cents <= 0 then
+    raise exception 'reversal amount must be a positive number of cents, got %', amount_cents
+      using errcode = 'invalid_parameter_value';
+  end if;
+  t := marketplace.lock_seller_transfer_for_admin(id, reason);
+  if amount_cents > t.amount_cents then
+    raise exception 'reversal amount % cents exceeds the transfer amount of % cents', amount_cents, t.amount_cents
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if t.status = 'reversal_pending' then
+    raise exception 'seller transfer % is already reversal_pending (% cents)', t.id, coalesce(t.reversal_amount_cents, t.amount_cents)
+      using errcode = 'object_not_in_prerequisite_state';
+  end if;
+  update marketplace.seller_transfers s
+     set status = 'reversal_pending', reversal_amount_cents = reverse_seller_transfer.amount_cents,
+         next_retry_at = null, updated_at = now()
+   where s.id = t.id
+  returning s.* into t;
+  return t;
+end $$;
+
+drop function marketplace.assert_seller_transfer_transition(uuid, text, text);

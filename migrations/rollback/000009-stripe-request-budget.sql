@@ -4,5 +4,5 @@ drop view marketplace.stripe_request_budget_status;
 drop function marketplace.configure_stripe_request_budget(double precision, double precision);
 drop function marketplace.report_stripe_rate_limited(text, text);
 drop function marketplace.reserve_stripe_request_slots(text, integer);
-drop function marketplace.stripe_request_budget_rate(double precision, double precision, timestamptz, timestamptz, timestamptz);
+drop function marketplace.stripe_request_budget_rate(double precision, double precision, timestamptz, timestamptz, double precision, timestamptz);
 drop table marketplace.stripe_request_budgets;
