@@ -41,17 +41,34 @@ export function startDispatcher(opts: DispatcherOptions): Dispatcher {
   let timer: NodeJS.Timeout | undefined;
   let wake: (() => void) | undefined;
 
+  // One connection of its own while it waits in the database, so a stop can cancel that wait
+  // at once (a graceful stop takes no new work: nothing is dispatched after it begins).
+  let client: pg.PoolClient | undefined;
+  let waiting = false;
+
   const tick = async (waitMs = 0): Promise<DispatchTick> => {
-    // A named (prepared) statement: an idle tick is one Bind/Execute, no parse or plan.
-    const { rows: [r] } = await pool.query<{ dispatched: number; oldest_due_seconds: number | null }>({
-      name: 'seller-transfers-dispatch',
-      text: 'select dispatched, oldest_due_seconds from marketplace.dispatch_seller_transfers($1, $2, $3, $4)',
-      values: [opts.maxWaitingJobs, opts.leaseSeconds, waitMs, opts.intervalMs],
-    });
-    const result = { dispatched: r?.dispatched ?? 0, oldestDueSeconds: r?.oldest_due_seconds ?? null };
-    lastSuccess = new Date();
-    opts.onTick?.(result);
-    return result;
+    client ??= await pool.connect();
+    const c = client;
+    waiting = waitMs > 0;
+    try {
+      // A named (prepared) statement: a call is one Bind/Execute, no parse or plan.
+      const { rows: [r] } = await c.query<{ dispatched: number; oldest_due_seconds: number | null }>({
+        name: 'seller-transfers-dispatch',
+        text: 'select dispatched, oldest_due_seconds from marketplace.dispatch_seller_transfers($1, $2, $3, $4)',
+        values: [opts.maxWaitingJobs, opts.leaseSeconds, waitMs, opts.intervalMs],
+      });
+      const result = { dispatched: r?.dispatched ?? 0, oldestDueSeconds: r?.oldest_due_seconds ?? null };
+      lastSuccess = new Date();
+      opts.onTick?.(result);
+      return result;
+    } catch (e) {
+      // A connection in doubt is not reused.
+      client = undefined;
+      c.release(e as Error);
+      throw e;
+    } finally {
+      waiting = false;
+    }
   };
 
   const loop = (async () => {
@@ -67,6 +84,7 @@ export function startDispatcher(opts: DispatcherOptions): Dispatcher {
         backoff = opts.intervalMs;
         delay = 0; // the database did the waiting; and after a batch, more may be due
       } catch (err) {
+        if (stopped) break; // the stop cancelled the waiting call
         if (!failingSince) {
           failingSince = new Date();
           logger.warn({ err: (err as Error).message }, 'dispatch failing (database unavailable?); retrying quietly until it recovers');
@@ -89,7 +107,16 @@ export function startDispatcher(opts: DispatcherOptions): Dispatcher {
       stopped = true;
       if (timer) clearTimeout(timer);
       wake?.();
+      // Cancel a call that is waiting for due rows (a call that is dispatching finishes: its
+      // jobs and leases commit together or not at all either way).
+      if (client && waiting) {
+        // node-postgres keeps the server's process id (BackendKeyData) on the client, untyped.
+        const pid = (client as unknown as { processID?: number }).processID;
+        if (pid) await pool.query('select pg_cancel_backend($1)', [pid]).catch(() => {});
+      }
       await loop;
+      client?.release();
+      client = undefined;
     },
   };
 }
