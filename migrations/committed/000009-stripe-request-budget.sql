@@ -1,5 +1,5 @@
 --! Previous: sha1:e562b4ee5111c1bcc006fb85538bccb3c278267a
---! Hash: sha1:df112b7da986a7f32f81d365183627d58d597f36
+--! Hash: sha1:70cd6cb4074b523d947220110e734c06058e57b5
 --! Message: stripe request budget
 
 -- Stripe request budget: one budget of Stripe requests for every worker process on this
@@ -35,13 +35,13 @@
 -- Every request draws on 'global', so the sum over endpoints never exceeds the global rate.
 -- No burst: an idle budget starts at now(), it does not bank unused slots.
 --
--- SAFETY_MARGIN = 0.04: the fleet runs at 96 % of the rate. Slots are the times requests
+-- SAFETY_MARGIN = 0.05: the fleet runs at 95 % of the rate. Slots are the times requests
 -- *leave*; Stripe counts them when they *arrive* (a sliding 1 s window), after a variable delay
 -- (timers, event loop, CPU scheduling, network). With a limit of L per second and spacing s,
 -- Stripe sees an (L+1)-th request in one second only if request k is delayed by more than
 -- L*s - 1000 ms relative to request k+L. Uniform spacing maximises that tolerance for a given
 -- mean rate (bunched slots only lower it). For a budget just below the limit (24/s, Stripe
--- 25/s) the margin buys 25 * 1000 / (24 * 0.96) - 1000 = 85 ms of tolerance instead of 42 ms
+-- 25/s) the margin buys 25 * 1000 / (24 * 0.95) - 1000 = 96 ms of tolerance instead of 42 ms
 -- without it; a margin per slot in milliseconds would instead cost more the higher the rate.
 -- The other half of the fix is in the caller (src/stripe/request-budget.ts): it turns the
 -- database's slot times into local timers with a clock offset taken from its fastest round
@@ -51,32 +51,43 @@
 -- Adaptive rate, per row: a decrease proportional to the evidence, a recovery that is fast
 -- back to just below the last rate that drew a 429 and cautious above it.
 --   current_per_second starts at configured_per_second.
---   Evidence: limited_score, a count of 429s that decays with a time constant of 1 s
---     (score = score * exp(-seconds since the last 429) + 1 on each report).
 --   report_stripe_rate_limited(endpoint, reason) on the budget the reason names:
 --       global-rate, global-concurrency, unknown/absent reason -> 'global'
 --       endpoint-rate, endpoint-concurrency                    -> that endpoint's row (else 'global')
---     * within DECREASE_HOLDOFF = 1 s of the last halving: no change (429s of the same
---       overload, from requests already on their way, reported by many processes at once);
---     * score < HALVE_AT = 2.5 (a stray 429, e.g. one or two window-edge collisions after a
---       clean period): rate * STRAY_FACTOR = 0.95;
---     * score >= 2.5 (a third 429 within a few tenths of a second, or 429s that keep coming:
---       Stripe's limit really is lower):
---       rate * DECREASE_FACTOR = 0.5, decreased_at = now().
---     Never below min_per_second = 1. Every decrease records ceiling_per_second = the rate that
---     drew the 429 (a rate known to be too high), and pushes next_slot_at one new spacing past
+--     * before hold_until = greatest(decrease + DECREASE_HOLDOFF (1 s), next_slot_at at the
+--       decrease + 0.25 s): no change (rate_limited_at still moves). Those 429s answer
+--       requests whose slots were reserved before the decrease: each process holds up to about
+--       0.6 s of slots, one after the other in the shared schedule, so with three processes the
+--       schedule runs up to ~1.5 s ahead and a decrease takes effect only after it. They come
+--       several at once from one stall at the sender or at Stripe, reported by many processes:
+--       one cause, one decrease. Except: after a
+--       stray decrease, ESCALATE_AT = greatest(5, 30 % of the rate that drew it) 429s within
+--       the hold-off halve the rate at once (Stripe's limit fell far below the rate: waiting out
+--       the hold-off would cost another second of 429s).
+--     * the previous 429 on the row less than PERSIST_GAP = 1 s ago, after the hold-off:
+--       429s kept coming through the hold-off at the already lowered rate, Stripe's limit
+--       really is lower:
+--       rate * DECREASE_FACTOR = 0.5;
+--     * otherwise (a stray 429: the first after a clean period, or 429s that died down during
+--       the hold-off): rate * STRAY_FACTOR = 0.95.
+--     Under heavy jitter strays recur and each takes 5 % off: the spacing widens until the
+--     window-edge collisions stop, an adaptive safety margin on top of SAFETY_MARGIN.
+--     Never below min_per_second = 1. A stray decrease records ceiling_per_second = the rate that
+--     drew the 429 (a rate known to be at the limit); a halving records the halved rate (the
+--     limit is somewhere below the old rate, possibly far below: probe from where we are, do not
+--     race back towards the old rate). Every decrease pushes next_slot_at one new spacing past
 --     now (a short pause while Stripe's window drains).
 --     Concurrency reasons lower the rate: in-flight requests = rate x latency (Little's law),
 --     so a lower rate is a lower concurrency without a second, distributed semaphore.
 --   Recovery: once RECOVERY_QUIET = 2 s passed without a 429 on the row, the rate grows
 --     additively, never above configured:
 --       by RECOVERY_STEP = 10 % of configured per second below KNEE = 0.9 x ceiling,
---       by PROBE_STEP    =  2 % of configured per second between the knee and the ceiling,
---       by RECOVERY_STEP again above the ceiling (the limit that drew the 429 is not there).
+--       by PROBE_STEP    =  1 % of configured per second from the knee to 1.1 x ceiling,
+--       by RECOVERY_STEP again above that (the limit that drew the 429 is gone).
 --     So after a halving the rate is back near the last bad rate in a few seconds and then
---     probes past it slowly: the next overshoot is small, answered by one stray 429 and a 5 %
+--     probes around it slowly: the next overshoot is small, answered by one stray 429 and a 5 %
 --     step back, not by another halving. After a stray 429 at the configured rate the rate is
---     at 95 %, above the knee: full again 2 s + 2.5 s later.
+--     at 95 %, above the knee: full again 2 s + 5 s later.
 --     Computed lazily from timestamps (stripe_request_budget_rate) by every reservation, so
 --     recovery needs no timer; the rate is piecewise linear in time and depends only on the
 --     current rate, so storing it at any moment and growing from there gives the same curve.
@@ -88,8 +99,10 @@ create table marketplace.stripe_request_budgets (
   next_slot_at timestamptz not null default now(),
   adjusted_at timestamptz not null default now(),
   decreased_at timestamptz,
+  hold_until timestamptz,
   ceiling_per_second double precision constraint stripe_request_budget_ceiling check (ceiling_per_second > 0),
-  limited_score double precision not null default 0,
+  decrease_factor double precision,
+  rate_limited_total_at_decrease bigint not null default 0,
   rate_limited_at timestamptz,
   rate_limited_reason text,
   rate_limited_total bigint not null default 0,
@@ -101,11 +114,15 @@ comment on table marketplace.stripe_request_budgets is
 comment on column marketplace.stripe_request_budgets.next_slot_at is
   'GCRA theoretical arrival time: the earliest start of the next request drawing on this budget.';
 comment on column marketplace.stripe_request_budgets.decreased_at is
-  'When the rate was last halved (repeated 429s); no further decrease within 1 s of it.';
+  'When the rate was last lowered after a 429.';
+comment on column marketplace.stripe_request_budgets.hold_until is
+  'No further decrease before this (slots reserved before the last decrease still going out): greatest(decrease + 1 s, next_slot_at at the decrease + 0.25 s).';
 comment on column marketplace.stripe_request_budgets.ceiling_per_second is
-  'The rate that drew the last decrease: recovery is fast up to 90 % of it, slow (2 % of configured per second) up to it.';
-comment on column marketplace.stripe_request_budgets.limited_score is
-  'Recent 429s on this budget as of rate_limited_at, decaying with a 1 s time constant: below 2.5 a 429 is a stray (rate x 0.95), from 2.5 on it halves the rate.';
+  'The rate that drew the last decrease: recovery is fast up to 90 % of it, slow (1 % of configured per second) from there to 110 % of it.';
+comment on column marketplace.stripe_request_budgets.decrease_factor is
+  'The last decrease: 0.95 (a stray 429) or 0.5 (429s that kept coming).';
+comment on column marketplace.stripe_request_budgets.rate_limited_total_at_decrease is
+  'rate_limited_total right after the last decrease: the 429s since then are rate_limited_total minus this.';
 
 insert into marketplace.stripe_request_budgets (budget, configured_per_second, current_per_second) values
   ('global', 20, 20),
@@ -119,9 +136,9 @@ returns double precision language plpgsql immutable parallel safe
 set search_path = pg_catalog, pg_temp as $$
 declare
   fast constant double precision := configured * 0.10;  -- RECOVERY_STEP per second
-  slow constant double precision := configured * 0.02;  -- PROBE_STEP per second
-  top double precision := least(configured, coalesce(ceiling, configured));
-  knee double precision := case when ceiling is null then top else 0.9 * top end;
+  slow constant double precision := configured * 0.01;  -- PROBE_STEP per second
+  top double precision := least(configured, coalesce(1.1 * ceiling, configured));
+  knee double precision := least(configured, coalesce(0.9 * ceiling, configured));
   x double precision := current_rate;
   dt double precision;
 begin
@@ -142,7 +159,7 @@ begin
 end
 $$;
 comment on function marketplace.stripe_request_budget_rate(double precision, double precision, timestamptz, timestamptz, double precision, timestamptz) is
-  'Adaptive rate at a time: once 2 s passed without a 429, current_rate grows by 10 % of configured per second, by 2 % between 90 % of the ceiling (the rate that drew the last decrease) and the ceiling; capped at configured.';
+  'Adaptive rate at a time: once 2 s passed without a 429, current_rate grows by 10 % of configured per second, by 1 % between 90 % and 110 % of the ceiling (the rate that drew the last decrease); capped at configured.';
 
 -- Reserve `slots` request slots for `endpoint` (and 'global'). Returns one row: slot i starts at
 -- first_slot_at + i * spacing_ms; reserved_at is the database's clock when the slots were
@@ -161,7 +178,7 @@ set search_path = pg_catalog, pg_temp as $$
        for update
   ), plan as (
     -- clock_timestamp(), not now(): the statement may have waited for the row locks.
-    select greatest(max(l.next_slot_at), clock_timestamp()) as first_at, max(1000.0 / (l.rate * (1 - 0.04))) as spacing_ms,
+    select greatest(max(l.next_slot_at), clock_timestamp()) as first_at, max(1000.0 / (l.rate * (1 - 0.05))) as spacing_ms,
            clock_timestamp() as at
       from locked l
   ), reserved as (
@@ -196,13 +213,14 @@ set search_path = pg_catalog, pg_temp as $$
   ), locked as (
     select b.budget,
            marketplace.stripe_request_budget_rate(b.configured_per_second, b.current_per_second, b.adjusted_at, b.rate_limited_at, b.ceiling_per_second, now()) as rate,
-           case when b.rate_limited_at is null then 0
-                else b.limited_score * exp(-least(50, greatest(0, extract(epoch from now() - b.rate_limited_at)::double precision))) end + 1 as score,
-           (b.decreased_at is not null and now() - b.decreased_at < interval '1 second') as holdoff
+           (b.rate_limited_at is not null and now() - b.rate_limited_at < interval '1 second') as persisting,
+           (b.hold_until is not null and now() < b.hold_until) as holdoff,
+           (b.decrease_factor = 0.95 and b.rate_limited_total + 1 - b.rate_limited_total_at_decrease
+              >= greatest(5, 0.3 * b.ceiling_per_second)) as escalate
       from marketplace.stripe_request_budgets b join target t on t.budget = b.budget
        for update of b
   ), decided as (
-    select l.*, case when l.holdoff then 1.0 when l.score >= 2.5 then 0.5 else 0.95 end::double precision as factor
+    select l.*, case when l.holdoff and l.escalate then 0.5 when l.holdoff then 1.0 when l.persisting then 0.5 else 0.95 end::double precision as factor
       from locked l
   ), applied as (
     select d.*, greatest(b.min_per_second, least(d.rate, d.rate * d.factor)) as new_rate
@@ -210,11 +228,14 @@ set search_path = pg_catalog, pg_temp as $$
   )
   update marketplace.stripe_request_budgets b
      set current_per_second = a.new_rate,
-         decreased_at = case when a.factor = 0.5 then now() else b.decreased_at end,
-         ceiling_per_second = case when a.new_rate < a.rate then a.rate else b.ceiling_per_second end,
-         limited_score = a.score,
+         decreased_at = case when a.new_rate < a.rate then now() else b.decreased_at end,
+         hold_until = case when a.new_rate < a.rate
+                           then greatest(now() + interval '1 second', b.next_slot_at + interval '0.25 seconds') else b.hold_until end,
+         ceiling_per_second = case when a.factor = 0.5 then a.new_rate when a.new_rate < a.rate then a.rate else b.ceiling_per_second end,
+         decrease_factor = case when a.new_rate < a.rate then a.factor else b.decrease_factor end,
+         rate_limited_total_at_decrease = case when a.new_rate < a.rate then b.rate_limited_total + 1 else b.rate_limited_total_at_decrease end,
          adjusted_at = now(),
-         next_slot_at = greatest(b.next_slot_at, now() + make_interval(secs => 1.0 / (a.new_rate * (1 - 0.04)))),
+         next_slot_at = greatest(b.next_slot_at, now() + make_interval(secs => 1.0 / (a.new_rate * (1 - 0.05)))),
          rate_limited_at = now(),
          rate_limited_reason = coalesce(nullif($2, ''), 'unknown'),
          rate_limited_total = b.rate_limited_total + 1,
@@ -224,7 +245,7 @@ set search_path = pg_catalog, pg_temp as $$
   returning b.budget, b.current_per_second, a.new_rate < a.rate, a.new_rate / a.rate
 $$;
 comment on function marketplace.report_stripe_rate_limited(text, text) is
-  'Reports a Stripe 429 (endpoint, Stripe-Rate-Limited-Reason) for the fleet: a stray 429 lowers the named budget''s rate by 5 %, three within a few tenths of a second (a decaying count >= 2.5) halve it (at most once per 1 s); it recovers after 2 s without 429s, fast up to 90 % of the rate that drew the 429, slowly above.';
+  'Reports a Stripe 429 (endpoint, Stripe-Rate-Limited-Reason) for the fleet: a stray 429 lowers the named budget''s rate by 5 %, 429s that keep coming (less than 1 s apart after the hold-off, or many within it) halve it; it recovers after 2 s without 429s, fast up to 90 % of the rate that drew the 429, slowly above.';
 
 -- Sets the configured rates (each worker process at start; the last one wins). A budget that is
 -- currently lowered keeps its ratio to the configured rate.

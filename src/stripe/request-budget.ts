@@ -11,6 +11,14 @@
 // reserved slot is less than `lookaheadMs` away, so a process holds at most about one batch
 // of the fleet's future at a time and processes take turns at the shared schedule.
 //
+// Clock: slot times are the database's clock; each process turns them into local timers with an
+// offset (database clock minus performance.now()) estimated from its reservations like NTP does:
+// a round trip bounds the database's "now" to [sent, received], so the midpoint is within half
+// the round trip; the estimate kept is the one with the smallest such bound, aged by a drift
+// allowance (CLOCK_DRIFT) so it is renewed now and then. Taking each reservation's own midpoint
+// instead shifts a batch by half of any wait for the row lock, towards the batch of the process
+// that held it: bunched slots at batch edges, which Stripe's sliding window counts as a burst.
+//
 // Fairness: the head of the queue decides the next batch, and a batch spans at most
 // `batchHorizonMs`, so a request of one kind (a reversal) waits behind at most one batch of
 // another kind (a burst of transfers) before its own batch is reserved.
@@ -70,7 +78,8 @@ export interface BudgetState {
   reservedTotal: number;
 }
 
-export interface RateLimitReport { budget: string; currentPerSecond: number; decreased: boolean }
+/** factor: new rate / old rate (0.95 for a stray 429, 0.5 for repeated ones, 1 within the hold-off). */
+export interface RateLimitReport { budget: string; currentPerSecond: number; decreased: boolean; factor: number }
 
 export interface RequestBudget {
   /** Resolves when a slot for one request to `endpoint` has come. Rejects if the reservation fails or the budget is closed. */
@@ -105,6 +114,9 @@ export function rateLimitedReason(err: unknown): string | null {
   return typeof h === 'string' && h !== '' ? h : 'unknown';
 }
 
+/** Allowance for the drift between performance.now() and the database's clock, ms per ms (500 ppm). */
+const CLOCK_DRIFT = 0.0005;
+
 export function createRequestBudget(pool: pg.Pool, options: RequestBudgetOptions): RequestBudget {
   const { requestsPerSecond, endpointPerSecond } = options;
   if (!(requestsPerSecond > 0) || !(endpointPerSecond > 0)) throw new Error('request budget rates must be > 0');
@@ -122,6 +134,8 @@ export function createRequestBudget(pool: pg.Pool, options: RequestBudgetOptions
   let ratePerSecond = Math.min(requestsPerSecond, endpointPerSecond); // last seen, sizes batches
   const counters = { reservations: 0, slotsReserved: 0 };
   let configured: Promise<unknown> | null = options.configure === false ? Promise.resolve() : null;
+  // Database clock (epoch ms) minus performance.now(), from the round trip with the smallest error bound.
+  let clock: { offsetMs: number; errorMs: number; at: number } | null = null;
 
   const later = (ms: number, fn: () => void) => {
     const t = setTimeout(() => { timers.delete(t); fn(); }, Math.max(0, ms));
@@ -161,9 +175,11 @@ export function createRequestBudget(pool: pg.Pool, options: RequestBudgetOptions
       const t1 = performance.now();
       const r = rows[0];
       if (!r) throw new Error('no Stripe request budget row (is the stripe request budget migration applied?)');
-      // The database's "now" of the reservation is taken to be the middle of the round trip.
+      // The database's "now" of the reservation lies in [t0, t1]: keep the tightest estimate of the offset.
+      const sample = { offsetMs: r.reserved_ms - (t0 + t1) / 2, errorMs: (t1 - t0) / 2, at: t1 };
+      if (!clock || sample.errorMs <= clock.errorMs + (t1 - clock.at) * CLOCK_DRIFT) clock = sample;
       const firstDelayMs = Math.max(0, r.first_ms - r.reserved_ms);
-      const base = (t0 + t1) / 2 + firstDelayMs;
+      const base = Math.max(t0, r.first_ms - clock.offsetMs);
       ratePerSecond = Math.min(r.global_per_second, r.endpoint_per_second ?? Infinity);
       counters.reservations++;
       counters.slotsReserved += batch.length;
@@ -204,10 +220,10 @@ export function createRequestBudget(pool: pg.Pool, options: RequestBudgetOptions
     },
 
     async rateLimited(endpoint, reason) {
-      const { rows } = await pool.query<{ budget: string; current_per_second: number; decreased: boolean }>(
-        'select budget, current_per_second, decreased from marketplace.report_stripe_rate_limited($1, $2)', [endpoint, reason ?? null]);
+      const { rows } = await pool.query<{ budget: string; current_per_second: number; decreased: boolean; factor: number }>(
+        'select budget, current_per_second, decreased, factor from marketplace.report_stripe_rate_limited($1, $2)', [endpoint, reason ?? null]);
       for (const r of rows) ratePerSecond = Math.min(ratePerSecond, r.current_per_second);
-      return rows.map((r) => ({ budget: r.budget, currentPerSecond: r.current_per_second, decreased: r.decreased }));
+      return rows.map((r) => ({ budget: r.budget, currentPerSecond: r.current_per_second, decreased: r.decreased, factor: r.factor }));
     },
 
     async read() {
