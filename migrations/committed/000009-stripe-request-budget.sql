@@ -1,5 +1,5 @@
---! Previous: sha1:e562b4ee5111c1bcc006fb85538bccb3c278267a
---! Hash: sha1:70cd6cb4074b523d947220110e734c06058e57b5
+--! Previous: sha1:501e14470089b329e6d93b68e917aae8d240109f
+--! Hash: sha1:1ef6f90d186b9aefcdcc4fa8bd7338e481de893e
 --! Message: stripe request budget
 
 -- Stripe request budget: one budget of Stripe requests for every worker process on this
@@ -72,11 +72,10 @@
 --       the hold-off): rate * STRAY_FACTOR = 0.95.
 --     Under heavy jitter strays recur and each takes 5 % off: the spacing widens until the
 --     window-edge collisions stop, an adaptive safety margin on top of SAFETY_MARGIN.
---     Never below min_per_second = 1. A stray decrease records ceiling_per_second = the rate that
---     drew the 429 (a rate known to be at the limit); a halving records the halved rate (the
---     limit is somewhere below the old rate, possibly far below: probe from where we are, do not
---     race back towards the old rate). Every decrease pushes next_slot_at one new spacing past
---     now (a short pause while Stripe's window drains).
+--     Never below min_per_second = 1. Every decrease records ceiling_per_second = the rate that
+--     drew it (a rate known to be at or above the limit), and pushes next_slot_at one new spacing
+--     past now (a short pause while Stripe's window drains). (Recording the halved rate instead
+--     was measured worse: the fast zone above 110 % of it then races through the limit.)
 --     Concurrency reasons lower the rate: in-flight requests = rate x latency (Little's law),
 --     so a lower rate is a lower concurrency without a second, distributed semaphore.
 --   Recovery: once RECOVERY_QUIET = 2 s passed without a 429 on the row, the rate grows
@@ -231,7 +230,7 @@ set search_path = pg_catalog, pg_temp as $$
          decreased_at = case when a.new_rate < a.rate then now() else b.decreased_at end,
          hold_until = case when a.new_rate < a.rate
                            then greatest(now() + interval '1 second', b.next_slot_at + interval '0.25 seconds') else b.hold_until end,
-         ceiling_per_second = case when a.factor = 0.5 then a.new_rate when a.new_rate < a.rate then a.rate else b.ceiling_per_second end,
+         ceiling_per_second = case when a.new_rate < a.rate then a.rate else b.ceiling_per_second end,
          decrease_factor = case when a.new_rate < a.rate then a.factor else b.decrease_factor end,
          rate_limited_total_at_decrease = case when a.new_rate < a.rate then b.rate_limited_total + 1 else b.rate_limited_total_at_decrease end,
          adjusted_at = now(),
