@@ -1,5 +1,5 @@
 --! Previous: sha1:004c3a56e4e0c06967c4f7a9adce265684666d22
---! Hash: sha1:70c30e601c4bb432c7f8a0e59b350aab052937a4
+--! Hash: sha1:e45b5b6d9d6529bfbb6ccc8c20c8d22f41437db6
 --! Message: table is the queue
 
 -- The table is the queue. A writer's transaction writes the row and its history row, nothing
@@ -326,6 +326,10 @@ begin
       end if;
       if want > 0 then
         lease_until := at + make_interval(secs => lease_seconds);
+        -- A block of its own (a subtransaction): a round that hands nothing out (every due row is
+        -- held by a writer or a worker) rolls back the row and advisory locks it took, instead of
+        -- holding them while this call keeps waiting.
+        begin
         with candidates as (
           (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
             where t.status = 'pending' and t.next_retry_at is null order by t.next_retry_at nulls first, t.created_at limit want)
@@ -350,19 +354,23 @@ begin
            limit want
         ), locked as (
           -- Re-checked under the row lock (a writer may have moved the row since the scan), fetched
-          -- by primary key so no plan walks a whole partial index; rows a writer holds are skipped,
-          -- and so are rows whose advisory lock a worker holds (it is acting on them).
+          -- by primary key; rows a writer holds right now are skipped.
           select t.id, t.status, t.next_retry_at, t.created_at
             from marketplace.seller_transfers t
             join marketplace.seller_transfer_statuses s on s.status = t.status and s.worker_task is not null
            where t.id = any (array(select f.id from fair f))
              and (t.next_retry_at is null or t.next_retry_at <= at)
-             and pg_try_advisory_xact_lock_shared('marketplace.seller_transfers'::regclass::oid::integer, hashtext(t.id::text))
              for update of t skip locked
+        ), free as (
+          -- ... and so are rows a worker is acting on (their advisory lock is held). A step of its
+          -- own over the picked rows only: as a filter of the scan above, the planner could test
+          -- (and take) the lock of rows the scan then drops, and hold them for the transaction.
+          select l.* from locked l
+           where pg_try_advisory_xact_lock_shared('marketplace.seller_transfers'::regclass::oid::integer, hashtext(l.id::text))
         ), leased as (
           update marketplace.seller_transfers t
              set next_retry_at = lease_until
-           where t.id = any (array(select l.id from locked l))
+           where t.id = any (array(select l.id from free l))
           returning t.id, t.status
         )
         select array_agg(row(s.worker_task, json_build_object('id', l.id, 'lease', lease_until), null, null, 5,
@@ -370,19 +378,23 @@ begin
                -- Lag from what the rows carried (no history read on this path): a fresh reversal's
                -- due time is in its history only, so it counts in seller_transfer_due_counts() instead.
                (select extract(epoch from at - min(case when k.status = 'pending' then coalesce(k.next_retry_at, k.created_at) else k.next_retry_at end))
-                  from locked k)
+                  from free k)
           into specs, lag
           from leased l
           join marketplace.seller_transfer_statuses s on s.status = l.status;
-        if specs is not null then
-          -- add_jobs clears the key of a job that is locked (already running) and adds a new one;
-          -- a job locked between those two steps is skipped (graphile-worker #580): that row keeps
-          -- its lease and is handed out again when it runs out.
-          select count(*) into added from graphile_worker.add_jobs(specs);
-          -- Return at once: the jobs become visible (and graphile-worker is notified) at commit.
-          return query select added, lag;
-          return;
+        if specs is null then
+          raise exception using errcode = 'STX01', message = 'nothing handed out this round';
         end if;
+        -- add_jobs clears the key of a job that is locked (already running) and adds a new one;
+        -- a job locked between those two steps is skipped (graphile-worker #580): that row keeps
+        -- its lease and is handed out again when it runs out.
+        select count(*) into added from graphile_worker.add_jobs(specs);
+        -- Return at once: the jobs become visible (and graphile-worker is notified) at commit.
+        return query select added, lag;
+        return;
+        exception when sqlstate 'STX01' then
+          null;  -- nothing handed out: this round's locks are gone with its subtransaction
+        end;
       end if;
     end if;
     exit when clock_timestamp() + make_interval(secs => poll_ms / 1000.0) > deadline;

@@ -1,5 +1,5 @@
---! Previous: sha1:70c30e601c4bb432c7f8a0e59b350aab052937a4
---! Hash: sha1:e562b4ee5111c1bcc006fb85538bccb3c278267a
+--! Previous: sha1:e45b5b6d9d6529bfbb6ccc8c20c8d22f41437db6
+--! Hash: sha1:501e14470089b329e6d93b68e917aae8d240109f
 --! Message: operations
 
 -- Operations: what `seller-transfers audit`, `seller-transfers doctor` and the worker's
