@@ -115,4 +115,30 @@ describe('dispatch_seller_transfers', () => {
       c.release();
     }
   });
+
+  it('a call waiting for due rows holds no lock a writer or an admin action would wait on', async () => {
+    await clear();
+    const held = await insertTransfer(db.pool);
+    const other = await transferIn(db.pool, 'completed');
+    const worker = await db.pool.connect();   // plays a worker acting on the due row
+    const dispatcher = await db.pool.connect();
+    try {
+      await worker.query('select marketplace.try_lock_seller_transfer($1)', [held]);
+      const waiting = dispatcher.query('select * from marketplace.dispatch_seller_transfers(10, 60, 800, 10)');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const started = Date.now();
+      await db.pool.query(`update marketplace.seller_transfers set last_error = 'writer' where id = $1`, [held]);
+      await db.pool.query(`select marketplace.reverse_seller_transfer($1, 'refund while dispatch waits')`, [other]);
+      expect(Date.now() - started, 'ms the writer and the admin action waited').toBeLessThan(300);
+      // The waiting call saw the refund as soon as it committed and handed it out; not the held row.
+      expect((await waiting).rows[0].dispatched).toBe(1);
+      const { rows } = await db.pool.query('select id, next_retry_at from marketplace.seller_transfers where id = any($1)', [[held, other]]);
+      expect(rows.find((r) => r.id === held)!.next_retry_at).toBeNull();
+      expect(rows.find((r) => r.id === other)!.next_retry_at).not.toBeNull();
+    } finally {
+      await worker.query('select marketplace.unlock_seller_transfer($1)', [held]);
+      worker.release();
+      dispatcher.release();
+    }
+  });
 });
