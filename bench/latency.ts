@@ -9,40 +9,15 @@
 //   idle cost: with nothing to do, CPU of the worker process plus its database backends (the
 //   client backends whose application_name is the worker's, from pg_stat_activity) over a
 //   window, from /proc. Target: <= 2% of one core.
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import { projectRoot } from '../src/db/migrate.ts';
 import { processTicks } from './cpu.ts';
 import {
   check, fmt, median, ms, percentile, progress, sleep, waitUntil,
   type BenchContext, type Check, type FigureResult,
 } from './lib.ts';
-import { BENCH_STRIPE_KEY, startRemoteSimulator } from './reversals.ts';
+import { startRemoteSimulator } from './reversals.ts';
+import { spawnWorkerProcess, stopWorkerProcess } from './worker-process.ts';
 
 const WORKER_APP = 'seller-transfers-worker';
-
-function spawnWorker(ctx: BenchContext, simUrl: string): { child: ChildProcess; stderr: () => string } {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env, DATABASE_URL: ctx.url, STRIPE_SECRET_KEY: BENCH_STRIPE_KEY, STRIPE_API_BASE: simUrl, LOG_LEVEL: 'silent',
-  };
-  // The defaults are what is measured: no inherited dispatch or concurrency settings.
-  for (const k of Object.keys(env)) if (k.startsWith('DISPATCH_') || k === 'WORKER_CONCURRENCY') delete env[k];
-  const child = spawn(process.execPath, [path.join(projectRoot, 'bin/seller-transfers.js'), 'worker', '--no-migrate'], {
-    cwd: projectRoot, env, stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-  return { child, stderr: () => err };
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 async function workerBackends(ctx: BenchContext): Promise<number[]> {
   const { rows } = await ctx.pool.query<{ pid: number }>(
@@ -88,7 +63,8 @@ export async function latencyFigure(ctx: BenchContext): Promise<FigureResult> {
   // Count calls of the dispatch function (user functions are not tracked by default).
   await pool.query(`alter database ${JSON.stringify(ctx.dbName)} set track_functions = 'pl'`);
   const sim = await startRemoteSimulator();
-  const w = spawnWorker(ctx, sim.url);
+  // The defaults are what is measured: no inherited dispatch or concurrency settings.
+  const w = spawnWorkerProcess(ctx, sim.url, {}, { defaults: true });
   const lat: number[] = [];
   const idle: IdleCpu[] = [];
   let missing = 0;
@@ -139,7 +115,7 @@ export async function latencyFigure(ctx: BenchContext): Promise<FigureResult> {
     idle.push(await idleCpu(ctx, w.child.pid!, half));
     progress(`latency: idle worker: process ${idle[1]!.worker.toFixed(2)}%, ${idle[1]!.backendCount} backend(s) ${idle[1]!.backends.toFixed(2)}% of one core`);
   } finally {
-    await stopChild(w.child);
+    await stopWorkerProcess(w.child, 15_000);
     await sim.close();
     await pool.query(`alter database ${JSON.stringify(ctx.dbName)} reset track_functions`);
   }

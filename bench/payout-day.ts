@@ -6,41 +6,15 @@
 // the simulator's limit halved a few seconds in (share of 429s, nothing given up). Then the
 // ledger is compared with the database to the cent, and database transactions per paid
 // transfer / per reversal are counted from pg_stat_database.
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import { projectRoot } from '../src/db/migrate.ts';
 import type { LedgerEntry, SimStats } from '../src/stripe-sim/index.ts';
 import { check, fmt, progress, ratio, sleep, waitUntil, type BenchContext, type FigureResult } from './lib.ts';
-import { BENCH_STRIPE_KEY, startRemoteSimulator } from './reversals.ts';
+import { startRemoteSimulator } from './reversals.ts';
+import { spawnWorkerProcess, stopWorkerProcess, type WorkerProcess } from './worker-process.ts';
 
 const PROCESSES = 3;
 const CONCURRENCY = 10;
 const SIM_LIMIT = 25;
 const BUDGET = 24; // just below the limit: the budget's GCRA runs at 95 % of it (safety margin 0.05) = 22.8/s
-
-function spawnWorker(ctx: BenchContext, simUrl: string): { child: ChildProcess; stderr: () => string } {
-  const child = spawn(process.execPath, [path.join(projectRoot, 'bin/seller-transfers.js'), 'worker', '--no-migrate'], {
-    cwd: projectRoot,
-    env: {
-      ...process.env, DATABASE_URL: ctx.url, STRIPE_SECRET_KEY: BENCH_STRIPE_KEY, STRIPE_API_BASE: simUrl,
-      LOG_LEVEL: 'silent', WORKER_CONCURRENCY: String(CONCURRENCY),
-      STRIPE_REQUESTS_PER_SECOND: String(BUDGET), STRIPE_ENDPOINT_REQUESTS_PER_SECOND: String(BUDGET),
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-  return { child, stderr: () => err };
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 export async function payoutDayFigure(ctx: BenchContext): Promise<FigureResult> {
   const n = ctx.mode === 'full' ? 10_000 : ctx.mode === 'quick' ? 300 : 2_000;
@@ -56,12 +30,14 @@ export async function payoutDayFigure(ctx: BenchContext): Promise<FigureResult> 
     'select xact_commit + xact_rollback as c from pg_stat_database where datname = current_database()')).rows[0]!.c);
   const count = async (status: string) => Number((await ctx.pool.query<{ c: string }>(
     'select count(*) as c from marketplace.seller_transfers where status = $1', [status])).rows[0]!.c);
-  const children: Array<ReturnType<typeof spawnWorker>> = [];
+  const children: WorkerProcess[] = [];
   try {
     await control('POST', '/_sim/limits', { globalPerSecond: SIM_LIMIT, endpointPerSecond: SIM_LIMIT });
     await control('POST', '/_sim/latency', { distribution: { kind: 'lognormal', p50Ms: 250, p99Ms: 1500, seed: 7 } });
     await ctx.pool.query('truncate marketplace.seller_transfers cascade');
-    for (let i = 0; i < PROCESSES; i++) children.push(spawnWorker(ctx, sim.url));
+    for (let i = 0; i < PROCESSES; i++) children.push(spawnWorkerProcess(ctx, sim.url, {
+      WORKER_CONCURRENCY: String(CONCURRENCY), STRIPE_REQUESTS_PER_SECOND: String(BUDGET), STRIPE_ENDPOINT_REQUESTS_PER_SECOND: String(BUDGET),
+    }));
     await waitUntil(`${PROCESSES} worker processes to listen for jobs`, async () => {
       const dead = children.find((c) => c.child.exitCode !== null);
       if (dead) throw new Error(`worker process exited with ${dead.child.exitCode}: ${dead.stderr()}`);
@@ -168,7 +144,7 @@ export async function payoutDayFigure(ctx: BenchContext): Promise<FigureResult> 
       seconds: (Date.now() - started) / 1000,
     };
   } finally {
-    await Promise.all(children.map((c) => stopChild(c.child)));
+    await Promise.all(children.map((c) => stopWorkerProcess(c.child)));
     await sim.close();
   }
 }

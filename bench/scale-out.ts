@@ -1,37 +1,12 @@
 // Figure 5: 1, 2 and 4 worker processes (`seller-transfers worker --no-migrate` children) on one
 // database, against one simulator (in this process), and which resource saturates.
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import { projectRoot } from '../src/db/migrate.ts';
 import { CpuSampler, cpuText, cpuVerdict, meanOther, type CpuReport } from './cpu.ts';
 import { fmt, progress, ratio, sleep, waitUntil, type BenchContext, type FigureResult } from './lib.ts';
+import { spawnWorkerProcess, stopWorkerProcess } from './worker-process.ts';
 import { BENCH_STRIPE_KEY, batchSeconds, createSimTransfers, requestReversals, seedCompleted, startRemoteSimulator, waitReversed } from './reversals.ts';
 
 const PROCESSES = [1, 2, 4];
 const CONCURRENCY = 10;
-
-function spawnWorker(ctx: BenchContext, simUrl: string): { child: ChildProcess; stderr: () => string } {
-  const child = spawn(process.execPath, [path.join(projectRoot, 'bin/seller-transfers.js'), 'worker', '--no-migrate'], {
-    cwd: projectRoot,
-    env: {
-      ...process.env, DATABASE_URL: ctx.url, STRIPE_SECRET_KEY: BENCH_STRIPE_KEY, STRIPE_API_BASE: simUrl,
-      LOG_LEVEL: 'silent', WORKER_CONCURRENCY: String(CONCURRENCY),
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-  return { child, stderr: () => err };
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 interface ScaleResult { latency: number; procs: number; n: number; reversed: number; timedOut: boolean; rate: number; cpu: CpuReport; maxConnections: number }
 
@@ -47,7 +22,7 @@ export async function scaleOutFigure(ctx: BenchContext): Promise<FigureResult> {
     const transfers = await createSimTransfers(sim, total);
     let used = 0;
     for (const procs of PROCESSES) {
-      const children = Array.from({ length: procs }, () => spawnWorker(ctx, sim.url));
+      const children = Array.from({ length: procs }, () => spawnWorkerProcess(ctx, sim.url, { WORKER_CONCURRENCY: String(CONCURRENCY) }));
       try {
         await waitUntil(`${procs} worker process(es) to listen for jobs`, async () => {
           const dead = children.find((c) => c.child.exitCode !== null);
@@ -74,7 +49,7 @@ export async function scaleOutFigure(ctx: BenchContext): Promise<FigureResult> {
         }
         await sim.setLatency(0);
       } finally {
-        await Promise.all(children.map((c) => stopChild(c.child)));
+        await Promise.all(children.map((c) => stopWorkerProcess(c.child, 15_000)));
       }
     }
   } finally {
