@@ -1,5 +1,5 @@
 --! Previous: sha1:501e14470089b329e6d93b68e917aae8d240109f
---! Hash: sha1:1ef6f90d186b9aefcdcc4fa8bd7338e481de893e
+--! Hash: sha1:233da6f0720302e3e6ed68f5137a5499aee455f8
 --! Message: stripe request budget
 
 -- Stripe request budget: one budget of Stripe requests for every worker process on this
@@ -72,21 +72,22 @@
 --       the hold-off): rate * STRAY_FACTOR = 0.95.
 --     Under heavy jitter strays recur and each takes 5 % off: the spacing widens until the
 --     window-edge collisions stop, an adaptive safety margin on top of SAFETY_MARGIN.
---     Never below min_per_second = 1. Every decrease records ceiling_per_second = the rate that
---     drew it (a rate known to be at or above the limit), and pushes next_slot_at one new spacing
---     past now (a short pause while Stripe's window drains). (Recording the halved rate instead
---     was measured worse: the fast zone above 110 % of it then races through the limit.)
+--     Never below min_per_second = 1. A stray decrease records ceiling_per_second = the rate that
+--     drew it (at or just above the limit); a halving records the halved rate (the limit is
+--     somewhere below the rate that drew it: recovering fast towards that rate re-entered the
+--     limit within seconds, measured as repeated 429 episodes after a halved limit). Every
+--     decrease pushes next_slot_at one new spacing past now (a pause while Stripe's window drains).
 --     Concurrency reasons lower the rate: in-flight requests = rate x latency (Little's law),
 --     so a lower rate is a lower concurrency without a second, distributed semaphore.
 --   Recovery: once RECOVERY_QUIET = 2 s passed without a 429 on the row, the rate grows
 --     additively, never above configured:
 --       by RECOVERY_STEP = 10 % of configured per second below KNEE = 0.9 x ceiling,
---       by PROBE_STEP    =  1 % of configured per second from the knee to 1.1 x ceiling,
---       by RECOVERY_STEP again above that (the limit that drew the 429 is gone).
---     So after a halving the rate is back near the last bad rate in a few seconds and then
---     probes around it slowly: the next overshoot is small, answered by one stray 429 and a 5 %
---     step back, not by another halving. After a stray 429 at the configured rate the rate is
---     at 95 %, above the knee: full again 2 s + 5 s later.
+--       by PROBE_STEP    =  1 % of configured per second from the knee up.
+--     So after a halving the rate probes upwards slowly from the halved rate: an overshoot of
+--     the lowered limit is small, answered by one stray 429 and a 5 % step back, not by another
+--     halving; when Stripe restores its limit the fleet climbs back at 1 % of configured per
+--     second. After a stray 429 at the configured rate the rate is at 95 %, above the knee: full
+--     again 2 s + 5 s later.
 --     Computed lazily from timestamps (stripe_request_budget_rate) by every reservation, so
 --     recovery needs no timer; the rate is piecewise linear in time and depends only on the
 --     current rate, so storing it at any moment and growing from there gives the same curve.
@@ -136,7 +137,6 @@ set search_path = pg_catalog, pg_temp as $$
 declare
   fast constant double precision := configured * 0.10;  -- RECOVERY_STEP per second
   slow constant double precision := configured * 0.01;  -- PROBE_STEP per second
-  top double precision := least(configured, coalesce(1.1 * ceiling, configured));
   knee double precision := least(configured, coalesce(0.9 * ceiling, configured));
   x double precision := current_rate;
   dt double precision;
@@ -149,16 +149,11 @@ begin
     dt := dt - (knee - x) / fast;
     x := knee;
   end if;
-  if x < top then
-    if dt <= (top - x) / slow then return x + slow * dt; end if;
-    dt := dt - (top - x) / slow;
-    x := top;
-  end if;
-  return least(configured, x + fast * dt);
+  return least(configured, x + slow * dt);
 end
 $$;
 comment on function marketplace.stripe_request_budget_rate(double precision, double precision, timestamptz, timestamptz, double precision, timestamptz) is
-  'Adaptive rate at a time: once 2 s passed without a 429, current_rate grows by 10 % of configured per second, by 1 % between 90 % and 110 % of the ceiling (the rate that drew the last decrease); capped at configured.';
+  'Adaptive rate at a time: once 2 s passed without a 429, current_rate grows by 10 % of configured per second below 90 % of the ceiling, by 1 % above it; capped at configured.';
 
 -- Reserve `slots` request slots for `endpoint` (and 'global'). Returns one row: slot i starts at
 -- first_slot_at + i * spacing_ms; reserved_at is the database's clock when the slots were
@@ -230,7 +225,8 @@ set search_path = pg_catalog, pg_temp as $$
          decreased_at = case when a.new_rate < a.rate then now() else b.decreased_at end,
          hold_until = case when a.new_rate < a.rate
                            then greatest(now() + interval '1 second', b.next_slot_at + interval '0.25 seconds') else b.hold_until end,
-         ceiling_per_second = case when a.new_rate < a.rate then a.rate else b.ceiling_per_second end,
+         ceiling_per_second = case when a.new_rate < a.rate then (case when a.factor = 0.5 then a.new_rate else a.rate end)
+                                   else b.ceiling_per_second end,
          decrease_factor = case when a.new_rate < a.rate then a.factor else b.decrease_factor end,
          rate_limited_total_at_decrease = case when a.new_rate < a.rate then b.rate_limited_total + 1 else b.rate_limited_total_at_decrease end,
          adjusted_at = now(),
