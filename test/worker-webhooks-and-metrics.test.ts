@@ -68,7 +68,7 @@ describe('Stripe webhooks', () => {
 
     expect(await deliver(reversedEvent('evt_1', paid.stripe_transfer_id))).toEqual({ status: 200, body: 'unchanged' });
     expect((await historyOf(db.pool, id)).length).toBe(history.length);
-    // The reverse job enqueued by the reversal_pending step finds nothing to do: one reversal only.
+    // A reverse job dispatched for the reversal_pending step finds nothing to do: one reversal only.
     await new Promise((res) => setTimeout(res, 500));
     expect(sim.ledger().filter((e) => e.type === 'reversal' && e.transfer === paid.stripe_transfer_id)).toHaveLength(1);
   });

@@ -1,7 +1,7 @@
 // Database vs Stripe. Lists every disagreement; with fix, adopts what Stripe proves through the
 // same SQL functions the worker uses (mark_seller_transfer_paid / mark_seller_transfer_reversed,
 // and reverse_seller_transfer when a paid row must first ask for the reversal Stripe already
-// has), so the guard, the history and the job enqueue apply. Whether a row may move is asked of
+// has), so the guard and the history apply. Whether a row may move is asked of
 // the database (can_transition_transfer_status), never decided here.
 import type pg from 'pg';
 import Stripe from 'stripe';

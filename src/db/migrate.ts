@@ -29,7 +29,7 @@ async function gmrcSettings(connectionString: string): Promise<Settings> {
 }
 
 /**
- * Installs/upgrades graphile-worker's own schema (our triggers enqueue into it), then applies
+ * Installs/upgrades graphile-worker's own schema (the worker's dispatch adds jobs to it), then applies
  * every committed migration not yet applied. Idempotent.
  */
 export async function migrateDatabase(connectionString: string): Promise<void> {
