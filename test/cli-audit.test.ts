@@ -116,3 +116,16 @@ describe('audit', () => {
     expectOneLineError(await cli('audit', '--frobnicate'), "unknown option '--frobnicate'", 2);
   });
 });
+
+describe('audit output at scale', () => {
+  it('lists the first problems of a huge result and counts them all (a table of a million rows overflowed the stack)', async () => {
+    const { renderAudit, AUDIT_LIST_LIMIT } = await import('../src/cli/audit-command.ts');
+    const problems = Array.from({ length: 1_000_000 }, (_, i) => ({
+      transfer_id: `00000000-0000-0000-0000-${String(i).padStart(12, '0')}`, problem: 'no_history', detail: 'the row has no history',
+    }));
+    const text = renderAudit(problems, null);
+    expect(text).toContain(`(first ${AUDIT_LIST_LIMIT} of 1000000 problems listed; --json prints them all)`);
+    expect(text).toContain('1000000 problem(s) on 1000000 transfer(s)');
+    expect(text.split('\n').length).toBeLessThan(AUDIT_LIST_LIMIT * 3);
+  });
+});

@@ -7,12 +7,17 @@ export const AUDIT_PROBLEM_EXIT_CODE = 3;
 
 export interface AuditProblem { transfer_id: string; problem: string; detail: string }
 
+/** Rows listed in the text table; the summary counts all of them and --json prints all. */
+export const AUDIT_LIST_LIMIT = 500;
+
 export function renderAudit(problems: AuditProblem[], since: Date | null): string {
   const scope = since ? `transfers created or changed since ${since.toISOString()}` : 'every transfer';
   if (!problems.length) return `audited ${scope}: every history starts with the insert in an initial status, takes only legal steps and ends in the row's status`;
   const transfers = new Set(problems.map((p) => p.transfer_id)).size;
+  const listed = problems.slice(0, AUDIT_LIST_LIMIT);
   return [
-    table(['seller transfer', 'problem', 'detail'], problems.map((p) => [p.transfer_id, p.problem, oneLineText(p.detail, 110)])),
+    table(['seller transfer', 'problem', 'detail'], listed.map((p) => [p.transfer_id, p.problem, oneLineText(p.detail, 110)])),
+    ...(problems.length > listed.length ? [`(first ${listed.length} of ${problems.length} problems listed; --json prints them all)`] : []),
     `audited ${scope}: ${problems.length} problem(s) on ${transfers} transfer(s). A write went past the guard or the history ` +
       '(session_replication_role = replica, a disabled trigger, or the owner editing the history); see docs/runbook.md#audit',
   ].join('\n');
