@@ -1,5 +1,5 @@
 --! Previous: sha1:233da6f0720302e3e6ed68f5137a5499aee455f8
---! Hash: sha1:31da1487058f9fce4ebcef22db3f682b1b2a985b
+--! Hash: sha1:e2a6f17b2539fcef0da5966947c2eb4e8d0cb1fe
 --! Message: guard covers the whole row
 
 -- The guard covers the whole row.
@@ -499,8 +499,9 @@ returns bigint language sql stable
 set search_path = pg_catalog, pg_temp as $$
   select count(*)
     from marketplace.seller_transfer_events e
+    join marketplace.seller_transfers t on t.id = e.transfer_id
    where e.from_status is null and e.amount_cents is null
-     and (since is null or e.transfer_id in (select t.id from marketplace.seller_transfers t where t.created_at >= since)
+     and (since is null or t.created_at >= since
           or e.transfer_id in (select x.transfer_id from marketplace.seller_transfer_events x where x.occurred_at >= since))
 $$;
 comment on function marketplace.seller_transfers_without_recorded_facts(timestamptz) is
