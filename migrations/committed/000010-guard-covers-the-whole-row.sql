@@ -1,5 +1,5 @@
 --! Previous: sha1:233da6f0720302e3e6ed68f5137a5499aee455f8
---! Hash: sha1:e2a6f17b2539fcef0da5966947c2eb4e8d0cb1fe
+--! Hash: sha1:756aede2273f0fd36915cd963902da367cbbdc12
 --! Message: guard covers the whole row
 
 -- The guard covers the whole row.
@@ -326,7 +326,13 @@ declare
   t marketplace.seller_transfers;
   job record;
 begin
-  t := marketplace.lock_seller_transfer_for_admin(id, reason);
+  begin
+    t := marketplace.lock_seller_transfer_for_admin(id, reason);
+  exception when lock_not_available then
+    raise exception 'seller transfer % is not given up: the worker is processing it right now', fail_seller_transfer.id
+      using errcode = 'lock_not_available',
+            hint = 'Its Stripe request is in flight: the outcome will be known after the worker''s attempt; act then.';
+  end;
   if t.status = 'permanently_failed' then
     -- Same-state is legal, but would overwrite the error that made it give up.
     raise exception 'seller transfer % is already permanently_failed (last_error: %)', t.id, coalesce(left(regexp_replace(t.last_error, '\s+', ' ', 'g'), 200), 'none')
