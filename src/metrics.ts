@@ -114,6 +114,17 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
     },
   });
   new client.Gauge({
+    name: 'seller_transfers_held_for_review',
+    help: 'Seller transfers the worker holds for a person because Stripe holds an object that differs from the row (marketplace.seller_transfers_held_for_review).',
+    labelNames: ['status'] as const,
+    registers: [registry],
+    async collect() {
+      const { rows } = await pool.query<{ status: string; n: string }>(
+        'select s.status, count(h.id) as n from marketplace.seller_transfer_statuses s left join marketplace.seller_transfers_held_for_review h on h.status = s.status where s.worker_task is not null group by s.status');
+      for (const r of rows) this.set({ status: r.status }, Number(r.n));
+    },
+  });
+  new client.Gauge({
     name: 'seller_transfers_stuck',
     help: 'Seller transfers longer in their status than its SLO (marketplace.seller_transfer_status_slos).',
     labelNames: ['status'] as const,

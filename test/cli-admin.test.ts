@@ -151,7 +151,38 @@ describe.concurrent('fail', () => {
     expect((await historyOf(db.pool, id)).at(-1)).toMatchObject({ from_status: status, to_status: 'permanently_failed', reason: 'seller account closed, paid by cheque' });
   });
 
-  it.each(['pending', 'completed', 'reversed'] as const)('a %s transfer: the matrix refuses, nothing changes', async (status) => {
+  it('stops a pending transfer through legal moves: pending -> failed -> permanently_failed, both in the history with the person', async () => {
+    const id = await insertTransfer(db.pool, 2500);
+    const run = await cli('fail', id, '--reason', 'wrong amount: order 77 was 25.00, not 2500.00');
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain(`seller transfer ${id}: failed -> permanently_failed (reason: wrong amount: order 77 was 25.00, not 2500.00)`);
+    const history = await db.pool.query(
+      'select from_status, to_status, reason, requested_by from marketplace.seller_transfer_events where transfer_id = $1 order by id', [id]);
+    expect(history.rows.slice(1)).toEqual([
+      { from_status: 'pending', to_status: 'failed', reason: 'wrong amount: order 77 was 25.00, not 2500.00', requested_by: expect.stringMatching(/ \(cli\)$/) },
+      { from_status: 'failed', to_status: 'permanently_failed', reason: 'wrong amount: order 77 was 25.00, not 2500.00', requested_by: expect.stringMatching(/ \(cli\)$/) },
+    ]);
+    expect(await statusOf(db.pool, id)).toBe('permanently_failed');
+  });
+
+  it.each(['pending', 'failed', 'reversal_pending'] as const)('a %s transfer whose last Stripe request is in doubt is not given up', async (status) => {
+    const id = await transferIn(db.pool, status);
+    await db.pool.query(`update marketplace.seller_transfers set stripe_request_in_doubt = true, last_error = 'timeout' where id = $1`, [id]);
+    await expectRefused(id, ['fail', id, '--reason', 'give up'],
+      new RegExp(`seller transfer ${id} is not given up: stripe_request_in_doubt .*Stripe may have (paid|reversed) it.*next attempt`), 1);
+  });
+
+  it('a pending transfer handed to a job (its Stripe request may be in flight) is not given up; once the job is gone, it is', async () => {
+    const id = await insertTransfer(db.pool);
+    await db.pool.query(`select graphile_worker.add_job('seller_transfer_create', json_build_object('id', $1::text), job_key => marketplace.seller_transfer_job_key($1::uuid))`, [id]);
+    await db.pool.query(`update graphile_worker._private_jobs set locked_at = now(), locked_by = 'w1' where key = marketplace.seller_transfer_job_key($1::uuid)`, [id]);
+    await expectRefused(id, ['fail', id, '--reason', 'give up'], new RegExp(`seller transfer ${id} is not given up: it is handed to the worker \\(job \\d+, running since .*outcome will be known after the worker's attempt`), 1);
+    await db.pool.query(`delete from graphile_worker._private_jobs where key = marketplace.seller_transfer_job_key($1::uuid)`, [id]);
+    expect((await cli('fail', id, '--reason', 'give up')).code).toBe(0);
+    expect(await statusOf(db.pool, id)).toBe('permanently_failed');
+  });
+
+  it.each(['completed', 'reversed'] as const)('a %s transfer: the matrix refuses, nothing changes', async (status) => {
     const id = await transferIn(db.pool, status);
     await expectRefused(id, ['fail', id, '--reason', 'give up'], `illegal seller transfer status transition: ${status} -> permanently_failed`, 1);
   });
@@ -166,7 +197,7 @@ describe.concurrent('fail', () => {
     const worker: pg.PoolClient = await db.pool.connect();
     try {
       expect((await worker.query('select marketplace.try_lock_seller_transfer($1) as ok', [id])).rows[0].ok).toBe(true);
-      await expectRefused(id, ['fail', id, '--reason', 'give up'], `seller transfer ${id} is being processed by the worker right now; try again in a moment [SQLSTATE 55P03]`, 1);
+      await expectRefused(id, ['fail', id, '--reason', 'give up'], `seller transfer ${id} is not given up: the worker is processing it right now; Its Stripe request is in flight: the outcome will be known after the worker's attempt; act then. [SQLSTATE 55P03]`, 1);
       await expectRefused(id, ['retry', id, '--reason', 'now'], 'is being processed by the worker right now', 1);
     } finally {
       await worker.query('select marketplace.unlock_seller_transfer($1)', [id]);

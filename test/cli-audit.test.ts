@@ -12,7 +12,9 @@ vi.setConfig({ testTimeout: 180_000 });
 const db = useTestDatabase();
 const cli = cliFor(() => db.url);
 
-interface AuditJson { since: string | null; problems: Array<{ transfer_id: string; problem: string; detail: string }> }
+interface AuditJson {
+  since: string | null; problems: Array<{ transfer_id: string; problem: string; detail: string }>; transfers_without_recorded_facts: number;
+}
 
 /** What a superuser can do past the triggers: the same SQL with session_replication_role = replica. */
 async function asReplica(sql: string, params: unknown[]): Promise<void> {
@@ -42,7 +44,7 @@ describe('audit', () => {
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toContain('every history starts with the insert');
     const json = JSON.parse((await cli('audit', '--json')).stdout) as AuditJson;
-    expect(json).toEqual({ since: null, problems: [] });
+    expect(json).toEqual({ since: null, problems: [], transfers_without_recorded_facts: 0 });
   });
 
   it('names every write past the guard or the history, exits 3, and writes nothing', async () => {
@@ -76,6 +78,9 @@ describe('audit', () => {
     // history of a row that does not exist
     ids.orphan = randomUUID();
     await addEvent(ids.orphan, null, 'pending');
+    // the money facts rewritten past the write-once guard: 1 cent in eur to another account
+    ids.moneyChanged = await transferIn(db.pool, 'completed');
+    await asReplica(`update marketplace.seller_transfers set amount_cents = 1, currency = 'eur', stripe_account_id = 'acct_EVIL' where id = $1`, [ids.moneyChanged]);
 
     const before = await databaseFootprint(db.pool);
     const run = await cli('audit', '--json');
@@ -92,13 +97,15 @@ describe('audit', () => {
     expect(of(ids.sameState)).toEqual(['same_state_step']);
     expect(of(ids.notInitial)).toEqual(['initial_status_not_initial', 'status_mismatch']);
     expect(of(ids.orphan)).toEqual(['history_without_row']);
+    expect(of(ids.moneyChanged)).toEqual(['money_facts_changed']);
+    expect(problems.find((p) => p.transfer_id === ids.moneyChanged)!.detail).toMatch(/created as 1000 usd to acct_test\w+, the row now says 1 eur to acct_EVIL/);
     expect(new Set(problems.map((p) => p.transfer_id))).toEqual(new Set(Object.values(ids)));
     expect(problems.find((p) => p.transfer_id === ids.pendingToReversed)!.detail).toBe('status reversed, but the history ends in pending');
 
     const text = await cli('audit');
     expect(text.code).toBe(3);
     expect(text.stdout).toContain(ids.illegalStep);
-    expect(text.stdout).toMatch(/10 problem\(s\) on 9 transfer\(s\)/);
+    expect(text.stdout).toMatch(/11 problem\(s\) on 10 transfer\(s\)/);
   });
 
   it('--since: only rows created or changed since then', async () => {
@@ -108,7 +115,20 @@ describe('audit', () => {
     expect((JSON.parse(run.stdout) as AuditJson).problems).toEqual([]);
     const old = await cli('audit', '--since', '2000-01-01', '--json');
     expect(old.code).toBe(3);
-    expect((JSON.parse(old.stdout) as AuditJson).problems.length).toBe(10);
+    expect((JSON.parse(old.stdout) as AuditJson).problems.length).toBe(11);
+  });
+
+  it('rows created before money facts were recorded are judged by what they hold today, and the output says so', async () => {
+    const id = await transferIn(db.pool, 'completed');
+    // What an insert event written before migration 000010 looks like: no facts.
+    await db.pool.query(`update marketplace.seller_transfer_events set amount_cents = null, currency = null, stripe_account_id = null
+                          where transfer_id = $1 and from_status is null`, [id]);
+    await asReplica(`update marketplace.seller_transfers set amount_cents = 7 where id = $1`, [id]);
+    const run = await cli('audit', '--json');
+    const json = JSON.parse(run.stdout) as AuditJson;
+    expect(json.problems.filter((p) => p.transfer_id === id)).toEqual([]);
+    expect(json.transfers_without_recorded_facts).toBe(1);
+    expect((await cli('audit')).stdout).toContain('1 transfer(s) were created before their money facts were recorded in the history (migration 000010): their amount, currency and destination are judged by what they hold today');
   });
 
   it('bad input is one line on stderr', async () => {

@@ -36,6 +36,53 @@ describe('every (from, to) pair against the real trigger', () => {
   });
 });
 
+// The same pairs with nothing but `SET status`: where the new row would also break a column
+// coupling (pending -> reversal_pending has no Stripe transfer id), the matrix still speaks.
+describe('every illegal pair reports the matrix, even when the new row also breaks a coupling', () => {
+  const illegal = cases.filter((c) => !c.allowed);
+  const bare = (ids: string[], to: string) => db.pool.query('update marketplace.seller_transfers set status = $2 where id = any($1)', [ids, to]);
+
+  // 36 pairs = 6 same-state (allowed) + 7 legal moves + 23 illegal moves.
+  it('has 23 illegal pairs', () => expect(illegal).toHaveLength(23));
+
+  it.each(illegal)('$from -> $to, SET status only', async ({ from, to }) => {
+    const id = await transferIn(db.pool, from);
+    const before = await historyOf(db.pool, id);
+    const err = await pgError(() => bare([id], to));
+    expect(err.code).toBe('23514');
+    expect(err.constraint).toBe('seller_transfer_status_transition');
+    expect(err.message).toBe(`illegal seller transfer status transition: ${from} -> ${to}`);
+    expect(err.detail).toContain(`allowed from ${from}: ${LEGAL_MOVES[from].length ? LEGAL_MOVES[from].join(', ') : 'nothing, it is terminal'}`);
+    expect(await statusOf(db.pool, id)).toBe(from);
+    expect(await historyOf(db.pool, id)).toEqual(before);
+  });
+
+  it.each(illegal)('$from -> $to in a multi-row UPDATE beside a same-state row: the whole statement fails', async ({ from, to }) => {
+    const moving = await transferIn(db.pool, from);
+    const staying = await transferIn(db.pool, to);
+    const err = await pgError(() => bare([staying, moving], to));
+    expect(err.constraint).toBe('seller_transfer_status_transition');
+    expect([await statusOf(db.pool, moving), await statusOf(db.pool, staying)]).toEqual([from, to]);
+  });
+
+  // A coupling keeps its own name only on a legal move.
+  it.each([
+    ['pending', 'completed', 'seller_transfer_paid_has_stripe_transfer'],
+    ['failed', 'completed', 'seller_transfer_paid_has_stripe_transfer'],
+    ['pending', 'failed', 'seller_transfer_failed_is_scheduled'],
+    ['reversal_pending', 'reversed', 'seller_transfer_reversed_has_stripe_reversal'],
+  ] as const)('legal %s -> %s without its column reports %s', async (from, to, constraint) => {
+    const id = await transferIn(db.pool, from);
+    if (from === 'failed') await db.pool.query('update marketplace.seller_transfers set next_retry_at = now() where id = $1', [id]);
+    const err = await pgError(() => db.pool.query(
+      `update marketplace.seller_transfers set status = $2, next_retry_at = null where id = $1`, [id, to]));
+    expect(err.code).toBe('23514');
+    expect(err.constraint).toBe(constraint);
+    expect(err.message).toMatch(new RegExp(`^seller transfer ${id}: .*requires`));
+    expect(await statusOf(db.pool, id)).toBe(from);
+  });
+});
+
 describe('the transition table and the statuses table', () => {
   it('holds exactly the legal moves, no more, no less', async () => {
     const { rows } = await db.pool.query<{ from_status: string; to_status: string }>(

@@ -59,7 +59,8 @@ describe('Stripe webhooks', () => {
 
     expect(await deliver(reversedEvent('evt_1', paid.stripe_transfer_id))).toEqual({ status: 200, body: 'recorded' });
     const { rows: [r] } = await db.pool.query('select status, stripe_reversal_id, reversal_amount_cents from marketplace.seller_transfers where id = $1', [id]);
-    expect(r).toEqual({ status: 'reversed', stripe_reversal_id: outside.id, reversal_amount_cents: '1500' });
+    // The whole amount: reversal_amount_cents null, as for a whole refund asked of the worker.
+    expect(r).toEqual({ status: 'reversed', stripe_reversal_id: outside.id, reversal_amount_cents: null });
     const history = await historyOf(db.pool, id);
     expect(history.slice(-2).map((h) => [h.from_status, h.to_status, h.reason])).toEqual([
       ['completed', 'reversal_pending', 'stripe webhook evt_1: transfer.reversed'],

@@ -5,7 +5,7 @@
 // error, printed in one line by main.ts; nothing is half-written.
 import type pg from 'pg';
 import { print, printJson, timestamp } from './format.ts';
-import { inTransaction } from './operator-db.ts';
+import { cliRequester, inTransaction } from './operator-db.ts';
 import { transferDispatch, transferJobs, type DispatchState, type WorkerJob } from './queries.ts';
 import { renderDispatch } from './show-command.ts';
 
@@ -26,8 +26,14 @@ export interface AdminResult {
   jobs: WorkerJob[];
 }
 
-export async function runAdminAction(db: pg.Client, action: AdminAction, id: string, reason: string, amountCents?: string): Promise<AdminResult> {
+/**
+ * requestedBy: the person the action is for, recorded in the history's requested_by (the CLI:
+ * the OS user; the console: the signed-in user), next to the database role as actor.
+ */
+export async function runAdminAction(db: pg.Client, action: AdminAction, id: string, reason: string, amountCents?: string,
+  requestedBy: string = cliRequester()): Promise<AdminResult> {
   const result = await inTransaction(db, async () => {
+    await db.query(`select set_config('marketplace.requested_by', $1, true)`, [requestedBy]);
     const params: unknown[] = action === 'reverse' ? [id, reason, amountCents ?? null] : [id, reason];
     const { rows: [transfer] } = await db.query<AdminResult['transfer']>(SQL[action], params);
     const { rows: [event] } = await db.query<NonNullable<AdminResult['event']>>(`

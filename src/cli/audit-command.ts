@@ -10,9 +10,20 @@ export interface AuditProblem { transfer_id: string; problem: string; detail: st
 /** Rows listed in the text table; the summary counts all of them and --json prints all. */
 export const AUDIT_LIST_LIMIT = 500;
 
-export function renderAudit(problems: AuditProblem[], since: Date | null): string {
+/** Said whenever some rows in scope predate the recording of money facts (migration 000010). */
+export function unrecordedFactsNote(unrecorded: number): string | null {
+  return unrecorded > 0
+    ? `${unrecorded} transfer(s) were created before their money facts were recorded in the history (migration 000010): their amount, currency and destination are judged by what they hold today`
+    : null;
+}
+
+export function renderAudit(problems: AuditProblem[], since: Date | null, unrecordedFacts = 0): string {
   const scope = since ? `transfers created or changed since ${since.toISOString()}` : 'every transfer';
-  if (!problems.length) return `audited ${scope}: every history starts with the insert in an initial status, takes only legal steps and ends in the row's status`;
+  const note = unrecordedFactsNote(unrecordedFacts);
+  if (!problems.length) {
+    return [`audited ${scope}: every history starts with the insert in an initial status, takes only legal steps and ends in the row's status, ` +
+      'and every row still holds the money facts it was created with', ...(note ? [note] : [])].join('\n');
+  }
   const transfers = new Set(problems.map((p) => p.transfer_id)).size;
   const listed = problems.slice(0, AUDIT_LIST_LIMIT);
   return [
@@ -20,23 +31,27 @@ export function renderAudit(problems: AuditProblem[], since: Date | null): strin
     ...(problems.length > listed.length ? [`(first ${listed.length} of ${problems.length} problems listed; --json prints them all)`] : []),
     `audited ${scope}: ${problems.length} problem(s) on ${transfers} transfer(s). A write went past the guard or the history ` +
       '(session_replication_role = replica, a disabled trigger, or the owner editing the history); see docs/runbook.md#audit',
+    ...(note ? [note] : []),
   ].join('\n');
 }
 
 export function registerAuditCommand(program: Command): void {
   program
     .command('audit')
-    .description('prove that every transfer\'s history leads, by legal steps from an initial status, to its current status; ' +
+    .description('prove that every transfer\'s history leads, by legal steps from an initial status, to its current status, ' +
+      'and that it still holds the money facts it was created with; ' +
       `list the rows where it does not (exit code ${AUDIT_PROBLEM_EXIT_CODE} while any exist). Reads only.`)
     .option('--since <date>', 'only transfers created, or with a history event, since this ISO date/time')
-    .option('--json', 'print { since, problems: [{ transfer_id, problem, detail }] } as JSON')
+    .option('--json', 'print { since, problems: [{ transfer_id, problem, detail }], transfers_without_recorded_facts } as JSON')
     .action(async (opts: { since?: string; json?: boolean }) => {
       const since = opts.since === undefined ? null : parseSince(opts.since);
       const { config, logger } = operatorContext();
-      const problems = await withOperatorDb(config, logger, (db) => inSnapshot(db, async () =>
-        (await db.query<AuditProblem>('select transfer_id, problem, detail from marketplace.audit_seller_transfers($1)', [since])).rows));
-      if (opts.json) printJson({ since: since?.toISOString() ?? null, problems });
-      else print(renderAudit(problems, since));
+      const { problems, unrecordedFacts } = await withOperatorDb(config, logger, (db) => inSnapshot(db, async () => ({
+        problems: (await db.query<AuditProblem>('select transfer_id, problem, detail from marketplace.audit_seller_transfers($1)', [since])).rows,
+        unrecordedFacts: Number((await db.query<{ n: string }>('select marketplace.seller_transfers_without_recorded_facts($1) as n', [since])).rows[0]!.n),
+      })));
+      if (opts.json) printJson({ since: since?.toISOString() ?? null, problems, transfers_without_recorded_facts: unrecordedFacts });
+      else print(renderAudit(problems, since, unrecordedFacts));
       if (problems.length) process.exitCode = AUDIT_PROBLEM_EXIT_CODE;
     });
 }

@@ -47,8 +47,9 @@ try {
 
 function oneLine(e: unknown): string {
   if (e && typeof e === 'object' && 'code' in e && 'message' in e && typeof (e as { code: unknown }).code === 'string') {
-    const pgErr = e as { code: string; message: string; detail?: string };
-    return `${pgErr.message}${pgErr.detail ? ` (${pgErr.detail})` : ''} [SQLSTATE ${pgErr.code}]`;
+    // The hint says what to do instead (e.g. wait for the worker's next attempt): part of the line.
+    const pgErr = e as { code: string; message: string; detail?: string; hint?: string };
+    return `${pgErr.message}${pgErr.detail ? ` (${pgErr.detail})` : ''}${pgErr.hint ? `; ${pgErr.hint}` : ''} [SQLSTATE ${pgErr.code}]`;
   }
   return (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
 }

@@ -17,15 +17,22 @@ export function stderrLogger(level: string, format?: LogFormat): AppLogger {
   return createLogger(level, { format, fd: 2 });
 }
 
+function osUser(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return 'unknown'; // no passwd entry (containers)
+  }
+}
+
 /** Who is acting, as PostgreSQL records it in the history's application_name. */
 export function cliApplicationName(): string {
-  let user = 'unknown';
-  try {
-    user = os.userInfo().username;
-  } catch {
-    // no passwd entry (containers): keep "unknown"
-  }
-  return `seller-transfers-cli (${user})`.slice(0, 63);
+  return `seller-transfers-cli (${osUser()})`.slice(0, 63);
+}
+
+/** The person behind a CLI action, as the history's requested_by records it. */
+export function cliRequester(): string {
+  return `${osUser()} (cli)`;
 }
 
 // bigint columns (amounts, counts) as numbers when exact, so --json prints numbers.

@@ -35,12 +35,12 @@ export async function transferDetail(db: Queryable, id: string): Promise<Transfe
 
 export interface HistoryEvent {
   id: number; occurred_at: Date; from_status: string | null; to_status: string;
-  actor: string; application_name: string | null; reason: string | null; xact_id: string;
+  actor: string; requested_by: string | null; application_name: string | null; reason: string | null; xact_id: string;
 }
 
 export async function transferHistory(db: Queryable, id: string): Promise<HistoryEvent[]> {
   const { rows } = await db.query<HistoryEvent>(`
-    select e.id, e.occurred_at, e.from_status, e.to_status, e.actor, e.application_name, e.reason, e.xact_id::text
+    select e.id, e.occurred_at, e.from_status, e.to_status, e.actor, e.requested_by, e.application_name, e.reason, e.xact_id::text
       from marketplace.seller_transfer_events e
      where e.transfer_id = $1
      order by e.id`, [id]);

@@ -20,7 +20,7 @@ export type DisagreementKind =
 
 type FixStep =
   | { fn: 'mark_seller_transfer_paid'; stripeId: string }
-  | { fn: 'reverse_seller_transfer'; stripeId: string }
+  | { fn: 'reverse_seller_transfer'; stripeId: string; amount: number }
   | { fn: 'mark_seller_transfer_reversed'; stripeId: string; amount: number };
 
 export interface Disagreement {
@@ -193,14 +193,18 @@ export async function reconcile(db: pg.Client, stripe: Stripe, opts: { since: Da
           kind: 'reversal_not_recorded', transfer_id: row.id, row_status: row.status, stripe_id: r.id,
           detail: `Stripe has a reversal of ${r.amount} ${r.currency} on ${transfer.id} that this ${row.status} row does not record`,
         };
+        const asked = Number(row.reversal_amount_cents ?? row.amount_cents);
         if (row.stripe_reversal_id || unrecorded.length > 1) {
           d.detail += row.stripe_reversal_id ? ` (it records ${row.stripe_reversal_id})` : ` (${unrecorded.length} reversals for one row)`;
+        } else if (status === 'reversal_pending' && r.amount !== asked) {
+          // The reversal amount is write-once: it was chosen when the refund was requested.
+          d.fix = `needs a person: Stripe reversed ${r.amount}, the row asks for ${asked} (the reversal amount is fixed once requested)`;
         } else if (canMove(status, 'reversed')) {
           d.fix = `adopt: ${status} -> reversed with ${r.id}`;
           d.steps = [{ fn: 'mark_seller_transfer_reversed', stripeId: r.id, amount: r.amount }];
         } else if (canMove(status, 'reversal_pending') && canMove('reversal_pending', 'reversed')) {
           d.fix = `adopt: ${status} -> reversal_pending -> reversed with ${r.id}`;
-          d.steps = [{ fn: 'reverse_seller_transfer', stripeId: r.id }, { fn: 'mark_seller_transfer_reversed', stripeId: r.id, amount: r.amount }];
+          d.steps = [{ fn: 'reverse_seller_transfer', stripeId: r.id, amount: r.amount }, { fn: 'mark_seller_transfer_reversed', stripeId: r.id, amount: r.amount }];
         } else d.fix = `needs a person: ${status} -> reversed is not a legal move`;
         add(d);
       }
@@ -275,7 +279,8 @@ async function runStep(db: pg.Client, id: string, step: FixStep): Promise<boolea
       return r?.ok === true;
     }
     case 'reverse_seller_transfer': {
-      await db.query('select marketplace.reverse_seller_transfer($1, $2)', [id, `reconcile: Stripe already has reversal ${step.stripeId}`]);
+      // The reversal amount is chosen with this move (write-once): the amount Stripe reversed.
+      await db.query('select marketplace.reverse_seller_transfer($1, $2, $3)', [id, `reconcile: Stripe already has reversal ${step.stripeId}`, step.amount]);
       return true;
     }
     case 'mark_seller_transfer_reversed': {

@@ -31,7 +31,9 @@ export function renderTransfer(t: TransferDetail): string {
 
 export function renderHistory(history: HistoryEvent[]): string {
   return table(['when', 'from', 'to', 'who', 'application', 'why'], history.map((e) => [
-    timestamp(e.occurred_at), e.from_status ?? '(created)', e.to_status, e.actor, e.application_name, oneLineText(e.reason, 120),
+    // who: the person (requested_by) when an action named one, and the database role it ran as.
+    timestamp(e.occurred_at), e.from_status ?? '(created)', e.to_status, e.requested_by ? `${e.requested_by} as ${e.actor}` : e.actor,
+    e.application_name, oneLineText(e.reason, 120),
   ]));
 }
 

@@ -54,6 +54,12 @@ export async function handleStripeWebhook(deps: WebhookDeps, body: Buffer, signa
     [transfer.metadata?.seller_transfer_id ?? null, transfer.id, latest.id, latest.amount, `stripe webhook ${event.id}: ${event.type}`]);
   const outcome = r?.outcome ?? 'unknown';
   deps.logger.info({ eventId: event.id, stripeTransferId: transfer.id, stripeReversalId: latest.id, outcome }, 'webhook processed');
+  // amount_differs: the row already asks for a reversal of another amount (write-once); a
+  // person decides (docs/runbook.md#transfersheldforreview), Stripe need not send it again.
+  if (outcome === 'amount_differs') {
+    deps.logger.error({ eventId: event.id, stripeTransferId: transfer.id, stripeReversalId: latest.id, amount: latest.amount },
+      'Stripe has a reversal whose amount differs from the one this row asks for; not recorded, needs a person');
+  }
   // busy: a worker is acting on this row right now; Stripe retries the delivery later.
   return outcome === 'busy' ? { status: 503, body: 'busy, retry later\n' } : { status: 200, body: `${outcome}\n` };
 }

@@ -83,7 +83,7 @@ export class RowBusyError extends Error {
   }
 }
 
-export type TaskOutcome = 'missing' | 'not_actionable' | 'completed' | 'reversed' | 'adopted' | 'failed' | 'permanently_failed' | 'rescheduled' | 'rate_limited';
+export type TaskOutcome = 'missing' | 'not_actionable' | 'completed' | 'reversed' | 'adopted' | 'failed' | 'permanently_failed' | 'rescheduled' | 'rate_limited' | 'held_for_review';
 
 /** Thrown out of a Stripe call that stayed rate limited for as long as one job waits. */
 class StillRateLimited extends Error {
@@ -275,7 +275,7 @@ class RowOperation {
         const existing = ours[0];
         if (existing) {
           const mismatch = this.differs(existing);
-          if (mismatch) return this.fail({ kind: 'permanent', message: `Stripe transfer ${existing.id} for this row differs: ${mismatch}` });
+          if (mismatch) return this.holdForReview(`Stripe transfer ${existing.id} for this row differs: ${mismatch}`);
           await this.markPaid(existing.id, `worker: adopted Stripe transfer ${existing.id} found by lookup`);
           return 'adopted';
         }
@@ -305,6 +305,9 @@ class RowOperation {
         const found = await this.stripeCall('reversal.lookup', STRIPE_ENDPOINTS.reversalList, () => deps.stripe.transfers.listReversals(transferId, { limit: 100 }));
         const existing = found.data.find((r) => r.metadata?.seller_transfer_id === row.id);
         if (existing) {
+          if (existing.amount !== amount) {
+            return this.holdForReview(`Stripe reversal ${existing.id} for this row differs: amount ${existing.amount} != ${amount}`);
+          }
           await this.markReversed(existing.id, existing.amount, `worker: adopted Stripe reversal ${existing.id} found by lookup`);
           return 'adopted';
         }
@@ -336,6 +339,22 @@ class RowOperation {
     if (t.currency !== row.currency) return `currency ${t.currency} != ${row.currency}`;
     if (destination !== row.stripe_account_id) return `destination ${destination} != ${row.stripe_account_id}`;
     return null;
+  }
+
+  /**
+   * Stripe holds an object for this row that differs from it: money moved, so the row must not
+   * say it did not (permanently_failed). Possible only after a write past the guard (the money
+   * facts are write-once). The row is held in doubt, never due, for a person.
+   */
+  private async holdForReview(message: string): Promise<TaskOutcome> {
+    const { row } = this;
+    const r = await this.record<{ result: string | null }>('hold-for-review', 'marketplace.hold_seller_transfer_for_review($1, $2, $3, $4)',
+      [row.id, row.status, `${message}; held for review: Stripe moved money, the row is not given up (see docs/runbook.md#transfersheldforreview)`,
+       'worker: Stripe differs from the row; held for review']);
+    const newStatus = r?.result ?? null;
+    if (newStatus && newStatus !== row.status) this.deps.onTransition?.(row.status, newStatus);
+    this.log.error({ error: message, newStatus }, 'Stripe differs from the row: held for review, not retried automatically');
+    return 'held_for_review';
   }
 
   private async markPaid(stripeTransferId: string, reason: string): Promise<void> {
