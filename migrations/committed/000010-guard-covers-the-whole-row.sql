@@ -1,5 +1,5 @@
 --! Previous: sha1:233da6f0720302e3e6ed68f5137a5499aee455f8
---! Hash: sha1:756aede2273f0fd36915cd963902da367cbbdc12
+--! Hash: sha1:5503befdd72b116bcbbeb7b457fa52ea927d6771
 --! Message: guard covers the whole row
 
 -- The guard covers the whole row.
@@ -16,7 +16,9 @@
 --   4. a row whose Stripe object differs from it is held for a person instead of being given up
 --   5. fail stops a pending row (pending -> failed -> permanently_failed), and never a row whose
 --      last Stripe request is in doubt or that the worker holds
---   6. the console's role, marketplace_operator: reads, and the admin actions only
+--   6. the console's role, marketplace_operator: reads, and the admin actions only; services
+--      (marketplace_writer) no longer write the worker's columns (Stripe ids, key generation,
+--      in-doubt flag): a service that set stripe_transfer_id first would take it from the worker
 --   7. audit checks the money facts; doctor checks the new triggers and held rows
 --
 -- Online: every statement that locks seller_transfers takes its lock briefly (metadata only:
@@ -404,6 +406,15 @@ grant execute on function marketplace.seller_transfer_status_since(uuid), market
   marketplace.fail_seller_transfer(uuid, text)
   to marketplace_operator;
 
+-- Services write the row's facts, its status and its schedule; the Stripe ids, the idempotency
+-- key generation and the in-doubt flag are the worker's (and the owner's). A Stripe id may go
+-- from null to a value once: were a service to write one first, the worker could never record
+-- what Stripe really did. Column privileges, checked once per statement, cost no row anything.
+revoke update on marketplace.seller_transfers from marketplace_writer;
+grant update (id, order_id, seller_id, stripe_account_id, amount_cents, currency, status, reversal_amount_cents,
+              retry_count, next_retry_at, last_error, created_at, updated_at)
+  on marketplace.seller_transfers to marketplace_writer;
+
 revoke all on function marketplace.first_write_once_violation(marketplace.seller_transfers, marketplace.seller_transfers),
   marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers, marketplace.seller_transfers),
   marketplace.refuse_write_once_change(), marketplace.refuse_broken_coupling(),
@@ -554,7 +565,9 @@ set search_path = pg_catalog, pg_temp as $$
       case when not has_schema_privilege(f.role, 'marketplace', 'usage') then 'missing USAGE on schema marketplace' end,
       case when not has_table_privilege(f.role, 'marketplace.seller_transfers', 'select') then 'missing SELECT on seller_transfers' end,
       case when not has_table_privilege(f.role, 'marketplace.seller_transfer_events', 'select') then 'missing SELECT on seller_transfer_events' end,
-      case when f.role in ('marketplace_writer', 'marketplace_worker') and not has_table_privilege(f.role, 'marketplace.seller_transfers', 'insert, update') then 'missing INSERT/UPDATE on seller_transfers' end,
+      case when f.role in ('marketplace_writer', 'marketplace_worker') and not (has_table_privilege(f.role, 'marketplace.seller_transfers', 'insert')
+                and has_column_privilege(f.role, 'marketplace.seller_transfers', 'status', 'update')) then 'missing INSERT/UPDATE on seller_transfers' end,
+      case when f.role = 'marketplace_writer' and has_column_privilege(f.role, 'marketplace.seller_transfers', 'stripe_transfer_id', 'update') then 'may write the worker''s columns (Stripe ids) of seller_transfers' end,
       case when f.role in ('marketplace_reader', 'marketplace_operator') and has_table_privilege(f.role, 'marketplace.seller_transfers', 'insert, update, delete, truncate') then 'may modify seller_transfers (read-only role)' end,
       case when has_table_privilege(f.role, 'marketplace.seller_transfers', 'delete, truncate, trigger') then 'may delete, truncate or add triggers on seller_transfers' end,
       case when has_table_privilege(f.role, 'marketplace.seller_transfer_statuses', 'insert, update, delete, truncate, trigger') then 'may modify seller_transfer_statuses' end,

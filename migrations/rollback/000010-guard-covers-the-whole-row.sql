@@ -23,6 +23,11 @@ alter table marketplace.seller_transfers
     check (stripe_reversal_id is null or stripe_transfer_id is not null),
   add constraint seller_transfer_failed_is_scheduled check (status <> 'failed' or next_retry_at is not null);
 
+revoke update (id, order_id, seller_id, stripe_account_id, amount_cents, currency, status, reversal_amount_cents,
+               retry_count, next_retry_at, last_error, created_at, updated_at)
+  on marketplace.seller_transfers from marketplace_writer;
+grant update on marketplace.seller_transfers to marketplace_writer;
+
 alter function marketplace.reverse_seller_transfer(uuid, text, bigint) security invoker;
 alter function marketplace.retry_seller_transfer(uuid, text) security invoker;
 
