@@ -44,21 +44,34 @@ describe.each(ROLES)('%s', (role) => {
   });
 });
 
-describe.each(['marketplace_writer', 'marketplace_worker'])('%s writes', (role) => {
+// A service moves a row without the worker's columns (failed: a retry time); the worker also
+// records the Stripe transfer (completed).
+describe.each([['marketplace_writer', 'failed'], ['marketplace_worker', 'completed']] as const)('%s writes', (role, to) => {
   it('creates transfers and changes status through the guard, recorded under its name', async () => {
     await asRole(role, async (c) => {
       await c.query(`set local marketplace.transition_reason = 'role test'`);
       const id = await insertTransfer(c);
-      await setStatus(c, id, 'completed');
+      // A service's own statement names only its columns (setStatus also names the Stripe ids).
+      if (role === 'marketplace_writer') await c.query(`update marketplace.seller_transfers set status = 'failed', next_retry_at = now() + interval '1 hour' where id = $1`, [id]);
+      else await setStatus(c, id, to);
       await c.query('savepoint illegal');
-      const err = await pgError(() => setStatus(c, id, 'pending'));
+      const err = await pgError(() => c.query(`update marketplace.seller_transfers set status = 'pending' where id = $1`, [id]));
       expect(err.constraint).toBe('seller_transfer_status_transition');
       await c.query('rollback to savepoint illegal');
       const history = await historyOf(c, id);
       expect(history.map((h) => [h.to_status, h.actor, h.reason])).toEqual([
-        ['pending', role, 'role test'], ['completed', role, 'role test'],
+        ['pending', role, 'role test'], [to, role, 'role test'],
       ]);
     });
+  });
+});
+
+describe('marketplace_writer and the worker\'s columns', () => {
+  it.each(['stripe_transfer_id', 'stripe_reversal_id', 'stripe_key_generation', 'stripe_request_in_doubt'])('may not write %s', async (column) => {
+    const id = await insertTransfer(db.pool);
+    const value = { stripe_transfer_id: `'tr_svc'`, stripe_reversal_id: `'trr_svc'`, stripe_key_generation: '1', stripe_request_in_doubt: 'true' }[column];
+    const err = await asRole('marketplace_writer', (c) => pgError(() => c.query(`update marketplace.seller_transfers set ${column} = ${value} where id = $1`, [id])));
+    expect(err.code).toBe('42501');
   });
 });
 
