@@ -16,8 +16,24 @@
 import type pg from 'pg';
 import { withoutIndexes } from './lib.ts';
 
-export type Variant = 'plain' | 'real';
-export const VARIANTS: Variant[] = ['plain', 'real'];
+//   no-write-once  the real triggers without seller_transfer_write_once: what the write-once rule
+//           costs on its own is real vs this
+//   checks  the guard as it was before migration 000010: the real triggers without the write-once
+//           and column-coupling triggers, with the couplings as the four CHECK constraints they
+//           were (what moving the couplings into a trigger costs is no-write-once vs this)
+export type Variant = 'plain' | 'real' | 'no-write-once' | 'checks';
+export const VARIANTS: Variant[] = ['plain', 'real', 'no-write-once', 'checks'];
+
+/** The column couplings as CHECK constraints, as migrations 000001-000009 had them. */
+const COUPLING_CHECKS: Record<string, string> = {
+  seller_transfer_paid_has_stripe_transfer: `status not in ('completed', 'reversal_pending', 'reversed') or stripe_transfer_id is not null`,
+  seller_transfer_reversed_has_stripe_reversal: `status <> 'reversed' or stripe_reversal_id is not null`,
+  seller_transfer_reversal_needs_transfer: 'stripe_reversal_id is null or stripe_transfer_id is not null',
+  seller_transfer_failed_is_scheduled: `status <> 'failed' or next_retry_at is not null`,
+};
+const LEFT_OUT: Record<Variant, string[]> = {
+  plain: [], real: [], 'no-write-once': ['seller_transfer_write_once'], checks: ['seller_transfer_write_once', 'seller_transfer_column_couplings'],
+};
 export const COPY = 'bench.transfers';
 
 /** Deterministic ids, so pgbench scripts can address row k without a lookup table. */
@@ -77,12 +93,17 @@ export async function setVariant(pool: pg.Pool, variant: Variant): Promise<void>
   const { rows: existing } = await pool.query<{ tgname: string }>(
     `select tgname from pg_trigger where tgrelid = '${COPY}'::regclass and not tgisinternal`);
   for (const t of existing) await pool.query(`drop trigger ${JSON.stringify(t.tgname)} on ${COPY}`);
+  for (const name of Object.keys(COUPLING_CHECKS)) await pool.query(`alter table ${COPY} drop constraint if exists ${name}`);
   if (variant === 'plain') return;
   const real = await realTriggers(pool);
-  if (!real.some((t) => t.name === 'seller_transfer_status_transition')) {
-    throw new Error(`expected the guard trigger on marketplace.seller_transfers, found ${real.map((t) => t.name).join(', ')}`);
+  for (const name of ['seller_transfer_status_transition', ...LEFT_OUT[variant]]) {
+    if (!real.some((t) => t.name === name)) throw new Error(`expected trigger ${name} on marketplace.seller_transfers, found ${real.map((t) => t.name).join(', ')}`);
   }
-  for (const t of real) await pool.query(onCopy(t.def));
+  for (const t of real) if (!LEFT_OUT[variant].includes(t.name)) await pool.query(onCopy(t.def));
+  if (variant === 'checks') {
+    // NOT VALID: the rows are known to satisfy them; every write is checked all the same.
+    for (const [name, expr] of Object.entries(COUPLING_CHECKS)) await pool.query(`alter table ${COPY} add constraint ${name} check (${expr}) not valid`);
+  }
 }
 
 /** Proof that the "real" variant carries marketplace.seller_transfers' triggers verbatim. */
