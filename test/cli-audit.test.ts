@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { useTestDatabase } from './support/database.ts';
-import { insertTransfer, statusUpdateSql, transferIn } from './support/transfers.ts';
+import { insertTransfer, pastTheGuard, statusUpdateSql, transferIn } from './support/transfers.ts';
 import { cliFor, databaseFootprint, expectOneLineError } from './support/cli.ts';
 
 vi.setConfig({ testTimeout: 180_000 });
@@ -17,17 +17,7 @@ interface AuditJson {
 }
 
 /** What a superuser can do past the triggers: the same SQL with session_replication_role = replica. */
-async function asReplica(sql: string, params: unknown[]): Promise<void> {
-  const c = await db.pool.connect();
-  try {
-    await c.query('begin');
-    await c.query('set local session_replication_role = replica');
-    await c.query(sql, params);
-    await c.query('commit');
-  } finally {
-    c.release();
-  }
-}
+const asReplica = (sql: string, params: unknown[]) => pastTheGuard(db.pool, sql, params);
 
 async function addEvent(id: string, from: string | null, to: string): Promise<void> {
   await db.pool.query(`insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, actor) values ($1, $2, $3, 'test')`, [id, from, to]);

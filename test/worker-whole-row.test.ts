@@ -10,7 +10,7 @@ import { createStripeClient } from '../src/stripe/client.ts';
 import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
 import type { WorkerHandle } from '../src/worker/runner.ts';
 import { useTestDatabase } from './support/database.ts';
-import { insertTransfer, pgError } from './support/transfers.ts';
+import { insertTransfer, pastTheGuard, pgError } from './support/transfers.ts';
 import { expectDatabaseMatchesLedger, startTestWorker, TEST_STRIPE_KEY, waitFor, waitForStatus } from './support/worker.ts';
 
 const db = useTestDatabase();
@@ -24,19 +24,6 @@ beforeAll(async () => {
 afterAll(async () => sim?.close());
 
 const row = async (id: string) => (await db.pool.query('select * from marketplace.seller_transfers where id = $1', [id])).rows[0];
-
-/** What a superuser can do past the triggers. */
-async function pastTheGuard(sql: string, params: unknown[]): Promise<void> {
-  const c = await db.pool.connect();
-  try {
-    await c.query('begin');
-    await c.query('set local session_replication_role = replica');
-    await c.query(sql, params);
-    await c.query('commit');
-  } finally {
-    c.release();
-  }
-}
 
 describe('an outside writer attacks rows in flight', () => {
   it('every attempt is refused, and the database equals the ledger to the cent', async () => {
@@ -107,7 +94,7 @@ describe('a Stripe object that differs from its row', () => {
     const paid = await stripe.transfers.create({ amount: 2500, currency: 'usd', destination: r.stripe_account_id, transfer_group: `seller_transfer_${id}`, metadata: { seller_transfer_id: id } });
     await db.pool.query(`update marketplace.seller_transfers set status = 'failed', retry_count = 1, next_retry_at = now() + interval '1 hour', last_error = 'timeout' where id = $1`, [id]);
     // ... and then a superuser rewrote the amount past the guard.
-    await pastTheGuard('update marketplace.seller_transfers set amount_cents = 25 where id = $1', [id]);
+    await pastTheGuard(db.pool, 'update marketplace.seller_transfers set amount_cents = 25 where id = $1', [id]);
     await db.pool.query('update marketplace.seller_transfers set next_retry_at = now() where id = $1', [id]);
 
     const worker = await startTestWorker(db.url, sim);

@@ -78,3 +78,19 @@ export async function asRole<T>(pool: pg.Pool, role: string, fn: (c: pg.PoolClie
     client.release();
   }
 }
+
+/**
+ * What a superuser can do past the triggers (guard, write-once, history): `sql` in a committed
+ * transaction with session_replication_role = replica. Tests use it to play a write past the guard.
+ */
+export async function pastTheGuard(pool: pg.Pool, sql: string, params: unknown[]): Promise<void> {
+  const c = await pool.connect();
+  try {
+    await c.query('begin');
+    await c.query('set local session_replication_role = replica');
+    await c.query(sql, params);
+    await c.query('commit');
+  } finally {
+    c.release();
+  }
+}
