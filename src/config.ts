@@ -12,6 +12,8 @@ const schema = z.object({
   NODE_ENV: z.preprocess(emptyAsUndefined, z.enum(['development', 'test', 'production']).default('development')),
   DATABASE_URL: z.preprocess(emptyAsUndefined, postgresUrl.optional()),
   DATA_DIR: z.preprocess(emptyAsUndefined, z.string().default('.data')),
+  // The embedded server's port (without DATABASE_URL): one checkout, one server on this port.
+  EMBEDDED_PORT: z.preprocess(emptyAsUndefined, int(54329, 1, 65_535)),
   STRIPE_SECRET_KEY: z.preprocess(emptyAsUndefined, z.string().regex(/^(sk|rk)_(test|live)_\w+$/, 'must look like sk_test_… or sk_live_… (or a restricted rk_ key)').optional()),
   STRIPE_API_BASE: z.preprocess(emptyAsUndefined, z.url({ protocol: /^https?$/ }).optional()),
   // Unset: derived from the key's mode, see stripeRequestBudget().

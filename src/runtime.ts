@@ -1,10 +1,11 @@
 // Where the database and Stripe come from. Production: DATABASE_URL and STRIPE_SECRET_KEY.
-// Development defaults: an embedded PostgreSQL under DATA_DIR and the built-in Stripe
-// simulator on loopback, each announced in one log line.
+// Development defaults: an embedded PostgreSQL under DATA_DIR (shared by every process of the
+// checkout) and the built-in Stripe simulator on loopback, each announced in one log line.
 import path from 'node:path';
 import type { Config } from './config.ts';
-import { createDatabase, withDatabase } from './db/connection.ts';
-import { startEmbeddedPostgres } from './db/embedded.ts';
+import { describeError } from './error-text.ts';
+import { createDatabase, withClient, withDatabase } from './db/connection.ts';
+import { EMBEDDED_PASSWORD, startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.ts';
 import type { AppLogger } from './logger.ts';
 import type { StripeTarget } from './stripe/client.ts';
 
@@ -14,17 +15,64 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-const EMBEDDED_PORT = 54329;
 const LOCAL_KEY = 'sk_test_local_simulator';
+const EMBEDDED_DATABASE = 'seller_transfers';
 
+/** The psql command that opens the embedded database (printed at start-up, shown in the README). */
+export function embeddedPsqlCommand(port: number): string {
+  return `PGPASSWORD=${EMBEDDED_PASSWORD} psql -h 127.0.0.1 -p ${port} -U postgres ${EMBEDDED_DATABASE}`;
+}
+
+/**
+ * How many connections of other seller-transfers processes (worker, CLI) the server has now.
+ * This process's own are gone by then: a backend leaves pg_stat_activity before it closes the
+ * socket whose end our client's end() waits for.
+ */
+async function otherProcessesConnected(url: string): Promise<number> {
+  return withClient(url, async (c) => {
+    const { rows: [r] } = await c.query<{ n: number }>(
+      `select count(*)::int as n from pg_stat_activity
+        where application_name like 'seller-transfers-%' and pid <> pg_backend_pid()`);
+    return r?.n ?? 0;
+  }).catch(() => 0);
+}
+
+/**
+ * DATABASE_URL, or the checkout's embedded PostgreSQL under DATA_DIR: the one already running
+ * there (started by `npm start` or another command), else one this process starts. On close the
+ * server is stopped by the last seller-transfers process using it, whoever started it.
+ */
 export async function resolveDatabase(config: Config, logger: AppLogger): Promise<{ url: string; close(): Promise<void> }> {
   if (config.DATABASE_URL) return { url: config.DATABASE_URL, close: async () => {} };
   const dir = path.resolve(config.DATA_DIR, 'pg');
-  const pg = await startEmbeddedPostgres({ dir, persistent: true, port: EMBEDDED_PORT });
-  await createDatabase(pg.url, 'seller_transfers');
-  const url = withDatabase(pg.url, 'seller_transfers');
-  logger.info({ databaseUrl: url.replace(/:[^:@/]*@/, ':***@'), dataDir: dir }, `no DATABASE_URL: using an embedded PostgreSQL at 127.0.0.1:${EMBEDDED_PORT}, data in ${dir}`);
-  return { url, close: pg.stop };
+  let server: EmbeddedDatabase;
+  try {
+    server = await startEmbeddedPostgres({ dir, persistent: true, port: config.EMBEDDED_PORT });
+  } catch (e) {
+    throw new Error(`no DATABASE_URL, and the embedded PostgreSQL under ${dir} could not be started: ${describeError(e)}`);
+  }
+  const port = Number(new URL(server.url).port);
+  try {
+    await createDatabase(server.url, EMBEDDED_DATABASE);
+  } catch (e) {
+    throw new Error(`no DATABASE_URL, and the embedded PostgreSQL at 127.0.0.1:${port} (data in ${dir}) refused us: ${describeError(e)}`);
+  }
+  const url = withDatabase(server.url, EMBEDDED_DATABASE);
+  logger.info({ dataDir: dir, port, psql: embeddedPsqlCommand(port) }, server.started
+    ? `no DATABASE_URL: started an embedded PostgreSQL at 127.0.0.1:${port}, data in ${dir}`
+    : `no DATABASE_URL: using the embedded PostgreSQL already running at 127.0.0.1:${port}, data in ${dir}`);
+  return {
+    url,
+    close: async () => {
+      const others = await otherProcessesConnected(url);
+      if (others > 0) {
+        logger[server.started ? 'info' : 'debug']({ port, others }, 'embedded PostgreSQL left running: other seller-transfers processes use it');
+        return;
+      }
+      await server.stop();
+      logger.info({ port }, 'database stopped');
+    },
+  };
 }
 
 export async function resolveStripe(config: Config, logger: AppLogger): Promise<{ target: StripeTarget; close(): Promise<void> }> {

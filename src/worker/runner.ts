@@ -173,6 +173,9 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     concurrency: config.WORKER_CONCURRENCY,
     pollInterval: config.WORKER_POLL_INTERVAL_MS,
     noHandleSignals: true,
+    // No cron: without this graphile-worker looks for a crontab file at every start and logs
+    // that it found none.
+    parsedCronItems: [],
     logger: graphileLogger(logger, outage),
     taskList: buildTaskList(deps),
   };
