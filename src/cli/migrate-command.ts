@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { migrateDatabase, rollbackTo, appliedMigrations } from '../db/migrate.ts';
 import { resolveDatabase } from '../runtime.ts';
 import { CliError, cliConfig } from './context.ts';
+import { withConnection } from './operator-db.ts';
 
 export function registerMigrateCommand(program: Command): void {
   program
@@ -12,6 +13,7 @@ export function registerMigrateCommand(program: Command): void {
       const { config, logger } = cliConfig();
       const db = await resolveDatabase(config, logger);
       try {
+        await withConnection(db.url, async () => {}); // an unreachable database: the same one line as every other command
         if (opts.rollbackTo !== undefined) {
           if (!/^\d+$/.test(opts.rollbackTo)) throw new CliError(`--rollback-to takes a migration number (0 or more), got "${opts.rollbackTo}"`, 2);
           const undone = await rollbackTo(db.url, Number(opts.rollbackTo));
