@@ -33,6 +33,12 @@ function bundleUnusable() {
   return Object.keys(stamp.inputs ?? {}).length ? null : 'bundle stamp lists no inputs';
 }
 
+// node-postgres checks at load whether it runs on Cloudflare Workers: without a global
+// `navigator` (Node 20 has none; 21 and later do) it constructs a fetch Response, which loads
+// Node's fetch implementation (undici), about 40 ms of every command's start-up. Give Node 20
+// the answer later versions give.
+globalThis.navigator ??= { userAgent: `Node.js/${process.versions.node.split('.')[0]}` };
+
 const why = bundleUnusable();
 if (process.env.SELLER_TRANSFERS_CLI_TRACE === '1') process.stderr.write(why ? `cli: tsx (${why})\n` : 'cli: bundle\n');
 if (why === null) {
