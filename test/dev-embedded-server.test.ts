@@ -34,11 +34,11 @@ const devEnv = () => ({ DATA_DIR: dataDir, EMBEDDED_PORT: String(port), DATABASE
 
 interface NpmStart { child: ChildProcess; lines: () => Array<Record<string, unknown>>; output: () => string }
 
-/** `npm start` (`seller-transfers worker`) with JSON logs, collected line by line. */
+/** `npm start` (`seller-transfers worker`) with JSON logs, collected line by line; in a process group of its own, as in a terminal. */
 function npmStart(): NpmStart {
   const env: NodeJS.ProcessEnv = { ...process.env, ...FAST_ENV, LOG_LEVEL: 'info', LOG_FORMAT: 'json', NODE_ENV: 'development', WORKER_CONCURRENCY: '5' };
   for (const [k, v] of Object.entries(devEnv())) if (v === undefined) delete env[k]; else env[k] = v;
-  const child = spawn(process.execPath, [path.join(projectRoot, 'bin/seller-transfers.js'), 'worker'], { cwd: projectRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [path.join(projectRoot, 'bin/seller-transfers.js'), 'worker'], { cwd: projectRoot, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d; });
   child.stderr!.on('data', (d: Buffer) => { out += d; });
@@ -52,6 +52,8 @@ function npmStart(): NpmStart {
 async function started(w: NpmStart): Promise<string> {
   await waitFor('the worker to start', async () => w.lines().some((l) => l.msg === 'worker started') || w.child.exitCode !== null, 90_000);
   expect(w.child.exitCode, w.output()).toBeNull();
+  expect(w.output(), 'no cron lookup at start (the project has no crontab)').not.toMatch(/crontab|cron is disabled/i);
+  expect(w.lines().filter((l) => Number(l.level) >= 40), 'a start without warnings').toEqual([]);
   const announced = w.lines().find((l) => typeof l.psql === 'string');
   expect(announced?.psql, 'the start-up log prints the psql command of the embedded server').toMatch(/^PGPASSWORD=\S+ psql -h 127\.0\.0\.1 -p \d+ -U postgres seller_transfers$/);
   const [, password, p] = /^PGPASSWORD=(\S+) psql -h 127\.0\.0\.1 -p (\d+)/.exec(announced!.psql as string)!;
@@ -107,7 +109,7 @@ describe('the CLI while npm start runs the embedded server', () => {
 
 describe('stopping npm start', () => {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    it(`${signal} with rows in flight: worker stops, rows finish, then the database stops; exit 0, only info lines`, async () => {
+    it(`${signal === 'SIGINT' ? 'Ctrl-C (SIGINT to the process group)' : 'SIGTERM'} with rows in flight: worker stops, rows finish, then the database stops; exit 0, only info lines`, async () => {
       const w = npmStart();
       try {
         const url = await started(w);
@@ -116,7 +118,9 @@ describe('stopping npm start', () => {
         const ids = await psql(url, async (c) => [await insertTransfer(c, 100), await insertTransfer(c, 200), await insertTransfer(c, 300)]);
         await waitFor('three Stripe calls in flight', async () => sim.calls().filter((c) => c.operation === 'transfer.create' && ids.some((id) => c.idempotencyKey?.includes(id))).length >= 3);
         const exited = new Promise<number | null>((resolve) => w.child.once('exit', (code) => resolve(code)));
-        w.child.kill(signal);
+        // Ctrl-C in a terminal signals the whole foreground process group; SIGTERM (kill, systemd) the process.
+        if (signal === 'SIGINT') process.kill(-w.child.pid!, 'SIGINT');
+        else w.child.kill(signal);
         expect(await exited, w.output()).toBe(0);
 
         const lines = w.lines();
