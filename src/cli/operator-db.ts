@@ -4,7 +4,7 @@
 import os from 'node:os';
 import pg from 'pg';
 import type { Config } from '../config.ts';
-import { createLogger, type AppLogger, type LogFormat } from '../logger.ts';
+import { createLogger, lazyLogger, type AppLogger, type LogFormat } from '../logger.ts';
 import { describeError } from '../error-text.ts';
 import { resolveDatabase } from '../runtime.ts';
 import { CliError, cliConfig } from './context.ts';
@@ -15,7 +15,7 @@ export function operatorContext(): { config: Config; logger: AppLogger } {
 }
 
 export function stderrLogger(level: string, format?: LogFormat): AppLogger {
-  return createLogger(level, { format, fd: 2 });
+  return lazyLogger(() => createLogger(level, { format, fd: 2 }));
 }
 
 function osUser(): string {
