@@ -1,5 +1,5 @@
 --! Previous: sha1:5503befdd72b116bcbbeb7b457fa52ea927d6771
---! Hash: sha1:eca782f20a71902a544018e6120ade499d443816
+--! Hash: sha1:d1f243d8608b2b9c01e6f64af8789c818d13ab8a
 --! Message: idle dispatch
 
 -- Idle dispatch polls cost next to nothing: a round looks at the table (five index probes) only
@@ -64,10 +64,15 @@ begin
       if snap is distinct from seen or at >= next_due then
         -- Looked: remember what was seen, and when the next row falls due without a commit.
         seen := snap;
+        -- Ordered like each partial index, so each is one index entry however many rows are leased
+        -- (min() would want NULLS LAST, which the NULLS FIRST indexes cannot give in order).
         next_due := least(
-          (select min(t.next_retry_at) from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at > at),
-          (select min(t.next_retry_at) from marketplace.seller_transfers t where t.status = 'failed' and t.next_retry_at > at),
-          (select min(t.next_retry_at) from marketplace.seller_transfers t where t.status = 'reversal_pending' and t.next_retry_at > at));
+          (select t.next_retry_at from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at > at
+            order by t.next_retry_at nulls first limit 1),
+          (select t.next_retry_at from marketplace.seller_transfers t where t.status = 'failed' and t.next_retry_at > at
+            order by t.next_retry_at limit 1),
+          (select t.next_retry_at from marketplace.seller_transfers t where t.status = 'reversal_pending' and t.next_retry_at > at
+            order by t.next_retry_at nulls first limit 1));
       end if;
       if want > 0 then
         lease_until := at + make_interval(secs => lease_seconds);
