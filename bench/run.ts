@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick | --full] [--only=bulk,enforcement,worker,scale-out,hot-paths,audit,dispatch,latency,payout-day,cli-startup]`
+// `npm run bench [-- --quick | --full] [--only=bulk,enforcement,worker,scale-out,hot-paths,audit,dispatch,latency,payout-day,cli-startup,console-pages]`
 //
 // PostgreSQL: BENCH_DATABASE_URL, else TEST_DATABASE_URL (a superuser connection to a maintenance
 // database on the server), else an embedded PostgreSQL in a temporary directory. A dedicated
@@ -15,6 +15,7 @@ import { appliedMigrations, committedMigrations, migrateDatabase, migrationNumbe
 import { auditFigure } from './audit.ts';
 import { bulkFigure } from './bulk.ts';
 import { cliStartupFigure } from './cli-startup.ts';
+import { consolePagesFigure } from './console-pages.ts';
 import { createCopy } from './copy-table.ts';
 import { isLocalPostgres } from './cpu.ts';
 import { dispatchFigure } from './dispatch.ts';
@@ -30,7 +31,7 @@ import { writeReport, type MachineInfo } from './report.ts';
 import { scaleOutFigure } from './scale-out.ts';
 import { workerThroughputFigure } from './worker-throughput.ts';
 
-const FIGURES = ['enforcement', 'bulk', 'hot-paths', 'worker', 'scale-out', 'audit', 'dispatch', 'latency', 'payout-day', 'cli-startup'] as const;
+const FIGURES = ['enforcement', 'bulk', 'hot-paths', 'worker', 'scale-out', 'audit', 'dispatch', 'latency', 'payout-day', 'cli-startup', 'console-pages'] as const;
 type FigureKey = (typeof FIGURES)[number];
 
 function parseArgs(argv: string[]): { mode: Mode; only: Set<FigureKey> } {
@@ -207,6 +208,7 @@ async function main(): Promise<void> {
     await runFigure('hot-paths', '3. hot-path queries', () => hotPathsFigure(ctx));
     await runFigure('audit', '6. audit', () => auditFigure(ctx));
     await runFigure('payout-day', '9. payout day', () => payoutDayFigure(ctx));
+    await runFigure('console-pages', '11. console pages', () => consolePagesFigure(ctx));
     // Last: it trims its own repeats to the deadline instead of delaying the figures above.
     await runFigure('cli-startup', '10. CLI start-up', () => cliStartupFigure(ctx));
 

@@ -43,6 +43,19 @@ const schema = z.object({
   LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info')),
   // Unset: pretty on a terminal, JSON otherwise (see src/logger.ts).
   LOG_FORMAT: z.preprocess(emptyAsUndefined, z.enum(['json', 'pretty']).optional()),
+  // The operator console (`seller-transfers console`); the rules that tie these together are in consoleConfig().
+  CONSOLE_HOST: z.preprocess(emptyAsUndefined, z.string().regex(/^[\w.:-]+$/, 'must be a host name or IP address').default('127.0.0.1')),
+  CONSOLE_PORT: z.preprocess(emptyAsUndefined, int(7070, 0, 65_535)),
+  // name:role:scrypt-hash, comma-separated; `seller-transfers console --hash-password` makes a hash.
+  CONSOLE_USERS: z.preprocess(emptyAsUndefined, z.string().optional()),
+  CONSOLE_TLS_CERT_FILE: z.preprocess(emptyAsUndefined, z.string().optional()),
+  CONSOLE_TLS_KEY_FILE: z.preprocess(emptyAsUndefined, z.string().optional()),
+  // A TLS-terminating proxy in front: allows a non-loopback bind over plain HTTP and marks cookies Secure.
+  CONSOLE_BEHIND_TLS_PROXY: z.preprocess(emptyAsUndefined, z.enum(['true', 'false']).default('false').transform((v) => v === 'true')),
+  CONSOLE_SESSION_MINUTES: z.preprocess(emptyAsUndefined, int(480, 1, 7 * 24 * 60)),
+  CONSOLE_BULK_MAX: z.preprocess(emptyAsUndefined, int(100, 1, 1_000)),
+  // Failed logins per user name and per client address within 15 minutes before further tries are refused.
+  CONSOLE_LOGIN_MAX_FAILURES: z.preprocess(emptyAsUndefined, int(5, 1, 1_000)),
 });
 
 export type Config = z.infer<typeof schema>;
@@ -117,4 +130,39 @@ export function stripeRequestBudget(config: Pick<Config, 'STRIPE_SECRET_KEY' | '
 export function stripeRequestBudgetEnabled(config: Pick<Config, 'STRIPE_SECRET_KEY' | 'STRIPE_API_BASE' | 'STRIPE_REQUESTS_PER_SECOND' | 'STRIPE_ENDPOINT_REQUESTS_PER_SECOND'>): boolean {
   if (config.STRIPE_REQUESTS_PER_SECOND !== undefined || config.STRIPE_ENDPOINT_REQUESTS_PER_SECOND !== undefined) return true;
   return !!config.STRIPE_SECRET_KEY && !config.STRIPE_API_BASE;
+}
+
+export interface ConsoleSettings {
+  host: string;
+  port: number;
+  tls: { certFile: string; keyFile: string } | null;
+  /** Cookies carry Secure: the browser reaches us over HTTPS (our TLS, or a TLS proxy in front). */
+  secureCookies: boolean;
+  /** A TLS proxy is in front: the client's address is the proxy's X-Forwarded-For. */
+  behindProxy: boolean;
+  /** Bound to loopback: only loopback host names are served (a DNS-rebinding page gets nothing). */
+  loopback: boolean;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/**
+ * The console's rules, checked before it listens: never anonymous, never plain HTTP off the
+ * machine. Production needs CONSOLE_USERS (no one-time password there); a non-loopback bind
+ * needs TLS or CONSOLE_BEHIND_TLS_PROXY=true, and configured users.
+ */
+export function consoleConfig(config: Config): ConsoleSettings {
+  const { CONSOLE_HOST: host, CONSOLE_TLS_CERT_FILE: certFile, CONSOLE_TLS_KEY_FILE: keyFile } = config;
+  if (config.NODE_ENV === 'production' && !config.CONSOLE_USERS) {
+    throw new ConfigError('invalid configuration: CONSOLE_USERS is required when NODE_ENV=production (the console never runs without credentials; see README "Console")');
+  }
+  if (!certFile !== !keyFile) throw new ConfigError('invalid configuration: CONSOLE_TLS_CERT_FILE and CONSOLE_TLS_KEY_FILE go together');
+  const tls = certFile && keyFile ? { certFile, keyFile } : null;
+  if (!LOOPBACK.has(host)) {
+    if (!tls && !config.CONSOLE_BEHIND_TLS_PROXY) {
+      throw new ConfigError(`invalid configuration: CONSOLE_HOST=${host} is not loopback: set CONSOLE_TLS_CERT_FILE/CONSOLE_TLS_KEY_FILE, or CONSOLE_BEHIND_TLS_PROXY=true when a TLS proxy is in front`);
+    }
+    if (!config.CONSOLE_USERS) throw new ConfigError(`invalid configuration: CONSOLE_HOST=${host} is not loopback: set CONSOLE_USERS (the one-time development password is for loopback only)`);
+  }
+  return { host, port: config.CONSOLE_PORT, tls, secureCookies: !!tls || config.CONSOLE_BEHIND_TLS_PROXY, behindProxy: config.CONSOLE_BEHIND_TLS_PROXY, loopback: LOOPBACK.has(host) };
 }

@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { print, printJson, timestamp } from './format.ts';
 import { cliRequester, inTransaction } from './operator-db.ts';
-import { transferDispatch, transferJobs, type DispatchState, type WorkerJob } from './queries.ts';
+import { transferDispatch, transferJobs, type DispatchState, type Queryable, type WorkerJob } from './queries.ts';
 import { renderDispatch } from './show-command.ts';
 
 export type AdminAction = 'reverse' | 'retry' | 'fail';
@@ -27,20 +27,24 @@ export interface AdminResult {
 }
 
 /**
+ * The action inside the caller's transaction: the SQL function, then the history row it wrote.
  * requestedBy: the person the action is for, recorded in the history's requested_by (the CLI:
- * the OS user; the console: the signed-in user), next to the database role as actor.
+ * the OS user; the console: the signed-in user), next to the database role as actor. The
+ * console also calls this in a transaction it rolls back, to show what an action would do.
  */
-export async function runAdminAction(db: pg.Client, action: AdminAction, id: string, reason: string, amountCents?: string,
+export async function adminActionInTransaction(db: Queryable, action: AdminAction, id: string, reason: string, amountCents: string | undefined, requestedBy: string): Promise<Pick<AdminResult, 'transfer' | 'event'>> {
+  await db.query(`select set_config('marketplace.requested_by', $1, true)`, [requestedBy]);
+  const params: unknown[] = action === 'reverse' ? [id, reason, amountCents ?? null] : [id, reason];
+  const { rows: [transfer] } = await db.query<AdminResult['transfer']>(SQL[action], params);
+  const { rows: [event] } = await db.query<NonNullable<AdminResult['event']>>(`
+    select e.from_status, e.to_status, e.reason from marketplace.seller_transfer_events e
+     where e.transfer_id = $1 and e.xact_id = pg_current_xact_id() order by e.id desc limit 1`, [id]);
+  return { transfer: transfer!, event: event ?? null };
+}
+
+export async function runAdminAction(db: pg.ClientBase, action: AdminAction, id: string, reason: string, amountCents?: string,
   requestedBy: string = cliRequester()): Promise<AdminResult> {
-  const result = await inTransaction(db, async () => {
-    await db.query(`select set_config('marketplace.requested_by', $1, true)`, [requestedBy]);
-    const params: unknown[] = action === 'reverse' ? [id, reason, amountCents ?? null] : [id, reason];
-    const { rows: [transfer] } = await db.query<AdminResult['transfer']>(SQL[action], params);
-    const { rows: [event] } = await db.query<NonNullable<AdminResult['event']>>(`
-      select e.from_status, e.to_status, e.reason from marketplace.seller_transfer_events e
-       where e.transfer_id = $1 and e.xact_id = pg_current_xact_id() order by e.id desc limit 1`, [id]);
-    return { transfer: transfer!, event: event ?? null };
-  });
+  const result = await inTransaction(db, () => adminActionInTransaction(db, action, id, reason, amountCents, requestedBy));
   // After the commit: the action wrote no job; the row is due (or scheduled) and a running
   // worker's dispatcher hands it to one. Say which, and show the row's job if it has one.
   return { ...result, dispatch: await transferDispatch(db, id), jobs: await transferJobs(db, id) };

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { oneLineText, print, printJson, table } from './format.ts';
 import { inSnapshot, operatorContext, parseSince, withOperatorDb } from './operator-db.ts';
+import type { Queryable } from './queries.ts';
 
 /** Exit code while problems exist (like reconcile: 0 = every history proves its row). */
 export const AUDIT_PROBLEM_EXIT_CODE = 3;
@@ -15,6 +16,14 @@ export function unrecordedFactsNote(unrecorded: number): string | null {
   return unrecorded > 0
     ? `${unrecorded} transfer(s) were created before their money facts were recorded in the history (migration 000010): their amount, currency and destination are judged by what they hold today`
     : null;
+}
+
+/** The audit's findings, and how many rows in scope predate recorded money facts: for this command and the console. */
+export async function auditFindings(db: Queryable, since: Date | null): Promise<{ problems: AuditProblem[]; unrecordedFacts: number }> {
+  return {
+    problems: (await db.query<AuditProblem>('select transfer_id, problem, detail from marketplace.audit_seller_transfers($1)', [since])).rows,
+    unrecordedFacts: Number((await db.query<{ n: string }>('select marketplace.seller_transfers_without_recorded_facts($1) as n', [since])).rows[0]!.n),
+  };
 }
 
 export function renderAudit(problems: AuditProblem[], since: Date | null, unrecordedFacts = 0): string {
@@ -46,10 +55,7 @@ export function registerAuditCommand(program: Command): void {
     .action(async (opts: { since?: string; json?: boolean }) => {
       const since = opts.since === undefined ? null : parseSince(opts.since);
       const { config, logger } = operatorContext();
-      const { problems, unrecordedFacts } = await withOperatorDb(config, logger, (db) => inSnapshot(db, async () => ({
-        problems: (await db.query<AuditProblem>('select transfer_id, problem, detail from marketplace.audit_seller_transfers($1)', [since])).rows,
-        unrecordedFacts: Number((await db.query<{ n: string }>('select marketplace.seller_transfers_without_recorded_facts($1) as n', [since])).rows[0]!.n),
-      })));
+      const { problems, unrecordedFacts } = await withOperatorDb(config, logger, (db) => inSnapshot(db, () => auditFindings(db, since)));
       if (opts.json) printJson({ since: since?.toISOString() ?? null, problems, transfers_without_recorded_facts: unrecordedFacts });
       else print(renderAudit(problems, since, unrecordedFacts));
       if (problems.length) process.exitCode = AUDIT_PROBLEM_EXIT_CODE;

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { appliedMigrations, committedMigrations, migrationNumber } from '../db/migrate.ts';
 import { print, printJson } from './format.ts';
 import { operatorContext, withOperatorDb } from './operator-db.ts';
+import type { Queryable } from './queries.ts';
 
 /** Exit code when a check finds a problem (warnings do not count). */
 export const DOCTOR_PROBLEM_EXIT_CODE = 3;
@@ -18,6 +19,18 @@ export async function migrationCheck(url: string): Promise<DoctorCheck> {
   if (!missing.length && !unknown.length) return { check: 'migrations current', status: 'ok', detail: `${applied.length} applied, latest ${pad(Math.max(0, ...applied))}`, fix: '' };
   if (missing.length) return { check: 'migrations current', status: 'problem', detail: `not applied: ${missing.map(pad).join(', ')}`, fix: 'run `seller-transfers migrate`' };
   return { check: 'migrations current', status: 'problem', detail: `applied but unknown to this build: ${unknown.map(pad).join(', ')}`, fix: 'run a release that has these migrations (this one is older than the database)' };
+}
+
+/** Every check: the migrations (from the files) and marketplace.seller_transfer_doctor(); for this command and the console. */
+export async function doctorChecks(db: Queryable, url: string): Promise<DoctorCheck[]> {
+  const result = [await migrationCheck(url)];
+  const { rows: [has] } = await db.query<{ ok: boolean }>(`select to_regprocedure('marketplace.seller_transfer_doctor()') is not null as ok`);
+  if (!has?.ok) {
+    result.push({ check: 'doctor functions', status: 'problem', detail: 'marketplace.seller_transfer_doctor() is missing: the schema is older than this build', fix: 'run `seller-transfers migrate`' });
+    return result;
+  }
+  const { rows } = await db.query<{ check_name: string; status: DoctorCheck['status']; detail: string; fix: string }>('select * from marketplace.seller_transfer_doctor()');
+  return [...result, ...rows.map((r) => ({ check: r.check_name, status: r.status, detail: r.detail, fix: r.fix }))];
 }
 
 export function renderDoctor(checks: DoctorCheck[]): string {
@@ -37,16 +50,7 @@ export function registerDoctorCommand(program: Command): void {
     .option('--json', 'print { ok, checks: [{ check, status, detail, fix }] } as JSON')
     .action(async (opts: { json?: boolean }) => {
       const { config, logger } = operatorContext();
-      const checks = await withOperatorDb(config, logger, async (db, url) => {
-        const result = [await migrationCheck(url)];
-        const { rows: [has] } = await db.query<{ ok: boolean }>(`select to_regprocedure('marketplace.seller_transfer_doctor()') is not null as ok`);
-        if (!has?.ok) {
-          result.push({ check: 'doctor functions', status: 'problem', detail: 'marketplace.seller_transfer_doctor() is missing: the schema is older than this build', fix: 'run `seller-transfers migrate`' });
-          return result;
-        }
-        const { rows } = await db.query<{ check_name: string; status: DoctorCheck['status']; detail: string; fix: string }>('select * from marketplace.seller_transfer_doctor()');
-        return [...result, ...rows.map((r) => ({ check: r.check_name, status: r.status, detail: r.detail, fix: r.fix }))];
-      });
+      const checks = await withOperatorDb(config, logger, (db, url) => doctorChecks(db, url));
       const ok = !checks.some((c) => c.status === 'problem');
       if (opts.json) printJson({ ok, checks });
       else print(renderDoctor(checks));

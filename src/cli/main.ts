@@ -29,6 +29,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   audit: async () => (await import('./audit-command.ts')).registerAuditCommand,
   doctor: async () => (await import('./doctor-command.ts')).registerDoctorCommand,
   demo: async () => (await import('./demo-command.ts')).registerDemoCommand,
+  console: async () => (await import('./console-command.ts')).registerConsoleCommand,
 };
 const requested = process.argv.slice(2).find((a) => !a.startsWith('-'));
 const selected = requested !== undefined && Object.hasOwn(COMMANDS, requested) ? [requested] : Object.keys(COMMANDS);

@@ -37,7 +37,7 @@ export function cliRequester(): string {
 }
 
 // bigint columns (amounts, counts) as numbers when exact, so --json prints numbers.
-const types: pg.CustomTypesConfig = {
+export const types: pg.CustomTypesConfig = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
     if (oid === pg.types.builtins.INT8 && format !== 'binary') {
       return (v: string) => (Number.isSafeInteger(Number(v)) ? Number(v) : v);
@@ -121,7 +121,7 @@ export function parseSince(value: string): Date {
 }
 
 /** Runs `fn` in one transaction: all of it or nothing. */
-export async function inTransaction<T>(db: pg.Client, fn: () => Promise<T>): Promise<T> {
+export async function inTransaction<T>(db: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
   await db.query('begin');
   try {
     const result = await fn();
@@ -134,7 +134,7 @@ export async function inTransaction<T>(db: pg.Client, fn: () => Promise<T>): Pro
 }
 
 /** Runs `fn` in a read-only snapshot, so what it reads in several queries fits together. */
-export async function inSnapshot<T>(db: pg.Client, fn: () => Promise<T>): Promise<T> {
+export async function inSnapshot<T>(db: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
   await db.query('begin isolation level repeatable read read only');
   try {
     return await fn();

@@ -3,7 +3,7 @@
 import type pg from 'pg';
 import { CliError } from './context.ts';
 
-type Queryable = Pick<pg.Client | pg.PoolClient | pg.Pool, 'query'>;
+export type Queryable = Pick<pg.Client | pg.PoolClient | pg.Pool, 'query'>;
 
 export interface TransferDetail {
   id: string; order_id: string; seller_id: string; stripe_account_id: string; amount_cents: number; currency: string;

@@ -29,10 +29,14 @@ export function renderTransfer(t: TransferDetail): string {
   return fields.map(([k, v]) => `${k.padEnd(width)}  ${v === null || v === undefined ? '-' : v}`).join('\n');
 }
 
+/** Who: the person (requested_by) when an action named one, and the database role it ran as. */
+export function eventWho(e: Pick<HistoryEvent, 'requested_by' | 'actor'>): string {
+  return e.requested_by ? `${e.requested_by} as ${e.actor}` : e.actor;
+}
+
 export function renderHistory(history: HistoryEvent[]): string {
   return table(['when', 'from', 'to', 'who', 'application', 'why'], history.map((e) => [
-    // who: the person (requested_by) when an action named one, and the database role it ran as.
-    timestamp(e.occurred_at), e.from_status ?? '(created)', e.to_status, e.requested_by ? `${e.requested_by} as ${e.actor}` : e.actor,
+    timestamp(e.occurred_at), e.from_status ?? '(created)', e.to_status, eventWho(e),
     e.application_name, oneLineText(e.reason, 120),
   ]));
 }

@@ -1,0 +1,1 @@
+-- Down for 000012-console-indexes-drop-invalid-leftovers.sql: nothing to undo (it only dropped invalid indexes left by an interrupted build, which 000013-000016 build again).

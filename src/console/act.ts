@@ -1,0 +1,41 @@
+// Running an admin action for a person: the CLI's SQL function (adminActionInTransaction) on an
+// operator connection, with the person's name as the history's requested_by and in
+// application_name. A preview runs the very same call and rolls back, so what the confirm page
+// shows is what the database would do, refusals included. A refusal by the database (bad
+// amount, illegal move, row busy with the worker, no reason) is one message; nothing is written.
+import type pg from 'pg';
+import { adminActionInTransaction, type AdminAction, type AdminResult } from '../cli/admin-action.ts';
+import { withOperator, type ConsoleDb } from './db.ts';
+import { sql } from './sql.ts';
+
+export const ACTIONS: readonly AdminAction[] = ['reverse', 'retry', 'fail'];
+
+/** SQLSTATEs the admin functions and the guard raise for what a person asked for. */
+const REFUSALS = new Set(['22023', 'P0002', '55P03', '55000', '23514', '22P02', '22003']);
+
+export class ActionRefused extends Error {}
+
+export function requestedBy(user: string): string {
+  return `${user} (console)`;
+}
+
+/** The action's result, and the status the row had before it (fail of a pending row writes two history rows). */
+export type ConsoleActionResult = Pick<AdminResult, 'transfer' | 'event'> & { fromStatus: string | null };
+
+export async function runConsoleAction(db: ConsoleDb, a: { action: AdminAction; id: string; reason: string; amountCents?: string; user: string; commit: boolean }): Promise<ConsoleActionResult> {
+  return withOperator(db, async (c: pg.PoolClient) => {
+    await c.query('begin');
+    try {
+      await c.query(`select set_config('application_name', $1, true)`, [`seller-transfers-console (${a.user})`.slice(0, 63)]);
+      const { rows: [before] } = await c.query<{ status: string }>(sql('status_of'), [a.id]);
+      const result = await adminActionInTransaction(c, a.action, a.id, a.reason, a.amountCents, requestedBy(a.user));
+      await c.query(a.commit ? 'commit' : 'rollback');
+      return { ...result, fromStatus: before?.status ?? null };
+    } catch (e) {
+      await c.query('rollback').catch(() => {});
+      const err = e as { code?: string; message?: string; detail?: string };
+      if (err.code && REFUSALS.has(err.code)) throw new ActionRefused(`${err.message}${err.detail ? ` (${err.detail})` : ''}`);
+      throw e;
+    }
+  });
+}

@@ -1,0 +1,113 @@
+// The console's HTTP application: security on every response, a session on every page but the
+// login, the operator role and a CSRF check on every POST, then the pages (one module each).
+import { randomUUID } from 'node:crypto';
+import formbody from '@fastify/formbody';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { StripeMode } from '../config.ts';
+import type { AppLogger } from '../logger.ts';
+import type { ConsoleDb } from './db.ts';
+import { registerActionPages } from './pages/actions.ts';
+import { registerAuditDoctorPages } from './pages/audit-doctor.ts';
+import { registerBulkPages } from './pages/bulk.ts';
+import { registerListPages } from './pages/list.ts';
+import { registerLoginPages, SESSION_COOKIE } from './pages/login.ts';
+import { registerOverviewPage } from './pages/overview.ts';
+import { registerStaticFiles } from './pages/static.ts';
+import { registerTransferPage } from './pages/transfer.ts';
+import { problem } from './render.ts';
+import { csrfRefusal, parseCookies, securityHeaders } from './security.ts';
+import { LoginLimiter, SessionStore, type Session } from './sessions.ts';
+import type { ConsoleUser } from './users.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest { session?: Session }
+}
+
+export interface ConsoleOptions {
+  db: ConsoleDb;
+  users: ConsoleUser[];
+  logger: AppLogger;
+  stripeMode: StripeMode;
+  secureCookies: boolean;
+  sessionMinutes: number;
+  bulkMax: number;
+  loginMaxFailures: number;
+  https?: { key: Buffer; cert: Buffer } | null;
+  /** Behind a TLS proxy: trust its X-Forwarded-For, so login limits count the client's address, not the proxy's. */
+  behindProxy?: boolean;
+  /** Bound to loopback: refuse any Host header but a loopback name (DNS rebinding). */
+  loopbackOnly?: boolean;
+}
+
+const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/;
+
+export interface ConsoleApp { app: FastifyInstance; sessions: SessionStore }
+
+/** Paths anyone may fetch: the login form, the stylesheet, robots.txt, the (empty) favicon. */
+const PUBLIC = new Set(['/login', '/robots.txt', '/static/console.css', '/favicon.ico']);
+
+export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
+  const app = Fastify({
+    logger: false,
+    genReqId: () => randomUUID(),
+    trustProxy: o.behindProxy ?? false,
+    ...(o.https ? { https: o.https } : {}),
+  } as FastifyServerOptions) as unknown as FastifyInstance;
+  await app.register(formbody, { bodyLimit: 256 * 1024 });
+  const sessions = new SessionStore(o.sessionMinutes * 60_000);
+  const limiter = new LoginLimiter(o.loginMaxFailures);
+  const log = o.logger;
+
+  app.addHook('onRequest', async (request, reply) => {
+    securityHeaders(reply, o.secureCookies);
+    reply.header('X-Request-Id', request.id);
+    if (o.loopbackOnly && !LOOPBACK_HOST.test(request.headers.host ?? '')) {
+      return reply.code(421).type('text/plain; charset=utf-8').send('This console answers only to 127.0.0.1, localhost and [::1].\n');
+    }
+    request.session = sessions.get(parseCookies(request.headers.cookie)[SESSION_COOKIE]);
+    const path = request.url.split('?')[0]!;
+    if (PUBLIC.has(path)) return;
+    if (!request.session) {
+      if (request.method === 'GET') return reply.redirect(`/login?next=${encodeURIComponent(request.url)}`, 303);
+      return problem(request, reply, 401, 'Not logged in', 'Log in first; nothing was done.', '/login');
+    }
+  });
+
+  // Every POST after the session check: the CSRF check; every POST but logout: the operator role.
+  app.addHook('preHandler', async (request, reply) => {
+    if (request.method !== 'POST' || request.url === '/login') return;
+    const s = request.session!;
+    const refused = csrfRefusal(request, s.csrf);
+    if (refused) {
+      log.warn({ request_id: request.id, actor: s.user, path: request.url, why: refused }, 'console: state-changing request refused (CSRF)');
+      return problem(request, reply, 403, 'Refused', `${refused}; nothing was done.`);
+    }
+    if (request.url !== '/logout' && s.role !== 'operator') {
+      log.warn({ request_id: request.id, actor: s.user, role: s.role, path: request.url }, 'console: action refused (viewer)');
+      return problem(request, reply, 403, 'Not allowed', `${s.user} is a viewer: only operators act on transfers; nothing was done.`);
+    }
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    log.debug({ request_id: request.id, method: request.method, path: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime), actor: request.session?.user }, 'console: request');
+  });
+
+  app.setNotFoundHandler((request, reply) => problem(request, reply, 404, 'Not found', 'There is no such page.', '/'));
+  app.setErrorHandler((error, request, reply) => {
+    const status = (error as { statusCode?: number }).statusCode ?? 500;
+    if (status >= 500) log.error({ request_id: request.id, err: error }, 'console: request failed');
+    // The message of a 4xx (e.g. a malformed body) is safe to show; a 5xx says only where to look.
+    return problem(request, reply, status, status >= 500 ? 'Something went wrong' : 'Bad request',
+      status >= 500 ? `The console could not complete this request (request id ${request.id} in its log); nothing was changed by this page.` : (error as Error).message);
+  });
+
+  registerStaticFiles(app);
+  registerLoginPages(app, { users: o.users, sessions, limiter, secureCookies: o.secureCookies, sessionMinutes: o.sessionMinutes, log });
+  registerOverviewPage(app, o);
+  registerListPages(app, o);
+  registerTransferPage(app, o);
+  registerActionPages(app, o);
+  registerBulkPages(app, o);
+  registerAuditDoctorPages(app, o);
+  return { app, sessions };
+}

@@ -1,0 +1,79 @@
+// The list's query string as a person (or a bookmark) gives it: each filter checked, the first
+// mistake reported in one sentence. The keyset cursor is opaque to people: the last row's sort
+// key and id, base64url JSON.
+export const PAGE_SIZE = 50;
+
+export interface ListQuery {
+  status: string; order: 'newest' | 'overdue';
+  seller: string | null; orderId: string | null; account: string | null; stripeId: string | null;
+  min: string | null; max: string | null;
+  createdFrom: Date | null; createdTo: Date | null; updatedFrom: Date | null; updatedTo: Date | null;
+  after: { at: string; id: string } | null;
+}
+
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export class BadFilter extends Error {}
+
+function text(q: Record<string, unknown>, key: string): string | null {
+  const v = q[key];
+  return typeof v === 'string' && v.trim() !== '' ? v.trim() : null;
+}
+
+function match(q: Record<string, unknown>, key: string, re: RegExp, what: string): string | null {
+  const v = text(q, key);
+  if (v !== null && !re.test(v)) throw new BadFilter(`${key}: expected ${what}, got "${v.slice(0, 60)}"`);
+  return v;
+}
+
+function date(q: Record<string, unknown>, key: string): Date | null {
+  const v = text(q, key);
+  if (v === null) return null;
+  const d = new Date(v);
+  if (!/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(v) || Number.isNaN(d.getTime())) {
+    throw new BadFilter(`${key}: expected a date such as 2025-01-31 or 2025-01-31T12:00Z, got "${v.slice(0, 60)}"`);
+  }
+  return d;
+}
+
+export function encodeCursor(at: Date | string, id: string): string {
+  return Buffer.from(JSON.stringify([new Date(at).toISOString(), id])).toString('base64url');
+}
+
+function cursor(q: Record<string, unknown>): ListQuery['after'] {
+  const v = text(q, 'after');
+  if (v === null) return null;
+  try {
+    const [at, id] = JSON.parse(Buffer.from(v, 'base64url').toString()) as [string, string];
+    if (typeof at === 'string' && !Number.isNaN(new Date(at).getTime()) && UUID.test(id)) return { at, id };
+  } catch {
+    // fall through: not one of ours
+  }
+  throw new BadFilter('after: not a page cursor from this console (start again from the first page)');
+}
+
+export function parseListQuery(q: Record<string, unknown>, statuses: string[]): ListQuery {
+  const status = text(q, 'status') ?? statuses[0]!;
+  if (!statuses.includes(status)) throw new BadFilter(`status: expected one of ${statuses.join(', ')}, got "${status.slice(0, 40)}"`);
+  const order = text(q, 'order') ?? 'newest';
+  if (order !== 'newest' && order !== 'overdue') throw new BadFilter(`order: expected newest or overdue, got "${order.slice(0, 20)}"`);
+  const cents = /^\d{1,18}$/;
+  return {
+    status, order,
+    seller: match(q, 'seller', UUID, 'a seller id (UUID)'),
+    orderId: match(q, 'order_id', UUID, 'an order id (UUID)'),
+    account: match(q, 'account', /^acct_[A-Za-z0-9]+$/, 'a Stripe account id (acct_…)'),
+    stripeId: match(q, 'stripe_id', /^trr?_[A-Za-z0-9]+$/, 'a Stripe transfer or reversal id (tr_… or trr_…)'),
+    min: match(q, 'min', cents, 'a whole number of minor units (cents)'),
+    max: match(q, 'max', cents, 'a whole number of minor units (cents)'),
+    createdFrom: date(q, 'created_from'), createdTo: date(q, 'created_to'),
+    updatedFrom: date(q, 'updated_from'), updatedTo: date(q, 'updated_to'),
+    after: cursor(q),
+  };
+}
+
+/** The parameters of list_newest / list_overdue ($1..$14), one row more than a page to know if another follows. */
+export function listParams(l: ListQuery): unknown[] {
+  return [l.status, l.after?.at ?? null, l.after?.id ?? null, l.seller, l.orderId, l.account, l.min, l.max,
+    l.createdFrom, l.createdTo, l.updatedFrom, l.updatedTo, l.stripeId, PAGE_SIZE + 1];
+}

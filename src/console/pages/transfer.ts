@@ -1,0 +1,48 @@
+// One transfer: the row (amount from minor units, Stripe ids linked to the Dashboard in the
+// key's mode), reversal vs remaining, retry state, dispatch state, time in status vs SLO, and
+// the timeline from the history; for operators, the action forms. Reads the same queries as
+// `seller-transfers show`.
+import type { FastifyInstance } from 'fastify';
+import { CliError } from '../../cli/context.ts';
+import { transferDetail, transferDispatch, transferHistory } from '../../cli/queries.ts';
+import { renderDispatch } from '../../cli/show-command.ts';
+import type { ConsoleOptions } from '../app.ts';
+import { readSnapshot } from '../db.ts';
+import { UUID } from '../list-filters.ts';
+import { problem, page } from '../render.ts';
+import { dashboardUrl } from '../stripe-links.ts';
+
+/** Which action forms the page offers; the database still decides (the guard and the admin functions). */
+export function offeredActions(status: string, terminal: boolean): Array<'reverse' | 'retry' | 'fail'> {
+  if (status === 'completed') return ['reverse'];
+  return terminal ? [] : ['retry', 'fail'];
+}
+
+export function registerTransferPage(app: FastifyInstance, o: ConsoleOptions): void {
+  app.get('/transfers/:id', async (request, reply) => {
+    const { id } = request.params as { id: string };
+    if (!UUID.test(id)) return problem(request, reply, 404, 'Not found', `"${id.slice(0, 60)}" is not a seller transfer id.`, '/');
+    let data;
+    try {
+      data = await readSnapshot(o.db, async (c) => ({
+        t: await transferDetail(c, id.toLowerCase()),
+        history: await transferHistory(c, id.toLowerCase()),
+        dispatch: await transferDispatch(c, id.toLowerCase()),
+      }));
+    } catch (e) {
+      if (e instanceof CliError) return problem(request, reply, 404, 'Not found', `No seller transfer ${id}.`, '/');
+      throw e;
+    }
+    const { t } = data;
+    const reversal = t.reversal_amount_cents ?? (['reversal_pending', 'reversed'].includes(t.status) ? t.amount_cents : null);
+    const done = (request.query as Record<string, unknown>)['done'];
+    return page(request, reply, 'transfer', {
+      title: `Transfer ${t.id}`, t, history: data.history,
+      dispatchLines: renderDispatch(data.dispatch), dispatch: data.dispatch,
+      reversal, remaining: reversal === null ? null : Number(t.amount_cents) - Number(reversal),
+      links: { account: dashboardUrl(o.stripeMode, t.stripe_account_id), transfer: dashboardUrl(o.stripeMode, t.stripe_transfer_id) },
+      actions: offeredActions(t.status, t.is_terminal),
+      done: typeof done === 'string' && /^(reverse|retry|fail)$/.test(done) ? done : null,
+    });
+  });
+}

@@ -1,0 +1,108 @@
+-- The console's reads, one named query each (`-- name: x`), loaded by src/console/sql.ts.
+-- Every rule (due-ness, time in status, SLOs, dispatch state) is a SQL function or view from
+-- the migrations; these only select, and each is written to use an index (test/console-plans.test.ts).
+
+-- name: status_counts
+-- One status ($1; the page runs this once per status, so the planner sees the status and can
+-- use the worker statuses' partial index): rows, capped at $2 + 1 so the page says "10,000+"
+-- instead of counting 10M; rows due now (the worker's rule, seller_transfer_is_due), capped at
+-- $3 + 1, and how long the longest of them has been due (seller_transfer_due_since); rows past
+-- the status SLO (the rule of the view seller_transfers_past_slo, which
+-- test/console-plans.test.ts holds this count to), capped at $3 + 1 (each costs a history
+-- lookup). Every subquery is ordered like an index, so it is a range scan that stops at its cap.
+select s.status, s.is_initial, s.is_terminal, s.worker_task, s.description, slo.max_seconds as slo_seconds,
+       (select count(*) from (
+          select 1 from marketplace.seller_transfers t where t.status = $1
+           order by t.status, t.created_at desc, t.id desc limit $2 + 1) c) as transfers,
+       (select count(*) from (
+          select 1 from marketplace.seller_transfers t
+           where s.worker_task is not null and t.status = $1
+             and coalesce(t.next_retry_at, t.created_at) <= now() and marketplace.seller_transfer_is_due(t.status, t.next_retry_at)
+           order by t.status, coalesce(t.next_retry_at, t.created_at), t.id limit $3 + 1) c) as due_now,
+       (select extract(epoch from now() - marketplace.seller_transfer_due_since(t.id, t.status, t.next_retry_at, t.created_at))::double precision
+          from marketplace.seller_transfers t
+         where s.worker_task is not null and t.status = $1
+           and coalesce(t.next_retry_at, t.created_at) <= now() and marketplace.seller_transfer_is_due(t.status, t.next_retry_at)
+         order by t.status, coalesce(t.next_retry_at, t.created_at), t.id limit 1) as oldest_due_seconds,
+       (select count(*) from (
+          -- A row's status began at or after its creation, so only rows created before the SLO
+          -- window can be past it: the created_at bound narrows the range, the view's rule decides.
+          select 1 from marketplace.seller_transfers t
+           where not s.is_terminal and slo.max_seconds is not null and t.status = $1
+             and t.created_at < now() - make_interval(secs => slo.max_seconds)
+             and coalesce(marketplace.seller_transfer_status_since(t.id), t.created_at) < now() - make_interval(secs => slo.max_seconds)
+           order by t.status, t.created_at desc, t.id desc limit $3 + 1) c) as past_slo
+  from marketplace.seller_transfer_statuses s
+  left join marketplace.seller_transfer_status_slos slo on slo.status = s.status
+ where s.status = $1;
+
+-- name: status_names
+select status, worker_task, is_terminal from marketplace.seller_transfer_statuses order by position;
+
+-- name: request_budget
+select budget, configured_per_second, current_per_second, extract(epoch from backlog)::double precision as backlog_seconds,
+       rate_limited_at, rate_limited_reason, rate_limited_total
+  from marketplace.stripe_request_budget_status order by budget;
+
+-- name: heartbeats
+select worker_id, hostname, pid, started_at, last_seen_at, stopped_at,
+       extract(epoch from now() - last_seen_at)::double precision as seen_seconds_ago
+  from marketplace.seller_transfer_worker_heartbeats order by stopped_at nulls first, last_seen_at desc limit 50;
+
+-- name: list_newest
+-- One page of a status, newest first, after the keyset cursor ($2 created_at, $3 id; null: first page).
+-- Filters are null when unset; each one narrows the same index range scan.
+select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.currency, t.status,
+       t.stripe_transfer_id, t.stripe_reversal_id, t.retry_count, t.next_retry_at, t.created_at, t.updated_at
+  from marketplace.seller_transfers t
+ where t.status = $1
+   and ($2::timestamptz is null or (t.created_at, t.id) < ($2::timestamptz, $3::uuid))
+   and ($4::uuid is null or t.seller_id = $4)
+   and ($5::uuid is null or t.order_id = $5)
+   and ($6::text is null or t.stripe_account_id = $6)
+   and ($7::bigint is null or t.amount_cents >= $7)
+   and ($8::bigint is null or t.amount_cents <= $8)
+   and ($9::timestamptz is null or t.created_at >= $9)
+   and ($10::timestamptz is null or t.created_at < $10)
+   and ($11::timestamptz is null or t.updated_at >= $11)
+   and ($12::timestamptz is null or t.updated_at < $12)
+   and ($13::text is null or t.stripe_transfer_id = $13 or t.stripe_reversal_id = $13)
+ order by t.created_at desc, t.id desc
+ limit $14;
+
+-- name: list_overdue
+-- One page of a status, longest due first (due since: next_retry_at, or created_at when it has
+-- none), after the keyset cursor ($2 due since, $3 id). Same filters as list_newest.
+select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.currency, t.status,
+       t.stripe_transfer_id, t.stripe_reversal_id, t.retry_count, t.next_retry_at, t.created_at, t.updated_at,
+       coalesce(t.next_retry_at, t.created_at) as due_since
+  from marketplace.seller_transfers t
+ where t.status = $1
+   and ($2::timestamptz is null or (coalesce(t.next_retry_at, t.created_at), t.id) > ($2::timestamptz, $3::uuid))
+   and ($4::uuid is null or t.seller_id = $4)
+   and ($5::uuid is null or t.order_id = $5)
+   and ($6::text is null or t.stripe_account_id = $6)
+   and ($7::bigint is null or t.amount_cents >= $7)
+   and ($8::bigint is null or t.amount_cents <= $8)
+   and ($9::timestamptz is null or t.created_at >= $9)
+   and ($10::timestamptz is null or t.created_at < $10)
+   and ($11::timestamptz is null or t.updated_at >= $11)
+   and ($12::timestamptz is null or t.updated_at < $12)
+   and ($13::text is null or t.stripe_transfer_id = $13 or t.stripe_reversal_id = $13)
+ order by coalesce(t.next_retry_at, t.created_at), t.id
+ limit $14;
+
+-- name: find
+-- "Find": our id or an order id (UUIDs), a Stripe transfer (tr_) or reversal (trr_) id. At most
+-- a few rows; each branch is a unique or plain index lookup.
+select t.id, t.status from marketplace.seller_transfers t where t.id = $1::uuid
+union all
+select t.id, t.status from marketplace.seller_transfers t where t.order_id = $1::uuid
+ limit 50;
+
+-- name: status_of
+-- The status an action starts from (read in the action's transaction, before it).
+select status from marketplace.seller_transfers where id = $1;
+
+-- name: find_stripe
+select t.id, t.status from marketplace.seller_transfers t where t.stripe_transfer_id = $1 or t.stripe_reversal_id = $1;

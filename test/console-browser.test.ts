@@ -1,0 +1,191 @@
+// The console in real headless Chromium (Debian's package, see test/support/browser.ts): log in
+// as viewer and operator, find by tr_, the timeline, a reversal the worker completes against the
+// simulator, refusals (viewer POST, forged cross-site form, bad input) that write nothing, and
+// axe-core on every screen. One browser for the whole file.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Locator, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
+import type { WorkerHandle } from '../src/worker/runner.ts';
+import { launchChromium, seriousViolations, type Browser } from './support/browser.ts';
+import { OPERATOR, startTestConsole, VIEWER, type TestConsole } from './support/console.ts';
+import { useTestDatabase } from './support/database.ts';
+import { insertTransfer, transferIn } from './support/transfers.ts';
+import { startTestWorker, waitFor, waitForStatus } from './support/worker.ts';
+
+const db = useTestDatabase();
+let sim: StripeSimulator;
+let worker: WorkerHandle;
+let consoleApp: TestConsole;
+let browser: Browser;
+let page: Page;
+let paidId: string;
+let paidTr: string;
+const axe: Record<string, string[]> = {};
+
+// playwright-core has no web-first assertions (those are @playwright/test's): read, then assert.
+async function textOf(l: Locator): Promise<string> {
+  await l.first().waitFor();
+  return (await l.first().innerText()).trim();
+}
+async function countOf(l: Locator): Promise<number> {
+  await l.first().waitFor({ state: 'attached' });
+  return l.count();
+}
+
+async function checkAxe(screen: string): Promise<void> {
+  axe[screen] = await seriousViolations(page);
+  expect(axe[screen], `axe on ${screen}: ${axe[screen]!.join('; ')}`).toEqual([]);
+}
+
+async function logIn(user: { name: string; password: string }): Promise<void> {
+  await browser.context.clearCookies();
+  await page.goto(`${consoleApp.url}/`);
+  await page.getByLabel('User name').fill(user.name);
+  await page.getByLabel('Password').fill(user.password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForURL(`${consoleApp.url}/`);
+}
+
+async function snapshot(id: string) {
+  const { rows: [r] } = await db.pool.query('select status, reversal_amount_cents, updated_at, (select count(*) from marketplace.seller_transfer_events e where e.transfer_id = t.id) as events from marketplace.seller_transfers t where id = $1', [id]);
+  return r;
+}
+
+beforeAll(async () => {
+  sim = await startStripeSimulator();
+  worker = await startTestWorker(db.url, sim);
+  consoleApp = await startTestConsole(db.url);
+  browser = await launchChromium();
+  page = browser.page;
+  page.setDefaultTimeout(10_000);
+  paidId = await insertTransfer(db.pool, 4200);
+  await waitForStatus(db.pool, paidId, ['completed']);
+  paidTr = (await db.pool.query('select stripe_transfer_id from marketplace.seller_transfers where id = $1', [paidId])).rows[0].stripe_transfer_id;
+}, 60_000);
+afterAll(async () => {
+  await browser?.close();
+  await consoleApp?.close();
+  await worker?.stop();
+  await sim?.close();
+});
+
+describe('console in Chromium', () => {
+  it('logs in as the operator; the login page and the overview pass axe', async () => {
+    await browser.context.clearCookies();
+    await page.goto(`${consoleApp.url}/login`);
+    await checkAxe('login');
+    await logIn(OPERATOR);
+    expect(await textOf(page.locator('.who'))).toBe('otto (operator)');
+    expect(await countOf(page.locator('svg[role="img"] rect.node'))).toBe(6);
+    await checkAxe('overview');
+  });
+
+  it('finds a transfer by tr_; its timeline matches the history', async () => {
+    await page.getByLabel('Find').fill(paidTr);
+    await page.getByRole('button', { name: 'Find' }).click();
+    await page.waitForURL(`${consoleApp.url}/transfers/${paidId}`);
+    expect(await textOf(page.locator('h1'))).toBe(`Transfer ${paidId}`);
+    await page.getByText('42.00 USD').first().waitFor({ state: 'visible' });
+    const history = (await db.pool.query('select from_status, to_status, reason from marketplace.seller_transfer_events where transfer_id = $1 order by id', [paidId])).rows;
+    const rows = await page.locator('table.timeline tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent!.trim())));
+    expect(rows.map((r) => [r[1], r[2], r[5]])).toEqual(history.map((h) => [h.from_status ?? '(created)', h.to_status, h.reason ?? '–']));
+    await checkAxe('transfer');
+  });
+
+  it('bad input shows one clear message and writes nothing', async () => {
+    const before = await snapshot(paidId);
+    const form = page.locator('form.action').filter({ has: page.locator('input[name="action"][value="reverse"]') });
+    await form.getByLabel(/Amount in USD/).fill('42.01');
+    await form.getByLabel(/Reason/).fill('too much');
+    await form.getByRole('button', { name: 'Review…' }).click();
+    expect(await countOf(page.getByRole('alert'))).toBe(1);
+    expect(await textOf(page.getByRole('alert'))).toContain('reversal amount 4201 cents exceeds the transfer amount of 4200 cents; nothing was done');
+    await checkAxe('problem');
+    await page.goto(`${consoleApp.url}/transfers/${paidId}`);
+    await form.getByLabel(/Reason/).fill('');
+    await form.getByRole('button', { name: 'Review…' }).click();
+    expect(await textOf(page.getByRole('alert'))).toContain('a reason is required');
+    await page.goto(`${consoleApp.url}/find?q=00000000-0000-4000-8000-000000000000`);
+    expect(await textOf(page.getByRole('alert'))).toBe('No transfer matches "00000000-0000-4000-8000-000000000000"');
+    await checkAxe('find');
+    expect(await snapshot(paidId)).toEqual(before);
+  });
+
+  it('a forged cross-site form is refused by the server and writes nothing', async () => {
+    const before = await snapshot(paidId);
+    // Another origin (same host, other port: same-site, so the SameSite cookie is sent and only the CSRF check stands in the way).
+    const evil = http.createServer((_req, res) => res.setHeader('content-type', 'text/html').end(`<form id="f" method="post" action="${consoleApp.url}/transfers/${paidId}/act">
+      <input name="action" value="reverse"><input name="reason" value="forged"></form><script>document.getElementById('f').submit()</script>`));
+    await new Promise<void>((r) => evil.listen(0, '127.0.0.1', r));
+    try {
+      await page.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
+      await page.waitForURL(`${consoleApp.url}/transfers/${paidId}/act`);
+      expect(await textOf(page.getByRole('alert'))).toContain('cross-origin request refused (Sec-Fetch-Site: same-site)');
+    } finally {
+      evil.close();
+    }
+    expect(await snapshot(paidId)).toEqual(before);
+  });
+
+  it('the operator reverses with a reason after a confirm step; the worker takes it to reversed and the page shows it', async () => {
+    await page.goto(`${consoleApp.url}/transfers/${paidId}`);
+    const form = page.locator('form.action').filter({ has: page.locator('input[name="action"][value="reverse"]') });
+    await form.getByLabel(/Reason/).fill('customer refund RMA-7');
+    await form.getByRole('button', { name: 'Review…' }).click();
+    expect(await textOf(page.locator('h1'))).toBe('Confirm: reverse');
+    await page.getByText('completed → reversal_pending').waitFor({ state: 'visible' });
+    await checkAxe('confirm');
+    expect((await snapshot(paidId)).status).toBe('completed');
+    await page.getByRole('button', { name: 'Confirm reverse' }).click();
+    await page.waitForURL(`${consoleApp.url}/transfers/${paidId}?done=reverse`);
+    await waitForStatus(db.pool, paidId, ['reversed']);
+    await page.reload();
+    expect(await textOf(page.locator('dd strong.status-reversed'))).toBe('reversed');
+    expect(await textOf(page.locator('table.timeline'))).toContain('customer refund RMA-7');
+    expect(await textOf(page.locator('table.timeline'))).toContain('otto (console) as marketplace_operator');
+  });
+
+  it('lists, bulk confirmation, audit and doctor pass axe', async () => {
+    const failed = [await transferIn(db.pool, 'failed'), await transferIn(db.pool, 'failed')];
+    await page.goto(`${consoleApp.url}/transfers?status=failed`);
+    await checkAxe('list');
+    for (const id of failed) await page.getByLabel(`Select ${id}`).check();
+    await page.getByLabel('Reason').fill('seller account closed');
+    await page.getByRole('button', { name: 'Review…' }).click();
+    expect(await textOf(page.locator('.notice'))).toContain('2 of 2');
+    await checkAxe('bulk');
+    await page.goto(`${consoleApp.url}/audit`);
+    await checkAxe('audit');
+    await page.goto(`${consoleApp.url}/doctor`);
+    await checkAxe('doctor');
+  });
+
+  it('a viewer sees no actions, and a POST made from the viewer\'s page is refused by the server', async () => {
+    const id = await transferIn(db.pool, 'completed');
+    const before = await snapshot(id);
+    await logIn(VIEWER);
+    await page.goto(`${consoleApp.url}/transfers/${id}`);
+    await page.getByText('You are a viewer').waitFor({ state: 'visible' });
+    // The viewer's own browser posts the form an operator would (same origin, the viewer's token).
+    await page.evaluate((target) => {
+      const form = document.createElement('form');
+      form.method = 'post';
+      form.action = target;
+      const token = (document.querySelector('input[name="_csrf"]') as HTMLInputElement).value;
+      for (const [name, value] of Object.entries({ _csrf: token, action: 'reverse', reason: 'viewer' })) {
+        const input = document.createElement('input');
+        input.name = name;
+        input.value = value;
+        form.append(input);
+      }
+      document.body.append(form);
+      form.submit();
+    }, `/transfers/${id}/act`);
+    await page.waitForURL(`${consoleApp.url}/transfers/${id}/act`);
+    expect(await textOf(page.getByRole('alert'))).toBe('vera is a viewer: only operators act on transfers; nothing was done.');
+    expect(await snapshot(id)).toEqual(before);
+    await waitFor('the refusal in the log', async () => consoleApp.logs.some((l) => l['msg'] === 'console: action refused (viewer)' && l['actor'] === 'vera'));
+  });
+});

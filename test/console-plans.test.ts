@@ -1,0 +1,127 @@
+// The console's overview and list queries read indexes, not the table: EXPLAIN on a table big
+// enough (and analysed) that a sequential scan would be the planner's choice if no index fit.
+// Page times at 1M rows are the console-pages bench figure; this only checks the plans.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseNamedQueries } from '../src/console/sql.ts';
+import { ALERT_CAP, COUNT_CAP } from '../src/console/pages/overview.ts';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { projectRoot } from '../src/db/migrate.ts';
+import { useTestDatabase } from './support/database.ts';
+
+const db = useTestDatabase();
+const queries = parseNamedQueries(readFileSync(path.join(projectRoot, 'src/console/queries.sql'), 'utf8'));
+let sample: { id: string; order_id: string; seller_id: string; stripe_transfer_id: string };
+
+/**
+ * Every node of the plan that reads marketplace.seller_transfers, as "Node Type (index)"; a
+ * bitmap heap scan is named by the index its Bitmap Index Scan child reads.
+ */
+function scans(plan: Record<string, unknown>): string[] {
+  const children = (plan['Plans'] as Array<Record<string, unknown>> | undefined) ?? [];
+  const indexes = (p: Record<string, unknown>): string[] => [...(p['Index Name'] ? [p['Index Name'] as string] : []),
+    ...((p['Plans'] as Array<Record<string, unknown>> | undefined) ?? []).flatMap(indexes)];
+  const index = plan['Index Name'] ?? (plan['Node Type'] === 'Bitmap Heap Scan' ? indexes(plan).join('+') : undefined);
+  if (plan['Actual Loops'] === 0) return []; // a subquery its guard never ran (EXPLAIN ANALYZE)
+  const own = plan['Relation Name'] === 'seller_transfers' ? [`${plan['Node Type']}${index ? ` (${index})` : ''}`] : [];
+  return [...own, ...children.flatMap(scans)];
+}
+
+async function planOf(name: string, params: unknown[]): Promise<string[]> {
+  const c = await db.pool.connect();
+  try {
+    // ANALYZE: the plan as run, so a guarded subquery that never runs (due now of a status the
+    // worker has no task for) does not count; JIT off as on the console's connections.
+    await c.query('set jit = off');
+    const { rows: [r] } = await c.query(`explain (analyze, format json) ${queries.get(name)}`, params);
+    return scans((r['QUERY PLAN'] as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan);
+  } finally {
+    c.release();
+  }
+}
+
+beforeAll(async () => {
+  // 200k rows, most completed, the rest spread over the other statuses as on a real payout day.
+  await db.pool.query(`
+    alter table marketplace.seller_transfers disable trigger user;
+    insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency, status, stripe_transfer_id, stripe_reversal_id, next_retry_at, created_at)
+    select gen_random_uuid(), ('00000000-0000-4000-8000-' || lpad((g % 5000)::text, 12, '0'))::uuid, 'acct_' || (g % 900), 100 + g, 'usd', s.status,
+           case when s.status in ('completed', 'reversal_pending', 'reversed') then 'tr_' || g end,
+           case when s.status = 'reversed' then 'trr_' || g end,
+           case when s.status = 'failed' then now() + interval '1 hour' end,
+           now() - make_interval(secs => g)
+      from generate_series(1, 200000) g
+     cross join lateral (select case when g % 100 < 90 then 'completed' when g % 100 < 95 then 'reversed' when g % 100 < 97 then 'permanently_failed'
+                                     when g % 100 < 98 then 'pending' when g % 100 < 99 then 'failed' else 'reversal_pending' end as status) s;
+    alter table marketplace.seller_transfers enable trigger user;
+    analyze marketplace.seller_transfers;`);
+  sample = (await db.pool.query(`select id, order_id, seller_id, stripe_transfer_id from marketplace.seller_transfers where status = 'completed' limit 1`)).rows[0];
+}, 120_000);
+
+const none = (n: number) => Array.from({ length: n }, () => null);
+
+describe('console query plans read indexes', () => {
+  for (const status of ['pending', 'completed', 'failed', 'reversal_pending', 'reversed', 'permanently_failed']) {
+    it(`overview: ${status}: capped count, due now, oldest due, past SLO`, async () => {
+      const plan = await planOf('status_counts', [status, COUNT_CAP, ALERT_CAP]);
+      // Worker statuses: all four subqueries; completed: count only (no task, no SLO); terminal: count only.
+      expect(plan, plan.join(', ')).toHaveLength(['pending', 'failed', 'reversal_pending'].includes(status) ? 4 : 1);
+      // Index range scans that stop at the cap (the console's indexes, or a worker's partial index
+      // the planner finds smaller for a small status; a bitmap scan where it expects few rows).
+      for (const scan of plan) expect(scan).toMatch(/^(Index( Only)? Scan|Bitmap Heap Scan).*\(seller_transfers_(status_created|status_due_since|reversal_due|retry_due|pending)_idx\)$/);
+    });
+  }
+
+  it('overview: the counts agree with the database\'s own views (stats, past SLO) below the cap', async () => {
+    const c = await db.pool.connect();
+    try {
+      await c.query('begin isolation level repeatable read');
+      const mine = [];
+      for (const status of ['pending', 'completed', 'failed', 'reversal_pending', 'reversed', 'permanently_failed']) {
+        mine.push((await c.query(queries.get('status_counts')!, [status, 1_000_000, 1_000_000])).rows[0]);
+      }
+      const { rows: stats } = await c.query('select status, transfers, due_now, past_slo from marketplace.seller_transfer_stats');
+      expect(mine.map((r) => [r.status, Number(r.transfers), r.worker_task ? Number(r.due_now) : 0, Number(r.past_slo)]))
+        .toEqual(stats.map((r) => [r.status, Number(r.transfers), Number(r.due_now), Number(r.past_slo)]));
+      expect(mine.some((r) => Number(r.past_slo) > 0), 'the sample has rows past their SLO').toBe(true);
+      // Capped: at most cap + 1 read.
+      const { rows: [capped] } = await c.query(queries.get('status_counts')!, ['completed', 100, 10]);
+      expect(capped.transfers).toBe('101');
+      const { rows: [pastCapped] } = await c.query(queries.get('status_counts')!, ['pending', 100, 10]);
+      expect(pastCapped.past_slo).toBe('11');
+    } finally {
+      await c.query('rollback');
+      c.release();
+    }
+  });
+
+  const lists: Array<[string, string, unknown[]]> = [
+    ['newest first', 'list_newest', ['completed', ...none(12), 51]],
+    ['newest first, next page', 'list_newest', ['completed', new Date(Date.now() - 3600_000), '00000000-0000-4000-8000-000000000000', ...none(10), 51]],
+    ['longest due first', 'list_overdue', ['failed', ...none(12), 51]],
+    ['longest due first, next page', 'list_overdue', ['pending', new Date(Date.now() - 3600_000), '00000000-0000-4000-8000-000000000000', ...none(10), 51]],
+    ['rare status, amount filter', 'list_newest', ['reversal_pending', null, null, null, null, null, '150', '5000', ...none(5), 51]],
+  ];
+  for (const [what, name, params] of lists) {
+    it(`list: ${what}`, async () => {
+      const plan = await planOf(name, params);
+      expect(plan, plan.join(', ')).toHaveLength(1);
+      // The status index, or for a rare status a partial index of the worker's that the planner finds smaller.
+      expect(plan[0]).toMatch(/^Index( Only)? Scan.*\(seller_transfers_(status_created|status_due_since|reversal_due|retry_due|pending)_idx\)$/);
+    });
+  }
+
+  it('list: by seller reads the seller index', async () => {
+    const plan = await planOf('list_newest', ['completed', null, null, sample.seller_id, ...none(9), 51]);
+    expect(plan.join(', ')).toMatch(/\((seller_transfers_seller_created_idx|seller_transfers_status_created_idx)\)/);
+    expect(plan.filter((s) => !/Index|Bitmap Heap Scan \(/.test(s))).toEqual([]);
+  });
+
+  it('find: our id and order id, tr_ and trr_', async () => {
+    for (const [name, params] of [['find', [sample.order_id]], ['find', [sample.id]], ['find_stripe', [sample.stripe_transfer_id]]] as const) {
+      const plan = await planOf(name, [...params]);
+      expect(plan.length).toBeGreaterThan(0);
+      expect(plan.filter((s) => !/Index|Bitmap Heap Scan \(/.test(s)), `${name}: ${plan.join(', ')}`).toEqual([]);
+    }
+  });
+});

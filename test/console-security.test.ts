@@ -1,0 +1,256 @@
+// The console's security rules, over real HTTP against a real database (no browser: the
+// browser tests are in console-browser.test.ts). Each test names the rule it proves.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, consoleConfig, loadConfig } from '../src/config.ts';
+import { formatMinor, parseMajor } from '../src/console/money.ts';
+import { hashPassword, parseUsers, verifyPassword } from '../src/console/users.ts';
+import { OPERATOR, startTestConsole, VIEWER, type TestConsole } from './support/console.ts';
+import { useTestDatabase } from './support/database.ts';
+import { transferIn } from './support/transfers.ts';
+
+const db = useTestDatabase();
+let c: TestConsole;
+beforeAll(async () => { c = await startTestConsole(db.url, { loginMaxFailures: 3 }); });
+afterAll(async () => { await c?.close(); });
+
+interface Session { cookie: string; csrf: string }
+
+async function loginForm(): Promise<{ cookie: string; csrf: string }> {
+  const res = await fetch(`${c.url}/login`);
+  return { cookie: res.headers.get('set-cookie')!.split(';')[0]!, csrf: /name="_csrf" value="([^"]+)"/.exec(await res.text())![1]! };
+}
+
+async function login(user: string, password: string, headers: Record<string, string> = {}): Promise<Response> {
+  const form = await loginForm();
+  return fetch(`${c.url}/login`, { method: 'POST', redirect: 'manual', headers: { cookie: form.cookie, 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams({ _csrf: form.csrf, user, password, next: '/' }) });
+}
+
+async function session(user: { name: string; password: string }): Promise<Session> {
+  const res = await login(user.name, user.password);
+  expect(res.status).toBe(303);
+  const cookie = res.headers.getSetCookie().find((s) => s.startsWith('st_console_session='))!.split(';')[0]!;
+  const page = await (await fetch(`${c.url}/`, { headers: { cookie } })).text();
+  return { cookie, csrf: /name="_csrf" value="([^"]+)"/.exec(page)![1]! };
+}
+
+function post(s: Session, path: string, fields: Record<string, string>, headers: Record<string, string> = { 'sec-fetch-site': 'same-origin' }): Promise<Response> {
+  return fetch(`${c.url}${path}`, { method: 'POST', redirect: 'manual', headers: { cookie: s.cookie, 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams({ _csrf: s.csrf, ...fields }) });
+}
+
+async function row(id: string) {
+  return (await db.pool.query('select status, reversal_amount_cents, updated_at from marketplace.seller_transfers where id = $1', [id])).rows[0];
+}
+async function events(id: string): Promise<number> {
+  return Number((await db.pool.query('select count(*) from marketplace.seller_transfer_events where transfer_id = $1', [id])).rows[0].count);
+}
+
+describe('configuration: never anonymous, never plain HTTP off the machine', () => {
+  const base = { DATABASE_URL: 'postgres://x@h/db', STRIPE_SECRET_KEY: 'sk_live_abc' };
+  it('production without CONSOLE_USERS refuses to start, naming the variable', () => {
+    expect(() => consoleConfig(loadConfig({ ...base, NODE_ENV: 'production' }))).toThrow(/CONSOLE_USERS is required when NODE_ENV=production/);
+  });
+  it('a non-loopback bind needs TLS or CONSOLE_BEHIND_TLS_PROXY', () => {
+    const users = `a:viewer:${hashPassword('long-enough-password')}`;
+    expect(() => consoleConfig(loadConfig({ ...base, NODE_ENV: 'production', CONSOLE_USERS: users, CONSOLE_HOST: '0.0.0.0' }))).toThrow(/CONSOLE_HOST=0.0.0.0 is not loopback/);
+    expect(consoleConfig(loadConfig({ ...base, NODE_ENV: 'production', CONSOLE_USERS: users, CONSOLE_HOST: '0.0.0.0', CONSOLE_BEHIND_TLS_PROXY: 'true' })).secureCookies).toBe(true);
+  });
+  it('development with no users binds loopback only', () => {
+    expect(consoleConfig(loadConfig({})).host).toBe('127.0.0.1');
+    expect(() => consoleConfig(loadConfig({ CONSOLE_HOST: '10.0.0.5', CONSOLE_BEHIND_TLS_PROXY: 'true' }))).toThrow(/set CONSOLE_USERS/);
+  });
+  it('CONSOLE_USERS entries are checked: role, hash, duplicates', () => {
+    const h = hashPassword('long-enough-password');
+    expect(() => parseUsers(`a:admin:${h}`)).toThrow(ConfigError);
+    expect(() => parseUsers('a:viewer:plaintext')).toThrow(/not an scrypt hash/);
+    expect(() => parseUsers(`a:viewer:${h},a:operator:${h}`)).toThrow(/twice/);
+    expect(parseUsers(`a:viewer:${h}, b:operator:${h}`).map((u) => u.role)).toEqual(['viewer', 'operator']);
+    expect(verifyPassword('long-enough-password', h)).toBe(true);
+    expect(verifyPassword('long-enough-passwore', h)).toBe(false);
+  });
+  it('bad console variables fail fast naming the variable', () => {
+    expect(() => loadConfig({ CONSOLE_PORT: 'x' })).toThrow(/CONSOLE_PORT/);
+    expect(() => loadConfig({ CONSOLE_BEHIND_TLS_PROXY: 'yes' })).toThrow(/CONSOLE_BEHIND_TLS_PROXY/);
+  });
+});
+
+describe('access', () => {
+  it('no page without a session: GET goes to the login, POST is refused', async () => {
+    const res = await fetch(`${c.url}/transfers?status=completed`, { redirect: 'manual' });
+    expect(res.status).toBe(303);
+    expect(res.headers.get('location')).toBe('/login?next=%2Ftransfers%3Fstatus%3Dcompleted');
+    const id = await transferIn(db.pool, 'failed');
+    const forged = await fetch(`${c.url}/transfers/${id}/act`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'action=fail&reason=x' });
+    expect(forged.status).toBe(401);
+    expect((await row(id)).status).toBe('failed');
+  });
+
+  it('bound to loopback, it answers only to loopback host names (a DNS-rebinding page gets nothing)', async () => {
+    const { request } = await import('node:http');
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(`${c.url}/login`, { headers: { host: 'evil.example:80' } }, (res) => { res.resume(); resolve(res.statusCode!); });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(status).toBe(421);
+    expect((await fetch(`${c.url}/login`)).status).toBe(200);
+  });
+
+  it('every response: CSP without script, no-store, no framing; robots.txt disallows all', async () => {
+    const s = await session(VIEWER);
+    const res = await fetch(`${c.url}/`, { headers: { cookie: s.cookie } });
+    expect(res.headers.get('content-security-policy')).toMatch(/^default-src 'none';/);
+    expect(res.headers.get('content-security-policy')).not.toMatch(/script-src|unsafe-inline/);
+    expect(res.headers.get('cache-control')).toBe('private, no-store');
+    expect(res.headers.get('x-frame-options')).toBe('DENY');
+    expect(await (await fetch(`${c.url}/robots.txt`)).text()).toBe('User-agent: *\nDisallow: /\n');
+    expect(await res.text()).not.toMatch(/<script/i);
+  });
+
+  it('a failed login is logged without the password, and past the limit even the right password is refused', async () => {
+    const res = await login(OPERATOR.name, 'wrong-guess-number-1');
+    expect(res.status).toBe(401);
+    const failed = c.logs.filter((l) => l['msg'] === 'console: login failed');
+    expect(failed.at(-1)).toMatchObject({ user: OPERATOR.name });
+    expect(JSON.stringify(c.logs)).not.toContain('wrong-guess-number-1');
+    await login(OPERATOR.name, 'wrong-guess-number-2');
+    await login(OPERATOR.name, 'wrong-guess-number-3');
+    const blocked = await login(OPERATOR.name, OPERATOR.password);
+    expect(blocked.status).toBe(429);
+    expect(await blocked.text()).toContain('Too many failed log-ins');
+    // The limiter is per process: a fresh console for the tests below.
+    await c.close();
+    c = await startTestConsole(db.url, { loginMaxFailures: 3 });
+  });
+});
+
+describe('state changes', () => {
+  it('a viewer\'s POST is refused by the server and writes nothing', async () => {
+    const s = await session(VIEWER);
+    const id = await transferIn(db.pool, 'completed');
+    const before = await events(id);
+    const res = await post(s, `/transfers/${id}/act`, { action: 'reverse', reason: 'viewer tries' });
+    expect(res.status).toBe(403);
+    expect(await res.text()).toContain('vera is a viewer');
+    expect((await row(id)).status).toBe('completed');
+    expect(await events(id)).toBe(before);
+  });
+
+  it('CSRF: a cross-site Sec-Fetch-Site is refused even with the right token; no Sec-Fetch-Site needs the token', async () => {
+    const s = await session(OPERATOR);
+    const id = await transferIn(db.pool, 'completed');
+    for (const site of ['cross-site', 'same-site']) {
+      const res = await post(s, `/transfers/${id}/act`, { action: 'reverse', reason: 'forged' }, { 'sec-fetch-site': site });
+      expect(res.status).toBe(403);
+      expect(await res.text()).toContain(`Sec-Fetch-Site: ${site}`);
+    }
+    const foreignOrigin = await post(s, `/transfers/${id}/act`, { action: 'reverse', reason: 'forged' }, { origin: 'http://evil.example' });
+    expect(foreignOrigin.status).toBe(403);
+    const noToken = await fetch(`${c.url}/transfers/${id}/act`, { method: 'POST', redirect: 'manual', headers: { cookie: s.cookie, 'content-type': 'application/x-www-form-urlencoded' }, body: 'action=reverse&reason=forged' });
+    expect(noToken.status).toBe(403);
+    expect(await noToken.text()).toContain('form token missing or wrong');
+    expect((await row(id)).status).toBe('completed');
+    // The same request with the token and no fetch metadata (an old client) goes through.
+    const ok = await post(s, `/transfers/${id}/act`, { action: 'reverse', reason: 'refund 42' }, {});
+    expect(ok.status).toBe(303);
+    expect((await row(id)).status).toBe('reversal_pending');
+  });
+
+  it('preview changes nothing; act is logged with actor, reason and request id, and the history names the person', async () => {
+    const s = await session(OPERATOR);
+    const id = await transferIn(db.pool, 'completed');
+    const before = await row(id);
+    const preview = await post(s, `/transfers/${id}/preview`, { action: 'reverse', reason: 'partial refund', amount: '2.50' });
+    const html = await preview.text();
+    expect(preview.status).toBe(200);
+    expect(html).toContain('completed → reversal_pending');
+    expect(html).toContain('2.50 USD');
+    expect(html).toContain('7.50 USD remains');
+    expect(await row(id)).toEqual(before);
+    const act = await post(s, `/transfers/${id}/act`, { action: 'reverse', reason: 'partial refund', amount: '2.50' });
+    expect(act.status).toBe(303);
+    const requestId = act.headers.get('x-request-id');
+    expect(await row(id)).toMatchObject({ status: 'reversal_pending', reversal_amount_cents: '250' });
+    expect(c.logs.find((l) => l['msg'] === 'console: action done' && l['transfer_id'] === id)).toMatchObject({ actor: 'otto', reason: 'partial refund', request_id: requestId, action: 'reverse' });
+    const { rows: [e] } = await db.pool.query('select reason, application_name, requested_by, actor from marketplace.seller_transfer_events where transfer_id = $1 order by id desc limit 1', [id]);
+    expect(e).toEqual({ reason: 'partial refund', application_name: 'seller-transfers-console (otto)', requested_by: 'otto (console)', actor: 'marketplace_operator' });
+  });
+
+  it('fail of a pending row: the confirm page shows pending → permanently_failed, and the history both steps, each naming the person', async () => {
+    const s = await session(OPERATOR);
+    const id = await transferIn(db.pool, 'pending');
+    const preview = await (await post(s, `/transfers/${id}/preview`, { action: 'fail', reason: 'order cancelled' })).text();
+    expect(preview).toContain('pending → permanently_failed');
+    expect((await row(id)).status).toBe('pending');
+    expect((await post(s, `/transfers/${id}/act`, { action: 'fail', reason: 'order cancelled' })).status).toBe(303);
+    const { rows } = await db.pool.query('select from_status, to_status, requested_by from marketplace.seller_transfer_events where transfer_id = $1 and from_status is not null order by id', [id]);
+    expect(rows).toEqual([
+      { from_status: 'pending', to_status: 'failed', requested_by: 'otto (console)' },
+      { from_status: 'failed', to_status: 'permanently_failed', requested_by: 'otto (console)' },
+    ]);
+  });
+
+  it('bad input shows one clear message and writes nothing: unknown id, amount above the transfer, empty reason, bad amount', async () => {
+    const s = await session(OPERATOR);
+    const id = await transferIn(db.pool, 'completed');
+    const before = await row(id);
+    const cases: Array<[string, Record<string, string>, number, RegExp]> = [
+      ['/transfers/00000000-0000-4000-8000-000000000000/act', { action: 'reverse', reason: 'x' }, 404, /No seller transfer 00000000-0000-4000-8000-000000000000; nothing was done/],
+      [`/transfers/${id}/act`, { action: 'reverse', reason: 'too much', amount: '10.01' }, 400, /reversal amount 1001 cents exceeds the transfer amount of 1000 cents; nothing was done/],
+      [`/transfers/${id}/preview`, { action: 'reverse', reason: '   ' }, 400, /a reason is required/],
+      [`/transfers/${id}/act`, { action: 'reverse', reason: 'x', amount: '1.234' }, 400, /Amount &quot;1.234&quot; is not an amount in USD; nothing was done/],
+    ];
+    for (const [path, fields, status, message] of cases) {
+      const res = await post(s, path, fields);
+      const html = await res.text();
+      expect(res.status, path).toBe(status);
+      expect(html.match(/role="alert"/g)).toHaveLength(1);
+      expect(html).toMatch(message);
+    }
+    expect(await row(id)).toEqual(before);
+  });
+
+  it('bulk: capped, needs the confirmed count, acts per id', async () => {
+    const s = await session(OPERATOR);
+    const ids = [await transferIn(db.pool, 'failed'), await transferIn(db.pool, 'failed'), await transferIn(db.pool, 'completed')];
+    const body = (extra: Record<string, string>) => { const p = new URLSearchParams({ _csrf: s.csrf, action: 'fail', reason: 'merchant closed', ...extra }); for (const id of ids) p.append('ids', id); return p; };
+    const send = (path: string, p: URLSearchParams) => fetch(`${c.url}${path}`, { method: 'POST', redirect: 'manual', headers: { cookie: s.cookie, 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' }, body: p });
+    const preview = await (await send('/bulk/preview', body({}))).text();
+    expect(preview).toContain('<strong>2 of 3</strong>');
+    expect(preview).toContain('name="confirm_count" value="3"');
+    expect((await send('/bulk/act', body({ confirm_count: '2' }))).status).toBe(400);
+    expect((await row(ids[0]!)).status).toBe('failed');
+    const done = await send('/bulk/act', body({ confirm_count: '3' }));
+    expect(await done.text()).toContain('<strong>2 of 3</strong> transfers changed');
+    expect((await Promise.all(ids.map(row))).map((r) => r.status)).toEqual(['permanently_failed', 'permanently_failed', 'completed']);
+    // More ids than CONSOLE_BULK_MAX: refused whole, nothing written.
+    const capped = await startTestConsole(db.url, { bulkMax: 2 });
+    try {
+      const more = [await transferIn(db.pool, 'failed'), await transferIn(db.pool, 'failed'), await transferIn(db.pool, 'failed')];
+      const cs = capped.sessions.create(OPERATOR.name, 'operator');
+      const p = new URLSearchParams({ _csrf: cs.csrf, action: 'fail', reason: 'too many', confirm_count: '3' });
+      for (const id of more) p.append('ids', id);
+      const res = await fetch(`${capped.url}/bulk/act`, { method: 'POST', headers: { cookie: `st_console_session=${cs.id}`, 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' }, body: p });
+      expect(res.status).toBe(400);
+      expect(await res.text()).toContain('3 transfers selected; at most 2 at once');
+      expect((await Promise.all(more.map(row))).map((r) => r.status)).toEqual(['failed', 'failed', 'failed']);
+    } finally {
+      await capped.close();
+    }
+  });
+});
+
+describe('money', () => {
+  it('minor units with Stripe\'s zero- and three-decimal currencies', () => {
+    expect(formatMinor(123456, 'usd')).toBe('1,234.56 USD');
+    expect(formatMinor(1200, 'jpy')).toBe('1,200 JPY');
+    expect(formatMinor(5, 'kwd')).toBe('0.005 KWD');
+    expect(formatMinor('9223372036854775807', 'usd')).toBe('92,233,720,368,547,758.07 USD');
+    expect(parseMajor('12.5', 'usd')).toBe('1250');
+    expect(parseMajor('1,200', 'jpy')).toBe('1200');
+    expect(parseMajor('1.5', 'jpy')).toBeNull();
+    expect(parseMajor('-1', 'usd')).toBeNull();
+  });
+});
+
