@@ -37,6 +37,10 @@ const schema = z.object({
   DISPATCH_INTERVAL_MS: z.preprocess(emptyAsUndefined, int(10, 1, 1_000)),
   DISPATCH_LEASE_SECONDS: z.preprocess(emptyAsUndefined, seconds(120)),
   DISPATCH_MAX_WAITING_JOBS: z.preprocess(emptyAsUndefined, int(0, 0, 100_000)),
+  // `migrate`: the lock_timeout of every migration step (a writer never queues behind a migration
+  // for longer), and for how long in total a step that timed out on a lock is retried.
+  MIGRATION_LOCK_TIMEOUT_MS: z.preprocess(emptyAsUndefined, int(1_500, 10, 60_000)),
+  MIGRATION_LOCK_RETRY_SECONDS: z.preprocess(emptyAsUndefined, seconds(120)),
   METRICS_PORT: z.preprocess(emptyAsUndefined, int(0, 0, 65_535)),
   WEBHOOK_PORT: z.preprocess(emptyAsUndefined, int(0, 0, 65_535)),
   STRIPE_WEBHOOK_SECRET: z.preprocess(emptyAsUndefined, z.string().regex(/^whsec_\w+$/, 'must look like whsec_…').optional()),

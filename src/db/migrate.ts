@@ -8,6 +8,7 @@ import JSON5 from 'json5';
 import pg from 'pg';
 import type { Settings } from 'graphile-migrate';
 import { withClient } from './connection.ts';
+import { withLockRetry, type LockRetryOptions } from './lock-retry.ts';
 
 // graphile-migrate and graphile-worker are loaded only by the functions that run migrations, so
 // the read-only commands (doctor reads the applied list) start without them.
@@ -16,11 +17,13 @@ const require = createRequire(import.meta.url);
 export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const migrationsDir = path.join(projectRoot, 'migrations');
 
-async function gmrcSettings(connectionString: string): Promise<Settings> {
+async function gmrcSettings(connectionString: string, session: Record<string, string> = {}): Promise<Settings> {
   const { Logger } = await import('graphile-migrate');
   const gmrc = JSON5.parse(await readFile(path.join(projectRoot, '.gmrc'), 'utf8')) as Settings;
   return {
     ...gmrc,
+    // Set with set_config(…, false) on the one session that runs every pending migration.
+    pgSettings: { ...gmrc.pgSettings, ...session },
     connectionString,
     migrationsFolder: path.join(projectRoot, gmrc.migrationsFolder ?? 'migrations'),
     // graphile-migrate's own chatter is not ours to print; failures still throw.
@@ -28,30 +31,52 @@ async function gmrcSettings(connectionString: string): Promise<Settings> {
   };
 }
 
+export const MIGRATE_DEFAULTS = { lockTimeoutMs: 1_500, retryForMs: 120_000 } as const;
+
+export type MigrateOptions = Partial<LockRetryOptions>;
+
 /**
  * Installs/upgrades graphile-worker's own schema (the worker's dispatch adds jobs to it), then applies
- * every committed migration not yet applied. Idempotent.
+ * every committed migration not yet applied. Idempotent. Every step runs with a short
+ * lock_timeout and is retried on a lock timeout (see lock-retry.ts); graphile-migrate runs each
+ * migration in its own transaction and records it in the same one, so a retry continues with the
+ * migration that timed out.
  */
-export async function migrateDatabase(connectionString: string): Promise<void> {
+export async function migrateDatabase(connectionString: string, options: MigrateOptions = {}): Promise<void> {
+  const opts = { ...MIGRATE_DEFAULTS, ...options };
   const { Logger: WorkerLogger, runMigrations } = await import('graphile-worker');
   const { migrate } = await import('graphile-migrate');
   // graphile-migrate keeps each pool alive for 200 ms after use and calls process.exit(1) if an
   // idle client errors (e.g. the database is dropped, as tests do). Releasing the idle pools right
   // after a run removes that window. Internal module of the pinned version: see package-lock.
   const { clearAllPools } = require('graphile-migrate/dist/pgReal.js') as { clearAllPools: () => void };
-  const pool = new pg.Pool({ connectionString, max: 1 });
-  pool.on('error', () => {}); // an idle client dying is reported by the next query, not here
-  pool.on('connect', (client) => client.on('error', () => {}));
-  try {
-    await runMigrations({ pgPool: pool, logger: new WorkerLogger(() => () => {}) });
-  } finally {
-    await pool.end();
-  }
-  try {
-    await migrate(await gmrcSettings(connectionString));
-  } finally {
-    clearAllPools();
-  }
+  // The lock watcher finds the migrating session by this name.
+  const applicationName = `seller-transfers migrate ${process.pid}.${Date.now().toString(36)}`;
+  const retry = { ...opts, connectionString, applicationName };
+  await withLockRetry({ ...retry, step: async () => 'graphile-worker schema' }, async () => {
+    const pool = new pg.Pool({ connectionString, max: 1, application_name: applicationName, options: `-c lock_timeout=${opts.lockTimeoutMs}` });
+    pool.on('error', () => {}); // an idle client dying is reported by the next query, not here
+    pool.on('connect', (client) => client.on('error', () => {}));
+    try {
+      await runMigrations({ pgPool: pool, logger: new WorkerLogger(() => () => {}) });
+    } finally {
+      await pool.end();
+    }
+  });
+  const settings = await gmrcSettings(connectionString, { lock_timeout: `${opts.lockTimeoutMs}ms`, application_name: applicationName });
+  await withLockRetry({ ...retry, step: () => firstPendingMigration(connectionString) }, async () => {
+    try {
+      await migrate(settings);
+    } finally {
+      clearAllPools();
+    }
+  });
+}
+
+/** The committed file graphile-migrate runs next (the one that failed, after a failure). */
+async function firstPendingMigration(connectionString: string): Promise<string> {
+  const applied = new Set((await appliedMigrations(connectionString)).map((m) => m.number));
+  return (await committedMigrations()).find((f) => !applied.has(migrationNumber(f))) ?? 'none pending';
 }
 
 export interface AppliedMigration { number: number; filename: string }

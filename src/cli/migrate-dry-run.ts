@@ -1,0 +1,39 @@
+// `migrate --dry-run`: the pending migrations, statement by statement, with the lock each takes
+// (src/db/statement-locks.ts). Reads the files and graphile-migrate's bookkeeping; runs nothing.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { appliedMigrations, committedMigrations, migrationNumber, projectRoot } from '../db/migrate.ts';
+import { blocks, splitStatements, statementLocks, type LockClaim } from '../db/statement-locks.ts';
+
+function claimText(c: LockClaim): string {
+  const b = blocks(c.mode);
+  const effect = b.readers ? 'blocks readers and writers' : b.writers ? 'blocks writers' : '';
+  return [c.mode === 'none' ? 'no table lock' : c.mode === 'unknown' ? 'locks unknown' : c.mode, c.target && `on ${c.target}`, effect && `(${effect})`, c.note && `- ${c.note}`]
+    .filter(Boolean).join(' ');
+}
+
+export async function printDryRun(url: string, lockTimeoutMs: number): Promise<void> {
+  const applied = new Set((await appliedMigrations(url)).map((m) => m.number));
+  const pending = (await committedMigrations()).filter((f) => !applied.has(migrationNumber(f)));
+  if (!pending.length) {
+    console.log('dry run: nothing to apply (graphile-worker\'s schema is checked when migrate runs)');
+    return;
+  }
+  console.log(`dry run: would install/upgrade graphile-worker's schema, then apply ${pending.length} migration(s); every step waits at most ${lockTimeoutMs} ms for a lock (MIGRATION_LOCK_TIMEOUT_MS), then is retried`);
+  for (const file of pending) {
+    const sql = await readFile(path.join(projectRoot, 'migrations', 'committed', file), 'utf8');
+    const inTransaction = !/^--! no-transaction\b/m.test(sql);
+    console.log(`\n${file} (${inTransaction ? 'one transaction: every lock below is held until it commits' : 'no transaction: each statement commits on its own'})`);
+    let catalogOnly = 0;
+    for (const st of splitStatements(sql)) {
+      const claims = statementLocks(st.text);
+      if (claims.every((c) => c.mode === 'none' && !c.target)) {
+        catalogOnly++;
+        continue;
+      }
+      console.log(`  line ${String(st.line).padStart(4)}  ${st.text.replace(/\s+/g, ' ').slice(0, 72)}`);
+      for (const c of claims) console.log(`             ${claimText(c)}`);
+    }
+    if (catalogOnly) console.log(`  and ${catalogOnly} statement(s) that take no table lock (functions, comments, grants, settings)`);
+  }
+}
