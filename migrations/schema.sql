@@ -1,0 +1,1671 @@
+-- generated on PostgreSQL 15 by `npm run schema:dump` from a database migrated from scratch; do not edit.
+-- The marketplace schema as migrations/committed/ leaves it: tables with their constraints, indexes,
+-- triggers and comments; views; every function as it is now; grants; the state machine's rows.
+-- A migration changes this file: commit both, so the review shows the migration's effect.
+
+create schema marketplace;
+comment on schema marketplace is 'Seller payouts (Stripe Connect transfers) and the state machine that guards them.';
+
+create table marketplace.seller_transfer_events (
+  id bigint generated always as identity not null,
+  transfer_id uuid not null,
+  from_status text,
+  to_status text not null,
+  occurred_at timestamp with time zone default clock_timestamp() not null,
+  actor text not null,
+  application_name text,
+  reason text,
+  xact_id xid8 default pg_current_xact_id() not null
+);
+alter table marketplace.seller_transfer_events add constraint seller_transfer_events_pkey PRIMARY KEY (id);
+CREATE INDEX seller_transfer_events_transfer_idx ON marketplace.seller_transfer_events USING btree (transfer_id, id);
+comment on table marketplace.seller_transfer_events is 'Append-only history: one row per insert and per status change of a seller transfer, written by trigger.';
+
+create table marketplace.seller_transfer_status_slos (
+  status text not null,
+  max_seconds integer not null,
+  description text not null
+);
+alter table marketplace.seller_transfer_status_slos add constraint seller_transfer_status_slos_max_seconds_check CHECK ((max_seconds > 0));
+alter table marketplace.seller_transfer_status_slos add constraint seller_transfer_status_slos_pkey PRIMARY KEY (status);
+alter table marketplace.seller_transfer_status_slos add constraint seller_transfer_status_slos_status_fkey FOREIGN KEY (status) REFERENCES marketplace.seller_transfer_statuses(status);
+comment on table marketplace.seller_transfer_status_slos is 'How long a seller transfer may stay in a non-terminal status before an operator should look at it. A status without a row has no SLO (completed is a resting state; terminal statuses never move again).';
+
+create table marketplace.seller_transfer_statuses (
+  status text not null,
+  "position" smallint not null,
+  is_initial boolean default false not null,
+  is_terminal boolean default false not null,
+  description text not null,
+  worker_task text
+);
+alter table marketplace.seller_transfer_statuses add constraint seller_transfer_status_not_initial_and_terminal CHECK ((NOT (is_initial AND is_terminal)));
+alter table marketplace.seller_transfer_statuses add constraint seller_transfer_statuses_pkey PRIMARY KEY (status);
+alter table marketplace.seller_transfer_statuses add constraint seller_transfer_statuses_position_key UNIQUE ("position");
+alter table marketplace.seller_transfer_statuses add constraint seller_transfer_statuses_status_check CHECK ((status ~ '^[a-z][a-z_]*$'::text));
+alter table marketplace.seller_transfer_statuses add constraint seller_transfer_statuses_worker_task_key UNIQUE (worker_task);
+CREATE TRIGGER seller_transfer_statuses_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON marketplace.seller_transfer_statuses FOR EACH STATEMENT EXECUTE FUNCTION marketplace.recompile_seller_transfer_guards();
+comment on table marketplace.seller_transfer_statuses is 'Canonical list of seller transfer statuses. Initial: where an insert must start. Terminal: no way out.';
+comment on column marketplace.seller_transfer_statuses.worker_task is 'graphile-worker task that moves a row out of this status (null: nothing for the worker to do).';
+
+create table marketplace.seller_transfer_transitions (
+  from_status text not null,
+  to_status text not null,
+  description text not null
+);
+alter table marketplace.seller_transfer_transitions add constraint seller_transfer_transition_not_same_state CHECK ((from_status <> to_status));
+alter table marketplace.seller_transfer_transitions add constraint seller_transfer_transitions_from_status_fkey FOREIGN KEY (from_status) REFERENCES marketplace.seller_transfer_statuses(status);
+alter table marketplace.seller_transfer_transitions add constraint seller_transfer_transitions_pkey PRIMARY KEY (from_status, to_status);
+alter table marketplace.seller_transfer_transitions add constraint seller_transfer_transitions_to_status_fkey FOREIGN KEY (to_status) REFERENCES marketplace.seller_transfer_statuses(status);
+CREATE TRIGGER seller_transfer_transitions_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON marketplace.seller_transfer_transitions FOR EACH STATEMENT EXECUTE FUNCTION marketplace.recompile_seller_transfer_guards();
+comment on table marketplace.seller_transfer_transitions is 'The legal status moves of a seller transfer (same-state is implicit). Every write to seller_transfers is checked against this table.';
+
+create table marketplace.seller_transfer_worker_heartbeats (
+  worker_id text not null,
+  hostname text not null,
+  pid integer not null,
+  started_at timestamp with time zone not null,
+  last_seen_at timestamp with time zone not null,
+  stopped_at timestamp with time zone
+);
+alter table marketplace.seller_transfer_worker_heartbeats add constraint seller_transfer_worker_heartbeats_pkey PRIMARY KEY (worker_id);
+comment on table marketplace.seller_transfer_worker_heartbeats is 'One row per worker process: when it started and when it last reported (every few seconds while it runs).';
+
+create table marketplace.seller_transfers (
+  id uuid default gen_random_uuid() not null,
+  order_id uuid not null,
+  seller_id uuid not null,
+  stripe_account_id text not null,
+  amount_cents bigint not null,
+  currency text not null,
+  status text default 'pending'::text not null,
+  stripe_transfer_id text,
+  stripe_reversal_id text,
+  reversal_amount_cents bigint,
+  retry_count integer default 0 not null,
+  next_retry_at timestamp with time zone,
+  last_error text,
+  created_at timestamp with time zone default now() not null,
+  updated_at timestamp with time zone default now() not null,
+  stripe_key_generation integer default 0 not null,
+  stripe_request_in_doubt boolean default false not null
+);
+alter table marketplace.seller_transfers add constraint seller_transfer_failed_is_scheduled CHECK (((status <> 'failed'::text) OR (next_retry_at IS NOT NULL)));
+alter table marketplace.seller_transfers add constraint seller_transfer_paid_has_stripe_transfer CHECK (((status <> ALL (ARRAY['completed'::text, 'reversal_pending'::text, 'reversed'::text])) OR (stripe_transfer_id IS NOT NULL)));
+alter table marketplace.seller_transfers add constraint seller_transfer_reversal_amount CHECK (((reversal_amount_cents > 0) AND (reversal_amount_cents <= amount_cents)));
+alter table marketplace.seller_transfers add constraint seller_transfer_reversal_needs_transfer CHECK (((stripe_reversal_id IS NULL) OR (stripe_transfer_id IS NOT NULL)));
+alter table marketplace.seller_transfers add constraint seller_transfer_reversed_has_stripe_reversal CHECK (((status <> 'reversed'::text) OR (stripe_reversal_id IS NOT NULL)));
+alter table marketplace.seller_transfers add constraint seller_transfers_amount_cents_check CHECK ((amount_cents > 0));
+alter table marketplace.seller_transfers add constraint seller_transfers_currency_check CHECK ((currency ~ '^[a-z]{3}$'::text));
+alter table marketplace.seller_transfers add constraint seller_transfers_pkey PRIMARY KEY (id);
+alter table marketplace.seller_transfers add constraint seller_transfers_retry_count_check CHECK ((retry_count >= 0));
+alter table marketplace.seller_transfers add constraint seller_transfers_status_fkey FOREIGN KEY (status) REFERENCES marketplace.seller_transfer_statuses(status);
+alter table marketplace.seller_transfers add constraint seller_transfers_stripe_account_id_check CHECK ((stripe_account_id ~ '^acct_[A-Za-z0-9]+$'::text));
+alter table marketplace.seller_transfers add constraint seller_transfers_stripe_key_generation_check CHECK ((stripe_key_generation >= 0));
+alter table marketplace.seller_transfers add constraint seller_transfers_stripe_reversal_id_check CHECK ((stripe_reversal_id ~ '^trr_[A-Za-z0-9]+$'::text));
+alter table marketplace.seller_transfers add constraint seller_transfers_stripe_reversal_id_key UNIQUE (stripe_reversal_id);
+alter table marketplace.seller_transfers add constraint seller_transfers_stripe_transfer_id_check CHECK ((stripe_transfer_id ~ '^tr_[A-Za-z0-9]+$'::text));
+alter table marketplace.seller_transfers add constraint seller_transfers_stripe_transfer_id_key UNIQUE (stripe_transfer_id);
+CREATE INDEX seller_transfers_pending_idx ON marketplace.seller_transfers USING btree (next_retry_at NULLS FIRST, created_at) WHERE (status = 'pending'::text);
+CREATE INDEX seller_transfers_retry_due_idx ON marketplace.seller_transfers USING btree (next_retry_at) WHERE (status = 'failed'::text);
+CREATE INDEX seller_transfers_reversal_due_idx ON marketplace.seller_transfers USING btree (next_retry_at NULLS FIRST) WHERE (status = 'reversal_pending'::text);
+CREATE TRIGGER seller_transfer_history_on_insert AFTER INSERT ON marketplace.seller_transfers REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION marketplace.record_seller_transfer_inserts();
+CREATE TRIGGER seller_transfer_history_on_update AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status) EXECUTE FUNCTION marketplace.record_seller_transfer_status_change();
+CREATE TRIGGER seller_transfer_initial_status BEFORE INSERT ON marketplace.seller_transfers FOR EACH ROW WHEN (new.status <> 'pending'::text) EXECUTE FUNCTION marketplace.refuse_non_initial_insert();
+CREATE TRIGGER seller_transfer_status_transition AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status AND NOT
+        CASE old.status
+            WHEN 'completed'::text THEN new.status = 'reversal_pending'::text
+            WHEN 'failed'::text THEN new.status = ANY (ARRAY['completed'::text, 'permanently_failed'::text])
+            WHEN 'pending'::text THEN new.status = ANY (ARRAY['completed'::text, 'failed'::text])
+            WHEN 'reversal_pending'::text THEN new.status = ANY (ARRAY['permanently_failed'::text, 'reversed'::text])
+            ELSE false
+        END) EXECUTE FUNCTION marketplace.refuse_illegal_status_transition();
+comment on table marketplace.seller_transfers is 'One Stripe Connect payout to a seller. status moves only along marketplace.seller_transfer_transitions.';
+comment on column marketplace.seller_transfers.stripe_key_generation is 'Suffix of the idempotency key of the current Stripe operation; moves only after Stripe answered and nothing was created.';
+comment on column marketplace.seller_transfers.stripe_request_in_doubt is 'The last Stripe request ended without an answer (timeout, dropped connection, key in use): it may still run at Stripe.';
+
+create table marketplace.stripe_request_budgets (
+  budget text not null,
+  configured_per_second double precision not null,
+  current_per_second double precision not null,
+  min_per_second double precision default 1 not null,
+  next_slot_at timestamp with time zone default now() not null,
+  adjusted_at timestamp with time zone default now() not null,
+  decreased_at timestamp with time zone,
+  hold_until timestamp with time zone,
+  ceiling_per_second double precision,
+  decrease_factor double precision,
+  rate_limited_total_at_decrease bigint default 0 not null,
+  rate_limited_at timestamp with time zone,
+  rate_limited_reason text,
+  rate_limited_total bigint default 0 not null,
+  reserved_total bigint default 0 not null,
+  updated_at timestamp with time zone default now() not null
+);
+alter table marketplace.stripe_request_budgets add constraint stripe_request_budget_ceiling CHECK ((ceiling_per_second > (0)::double precision));
+alter table marketplace.stripe_request_budgets add constraint stripe_request_budget_configured CHECK ((configured_per_second > (0)::double precision));
+alter table marketplace.stripe_request_budgets add constraint stripe_request_budget_current CHECK ((current_per_second > (0)::double precision));
+alter table marketplace.stripe_request_budgets add constraint stripe_request_budget_key CHECK (((budget = 'global'::text) OR (budget ~ '^(GET|POST|DELETE) /v1/'::text)));
+alter table marketplace.stripe_request_budgets add constraint stripe_request_budget_min CHECK ((min_per_second > (0)::double precision));
+alter table marketplace.stripe_request_budgets add constraint stripe_request_budgets_pkey PRIMARY KEY (budget);
+comment on table marketplace.stripe_request_budgets is 'The fleet''s Stripe request budget: configured and current (adaptive) rate per budget (''global'', or an endpoint), and its GCRA scheduler state (next_slot_at). Written only through reserve_stripe_request_slots, report_stripe_rate_limited and configure_stripe_request_budget.';
+comment on column marketplace.stripe_request_budgets.next_slot_at is 'GCRA theoretical arrival time: the earliest start of the next request drawing on this budget.';
+comment on column marketplace.stripe_request_budgets.decreased_at is 'When the rate was last lowered after a 429.';
+comment on column marketplace.stripe_request_budgets.hold_until is 'No further decrease before this (slots reserved before the last decrease still going out): greatest(decrease + 1 s, next_slot_at at the decrease + 0.25 s).';
+comment on column marketplace.stripe_request_budgets.ceiling_per_second is 'The rate that drew the last decrease: recovery is fast up to 90 % of it, slow (1 % of configured per second) from there to 110 % of it.';
+comment on column marketplace.stripe_request_budgets.decrease_factor is 'The last decrease: 0.95 (a stray 429) or 0.5 (429s that kept coming).';
+comment on column marketplace.stripe_request_budgets.rate_limited_total_at_decrease is 'rate_limited_total right after the last decrease: the 429s since then are rate_limited_total minus this.';
+
+create view marketplace.seller_transfer_stats as
+ WITH counts AS (
+         SELECT t.status,
+            count(*) AS transfers,
+            count(*) FILTER (WHERE marketplace.seller_transfer_is_due(t.status, t.next_retry_at)) AS due_now
+           FROM marketplace.seller_transfers t
+          GROUP BY t.status
+        ), past AS (
+         SELECT p_1.status,
+            count(*) AS past_slo
+           FROM marketplace.seller_transfers_past_slo p_1
+          GROUP BY p_1.status
+        )
+ SELECT s.status,
+    s.is_initial,
+    s.is_terminal,
+    s.worker_task,
+    COALESCE(c.transfers, 0::bigint) AS transfers,
+    COALESCE(c.due_now, 0::bigint) AS due_now,
+    o.id AS oldest_id,
+    o.at AS oldest_since,
+    floor(EXTRACT(epoch FROM now() - o.at))::bigint AS oldest_seconds_in_status,
+    slo.max_seconds AS slo_seconds,
+    COALESCE(p.past_slo, 0::bigint) AS past_slo
+   FROM marketplace.seller_transfer_statuses s
+     LEFT JOIN counts c ON c.status = s.status
+     LEFT JOIN past p ON p.status = s.status
+     LEFT JOIN marketplace.seller_transfer_status_slos slo ON slo.status = s.status
+     LEFT JOIN LATERAL ( SELECT t.id,
+            COALESCE(marketplace.seller_transfer_status_since(t.id), t.created_at) AS at
+           FROM marketplace.seller_transfers t
+          WHERE t.status = s.status AND NOT s.is_terminal
+          ORDER BY (COALESCE(marketplace.seller_transfer_status_since(t.id), t.created_at)), t.id
+         LIMIT 1) o ON true
+  ORDER BY s."position";
+comment on view marketplace.seller_transfer_stats is 'Per status: row count, rows due for the worker now, the row longest in the status (non-terminal only), its SLO and rows past it.';
+
+create view marketplace.seller_transfer_transition_matrix as
+ SELECT f.status AS from_status,
+        CASE
+            WHEN f.status = 'pending'::text THEN 'same'::text
+            WHEN marketplace.can_transition_transfer_status(f.status, 'pending'::text) THEN 'yes'::text
+            ELSE '-'::text
+        END AS pending,
+        CASE
+            WHEN f.status = 'completed'::text THEN 'same'::text
+            WHEN marketplace.can_transition_transfer_status(f.status, 'completed'::text) THEN 'yes'::text
+            ELSE '-'::text
+        END AS completed,
+        CASE
+            WHEN f.status = 'failed'::text THEN 'same'::text
+            WHEN marketplace.can_transition_transfer_status(f.status, 'failed'::text) THEN 'yes'::text
+            ELSE '-'::text
+        END AS failed,
+        CASE
+            WHEN f.status = 'reversal_pending'::text THEN 'same'::text
+            WHEN marketplace.can_transition_transfer_status(f.status, 'reversal_pending'::text) THEN 'yes'::text
+            ELSE '-'::text
+        END AS reversal_pending,
+        CASE
+            WHEN f.status = 'reversed'::text THEN 'same'::text
+            WHEN marketplace.can_transition_transfer_status(f.status, 'reversed'::text) THEN 'yes'::text
+            ELSE '-'::text
+        END AS reversed,
+        CASE
+            WHEN f.status = 'permanently_failed'::text THEN 'same'::text
+            WHEN marketplace.can_transition_transfer_status(f.status, 'permanently_failed'::text) THEN 'yes'::text
+            ELSE '-'::text
+        END AS permanently_failed
+   FROM marketplace.seller_transfer_statuses f
+  ORDER BY f."position";
+comment on view marketplace.seller_transfer_transition_matrix is 'Rows: from status; columns: to status. yes = legal move, same = same-state (always allowed), - = refused.';
+
+create view marketplace.seller_transfers_past_slo as
+ SELECT t.id,
+    t.status,
+    since.at AS status_since,
+    floor(EXTRACT(epoch FROM now() - since.at))::bigint AS seconds_in_status,
+    slo.max_seconds AS slo_seconds,
+    t.amount_cents,
+    t.currency,
+    t.stripe_account_id,
+    t.retry_count,
+    t.next_retry_at,
+    t.last_error
+   FROM marketplace.seller_transfers t
+     JOIN marketplace.seller_transfer_status_slos slo ON slo.status = t.status
+     JOIN marketplace.seller_transfer_statuses s ON s.status = t.status AND NOT s.is_terminal
+     CROSS JOIN LATERAL ( SELECT COALESCE(marketplace.seller_transfer_status_since(t.id), t.created_at) AS at) since
+  WHERE since.at < (now() - make_interval(secs => slo.max_seconds::double precision));
+comment on view marketplace.seller_transfers_past_slo is 'Seller transfers stuck in a non-terminal status longer than marketplace.seller_transfer_status_slos allows (time in status from the last history event).';
+
+create view marketplace.stripe_request_budget_status as
+ SELECT b.budget,
+    b.configured_per_second,
+    marketplace.stripe_request_budget_rate(b.configured_per_second, b.current_per_second, b.adjusted_at, b.rate_limited_at, b.ceiling_per_second, now()) AS current_per_second,
+    GREATEST(b.next_slot_at - now(), '00:00:00'::interval) AS backlog,
+    b.rate_limited_at,
+    b.rate_limited_reason,
+    b.rate_limited_total,
+    b.reserved_total,
+    b.ceiling_per_second
+   FROM marketplace.stripe_request_budgets b;
+comment on view marketplace.stripe_request_budget_status is 'The fleet''s Stripe request budget now: configured vs current rate per budget, how far ahead slots are reserved (backlog), the last 429.';
+
+CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_transition(id uuid, from_status text, to_status text)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+declare
+  allowed text;
+begin
+  -- Unknown target: the foreign key refuses it (23503) with its own message.
+  if not exists (select 1 from marketplace.seller_transfer_statuses s where s.status = $3) then
+    return;
+  end if;
+  if marketplace.can_transition_transfer_status($2, $3) then
+    return;
+  end if;
+  select string_agg(t.to_status, ', ' order by s.position) into allowed
+    from marketplace.seller_transfer_transitions t
+    join marketplace.seller_transfer_statuses s on s.status = t.to_status
+   where t.from_status = $2;
+  raise exception 'illegal seller transfer status transition: % -> %', $2, $3
+    using errcode = 'check_violation',
+          constraint = 'seller_transfer_status_transition',
+          schema = 'marketplace', table = 'seller_transfers', column = 'status',
+          detail = format('seller transfer %s: allowed from %s: %s (same-state updates are always allowed)',
+                          $1, $2, coalesce(allowed, 'nothing, it is terminal')),
+          hint = 'See SELECT * FROM marketplace.seller_transfer_transition_matrix';
+end $function$;
+comment on function marketplace.assert_seller_transfer_transition(uuid,text,text) is 'Raises the guard''s error (23514, seller_transfer_status_transition) when a seller transfer may not move from $2 to $3.';
+grant EXECUTE on function marketplace.assert_seller_transfer_transition(uuid,text,text) to marketplace_reader;
+grant EXECUTE on function marketplace.assert_seller_transfer_transition(uuid,text,text) to marketplace_worker;
+grant EXECUTE on function marketplace.assert_seller_transfer_transition(uuid,text,text) to marketplace_writer;
+revoke execute on function marketplace.assert_seller_transfer_transition(uuid,text,text) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.audit_seller_transfers(since timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS TABLE(transfer_id uuid, problem text, detail text)
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  -- plpgsql plans this with the value of `since` known, so `since is null` folds away and the
+  -- full audit is two sequential scans, one sort and a hash join.
+  return query
+  with scope as materialized (
+    select t.id from marketplace.seller_transfers t where since is not null and t.created_at >= since
+    union
+    select e.transfer_id from marketplace.seller_transfer_events e where since is not null and e.occurred_at >= since
+  ), ev as (
+    select e.transfer_id, e.id, e.from_status, e.to_status,
+           row_number() over w as n,
+           lag(e.to_status) over w as prev_to,
+           last_value(e.to_status) over (w rows between unbounded preceding and unbounded following) as last_to
+      from marketplace.seller_transfer_events e
+     where since is null or e.transfer_id in (select s.id from scope s)
+    window w as (partition by e.transfer_id order by e.id)
+  ), steps as (
+    select ev.transfer_id, 'first_event_not_insert'::text as problem,
+           format('event %s: %s -> %s, expected the insert (from nothing)', ev.id, ev.from_status, ev.to_status) as detail
+      from ev where ev.n = 1 and ev.from_status is not null
+    union all
+    select ev.transfer_id, 'initial_status_not_initial',
+           format('event %s: created as %s, which is not an initial status', ev.id, ev.to_status)
+      from ev
+      left join marketplace.seller_transfer_statuses s on s.status = ev.to_status
+     where ev.n = 1 and ev.from_status is null and not coalesce(s.is_initial, false)
+    union all
+    select ev.transfer_id, 'broken_chain',
+           format('event %s: %s -> %s, but the previous event ended in %s', ev.id, coalesce(ev.from_status, '(insert)'), ev.to_status, ev.prev_to)
+      from ev where ev.n > 1 and ev.from_status is distinct from ev.prev_to
+    union all
+    select ev.transfer_id, 'same_state_step',
+           format('event %s: %s -> %s (a same-state update is never recorded)', ev.id, ev.from_status, ev.to_status)
+      from ev where ev.n > 1 and ev.from_status = ev.to_status
+    union all
+    select ev.transfer_id, 'illegal_step',
+           format('event %s: %s -> %s is not in seller_transfer_transitions', ev.id, ev.from_status, ev.to_status)
+      from ev
+      left join marketplace.seller_transfer_transitions tr on tr.from_status = ev.from_status and tr.to_status = ev.to_status
+     where ev.n > 1 and ev.from_status is not null and ev.from_status <> ev.to_status and tr.from_status is null
+  ), lasts as (
+    select ev.transfer_id, ev.last_to from ev where ev.n = 1
+  ), rows_vs_history as (
+    select coalesce(t.id, l.transfer_id) as transfer_id,
+           case when l.transfer_id is null then 'no_history'
+                when t.id is null then 'history_without_row'
+                else 'status_mismatch' end as problem,
+           case when l.transfer_id is null then format('status %s, but no history event', t.status)
+                when t.id is null then format('history ends in %s, but there is no such row', l.last_to)
+                else format('status %s, but the history ends in %s', t.status, l.last_to) end as detail
+      from (select t.id, t.status from marketplace.seller_transfers t
+             where since is null or t.id in (select s.id from scope s)) t
+      full join lasts l on l.transfer_id = t.id
+     where l.transfer_id is null or t.id is null or t.status is distinct from l.last_to
+  )
+  select x.transfer_id, x.problem, x.detail from steps x
+  union all
+  select r.transfer_id, r.problem, r.detail from rows_vs_history r
+  order by 1, 2, 3;
+end $function$;
+comment on function marketplace.audit_seller_transfers(timestamp with time zone) is 'Rows whose history does not prove their status (a write past the guard or the history triggers), one row per problem. since: only transfers created or with a history event since then (null = all).';
+grant EXECUTE on function marketplace.audit_seller_transfers(timestamp with time zone) to marketplace_reader;
+grant EXECUTE on function marketplace.audit_seller_transfers(timestamp with time zone) to marketplace_worker;
+grant EXECUTE on function marketplace.audit_seller_transfers(timestamp with time zone) to marketplace_writer;
+revoke execute on function marketplace.audit_seller_transfers(timestamp with time zone) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.can_transition_transfer_status(from_status text, to_status text)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  select coalesce(
+    exists (select 1 from marketplace.seller_transfer_statuses s where s.status = $1)
+    and ($1 = $2 or exists (
+      select 1 from marketplace.seller_transfer_transitions t where t.from_status = $1 and t.to_status = $2)),
+    false)
+$function$;
+comment on function marketplace.can_transition_transfer_status(text,text) is 'True when a seller transfer may move from $1 to $2: same-state always, unknown from never, else the transitions table decides.';
+grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) to marketplace_reader;
+grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) to marketplace_worker;
+grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) to marketplace_writer;
+revoke execute on function marketplace.can_transition_transfer_status(text,text) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.claim_seller_transfer(transfer_id uuid, task text, lease timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS TABLE(outcome text, id uuid, status text, stripe_account_id text, amount_cents bigint, currency text, order_id uuid, seller_id uuid, stripe_transfer_id text, reversal_amount_cents bigint, retry_count integer, next_retry_at timestamp with time zone, last_error text, stripe_key_generation integer, stripe_request_in_doubt boolean, state_since timestamp with time zone)
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  wanted     uuid := claim_seller_transfer.transfer_id;
+  lock_class integer := 'marketplace.seller_transfers'::regclass::oid::integer;
+  lock_key   integer := hashtext(claim_seller_transfer.transfer_id::text);
+begin
+  if not pg_try_advisory_lock(lock_class, lock_key) then
+    outcome := 'busy';
+    id := wanted;
+    return next;
+    return;
+  end if;
+  select case when s.worker_task = claim_seller_transfer.task
+               and (marketplace.seller_transfer_is_due(t.status, t.next_retry_at) or t.next_retry_at = claim_seller_transfer.lease)
+              then 'claimed' else 'not_actionable' end,
+         t.id, t.status, t.stripe_account_id, t.amount_cents, t.currency, t.order_id, t.seller_id,
+         t.stripe_transfer_id, t.reversal_amount_cents, t.retry_count, t.next_retry_at, t.last_error,
+         t.stripe_key_generation, t.stripe_request_in_doubt, marketplace.seller_transfer_status_since(t.id)
+    into outcome, id, status, stripe_account_id, amount_cents, currency, order_id, seller_id,
+         stripe_transfer_id, reversal_amount_cents, retry_count, next_retry_at, last_error,
+         stripe_key_generation, stripe_request_in_doubt, state_since
+    from marketplace.seller_transfers t
+    join marketplace.seller_transfer_statuses s on s.status = t.status
+   where t.id = wanted;
+  if not found then
+    outcome := 'missing';
+    id := wanted;
+  end if;
+  if outcome <> 'claimed' then
+    perform pg_advisory_unlock(lock_class, lock_key);
+  end if;
+  return next;
+end $function$;
+comment on function marketplace.claim_seller_transfer(uuid,text,timestamp with time zone) is 'Worker: takes the row''s advisory lock and reads the row in one round trip. outcome: claimed (the lock is held), busy, missing or not_actionable (not held).';
+grant EXECUTE on function marketplace.claim_seller_transfer(uuid,text,timestamp with time zone) to marketplace_worker;
+revoke execute on function marketplace.claim_seller_transfer(uuid,text,timestamp with time zone) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.compile_seller_transfer_guards()
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  legal_case  text;
+  initial_set text;
+  matrix_cols text;
+  bad         text;
+  compiled    text := 'compiled from the statuses and transitions tables, fingerprint ' || marketplace.seller_transfer_matrix_fingerprint();
+begin
+  select string_agg(t.from_status, ', ') into bad
+    from marketplace.seller_transfer_transitions t
+    join marketplace.seller_transfer_statuses s on s.status = t.from_status
+   where s.is_terminal;
+  if bad is not null then
+    raise exception 'terminal statuses cannot have outgoing transitions: %', bad using errcode = 'check_violation';
+  end if;
+
+  -- CASE OLD.status WHEN 'pending' THEN NEW.status IN ('completed', 'failed') ... ELSE false END
+  select 'CASE old.status ' || coalesce(string_agg(arm, ' '), '') || ' ELSE false END' into legal_case
+    from (select format('WHEN %L THEN new.status IN (%s)', from_status,
+                        string_agg(quote_literal(to_status), ', ' order by to_status)) as arm
+            from marketplace.seller_transfer_transitions group by from_status order by from_status) arms;
+  select string_agg(quote_literal(status), ', ' order by position) into initial_set
+    from marketplace.seller_transfer_statuses where is_initial;
+
+  drop trigger if exists seller_transfer_status_transition on marketplace.seller_transfers;
+  execute format($t$
+    create trigger seller_transfer_status_transition
+      after update of status on marketplace.seller_transfers
+      for each row
+      when (old.status is distinct from new.status and not (%s))
+      execute function marketplace.refuse_illegal_status_transition()$t$, legal_case);
+  execute format('comment on trigger seller_transfer_status_transition on marketplace.seller_transfers is %L', compiled);
+
+  drop trigger if exists seller_transfer_initial_status on marketplace.seller_transfers;
+  execute format($t$
+    create trigger seller_transfer_initial_status
+      before insert on marketplace.seller_transfers
+      for each row
+      when (new.status not in (%s))
+      execute function marketplace.refuse_non_initial_insert()$t$, coalesce(initial_set, 'NULL'));
+  execute format('comment on trigger seller_transfer_initial_status on marketplace.seller_transfers is %L', compiled);
+
+  -- The 6x6 (or NxN) matrix: rows = from, one column per to-status, in position order.
+  select string_agg(format(
+           'case when f.status = %1$L then ''same'' when marketplace.can_transition_transfer_status(f.status, %1$L) then ''yes'' else ''-'' end as %1$I',
+           status), ', ' order by position) into matrix_cols
+    from marketplace.seller_transfer_statuses;
+  drop view if exists marketplace.seller_transfer_transition_matrix;
+  execute format($v$
+    create view marketplace.seller_transfer_transition_matrix as
+      select f.status as from_status, %s
+        from marketplace.seller_transfer_statuses f
+       order by f.position$v$, matrix_cols);
+  comment on view marketplace.seller_transfer_transition_matrix is
+    'Rows: from status; columns: to status. yes = legal move, same = same-state (always allowed), - = refused.';
+  grant select on marketplace.seller_transfer_transition_matrix
+    to marketplace_reader, marketplace_writer, marketplace_worker;
+end $function$;
+revoke execute on function marketplace.compile_seller_transfer_guards() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.configure_stripe_request_budget(global_per_second double precision, endpoint_per_second double precision)
+ RETURNS TABLE(budget text, configured_per_second double precision, current_per_second double precision)
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  with wanted as (
+    select b.budget, case when b.budget = 'global' then $1 else $2 end as rate
+      from marketplace.stripe_request_budgets b
+     where $1 > 0 and $2 > 0
+     order by b.budget
+       for update
+  )
+  update marketplace.stripe_request_budgets b
+     set current_per_second = least(w.rate, b.current_per_second * w.rate / b.configured_per_second),
+         ceiling_per_second = b.ceiling_per_second * w.rate / b.configured_per_second,
+         configured_per_second = w.rate,
+         updated_at = now()
+    from wanted w
+   where b.budget = w.budget and b.configured_per_second <> w.rate
+  returning b.budget, b.configured_per_second, b.current_per_second
+$function$;
+comment on function marketplace.configure_stripe_request_budget(double precision,double precision) is 'Sets the configured rate of the global budget and of every endpoint budget (STRIPE_REQUESTS_PER_SECOND, STRIPE_ENDPOINT_REQUESTS_PER_SECOND). Returns the rows it changed.';
+grant EXECUTE on function marketplace.configure_stripe_request_budget(double precision,double precision) to marketplace_worker;
+revoke execute on function marketplace.configure_stripe_request_budget(double precision,double precision) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.dispatch_seller_transfers(max_jobs integer, lease_seconds double precision DEFAULT 120, wait_ms integer DEFAULT 0, poll_ms integer DEFAULT 10)
+ RETURNS TABLE(dispatched integer, oldest_due_seconds double precision)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  deadline    timestamptz := clock_timestamp() + make_interval(secs => greatest(wait_ms, 0) / 1000.0);
+  have_lock   boolean := false;
+  at          timestamptz;  -- now, re-read each round: now() is the transaction's start
+  want        integer;
+  lease_until timestamptz;
+  specs       graphile_worker.job_spec[];
+  lag         double precision;
+  added       integer;
+begin
+  loop
+    -- Single-flight: the first process to get this lock dispatches (and polls) for the fleet;
+    -- the others only retry the lock, which costs next to nothing.
+    have_lock := have_lock or pg_try_advisory_xact_lock('marketplace.seller_transfer_statuses'::regclass::oid::integer, 0);
+    if have_lock then
+      at := clock_timestamp();
+      -- Anything due at all? Five bounded index probes (IS NULL and <= at are index conditions).
+      -- Only then: is there room in graphile-worker's queue?
+      if exists (
+           select 1 from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at is null
+           union all select 1 from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at <= at
+           union all select 1 from marketplace.seller_transfers t where t.status = 'failed' and t.next_retry_at <= at
+           union all select 1 from marketplace.seller_transfers t where t.status = 'reversal_pending' and t.next_retry_at is null
+           union all select 1 from marketplace.seller_transfers t where t.status = 'reversal_pending' and t.next_retry_at <= at) then
+        select max_jobs - count(*) into want
+          from (select 1 from graphile_worker._private_jobs j
+                 where j.is_available
+                   and j.task_id in (select t.id from graphile_worker._private_tasks t
+                                       join marketplace.seller_transfer_statuses s on s.worker_task = t.identifier)
+                 limit greatest(max_jobs, 0)) waiting;
+      else
+        want := 0;
+      end if;
+      if want > 0 then
+        lease_until := at + make_interval(secs => lease_seconds);
+        -- A block of its own (a subtransaction): a round that hands nothing out (every due row is
+        -- held by a writer or a worker) rolls back the row and advisory locks it took, instead of
+        -- holding them while this call keeps waiting.
+        begin
+        with candidates as (
+          (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
+            where t.status = 'pending' and t.next_retry_at is null order by t.next_retry_at nulls first, t.created_at limit want)
+          union all
+          (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
+            where t.status = 'pending' and t.next_retry_at <= at order by t.next_retry_at nulls first, t.created_at limit want)
+          union all
+          (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
+            where t.status = 'failed' and t.next_retry_at <= at order by t.next_retry_at limit want)
+          union all
+          (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
+            where t.status = 'reversal_pending' and t.next_retry_at is null order by t.next_retry_at nulls first limit want)
+          union all
+          (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
+            where t.status = 'reversal_pending' and t.next_retry_at <= at order by t.next_retry_at nulls first limit want)
+        ), fair as (
+          -- Round robin over the statuses, longest due first within each.
+          select c.id
+            from (select c.*, row_number() over (partition by c.status order by c.next_retry_at nulls first, c.created_at) as turn
+                    from candidates c) c
+           order by c.turn, c.status
+           limit want
+        ), locked as (
+          -- Re-checked under the row lock (a writer may have moved the row since the scan), fetched
+          -- by primary key; rows a writer holds right now are skipped.
+          select t.id, t.status, t.next_retry_at, t.created_at
+            from marketplace.seller_transfers t
+            join marketplace.seller_transfer_statuses s on s.status = t.status and s.worker_task is not null
+           where t.id = any (array(select f.id from fair f))
+             and (t.next_retry_at is null or t.next_retry_at <= at)
+             for update of t skip locked
+        ), free as (
+          -- ... and so are rows a worker is acting on (their advisory lock is held). A step of its
+          -- own over the picked rows only: as a filter of the scan above, the planner could test
+          -- (and take) the lock of rows the scan then drops, and hold them for the transaction.
+          select l.* from locked l
+           where pg_try_advisory_xact_lock_shared('marketplace.seller_transfers'::regclass::oid::integer, hashtext(l.id::text))
+        ), leased as (
+          update marketplace.seller_transfers t
+             set next_retry_at = lease_until
+           where t.id = any (array(select l.id from free l))
+          returning t.id, t.status
+        )
+        select array_agg(row(s.worker_task, json_build_object('id', l.id, 'lease', lease_until), null, null, 5,
+                             marketplace.seller_transfer_job_key(l.id), null, null)::graphile_worker.job_spec),
+               -- Lag from what the rows carried (no history read on this path): a fresh reversal's
+               -- due time is in its history only, so it counts in seller_transfer_due_counts() instead.
+               (select extract(epoch from at - min(case when k.status = 'pending' then coalesce(k.next_retry_at, k.created_at) else k.next_retry_at end))
+                  from free k)
+          into specs, lag
+          from leased l
+          join marketplace.seller_transfer_statuses s on s.status = l.status;
+        if specs is null then
+          raise exception using errcode = 'STX01', message = 'nothing handed out this round';
+        end if;
+        -- add_jobs clears the key of a job that is locked (already running) and adds a new one;
+        -- a job locked between those two steps is skipped (graphile-worker #580): that row keeps
+        -- its lease and is handed out again when it runs out.
+        select count(*) into added from graphile_worker.add_jobs(specs);
+        -- Return at once: the jobs become visible (and graphile-worker is notified) at commit.
+        return query select added, lag;
+        return;
+        exception when sqlstate 'STX01' then
+          null;  -- nothing handed out: this round's locks are gone with its subtransaction
+        end;
+      end if;
+    end if;
+    exit when clock_timestamp() + make_interval(secs => poll_ms / 1000.0) > deadline;
+    perform pg_sleep(poll_ms / 1000.0);
+  end loop;
+  return query select 0, null::double precision;
+end $function$;
+comment on function marketplace.dispatch_seller_transfers(integer,double precision,integer,integer) is 'Hands due seller transfers to graphile-worker (at most max_jobs waiting jobs), leasing each row for lease_seconds; with nothing due, polls every poll_ms for up to wait_ms first. Returns how many, and how long the longest-waiting of them had been due (null when unknown).';
+grant EXECUTE on function marketplace.dispatch_seller_transfers(integer,double precision,integer,integer) to marketplace_worker;
+revoke execute on function marketplace.dispatch_seller_transfers(integer,double precision,integer,integer) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_audit(since timestamp with time zone DEFAULT (now() - '1 day'::interval))
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select 'audit of rows touched in the last day',
+         case when count(*) = 0 then 'ok' else 'problem' end,
+         case when count(*) = 0 then 'every history leads to its row''s status'
+              else format('%s problem(s) on %s transfer(s): %s', count(*), count(distinct a.transfer_id), string_agg(distinct a.problem, ', ')) end,
+         case when count(*) = 0 then '' else format('`seller-transfers audit --since %s` lists them', to_char(since at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')) end
+    from marketplace.audit_seller_transfers(since) a
+$function$;
+revoke execute on function marketplace.doctor_seller_transfer_audit(timestamp with time zone) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_dispatch(max_due interval DEFAULT '00:05:00'::interval)
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select 'due rows dispatched',
+         case when count(*) filter (where late) = 0 then 'ok' else 'problem' end,
+         case when count(*) filter (where late) = 0
+                then format('%s row(s) due now, none due for longer than %s', coalesce(sum(d.due_now), 0), max_due)
+              else format('due rows are not being dispatched: is a worker running? %s',
+                          string_agg(format('%s: %s due, oldest for %s', d.status, d.due_now,
+                                            date_trunc('second', make_interval(secs => d.oldest_due_seconds))), '; ' order by d.ord) filter (where late)) end,
+         case when count(*) filter (where late) = 0 then ''
+              else 'start `seller-transfers worker` (its dispatcher hands due rows to graphile-worker); if one runs, see its logs and /readyz' end
+    from (select c.*, row_number() over () as ord, c.oldest_due_seconds > extract(epoch from max_due) as late
+            from marketplace.seller_transfer_due_counts() c) d
+$function$;
+revoke execute on function marketplace.doctor_seller_transfer_dispatch(interval) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_guard_drift()
+ RETURNS TABLE(from_status text, to_status text, in_table boolean)
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  refuses text;
+begin
+  select substring(pg_get_triggerdef(tg.oid) from '\sWHEN \((.*)\) EXECUTE (?:FUNCTION|PROCEDURE) ') into refuses
+    from pg_trigger tg
+   where tg.tgrelid = 'marketplace.seller_transfers'::regclass and tg.tgname = 'seller_transfer_status_transition';
+  if refuses is null then
+    return;
+  end if;
+  -- The clause is true when the guard refuses old.status -> new.status; the move drifted when
+  -- the guard refuses what the table allows, or allows what the table refuses.
+  return query execute format($q$
+    select f.status, t.status, marketplace.can_transition_transfer_status(f.status, t.status)
+      from marketplace.seller_transfer_statuses f
+     cross join marketplace.seller_transfer_statuses t
+     cross join lateral (select f.status) old(status)
+     cross join lateral (select t.status) new(status)
+     where f.status <> t.status
+       and marketplace.can_transition_transfer_status(f.status, t.status) = coalesce((%s), false)
+     order by f.position, t.position$q$, refuses);
+end $function$;
+revoke execute on function marketplace.doctor_seller_transfer_guard_drift() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_guard_sync()
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  guards_on boolean;
+  drift     text;
+begin
+  check_name := 'guard compiled from the transitions table';
+  select count(*) = 2 into guards_on
+    from pg_trigger tg
+   where tg.tgrelid = 'marketplace.seller_transfers'::regclass
+     and tg.tgname in ('seller_transfer_status_transition', 'seller_transfer_initial_status')
+     and tg.tgenabled in ('O', 'A');
+  if not guards_on then
+    -- The trigger checks above already name it; a fingerprint of a missing trigger says nothing more.
+    status := 'warn';
+    detail := 'not checked while a guard trigger is missing or disabled (see the trigger checks)';
+    fix := '';
+  elsif marketplace.seller_transfer_guard_in_sync() then
+    status := 'ok';
+    detail := 'the guard matches seller_transfer_transitions';
+    fix := '';
+  else
+    select string_agg(format('%s -> %s (%s)', d.from_status, d.to_status,
+                             case when d.in_table then 'in the table, refused by the guard' else 'allowed by the guard, not in the table' end), '; ')
+      into drift
+      from marketplace.doctor_seller_transfer_guard_drift() d;
+    status := 'problem';
+    detail := 'the guard trigger was not compiled from the current seller_transfer_transitions'
+              || coalesce(': ' || drift, ' (its initial statuses differ)');
+    fix := 'as the owner: ALTER TABLE marketplace.seller_transfer_transitions ENABLE TRIGGER seller_transfer_transitions_changed; SELECT marketplace.compile_seller_transfer_guards(); then `seller-transfers audit`';
+  end if;
+  return next;
+end $function$;
+revoke execute on function marketplace.doctor_seller_transfer_guard_sync() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_indexes()
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select format('index %s', x.idx),
+         case when i.indexrelid is not null and i.indisvalid and i.indisready then 'ok' else 'problem' end,
+         case when i.indexrelid is null then 'missing (the dispatcher and the worker scan the whole table)'
+              when not (i.indisvalid and i.indisready) then 'invalid (a failed CREATE INDEX CONCURRENTLY?)'
+              else 'present and valid' end,
+         case when i.indexrelid is null then 'recreate it as in migrations/committed/000001-foundation.sql (CREATE INDEX CONCURRENTLY …)'
+              when not (i.indisvalid and i.indisready) then format('REINDEX INDEX CONCURRENTLY marketplace.%I', x.idx)
+              else '' end
+    from (values ('seller_transfers_reversal_due_idx', 1), ('seller_transfers_retry_due_idx', 2), ('seller_transfers_pending_idx', 3)) x(idx, ord)
+    left join pg_index i on i.indexrelid = to_regclass('marketplace.' || x.idx)
+   order by x.ord
+$function$;
+revoke execute on function marketplace.doctor_seller_transfer_indexes() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_jobs(max_locked interval DEFAULT '00:10:00'::interval)
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  n bigint;
+  oldest timestamptz;
+  ids text;
+  latest text;
+begin
+  check_name := 'graphile_worker schema';
+  if to_regclass('graphile_worker._private_jobs') is null then
+    status := 'problem'; detail := 'missing (the worker''s dispatcher hands due rows to it)'; fix := 'run `seller-transfers migrate`';
+    return next;
+    return;
+  end if;
+  status := 'ok'; detail := 'present'; fix := '';
+  return next;
+
+  check_name := 'jobs locked too long';
+  execute 'select count(*), min(locked_at) from graphile_worker._private_jobs where locked_at < now() - $1'
+     into n, oldest using max_locked;
+  status := case when n = 0 then 'ok' else 'problem' end;
+  detail := case when n = 0 then format('no job locked longer than %s', max_locked)
+                 else format('%s job(s) locked longer than %s (oldest since %s)', n, max_locked, oldest) end;
+  fix := case when n = 0 then ''
+              else 'a worker died or hangs: check the heartbeats (workers seen recently) and the worker logs; graphile-worker frees locks after 4 h, and the rows are dispatched again when their lease runs out' end;
+  return next;
+
+  check_name := 'jobs that used up their attempts';
+  execute $q$
+    select count(*), string_agg(j.id::text, ', ' order by j.id),
+           (array_agg(format('transfer %s (%s): %s', j.payload ->> 'id', t.identifier, coalesce(j.last_error, 'no error recorded'))
+                      order by j.updated_at desc))[1]
+      from graphile_worker._private_jobs j
+      join graphile_worker._private_tasks t on t.id = j.task_id
+      join marketplace.seller_transfer_statuses s on s.worker_task = t.identifier
+     where j.attempts >= j.max_attempts and j.locked_at is null$q$
+     into n, ids, latest;
+  status := case when n = 0 then 'ok' else 'warn' end;
+  detail := case when n = 0 then 'none'
+                 else format('%s job(s) of the seller transfer tasks failed every attempt and will not run again; latest: %s', n, latest) end;
+  fix := case when n = 0 then ''
+              else format('read the error (`seller-transfers show <id>`); rows still due get a new job when their lease runs out; then remove these: SELECT graphile_worker.complete_jobs(ARRAY[%s])', ids) end;
+  return next;
+end $function$;
+revoke execute on function marketplace.doctor_seller_transfer_jobs(interval) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_roles()
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  with roles(role, ord) as (values ('marketplace_writer', 1), ('marketplace_worker', 2), ('marketplace_reader', 3)),
+  found as (
+    select r.role, r.ord, exists (select 1 from pg_roles p where p.rolname = r.role) as present from roles r
+  ), wrong as (
+    select f.role, array_remove(array[
+      case when not has_schema_privilege(f.role, 'marketplace', 'usage') then 'missing USAGE on schema marketplace' end,
+      case when not has_table_privilege(f.role, 'marketplace.seller_transfers', 'select') then 'missing SELECT on seller_transfers' end,
+      case when not has_table_privilege(f.role, 'marketplace.seller_transfer_events', 'select') then 'missing SELECT on seller_transfer_events' end,
+      case when f.role <> 'marketplace_reader' and not has_table_privilege(f.role, 'marketplace.seller_transfers', 'insert, update') then 'missing INSERT/UPDATE on seller_transfers' end,
+      case when f.role = 'marketplace_reader' and has_table_privilege(f.role, 'marketplace.seller_transfers', 'insert, update, delete, truncate') then 'may modify seller_transfers (read-only role)' end,
+      case when has_table_privilege(f.role, 'marketplace.seller_transfers', 'delete, truncate, trigger') then 'may delete, truncate or add triggers on seller_transfers' end,
+      case when has_table_privilege(f.role, 'marketplace.seller_transfer_statuses', 'insert, update, delete, truncate, trigger') then 'may modify seller_transfer_statuses' end,
+      case when has_table_privilege(f.role, 'marketplace.seller_transfer_transitions', 'insert, update, delete, truncate, trigger') then 'may modify seller_transfer_transitions' end,
+      case when has_table_privilege(f.role, 'marketplace.seller_transfer_events', 'insert, update, delete, truncate, trigger') then 'may modify seller_transfer_events (the history)' end,
+      case when f.role = 'marketplace_worker' and not has_schema_privilege(f.role, 'graphile_worker', 'usage') then 'missing USAGE on schema graphile_worker' end,
+      case when f.role = 'marketplace_worker' and not has_function_privilege(f.role, 'marketplace.record_seller_transfer_worker_heartbeat(text, text, integer, timestamptz, boolean)', 'execute') then 'missing EXECUTE on record_seller_transfer_worker_heartbeat' end,
+      case when f.role = 'marketplace_reader' and not has_function_privilege(f.role, 'marketplace.audit_seller_transfers(timestamptz)', 'execute') then 'missing EXECUTE on audit_seller_transfers' end
+    ], null) as issues
+      from found f where f.present and to_regnamespace('graphile_worker') is not null
+  )
+  select format('role %s', f.role),
+         case when not f.present or cardinality(coalesce(w.issues, '{}')) > 0 then 'problem' else 'ok' end,
+         case when not f.present then 'missing'
+              when cardinality(coalesce(w.issues, '{}')) > 0 then array_to_string(w.issues, '; ')
+              else 'exists with the documented grants' end,
+         case when not f.present then 'run `seller-transfers migrate` (000001 creates the roles), or CREATE ROLE ' || f.role || ' NOLOGIN and migrate'
+              when cardinality(coalesce(w.issues, '{}')) > 0 then 're-apply the grants of migrations/committed (README "Roles"); REVOKE what is listed as "may modify"'
+              else '' end
+    from found f left join wrong w on w.role = f.role
+   order by f.ord
+$function$;
+revoke execute on function marketplace.doctor_seller_transfer_roles() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_slos()
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select 'rows past their status SLO',
+         case when count(*) = 0 then 'ok' else 'problem' end,
+         case when count(*) = 0 then 'none'
+              else format('%s row(s): %s', count(*), string_agg(distinct p.status, ', ')) end,
+         case when count(*) = 0 then '' else '`seller-transfers stats` lists them; `seller-transfers show <id>` says why; see docs/runbook.md' end
+    from marketplace.seller_transfers_past_slo p
+$function$;
+revoke execute on function marketplace.doctor_seller_transfer_slos() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_triggers()
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select format('trigger %s', x.tgname),
+         case when t.oid is null then 'problem' when t.tgenabled in ('O', 'A') then 'ok' else 'problem' end,
+         case when t.oid is null then format('missing on %s', x.rel)
+              when t.tgenabled in ('O', 'A') then format('enabled on %s', x.rel)
+              else format('disabled on %s (tgenabled = %s)', x.rel, t.tgenabled) end,
+         case when t.oid is null and x.rel = 'marketplace.seller_transfers' and x.tgname in ('seller_transfer_status_transition', 'seller_transfer_initial_status')
+                then 'as the owner: SELECT marketplace.compile_seller_transfer_guards(); then run `seller-transfers audit`'
+              when t.oid is null then 'the schema is damaged: restore the trigger from migrations/committed (or roll back and migrate again)'
+              when t.tgenabled in ('O', 'A') then ''
+              else format('as the owner: ALTER TABLE %s ENABLE TRIGGER %s; then run `seller-transfers audit` for writes made meanwhile', x.rel, x.tgname) end
+    from (values ('marketplace.seller_transfers', 'seller_transfer_status_transition', 1),
+                 ('marketplace.seller_transfers', 'seller_transfer_initial_status', 2),
+                 ('marketplace.seller_transfers', 'seller_transfer_history_on_insert', 3),
+                 ('marketplace.seller_transfers', 'seller_transfer_history_on_update', 4),
+                 ('marketplace.seller_transfer_statuses', 'seller_transfer_statuses_changed', 5),
+                 ('marketplace.seller_transfer_transitions', 'seller_transfer_transitions_changed', 6)) x(rel, tgname, ord)
+    left join pg_trigger t on t.tgrelid = to_regclass(x.rel) and t.tgname = x.tgname and not t.tgisinternal
+   order by x.ord
+$function$;
+revoke execute on function marketplace.doctor_seller_transfer_triggers() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_workers(max_age interval DEFAULT '00:02:00'::interval)
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select 'workers seen recently',
+         case when h.total = 0 then 'warn' when h.recent > 0 then 'ok' else 'problem' end,
+         case when h.total = 0 then 'no worker has ever reported a heartbeat to this database'
+              when h.recent > 0 then format('%s worker(s) reported within %s', h.recent, max_age)
+              else format('no worker reported within %s (last seen %s)', max_age, h.last_seen) end,
+         case when h.recent > 0 then '' else 'start `seller-transfers worker` (or find why it stopped: its logs, `/readyz`)' end
+    from (select count(*) as total,
+                 count(*) filter (where w.last_seen_at >= now() - max_age and w.stopped_at is null) as recent,
+                 max(w.last_seen_at) as last_seen
+            from marketplace.seller_transfer_worker_heartbeats w) h
+$function$;
+revoke execute on function marketplace.doctor_seller_transfer_workers(interval) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.fail_seller_transfer(id uuid, reason text)
+ RETURNS marketplace.seller_transfers
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  t marketplace.seller_transfers;
+begin
+  t := marketplace.lock_seller_transfer_for_admin(id, reason);
+  if t.status = 'permanently_failed' then
+    -- Same-state is legal, but would overwrite the error that made it give up.
+    raise exception 'seller transfer % is already permanently_failed (last_error: %)', t.id, coalesce(left(regexp_replace(t.last_error, '\s+', ' ', 'g'), 200), 'none')
+      using errcode = 'object_not_in_prerequisite_state';
+  end if;
+  update marketplace.seller_transfers s
+     set status = 'permanently_failed', next_retry_at = null, last_error = btrim(reason), updated_at = now()
+   where s.id = t.id
+  returning s.* into t;
+  return t;
+end $function$;
+comment on function marketplace.fail_seller_transfer(uuid,text) is 'Gives a seller transfer up (-> permanently_failed) with the reason as last_error; the matrix decides from which statuses.';
+grant EXECUTE on function marketplace.fail_seller_transfer(uuid,text) to marketplace_worker;
+grant EXECUTE on function marketplace.fail_seller_transfer(uuid,text) to marketplace_writer;
+revoke execute on function marketplace.fail_seller_transfer(uuid,text) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.lock_seller_transfer_for_admin(id uuid, reason text)
+ RETURNS marketplace.seller_transfers
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  t marketplace.seller_transfers;
+begin
+  if reason is null or btrim(reason) = '' then
+    raise exception 'a reason is required: say why (it is recorded in the history)'
+      using errcode = 'invalid_parameter_value';
+  end if;
+  select * into t from marketplace.seller_transfers s where s.id = lock_seller_transfer_for_admin.id for update;
+  if not found then
+    raise exception 'seller transfer % not found', lock_seller_transfer_for_admin.id using errcode = 'no_data_found';
+  end if;
+  -- The worker holds this advisory lock (session level) while it talks to Stripe for the row.
+  -- Acting now could contradict what Stripe is about to do, so refuse instead of waiting.
+  if not pg_try_advisory_xact_lock('marketplace.seller_transfers'::regclass::oid::integer, hashtext(t.id::text)) then
+    raise exception 'seller transfer % is being processed by the worker right now; try again in a moment', t.id
+      using errcode = 'lock_not_available';
+  end if;
+  perform set_config('marketplace.transition_reason', btrim(reason), true);
+  return t;
+end $function$;
+grant EXECUTE on function marketplace.lock_seller_transfer_for_admin(uuid,text) to marketplace_worker;
+grant EXECUTE on function marketplace.lock_seller_transfer_for_admin(uuid,text) to marketplace_writer;
+revoke execute on function marketplace.lock_seller_transfer_for_admin(uuid,text) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.mark_seller_transfer_paid(id uuid, stripe_transfer_id text, reason text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+AS $function$
+begin
+  perform set_config('marketplace.transition_reason', reason, true);
+  update marketplace.seller_transfers t
+     set status = 'completed', stripe_transfer_id = $2, retry_count = 0, next_retry_at = null,
+         last_error = null, stripe_key_generation = 0, stripe_request_in_doubt = false, updated_at = now()
+   where t.id = $1 and t.status in ('pending', 'failed');
+  return found;
+end $function$;
+grant EXECUTE on function marketplace.mark_seller_transfer_paid(uuid,text,text) to marketplace_worker;
+revoke execute on function marketplace.mark_seller_transfer_paid(uuid,text,text) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.mark_seller_transfer_reversed(id uuid, stripe_reversal_id text, amount_cents bigint, reason text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+AS $function$
+begin
+  perform set_config('marketplace.transition_reason', reason, true);
+  update marketplace.seller_transfers t
+     set status = 'reversed', stripe_reversal_id = $2, reversal_amount_cents = $3, retry_count = 0,
+         next_retry_at = null, last_error = null, stripe_key_generation = 0, stripe_request_in_doubt = false,
+         updated_at = now()
+   where t.id = $1 and t.status = 'reversal_pending';
+  return found;
+end $function$;
+grant EXECUTE on function marketplace.mark_seller_transfer_reversed(uuid,text,bigint,text) to marketplace_worker;
+revoke execute on function marketplace.mark_seller_transfer_reversed(uuid,text,bigint,text) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.recompile_seller_transfer_guards()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+begin
+  perform marketplace.compile_seller_transfer_guards();
+  return null;
+end $function$;
+revoke execute on function marketplace.recompile_seller_transfer_guards() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.record_external_seller_transfer_reversal(id_hint uuid, stripe_transfer_id text, stripe_reversal_id text, amount_cents bigint, reason text)
+ RETURNS text
+ LANGUAGE plpgsql
+AS $function$
+declare
+  t marketplace.seller_transfers;
+begin
+  select * into t from marketplace.seller_transfers s where s.stripe_transfer_id = $2;
+  if not found then
+    return 'no_row';
+  end if;
+  if id_hint is not null and id_hint <> t.id then
+    return 'mismatch';
+  end if;
+  if t.status not in ('completed', 'reversal_pending') then
+    return 'unchanged';
+  end if;
+  -- Conflicts with the worker's session lock on the same row; released at commit.
+  if not pg_try_advisory_xact_lock('marketplace.seller_transfers'::regclass::oid::integer, hashtext(t.id::text)) then
+    return 'busy';
+  end if;
+  perform set_config('marketplace.transition_reason', reason, true);
+  if t.status = 'completed' then
+    update marketplace.seller_transfers s set status = 'reversal_pending', updated_at = now()
+     where s.id = t.id and s.status = 'completed';
+  end if;
+  update marketplace.seller_transfers s
+     set status = 'reversed', stripe_reversal_id = $3, reversal_amount_cents = $4, retry_count = 0,
+         next_retry_at = null, last_error = null, updated_at = now()
+   where s.id = t.id and s.status = 'reversal_pending';
+  return case when found then 'recorded' else 'unchanged' end;
+end $function$;
+comment on function marketplace.record_external_seller_transfer_reversal(uuid,text,text,bigint,text) is 'Records a reversal that exists at Stripe but not on the row (webhook transfer.reversed), through legal moves only.';
+grant EXECUTE on function marketplace.record_external_seller_transfer_reversal(uuid,text,text,bigint,text) to marketplace_worker;
+revoke execute on function marketplace.record_external_seller_transfer_reversal(uuid,text,text,bigint,text) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_failure(id uuid, from_status text, error text, retry_at timestamp with time zone, reason text, new_key boolean DEFAULT true, in_doubt boolean DEFAULT false)
+ RETURNS text
+ LANGUAGE plpgsql
+AS $function$
+declare
+  current_status text := from_status;
+  result         text;
+begin
+  perform set_config('marketplace.transition_reason', reason, true);
+  if retry_at is null and current_status = 'pending' then
+    update marketplace.seller_transfers t
+       set status = 'failed', next_retry_at = now(), last_error = left(error, 2000), updated_at = now()
+     where t.id = record_seller_transfer_failure.id and t.status = 'pending';
+    if not found then
+      return null;
+    end if;
+    current_status := 'failed';
+  end if;
+  update marketplace.seller_transfers t
+     set status = case when retry_at is null then 'permanently_failed'
+                       when t.status = 'pending' then 'failed'
+                       else t.status end,
+         retry_count = t.retry_count + 1,
+         next_retry_at = retry_at,
+         last_error = left(error, 2000),
+         stripe_key_generation = t.stripe_key_generation + case when new_key then 1 else 0 end,
+         stripe_request_in_doubt = in_doubt,
+         updated_at = now()
+   where t.id = record_seller_transfer_failure.id and t.status = current_status
+  returning t.status into result;
+  return result;
+end $function$;
+grant EXECUTE on function marketplace.record_seller_transfer_failure(uuid,text,text,timestamp with time zone,text,boolean,boolean) to marketplace_worker;
+revoke execute on function marketplace.record_seller_transfer_failure(uuid,text,text,timestamp with time zone,text,boolean,boolean) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_inserts()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  -- Evaluated once per statement, not once per row: a bulk statement is one moment, one actor.
+  at     timestamptz := clock_timestamp();
+  actor  text := coalesce(nullif(current_setting('role'), 'none'), session_user);
+  app    text := nullif(current_setting('application_name'), '');
+  reason text := nullif(current_setting('marketplace.transition_reason', true), '');
+  xid    xid8 := pg_current_xact_id();
+begin
+  insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id)
+  select n.id, null, n.status, at, actor, app, reason, xid
+    from new_rows n;
+  return null;
+end $function$;
+revoke execute on function marketplace.record_seller_transfer_inserts() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_rate_limited(id uuid, from_status text, error text, retry_at timestamp with time zone)
+ RETURNS text
+ LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  update marketplace.seller_transfers t
+     set next_retry_at = $4,
+         last_error = left($3, 2000),
+         updated_at = now()
+   where t.id = $1 and t.status = $2 and t.status in ('pending', 'failed', 'reversal_pending') and $4 is not null
+  returning t.status
+$function$;
+comment on function marketplace.record_seller_transfer_rate_limited(uuid,text,text,timestamp with time zone) is 'Worker: Stripe answered 429 and the request budget kept the call waiting too long: the row is due again at retry_at, with last_error saying so; status, retry_count and the idempotency key are unchanged (not a failed attempt).';
+grant EXECUTE on function marketplace.record_seller_transfer_rate_limited(uuid,text,text,timestamp with time zone) to marketplace_worker;
+revoke execute on function marketplace.record_seller_transfer_rate_limited(uuid,text,text,timestamp with time zone) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_status_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+AS $function$
+declare
+  role_name pg_catalog.text := pg_catalog.current_setting('role');
+  app       pg_catalog.text := pg_catalog.current_setting('application_name');
+  reason    pg_catalog.text := pg_catalog.current_setting('marketplace.transition_reason', true);
+begin
+  insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id)
+  values (new.id, old.status, new.status, pg_catalog.clock_timestamp(),
+          case when role_name operator(pg_catalog.=) 'none' then session_user else role_name end,
+          case when app operator(pg_catalog.=) '' then null else app end,
+          case when reason operator(pg_catalog.=) '' then null else reason end,
+          pg_catalog.pg_current_xact_id());
+  return null;
+end $function$;
+revoke execute on function marketplace.record_seller_transfer_status_change() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_worker_heartbeat(worker_id text, hostname text, pid integer, started_at timestamp with time zone, stopping boolean DEFAULT false)
+ RETURNS timestamp with time zone
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  -- Rows of processes gone for a week are noise: drop them on the way.
+  delete from marketplace.seller_transfer_worker_heartbeats h where h.last_seen_at < now() - interval '7 days';
+  insert into marketplace.seller_transfer_worker_heartbeats as h (worker_id, hostname, pid, started_at, last_seen_at, stopped_at)
+  values ($1, $2, $3, $4, now(), case when $5 then now() end)
+  on conflict on constraint seller_transfer_worker_heartbeats_pkey do update
+    set last_seen_at = now(), stopped_at = case when $5 then now() end
+  returning h.last_seen_at;
+$function$;
+comment on function marketplace.record_seller_transfer_worker_heartbeat(text,text,integer,timestamp with time zone,boolean) is 'Called by each worker process every few seconds (stopping = true once, when it stops). Returns the recorded time.';
+grant EXECUTE on function marketplace.record_seller_transfer_worker_heartbeat(text,text,integer,timestamp with time zone,boolean) to marketplace_worker;
+revoke execute on function marketplace.record_seller_transfer_worker_heartbeat(text,text,integer,timestamp with time zone,boolean) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.refuse_illegal_status_transition()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+begin
+  -- The table is the authority; the WHEN clause only decides when we get here.
+  perform marketplace.assert_seller_transfer_transition(old.id, old.status, new.status);
+  return null;
+end $function$;
+grant EXECUTE on function marketplace.refuse_illegal_status_transition() to marketplace_worker;
+grant EXECUTE on function marketplace.refuse_illegal_status_transition() to marketplace_writer;
+revoke execute on function marketplace.refuse_illegal_status_transition() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.refuse_non_initial_insert()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+declare
+  initial text;
+begin
+  if not exists (select 1 from marketplace.seller_transfer_statuses where status = new.status) then
+    return new;  -- unknown status: the foreign key refuses it
+  end if;
+  select string_agg(status, ', ' order by position) into initial
+    from marketplace.seller_transfer_statuses where is_initial;
+  raise exception 'seller transfers must be created in an initial status, not %', new.status
+    using errcode = 'check_violation',
+          constraint = 'seller_transfer_initial_status',
+          schema = 'marketplace', table = 'seller_transfers', column = 'status',
+          detail = format('initial statuses: %s', coalesce(initial, 'none')),
+          hint = 'Insert without a status (it defaults to pending).';
+end $function$;
+grant EXECUTE on function marketplace.refuse_non_initial_insert() to marketplace_worker;
+grant EXECUTE on function marketplace.refuse_non_initial_insert() to marketplace_writer;
+revoke execute on function marketplace.refuse_non_initial_insert() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.release_seller_transfer_at_commit(id uuid)
+ RETURNS boolean
+ LANGUAGE sql
+AS $function$
+  select pg_advisory_xact_lock('marketplace.seller_transfers'::regclass::oid::integer, hashtext($1::text)) is not null
+     and pg_advisory_unlock('marketplace.seller_transfers'::regclass::oid::integer, hashtext($1::text))
+$function$;
+comment on function marketplace.release_seller_transfer_at_commit(uuid) is 'Worker: converts the row''s session advisory lock into a transaction lock, so it is released when the current transaction ends.';
+grant EXECUTE on function marketplace.release_seller_transfer_at_commit(uuid) to marketplace_worker;
+revoke execute on function marketplace.release_seller_transfer_at_commit(uuid) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.report_stripe_rate_limited(endpoint text, reason text)
+ RETURNS TABLE(budget text, current_per_second double precision, decreased boolean, factor double precision)
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  with target as (
+    select coalesce((select b.budget from marketplace.stripe_request_budgets b
+                      where b.budget = $1 and $2 in ('endpoint-rate', 'endpoint-concurrency')), 'global') as budget
+  ), locked as (
+    select b.budget,
+           marketplace.stripe_request_budget_rate(b.configured_per_second, b.current_per_second, b.adjusted_at, b.rate_limited_at, b.ceiling_per_second, now()) as rate,
+           (b.rate_limited_at is not null and now() - b.rate_limited_at < interval '1 second') as persisting,
+           (b.hold_until is not null and now() < b.hold_until) as holdoff,
+           (b.decrease_factor = 0.95 and b.rate_limited_total + 1 - b.rate_limited_total_at_decrease
+              >= greatest(5, 0.3 * b.ceiling_per_second)) as escalate
+      from marketplace.stripe_request_budgets b join target t on t.budget = b.budget
+       for update of b
+  ), decided as (
+    select l.*, case when l.holdoff and l.escalate then 0.5 when l.holdoff then 1.0 when l.persisting then 0.5 else 0.95 end::double precision as factor
+      from locked l
+  ), applied as (
+    select d.*, greatest(b.min_per_second, least(d.rate, d.rate * d.factor)) as new_rate
+      from decided d join marketplace.stripe_request_budgets b on b.budget = d.budget
+  )
+  update marketplace.stripe_request_budgets b
+     set current_per_second = a.new_rate,
+         decreased_at = case when a.new_rate < a.rate then now() else b.decreased_at end,
+         hold_until = case when a.new_rate < a.rate
+                           then greatest(now() + interval '1 second', b.next_slot_at + interval '0.25 seconds') else b.hold_until end,
+         ceiling_per_second = case when a.new_rate < a.rate then (case when a.factor = 0.5 then a.new_rate else a.rate end)
+                                   else b.ceiling_per_second end,
+         decrease_factor = case when a.new_rate < a.rate then a.factor else b.decrease_factor end,
+         rate_limited_total_at_decrease = case when a.new_rate < a.rate then b.rate_limited_total + 1 else b.rate_limited_total_at_decrease end,
+         adjusted_at = now(),
+         next_slot_at = greatest(b.next_slot_at, now() + make_interval(secs => 1.0 / (a.new_rate * (1 - 0.05)))),
+         rate_limited_at = now(),
+         rate_limited_reason = coalesce(nullif($2, ''), 'unknown'),
+         rate_limited_total = b.rate_limited_total + 1,
+         updated_at = now()
+    from applied a
+   where b.budget = a.budget
+  returning b.budget, b.current_per_second, a.new_rate < a.rate, a.new_rate / a.rate
+$function$;
+comment on function marketplace.report_stripe_rate_limited(text,text) is 'Reports a Stripe 429 (endpoint, Stripe-Rate-Limited-Reason) for the fleet: a stray 429 lowers the named budget''s rate by 5 %, 429s that keep coming (less than 1 s apart after the hold-off, or many within it) halve it; it recovers after 2 s without 429s, fast up to 90 % of the rate that drew the 429, slowly above.';
+grant EXECUTE on function marketplace.report_stripe_rate_limited(text,text) to marketplace_worker;
+revoke execute on function marketplace.report_stripe_rate_limited(text,text) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.reserve_stripe_request_slots(endpoint text, slots integer)
+ RETURNS TABLE(first_slot_at timestamp with time zone, spacing_ms double precision, reserved_at timestamp with time zone, slots integer, global_per_second double precision, endpoint_per_second double precision)
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  with locked as (
+    select b.budget, b.next_slot_at, b.current_per_second,
+           marketplace.stripe_request_budget_rate(b.configured_per_second, b.current_per_second, b.adjusted_at, b.rate_limited_at, b.ceiling_per_second, now()) as rate
+      from marketplace.stripe_request_budgets b
+     where b.budget in ('global', $1) and $2 between 1 and 10000
+     order by b.budget
+       for update
+  ), plan as (
+    -- clock_timestamp(), not now(): the statement may have waited for the row locks.
+    select greatest(max(l.next_slot_at), clock_timestamp()) as first_at, max(1000.0 / (l.rate * (1 - 0.05))) as spacing_ms,
+           clock_timestamp() as at
+      from locked l
+  ), reserved as (
+    update marketplace.stripe_request_budgets b
+       set next_slot_at = p.first_at + make_interval(secs => $2 * p.spacing_ms / 1000.0),
+           current_per_second = l.rate,
+           adjusted_at = case when l.rate <> l.current_per_second then now() else b.adjusted_at end,
+           reserved_total = b.reserved_total + $2,
+           updated_at = now()
+      from locked l, plan p
+     where b.budget = l.budget
+    returning b.budget, p.first_at, p.spacing_ms, p.at, b.current_per_second
+  )
+  select min(r.first_at), max(r.spacing_ms), min(r.at), $2,
+         max(r.current_per_second) filter (where r.budget = 'global'),
+         max(r.current_per_second) filter (where r.budget <> 'global')
+    from reserved r
+  having count(*) > 0
+$function$;
+comment on function marketplace.reserve_stripe_request_slots(text,integer) is 'Reserves N Stripe request slots for an endpoint from its budget and the global budget, atomically, in one statement (GCRA). Slot i starts at first_slot_at + i * spacing_ms.';
+grant EXECUTE on function marketplace.reserve_stripe_request_slots(text,integer) to marketplace_worker;
+revoke execute on function marketplace.reserve_stripe_request_slots(text,integer) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.retry_seller_transfer(id uuid, reason text)
+ RETURNS marketplace.seller_transfers
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  t marketplace.seller_transfers;
+begin
+  t := marketplace.lock_seller_transfer_for_admin(id, reason);
+  update marketplace.seller_transfers s
+     set status = case when st.worker_task is not null then s.status else 'failed' end,
+         next_retry_at = now(), updated_at = now()
+    from marketplace.seller_transfer_statuses st
+   where s.id = t.id and st.status = s.status
+  returning s.* into t;
+  return t;
+end $function$;
+comment on function marketplace.retry_seller_transfer(uuid,text) is 'Makes the worker''s next attempt on a seller transfer due now (next_retry_at = now()); terminal rows are refused by the matrix.';
+grant EXECUTE on function marketplace.retry_seller_transfer(uuid,text) to marketplace_worker;
+grant EXECUTE on function marketplace.retry_seller_transfer(uuid,text) to marketplace_writer;
+revoke execute on function marketplace.retry_seller_transfer(uuid,text) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.reverse_seller_transfer(id uuid, reason text, amount_cents bigint DEFAULT NULL::bigint)
+ RETURNS marketplace.seller_transfers
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  t marketplace.seller_transfers;
+begin
+  if amount_cents is not null and amount_cents <= 0 then
+    raise exception 'reversal amount must be a positive number of cents, got %', amount_cents
+      using errcode = 'invalid_parameter_value';
+  end if;
+  t := marketplace.lock_seller_transfer_for_admin(id, reason);
+  if amount_cents > t.amount_cents then
+    raise exception 'reversal amount % cents exceeds the transfer amount of % cents', amount_cents, t.amount_cents
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if t.status = 'reversal_pending' then
+    raise exception 'seller transfer % is already reversal_pending (% cents)', t.id, coalesce(t.reversal_amount_cents, t.amount_cents)
+      using errcode = 'object_not_in_prerequisite_state';
+  end if;
+  perform marketplace.assert_seller_transfer_transition(t.id, t.status, 'reversal_pending');
+  update marketplace.seller_transfers s
+     set status = 'reversal_pending', reversal_amount_cents = reverse_seller_transfer.amount_cents,
+         next_retry_at = null, updated_at = now()
+   where s.id = t.id
+  returning s.* into t;
+  return t;
+end $function$;
+comment on function marketplace.reverse_seller_transfer(uuid,text,bigint) is 'Requests the reversal of a paid seller transfer (completed -> reversal_pending), whole or amount_cents of it; the worker creates the Stripe reversal.';
+grant EXECUTE on function marketplace.reverse_seller_transfer(uuid,text,bigint) to marketplace_worker;
+grant EXECUTE on function marketplace.reverse_seller_transfer(uuid,text,bigint) to marketplace_writer;
+revoke execute on function marketplace.reverse_seller_transfer(uuid,text,bigint) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_dispatch_state(id uuid)
+ RETURNS TABLE(state text, status text, is_terminal boolean, worker_task text, due_now boolean, next_retry_at timestamp with time zone, job_id bigint, job_task text, lease timestamp with time zone, run_at timestamp with time zone, attempts smallint, max_attempts smallint, locked_at timestamp with time zone, locked_by text, last_error text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select case when s.worker_task is null then 'idle'
+              when marketplace.seller_transfer_is_due(t.status, t.next_retry_at) then 'due'
+              when j.lease = t.next_retry_at then 'handed'
+              else 'scheduled' end,
+         t.status, s.is_terminal, s.worker_task, marketplace.seller_transfer_is_due(t.status, t.next_retry_at), t.next_retry_at,
+         j.job_id, j.task, j.lease, j.run_at, j.attempts, j.max_attempts, j.locked_at, j.locked_by, j.last_error
+    from marketplace.seller_transfers t
+    join marketplace.seller_transfer_statuses s on s.status = t.status
+    left join lateral (select * from marketplace.seller_transfer_jobs(t.id) x order by x.created_at desc limit 1) j on true
+   where t.id = $1
+$function$;
+comment on function marketplace.seller_transfer_dispatch_state(uuid) is 'Where one seller transfer stands with the worker: idle | due | handed | scheduled, and its graphile-worker job (if any).';
+grant EXECUTE on function marketplace.seller_transfer_dispatch_state(uuid) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_dispatch_state(uuid) to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_dispatch_state(uuid) to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_dispatch_state(uuid) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_doctor()
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select * from marketplace.doctor_seller_transfer_triggers()
+  union all select * from marketplace.doctor_seller_transfer_guard_sync()
+  union all select * from marketplace.doctor_seller_transfer_indexes()
+  union all select * from marketplace.doctor_seller_transfer_roles()
+  union all select * from marketplace.doctor_seller_transfer_jobs()
+  union all select * from marketplace.doctor_seller_transfer_dispatch()
+  union all select * from marketplace.doctor_seller_transfer_workers()
+  union all select * from marketplace.doctor_seller_transfer_slos()
+  union all select * from marketplace.doctor_seller_transfer_audit()
+$function$;
+comment on function marketplace.seller_transfer_doctor() is 'Health checks of the installation, one row each: (check_name, ok | warn | problem, detail, fix). What `seller-transfers doctor` prints.';
+grant EXECUTE on function marketplace.seller_transfer_doctor() to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_doctor() to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_doctor() to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_doctor() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_due_counts()
+ RETURNS TABLE(status text, due_now bigint, oldest_due_seconds double precision)
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select s.status, count(t.id),
+         extract(epoch from now() - min(marketplace.seller_transfer_due_since(t.id, t.status, t.next_retry_at, t.created_at)))
+    from marketplace.seller_transfer_statuses s
+    left join marketplace.seller_transfers t
+      on t.status = s.status and (t.next_retry_at is null or t.next_retry_at <= now())
+   where s.worker_task is not null
+   group by s.status, s.position
+   order by s.position
+$function$;
+comment on function marketplace.seller_transfer_due_counts() is 'Per worker status: rows due now that no job holds yet, and how long the longest-waiting has been due (seconds).';
+grant EXECUTE on function marketplace.seller_transfer_due_counts() to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_due_counts() to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_due_counts() to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_due_counts() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_due_since(id uuid, status text, next_retry_at timestamp with time zone, created_at timestamp with time zone)
+ RETURNS timestamp with time zone
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select coalesce($3, case when $2 = 'pending' then $4 else marketplace.seller_transfer_status_since($1) end, $4)
+$function$;
+grant EXECUTE on function marketplace.seller_transfer_due_since(uuid,text,timestamp with time zone,timestamp with time zone) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_due_since(uuid,text,timestamp with time zone,timestamp with time zone) to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_due_since(uuid,text,timestamp with time zone,timestamp with time zone) to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_due_since(uuid,text,timestamp with time zone,timestamp with time zone) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_guard_in_sync()
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select count(*) = 2
+    from pg_catalog.pg_trigger tg
+   where tg.tgrelid = 'marketplace.seller_transfers'::regclass
+     and tg.tgname in ('seller_transfer_status_transition', 'seller_transfer_initial_status')
+     and tg.tgenabled in ('O', 'A')
+     and pg_catalog.obj_description(tg.oid, 'pg_trigger')
+         = 'compiled from the statuses and transitions tables, fingerprint ' || marketplace.seller_transfer_matrix_fingerprint()
+$function$;
+comment on function marketplace.seller_transfer_guard_in_sync() is 'True when the guard triggers are present, enabled, and compiled from the current statuses and transitions tables.';
+grant EXECUTE on function marketplace.seller_transfer_guard_in_sync() to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_guard_in_sync() to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_guard_in_sync() to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_guard_in_sync() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_is_due(status text, next_retry_at timestamp with time zone)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  select exists (select 1 from marketplace.seller_transfer_statuses s where s.status = $1 and s.worker_task is not null)
+     and coalesce($2, '-infinity') <= now()
+$function$;
+comment on function marketplace.seller_transfer_is_due(text,timestamp with time zone) is 'True when the worker should act on a row now: its status has a worker task and next_retry_at (if any) has passed.';
+grant EXECUTE on function marketplace.seller_transfer_is_due(text,timestamp with time zone) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_is_due(text,timestamp with time zone) to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_is_due(text,timestamp with time zone) to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_is_due(text,timestamp with time zone) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_job_key(id uuid)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+  select 'seller_transfer:' || $1::text
+$function$;
+grant EXECUTE on function marketplace.seller_transfer_job_key(uuid) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_job_key(uuid) to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_job_key(uuid) to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_job_key(uuid) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_jobs(id uuid)
+ RETURNS TABLE(job_id bigint, task text, job_key text, run_at timestamp with time zone, attempts smallint, max_attempts smallint, locked_at timestamp with time zone, locked_by text, last_error text, created_at timestamp with time zone, lease timestamp with time zone)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select j.id, t.identifier, j.key, j.run_at, j.attempts, j.max_attempts, j.locked_at, j.locked_by, j.last_error, j.created_at,
+         (j.payload ->> 'lease')::timestamptz
+    from graphile_worker._private_jobs j
+    join graphile_worker._private_tasks t on t.id = j.task_id
+   where j.key = marketplace.seller_transfer_job_key($1)
+   order by j.run_at, j.id
+$function$;
+comment on function marketplace.seller_transfer_jobs(uuid) is 'The graphile-worker job of one seller transfer (by job key): task, run_at, attempts, locked_at/locked_by, last_error, the lease it carries.';
+grant EXECUTE on function marketplace.seller_transfer_jobs(uuid) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_jobs(uuid) to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_jobs(uuid) to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_jobs(uuid) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_matrix_fingerprint()
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select md5(
+    coalesce((select string_agg(t.from_status || '>' || t.to_status, ',' order by t.from_status, t.to_status)
+                from marketplace.seller_transfer_transitions t), '')
+    || '|' ||
+    coalesce((select string_agg(s.status, ',' order by s.status) from marketplace.seller_transfer_statuses s where s.is_initial), ''))
+$function$;
+comment on function marketplace.seller_transfer_matrix_fingerprint() is 'md5 of the legal moves and the initial statuses: what the guard triggers are compiled from.';
+grant EXECUTE on function marketplace.seller_transfer_matrix_fingerprint() to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_matrix_fingerprint() to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_matrix_fingerprint() to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_matrix_fingerprint() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_status_counts()
+ RETURNS TABLE(status text, total bigint, stuck bigint)
+ LANGUAGE sql
+ STABLE
+AS $function$
+  with c as (select t.status, count(*) as n from marketplace.seller_transfers t group by t.status),
+       p as (select p.status, count(*) as n from marketplace.seller_transfers_past_slo p group by p.status)
+  select s.status, coalesce(c.n, 0), coalesce(p.n, 0)
+    from marketplace.seller_transfer_statuses s
+    left join c on c.status = s.status
+    left join p on p.status = s.status
+   order by s.position
+$function$;
+comment on function marketplace.seller_transfer_status_counts() is 'Per status: how many seller transfers, and how many are past their SLO (used by the worker''s metrics).';
+grant EXECUTE on function marketplace.seller_transfer_status_counts() to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_status_counts() to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_status_counts() to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_status_counts() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_status_since(id uuid)
+ RETURNS timestamp with time zone
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  select e.occurred_at
+    from marketplace.seller_transfer_events e
+   where e.transfer_id = $1
+   order by e.id desc
+   limit 1
+$function$;
+comment on function marketplace.seller_transfer_status_since(uuid) is 'When the seller transfer entered its current status (its last history event); null for an unknown id.';
+grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_status_since(uuid) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.stripe_request_budget_rate(configured double precision, current_rate double precision, adjusted_at timestamp with time zone, rate_limited_at timestamp with time zone, ceiling double precision, at timestamp with time zone)
+ RETURNS double precision
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  fast constant double precision := configured * 0.10;  -- RECOVERY_STEP per second
+  slow constant double precision := configured * 0.01;  -- PROBE_STEP per second
+  knee double precision := least(configured, coalesce(0.9 * ceiling, configured));
+  x double precision := current_rate;
+  dt double precision;
+begin
+  if current_rate >= configured then return configured; end if;
+  if rate_limited_at is not null and at < rate_limited_at + interval '2 seconds' then return current_rate; end if;
+  dt := greatest(0, extract(epoch from at - greatest(adjusted_at, coalesce(rate_limited_at + interval '2 seconds', adjusted_at)))::double precision);
+  if x < knee then
+    if dt <= (knee - x) / fast then return x + fast * dt; end if;
+    dt := dt - (knee - x) / fast;
+    x := knee;
+  end if;
+  return least(configured, x + slow * dt);
+end
+$function$;
+comment on function marketplace.stripe_request_budget_rate(double precision,double precision,timestamp with time zone,timestamp with time zone,double precision,timestamp with time zone) is 'Adaptive rate at a time: once 2 s passed without a 429, current_rate grows by 10 % of configured per second below 90 % of the ceiling, by 1 % above it; capped at configured.';
+grant EXECUTE on function marketplace.stripe_request_budget_rate(double precision,double precision,timestamp with time zone,timestamp with time zone,double precision,timestamp with time zone) to marketplace_reader;
+grant EXECUTE on function marketplace.stripe_request_budget_rate(double precision,double precision,timestamp with time zone,timestamp with time zone,double precision,timestamp with time zone) to marketplace_worker;
+grant EXECUTE on function marketplace.stripe_request_budget_rate(double precision,double precision,timestamp with time zone,timestamp with time zone,double precision,timestamp with time zone) to marketplace_writer;
+revoke execute on function marketplace.stripe_request_budget_rate(double precision,double precision,timestamp with time zone,timestamp with time zone,double precision,timestamp with time zone) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.try_lock_seller_transfer(id uuid)
+ RETURNS boolean
+ LANGUAGE sql
+AS $function$
+  select pg_try_advisory_lock('marketplace.seller_transfers'::regclass::oid::integer, hashtext($1::text))
+$function$;
+grant EXECUTE on function marketplace.try_lock_seller_transfer(uuid) to marketplace_worker;
+revoke execute on function marketplace.try_lock_seller_transfer(uuid) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.unlock_seller_transfer(id uuid)
+ RETURNS boolean
+ LANGUAGE sql
+AS $function$
+  select pg_advisory_unlock('marketplace.seller_transfers'::regclass::oid::integer, hashtext($1::text))
+$function$;
+grant EXECUTE on function marketplace.unlock_seller_transfer(uuid) to marketplace_worker;
+revoke execute on function marketplace.unlock_seller_transfer(uuid) from public;
+
+grant USAGE on schema marketplace to marketplace_reader;
+
+grant USAGE on schema marketplace to marketplace_worker;
+
+grant USAGE on schema marketplace to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_events to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_events to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_events to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_stats to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_stats to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_stats to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_status_slos to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_status_slos to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_status_slos to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_statuses to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_statuses to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_statuses to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_transition_matrix to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_transition_matrix to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_transition_matrix to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_transitions to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_transitions to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_transitions to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_worker_heartbeats to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_worker_heartbeats to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_worker_heartbeats to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfers to marketplace_reader;
+
+grant INSERT, SELECT, UPDATE on marketplace.seller_transfers to marketplace_worker;
+
+grant INSERT, SELECT, UPDATE on marketplace.seller_transfers to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfers_past_slo to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfers_past_slo to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfers_past_slo to marketplace_writer;
+
+grant SELECT on marketplace.stripe_request_budget_status to marketplace_reader;
+
+grant SELECT on marketplace.stripe_request_budget_status to marketplace_worker;
+
+grant SELECT on marketplace.stripe_request_budget_status to marketplace_writer;
+
+grant SELECT on marketplace.stripe_request_budgets to marketplace_reader;
+
+grant SELECT on marketplace.stripe_request_budgets to marketplace_worker;
+
+grant SELECT on marketplace.stripe_request_budgets to marketplace_writer;
+
+-- rows of marketplace.seller_transfer_statuses
+-- {"status":"completed","position":2,"is_initial":false,"is_terminal":false,"description":"The Stripe transfer exists (stripe_transfer_id).","worker_task":null}
+-- {"status":"failed","position":3,"is_initial":false,"is_terminal":false,"description":"The last attempt failed; retried at next_retry_at.","worker_task":"seller_transfer_retry"}
+-- {"status":"pending","position":1,"is_initial":true,"is_terminal":false,"description":"Created by a service; the worker has not paid it yet.","worker_task":"seller_transfer_create"}
+-- {"status":"permanently_failed","position":6,"is_initial":false,"is_terminal":true,"description":"Gave up: retry limit reached or a permanent Stripe error (last_error).","worker_task":null}
+-- {"status":"reversal_pending","position":4,"is_initial":false,"is_terminal":false,"description":"A refund asked for the transfer to be reversed; the worker will do it.","worker_task":"seller_transfer_reverse"}
+-- {"status":"reversed","position":5,"is_initial":false,"is_terminal":true,"description":"The Stripe reversal exists (stripe_reversal_id).","worker_task":null}
+
+-- rows of marketplace.seller_transfer_transitions
+-- {"from_status":"completed","to_status":"reversal_pending","description":"Refund requested; reversal queued"}
+-- {"from_status":"failed","to_status":"completed","description":"Retry succeeded"}
+-- {"from_status":"failed","to_status":"permanently_failed","description":"Retry limit reached or permanent error"}
+-- {"from_status":"pending","to_status":"completed","description":"Stripe transfer created"}
+-- {"from_status":"pending","to_status":"failed","description":"Transfer attempt failed; will retry"}
+-- {"from_status":"reversal_pending","to_status":"permanently_failed","description":"Reversal impossible (retry limit or permanent error)"}
+-- {"from_status":"reversal_pending","to_status":"reversed","description":"Stripe reversal created"}
