@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick | --full] [--only=bulk,enforcement,worker,scale-out,hot-paths,audit,dispatch,latency,payout-day,cli-startup,console-pages]`
+// `npm run bench [-- --quick | --full] [--only=bulk,enforcement,worker,scale-out,hot-paths,audit,dispatch,latency,payout-day,cli-startup,console-pages,upgrade]`
 //
 // PostgreSQL: BENCH_DATABASE_URL, else TEST_DATABASE_URL (a superuser connection to a maintenance
 // database on the server), else an embedded PostgreSQL in a temporary directory. A dedicated
@@ -29,9 +29,10 @@ import {
 } from './lib.ts';
 import { writeReport, type MachineInfo } from './report.ts';
 import { scaleOutFigure } from './scale-out.ts';
+import { upgradeFigure } from './upgrade.ts';
 import { workerThroughputFigure } from './worker-throughput.ts';
 
-const FIGURES = ['enforcement', 'bulk', 'hot-paths', 'worker', 'scale-out', 'audit', 'dispatch', 'latency', 'payout-day', 'cli-startup', 'console-pages'] as const;
+const FIGURES = ['enforcement', 'bulk', 'hot-paths', 'worker', 'scale-out', 'audit', 'dispatch', 'latency', 'payout-day', 'cli-startup', 'console-pages', 'upgrade'] as const;
 type FigureKey = (typeof FIGURES)[number];
 
 function parseArgs(argv: string[]): { mode: Mode; only: Set<FigureKey> } {
@@ -209,6 +210,8 @@ async function main(): Promise<void> {
     await runFigure('audit', '6. audit', () => auditFigure(ctx));
     await runFigure('payout-day', '9. payout day', () => payoutDayFigure(ctx));
     await runFigure('console-pages', '11. console pages', () => consolePagesFigure(ctx));
+    // In a database of its own, at migration 000006.
+    await runFigure('upgrade', '12. upgrade under load', () => upgradeFigure(ctx));
     // Last: it trims its own repeats to the deadline instead of delaying the figures above.
     await runFigure('cli-startup', '10. CLI start-up', () => cliStartupFigure(ctx));
 
