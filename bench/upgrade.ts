@@ -7,7 +7,8 @@
 // goes back to 000006 with the rollback scripts. Measured: the worst single writer statement.
 import { randomBytes } from 'node:crypto';
 import { createDatabase, dropDatabase, withDatabase } from '../src/db/connection.ts';
-import { MIGRATE_DEFAULTS, migrateDatabase, rollbackTo } from '../src/db/migrate.ts';
+import { MIGRATE_DEFAULTS } from '../src/config.ts';
+import { migrateDatabase, rollbackTo } from '../src/db/migrate.ts';
 import { populate, upgradeUnderLoad, type UpgradeRun } from '../test/support/upgrade-load.ts';
 import { check, fmt, ms, progress, stopwatch, type BenchContext, type FigureResult } from './lib.ts';
 

@@ -8,6 +8,9 @@ const emptyAsUndefined = (v: unknown) => (v === '' ? undefined : v);
 const perSecond = z.coerce.number().positive().max(10_000).optional();
 const postgresUrl = z.string().refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgres:// connection string');
 
+/** `migrate`'s lock_timeout and total retry time when not configured (also for callers without a Config: tests, bench). */
+export const MIGRATE_DEFAULTS = { lockTimeoutMs: 1_500, retryForMs: 120_000 } as const;
+
 const schema = z.object({
   NODE_ENV: z.preprocess(emptyAsUndefined, z.enum(['development', 'test', 'production']).default('development')),
   DATABASE_URL: z.preprocess(emptyAsUndefined, postgresUrl.optional()),
@@ -39,8 +42,8 @@ const schema = z.object({
   DISPATCH_MAX_WAITING_JOBS: z.preprocess(emptyAsUndefined, int(0, 0, 100_000)),
   // `migrate`: the lock_timeout of every migration step (a writer never queues behind a migration
   // for longer), and for how long in total a step that timed out on a lock is retried.
-  MIGRATION_LOCK_TIMEOUT_MS: z.preprocess(emptyAsUndefined, int(1_500, 10, 60_000)),
-  MIGRATION_LOCK_RETRY_SECONDS: z.preprocess(emptyAsUndefined, seconds(120)),
+  MIGRATION_LOCK_TIMEOUT_MS: z.preprocess(emptyAsUndefined, int(MIGRATE_DEFAULTS.lockTimeoutMs, 10, 60_000)),
+  MIGRATION_LOCK_RETRY_SECONDS: z.preprocess(emptyAsUndefined, seconds(MIGRATE_DEFAULTS.retryForMs / 1000)),
   METRICS_PORT: z.preprocess(emptyAsUndefined, int(0, 0, 65_535)),
   WEBHOOK_PORT: z.preprocess(emptyAsUndefined, int(0, 0, 65_535)),
   STRIPE_WEBHOOK_SECRET: z.preprocess(emptyAsUndefined, z.string().regex(/^whsec_\w+$/, 'must look like whsec_…').optional()),

@@ -6,6 +6,7 @@ describe('loadConfig', () => {
   it('has documented defaults', () => {
     const c = loadConfig({});
     expect(c).toMatchObject({ WORKER_CONCURRENCY: 10, RETRY_MAX_ATTEMPTS: 8, RETRY_BASE_SECONDS: 30, RETRY_MAX_SECONDS: 21600, RETRY_JITTER: 0.2, NODE_ENV: 'development' });
+    expect(c).toMatchObject({ MIGRATION_LOCK_TIMEOUT_MS: 1500, MIGRATION_LOCK_RETRY_SECONDS: 120 });
     expect(c.DATABASE_URL).toBeUndefined();
   });
 
@@ -14,6 +15,7 @@ describe('loadConfig', () => {
     ['DATABASE_URL', 'mysql://x'], ['STRIPE_API_BASE', 'not a url'], ['LOG_LEVEL', 'loud'],
     ['STRIPE_REQUESTS_PER_SECOND', '0'], ['STRIPE_REQUESTS_PER_SECOND', 'fast'], ['STRIPE_REQUESTS_PER_SECOND', '-5'],
     ['STRIPE_ENDPOINT_REQUESTS_PER_SECOND', '0'], ['STRIPE_ENDPOINT_REQUESTS_PER_SECOND', '1e9'],
+    ['MIGRATION_LOCK_TIMEOUT_MS', '0'], ['MIGRATION_LOCK_TIMEOUT_MS', '1.5s'], ['MIGRATION_LOCK_RETRY_SECONDS', '-1'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^invalid configuration: .*${name}`));
   });

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { migrateDatabase, rollbackTo, appliedMigrations } from '../db/migrate.ts';
-import { describeBlocker } from '../db/lock-retry.ts';
 import { printDryRun } from './migrate-dry-run.ts';
+import { migrateOptions } from './migrate-options.ts';
 import { resolveDatabase } from '../runtime.ts';
 import { CliError, cliConfig } from './context.ts';
 import { withConnection } from './operator-db.ts';
@@ -9,7 +9,7 @@ import { withConnection } from './operator-db.ts';
 export function registerMigrateCommand(program: Command): void {
   program
     .command('migrate')
-    .description('apply pending migrations (graphile-worker schema, then migrations/committed), or roll back')
+    .description('apply pending migrations (graphile-worker schema, then migrations/committed) online: short lock_timeout, retried; or roll back')
     .option('--rollback-to <n>', 'run migrations/rollback/ down scripts until only migrations <= n remain (0 = all)')
     .option('--dry-run', 'print the pending migrations and the locks each statement takes, without running them')
     .action(async (opts: { rollbackTo?: string; dryRun?: boolean }) => {
@@ -27,15 +27,7 @@ export function registerMigrateCommand(program: Command): void {
           const undone = await rollbackTo(db.url, Number(opts.rollbackTo));
           console.log(undone.length ? `rolled back: ${undone.join(', ')}` : 'nothing to roll back');
         } else {
-          await migrateDatabase(db.url, {
-            lockTimeoutMs: config.MIGRATION_LOCK_TIMEOUT_MS,
-            retryForMs: config.MIGRATION_LOCK_RETRY_SECONDS * 1000,
-            onRetry: (e) => logger.warn(
-              { step: e.step, attempt: e.attempt, retryInMs: e.delayMs, blockers: e.blockers },
-              `migration ${e.step} timed out waiting for a lock (lock_timeout ${config.MIGRATION_LOCK_TIMEOUT_MS} ms), retrying in ${e.delayMs} ms; `
-                + (e.blockers.length ? `held by ${e.blockers.map(describeBlocker).join('; ')}` : 'blocker not seen'),
-            ),
-          });
+          await migrateDatabase(db.url, migrateOptions(config, logger));
         }
         const applied = await appliedMigrations(db.url);
         console.log(`applied migrations: ${applied.map((m) => m.filename).join(', ') || 'none'}`);

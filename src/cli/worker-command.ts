@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { migrateDatabase } from '../db/migrate.ts';
+import { migrateOptions } from './migrate-options.ts';
 import { resolveRuntime } from '../runtime.ts';
 import { isDatabaseConnectionError, startWorker, type WorkerHandle } from '../worker/runner.ts';
 import { cliConfig } from './context.ts';
@@ -43,7 +44,7 @@ export function registerWorkerCommand(program: Command): void {
       });
       const runtime = await resolveRuntime(config, logger, { stripe: true });
       try {
-        if (opts.migrate) await migrateDatabase(runtime.databaseUrl);
+        if (opts.migrate) await migrateDatabase(runtime.databaseUrl, migrateOptions(config, logger));
         worker = await startWorker({ config, logger, databaseUrl: runtime.databaseUrl, stripe: runtime.stripe });
         // graphile-worker's runner is restarted in-process if it ends (see startWorker); the
         // worker runs until a signal, or a bug.

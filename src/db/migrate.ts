@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import JSON5 from 'json5';
 import pg from 'pg';
 import type { Settings } from 'graphile-migrate';
+import { MIGRATE_DEFAULTS } from '../config.ts';
 import { withClient } from './connection.ts';
 import { withLockRetry, type LockRetryOptions } from './lock-retry.ts';
 
@@ -30,8 +31,6 @@ async function gmrcSettings(connectionString: string, session: Record<string, st
     logger: new Logger(() => () => {}),
   };
 }
-
-export const MIGRATE_DEFAULTS = { lockTimeoutMs: 1_500, retryForMs: 120_000 } as const;
 
 export type MigrateOptions = Partial<LockRetryOptions>;
 
