@@ -15,11 +15,19 @@ create table marketplace.seller_transfer_events (
   actor text not null,
   application_name text,
   reason text,
-  xact_id xid8 default pg_current_xact_id() not null
+  xact_id xid8 default pg_current_xact_id() not null,
+  amount_cents bigint,
+  currency text,
+  stripe_account_id text,
+  requested_by text
 );
 alter table marketplace.seller_transfer_events add constraint seller_transfer_events_pkey PRIMARY KEY (id);
 CREATE INDEX seller_transfer_events_transfer_idx ON marketplace.seller_transfer_events USING btree (transfer_id, id);
 comment on table marketplace.seller_transfer_events is 'Append-only history: one row per insert and per status change of a seller transfer, written by trigger.';
+comment on column marketplace.seller_transfer_events.amount_cents is 'Insert events: the amount the transfer was created with (null on status changes, and on inserts before migration 000010).';
+comment on column marketplace.seller_transfer_events.currency is 'Insert events: the currency the transfer was created with.';
+comment on column marketplace.seller_transfer_events.stripe_account_id is 'Insert events: the destination account the transfer was created with.';
+comment on column marketplace.seller_transfer_events.requested_by is 'The person a write was made for (setting marketplace.requested_by, e.g. the console user), next to actor (the database role).';
 
 create table marketplace.seller_transfer_status_slos (
   status text not null,
@@ -90,11 +98,7 @@ create table marketplace.seller_transfers (
   stripe_key_generation integer default 0 not null,
   stripe_request_in_doubt boolean default false not null
 );
-alter table marketplace.seller_transfers add constraint seller_transfer_failed_is_scheduled CHECK (((status <> 'failed'::text) OR (next_retry_at IS NOT NULL)));
-alter table marketplace.seller_transfers add constraint seller_transfer_paid_has_stripe_transfer CHECK (((status <> ALL (ARRAY['completed'::text, 'reversal_pending'::text, 'reversed'::text])) OR (stripe_transfer_id IS NOT NULL)));
 alter table marketplace.seller_transfers add constraint seller_transfer_reversal_amount CHECK (((reversal_amount_cents > 0) AND (reversal_amount_cents <= amount_cents)));
-alter table marketplace.seller_transfers add constraint seller_transfer_reversal_needs_transfer CHECK (((stripe_reversal_id IS NULL) OR (stripe_transfer_id IS NOT NULL)));
-alter table marketplace.seller_transfers add constraint seller_transfer_reversed_has_stripe_reversal CHECK (((status <> 'reversed'::text) OR (stripe_reversal_id IS NOT NULL)));
 alter table marketplace.seller_transfers add constraint seller_transfers_amount_cents_check CHECK ((amount_cents > 0));
 alter table marketplace.seller_transfers add constraint seller_transfers_currency_check CHECK ((currency ~ '^[a-z]{3}$'::text));
 alter table marketplace.seller_transfers add constraint seller_transfers_pkey PRIMARY KEY (id);
@@ -109,6 +113,7 @@ alter table marketplace.seller_transfers add constraint seller_transfers_stripe_
 CREATE INDEX seller_transfers_pending_idx ON marketplace.seller_transfers USING btree (next_retry_at NULLS FIRST, created_at) WHERE (status = 'pending'::text);
 CREATE INDEX seller_transfers_retry_due_idx ON marketplace.seller_transfers USING btree (next_retry_at) WHERE (status = 'failed'::text);
 CREATE INDEX seller_transfers_reversal_due_idx ON marketplace.seller_transfers USING btree (next_retry_at NULLS FIRST) WHERE (status = 'reversal_pending'::text);
+CREATE TRIGGER seller_transfer_column_couplings AFTER INSERT OR UPDATE OF status, stripe_transfer_id, stripe_reversal_id, next_retry_at ON marketplace.seller_transfers FOR EACH ROW WHEN (NOT (((new.status <> ALL (ARRAY['completed'::text, 'reversal_pending'::text, 'reversed'::text])) OR new.stripe_transfer_id IS NOT NULL) AND (new.status <> 'reversed'::text OR new.stripe_reversal_id IS NOT NULL) AND (new.stripe_reversal_id IS NULL OR new.stripe_transfer_id IS NOT NULL) AND (new.status <> 'failed'::text OR new.next_retry_at IS NOT NULL))) EXECUTE FUNCTION marketplace.refuse_broken_coupling();
 CREATE TRIGGER seller_transfer_history_on_insert AFTER INSERT ON marketplace.seller_transfers REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION marketplace.record_seller_transfer_inserts();
 CREATE TRIGGER seller_transfer_history_on_update AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status) EXECUTE FUNCTION marketplace.record_seller_transfer_status_change();
 CREATE TRIGGER seller_transfer_initial_status BEFORE INSERT ON marketplace.seller_transfers FOR EACH ROW WHEN (new.status <> 'pending'::text) EXECUTE FUNCTION marketplace.refuse_non_initial_insert();
@@ -120,6 +125,7 @@ CREATE TRIGGER seller_transfer_status_transition AFTER UPDATE OF status ON marke
             WHEN 'reversal_pending'::text THEN new.status = ANY (ARRAY['permanently_failed'::text, 'reversed'::text])
             ELSE false
         END) EXECUTE FUNCTION marketplace.refuse_illegal_status_transition();
+CREATE TRIGGER seller_transfer_write_once AFTER UPDATE OF id, order_id, seller_id, stripe_account_id, amount_cents, currency, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents ON marketplace.seller_transfers FOR EACH ROW WHEN (old.id IS DISTINCT FROM new.id OR old.order_id IS DISTINCT FROM new.order_id OR old.seller_id IS DISTINCT FROM new.seller_id OR old.stripe_account_id IS DISTINCT FROM new.stripe_account_id OR old.amount_cents IS DISTINCT FROM new.amount_cents OR old.currency IS DISTINCT FROM new.currency OR old.created_at IS DISTINCT FROM new.created_at OR old.stripe_transfer_id IS NOT NULL AND new.stripe_transfer_id IS DISTINCT FROM old.stripe_transfer_id OR old.stripe_reversal_id IS NOT NULL AND new.stripe_reversal_id IS DISTINCT FROM old.stripe_reversal_id OR old.reversal_amount_cents IS DISTINCT FROM new.reversal_amount_cents AND NOT (new.status = 'reversal_pending'::text AND old.status IS DISTINCT FROM 'reversal_pending'::text)) EXECUTE FUNCTION marketplace.refuse_write_once_change();
 comment on table marketplace.seller_transfers is 'One Stripe Connect payout to a seller. status moves only along marketplace.seller_transfer_transitions.';
 comment on column marketplace.seller_transfers.stripe_key_generation is 'Suffix of the idempotency key of the current Stripe operation; moves only after Stripe answered and nothing was created.';
 comment on column marketplace.seller_transfers.stripe_request_in_doubt is 'The last Stripe request ended without an answer (timeout, dropped connection, key in use): it may still run at Stripe.';
@@ -229,6 +235,16 @@ create view marketplace.seller_transfer_transition_matrix as
   ORDER BY f."position";
 comment on view marketplace.seller_transfer_transition_matrix is 'Rows: from status; columns: to status. yes = legal move, same = same-state (always allowed), - = refused.';
 
+create view marketplace.seller_transfers_held_for_review as
+ SELECT t.id,
+    t.status,
+    t.stripe_transfer_id,
+    t.last_error,
+    t.updated_at
+   FROM marketplace.seller_transfers t
+  WHERE (t.status = ANY (ARRAY['failed'::text, 'reversal_pending'::text])) AND t.next_retry_at = 'infinity'::timestamp with time zone;
+comment on view marketplace.seller_transfers_held_for_review is 'Rows the worker will not touch again by itself because Stripe holds something that differs from them; see docs/runbook.md#transfersheldforreview.';
+
 create view marketplace.seller_transfers_past_slo as
  SELECT t.id,
     t.status,
@@ -294,6 +310,36 @@ grant EXECUTE on function marketplace.assert_seller_transfer_transition(uuid,tex
 grant EXECUTE on function marketplace.assert_seller_transfer_transition(uuid,text,text) to marketplace_writer;
 revoke execute on function marketplace.assert_seller_transfer_transition(uuid,text,text) from public;
 
+CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_write_once(old marketplace.seller_transfers, new marketplace.seller_transfers)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  col text := marketplace.first_write_once_violation(old, new);
+begin
+  if col is null then
+    return;
+  end if;
+  raise exception 'seller transfer %: % is %', old.id, col,
+      case when col in ('stripe_transfer_id', 'stripe_reversal_id') then 'written once, by the worker, and never changes or clears'
+           when col = 'reversal_amount_cents' then 'chosen with the move into reversal_pending and never changes after it'
+           else 'fixed once the transfer exists' end
+    using errcode = 'check_violation',
+          constraint = 'seller_transfer_write_once',
+          schema = 'marketplace', table = 'seller_transfers', column = col,
+          detail = format('%s: %s -> %s', col,
+                          coalesce(to_jsonb(old) ->> col, 'null'), coalesce(to_jsonb(new) ->> col, 'null')),
+          hint = 'A payout''s facts must match what Stripe did. To correct a wrong payout, stop it (seller-transfers fail <id>, or reverse it once paid) and create a new row.';
+end $function$;
+comment on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) is 'Raises 23514 (seller_transfer_write_once) naming the transfer and the column when an update would change a write-once fact.';
+grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_operator;
+grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_reader;
+grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_worker;
+grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_writer;
+revoke execute on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) from public;
+
 CREATE OR REPLACE FUNCTION marketplace.audit_seller_transfers(since timestamp with time zone DEFAULT NULL::timestamp with time zone)
  RETURNS TABLE(transfer_id uuid, problem text, detail text)
  LANGUAGE plpgsql
@@ -309,7 +355,7 @@ begin
     union
     select e.transfer_id from marketplace.seller_transfer_events e where since is not null and e.occurred_at >= since
   ), ev as (
-    select e.transfer_id, e.id, e.from_status, e.to_status,
+    select e.transfer_id, e.id, e.from_status, e.to_status, e.amount_cents, e.currency, e.stripe_account_id,
            row_number() over w as n,
            lag(e.to_status) over w as prev_to,
            last_value(e.to_status) over (w rows between unbounded preceding and unbounded following) as last_to
@@ -340,8 +386,11 @@ begin
       from ev
       left join marketplace.seller_transfer_transitions tr on tr.from_status = ev.from_status and tr.to_status = ev.to_status
      where ev.n > 1 and ev.from_status is not null and ev.from_status <> ev.to_status and tr.from_status is null
-  ), lasts as (
-    select ev.transfer_id, ev.last_to from ev where ev.n = 1
+  ), firsts as (
+    select ev.transfer_id, ev.id, ev.last_to, ev.from_status, ev.amount_cents, ev.currency, ev.stripe_account_id from ev where ev.n = 1
+  ), rows_in_scope as (
+    select t.id, t.status, t.amount_cents, t.currency, t.stripe_account_id from marketplace.seller_transfers t
+     where since is null or t.id in (select s.id from scope s)
   ), rows_vs_history as (
     select coalesce(t.id, l.transfer_id) as transfer_id,
            case when l.transfer_id is null then 'no_history'
@@ -350,17 +399,26 @@ begin
            case when l.transfer_id is null then format('status %s, but no history event', t.status)
                 when t.id is null then format('history ends in %s, but there is no such row', l.last_to)
                 else format('status %s, but the history ends in %s', t.status, l.last_to) end as detail
-      from (select t.id, t.status from marketplace.seller_transfers t
-             where since is null or t.id in (select s.id from scope s)) t
-      full join lasts l on l.transfer_id = t.id
+      from rows_in_scope t
+      full join firsts l on l.transfer_id = t.id
      where l.transfer_id is null or t.id is null or t.status is distinct from l.last_to
+  ), facts as (
+    select t.id as transfer_id, 'money_facts_changed'::text as problem,
+           format('event %s: created as %s %s to %s, the row now says %s %s to %s', f.id,
+                  f.amount_cents, f.currency, f.stripe_account_id, t.amount_cents, t.currency, t.stripe_account_id) as detail
+      from rows_in_scope t
+      join firsts f on f.transfer_id = t.id and f.from_status is null and f.amount_cents is not null
+     where (t.amount_cents, t.currency, t.stripe_account_id) is distinct from (f.amount_cents, f.currency, f.stripe_account_id)
   )
   select x.transfer_id, x.problem, x.detail from steps x
   union all
   select r.transfer_id, r.problem, r.detail from rows_vs_history r
+  union all
+  select m.transfer_id, m.problem, m.detail from facts m
   order by 1, 2, 3;
 end $function$;
-comment on function marketplace.audit_seller_transfers(timestamp with time zone) is 'Rows whose history does not prove their status (a write past the guard or the history triggers), one row per problem. since: only transfers created or with a history event since then (null = all).';
+comment on function marketplace.audit_seller_transfers(timestamp with time zone) is 'Rows whose history does not prove their status or their money facts (a write past the guard or the history triggers), one row per problem. since: only transfers created or with a history event since then (null = all).';
+grant EXECUTE on function marketplace.audit_seller_transfers(timestamp with time zone) to marketplace_operator;
 grant EXECUTE on function marketplace.audit_seller_transfers(timestamp with time zone) to marketplace_reader;
 grant EXECUTE on function marketplace.audit_seller_transfers(timestamp with time zone) to marketplace_worker;
 grant EXECUTE on function marketplace.audit_seller_transfers(timestamp with time zone) to marketplace_writer;
@@ -378,6 +436,7 @@ AS $function$
     false)
 $function$;
 comment on function marketplace.can_transition_transfer_status(text,text) is 'True when a seller transfer may move from $1 to $2: same-state always, unknown from never, else the transitions table decides.';
+grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) to marketplace_operator;
 grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) to marketplace_reader;
 grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) to marketplace_worker;
 grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) to marketplace_writer;
@@ -738,6 +797,22 @@ begin
 end $function$;
 revoke execute on function marketplace.doctor_seller_transfer_guard_sync() from public;
 
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_held()
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select 'rows held for review (Stripe differs)',
+         case when count(*) = 0 then 'ok' else 'problem' end,
+         case when count(*) = 0 then 'none'
+              else format('%s row(s) where Stripe holds something that differs from the row; e.g. %s: %s', count(*),
+                          (array_agg(h.id order by h.updated_at))[1], left((array_agg(h.last_error order by h.updated_at))[1], 300)) end,
+         case when count(*) = 0 then '' else 'a write past the guard changed these rows: see docs/runbook.md#transfersheldforreview (`seller-transfers audit` names the change)' end
+    from marketplace.seller_transfers_held_for_review h
+$function$;
+revoke execute on function marketplace.doctor_seller_transfer_held() from public;
+
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_indexes()
  RETURNS TABLE(check_name text, status text, detail text, fix text)
  LANGUAGE sql
@@ -814,7 +889,7 @@ CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_roles()
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  with roles(role, ord) as (values ('marketplace_writer', 1), ('marketplace_worker', 2), ('marketplace_reader', 3)),
+  with roles(role, ord) as (values ('marketplace_writer', 1), ('marketplace_worker', 2), ('marketplace_reader', 3), ('marketplace_operator', 4)),
   found as (
     select r.role, r.ord, exists (select 1 from pg_roles p where p.rolname = r.role) as present from roles r
   ), wrong as (
@@ -822,15 +897,18 @@ AS $function$
       case when not has_schema_privilege(f.role, 'marketplace', 'usage') then 'missing USAGE on schema marketplace' end,
       case when not has_table_privilege(f.role, 'marketplace.seller_transfers', 'select') then 'missing SELECT on seller_transfers' end,
       case when not has_table_privilege(f.role, 'marketplace.seller_transfer_events', 'select') then 'missing SELECT on seller_transfer_events' end,
-      case when f.role <> 'marketplace_reader' and not has_table_privilege(f.role, 'marketplace.seller_transfers', 'insert, update') then 'missing INSERT/UPDATE on seller_transfers' end,
-      case when f.role = 'marketplace_reader' and has_table_privilege(f.role, 'marketplace.seller_transfers', 'insert, update, delete, truncate') then 'may modify seller_transfers (read-only role)' end,
+      case when f.role in ('marketplace_writer', 'marketplace_worker') and not (has_table_privilege(f.role, 'marketplace.seller_transfers', 'insert')
+                and has_column_privilege(f.role, 'marketplace.seller_transfers', 'status', 'update')) then 'missing INSERT/UPDATE on seller_transfers' end,
+      case when f.role = 'marketplace_writer' and has_column_privilege(f.role, 'marketplace.seller_transfers', 'stripe_transfer_id', 'update') then 'may write the worker''s columns (Stripe ids) of seller_transfers' end,
+      case when f.role in ('marketplace_reader', 'marketplace_operator') and has_table_privilege(f.role, 'marketplace.seller_transfers', 'insert, update, delete, truncate') then 'may modify seller_transfers (read-only role)' end,
       case when has_table_privilege(f.role, 'marketplace.seller_transfers', 'delete, truncate, trigger') then 'may delete, truncate or add triggers on seller_transfers' end,
       case when has_table_privilege(f.role, 'marketplace.seller_transfer_statuses', 'insert, update, delete, truncate, trigger') then 'may modify seller_transfer_statuses' end,
       case when has_table_privilege(f.role, 'marketplace.seller_transfer_transitions', 'insert, update, delete, truncate, trigger') then 'may modify seller_transfer_transitions' end,
       case when has_table_privilege(f.role, 'marketplace.seller_transfer_events', 'insert, update, delete, truncate, trigger') then 'may modify seller_transfer_events (the history)' end,
       case when f.role = 'marketplace_worker' and not has_schema_privilege(f.role, 'graphile_worker', 'usage') then 'missing USAGE on schema graphile_worker' end,
       case when f.role = 'marketplace_worker' and not has_function_privilege(f.role, 'marketplace.record_seller_transfer_worker_heartbeat(text, text, integer, timestamptz, boolean)', 'execute') then 'missing EXECUTE on record_seller_transfer_worker_heartbeat' end,
-      case when f.role = 'marketplace_reader' and not has_function_privilege(f.role, 'marketplace.audit_seller_transfers(timestamptz)', 'execute') then 'missing EXECUTE on audit_seller_transfers' end
+      case when f.role = 'marketplace_reader' and not has_function_privilege(f.role, 'marketplace.audit_seller_transfers(timestamptz)', 'execute') then 'missing EXECUTE on audit_seller_transfers' end,
+      case when f.role = 'marketplace_operator' and not has_function_privilege(f.role, 'marketplace.fail_seller_transfer(uuid, text)', 'execute') then 'missing EXECUTE on the admin actions' end
     ], null) as issues
       from found f where f.present and to_regnamespace('graphile_worker') is not null
   )
@@ -839,7 +917,7 @@ AS $function$
          case when not f.present then 'missing'
               when cardinality(coalesce(w.issues, '{}')) > 0 then array_to_string(w.issues, '; ')
               else 'exists with the documented grants' end,
-         case when not f.present then 'run `seller-transfers migrate` (000001 creates the roles), or CREATE ROLE ' || f.role || ' NOLOGIN and migrate'
+         case when not f.present then 'run `seller-transfers migrate` (000001 and 000010 create the roles), or CREATE ROLE ' || f.role || ' NOLOGIN and migrate'
               when cardinality(coalesce(w.issues, '{}')) > 0 then 're-apply the grants of migrations/committed (README "Roles"); REVOKE what is listed as "may modify"'
               else '' end
     from found f left join wrong w on w.role = f.role
@@ -880,10 +958,12 @@ AS $function$
               else format('as the owner: ALTER TABLE %s ENABLE TRIGGER %s; then run `seller-transfers audit` for writes made meanwhile', x.rel, x.tgname) end
     from (values ('marketplace.seller_transfers', 'seller_transfer_status_transition', 1),
                  ('marketplace.seller_transfers', 'seller_transfer_initial_status', 2),
-                 ('marketplace.seller_transfers', 'seller_transfer_history_on_insert', 3),
-                 ('marketplace.seller_transfers', 'seller_transfer_history_on_update', 4),
-                 ('marketplace.seller_transfer_statuses', 'seller_transfer_statuses_changed', 5),
-                 ('marketplace.seller_transfer_transitions', 'seller_transfer_transitions_changed', 6)) x(rel, tgname, ord)
+                 ('marketplace.seller_transfers', 'seller_transfer_write_once', 3),
+                 ('marketplace.seller_transfers', 'seller_transfer_column_couplings', 4),
+                 ('marketplace.seller_transfers', 'seller_transfer_history_on_insert', 5),
+                 ('marketplace.seller_transfers', 'seller_transfer_history_on_update', 6),
+                 ('marketplace.seller_transfer_statuses', 'seller_transfer_statuses_changed', 7),
+                 ('marketplace.seller_transfer_transitions', 'seller_transfer_transitions_changed', 8)) x(rel, tgname, ord)
     left join pg_trigger t on t.tgrelid = to_regclass(x.rel) and t.tgname = x.tgname and not t.tgisinternal
    order by x.ord
 $function$;
@@ -911,16 +991,57 @@ revoke execute on function marketplace.doctor_seller_transfer_workers(interval) 
 CREATE OR REPLACE FUNCTION marketplace.fail_seller_transfer(id uuid, reason text)
  RETURNS marketplace.seller_transfers
  LANGUAGE plpgsql
+ SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   t marketplace.seller_transfers;
+  job record;
 begin
-  t := marketplace.lock_seller_transfer_for_admin(id, reason);
+  begin
+    t := marketplace.lock_seller_transfer_for_admin(id, reason);
+  exception when lock_not_available then
+    raise exception 'seller transfer % is not given up: the worker is processing it right now', fail_seller_transfer.id
+      using errcode = 'lock_not_available',
+            hint = 'Its Stripe request is in flight: the outcome will be known after the worker''s attempt; act then.';
+  end;
   if t.status = 'permanently_failed' then
     -- Same-state is legal, but would overwrite the error that made it give up.
     raise exception 'seller transfer % is already permanently_failed (last_error: %)', t.id, coalesce(left(regexp_replace(t.last_error, '\s+', ' ', 'g'), 200), 'none')
       using errcode = 'object_not_in_prerequisite_state';
+  end if;
+  -- The matrix decides first (pending goes through failed).
+  if t.status = 'pending' then
+    perform marketplace.assert_seller_transfer_transition(t.id, 'pending', 'failed');
+    perform marketplace.assert_seller_transfer_transition(t.id, 'failed', 'permanently_failed');
+  else
+    perform marketplace.assert_seller_transfer_transition(t.id, t.status, 'permanently_failed');
+  end if;
+  if t.stripe_request_in_doubt then
+    raise exception 'seller transfer % is not given up: stripe_request_in_doubt (its last Stripe request got no answer, so Stripe may have %)',
+        t.id, case when t.status = 'reversal_pending' then 'reversed it' else 'paid it' end
+      using errcode = 'object_not_in_prerequisite_state',
+            detail = format('last_error: %s', coalesce(left(regexp_replace(t.last_error, '\s+', ' ', 'g'), 300), 'none')),
+            hint = case when t.next_retry_at = 'infinity'
+                        then 'Stripe holds an object that differs from this row: see docs/runbook.md#transfersheldforreview'
+                        else 'The outcome will be known after the worker''s next attempt, which looks the request up in Stripe first; act then.' end;
+  end if;
+  select j.job_id, j.lease, j.locked_at, j.attempts into job
+    from marketplace.seller_transfer_jobs(t.id) j
+   where j.locked_at is not null or j.lease = t.next_retry_at or j.attempts > 0
+   order by j.created_at desc limit 1;
+  if found then
+    raise exception 'seller transfer % is not given up: it is handed to the worker (job %, %)', t.id, job.job_id,
+        case when job.locked_at is not null then format('running since %s', job.locked_at)
+             when job.lease = t.next_retry_at then format('leased until %s', job.lease)
+             else format('%s attempt(s) so far', job.attempts) end
+      using errcode = 'object_not_in_prerequisite_state',
+            hint = 'Its Stripe request may be in flight: the outcome will be known after the worker''s attempt; act then.';
+  end if;
+  if t.status = 'pending' then
+    update marketplace.seller_transfers s
+       set status = 'failed', next_retry_at = now(), last_error = btrim(reason), updated_at = now()
+     where s.id = t.id;
   end if;
   update marketplace.seller_transfers s
      set status = 'permanently_failed', next_retry_at = null, last_error = btrim(reason), updated_at = now()
@@ -928,10 +1049,63 @@ begin
   returning s.* into t;
   return t;
 end $function$;
-comment on function marketplace.fail_seller_transfer(uuid,text) is 'Gives a seller transfer up (-> permanently_failed) with the reason as last_error; the matrix decides from which statuses.';
+comment on function marketplace.fail_seller_transfer(uuid,text) is 'Gives a seller transfer up (-> permanently_failed; pending through failed) with the reason as last_error; refused while the worker holds it, a job has it, or its last Stripe request is in doubt.';
+grant EXECUTE on function marketplace.fail_seller_transfer(uuid,text) to marketplace_operator;
 grant EXECUTE on function marketplace.fail_seller_transfer(uuid,text) to marketplace_worker;
 grant EXECUTE on function marketplace.fail_seller_transfer(uuid,text) to marketplace_writer;
 revoke execute on function marketplace.fail_seller_transfer(uuid,text) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.first_write_once_violation(old marketplace.seller_transfers, new marketplace.seller_transfers)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select case
+    when old.id is distinct from new.id then 'id'
+    when old.order_id is distinct from new.order_id then 'order_id'
+    when old.seller_id is distinct from new.seller_id then 'seller_id'
+    when old.stripe_account_id is distinct from new.stripe_account_id then 'stripe_account_id'
+    when old.amount_cents is distinct from new.amount_cents then 'amount_cents'
+    when old.currency is distinct from new.currency then 'currency'
+    when old.created_at is distinct from new.created_at then 'created_at'
+    when old.stripe_transfer_id is not null and new.stripe_transfer_id is distinct from old.stripe_transfer_id then 'stripe_transfer_id'
+    when old.stripe_reversal_id is not null and new.stripe_reversal_id is distinct from old.stripe_reversal_id then 'stripe_reversal_id'
+    when old.reversal_amount_cents is distinct from new.reversal_amount_cents
+         and not (new.status = 'reversal_pending' and old.status is distinct from 'reversal_pending') then 'reversal_amount_cents'
+  end
+$function$;
+comment on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) is 'The first write-once column an update from old to new would change (null: none).';
+grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_operator;
+grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_reader;
+grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_worker;
+grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_writer;
+revoke execute on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.hold_seller_transfer_for_review(id uuid, from_status text, error text, reason text)
+ RETURNS text
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  result text;
+begin
+  perform set_config('marketplace.transition_reason', reason, true);
+  update marketplace.seller_transfers t
+     set status = case when t.status = 'pending' then 'failed' else t.status end,
+         retry_count = t.retry_count + 1,
+         next_retry_at = 'infinity',
+         last_error = left(error, 2000),
+         stripe_request_in_doubt = true,
+         updated_at = now()
+   where t.id = hold_seller_transfer_for_review.id and t.status = from_status
+     and t.status in ('pending', 'failed', 'reversal_pending')
+  returning t.status into result;
+  return result;
+end $function$;
+comment on function marketplace.hold_seller_transfer_for_review(uuid,text,text,text) is 'Worker: Stripe holds an object for this row that differs from it. Keeps the row out of the terminal statuses, in doubt, never due (next_retry_at = infinity), with what Stripe holds in last_error.';
+grant EXECUTE on function marketplace.hold_seller_transfer_for_review(uuid,text,text,text) to marketplace_worker;
+revoke execute on function marketplace.hold_seller_transfer_for_review(uuid,text,text,text) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.lock_seller_transfer_for_admin(id uuid, reason text)
  RETURNS marketplace.seller_transfers
@@ -984,8 +1158,9 @@ AS $function$
 begin
   perform set_config('marketplace.transition_reason', reason, true);
   update marketplace.seller_transfers t
-     set status = 'reversed', stripe_reversal_id = $2, reversal_amount_cents = $3, retry_count = 0,
-         next_retry_at = null, last_error = null, stripe_key_generation = 0, stripe_request_in_doubt = false,
+     set status = 'reversed', stripe_reversal_id = $2,
+         reversal_amount_cents = case when t.reversal_amount_cents is null and $3 = t.amount_cents then null else $3 end,
+         retry_count = 0, next_retry_at = null, last_error = null, stripe_key_generation = 0, stripe_request_in_doubt = false,
          updated_at = now()
    where t.id = $1 and t.status = 'reversal_pending';
   return found;
@@ -1009,6 +1184,7 @@ CREATE OR REPLACE FUNCTION marketplace.record_external_seller_transfer_reversal(
 AS $function$
 declare
   t marketplace.seller_transfers;
+  asked bigint;
 begin
   select * into t from marketplace.seller_transfers s where s.stripe_transfer_id = $2;
   if not found then
@@ -1024,18 +1200,22 @@ begin
   if not pg_try_advisory_xact_lock('marketplace.seller_transfers'::regclass::oid::integer, hashtext(t.id::text)) then
     return 'busy';
   end if;
+  asked := case when $4 = t.amount_cents then null else $4 end;
+  if t.status = 'reversal_pending' and t.reversal_amount_cents is distinct from asked then
+    return 'amount_differs';
+  end if;
   perform set_config('marketplace.transition_reason', reason, true);
   if t.status = 'completed' then
-    update marketplace.seller_transfers s set status = 'reversal_pending', updated_at = now()
+    update marketplace.seller_transfers s set status = 'reversal_pending', reversal_amount_cents = asked, updated_at = now()
      where s.id = t.id and s.status = 'completed';
   end if;
   update marketplace.seller_transfers s
-     set status = 'reversed', stripe_reversal_id = $3, reversal_amount_cents = $4, retry_count = 0,
+     set status = 'reversed', stripe_reversal_id = $3, retry_count = 0,
          next_retry_at = null, last_error = null, updated_at = now()
    where s.id = t.id and s.status = 'reversal_pending';
   return case when found then 'recorded' else 'unchanged' end;
 end $function$;
-comment on function marketplace.record_external_seller_transfer_reversal(uuid,text,text,bigint,text) is 'Records a reversal that exists at Stripe but not on the row (webhook transfer.reversed), through legal moves only.';
+comment on function marketplace.record_external_seller_transfer_reversal(uuid,text,text,bigint,text) is 'Records a reversal that exists at Stripe but not on the row (webhook transfer.reversed), through legal moves only; amount_differs when the row asks for another amount.';
 grant EXECUTE on function marketplace.record_external_seller_transfer_reversal(uuid,text,text,bigint,text) to marketplace_worker;
 revoke execute on function marketplace.record_external_seller_transfer_reversal(uuid,text,text,bigint,text) from public;
 
@@ -1086,10 +1266,12 @@ declare
   actor  text := coalesce(nullif(current_setting('role'), 'none'), session_user);
   app    text := nullif(current_setting('application_name'), '');
   reason text := nullif(current_setting('marketplace.transition_reason', true), '');
+  asker  text := nullif(current_setting('marketplace.requested_by', true), '');
   xid    xid8 := pg_current_xact_id();
 begin
-  insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id)
-  select n.id, null, n.status, at, actor, app, reason, xid
+  insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
+                                                  amount_cents, currency, stripe_account_id, requested_by)
+  select n.id, null, n.status, at, actor, app, reason, xid, n.amount_cents, n.currency, n.stripe_account_id, asker
     from new_rows n;
   return null;
 end $function$;
@@ -1120,13 +1302,15 @@ declare
   role_name pg_catalog.text := pg_catalog.current_setting('role');
   app       pg_catalog.text := pg_catalog.current_setting('application_name');
   reason    pg_catalog.text := pg_catalog.current_setting('marketplace.transition_reason', true);
+  asker     pg_catalog.text := pg_catalog.current_setting('marketplace.requested_by', true);
 begin
-  insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id)
+  insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id, requested_by)
   values (new.id, old.status, new.status, pg_catalog.clock_timestamp(),
           case when role_name operator(pg_catalog.=) 'none' then session_user else role_name end,
           case when app operator(pg_catalog.=) '' then null else app end,
           case when reason operator(pg_catalog.=) '' then null else reason end,
-          pg_catalog.pg_current_xact_id());
+          pg_catalog.pg_current_xact_id(),
+          case when asker operator(pg_catalog.=) '' then null else asker end);
   return null;
 end $function$;
 revoke execute on function marketplace.record_seller_transfer_status_change() from public;
@@ -1148,6 +1332,38 @@ $function$;
 comment on function marketplace.record_seller_transfer_worker_heartbeat(text,text,integer,timestamp with time zone,boolean) is 'Called by each worker process every few seconds (stopping = true once, when it stops). Returns the recorded time.';
 grant EXECUTE on function marketplace.record_seller_transfer_worker_heartbeat(text,text,integer,timestamp with time zone,boolean) to marketplace_worker;
 revoke execute on function marketplace.record_seller_transfer_worker_heartbeat(text,text,integer,timestamp with time zone,boolean) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.refuse_broken_coupling()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+declare
+  name text;
+  missing text;
+begin
+  if tg_op = 'UPDATE' then
+    perform marketplace.assert_seller_transfer_transition(old.id, old.status, new.status);
+    perform marketplace.assert_seller_transfer_write_once(old, new);
+  end if;
+  if new.status in ('completed', 'reversal_pending', 'reversed') and new.stripe_transfer_id is null then
+    name := 'seller_transfer_paid_has_stripe_transfer';
+    missing := format('status %s requires stripe_transfer_id (the Stripe transfer that paid it)', new.status);
+  elsif new.status = 'reversed' and new.stripe_reversal_id is null then
+    name := 'seller_transfer_reversed_has_stripe_reversal';
+    missing := 'status reversed requires stripe_reversal_id (the Stripe reversal that took the money back)';
+  elsif new.stripe_reversal_id is not null and new.stripe_transfer_id is null then
+    name := 'seller_transfer_reversal_needs_transfer';
+    missing := 'stripe_reversal_id requires stripe_transfer_id (a reversal reverses a transfer)';
+  elsif new.status = 'failed' and new.next_retry_at is null then
+    name := 'seller_transfer_failed_is_scheduled';
+    missing := 'status failed requires next_retry_at (when the worker tries again)';
+  else
+    return null;
+  end if;
+  raise exception 'seller transfer %: %', new.id, missing
+    using errcode = 'check_violation', constraint = name, schema = 'marketplace', table = 'seller_transfers';
+end $function$;
+revoke execute on function marketplace.refuse_broken_coupling() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.refuse_illegal_status_transition()
  RETURNS trigger
@@ -1184,6 +1400,18 @@ end $function$;
 grant EXECUTE on function marketplace.refuse_non_initial_insert() to marketplace_worker;
 grant EXECUTE on function marketplace.refuse_non_initial_insert() to marketplace_writer;
 revoke execute on function marketplace.refuse_non_initial_insert() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.refuse_write_once_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+begin
+  -- The matrix speaks first: an illegal move that also rewrites a fact reports the move.
+  perform marketplace.assert_seller_transfer_transition(old.id, old.status, new.status);
+  perform marketplace.assert_seller_transfer_write_once(old, new);
+  return null;
+end $function$;
+revoke execute on function marketplace.refuse_write_once_change() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.release_seller_transfer_at_commit(id uuid)
  RETURNS boolean
@@ -1286,6 +1514,7 @@ revoke execute on function marketplace.reserve_stripe_request_slots(text,integer
 CREATE OR REPLACE FUNCTION marketplace.retry_seller_transfer(id uuid, reason text)
  RETURNS marketplace.seller_transfers
  LANGUAGE plpgsql
+ SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
@@ -1301,6 +1530,7 @@ begin
   return t;
 end $function$;
 comment on function marketplace.retry_seller_transfer(uuid,text) is 'Makes the worker''s next attempt on a seller transfer due now (next_retry_at = now()); terminal rows are refused by the matrix.';
+grant EXECUTE on function marketplace.retry_seller_transfer(uuid,text) to marketplace_operator;
 grant EXECUTE on function marketplace.retry_seller_transfer(uuid,text) to marketplace_worker;
 grant EXECUTE on function marketplace.retry_seller_transfer(uuid,text) to marketplace_writer;
 revoke execute on function marketplace.retry_seller_transfer(uuid,text) from public;
@@ -1308,6 +1538,7 @@ revoke execute on function marketplace.retry_seller_transfer(uuid,text) from pub
 CREATE OR REPLACE FUNCTION marketplace.reverse_seller_transfer(id uuid, reason text, amount_cents bigint DEFAULT NULL::bigint)
  RETURNS marketplace.seller_transfers
  LANGUAGE plpgsql
+ SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
@@ -1335,6 +1566,7 @@ begin
   return t;
 end $function$;
 comment on function marketplace.reverse_seller_transfer(uuid,text,bigint) is 'Requests the reversal of a paid seller transfer (completed -> reversal_pending), whole or amount_cents of it; the worker creates the Stripe reversal.';
+grant EXECUTE on function marketplace.reverse_seller_transfer(uuid,text,bigint) to marketplace_operator;
 grant EXECUTE on function marketplace.reverse_seller_transfer(uuid,text,bigint) to marketplace_worker;
 grant EXECUTE on function marketplace.reverse_seller_transfer(uuid,text,bigint) to marketplace_writer;
 revoke execute on function marketplace.reverse_seller_transfer(uuid,text,bigint) from public;
@@ -1357,6 +1589,7 @@ AS $function$
    where t.id = $1
 $function$;
 comment on function marketplace.seller_transfer_dispatch_state(uuid) is 'Where one seller transfer stands with the worker: idle | due | handed | scheduled, and its graphile-worker job (if any).';
+grant EXECUTE on function marketplace.seller_transfer_dispatch_state(uuid) to marketplace_operator;
 grant EXECUTE on function marketplace.seller_transfer_dispatch_state(uuid) to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_dispatch_state(uuid) to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_dispatch_state(uuid) to marketplace_writer;
@@ -1376,9 +1609,11 @@ AS $function$
   union all select * from marketplace.doctor_seller_transfer_dispatch()
   union all select * from marketplace.doctor_seller_transfer_workers()
   union all select * from marketplace.doctor_seller_transfer_slos()
+  union all select * from marketplace.doctor_seller_transfer_held()
   union all select * from marketplace.doctor_seller_transfer_audit()
 $function$;
 comment on function marketplace.seller_transfer_doctor() is 'Health checks of the installation, one row each: (check_name, ok | warn | problem, detail, fix). What `seller-transfers doctor` prints.';
+grant EXECUTE on function marketplace.seller_transfer_doctor() to marketplace_operator;
 grant EXECUTE on function marketplace.seller_transfer_doctor() to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_doctor() to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_doctor() to marketplace_writer;
@@ -1399,6 +1634,7 @@ AS $function$
    order by s.position
 $function$;
 comment on function marketplace.seller_transfer_due_counts() is 'Per worker status: rows due now that no job holds yet, and how long the longest-waiting has been due (seconds).';
+grant EXECUTE on function marketplace.seller_transfer_due_counts() to marketplace_operator;
 grant EXECUTE on function marketplace.seller_transfer_due_counts() to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_due_counts() to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_due_counts() to marketplace_writer;
@@ -1475,6 +1711,7 @@ AS $function$
    order by j.run_at, j.id
 $function$;
 comment on function marketplace.seller_transfer_jobs(uuid) is 'The graphile-worker job of one seller transfer (by job key): task, run_at, attempts, locked_at/locked_by, last_error, the lease it carries.';
+grant EXECUTE on function marketplace.seller_transfer_jobs(uuid) to marketplace_operator;
 grant EXECUTE on function marketplace.seller_transfer_jobs(uuid) to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_jobs(uuid) to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_jobs(uuid) to marketplace_writer;
@@ -1511,6 +1748,7 @@ AS $function$
    order by s.position
 $function$;
 comment on function marketplace.seller_transfer_status_counts() is 'Per status: how many seller transfers, and how many are past their SLO (used by the worker''s metrics).';
+grant EXECUTE on function marketplace.seller_transfer_status_counts() to marketplace_operator;
 grant EXECUTE on function marketplace.seller_transfer_status_counts() to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_status_counts() to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_status_counts() to marketplace_writer;
@@ -1528,10 +1766,31 @@ AS $function$
    limit 1
 $function$;
 comment on function marketplace.seller_transfer_status_since(uuid) is 'When the seller transfer entered its current status (its last history event); null for an unknown id.';
+grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to marketplace_operator;
 grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to marketplace_writer;
 revoke execute on function marketplace.seller_transfer_status_since(uuid) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfers_without_recorded_facts(since timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS bigint
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select count(*)
+    from marketplace.seller_transfer_events e
+    join marketplace.seller_transfers t on t.id = e.transfer_id
+   where e.from_status is null and e.amount_cents is null
+     and (since is null or t.created_at >= since
+          or e.transfer_id in (select x.transfer_id from marketplace.seller_transfer_events x where x.occurred_at >= since))
+$function$;
+comment on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) is 'How many transfers (in scope) were created before their money facts were recorded in the history (before migration 000010): audit judges their facts by what they hold today.';
+grant EXECUTE on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) to marketplace_operator;
+grant EXECUTE on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) to marketplace_writer;
+revoke execute on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.stripe_request_budget_rate(configured double precision, current_rate double precision, adjusted_at timestamp with time zone, rate_limited_at timestamp with time zone, ceiling double precision, at timestamp with time zone)
  RETURNS double precision
@@ -1581,11 +1840,15 @@ $function$;
 grant EXECUTE on function marketplace.unlock_seller_transfer(uuid) to marketplace_worker;
 revoke execute on function marketplace.unlock_seller_transfer(uuid) from public;
 
+grant USAGE on schema marketplace to marketplace_operator;
+
 grant USAGE on schema marketplace to marketplace_reader;
 
 grant USAGE on schema marketplace to marketplace_worker;
 
 grant USAGE on schema marketplace to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_events to marketplace_operator;
 
 grant SELECT on marketplace.seller_transfer_events to marketplace_reader;
 
@@ -1593,11 +1856,15 @@ grant SELECT on marketplace.seller_transfer_events to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_events to marketplace_writer;
 
+grant SELECT on marketplace.seller_transfer_stats to marketplace_operator;
+
 grant SELECT on marketplace.seller_transfer_stats to marketplace_reader;
 
 grant SELECT on marketplace.seller_transfer_stats to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_stats to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_status_slos to marketplace_operator;
 
 grant SELECT on marketplace.seller_transfer_status_slos to marketplace_reader;
 
@@ -1605,11 +1872,15 @@ grant SELECT on marketplace.seller_transfer_status_slos to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_status_slos to marketplace_writer;
 
+grant SELECT on marketplace.seller_transfer_statuses to marketplace_operator;
+
 grant SELECT on marketplace.seller_transfer_statuses to marketplace_reader;
 
 grant SELECT on marketplace.seller_transfer_statuses to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_statuses to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_transition_matrix to marketplace_operator;
 
 grant SELECT on marketplace.seller_transfer_transition_matrix to marketplace_reader;
 
@@ -1617,11 +1888,15 @@ grant SELECT on marketplace.seller_transfer_transition_matrix to marketplace_wor
 
 grant SELECT on marketplace.seller_transfer_transition_matrix to marketplace_writer;
 
+grant SELECT on marketplace.seller_transfer_transitions to marketplace_operator;
+
 grant SELECT on marketplace.seller_transfer_transitions to marketplace_reader;
 
 grant SELECT on marketplace.seller_transfer_transitions to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_transitions to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_worker_heartbeats to marketplace_operator;
 
 grant SELECT on marketplace.seller_transfer_worker_heartbeats to marketplace_reader;
 
@@ -1629,17 +1904,31 @@ grant SELECT on marketplace.seller_transfer_worker_heartbeats to marketplace_wor
 
 grant SELECT on marketplace.seller_transfer_worker_heartbeats to marketplace_writer;
 
+grant SELECT on marketplace.seller_transfers to marketplace_operator;
+
 grant SELECT on marketplace.seller_transfers to marketplace_reader;
 
 grant INSERT, SELECT, UPDATE on marketplace.seller_transfers to marketplace_worker;
 
-grant INSERT, SELECT, UPDATE on marketplace.seller_transfers to marketplace_writer;
+grant INSERT, SELECT on marketplace.seller_transfers to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfers_held_for_review to marketplace_operator;
+
+grant SELECT on marketplace.seller_transfers_held_for_review to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfers_held_for_review to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfers_held_for_review to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfers_past_slo to marketplace_operator;
 
 grant SELECT on marketplace.seller_transfers_past_slo to marketplace_reader;
 
 grant SELECT on marketplace.seller_transfers_past_slo to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfers_past_slo to marketplace_writer;
+
+grant SELECT on marketplace.stripe_request_budget_status to marketplace_operator;
 
 grant SELECT on marketplace.stripe_request_budget_status to marketplace_reader;
 
