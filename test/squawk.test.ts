@@ -1,6 +1,7 @@
 // squawk lints every migration; a finding is allowed only with a reason (.squawk.toml for a rule,
 // migrations/squawk-baseline.json5 for a finding in a shipped migration).
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { projectRoot } from '../src/db/migrate.ts';
@@ -17,6 +18,16 @@ describe('squawk on migrations', () => {
   it('would flag a blocking index build on the big table in a new migration', async () => {
     const findings = await squawk(['test/fixtures/blocking-migration.sql'], true);
     expect(findings.map((f) => f.rule)).toEqual(expect.arrayContaining(['require-concurrent-index-creation', 'constraint-missing-not-valid']));
+  });
+
+  it('passes a concurrent, idempotent index migration and refuses one a rerun would break', async () => {
+    const fixture = 'test/fixtures/concurrent-index-migration.sql';
+    expect(await squawk([fixture], false)).toEqual([]);
+    const dir = await mkdtemp(path.join(tmpdir(), 'squawk-'));
+    const notIdempotent = path.join(dir, 'not-idempotent.sql');
+    await writeFile(notIdempotent, (await readFile(path.join(projectRoot, fixture), 'utf8')).replace(' if not exists', ''));
+    expect((await squawk([notIdempotent], false)).map((f) => f.rule)).toEqual(['prefer-robust-stmts']);
+    await rm(dir, { recursive: true });
   });
 
   it('every rule excluded in .squawk.toml carries a reason', async () => {
