@@ -21,6 +21,7 @@ describe('seller-transfers migrate', () => {
     expect(run.stdout).not.toContain('000006-sweep-estimate.sql');
     expect(run.stdout).toMatch(/every step waits at most 1500 ms for a lock/);
     expect(run.stdout).toMatch(/drop trigger seller_transfer_history_on_update on marketplace\.seller_tra.*\n\s+ACCESS EXCLUSIVE on marketplace\.seller_transfers \(blocks readers and writers\)/);
+    expect(run.stdout).toMatch(/drop index marketplace\.seller_transfers_pending_idx\n\s+ACCESS EXCLUSIVE on marketplace\.seller_transfers \(blocks readers and writers\) - dropping index marketplace\.seller_transfers_pending_idx/);
     expect(run.stdout).toMatch(/create index seller_transfers_retry_due_idx .*\n\s+SHARE on marketplace\.seller_transfers \(blocks writers\)/);
     expect(await applied()).toEqual([1, 2, 3, 4, 5, 6]);
   });

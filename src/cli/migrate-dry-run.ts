@@ -2,6 +2,7 @@
 // (src/db/statement-locks.ts). Reads the files and graphile-migrate's bookkeeping; runs nothing.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { withClient } from '../db/connection.ts';
 import { appliedMigrations, committedMigrations, migrationNumber, projectRoot } from '../db/migrate.ts';
 import { blocks, splitStatements, statementLocks, type LockClaim } from '../db/statement-locks.ts';
 
@@ -10,6 +11,16 @@ function claimText(c: LockClaim): string {
   const effect = b.readers ? 'blocks readers and writers' : b.writers ? 'blocks writers' : '';
   return [c.mode === 'none' ? 'no table lock' : c.mode === 'unknown' ? 'locks unknown' : c.mode, c.target && `on ${c.target}`, effect && `(${effect})`, c.note && `- ${c.note}`]
     .filter(Boolean).join(' ');
+}
+
+/** DROP INDEX locks the index's table: name it when the index exists in the database. */
+async function indexTables(url: string, indexes: string[]): Promise<Map<string, string>> {
+  if (!indexes.length) return new Map();
+  return withClient(url, async (c) => {
+    const { rows } = await c.query<{ name: string; tbl: string }>(
+      `select i.name, x.indrelid::regclass::text as tbl from unnest($1::text[]) i(name) join pg_index x on x.indexrelid = to_regclass(i.name)`, [indexes]);
+    return new Map(rows.map((r) => [r.name, r.tbl]));
+  });
 }
 
 export async function printDryRun(url: string, lockTimeoutMs: number): Promise<void> {
@@ -25,8 +36,10 @@ export async function printDryRun(url: string, lockTimeoutMs: number): Promise<v
     const inTransaction = !/^--! no-transaction\b/m.test(sql);
     console.log(`\n${file} (${inTransaction ? 'one transaction: every lock below is held until it commits' : 'no transaction: each statement commits on its own'})`);
     let catalogOnly = 0;
-    for (const st of splitStatements(sql)) {
-      const claims = statementLocks(st.text);
+    const statements = splitStatements(sql).map((st) => ({ ...st, claims: statementLocks(st.text) }));
+    const tables = await indexTables(url, statements.flatMap((st) => st.claims.filter((c) => c.index && c.target).map((c) => c.target!)));
+    for (const st of statements) {
+      const claims = st.claims.map((c) => (c.index && c.target && tables.has(c.target) ? { ...c, target: tables.get(c.target), note: `dropping index ${c.target}` } : c));
       if (claims.every((c) => c.mode === 'none' && !c.target)) {
         catalogOnly++;
         continue;

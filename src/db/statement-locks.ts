@@ -11,6 +11,8 @@ export interface LockClaim {
   mode: LockMode | 'none' | 'unknown';
   /** The relation locked, as written (for DROP INDEX: the index, whose table is locked too). */
   target?: string;
+  /** True when `target` is an index and the lock falls on its table (DROP INDEX). */
+  index?: boolean;
   note?: string;
 }
 
@@ -62,6 +64,7 @@ const r = (src: string) => new RegExp('^' + src.replace(/NAME/g, NAME).replace(/
 type Rule = [RegExp, (m: RegExpExecArray, text: string) => LockClaim[]];
 
 const on = (mode: LockMode, note?: string) => (m: RegExpExecArray): LockClaim[] => [{ mode, target: m[m.length - 1], ...(note ? { note } : {}) }];
+const onIndexTable = (mode: LockMode) => (m: RegExpExecArray): LockClaim[] => [{ mode, target: m[1], index: true, note: "on the index's table" }];
 const none = (note: string) => (): LockClaim[] => [{ mode: 'none', note }];
 const references = (text: string): LockClaim[] =>
   [...text.matchAll(new RegExp(String.raw`\breferences\s+${NAME}`, 'gi'))].map((m) => ({ mode: 'SHARE ROW EXCLUSIVE' as const, target: m[1], note: 'referenced table (foreign key)' }));
@@ -70,8 +73,8 @@ const references = (text: string): LockClaim[] =>
 const RULES: Rule[] = [
   [r('create (?:unique )?index concurrently (?:if not exists )?(?:NAME )?on (?:only )?NAME'), on('SHARE UPDATE EXCLUSIVE', 'for the whole build; writes go on')],
   [r('create (?:unique )?index (?:if not exists )?(?:NAME )?on (?:only )?NAME'), on('SHARE', 'for the whole build: blocks writes')],
-  [r('drop index concurrently (?:if exists )?NAME'), on('SHARE UPDATE EXCLUSIVE', "on the index's table")],
-  [r('drop index (?:if exists )?NAME'), on('ACCESS EXCLUSIVE', "on the index's table")],
+  [r('drop index concurrently (?:if exists )?NAME'), onIndexTable('SHARE UPDATE EXCLUSIVE')],
+  [r('drop index (?:if exists )?NAME'), onIndexTable('ACCESS EXCLUSIVE')],
   [r('alter table (?:if exists )?(?:only )?NAME validate constraint'), on('SHARE UPDATE EXCLUSIVE', 'for the whole scan; writes go on')],
   [r('alter table (?:if exists )?(?:only )?NAME (?:enable|disable) trigger'), on('SHARE ROW EXCLUSIVE')],
   [r('alter table (?:if exists )?(?:only )?NAME add (?:constraint NAME )?foreign key'), (m, t) => [{ mode: 'SHARE ROW EXCLUSIVE', target: m[1] }, ...references(t)]],
