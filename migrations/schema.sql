@@ -588,16 +588,33 @@ declare
   specs       graphile_worker.job_spec[];
   lag         double precision;
   added       integer;
+  snap        text;         -- pg_current_snapshot() of this round
+  seen        text;         -- ... of the round that last looked at the table
+  next_due    timestamptz;  -- when the earliest not-yet-due row (retry time or lease) falls due
+  -- Computed once: an idle round is a handful of simple expressions and the sleep.
+  lock_key    integer := 'marketplace.seller_transfer_statuses'::regclass::oid::integer;
+  pause       double precision := poll_ms / 1000.0;
+  slept       text;
 begin
   loop
     -- Single-flight: the first process to get this lock dispatches (and polls) for the fleet;
     -- the others only retry the lock, which costs next to nothing.
-    have_lock := have_lock or pg_try_advisory_xact_lock('marketplace.seller_transfer_statuses'::regclass::oid::integer, 0);
+    have_lock := have_lock or pg_try_advisory_xact_lock(lock_key, 0);
     if have_lock then
       at := clock_timestamp();
+      -- Has anything changed since the last look? A row becomes due by a commit (a writer's, a
+      -- worker's, a job's completion releasing its row) or by the clock reaching its
+      -- next_retry_at. The snapshot (xmin, xmax, running xids) is unchanged exactly while no
+      -- transaction of the cluster has ended, so an idle round costs one call, not five index
+      -- probes. It is read before the probes: a commit between the two is seen by the probes and
+      -- again by the next round. The first round of every call looks regardless (a lock held by
+      -- a transaction without an xid, e.g. a worker's advisory lock, ends without changing it).
+      snap := pg_current_snapshot()::text;
+      if snap is not distinct from seen and (next_due is null or at < next_due) then
+        want := 0;
       -- Anything due at all? Five bounded index probes (IS NULL and <= at are index conditions).
       -- Only then: is there room in graphile-worker's queue?
-      if exists (
+      elsif exists (
            select 1 from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at is null
            union all select 1 from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at <= at
            union all select 1 from marketplace.seller_transfers t where t.status = 'failed' and t.next_retry_at <= at
@@ -611,6 +628,19 @@ begin
                  limit greatest(max_jobs, 0)) waiting;
       else
         want := 0;
+      end if;
+      if snap is distinct from seen or at >= next_due then
+        -- Looked: remember what was seen, and when the next row falls due without a commit.
+        seen := snap;
+        -- Ordered like each partial index, so each is one index entry however many rows are leased
+        -- (min() would want NULLS LAST, which the NULLS FIRST indexes cannot give in order).
+        next_due := least(
+          (select t.next_retry_at from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at > at
+            order by t.next_retry_at nulls first limit 1),
+          (select t.next_retry_at from marketplace.seller_transfers t where t.status = 'failed' and t.next_retry_at > at
+            order by t.next_retry_at limit 1),
+          (select t.next_retry_at from marketplace.seller_transfers t where t.status = 'reversal_pending' and t.next_retry_at > at
+            order by t.next_retry_at nulls first limit 1));
       end if;
       if want > 0 then
         lease_until := at + make_interval(secs => lease_seconds);
@@ -685,8 +715,8 @@ begin
         end;
       end if;
     end if;
-    exit when clock_timestamp() + make_interval(secs => poll_ms / 1000.0) > deadline;
-    perform pg_sleep(poll_ms / 1000.0);
+    exit when clock_timestamp() + make_interval(secs => pause) > deadline;
+    slept := pg_sleep(pause)::text;  -- an assignment, not PERFORM: no executor start per round
   end loop;
   return query select 0, null::double precision;
 end $function$;
