@@ -110,9 +110,13 @@ alter table marketplace.seller_transfers add constraint seller_transfers_stripe_
 alter table marketplace.seller_transfers add constraint seller_transfers_stripe_reversal_id_key UNIQUE (stripe_reversal_id);
 alter table marketplace.seller_transfers add constraint seller_transfers_stripe_transfer_id_check CHECK ((stripe_transfer_id ~ '^tr_[A-Za-z0-9]+$'::text));
 alter table marketplace.seller_transfers add constraint seller_transfers_stripe_transfer_id_key UNIQUE (stripe_transfer_id);
+CREATE INDEX seller_transfers_order_idx ON marketplace.seller_transfers USING btree (order_id);
 CREATE INDEX seller_transfers_pending_idx ON marketplace.seller_transfers USING btree (next_retry_at NULLS FIRST, created_at) WHERE (status = 'pending'::text);
 CREATE INDEX seller_transfers_retry_due_idx ON marketplace.seller_transfers USING btree (next_retry_at) WHERE (status = 'failed'::text);
 CREATE INDEX seller_transfers_reversal_due_idx ON marketplace.seller_transfers USING btree (next_retry_at NULLS FIRST) WHERE (status = 'reversal_pending'::text);
+CREATE INDEX seller_transfers_seller_created_idx ON marketplace.seller_transfers USING btree (seller_id, created_at DESC, id DESC);
+CREATE INDEX seller_transfers_status_created_idx ON marketplace.seller_transfers USING btree (status, created_at DESC, id DESC);
+CREATE INDEX seller_transfers_status_due_since_idx ON marketplace.seller_transfers USING btree (status, COALESCE(next_retry_at, created_at), id) INCLUDE (next_retry_at, created_at) WHERE (status = ANY (ARRAY['pending'::text, 'failed'::text, 'reversal_pending'::text]));
 CREATE TRIGGER seller_transfer_column_couplings AFTER INSERT OR UPDATE OF status, stripe_transfer_id, stripe_reversal_id, next_retry_at ON marketplace.seller_transfers FOR EACH ROW WHEN (NOT (((new.status <> ALL (ARRAY['completed'::text, 'reversal_pending'::text, 'reversed'::text])) OR new.stripe_transfer_id IS NOT NULL) AND (new.status <> 'reversed'::text OR new.stripe_reversal_id IS NOT NULL) AND (new.stripe_reversal_id IS NULL OR new.stripe_transfer_id IS NOT NULL) AND (new.status <> 'failed'::text OR new.next_retry_at IS NOT NULL))) EXECUTE FUNCTION marketplace.refuse_broken_coupling();
 CREATE TRIGGER seller_transfer_history_on_insert AFTER INSERT ON marketplace.seller_transfers REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION marketplace.record_seller_transfer_inserts();
 CREATE TRIGGER seller_transfer_history_on_update AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status) EXECUTE FUNCTION marketplace.record_seller_transfer_status_change();

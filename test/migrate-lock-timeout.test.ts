@@ -61,6 +61,26 @@ describe('migrate under a long reader', () => {
     expect((await appliedMigrations(url)).length).toBe((await committedMigrations()).length);
   });
 
+  it('drops the invalid index an interrupted concurrent build left, and builds it again', async () => {
+    await rollbackTo(url, 12); // before 000013's concurrent build of seller_transfers_status_created_idx
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      await c.query(`insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
+                     select gen_random_uuid(), gen_random_uuid(), 'acct_leftover', 100, 'usd' from generate_series(1, 2)`);
+      // A concurrent build that fails half-way (here: a unique index over duplicates) leaves the index, invalid.
+      await expect(c.query('create unique index concurrently seller_transfers_status_created_idx on marketplace.seller_transfers (status)')).rejects.toThrow(/could not create unique index/);
+      const dropped: string[] = [];
+      await migrateDatabase(url, { onInvalidIndexDropped: (i) => dropped.push(i) });
+      expect(dropped).toEqual(['marketplace.seller_transfers_status_created_idx']);
+      const { rows: [idx] } = await c.query<{ valid: boolean; def: string }>(
+        `select indisvalid as valid, pg_get_indexdef(indexrelid) as def from pg_index where indexrelid = 'marketplace.seller_transfers_status_created_idx'::regclass`);
+      expect(idx).toEqual({ valid: true, def: expect.stringMatching(/^CREATE INDEX seller_transfers_status_created_idx ON marketplace\.seller_transfers USING btree \(status, created_at DESC, id DESC\)$/) });
+    } finally {
+      await c.end();
+    }
+  });
+
   it('backs off with jitter, growing to a 5 s ceiling', () => {
     expect(backoffMs(1, () => 0)).toBe(125);
     expect(backoffMs(1, () => 1)).toBe(250);

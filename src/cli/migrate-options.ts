@@ -14,5 +14,6 @@ export function migrateOptions(config: Config, logger: AppLogger): MigrateOption
       `migration ${e.step} timed out waiting for a lock (lock_timeout ${config.MIGRATION_LOCK_TIMEOUT_MS} ms), retrying in ${e.delayMs} ms; `
         + (e.blockers.length ? `held by ${e.blockers.map(describeBlocker).join('; ')}` : 'blocker not seen'),
     ),
+    onInvalidIndexDropped: (index) => logger.warn({ index }, `dropped the invalid index ${index} an interrupted concurrent build left; the migration builds it again`),
   };
 }

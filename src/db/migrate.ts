@@ -9,6 +9,7 @@ import pg from 'pg';
 import type { Settings } from 'graphile-migrate';
 import { MIGRATE_DEFAULTS } from '../config.ts';
 import { withClient } from './connection.ts';
+import { concurrentBuilds, dropInvalidLeftovers } from './invalid-indexes.ts';
 import { withLockRetry, type LockRetryOptions } from './lock-retry.ts';
 
 // graphile-migrate and graphile-worker are loaded only by the functions that run migrations, so
@@ -32,7 +33,10 @@ async function gmrcSettings(connectionString: string, session: Record<string, st
   };
 }
 
-export type MigrateOptions = Partial<LockRetryOptions>;
+export type MigrateOptions = Partial<LockRetryOptions> & {
+  /** Called for each invalid index left by an earlier, interrupted concurrent build, after dropping it. */
+  onInvalidIndexDropped?: (index: string) => void;
+};
 
 /**
  * Installs/upgrades graphile-worker's own schema (the worker's dispatch adds jobs to it), then applies
@@ -64,12 +68,28 @@ export async function migrateDatabase(connectionString: string, options: Migrate
   });
   const settings = await gmrcSettings(connectionString, { lock_timeout: `${opts.lockTimeoutMs}ms`, application_name: applicationName });
   await withLockRetry({ ...retry, step: () => firstPendingMigration(connectionString) }, async () => {
+    for (const index of await dropInvalidLeftoversOfPending(connectionString, opts.lockTimeoutMs, applicationName)) opts.onInvalidIndexDropped?.(index);
     try {
       await migrate(settings);
     } finally {
       clearAllPools();
     }
   });
+}
+
+/** See invalid-indexes.ts: the invalid leftovers of the pending migrations' concurrent builds, dropped. */
+async function dropInvalidLeftoversOfPending(connectionString: string, lockTimeoutMs: number, applicationName: string): Promise<string[]> {
+  const applied = new Set((await appliedMigrations(connectionString)).map((m) => m.number));
+  const pending = (await committedMigrations()).filter((f) => !applied.has(migrationNumber(f)));
+  const builds = (await Promise.all(pending.map(async (f) => concurrentBuilds(await readFile(path.join(migrationsDir, 'committed', f), 'utf8'))))).flat();
+  if (!builds.length) return [];
+  const client = new pg.Client({ connectionString, application_name: applicationName, options: `-c lock_timeout=${lockTimeoutMs}` });
+  await client.connect();
+  try {
+    return await dropInvalidLeftovers(client, builds);
+  } finally {
+    await client.end();
+  }
 }
 
 /** The committed file graphile-migrate runs next (the one that failed, after a failure). */
