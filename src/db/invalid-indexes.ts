@@ -3,9 +3,8 @@
 // attempt, `migrate` drops such a leftover of every pending no-transaction migration's build
 // (DROP INDEX CONCURRENTLY: no lock that stops writers), so the build runs again from scratch.
 import type pg from 'pg';
-import { splitStatements } from './statement-locks.ts';
+import { NAME, splitStatements } from './statement-locks.ts';
 
-const NAME = String.raw`((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)`;
 const BUILD = new RegExp(String.raw`^create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?${NAME}\s+on\s+(?:only\s+)?${NAME}`, 'i');
 
 /** [index name, table] of each concurrent build in a no-transaction migration's text. */

@@ -58,7 +58,8 @@ function stripComments(s: string): string {
   return s.replace(/^(\s*(--[^\n]*(\n|$)|\/\*[\s\S]*?\*\/))+/, '');
 }
 
-const NAME = String.raw`((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)`;
+/** A possibly schema-qualified, possibly quoted SQL name (one capture group). */
+export const NAME = String.raw`((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)`;
 const r = (src: string) => new RegExp('^' + src.replace(/NAME/g, NAME).replace(/ /g, '\\s+'), 'i');
 
 type Rule = [RegExp, (m: RegExpExecArray, text: string) => LockClaim[]];
