@@ -40,6 +40,8 @@ const SAMPLES: Array<[string, string]> = [
   ['comment on table lock_probe.t is \'probe\'', 'lock_probe.t'],
   ['comment on column lock_probe.t.v is \'probe\'', 'lock_probe.t'],
   ['comment on function lock_probe.f() is \'probe\'', 'lock_probe.t'],
+  ['comment on trigger tr on lock_probe.t is \'probe\'', 'lock_probe.t'],
+  ['comment on constraint t_v_positive on lock_probe.t is \'probe\'', 'lock_probe.t'],
   ['grant select on lock_probe.t to public', 'lock_probe.t'],
   ['revoke all on function lock_probe.f() from public', 'lock_probe.t'],
   ['create or replace function lock_probe.g() returns int language sql as $$ select count(*)::int from lock_probe.t $$', 'lock_probe.t'],

@@ -88,7 +88,7 @@ const RULES: Rule[] = [
   [r('create view NAME'), none('new view')],
   [r('comment on (?:table|view) NAME'), on('SHARE UPDATE EXCLUSIVE')],
   [r('comment on column NAME\\.[\\w$"]+ '), on('SHARE UPDATE EXCLUSIVE')],
-  [r('comment on'), none('catalog row only')],
+  [r('comment on'), none('catalog row only')], // on a trigger or constraint too: ACCESS SHARE on its table
   [r('(?:grant|revoke) '), none('catalog row only')],
   [r('(?:create|alter|drop) (?:or replace )?(?:function|procedure|aggregate|type|domain|schema|sequence|role|extension|policy|cast|operator)\\b'), none('catalog rows only')],
   [r('insert into NAME'), on('ROW EXCLUSIVE')],
