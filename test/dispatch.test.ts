@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/database.ts';
 import { insertTransfer, transferIn } from './support/transfers.ts';
+import { waitFor } from './support/worker.ts';
 
 const db = useTestDatabase();
 
@@ -96,7 +97,16 @@ describe('dispatch_seller_transfers', () => {
                          select gen_random_uuid(), gen_random_uuid(), 'acct_queued', 100, 'usd' from generate_series(1, 3000)`);
     expect((await dispatch(5000)).dispatched).toBe(3000);
     // Leasing is an UPDATE: the rows' old index entries are dead until vacuum (or the first scan's
-    // kill bits) removes them, as autovacuum does in production.
+    // kill bits) removes them, as autovacuum does in production. A VACUUM can remove them only
+    // once no other session of this database holds an older snapshot: an autovacuum ANALYZE
+    // started by the burst above does (seen as ~4,000 entries read on a loaded machine). Wait
+    // for those to end first.
+    await waitFor('no other snapshot in this database', async () => {
+      const { rows: [o] } = await db.pool.query<{ n: number }>(
+        `select count(*)::int as n from pg_stat_activity
+          where datname = current_database() and pid <> pg_backend_pid() and backend_xmin is not null`);
+      return o!.n === 0;
+    }, 30_000, 100);
     await db.pool.query('vacuum marketplace.seller_transfers');
     await Promise.all(Array.from({ length: 3 }, () => insertTransfer(db.pool)));
     const c = await db.pool.connect();

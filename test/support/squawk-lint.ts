@@ -12,7 +12,10 @@ export interface BaselineEntry { file: string; rule: string; count: number; reas
 export interface LintResult { findings: Finding[]; unjustified: Finding[]; stale: string[] }
 
 const run = promisify(execFile);
-const squawkBin = path.join(projectRoot, 'node_modules', '.bin', 'squawk');
+// The squawk binary from its platform package (`@squawk-cli/linux-x64`, pinned as an optional
+// dependency, so other platforms install without it): the `squawk-cli` wrapper's lock entries name
+// every platform's package, and `npm ci` fails where those cannot all be fetched.
+const squawkBin = path.join(projectRoot, 'node_modules', '@squawk-cli', `${process.platform}-${process.arch}`, 'bin', 'squawk');
 
 /** migrations/committed/*.sql, and migrations/current.sql when it holds anything. */
 export async function migrationFiles(): Promise<string[]> {
