@@ -1,5 +1,5 @@
---! Previous: sha1:97ee6fb0654439fbc2956edc6af560445034c0dd
---! Hash: sha1:58124fa7c327fd64a9201657c41344049e57277d
+--! Previous: sha1:21c343845fafa0088fe524248346fe61e59b7db1
+--! Hash: sha1:9c8369173f9a9acf4309addd1e64c2fdff12aa6b
 --! Message: console index: order id
 
 --! no-transaction

@@ -1,5 +1,5 @@
---! Previous: sha1:58124fa7c327fd64a9201657c41344049e57277d
---! Hash: sha1:147fca6416d5379684a0e83726e045fd12cf08b4
+--! Previous: sha1:9c8369173f9a9acf4309addd1e64c2fdff12aa6b
+--! Hash: sha1:1a2931ff7f2d50c12909e759ee1c4a214d86168f
 --! Message: console index: seller, created_at
 
 --! no-transaction
