@@ -33,7 +33,9 @@ function runOnce(args: string[], env: NodeJS.ProcessEnv): Run {
   const t = stopwatch();
   const r = spawnSync(cmd, argv, { cwd: projectRoot, env, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
   const wallMs = t();
-  if (r.status !== 0) throw new Error(`node ${args.join(' ')} exited ${r.status}: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  // 3 is doctor's and audit's "problems found" (the audit figure moves rows past the guard in the
+  // bench database on purpose, which both then report): the command ran to the end all the same.
+  if (r.status !== 0 && r.status !== 3) throw new Error(`node ${args.join(' ')} exited ${r.status}: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   let cpuMs: number | null = null;
   if (timed) {
     const [u, s] = r.stderr.trim().split('\n').pop()!.split(' ').map(Number);
