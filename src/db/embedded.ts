@@ -34,7 +34,8 @@ export const EMBEDDED_PASSWORD = 'postgres';
 const READY_TIMEOUT_MS = 60_000;
 const run = promisify(execFile);
 
-async function freePort(): Promise<number> {
+/** A free TCP port on loopback (also used by the tests' per-major embedded servers). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
