@@ -1,5 +1,5 @@
 // The worker's task list. Names must match marketplace.seller_transfer_statuses.worker_task
-// (test/worker-tasks.test.ts checks both directions).
+// (test/worker-end-to-end.test.ts, "task list and database agree", checks both directions).
 import type { TaskList } from 'graphile-worker';
 import type { WorkerDeps } from '../src/worker/transfer-ops.ts';
 import * as create from './seller_transfer_create.ts';
