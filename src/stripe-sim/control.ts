@@ -4,7 +4,7 @@ import type { ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { StripeSimulator } from './types.ts';
 
-const operation = z.enum(['transfer.create', 'transfer.retrieve', 'transfer.list', 'reversal.create', 'reversal.list']);
+const operation = z.enum(['transfer.create', 'transfer.retrieve', 'transfer.list', 'reversal.create', 'reversal.list', 'charge.create', 'charge.retrieve', 'balance.retrieve']);
 const kind = z.enum(['latency', 'rate_limit', 'error_before', 'error_after', 'drop_after']);
 const faultSpec = z.object({ operation: z.union([operation, z.literal('any')]), kind, times: z.number().int().positive().optional(), latencyMs: z.number().nonnegative().optional() });
 const randomFaults = z.object({
@@ -13,6 +13,9 @@ const randomFaults = z.object({
 }).nullable();
 const faultsBody = z.union([z.object({ clear: z.literal(true) }), z.object({ random: randomFaults }), faultSpec]);
 const balanceBody = z.object({ account: z.string().min(1), currency: z.string().length(3), cents: z.number().int() });
+const platformBalanceBody = z.strictObject({ currency: z.string().length(3), available: z.number().int() });
+const chargeBody = z.strictObject({ amount: z.number().int().positive(), currency: z.string().length(3),
+  availableInSeconds: z.number().int().optional(), transferGroup: z.string().nullable().optional() });
 const accountBody = z.object({ account: z.string().min(1) });
 const limit = z.number().positive().nullable().optional();
 const limitsBody = z.strictObject({ globalPerSecond: limit, endpointPerSecond: limit, concurrency: z.number().int().positive().nullable().optional() });
@@ -46,6 +49,14 @@ export function handleControl(sim: StripeSimulator, method: string, url: URL, bo
         sim.setBalance(b.account, b.currency, b.cents);
         return json(res, 200, { ok: true });
       }
+      case 'GET /_sim/platform-balance':
+        return json(res, 200, sim.platformBalance(z.object({ currency: z.string().length(3) }).parse(Object.fromEntries(url.searchParams)).currency));
+      case 'POST /_sim/platform-balance': {
+        const b = parse(platformBalanceBody, body);
+        sim.setPlatformBalance(b.currency, b.available);
+        return json(res, 200, sim.platformBalance(b.currency));
+      }
+      case 'POST /_sim/charges': return json(res, 200, sim.makeCharge(parse(chargeBody, body)));
       case 'POST /_sim/faults': {
         const f = parse(faultsBody, body);
         if ('clear' in f) sim.clearFaults();

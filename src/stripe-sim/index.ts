@@ -4,4 +4,5 @@ export type {
   CallRecord, FaultKind, FaultSpec, LedgerEntry, Operation, RandomFaults, SimReversal, SimTransfer,
   StripeSimulator, StripeSimulatorOptions,
 } from './types.ts';
+export type { PlatformBalance, SimCharge } from './funding.ts';
 export type { EndpointStats, RateLimitedReason, SecondStats, SimLatency, SimLimits, SimStats } from './limits.ts';

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { handleControl } from './control.ts';
+import type { PlatformBalance, SimCharge } from './funding.ts';
 import { Faults, type DrawnFault } from './faults.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import { LatencyModel, Limiter, TrafficStats, type SimLatency, type SimLimits, type SimStats } from './limits.ts';
@@ -17,9 +18,20 @@ import { ApiError, canonicalForm, newId, parseForm, type Params, type StripeErro
 interface Route { operation: Operation; endpoint: string; run: (s: SimState, p: Params, key: string | null) => unknown }
 interface Reply { status: number; body: string; outcome: string }
 
+/** The platform's side: charges that fund transfers, and its balance (src/stripe-sim/funding.ts). */
+function platformRoute(method: string, path: string): Route | null {
+  if (method === 'GET' && path === '/v1/balance') return { operation: 'balance.retrieve', endpoint: 'GET /v1/balance', run: (s) => s.platform.balanceObject() };
+  const m = /^\/v1\/charges(?:\/([^/]+))?$/.exec(path);
+  if (!m) return null;
+  const id = m[1] === undefined ? null : decodeURIComponent(m[1]);
+  if (method === 'POST' && id === null) return { operation: 'charge.create', endpoint: 'POST /v1/charges', run: (s, p) => s.platform.createCharge(p) };
+  if (method === 'GET' && id !== null) return { operation: 'charge.retrieve', endpoint: 'GET /v1/charges/{id}', run: (s) => s.platform.retrieveCharge(id) };
+  return null;
+}
+
 function route(method: string, path: string): Route | null {
   const m = /^\/v1\/transfers(?:\/([^/]+))?(\/reversals)?$/.exec(path);
-  if (!m) return null;
+  if (!m) return platformRoute(method, path);
   const id = m[1] === undefined ? null : decodeURIComponent(m[1]);
   const op = `${method} ${id === null ? '-' : 'id'}${m[2] ? ' reversals' : ''}`;
   // endpoint: Stripe's limiter key, the method and the path with ids as {id}.
@@ -78,6 +90,9 @@ export class Simulator implements StripeSimulator {
   setBalance(account: string, currency: string, cents: number): void { this.state.setBalance(account, currency, cents); }
   balance(account: string, currency: string): number { return this.state.balance(account, currency); }
   removeAccount(account: string): void { this.state.removeAccount(account); }
+  platformBalance(currency: string): PlatformBalance { return this.state.platform.balance(currency); }
+  setPlatformBalance(currency: string, amount: number): void { this.state.platform.setAvailable(currency, amount); }
+  makeCharge(c: Parameters<StripeSimulator['makeCharge']>[0]): SimCharge { return this.state.platform.makeCharge(c); }
   injectFault(f: FaultSpec): void { this.faults.inject(f); }
   setRandomFaults(r: RandomFaults | null): void { this.faults.setRandom(r); }
   clearFaults(): void { this.faults.clear(); }

@@ -1,6 +1,7 @@
 // The simulated Connect world: transfers, reversals, connected-account balances and the
 // ledger of real money effects. Endpoint methods validate like Stripe and throw ApiError;
 // they only touch state after every check passed, so a failed call never leaves half an effect.
+import { PlatformFunds } from './funding.ts';
 import type { LedgerEntry, SimReversal, SimTransfer } from './types.ts';
 import { int, invalid, metadata, missing, newId, rejectUnknown, str, type Params } from './wire.ts';
 
@@ -13,6 +14,8 @@ export class SimState {
   private balances = new Map<string, number>();
   private removed = new Set<string>();
   readonly ledger: LedgerEntry[] = [];
+  /** The platform's balance and charges (src/stripe-sim/funding.ts). */
+  readonly platform = new PlatformFunds();
 
   constructor(private readonly defaultBalance: number) {}
 
@@ -26,7 +29,7 @@ export class SimState {
   transfers(): SimTransfer[] { return structuredClone([...this.byId.values()]); }
 
   createTransfer(p: Params, idempotencyKey: string | null): SimTransfer {
-    rejectUnknown(p, ['amount', 'currency', 'destination', 'transfer_group', 'metadata', 'description', 'expand']);
+    rejectUnknown(p, ['amount', 'currency', 'destination', 'transfer_group', 'metadata', 'description', 'source_transaction', 'expand']);
     const amount = int(p, 'amount', { required: true, min: 1 })!;
     const currency = str(p, 'currency', true)!.toLowerCase();
     if (!/^[a-z]{3}$/.test(currency)) throw invalid(`Invalid currency: ${currency}.`, 'currency', 'invalid_currency');
@@ -35,12 +38,15 @@ export class SimState {
     if (!destination.startsWith('acct_') || this.removed.has(destination)) {
       throw invalid(`No such destination: '${destination}'`, 'destination', 'resource_missing');
     }
+    const sourceTransaction = str(p, 'source_transaction');
+    const takeFunds = this.platform.fund(amount, currency, sourceTransaction);
     const t: SimTransfer = {
       id: newId('tr_'), object: 'transfer', amount, amount_reversed: 0, currency, destination,
       transfer_group: str(p, 'transfer_group'), metadata: metadata(p), reversed: false, created: now(),
-      livemode: false, description: str(p, 'description'), reversals: { object: 'list', data: [], has_more: false, total_count: 0, url: '' },
+      livemode: false, description: str(p, 'description'), source_transaction: sourceTransaction, reversals: { object: 'list', data: [], has_more: false, total_count: 0, url: '' },
     };
     t.reversals.url = `/v1/transfers/${t.id}/reversals`;
+    takeFunds();
     this.byId.set(t.id, t);
     this.setBalance(destination, currency, this.balance(destination, currency) + amount);
     this.record('transfer', t.id, t, amount, t.metadata, idempotencyKey);

@@ -1,8 +1,10 @@
 // Public types of the Stripe simulator. Other code (worker tests, benches) imports
 // these through index.ts, so keep the names and shapes stable.
+import type { PlatformBalance, SimCharge } from './funding.ts';
 import type { RateLimitedReason, SimLatency, SimLimits, SimStats } from './limits.ts';
 
-export type Operation = 'transfer.create' | 'transfer.retrieve' | 'transfer.list' | 'reversal.create' | 'reversal.list';
+export type Operation = 'transfer.create' | 'transfer.retrieve' | 'transfer.list' | 'reversal.create' | 'reversal.list'
+  | 'charge.create' | 'charge.retrieve' | 'balance.retrieve';
 export type FaultKind = 'latency' | 'rate_limit' | 'error_before' | 'error_after' | 'drop_after';
 
 export interface FaultSpec { operation: Operation | 'any'; kind: FaultKind; times?: number /* default 1 */; latencyMs?: number }
@@ -55,7 +57,7 @@ export interface SimReversal {
 export interface SimTransfer {
   id: string; object: 'transfer'; amount: number; amount_reversed: number; currency: string; destination: string;
   transfer_group: string | null; metadata: Record<string, string>; reversed: boolean; created: number;
-  livemode: false; description: string | null;
+  livemode: false; description: string | null; source_transaction: string | null;
   reversals: { object: 'list'; data: SimReversal[]; has_more: false; total_count: number; url: string };
 }
 
@@ -66,6 +68,12 @@ export interface StripeSimulator {
   setBalance(account: string, currency: string, cents: number): void;
   balance(account: string, currency: string): number;
   removeAccount(account: string): void;
+  /** The platform's available balance in a currency (null: never set, unlimited) and its pending charge funds. */
+  platformBalance(currency: string): PlatformBalance;
+  /** Sets the platform's available balance in a currency (turns the funding model on for it). */
+  setPlatformBalance(currency: string, amount: number): void;
+  /** A succeeded charge on the platform whose funds become available `availableInSeconds` from now (default 2 days). */
+  makeCharge(c: { amount: number; currency: string; availableInSeconds?: number; transferGroup?: string | null }): SimCharge;
   injectFault(f: FaultSpec): void;
   setRandomFaults(r: RandomFaults | null): void;
   clearFaults(): void;
