@@ -1,4 +1,5 @@
-// The console in real headless Chromium (Debian's package, see test/support/browser.ts): log in
+// The console in real headless Chromium (Debian's package when installed, else the one in the
+// @sparticuz/chromium dev dependency, see test/support/browser.ts): log in with a hostile `next`,
 // as viewer and operator, find by tr_, the timeline, a reversal the worker completes against the
 // simulator, refusals (viewer POST, forged cross-site form, bad input) that write nothing, and
 // axe-core on every screen. One browser for the whole file.
@@ -8,7 +9,7 @@ import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
 import type { WorkerHandle } from '../src/worker/runner.ts';
-import { launchChromium, seriousViolations, type Browser } from './support/browser.ts';
+import { findChromium, launchChromium, seriousViolations, type Browser } from './support/browser.ts';
 import { OPERATOR, startTestConsole, VIEWER, type TestConsole } from './support/console.ts';
 import { useTestDatabase } from './support/database.ts';
 import { insertTransfer, transferIn } from './support/transfers.ts';
@@ -71,7 +72,47 @@ afterAll(async () => {
   await sim?.close();
 });
 
+/** A page on another origin that says so: where an open redirect would land. */
+async function evilSite(): Promise<{ origin: string; close(): void }> {
+  const evil = http.createServer((_req, res) => res.setHeader('content-type', 'text/html').end('<title>evil</title><h1>evil</h1>'));
+  await new Promise<void>((r) => evil.listen(0, '127.0.0.1', r));
+  return { origin: `http://127.0.0.1:${(evil.address() as AddressInfo).port}`, close: () => evil.close() };
+}
+
 describe('console in Chromium', () => {
+  it('a login link with a hostile `next` lands on the overview, never on the other site', async () => {
+    const evil = await evilSite();
+    try {
+      const host = evil.origin.slice('http://'.length);
+      // Each of these once passed the "one leading slash" check; the browser strips the tab and newline.
+      // (The CSP's form-action 'self' also stops Chromium following a login form's redirect off the
+      // site: with the old check this test failed on a blocked navigation, not on the other site.)
+      for (const next of [`/\t/${host}/x`, `/\n/${host}/x`, `/..//${host}/x`, `/\\${host}/x`]) {
+        await browser.context.clearCookies();
+        await page.goto(`${consoleApp.url}/login?next=${encodeURIComponent(next)}`);
+        await page.getByLabel('User name').fill(OPERATOR.name);
+        await page.getByLabel('Password').fill(OPERATOR.password);
+        await page.getByRole('button', { name: 'Log in' }).click();
+        await page.waitForURL((u) => u.pathname !== '/login');
+        expect(page.url(), JSON.stringify(next)).toBe(`${consoleApp.url}/`);
+      }
+    } finally {
+      evil.close();
+    }
+  });
+
+  it('without Debian\'s Chromium the npm one is found and runs the console', async () => {
+    const found = await findChromium({}, '/nonexistent/chromium');
+    expect(found.source).toBe('@sparticuz/chromium');
+    const packaged = await launchChromium(undefined, found);
+    try {
+      await packaged.page.goto(`${consoleApp.url}/login`);
+      expect(await packaged.page.getByRole('button', { name: 'Log in' }).count()).toBe(1);
+    } finally {
+      await packaged.close();
+    }
+  });
+
   it('logs in as the operator; the login page and the overview pass axe', async () => {
     await browser.context.clearCookies();
     await page.goto(`${consoleApp.url}/login`);

@@ -41,7 +41,8 @@ export interface ConsoleOptions {
 
 const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/;
 
-export interface ConsoleApp { app: FastifyInstance; sessions: SessionStore }
+/** The app, its sessions, and every route it serves (method and pattern: the tests walk them all). */
+export interface ConsoleApp { app: FastifyInstance; sessions: SessionStore; routes: Array<{ method: string; url: string }> }
 
 /** Paths anyone may fetch: the login form, the stylesheet, robots.txt, the (empty) favicon. */
 const PUBLIC = new Set(['/login', '/robots.txt', '/static/console.css', '/favicon.ico']);
@@ -53,6 +54,8 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
     trustProxy: o.behindProxy ?? false,
     ...(o.https ? { https: o.https } : {}),
   } as FastifyServerOptions) as unknown as FastifyInstance;
+  const routes: ConsoleApp['routes'] = [];
+  app.addHook('onRoute', (r) => { for (const method of [r.method].flat()) if (method !== 'HEAD') routes.push({ method, url: r.url }); });
   await app.register(formbody, { bodyLimit: 256 * 1024 });
   const sessions = new SessionStore(o.sessionMinutes * 60_000);
   const limiter = new LoginLimiter(o.loginMaxFailures);
@@ -65,8 +68,8 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
       return reply.code(421).type('text/plain; charset=utf-8').send('This console answers only to 127.0.0.1, localhost and [::1].\n');
     }
     request.session = sessions.get(parseCookies(request.headers.cookie)[SESSION_COOKIE]);
-    const path = request.url.split('?')[0]!;
-    if (PUBLIC.has(path)) return;
+    // The matched route, never request.url (which carries the query string): "/login?x=1" is /login.
+    if (PUBLIC.has(request.routeOptions.url ?? '')) return;
     if (!request.session) {
       if (request.method === 'GET') return reply.redirect(`/login?next=${encodeURIComponent(request.url)}`, 303);
       return problem(request, reply, 401, 'Not logged in', 'Log in first; nothing was done.', '/login');
@@ -75,15 +78,16 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
 
   // Every POST after the session check: the CSRF check; every POST but logout: the operator role.
   app.addHook('preHandler', async (request, reply) => {
-    if (request.method !== 'POST' || request.url === '/login') return;
+    const route = request.routeOptions.url;
+    if (request.method !== 'POST' || route === '/login') return;
     const s = request.session!;
     const refused = csrfRefusal(request, s.csrf);
     if (refused) {
-      log.warn({ request_id: request.id, actor: s.user, path: request.url, why: refused }, 'console: state-changing request refused (CSRF)');
+      log.warn({ request_id: request.id, actor: s.user, path: request.url.split('?')[0], why: refused }, 'console: state-changing request refused (CSRF)');
       return problem(request, reply, 403, 'Refused', `${refused}; nothing was done.`);
     }
-    if (request.url !== '/logout' && s.role !== 'operator') {
-      log.warn({ request_id: request.id, actor: s.user, role: s.role, path: request.url }, 'console: action refused (viewer)');
+    if (route !== '/logout' && s.role !== 'operator') {
+      log.warn({ request_id: request.id, actor: s.user, role: s.role, path: request.url.split('?')[0] }, 'console: action refused (viewer)');
       return problem(request, reply, 403, 'Not allowed', `${s.user} is a viewer: only operators act on transfers; nothing was done.`);
     }
   });
@@ -109,5 +113,5 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
   registerActionPages(app, o);
   registerBulkPages(app, o);
   registerAuditDoctorPages(app, o);
-  return { app, sessions };
+  return { app, sessions, routes };
 }

@@ -2,6 +2,7 @@
 // script (the CSP allows none), frames are refused, nothing is cached, and no referrer leaves the site
 // (ids in URLs stay here when a person follows a Stripe Dashboard link).
 import { timingSafeEqual } from 'node:crypto';
+import { parse as parseCookieHeader } from 'cookie';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
 export const CSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -17,13 +18,9 @@ export function securityHeaders(reply: FastifyReply, secure: boolean): void {
   if (secure) reply.header('Strict-Transport-Security', 'max-age=31536000');
 }
 
-export function parseCookies(header: string | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const part of (header ?? '').split(';')) {
-    const i = part.indexOf('=');
-    if (i > 0) out[part.slice(0, i).trim()] = decodeURIComponent(part.slice(i + 1).trim());
-  }
-  return out;
+/** The request's cookies (the `cookie` package: a value that does not decode is kept as sent, never an error). */
+export function parseCookies(header: string | undefined): Record<string, string | undefined> {
+  return parseCookieHeader(header ?? '');
 }
 
 export function sameToken(a: unknown, b: string | undefined): boolean {

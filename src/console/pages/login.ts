@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { AppLogger } from '../../logger.ts';
+import { localPath } from '../local-path.ts';
 import { page } from '../render.ts';
 import { csrfRefusal, parseCookies } from '../security.ts';
 import type { LoginLimiter, SessionStore } from '../sessions.ts';
@@ -14,11 +15,6 @@ export const SESSION_COOKIE = 'st_console_session';
 const LOGIN_COOKIE = 'st_console_login';
 
 interface LoginDeps { users: ConsoleUser[]; sessions: SessionStore; limiter: LoginLimiter; secureCookies: boolean; sessionMinutes: number; log: AppLogger }
-
-/** Only a path on this site (never "//evil" or "https://…") may be the place to go after login. */
-function localPath(next: unknown): string {
-  return typeof next === 'string' && /^\/(?![/\\])/.test(next) ? next : '/';
-}
 
 export function registerLoginPages(app: FastifyInstance, d: LoginDeps): void {
   const cookie = (name: string, value: string, maxAge: number) =>
