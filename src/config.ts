@@ -1,11 +1,33 @@
 // Configuration from the environment, validated once at start-up. A bad value fails fast with a
 // message naming the variable; secrets are never echoed back.
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 const int = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
 const seconds = (def: number) => z.coerce.number().positive().max(365 * 24 * 3600).default(def);
 const emptyAsUndefined = (v: unknown) => (v === '' ? undefined : v);
 const perSecond = z.coerce.number().positive().max(10_000).optional();
+/** proxy-addr's names for address ranges, accepted in CONSOLE_TRUSTED_PROXIES besides addresses and CIDRs. */
+const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+function trustedProxy(entry: string): boolean {
+  if (PROXY_RANGES.has(entry)) return true;
+  const [address, bits, ...rest] = entry.split('/');
+  const family = isIP(address ?? '');
+  if (!family || rest.length) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+}
+// The proxies' addresses, CIDRs and loopback/linklocal/uniquelocal, comma-separated: X-Forwarded-For
+// entries added by those are believed. Unset: none. No hop count: it cannot tell a proxy from a
+// client that writes the header itself (fastify refuses to trust one for that reason).
+const trustedProxies = z.string().transform((v, ctx) => {
+  const entries = v.split(',').map((e) => e.trim()).filter(Boolean);
+  const bad = entries.filter((e) => !trustedProxy(e));
+  if (!entries.length || bad.length) {
+    ctx.addIssue({ code: 'custom', message: `expected the proxies' addresses or CIDRs, comma-separated (or loopback, linklocal, uniquelocal)${bad.length ? `; not one: ${bad.join(', ').slice(0, 80)}` : ''}` });
+    return z.NEVER;
+  }
+  return entries;
+});
 const postgresUrl = z.string().refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgres:// connection string');
 
 /** `migrate`'s lock_timeout and total retry time when not configured (also for callers without a Config: tests, bench). */
@@ -59,9 +81,11 @@ const schema = z.object({
   CONSOLE_TLS_KEY_FILE: z.preprocess(emptyAsUndefined, z.string().optional()),
   // A TLS-terminating proxy in front: allows a non-loopback bind over plain HTTP and marks cookies Secure.
   CONSOLE_BEHIND_TLS_PROXY: z.preprocess(emptyAsUndefined, z.enum(['true', 'false']).default('false').transform((v) => v === 'true')),
+  // Which X-Forwarded-For entries to believe (the client's address for the login limit and the log): unset, none.
+  CONSOLE_TRUSTED_PROXIES: z.preprocess(emptyAsUndefined, trustedProxies.optional()),
   CONSOLE_SESSION_MINUTES: z.preprocess(emptyAsUndefined, int(480, 1, 7 * 24 * 60)),
   CONSOLE_BULK_MAX: z.preprocess(emptyAsUndefined, int(100, 1, 1_000)),
-  // Failed logins per user name and per client address within 15 minutes before further tries are refused.
+  // Failed logins from one client address within 15 minutes before further tries from it are refused.
   CONSOLE_LOGIN_MAX_FAILURES: z.preprocess(emptyAsUndefined, int(5, 1, 1_000)),
 });
 
@@ -145,8 +169,8 @@ export interface ConsoleSettings {
   tls: { certFile: string; keyFile: string } | null;
   /** Cookies carry Secure: the browser reaches us over HTTPS (our TLS, or a TLS proxy in front). */
   secureCookies: boolean;
-  /** A TLS proxy is in front: the client's address is the proxy's X-Forwarded-For. */
-  behindProxy: boolean;
+  /** Whose X-Forwarded-For entries give the client's address (CONSOLE_TRUSTED_PROXIES); false: nobody's. */
+  trustProxy: false | string[];
   /** Bound to loopback: only loopback host names are served (a DNS-rebinding page gets nothing). */
   loopback: boolean;
 }
@@ -171,5 +195,6 @@ export function consoleConfig(config: Config): ConsoleSettings {
     }
     if (!config.CONSOLE_USERS) throw new ConfigError(`invalid configuration: CONSOLE_HOST=${host} is not loopback: set CONSOLE_USERS (the one-time development password is for loopback only)`);
   }
-  return { host, port: config.CONSOLE_PORT, tls, secureCookies: !!tls || config.CONSOLE_BEHIND_TLS_PROXY, behindProxy: config.CONSOLE_BEHIND_TLS_PROXY, loopback: LOOPBACK.has(host) };
+  return { host, port: config.CONSOLE_PORT, tls, secureCookies: !!tls || config.CONSOLE_BEHIND_TLS_PROXY,
+    trustProxy: config.CONSOLE_TRUSTED_PROXIES ?? false, loopback: LOOPBACK.has(host) };
 }

@@ -2,6 +2,7 @@
 // browser tests are in console-browser.test.ts). Each test names the rule it proves.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, consoleConfig, loadConfig } from '../src/config.ts';
+import { LoginLimiter } from '../src/console/login-limiter.ts';
 import { formatMinor, parseMajor } from '../src/console/money.ts';
 import { hashPassword, parseUsers, verifyPassword } from '../src/console/users.ts';
 import { OPERATOR, startTestConsole, VIEWER, type TestConsole } from './support/console.ts';
@@ -15,14 +16,14 @@ afterAll(async () => { await c?.close(); });
 
 interface Session { cookie: string; csrf: string }
 
-async function loginForm(): Promise<{ cookie: string; csrf: string }> {
-  const res = await fetch(`${c.url}/login`);
+async function loginForm(at: TestConsole = c): Promise<{ cookie: string; csrf: string }> {
+  const res = await fetch(`${at.url}/login`);
   return { cookie: res.headers.get('set-cookie')!.split(';')[0]!, csrf: /name="_csrf" value="([^"]+)"/.exec(await res.text())![1]! };
 }
 
-async function login(user: string, password: string, headers: Record<string, string> = {}): Promise<Response> {
-  const form = await loginForm();
-  return fetch(`${c.url}/login`, { method: 'POST', redirect: 'manual', headers: { cookie: form.cookie, 'content-type': 'application/x-www-form-urlencoded', ...headers },
+async function login(user: string, password: string, headers: Record<string, string> = {}, at: TestConsole = c): Promise<Response> {
+  const form = await loginForm(at);
+  return fetch(`${at.url}/login`, { method: 'POST', redirect: 'manual', headers: { cookie: form.cookie, 'content-type': 'application/x-www-form-urlencoded', ...headers },
     body: new URLSearchParams({ _csrf: form.csrf, user, password, next: '/' }) });
 }
 
@@ -108,7 +109,7 @@ describe('access', () => {
     expect(await res.text()).not.toMatch(/<script/i);
   });
 
-  it('a failed login is logged without the password, and past the limit even the right password is refused', async () => {
+  it('a failed login is logged without the password, and past the limit even the right password is refused from that address', async () => {
     const res = await login(OPERATOR.name, 'wrong-guess-number-1');
     expect(res.status).toBe(401);
     const failed = c.logs.filter((l) => l['msg'] === 'console: login failed');
@@ -122,6 +123,73 @@ describe('access', () => {
     // The limiter is per process: a fresh console for the tests below.
     await c.close();
     c = await startTestConsole(db.url, { loginMaxFailures: 3 });
+  });
+});
+
+describe('login limit: the address is the socket\'s or the configured proxy\'s, never the client\'s say-so', () => {
+  const wrongTries = async (at: TestConsole, forwarded: (i: number) => string) => {
+    const statuses = [];
+    for (let i = 0; i < 12; i++) statuses.push((await login(OPERATOR.name, `wrong-${i}`, { 'x-forwarded-for': forwarded(i) }, at)).status);
+    return statuses;
+  };
+
+  it('trusting no proxy (the default), a forged X-Forwarded-For is ignored: the per-address limit binds', async () => {
+    const at = await startTestConsole(db.url, { loginMaxFailures: 5, loginFirstDelayMs: 1 });
+    try {
+      expect(await wrongTries(at, (i) => `203.0.113.${i}`)).toEqual([...Array(5).fill(401), ...Array(7).fill(429)]);
+      expect(at.logs.filter((l) => l['msg'] === 'console: login failed').map((l) => l['address'])).toEqual(Array(5).fill('127.0.0.1'));
+    } finally {
+      await at.close();
+    }
+  });
+
+  it('behind one trusted proxy, only the address it appended counts: forged entries to its left change nothing', async () => {
+    const at = await startTestConsole(db.url, { loginMaxFailures: 5, loginFirstDelayMs: 1, trustProxy: ['127.0.0.1'] });
+    try {
+      // The client wrote the left entries; the proxy (this test, on 127.0.0.1) appended the real 198.51.100.7.
+      expect(await wrongTries(at, (i) => `10.9.9.${i}, 203.0.113.${i}, 198.51.100.7`)).toEqual([...Array(5).fill(401), ...Array(7).fill(429)]);
+      expect(new Set(at.logs.filter((l) => String(l['msg']).startsWith('console: login')).map((l) => l['address']))).toEqual(new Set(['198.51.100.7']));
+      // Another real client behind the same proxy is not shut out.
+      expect((await login(VIEWER.name, VIEWER.password, { 'x-forwarded-for': '198.51.100.8' }, at)).status).toBe(303);
+    } finally {
+      await at.close();
+    }
+  });
+
+  it('a stranger\'s wrong tries slow the name down but never refuse its owner\'s right password', async () => {
+    const at = await startTestConsole(db.url, { loginMaxFailures: 5, loginFirstDelayMs: 100, trustProxy: ['loopback'] });
+    try {
+      const timed = async (password: string, address: string) => {
+        const start = performance.now();
+        const res = await login(OPERATOR.name, password, { 'x-forwarded-for': address }, at);
+        return { status: res.status, ms: performance.now() - start };
+      };
+      const tries = [];
+      for (let i = 1; i <= 5; i++) tries.push(await timed(`stranger-${i}`, `203.0.113.${i}`));
+      expect(tries.map((t) => t.status)).toEqual([401, 401, 401, 401, 401]);
+      // Waits double per failure: 0, 100, 200, 400, 800 ms before each password check.
+      expect(tries[4]!.ms).toBeGreaterThan(tries[1]!.ms + 500);
+      const owner = await timed(OPERATOR.password, '198.51.100.20');
+      expect(owner.status).toBe(303);
+      expect(owner.ms).toBeGreaterThanOrEqual(1_550); // 1,600 ms wait after the fifth failure
+      // Her success resets the name's wait.
+      expect((await timed('stranger-6', '203.0.113.6')).ms).toBeLessThan(1_000);
+    } finally {
+      await at.close();
+    }
+  });
+
+  it('its memory is bounded: 30,000 names and addresses keep at most the cap', () => {
+    const limiter = new LoginLimiter({ maxFailures: 5, maxEntries: 1_000 });
+    for (let i = 0; i < 30_000; i++) limiter.fail(`name-${i}`, `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
+    expect(limiter.size).toEqual({ addresses: 1_000, names: 1_000 });
+    expect(limiter.addressBlocked('10.0.0.0')).toBe(false); // evicted: the oldest go first
+  });
+
+  it('CONSOLE_TRUSTED_PROXIES: unset trusts nobody; addresses and CIDRs; anything else (a hop count too) fails naming it', () => {
+    expect(consoleConfig(loadConfig({})).trustProxy).toBe(false);
+    expect(consoleConfig(loadConfig({ CONSOLE_TRUSTED_PROXIES: '10.0.0.5, 10.1.0.0/16,loopback,::1' })).trustProxy).toEqual(['10.0.0.5', '10.1.0.0/16', 'loopback', '::1']);
+    for (const bad of ['1', 'true', '10.0.0.300', '10.0.0.0/33', 'proxy.example', ',']) expect(() => loadConfig({ CONSOLE_TRUSTED_PROXIES: bad }), bad).toThrow(/CONSOLE_TRUSTED_PROXIES/);
   });
 });
 

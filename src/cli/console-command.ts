@@ -36,6 +36,9 @@ export function registerConsoleCommand(program: Command): void {
         if (e instanceof ConfigError) throw new CliError(e.message, 2);
         throw e;
       }
+      if (config.CONSOLE_BEHIND_TLS_PROXY && settings.trustProxy === false) {
+        logger.warn('console: CONSOLE_BEHIND_TLS_PROXY=true without CONSOLE_TRUSTED_PROXIES: every client has the proxy\'s address (the login limit per address counts them together); set CONSOLE_TRUSTED_PROXIES to the proxy');
+      }
       const devLogin = users ? null : oneTimeUser();
       const https = settings.tls ? { cert: readFileSync(settings.tls.certFile), key: readFileSync(settings.tls.keyFile) } : null;
       const { buildConsoleApp } = await import('../console/app.ts');
@@ -45,7 +48,7 @@ export function registerConsoleCommand(program: Command): void {
       const { app } = await buildConsoleApp({
         db, users: users ?? [devLogin!.user], logger, stripeMode: stripeRequestBudget(config).mode, secureCookies: settings.secureCookies,
         sessionMinutes: config.CONSOLE_SESSION_MINUTES, bulkMax: config.CONSOLE_BULK_MAX, loginMaxFailures: config.CONSOLE_LOGIN_MAX_FAILURES, https,
-        behindProxy: settings.behindProxy, loopbackOnly: settings.loopback,
+        trustProxy: settings.trustProxy, loopbackOnly: settings.loopback,
       });
       await app.listen({ host: settings.host, port: settings.port });
       const address = app.server.address();

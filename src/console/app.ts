@@ -16,7 +16,8 @@ import { registerStaticFiles } from './pages/static.ts';
 import { registerTransferPage } from './pages/transfer.ts';
 import { problem } from './render.ts';
 import { csrfRefusal, parseCookies, securityHeaders } from './security.ts';
-import { LoginLimiter, SessionStore, type Session } from './sessions.ts';
+import { LoginLimiter } from './login-limiter.ts';
+import { SessionStore, type Session } from './sessions.ts';
 import type { ConsoleUser } from './users.ts';
 
 declare module 'fastify' {
@@ -32,9 +33,14 @@ export interface ConsoleOptions {
   sessionMinutes: number;
   bulkMax: number;
   loginMaxFailures: number;
+  /** The first wait after a failed login for a name (it doubles per failure); default 250 ms. */
+  loginFirstDelayMs?: number;
   https?: { key: Buffer; cert: Buffer } | null;
-  /** Behind a TLS proxy: trust its X-Forwarded-For, so login limits count the client's address, not the proxy's. */
-  behindProxy?: boolean;
+  /**
+   * Whose X-Forwarded-For entries to believe (fastify's trustProxy, CONSOLE_TRUSTED_PROXIES): the
+   * proxies' addresses; false (the default): nobody's, the client's address is the socket's.
+   */
+  trustProxy?: false | string[];
   /** Bound to loopback: refuse any Host header but a loopback name (DNS rebinding). */
   loopbackOnly?: boolean;
 }
@@ -51,14 +57,14 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
   const app = Fastify({
     logger: false,
     genReqId: () => randomUUID(),
-    trustProxy: o.behindProxy ?? false,
+    trustProxy: o.trustProxy ?? false,
     ...(o.https ? { https: o.https } : {}),
   } as FastifyServerOptions) as unknown as FastifyInstance;
   const routes: ConsoleApp['routes'] = [];
   app.addHook('onRoute', (r) => { for (const method of [r.method].flat()) if (method !== 'HEAD') routes.push({ method, url: r.url }); });
   await app.register(formbody, { bodyLimit: 256 * 1024 });
   const sessions = new SessionStore(o.sessionMinutes * 60_000);
-  const limiter = new LoginLimiter(o.loginMaxFailures);
+  const limiter = new LoginLimiter({ maxFailures: o.loginMaxFailures, ...(o.loginFirstDelayMs === undefined ? {} : { firstDelayMs: o.loginFirstDelayMs }) });
   const log = o.logger;
 
   app.addHook('onRequest', async (request, reply) => {

@@ -1,14 +1,17 @@
 // Login and logout. The login form has its own CSRF token (a cookie plus the same value in the
 // form: a cross-site page can make the browser send the cookie, never read it). A failed login
 // is logged with the user name and address, never the password; past CONSOLE_LOGIN_MAX_FAILURES
-// within 15 minutes (per name and per address) further tries are refused.
+// within 15 minutes further tries from that address are refused, and each failure for a name
+// makes its next try wait longer (src/console/login-limiter.ts).
 import { randomBytes } from 'node:crypto';
+import { setTimeout } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { AppLogger } from '../../logger.ts';
 import { localPath } from '../local-path.ts';
 import { page } from '../render.ts';
 import { csrfRefusal, parseCookies } from '../security.ts';
-import type { LoginLimiter, SessionStore } from '../sessions.ts';
+import type { LoginLimiter } from '../login-limiter.ts';
+import type { SessionStore } from '../sessions.ts';
 import { DUMMY_HASH, verifyPassword, type ConsoleUser } from '../users.ts';
 
 export const SESSION_COOKIE = 'st_console_session';
@@ -44,16 +47,18 @@ export function registerLoginPages(app: FastifyInstance, d: LoginDeps): void {
       d.log.warn({ request_id: request.id, user: name, address: request.ip, why: refused }, 'console: login refused (CSRF)');
       return form(request, reply, next, `Log-in refused: ${refused}.`, 403);
     }
-    if (d.limiter.blocked(name, request.ip)) {
-      d.log.warn({ request_id: request.id, user: name, address: request.ip }, 'console: login refused (too many failures)');
-      return form(request, reply, next, 'Too many failed log-ins: wait 15 minutes and try again.', 429);
+    if (d.limiter.addressBlocked(request.ip)) {
+      d.log.warn({ request_id: request.id, user: name, address: request.ip }, 'console: login refused (too many failures from this address)');
+      return form(request, reply, next, 'Too many failed log-ins from this address: wait 15 minutes and try again.', 429);
     }
+    const wait = d.limiter.delayMs(name);
+    if (wait) await setTimeout(wait);
     const user = d.users.find((u) => u.name === name);
     // Unknown names cost one scrypt too, so timing does not tell which names exist.
     const ok = verifyPassword(password, user?.hash ?? DUMMY_HASH) && !!user;
     if (!ok) {
       d.limiter.fail(name, request.ip);
-      d.log.warn({ request_id: request.id, user: name, address: request.ip }, 'console: login failed');
+      d.log.warn({ request_id: request.id, user: name, address: request.ip, waited_ms: wait }, 'console: login failed');
       return form(request, reply, next, 'Wrong user name or password.', 401);
     }
     d.limiter.succeed(name);
