@@ -6,6 +6,16 @@
 create schema marketplace;
 comment on schema marketplace is 'Seller payouts (Stripe Connect transfers) and the state machine that guards them.';
 
+create table marketplace.seller_transfer_authorities (
+  authority text not null,
+  "position" bigint not null,
+  speaks_through text not null,
+  description text not null
+);
+alter table marketplace.seller_transfer_authorities add constraint seller_transfer_authorities_pkey PRIMARY KEY (authority);
+alter table marketplace.seller_transfer_authorities add constraint seller_transfer_authorities_position_key UNIQUE ("position");
+comment on table marketplace.seller_transfer_authorities is 'Who may speak for a seller transfer. The guard tells them apart by the role a statement runs as (marketplace.seller_transfer_authority).';
+
 create table marketplace.seller_transfer_events (
   id bigint generated always as identity not null,
   transfer_id uuid not null,
@@ -19,7 +29,10 @@ create table marketplace.seller_transfer_events (
   amount_cents bigint,
   currency text,
   stripe_account_id text,
-  requested_by text
+  requested_by text,
+  authority text,
+  stripe_transfer_id text,
+  stripe_reversal_id text
 );
 alter table marketplace.seller_transfer_events add constraint seller_transfer_events_pkey PRIMARY KEY (id);
 CREATE INDEX seller_transfer_events_transfer_idx ON marketplace.seller_transfer_events USING btree (transfer_id, id);
@@ -27,7 +40,22 @@ comment on table marketplace.seller_transfer_events is 'Append-only history: one
 comment on column marketplace.seller_transfer_events.amount_cents is 'Insert events: the amount the transfer was created with (null on status changes, and on inserts before migration 000010).';
 comment on column marketplace.seller_transfer_events.currency is 'Insert events: the currency the transfer was created with.';
 comment on column marketplace.seller_transfer_events.stripe_account_id is 'Insert events: the destination account the transfer was created with.';
-comment on column marketplace.seller_transfer_events.requested_by is 'The person a write was made for (setting marketplace.requested_by, e.g. the console user), next to actor (the database role).';
+comment on column marketplace.seller_transfer_events.requested_by is 'Operator moves only (the admin functions): the person the caller named (setting marketplace.requested_by). A claim of the calling program; actor and authority are what the database knows.';
+comment on column marketplace.seller_transfer_events.authority is 'Who made the move (service, worker, operator, owner), decided by the role the statement ran as; null before migration 000017.';
+comment on column marketplace.seller_transfer_events.stripe_transfer_id is 'The Stripe transfer id this move wrote on the row (null when the move did not set it).';
+comment on column marketplace.seller_transfer_events.stripe_reversal_id is 'The Stripe reversal id this move wrote on the row (null when the move did not set it).';
+
+create table marketplace.seller_transfer_move_owners (
+  from_status text not null,
+  to_status text not null,
+  authority text not null
+);
+alter table marketplace.seller_transfer_move_owners add constraint seller_transfer_move_owner_not_owner CHECK ((authority <> 'owner'::text));
+alter table marketplace.seller_transfer_move_owners add constraint seller_transfer_move_owners_authority_fkey FOREIGN KEY (authority) REFERENCES marketplace.seller_transfer_authorities(authority);
+alter table marketplace.seller_transfer_move_owners add constraint seller_transfer_move_owners_from_status_to_status_fkey FOREIGN KEY (from_status, to_status) REFERENCES marketplace.seller_transfer_transitions(from_status, to_status) ON DELETE CASCADE;
+alter table marketplace.seller_transfer_move_owners add constraint seller_transfer_move_owners_pkey PRIMARY KEY (from_status, to_status, authority);
+CREATE TRIGGER seller_transfer_move_owners_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON marketplace.seller_transfer_move_owners FOR EACH STATEMENT EXECUTE FUNCTION marketplace.recompile_seller_transfer_guards();
+comment on table marketplace.seller_transfer_move_owners is 'Which authorities own each legal move (the owner owns all of them implicitly). The status guard is compiled from this table and the transitions.';
 
 create table marketplace.seller_transfer_status_slos (
   status text not null,
@@ -117,19 +145,40 @@ CREATE INDEX seller_transfers_reversal_due_idx ON marketplace.seller_transfers U
 CREATE INDEX seller_transfers_seller_created_idx ON marketplace.seller_transfers USING btree (seller_id, created_at DESC, id DESC);
 CREATE INDEX seller_transfers_status_created_idx ON marketplace.seller_transfers USING btree (status, created_at DESC, id DESC);
 CREATE INDEX seller_transfers_status_due_since_idx ON marketplace.seller_transfers USING btree (status, COALESCE(next_retry_at, created_at), id) WHERE (status = ANY (ARRAY['pending'::text, 'failed'::text, 'reversal_pending'::text]));
-CREATE TRIGGER seller_transfer_column_couplings AFTER INSERT OR UPDATE OF status, stripe_transfer_id, stripe_reversal_id, next_retry_at ON marketplace.seller_transfers FOR EACH ROW WHEN (NOT (((new.status <> ALL (ARRAY['completed'::text, 'reversal_pending'::text, 'reversed'::text])) OR new.stripe_transfer_id IS NOT NULL) AND (new.status <> 'reversed'::text OR new.stripe_reversal_id IS NOT NULL) AND (new.stripe_reversal_id IS NULL OR new.stripe_transfer_id IS NOT NULL) AND (new.status <> 'failed'::text OR new.next_retry_at IS NOT NULL))) EXECUTE FUNCTION marketplace.refuse_broken_coupling();
+CREATE TRIGGER seller_transfer_column_couplings AFTER INSERT OR UPDATE OF status, stripe_transfer_id, stripe_reversal_id, next_retry_at, stripe_request_in_doubt ON marketplace.seller_transfers FOR EACH ROW WHEN (NOT (((new.status <> ALL (ARRAY['completed'::text, 'reversal_pending'::text, 'reversed'::text])) OR new.stripe_transfer_id IS NOT NULL) AND (new.status <> 'reversed'::text OR new.stripe_reversal_id IS NOT NULL) AND (new.stripe_reversal_id IS NULL OR new.stripe_transfer_id IS NOT NULL) AND (new.status <> 'failed'::text OR new.next_retry_at IS NOT NULL) AND (new.status <> 'permanently_failed'::text OR NOT new.stripe_request_in_doubt))) EXECUTE FUNCTION marketplace.refuse_broken_coupling();
+CREATE TRIGGER seller_transfer_history_by_operator AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status AND CURRENT_USER = 'marketplace_admin'::name) EXECUTE FUNCTION marketplace.record_seller_transfer_status_change('operator');
+CREATE TRIGGER seller_transfer_history_by_worker AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status AND CURRENT_USER = 'marketplace_recorder'::name) EXECUTE FUNCTION marketplace.record_seller_transfer_status_change('worker');
 CREATE TRIGGER seller_transfer_history_on_insert AFTER INSERT ON marketplace.seller_transfers REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION marketplace.record_seller_transfer_inserts();
-CREATE TRIGGER seller_transfer_history_on_update AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status) EXECUTE FUNCTION marketplace.record_seller_transfer_status_change();
+CREATE TRIGGER seller_transfer_history_on_update AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status AND (CURRENT_USER <> ALL (ARRAY['marketplace_recorder'::name, 'marketplace_admin'::name]))) EXECUTE FUNCTION marketplace.record_seller_transfer_status_change();
 CREATE TRIGGER seller_transfer_initial_status BEFORE INSERT ON marketplace.seller_transfers FOR EACH ROW WHEN (new.status <> 'pending'::text) EXECUTE FUNCTION marketplace.refuse_non_initial_insert();
 CREATE TRIGGER seller_transfer_status_transition AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status AND NOT
         CASE old.status
-            WHEN 'completed'::text THEN new.status = 'reversal_pending'::text
-            WHEN 'failed'::text THEN new.status = ANY (ARRAY['completed'::text, 'permanently_failed'::text])
-            WHEN 'pending'::text THEN new.status = ANY (ARRAY['completed'::text, 'failed'::text])
-            WHEN 'reversal_pending'::text THEN new.status = ANY (ARRAY['permanently_failed'::text, 'reversed'::text])
+            WHEN 'completed'::text THEN
+            CASE new.status
+                WHEN 'reversal_pending'::text THEN marketplace.seller_transfer_authority(CURRENT_USER) = ANY (ARRAY['operator'::text, 'owner'::text, 'service'::text, 'worker'::text])
+                ELSE false
+            END
+            WHEN 'failed'::text THEN
+            CASE new.status
+                WHEN 'completed'::text THEN marketplace.seller_transfer_authority(CURRENT_USER) = ANY (ARRAY['owner'::text, 'worker'::text])
+                WHEN 'permanently_failed'::text THEN marketplace.seller_transfer_authority(CURRENT_USER) = ANY (ARRAY['operator'::text, 'owner'::text, 'worker'::text])
+                ELSE false
+            END
+            WHEN 'pending'::text THEN
+            CASE new.status
+                WHEN 'completed'::text THEN marketplace.seller_transfer_authority(CURRENT_USER) = ANY (ARRAY['owner'::text, 'worker'::text])
+                WHEN 'failed'::text THEN marketplace.seller_transfer_authority(CURRENT_USER) = ANY (ARRAY['operator'::text, 'owner'::text, 'worker'::text])
+                ELSE false
+            END
+            WHEN 'reversal_pending'::text THEN
+            CASE new.status
+                WHEN 'permanently_failed'::text THEN marketplace.seller_transfer_authority(CURRENT_USER) = ANY (ARRAY['operator'::text, 'owner'::text, 'worker'::text])
+                WHEN 'reversed'::text THEN marketplace.seller_transfer_authority(CURRENT_USER) = ANY (ARRAY['owner'::text, 'worker'::text])
+                ELSE false
+            END
             ELSE false
         END) EXECUTE FUNCTION marketplace.refuse_illegal_status_transition();
-CREATE TRIGGER seller_transfer_write_once AFTER UPDATE OF id, order_id, seller_id, stripe_account_id, amount_cents, currency, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents ON marketplace.seller_transfers FOR EACH ROW WHEN (old.id IS DISTINCT FROM new.id OR old.order_id IS DISTINCT FROM new.order_id OR old.seller_id IS DISTINCT FROM new.seller_id OR old.stripe_account_id IS DISTINCT FROM new.stripe_account_id OR old.amount_cents IS DISTINCT FROM new.amount_cents OR old.currency IS DISTINCT FROM new.currency OR old.created_at IS DISTINCT FROM new.created_at OR old.stripe_transfer_id IS NOT NULL AND new.stripe_transfer_id IS DISTINCT FROM old.stripe_transfer_id OR old.stripe_reversal_id IS NOT NULL AND new.stripe_reversal_id IS DISTINCT FROM old.stripe_reversal_id OR old.reversal_amount_cents IS DISTINCT FROM new.reversal_amount_cents AND NOT (new.status = 'reversal_pending'::text AND old.status IS DISTINCT FROM 'reversal_pending'::text)) EXECUTE FUNCTION marketplace.refuse_write_once_change();
+CREATE TRIGGER seller_transfer_write_once AFTER UPDATE OF id, order_id, seller_id, stripe_account_id, amount_cents, currency, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents, stripe_request_in_doubt ON marketplace.seller_transfers FOR EACH ROW WHEN (old.id IS DISTINCT FROM new.id OR old.order_id IS DISTINCT FROM new.order_id OR old.seller_id IS DISTINCT FROM new.seller_id OR old.stripe_account_id IS DISTINCT FROM new.stripe_account_id OR old.amount_cents IS DISTINCT FROM new.amount_cents OR old.currency IS DISTINCT FROM new.currency OR old.created_at IS DISTINCT FROM new.created_at OR old.stripe_transfer_id IS NOT NULL AND new.stripe_transfer_id IS DISTINCT FROM old.stripe_transfer_id OR old.stripe_reversal_id IS NOT NULL AND new.stripe_reversal_id IS DISTINCT FROM old.stripe_reversal_id OR old.reversal_amount_cents IS DISTINCT FROM new.reversal_amount_cents AND NOT (new.status = 'reversal_pending'::text AND old.status IS DISTINCT FROM 'reversal_pending'::text) OR old.stripe_request_in_doubt AND NOT new.stripe_request_in_doubt AND marketplace.seller_transfer_authority(CURRENT_USER) IS DISTINCT FROM 'worker'::text) EXECUTE FUNCTION marketplace.refuse_write_once_change();
 comment on table marketplace.seller_transfers is 'One Stripe Connect payout to a seller. status moves only along marketplace.seller_transfer_transitions.';
 comment on column marketplace.seller_transfers.stripe_key_generation is 'Suffix of the idempotency key of the current Stripe operation; moves only after Stripe answered and nothing was created.';
 comment on column marketplace.seller_transfers.stripe_request_in_doubt is 'The last Stripe request ended without an answer (timeout, dropped connection, key in use): it may still run at Stripe.';
@@ -237,7 +286,25 @@ create view marketplace.seller_transfer_transition_matrix as
         END AS permanently_failed
    FROM marketplace.seller_transfer_statuses f
   ORDER BY f."position";
-comment on view marketplace.seller_transfer_transition_matrix is 'Rows: from status; columns: to status. yes = legal move, same = same-state (always allowed), - = refused.';
+comment on view marketplace.seller_transfer_transition_matrix is 'Rows: from status; columns: to status. yes = legal move, same = same-state (always allowed), - = refused. Who may make each: seller_transfer_transition_owners.';
+
+create view marketplace.seller_transfer_transition_owners as
+ SELECT NULL::text AS from_status,
+    s.status AS to_status,
+    'service, owner'::text AS made_by,
+    'create a payout (INSERT; services insert only their own columns)'::text AS description
+   FROM marketplace.seller_transfer_statuses s
+  WHERE s.is_initial
+UNION ALL
+ SELECT t.from_status,
+    t.to_status,
+    concat_ws(', '::text, ( SELECT string_agg(o.authority, ', '::text ORDER BY a."position") AS string_agg
+           FROM marketplace.seller_transfer_move_owners o
+             JOIN marketplace.seller_transfer_authorities a ON a.authority = o.authority
+          WHERE o.from_status = t.from_status AND o.to_status = t.to_status), 'owner') AS made_by,
+    t.description
+   FROM marketplace.seller_transfer_transitions t;
+comment on view marketplace.seller_transfer_transition_owners is 'Every legal move and who may make it (made_by); a legal move made by anyone else is refused (42501, seller_transfer_move_owner).';
 
 create view marketplace.seller_transfers_held_for_review as
  SELECT t.id,
@@ -281,6 +348,88 @@ create view marketplace.stripe_request_budget_status as
    FROM marketplace.stripe_request_budgets b;
 comment on view marketplace.stripe_request_budget_status is 'The fleet''s Stripe request budget now: configured vs current rate per budget, how far ahead slots are reserved (backlog), the last 429.';
 
+CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_move(old marketplace.seller_transfers, new marketplace.seller_transfers)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  perform marketplace.assert_seller_transfer_transition(old.id, old.status, new.status);
+  perform marketplace.assert_seller_transfer_move_owner(old.id, old.status, new.status);
+end $function$;
+comment on function marketplace.assert_seller_transfer_move(marketplace.seller_transfers,marketplace.seller_transfers) is 'The matrix, then the owner of the move: what every guard trigger checks first.';
+grant EXECUTE on function marketplace.assert_seller_transfer_move(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_admin;
+grant EXECUTE on function marketplace.assert_seller_transfer_move(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_definer;
+grant EXECUTE on function marketplace.assert_seller_transfer_move(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_recorder;
+grant EXECUTE on function marketplace.assert_seller_transfer_move(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_worker;
+grant EXECUTE on function marketplace.assert_seller_transfer_move(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_writer;
+revoke execute on function marketplace.assert_seller_transfer_move(marketplace.seller_transfers,marketplace.seller_transfers) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_move_owner(id uuid, from_status text, to_status text)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  said   text := marketplace.seller_transfer_authority(current_user);
+  owners text;
+begin
+  if $2 = $3 or said = 'owner' or not marketplace.can_transition_transfer_status($2, $3)
+     or exists (select 1 from marketplace.seller_transfer_move_owners o
+                 where o.from_status = $2 and o.to_status = $3 and o.authority = said) then
+    return;
+  end if;
+  select made_by into owners from marketplace.seller_transfer_transition_owners v where v.from_status = $2 and v.to_status = $3;
+  raise exception 'seller transfer move % -> % belongs to %; % speaks as %', $2, $3, owners, current_user, coalesce(said, 'no authority')
+    using errcode = 'insufficient_privilege',
+          constraint = 'seller_transfer_move_owner',
+          schema = 'marketplace', table = 'seller_transfers', column = 'status',
+          detail = format('seller transfer %s: %s -> %s is legal, but not %s''s to make', $1, $2, $3, coalesce(said, current_user::text)),
+          hint = case when $3 = 'permanently_failed' or ($2 = 'pending' and $3 = 'failed')
+                      then 'To stop a payout, call marketplace.fail_seller_transfer(id, reason); only the worker records what Stripe did. See SELECT * FROM marketplace.seller_transfer_transition_owners'
+                      else 'Only the worker records what Stripe did. See SELECT * FROM marketplace.seller_transfer_transition_owners' end;
+end $function$;
+comment on function marketplace.assert_seller_transfer_move_owner(uuid,text,text) is 'Raises 42501 (seller_transfer_move_owner) when the current role''s authority does not own the legal move $2 -> $3.';
+grant EXECUTE on function marketplace.assert_seller_transfer_move_owner(uuid,text,text) to marketplace_admin;
+grant EXECUTE on function marketplace.assert_seller_transfer_move_owner(uuid,text,text) to marketplace_definer;
+grant EXECUTE on function marketplace.assert_seller_transfer_move_owner(uuid,text,text) to marketplace_recorder;
+grant EXECUTE on function marketplace.assert_seller_transfer_move_owner(uuid,text,text) to marketplace_worker;
+grant EXECUTE on function marketplace.assert_seller_transfer_move_owner(uuid,text,text) to marketplace_writer;
+revoke execute on function marketplace.assert_seller_transfer_move_owner(uuid,text,text) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_not_given_up_in_doubt(old marketplace.seller_transfers, new marketplace.seller_transfers)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  what text;
+begin
+  if new.status = 'permanently_failed' and new.stripe_request_in_doubt then
+    what := format('may not become permanently_failed while stripe_request_in_doubt: its last Stripe request got no answer, so Stripe may have %s',
+                   case when coalesce(old.status, new.status) = 'reversal_pending' or new.stripe_transfer_id is not null then 'reversed it' else 'paid it' end);
+  elsif old.stripe_request_in_doubt and not new.stripe_request_in_doubt
+        and marketplace.seller_transfer_authority(current_user) is distinct from 'worker' then
+    what := 'stripe_request_in_doubt is cleared only by the worker, when it records what Stripe answered';
+  else
+    return;
+  end if;
+  raise exception 'seller transfer %: %', new.id, what
+    using errcode = 'check_violation', constraint = 'seller_transfer_in_doubt',
+          schema = 'marketplace', table = 'seller_transfers', column = 'stripe_request_in_doubt',
+          hint = 'The worker''s next attempt looks the request up in Stripe first and records the answer; act then. A held row: see docs/runbook.md#transfersheldforreview';
+end $function$;
+comment on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) is 'Raises 23514 (seller_transfer_in_doubt) when a row would become permanently_failed while in doubt, or someone but the worker clears the flag.';
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_admin;
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_definer;
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_recorder;
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_worker;
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_writer;
+revoke execute on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) from public;
+
 CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_transition(id uuid, from_status text, to_status text)
  RETURNS void
  LANGUAGE plpgsql
@@ -309,7 +458,10 @@ begin
           hint = 'See SELECT * FROM marketplace.seller_transfer_transition_matrix';
 end $function$;
 comment on function marketplace.assert_seller_transfer_transition(uuid,text,text) is 'Raises the guard''s error (23514, seller_transfer_status_transition) when a seller transfer may not move from $2 to $3.';
+grant EXECUTE on function marketplace.assert_seller_transfer_transition(uuid,text,text) to marketplace_admin;
+grant EXECUTE on function marketplace.assert_seller_transfer_transition(uuid,text,text) to marketplace_definer;
 grant EXECUTE on function marketplace.assert_seller_transfer_transition(uuid,text,text) to marketplace_reader;
+grant EXECUTE on function marketplace.assert_seller_transfer_transition(uuid,text,text) to marketplace_recorder;
 grant EXECUTE on function marketplace.assert_seller_transfer_transition(uuid,text,text) to marketplace_worker;
 grant EXECUTE on function marketplace.assert_seller_transfer_transition(uuid,text,text) to marketplace_writer;
 revoke execute on function marketplace.assert_seller_transfer_transition(uuid,text,text) from public;
@@ -338,8 +490,11 @@ begin
           hint = 'A payout''s facts must match what Stripe did. To correct a wrong payout, stop it (seller-transfers fail <id>, or reverse it once paid) and create a new row.';
 end $function$;
 comment on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) is 'Raises 23514 (seller_transfer_write_once) naming the transfer and the column when an update would change a write-once fact.';
+grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_admin;
+grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_definer;
 grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_operator;
 grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_reader;
+grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_recorder;
 grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_worker;
 grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_writer;
 revoke execute on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) from public;
@@ -360,6 +515,7 @@ begin
     select e.transfer_id from marketplace.seller_transfer_events e where since is not null and e.occurred_at >= since
   ), ev as (
     select e.transfer_id, e.id, e.from_status, e.to_status, e.amount_cents, e.currency, e.stripe_account_id,
+           e.authority, e.stripe_transfer_id, e.stripe_reversal_id,
            row_number() over w as n,
            lag(e.to_status) over w as prev_to,
            last_value(e.to_status) over (w rows between unbounded preceding and unbounded following) as last_to
@@ -393,7 +549,7 @@ begin
   ), firsts as (
     select ev.transfer_id, ev.id, ev.last_to, ev.from_status, ev.amount_cents, ev.currency, ev.stripe_account_id from ev where ev.n = 1
   ), rows_in_scope as (
-    select t.id, t.status, t.amount_cents, t.currency, t.stripe_account_id from marketplace.seller_transfers t
+    select t.id, t.status, t.amount_cents, t.currency, t.stripe_account_id, t.stripe_transfer_id, t.stripe_reversal_id from marketplace.seller_transfers t
      where since is null or t.id in (select s.id from scope s)
   ), rows_vs_history as (
     select coalesce(t.id, l.transfer_id) as transfer_id,
@@ -413,15 +569,38 @@ begin
       from rows_in_scope t
       join firsts f on f.transfer_id = t.id and f.from_status is null and f.amount_cents is not null
      where (t.amount_cents, t.currency, t.stripe_account_id) is distinct from (f.amount_cents, f.currency, f.stripe_account_id)
+  ), stripe_ids as (
+    -- A Stripe id on the row must be the one the worker recorded with the move that set it. Judged
+    -- only where the history records it: rows created, paid or reversed since migration 000017.
+    select t.id as transfer_id, 'stripe_id_not_from_worker'::text as problem,
+           format('%s %s on the row, but the history %s', k.col, k.on_row,
+                  case when r.id is null then 'records no such id'
+                       else format('records %s (event %s, by %s)', r.recorded, r.id, coalesce(r.authority, 'unknown')) end) as detail
+      from rows_in_scope t
+     cross join lateral (values ('stripe_transfer_id', t.stripe_transfer_id, 'completed'),
+                                ('stripe_reversal_id', t.stripe_reversal_id, 'reversed')) k(col, on_row, sets_it)
+      left join lateral (select ev.id, ev.authority,
+                                case k.col when 'stripe_transfer_id' then ev.stripe_transfer_id else ev.stripe_reversal_id end as recorded
+                           from ev
+                          where ev.transfer_id = t.id
+                            and case k.col when 'stripe_transfer_id' then ev.stripe_transfer_id else ev.stripe_reversal_id end is not null
+                          order by ev.id desc limit 1) r on true
+     where k.on_row is not null
+       and exists (select 1 from ev where ev.transfer_id = t.id and ev.authority is not null
+                      and (ev.from_status is null or ev.to_status = k.sets_it))
+       and (r.id is null or r.recorded is distinct from k.on_row or r.authority is distinct from 'worker')
   )
   select x.transfer_id, x.problem, x.detail from steps x
   union all
   select r.transfer_id, r.problem, r.detail from rows_vs_history r
   union all
   select m.transfer_id, m.problem, m.detail from facts m
+  union all
+  select i.transfer_id, i.problem, i.detail from stripe_ids i
   order by 1, 2, 3;
 end $function$;
 comment on function marketplace.audit_seller_transfers(timestamp with time zone) is 'Rows whose history does not prove their status or their money facts (a write past the guard or the history triggers), one row per problem. since: only transfers created or with a history event since then (null = all).';
+grant EXECUTE on function marketplace.audit_seller_transfers(timestamp with time zone) to marketplace_definer;
 grant EXECUTE on function marketplace.audit_seller_transfers(timestamp with time zone) to marketplace_operator;
 grant EXECUTE on function marketplace.audit_seller_transfers(timestamp with time zone) to marketplace_reader;
 grant EXECUTE on function marketplace.audit_seller_transfers(timestamp with time zone) to marketplace_worker;
@@ -440,8 +619,11 @@ AS $function$
     false)
 $function$;
 comment on function marketplace.can_transition_transfer_status(text,text) is 'True when a seller transfer may move from $1 to $2: same-state always, unknown from never, else the transitions table decides.';
+grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) to marketplace_admin;
+grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) to marketplace_definer;
 grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) to marketplace_operator;
 grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) to marketplace_reader;
+grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) to marketplace_recorder;
 grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) to marketplace_worker;
 grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) to marketplace_writer;
 revoke execute on function marketplace.can_transition_transfer_status(text,text) from public;
@@ -484,6 +666,7 @@ begin
   return next;
 end $function$;
 comment on function marketplace.claim_seller_transfer(uuid,text,timestamp with time zone) is 'Worker: takes the row''s advisory lock and reads the row in one round trip. outcome: claimed (the lock is held), busy, missing or not_actionable (not held).';
+grant EXECUTE on function marketplace.claim_seller_transfer(uuid,text,timestamp with time zone) to marketplace_definer;
 grant EXECUTE on function marketplace.claim_seller_transfer(uuid,text,timestamp with time zone) to marketplace_worker;
 revoke execute on function marketplace.claim_seller_transfer(uuid,text,timestamp with time zone) from public;
 
@@ -497,6 +680,7 @@ declare
   initial_set text;
   matrix_cols text;
   bad         text;
+  owner_name  text := (select c.relowner::regrole::text from pg_class c where c.oid = 'marketplace.seller_transfers'::regclass);
   compiled    text := 'compiled from the statuses and transitions tables, fingerprint ' || marketplace.seller_transfer_matrix_fingerprint();
 begin
   select string_agg(t.from_status, ', ') into bad
@@ -507,26 +691,43 @@ begin
     raise exception 'terminal statuses cannot have outgoing transitions: %', bad using errcode = 'check_violation';
   end if;
 
-  -- CASE OLD.status WHEN 'pending' THEN NEW.status IN ('completed', 'failed') ... ELSE false END
+  -- Who the owner is, baked in: the guard's WHEN inlines this function, so it must stay plain SQL.
+  execute format($f$
+    create or replace function marketplace.seller_transfer_authority(who name)
+    returns text language sql stable parallel safe as $b$
+      select case
+        when who = 'marketplace_recorder' then 'worker'
+        when who = 'marketplace_admin' then 'operator'
+        when pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') and not pg_catalog.pg_has_role(who, %1$L, 'USAGE') then 'service'
+        when pg_catalog.pg_has_role(who, %1$L, 'USAGE') then 'owner'
+        when pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') then 'worker'
+      end
+    $b$ $f$, owner_name);
+
+  -- CASE old.status WHEN 'pending' THEN CASE new.status WHEN 'completed' THEN <authority> IN ('worker', 'owner') ... END ... END:
+  -- true for a legal move made by one of its owners. The authority is computed only for a status change.
   select 'CASE old.status ' || coalesce(string_agg(arm, ' '), '') || ' ELSE false END' into legal_case
-    from (select format('WHEN %L THEN new.status IN (%s)', from_status,
-                        string_agg(quote_literal(to_status), ', ' order by to_status)) as arm
-            from marketplace.seller_transfer_transitions group by from_status order by from_status) arms;
+    from (select format('WHEN %L THEN CASE new.status %s ELSE false END', t.from_status,
+                        string_agg(format('WHEN %L THEN marketplace.seller_transfer_authority(current_user) IN (%s)', t.to_status,
+                                          (select string_agg(quote_literal(a), ', ' order by a)
+                                             from (select o.authority as a from marketplace.seller_transfer_move_owners o
+                                                    where o.from_status = t.from_status and o.to_status = t.to_status
+                                                   union all select 'owner') x)),
+                                   ' ' order by t.to_status)) as arm
+            from marketplace.seller_transfer_transitions t group by t.from_status order by t.from_status) arms;
   select string_agg(quote_literal(status), ', ' order by position) into initial_set
     from marketplace.seller_transfer_statuses where is_initial;
 
-  drop trigger if exists seller_transfer_status_transition on marketplace.seller_transfers;
   execute format($t$
-    create trigger seller_transfer_status_transition
+    create or replace trigger seller_transfer_status_transition
       after update of status on marketplace.seller_transfers
       for each row
       when (old.status is distinct from new.status and not (%s))
       execute function marketplace.refuse_illegal_status_transition()$t$, legal_case);
   execute format('comment on trigger seller_transfer_status_transition on marketplace.seller_transfers is %L', compiled);
 
-  drop trigger if exists seller_transfer_initial_status on marketplace.seller_transfers;
   execute format($t$
-    create trigger seller_transfer_initial_status
+    create or replace trigger seller_transfer_initial_status
       before insert on marketplace.seller_transfers
       for each row
       when (new.status not in (%s))
@@ -545,9 +746,9 @@ begin
         from marketplace.seller_transfer_statuses f
        order by f.position$v$, matrix_cols);
   comment on view marketplace.seller_transfer_transition_matrix is
-    'Rows: from status; columns: to status. yes = legal move, same = same-state (always allowed), - = refused.';
+    'Rows: from status; columns: to status. yes = legal move, same = same-state (always allowed), - = refused. Who may make each: seller_transfer_transition_owners.';
   grant select on marketplace.seller_transfer_transition_matrix
-    to marketplace_reader, marketplace_writer, marketplace_worker;
+    to marketplace_reader, marketplace_writer, marketplace_worker, marketplace_operator;
 end $function$;
 revoke execute on function marketplace.compile_seller_transfer_guards() from public;
 
@@ -741,6 +942,7 @@ AS $function$
          case when count(*) = 0 then '' else format('`seller-transfers audit --since %s` lists them', to_char(since at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')) end
     from marketplace.audit_seller_transfers(since) a
 $function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_audit(timestamp with time zone) to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_audit(timestamp with time zone) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_dispatch(max_due interval DEFAULT '00:05:00'::interval)
@@ -761,6 +963,7 @@ AS $function$
     from (select c.*, row_number() over () as ord, c.oldest_due_seconds > extract(epoch from max_due) as late
             from marketplace.seller_transfer_due_counts() c) d
 $function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_dispatch(interval) to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_dispatch(interval) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_guard_drift()
@@ -778,6 +981,7 @@ begin
   if refuses is null then
     return;
   end if;
+  refuses := replace(refuses, 'marketplace.seller_transfer_authority(CURRENT_USER)', '''owner''::text');
   -- The clause is true when the guard refuses old.status -> new.status; the move drifted when
   -- the guard refuses what the table allows, or allows what the table refuses.
   return query execute format($q$
@@ -790,6 +994,7 @@ begin
        and marketplace.can_transition_transfer_status(f.status, t.status) = coalesce((%s), false)
      order by f.position, t.position$q$, refuses);
 end $function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_guard_drift() to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_guard_drift() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_guard_sync()
@@ -829,6 +1034,7 @@ begin
   end if;
   return next;
 end $function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_guard_sync() to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_guard_sync() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_held()
@@ -845,6 +1051,7 @@ AS $function$
          case when count(*) = 0 then '' else 'a write past the guard changed these rows: see docs/runbook.md#transfersheldforreview (`seller-transfers audit` names the change)' end
     from marketplace.seller_transfers_held_for_review h
 $function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_held() to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_held() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_indexes()
@@ -865,6 +1072,7 @@ AS $function$
     left join pg_index i on i.indexrelid = to_regclass('marketplace.' || x.idx)
    order by x.ord
 $function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_indexes() to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_indexes() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_jobs(max_locked interval DEFAULT '00:10:00'::interval)
@@ -915,6 +1123,7 @@ begin
               else format('read the error (`seller-transfers show <id>`); rows still due get a new job when their lease runs out; then remove these: SELECT graphile_worker.complete_jobs(ARRAY[%s])', ids) end;
   return next;
 end $function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_jobs(interval) to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_jobs(interval) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_roles()
@@ -923,22 +1132,32 @@ CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_roles()
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  with roles(role, ord) as (values ('marketplace_writer', 1), ('marketplace_worker', 2), ('marketplace_reader', 3), ('marketplace_operator', 4)),
+  with roles(role, ord) as (values ('marketplace_writer', 1), ('marketplace_worker', 2), ('marketplace_reader', 3), ('marketplace_operator', 4),
+                                  ('marketplace_definer', 5), ('marketplace_recorder', 6), ('marketplace_admin', 7)),
   found as (
     select r.role, r.ord, exists (select 1 from pg_roles p where p.rolname = r.role) as present from roles r
   ), wrong as (
     select f.role, array_remove(array[
       case when not has_schema_privilege(f.role, 'marketplace', 'usage') then 'missing USAGE on schema marketplace' end,
       case when not has_table_privilege(f.role, 'marketplace.seller_transfers', 'select') then 'missing SELECT on seller_transfers' end,
-      case when not has_table_privilege(f.role, 'marketplace.seller_transfer_events', 'select') then 'missing SELECT on seller_transfer_events' end,
-      case when f.role in ('marketplace_writer', 'marketplace_worker') and not (has_table_privilege(f.role, 'marketplace.seller_transfers', 'insert')
+      case when f.role not in ('marketplace_recorder', 'marketplace_admin') and not has_table_privilege(f.role, 'marketplace.seller_transfer_events', 'select') then 'missing SELECT on seller_transfer_events' end,
+      case when f.role = 'marketplace_writer' and not (has_column_privilege(f.role, 'marketplace.seller_transfers', 'amount_cents', 'insert')
                 and has_column_privilege(f.role, 'marketplace.seller_transfers', 'status', 'update')) then 'missing INSERT/UPDATE on seller_transfers' end,
+      case when f.role = 'marketplace_worker' and not has_column_privilege(f.role, 'marketplace.seller_transfers', 'status', 'update') then 'missing UPDATE of status on seller_transfers' end,
       case when f.role = 'marketplace_writer' and has_column_privilege(f.role, 'marketplace.seller_transfers', 'stripe_transfer_id', 'update') then 'may write the worker''s columns (Stripe ids) of seller_transfers' end,
+      case when f.role in ('marketplace_writer', 'marketplace_worker')
+                and (select bool_or(has_column_privilege(f.role, 'marketplace.seller_transfers', c, 'insert'))
+                       from unnest(array['stripe_transfer_id', 'stripe_reversal_id', 'stripe_key_generation', 'stripe_request_in_doubt', 'retry_count', 'last_error', 'reversal_amount_cents']) c)
+           then 'may INSERT the worker''s columns (Stripe ids, key generation, in-doubt flag) of seller_transfers' end,
+      case when f.role = 'marketplace_worker' and has_table_privilege(f.role, 'marketplace.seller_transfers', 'insert') then 'may create payouts (INSERT on seller_transfers)' end,
+      case when f.role = 'marketplace_worker' and has_column_privilege(f.role, 'marketplace.seller_transfers', 'stripe_request_in_doubt', 'update') then 'may write the Stripe columns outside its recording functions' end,
+      case when f.role in ('marketplace_definer', 'marketplace_recorder', 'marketplace_admin')
+                and (select r.rolsuper or r.rolcanlogin or r.rolbypassrls from pg_roles r where r.rolname = f.role) then 'must be NOLOGIN, not a superuser, not BYPASSRLS (owns SECURITY DEFINER functions)' end,
       case when f.role in ('marketplace_reader', 'marketplace_operator') and has_table_privilege(f.role, 'marketplace.seller_transfers', 'insert, update, delete, truncate') then 'may modify seller_transfers (read-only role)' end,
       case when has_table_privilege(f.role, 'marketplace.seller_transfers', 'delete, truncate, trigger') then 'may delete, truncate or add triggers on seller_transfers' end,
       case when has_table_privilege(f.role, 'marketplace.seller_transfer_statuses', 'insert, update, delete, truncate, trigger') then 'may modify seller_transfer_statuses' end,
       case when has_table_privilege(f.role, 'marketplace.seller_transfer_transitions', 'insert, update, delete, truncate, trigger') then 'may modify seller_transfer_transitions' end,
-      case when has_table_privilege(f.role, 'marketplace.seller_transfer_events', 'insert, update, delete, truncate, trigger') then 'may modify seller_transfer_events (the history)' end,
+      case when has_table_privilege(f.role, 'marketplace.seller_transfer_events', case when f.role = 'marketplace_definer' then 'update, delete, truncate, trigger' else 'insert, update, delete, truncate, trigger' end) then 'may modify seller_transfer_events (the history)' end,
       case when f.role = 'marketplace_worker' and not has_schema_privilege(f.role, 'graphile_worker', 'usage') then 'missing USAGE on schema graphile_worker' end,
       case when f.role = 'marketplace_worker' and not has_function_privilege(f.role, 'marketplace.record_seller_transfer_worker_heartbeat(text, text, integer, timestamptz, boolean)', 'execute') then 'missing EXECUTE on record_seller_transfer_worker_heartbeat' end,
       case when f.role = 'marketplace_reader' and not has_function_privilege(f.role, 'marketplace.audit_seller_transfers(timestamptz)', 'execute') then 'missing EXECUTE on audit_seller_transfers' end,
@@ -951,12 +1170,13 @@ AS $function$
          case when not f.present then 'missing'
               when cardinality(coalesce(w.issues, '{}')) > 0 then array_to_string(w.issues, '; ')
               else 'exists with the documented grants' end,
-         case when not f.present then 'run `seller-transfers migrate` (000001 and 000010 create the roles), or CREATE ROLE ' || f.role || ' NOLOGIN and migrate'
+         case when not f.present then 'run `seller-transfers migrate` (000001, 000010 and 000017 create the roles), or CREATE ROLE ' || f.role || ' NOLOGIN and migrate'
               when cardinality(coalesce(w.issues, '{}')) > 0 then 're-apply the grants of migrations/committed (README "Roles"); REVOKE what is listed as "may modify"'
               else '' end
     from found f left join wrong w on w.role = f.role
    order by f.ord
 $function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_roles() to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_roles() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_slos()
@@ -972,6 +1192,7 @@ AS $function$
          case when count(*) = 0 then '' else '`seller-transfers stats` lists them; `seller-transfers show <id>` says why; see docs/runbook.md' end
     from marketplace.seller_transfers_past_slo p
 $function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_slos() to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_slos() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_triggers()
@@ -996,11 +1217,15 @@ AS $function$
                  ('marketplace.seller_transfers', 'seller_transfer_column_couplings', 4),
                  ('marketplace.seller_transfers', 'seller_transfer_history_on_insert', 5),
                  ('marketplace.seller_transfers', 'seller_transfer_history_on_update', 6),
-                 ('marketplace.seller_transfer_statuses', 'seller_transfer_statuses_changed', 7),
-                 ('marketplace.seller_transfer_transitions', 'seller_transfer_transitions_changed', 8)) x(rel, tgname, ord)
+                 ('marketplace.seller_transfers', 'seller_transfer_history_by_worker', 7),
+                 ('marketplace.seller_transfers', 'seller_transfer_history_by_operator', 8),
+                 ('marketplace.seller_transfer_statuses', 'seller_transfer_statuses_changed', 9),
+                 ('marketplace.seller_transfer_transitions', 'seller_transfer_transitions_changed', 10),
+                 ('marketplace.seller_transfer_move_owners', 'seller_transfer_move_owners_changed', 11)) x(rel, tgname, ord)
     left join pg_trigger t on t.tgrelid = to_regclass(x.rel) and t.tgname = x.tgname and not t.tgisinternal
    order by x.ord
 $function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_triggers() to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_triggers() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_workers(max_age interval DEFAULT '00:02:00'::interval)
@@ -1020,6 +1245,7 @@ AS $function$
                  max(w.last_seen_at) as last_seen
             from marketplace.seller_transfer_worker_heartbeats w) h
 $function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_workers(interval) to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_workers(interval) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.fail_seller_transfer(id uuid, reason text)
@@ -1085,7 +1311,6 @@ begin
 end $function$;
 comment on function marketplace.fail_seller_transfer(uuid,text) is 'Gives a seller transfer up (-> permanently_failed; pending through failed) with the reason as last_error; refused while the worker holds it, a job has it, or its last Stripe request is in doubt.';
 grant EXECUTE on function marketplace.fail_seller_transfer(uuid,text) to marketplace_operator;
-grant EXECUTE on function marketplace.fail_seller_transfer(uuid,text) to marketplace_worker;
 grant EXECUTE on function marketplace.fail_seller_transfer(uuid,text) to marketplace_writer;
 revoke execute on function marketplace.fail_seller_transfer(uuid,text) from public;
 
@@ -1110,8 +1335,11 @@ AS $function$
   end
 $function$;
 comment on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) is 'The first write-once column an update from old to new would change (null: none).';
+grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_admin;
+grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_definer;
 grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_operator;
 grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_reader;
+grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_recorder;
 grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_worker;
 grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_writer;
 revoke execute on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) from public;
@@ -1119,6 +1347,7 @@ revoke execute on function marketplace.first_write_once_violation(marketplace.se
 CREATE OR REPLACE FUNCTION marketplace.hold_seller_transfer_for_review(id uuid, from_status text, error text, reason text)
  RETURNS text
  LANGUAGE plpgsql
+ SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
@@ -1166,13 +1395,15 @@ begin
   perform set_config('marketplace.transition_reason', btrim(reason), true);
   return t;
 end $function$;
-grant EXECUTE on function marketplace.lock_seller_transfer_for_admin(uuid,text) to marketplace_worker;
-grant EXECUTE on function marketplace.lock_seller_transfer_for_admin(uuid,text) to marketplace_writer;
+grant EXECUTE on function marketplace.lock_seller_transfer_for_admin(uuid,text) to marketplace_admin;
+grant EXECUTE on function marketplace.lock_seller_transfer_for_admin(uuid,text) to marketplace_definer;
 revoke execute on function marketplace.lock_seller_transfer_for_admin(uuid,text) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.mark_seller_transfer_paid(id uuid, stripe_transfer_id text, reason text)
  RETURNS boolean
  LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 begin
   perform set_config('marketplace.transition_reason', reason, true);
@@ -1188,6 +1419,8 @@ revoke execute on function marketplace.mark_seller_transfer_paid(uuid,text,text)
 CREATE OR REPLACE FUNCTION marketplace.mark_seller_transfer_reversed(id uuid, stripe_reversal_id text, amount_cents bigint, reason text)
  RETURNS boolean
  LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 begin
   perform set_config('marketplace.transition_reason', reason, true);
@@ -1210,11 +1443,14 @@ begin
   perform marketplace.compile_seller_transfer_guards();
   return null;
 end $function$;
+grant EXECUTE on function marketplace.recompile_seller_transfer_guards() to marketplace_definer;
 revoke execute on function marketplace.recompile_seller_transfer_guards() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.record_external_seller_transfer_reversal(id_hint uuid, stripe_transfer_id text, stripe_reversal_id text, amount_cents bigint, reason text)
  RETURNS text
  LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   t marketplace.seller_transfers;
@@ -1256,6 +1492,8 @@ revoke execute on function marketplace.record_external_seller_transfer_reversal(
 CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_failure(id uuid, from_status text, error text, retry_at timestamp with time zone, reason text, new_key boolean DEFAULT true, in_doubt boolean DEFAULT false)
  RETURNS text
  LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   current_status text := from_status;
@@ -1300,12 +1538,12 @@ declare
   actor  text := coalesce(nullif(current_setting('role'), 'none'), session_user);
   app    text := nullif(current_setting('application_name'), '');
   reason text := nullif(current_setting('marketplace.transition_reason', true), '');
-  asker  text := nullif(current_setting('marketplace.requested_by', true), '');
   xid    xid8 := pg_current_xact_id();
 begin
   insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
-                                                  amount_cents, currency, stripe_account_id, requested_by)
-  select n.id, null, n.status, at, actor, app, reason, xid, n.amount_cents, n.currency, n.stripe_account_id, asker
+                                                  amount_cents, currency, stripe_account_id, authority, stripe_transfer_id, stripe_reversal_id)
+  select n.id, null, n.status, at, actor, app, reason, xid, n.amount_cents, n.currency, n.stripe_account_id,
+         marketplace.seller_transfer_authority(actor::name), n.stripe_transfer_id, n.stripe_reversal_id
     from new_rows n;
   return null;
 end $function$;
@@ -1314,6 +1552,7 @@ revoke execute on function marketplace.record_seller_transfer_inserts() from pub
 CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_rate_limited(id uuid, from_status text, error text, retry_at timestamp with time zone)
  RETURNS text
  LANGUAGE sql
+ SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   update marketplace.seller_transfers t
@@ -1331,20 +1570,22 @@ CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_status_change()
  RETURNS trigger
  LANGUAGE plpgsql
  SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
-  role_name pg_catalog.text := pg_catalog.current_setting('role');
-  app       pg_catalog.text := pg_catalog.current_setting('application_name');
-  reason    pg_catalog.text := pg_catalog.current_setting('marketplace.transition_reason', true);
-  asker     pg_catalog.text := pg_catalog.current_setting('marketplace.requested_by', true);
+  actor text := coalesce(nullif(current_setting('role'), 'none'), session_user);
+  app   text := nullif(current_setting('application_name'), '');
+  said  text := coalesce(tg_argv[0], marketplace.seller_transfer_authority(actor::name));
 begin
-  insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id, requested_by)
-  values (new.id, old.status, new.status, pg_catalog.clock_timestamp(),
-          case when role_name operator(pg_catalog.=) 'none' then session_user else role_name end,
-          case when app operator(pg_catalog.=) '' then null else app end,
-          case when reason operator(pg_catalog.=) '' then null else reason end,
-          pg_catalog.pg_current_xact_id(),
-          case when asker operator(pg_catalog.=) '' then null else asker end);
+  insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
+                                                  requested_by, authority, stripe_transfer_id, stripe_reversal_id)
+  values (new.id, old.status, new.status, clock_timestamp(), actor, app,
+          nullif(current_setting('marketplace.transition_reason', true), ''),
+          pg_current_xact_id(),
+          case when said = 'operator' then nullif(current_setting('marketplace.requested_by', true), '') end,
+          said,
+          case when new.stripe_transfer_id is distinct from old.stripe_transfer_id then new.stripe_transfer_id end,
+          case when new.stripe_reversal_id is distinct from old.stripe_reversal_id then new.stripe_reversal_id end);
   return null;
 end $function$;
 revoke execute on function marketplace.record_seller_transfer_status_change() from public;
@@ -1370,14 +1611,18 @@ revoke execute on function marketplace.record_seller_transfer_worker_heartbeat(t
 CREATE OR REPLACE FUNCTION marketplace.refuse_broken_coupling()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   name text;
   missing text;
 begin
   if tg_op = 'UPDATE' then
-    perform marketplace.assert_seller_transfer_transition(old.id, old.status, new.status);
+    perform marketplace.assert_seller_transfer_move(old, new);
     perform marketplace.assert_seller_transfer_write_once(old, new);
+    perform marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new);
+  else
+    perform marketplace.assert_seller_transfer_not_given_up_in_doubt(null, new);
   end if;
   if new.status in ('completed', 'reversal_pending', 'reversed') and new.stripe_transfer_id is null then
     name := 'seller_transfer_paid_has_stripe_transfer';
@@ -1397,17 +1642,20 @@ begin
   raise exception 'seller transfer %: %', new.id, missing
     using errcode = 'check_violation', constraint = name, schema = 'marketplace', table = 'seller_transfers';
 end $function$;
+grant EXECUTE on function marketplace.refuse_broken_coupling() to marketplace_definer;
 revoke execute on function marketplace.refuse_broken_coupling() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.refuse_illegal_status_transition()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 begin
-  -- The table is the authority; the WHEN clause only decides when we get here.
-  perform marketplace.assert_seller_transfer_transition(old.id, old.status, new.status);
+  -- The tables are the authority; the WHEN clause only decides when we get here.
+  perform marketplace.assert_seller_transfer_move(old, new);
   return null;
 end $function$;
+grant EXECUTE on function marketplace.refuse_illegal_status_transition() to marketplace_definer;
 grant EXECUTE on function marketplace.refuse_illegal_status_transition() to marketplace_worker;
 grant EXECUTE on function marketplace.refuse_illegal_status_transition() to marketplace_writer;
 revoke execute on function marketplace.refuse_illegal_status_transition() from public;
@@ -1431,6 +1679,7 @@ begin
           detail = format('initial statuses: %s', coalesce(initial, 'none')),
           hint = 'Insert without a status (it defaults to pending).';
 end $function$;
+grant EXECUTE on function marketplace.refuse_non_initial_insert() to marketplace_definer;
 grant EXECUTE on function marketplace.refuse_non_initial_insert() to marketplace_worker;
 grant EXECUTE on function marketplace.refuse_non_initial_insert() to marketplace_writer;
 revoke execute on function marketplace.refuse_non_initial_insert() from public;
@@ -1438,13 +1687,16 @@ revoke execute on function marketplace.refuse_non_initial_insert() from public;
 CREATE OR REPLACE FUNCTION marketplace.refuse_write_once_change()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 begin
   -- The matrix speaks first: an illegal move that also rewrites a fact reports the move.
-  perform marketplace.assert_seller_transfer_transition(old.id, old.status, new.status);
+  perform marketplace.assert_seller_transfer_move(old, new);
   perform marketplace.assert_seller_transfer_write_once(old, new);
+  perform marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new);
   return null;
 end $function$;
+grant EXECUTE on function marketplace.refuse_write_once_change() to marketplace_definer;
 revoke execute on function marketplace.refuse_write_once_change() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.release_seller_transfer_at_commit(id uuid)
@@ -1455,6 +1707,7 @@ AS $function$
      and pg_advisory_unlock('marketplace.seller_transfers'::regclass::oid::integer, hashtext($1::text))
 $function$;
 comment on function marketplace.release_seller_transfer_at_commit(uuid) is 'Worker: converts the row''s session advisory lock into a transaction lock, so it is released when the current transaction ends.';
+grant EXECUTE on function marketplace.release_seller_transfer_at_commit(uuid) to marketplace_definer;
 grant EXECUTE on function marketplace.release_seller_transfer_at_commit(uuid) to marketplace_worker;
 revoke execute on function marketplace.release_seller_transfer_at_commit(uuid) from public;
 
@@ -1565,7 +1818,6 @@ begin
 end $function$;
 comment on function marketplace.retry_seller_transfer(uuid,text) is 'Makes the worker''s next attempt on a seller transfer due now (next_retry_at = now()); terminal rows are refused by the matrix.';
 grant EXECUTE on function marketplace.retry_seller_transfer(uuid,text) to marketplace_operator;
-grant EXECUTE on function marketplace.retry_seller_transfer(uuid,text) to marketplace_worker;
 grant EXECUTE on function marketplace.retry_seller_transfer(uuid,text) to marketplace_writer;
 revoke execute on function marketplace.retry_seller_transfer(uuid,text) from public;
 
@@ -1601,9 +1853,25 @@ begin
 end $function$;
 comment on function marketplace.reverse_seller_transfer(uuid,text,bigint) is 'Requests the reversal of a paid seller transfer (completed -> reversal_pending), whole or amount_cents of it; the worker creates the Stripe reversal.';
 grant EXECUTE on function marketplace.reverse_seller_transfer(uuid,text,bigint) to marketplace_operator;
-grant EXECUTE on function marketplace.reverse_seller_transfer(uuid,text,bigint) to marketplace_worker;
 grant EXECUTE on function marketplace.reverse_seller_transfer(uuid,text,bigint) to marketplace_writer;
 revoke execute on function marketplace.reverse_seller_transfer(uuid,text,bigint) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_authority(who name)
+ RETURNS text
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+      select case
+        when who = 'marketplace_recorder' then 'worker'
+        when who = 'marketplace_admin' then 'operator'
+        when pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') and not pg_catalog.pg_has_role(who, 'postgres', 'USAGE') then 'service'
+        when pg_catalog.pg_has_role(who, 'postgres', 'USAGE') then 'owner'
+        when pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') then 'worker'
+      end
+    $function$;
+comment on function marketplace.seller_transfer_authority(name) is 'The authority (service, worker, operator, owner; null: none) a statement run as this role speaks with. Rewritten by compile_seller_transfer_guards() with the table''s owner.';
+grant EXECUTE on function marketplace.seller_transfer_authority(name) to marketplace_definer;
+grant EXECUTE on function marketplace.seller_transfer_authority(name) to public;
 
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_dispatch_state(id uuid)
  RETURNS TABLE(state text, status text, is_terminal boolean, worker_task text, due_now boolean, next_retry_at timestamp with time zone, job_id bigint, job_task text, lease timestamp with time zone, run_at timestamp with time zone, attempts smallint, max_attempts smallint, locked_at timestamp with time zone, locked_by text, last_error text)
@@ -1623,6 +1891,7 @@ AS $function$
    where t.id = $1
 $function$;
 comment on function marketplace.seller_transfer_dispatch_state(uuid) is 'Where one seller transfer stands with the worker: idle | due | handed | scheduled, and its graphile-worker job (if any).';
+grant EXECUTE on function marketplace.seller_transfer_dispatch_state(uuid) to marketplace_definer;
 grant EXECUTE on function marketplace.seller_transfer_dispatch_state(uuid) to marketplace_operator;
 grant EXECUTE on function marketplace.seller_transfer_dispatch_state(uuid) to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_dispatch_state(uuid) to marketplace_worker;
@@ -1668,6 +1937,7 @@ AS $function$
    order by s.position
 $function$;
 comment on function marketplace.seller_transfer_due_counts() is 'Per worker status: rows due now that no job holds yet, and how long the longest-waiting has been due (seconds).';
+grant EXECUTE on function marketplace.seller_transfer_due_counts() to marketplace_definer;
 grant EXECUTE on function marketplace.seller_transfer_due_counts() to marketplace_operator;
 grant EXECUTE on function marketplace.seller_transfer_due_counts() to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_due_counts() to marketplace_worker;
@@ -1681,6 +1951,7 @@ CREATE OR REPLACE FUNCTION marketplace.seller_transfer_due_since(id uuid, status
 AS $function$
   select coalesce($3, case when $2 = 'pending' then $4 else marketplace.seller_transfer_status_since($1) end, $4)
 $function$;
+grant EXECUTE on function marketplace.seller_transfer_due_since(uuid,text,timestamp with time zone,timestamp with time zone) to marketplace_definer;
 grant EXECUTE on function marketplace.seller_transfer_due_since(uuid,text,timestamp with time zone,timestamp with time zone) to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_due_since(uuid,text,timestamp with time zone,timestamp with time zone) to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_due_since(uuid,text,timestamp with time zone,timestamp with time zone) to marketplace_writer;
@@ -1700,6 +1971,7 @@ AS $function$
          = 'compiled from the statuses and transitions tables, fingerprint ' || marketplace.seller_transfer_matrix_fingerprint()
 $function$;
 comment on function marketplace.seller_transfer_guard_in_sync() is 'True when the guard triggers are present, enabled, and compiled from the current statuses and transitions tables.';
+grant EXECUTE on function marketplace.seller_transfer_guard_in_sync() to marketplace_definer;
 grant EXECUTE on function marketplace.seller_transfer_guard_in_sync() to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_guard_in_sync() to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_guard_in_sync() to marketplace_writer;
@@ -1714,6 +1986,8 @@ AS $function$
      and coalesce($2, '-infinity') <= now()
 $function$;
 comment on function marketplace.seller_transfer_is_due(text,timestamp with time zone) is 'True when the worker should act on a row now: its status has a worker task and next_retry_at (if any) has passed.';
+grant EXECUTE on function marketplace.seller_transfer_is_due(text,timestamp with time zone) to marketplace_definer;
+grant EXECUTE on function marketplace.seller_transfer_is_due(text,timestamp with time zone) to marketplace_operator;
 grant EXECUTE on function marketplace.seller_transfer_is_due(text,timestamp with time zone) to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_is_due(text,timestamp with time zone) to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_is_due(text,timestamp with time zone) to marketplace_writer;
@@ -1726,6 +2000,7 @@ CREATE OR REPLACE FUNCTION marketplace.seller_transfer_job_key(id uuid)
 AS $function$
   select 'seller_transfer:' || $1::text
 $function$;
+grant EXECUTE on function marketplace.seller_transfer_job_key(uuid) to marketplace_definer;
 grant EXECUTE on function marketplace.seller_transfer_job_key(uuid) to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_job_key(uuid) to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_job_key(uuid) to marketplace_writer;
@@ -1745,6 +2020,7 @@ AS $function$
    order by j.run_at, j.id
 $function$;
 comment on function marketplace.seller_transfer_jobs(uuid) is 'The graphile-worker job of one seller transfer (by job key): task, run_at, attempts, locked_at/locked_by, last_error, the lease it carries.';
+grant EXECUTE on function marketplace.seller_transfer_jobs(uuid) to marketplace_admin;
 grant EXECUTE on function marketplace.seller_transfer_jobs(uuid) to marketplace_operator;
 grant EXECUTE on function marketplace.seller_transfer_jobs(uuid) to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_jobs(uuid) to marketplace_worker;
@@ -1755,14 +2031,21 @@ CREATE OR REPLACE FUNCTION marketplace.seller_transfer_matrix_fingerprint()
  RETURNS text
  LANGUAGE sql
  STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select md5(
     coalesce((select string_agg(t.from_status || '>' || t.to_status, ',' order by t.from_status, t.to_status)
                 from marketplace.seller_transfer_transitions t), '')
     || '|' ||
-    coalesce((select string_agg(s.status, ',' order by s.status) from marketplace.seller_transfer_statuses s where s.is_initial), ''))
+    coalesce((select string_agg(s.status, ',' order by s.status) from marketplace.seller_transfer_statuses s where s.is_initial), '')
+    || '|' ||
+    coalesce((select string_agg(o.from_status || '>' || o.to_status || ':' || o.authority, ',' order by o.from_status, o.to_status, o.authority)
+                from marketplace.seller_transfer_move_owners o), '')
+    || '|' ||
+    coalesce((select c.relowner::regrole::text from pg_class c where c.oid = 'marketplace.seller_transfers'::regclass), ''))
 $function$;
-comment on function marketplace.seller_transfer_matrix_fingerprint() is 'md5 of the legal moves and the initial statuses: what the guard triggers are compiled from.';
+comment on function marketplace.seller_transfer_matrix_fingerprint() is 'md5 of the legal moves, the initial statuses, the move owners and the table''s owner: what the guard triggers are compiled from.';
+grant EXECUTE on function marketplace.seller_transfer_matrix_fingerprint() to marketplace_definer;
 grant EXECUTE on function marketplace.seller_transfer_matrix_fingerprint() to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_matrix_fingerprint() to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_matrix_fingerprint() to marketplace_writer;
@@ -1782,6 +2065,7 @@ AS $function$
    order by s.position
 $function$;
 comment on function marketplace.seller_transfer_status_counts() is 'Per status: how many seller transfers, and how many are past their SLO (used by the worker''s metrics).';
+grant EXECUTE on function marketplace.seller_transfer_status_counts() to marketplace_definer;
 grant EXECUTE on function marketplace.seller_transfer_status_counts() to marketplace_operator;
 grant EXECUTE on function marketplace.seller_transfer_status_counts() to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_status_counts() to marketplace_worker;
@@ -1800,6 +2084,7 @@ AS $function$
    limit 1
 $function$;
 comment on function marketplace.seller_transfer_status_since(uuid) is 'When the seller transfer entered its current status (its last history event); null for an unknown id.';
+grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to marketplace_definer;
 grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to marketplace_operator;
 grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to marketplace_worker;
@@ -1820,6 +2105,7 @@ AS $function$
           or e.transfer_id in (select x.transfer_id from marketplace.seller_transfer_events x where x.occurred_at >= since))
 $function$;
 comment on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) is 'How many transfers (in scope) were created before their money facts were recorded in the history (before migration 000010): audit judges their facts by what they hold today.';
+grant EXECUTE on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) to marketplace_definer;
 grant EXECUTE on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) to marketplace_operator;
 grant EXECUTE on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) to marketplace_worker;
@@ -1851,6 +2137,7 @@ begin
 end
 $function$;
 comment on function marketplace.stripe_request_budget_rate(double precision,double precision,timestamp with time zone,timestamp with time zone,double precision,timestamp with time zone) is 'Adaptive rate at a time: once 2 s passed without a 429, current_rate grows by 10 % of configured per second below 90 % of the ceiling, by 1 % above it; capped at configured.';
+grant EXECUTE on function marketplace.stripe_request_budget_rate(double precision,double precision,timestamp with time zone,timestamp with time zone,double precision,timestamp with time zone) to marketplace_definer;
 grant EXECUTE on function marketplace.stripe_request_budget_rate(double precision,double precision,timestamp with time zone,timestamp with time zone,double precision,timestamp with time zone) to marketplace_reader;
 grant EXECUTE on function marketplace.stripe_request_budget_rate(double precision,double precision,timestamp with time zone,timestamp with time zone,double precision,timestamp with time zone) to marketplace_worker;
 grant EXECUTE on function marketplace.stripe_request_budget_rate(double precision,double precision,timestamp with time zone,timestamp with time zone,double precision,timestamp with time zone) to marketplace_writer;
@@ -1862,6 +2149,7 @@ CREATE OR REPLACE FUNCTION marketplace.try_lock_seller_transfer(id uuid)
 AS $function$
   select pg_try_advisory_lock('marketplace.seller_transfers'::regclass::oid::integer, hashtext($1::text))
 $function$;
+grant EXECUTE on function marketplace.try_lock_seller_transfer(uuid) to marketplace_definer;
 grant EXECUTE on function marketplace.try_lock_seller_transfer(uuid) to marketplace_worker;
 revoke execute on function marketplace.try_lock_seller_transfer(uuid) from public;
 
@@ -1871,16 +2159,39 @@ CREATE OR REPLACE FUNCTION marketplace.unlock_seller_transfer(id uuid)
 AS $function$
   select pg_advisory_unlock('marketplace.seller_transfers'::regclass::oid::integer, hashtext($1::text))
 $function$;
+grant EXECUTE on function marketplace.unlock_seller_transfer(uuid) to marketplace_definer;
 grant EXECUTE on function marketplace.unlock_seller_transfer(uuid) to marketplace_worker;
 revoke execute on function marketplace.unlock_seller_transfer(uuid) from public;
+
+grant USAGE on schema marketplace to marketplace_admin;
+
+grant USAGE on schema marketplace to marketplace_definer;
 
 grant USAGE on schema marketplace to marketplace_operator;
 
 grant USAGE on schema marketplace to marketplace_reader;
 
+grant USAGE on schema marketplace to marketplace_recorder;
+
 grant USAGE on schema marketplace to marketplace_worker;
 
 grant USAGE on schema marketplace to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_authorities to marketplace_admin;
+
+grant SELECT on marketplace.seller_transfer_authorities to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfer_authorities to marketplace_operator;
+
+grant SELECT on marketplace.seller_transfer_authorities to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_authorities to marketplace_recorder;
+
+grant SELECT on marketplace.seller_transfer_authorities to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_authorities to marketplace_writer;
+
+grant INSERT, SELECT on marketplace.seller_transfer_events to marketplace_definer;
 
 grant SELECT on marketplace.seller_transfer_events to marketplace_operator;
 
@@ -1890,6 +2201,22 @@ grant SELECT on marketplace.seller_transfer_events to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_events to marketplace_writer;
 
+grant SELECT on marketplace.seller_transfer_move_owners to marketplace_admin;
+
+grant SELECT on marketplace.seller_transfer_move_owners to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfer_move_owners to marketplace_operator;
+
+grant SELECT on marketplace.seller_transfer_move_owners to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_move_owners to marketplace_recorder;
+
+grant SELECT on marketplace.seller_transfer_move_owners to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_move_owners to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_stats to marketplace_definer;
+
 grant SELECT on marketplace.seller_transfer_stats to marketplace_operator;
 
 grant SELECT on marketplace.seller_transfer_stats to marketplace_reader;
@@ -1897,6 +2224,8 @@ grant SELECT on marketplace.seller_transfer_stats to marketplace_reader;
 grant SELECT on marketplace.seller_transfer_stats to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_stats to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_status_slos to marketplace_definer;
 
 grant SELECT on marketplace.seller_transfer_status_slos to marketplace_operator;
 
@@ -1906,13 +2235,21 @@ grant SELECT on marketplace.seller_transfer_status_slos to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_status_slos to marketplace_writer;
 
+grant SELECT on marketplace.seller_transfer_statuses to marketplace_admin;
+
+grant SELECT on marketplace.seller_transfer_statuses to marketplace_definer;
+
 grant SELECT on marketplace.seller_transfer_statuses to marketplace_operator;
 
 grant SELECT on marketplace.seller_transfer_statuses to marketplace_reader;
 
+grant SELECT on marketplace.seller_transfer_statuses to marketplace_recorder;
+
 grant SELECT on marketplace.seller_transfer_statuses to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_statuses to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_transition_matrix to marketplace_definer;
 
 grant SELECT on marketplace.seller_transfer_transition_matrix to marketplace_operator;
 
@@ -1922,13 +2259,35 @@ grant SELECT on marketplace.seller_transfer_transition_matrix to marketplace_wor
 
 grant SELECT on marketplace.seller_transfer_transition_matrix to marketplace_writer;
 
+grant SELECT on marketplace.seller_transfer_transition_owners to marketplace_admin;
+
+grant SELECT on marketplace.seller_transfer_transition_owners to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfer_transition_owners to marketplace_operator;
+
+grant SELECT on marketplace.seller_transfer_transition_owners to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_transition_owners to marketplace_recorder;
+
+grant SELECT on marketplace.seller_transfer_transition_owners to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_transition_owners to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_transitions to marketplace_admin;
+
+grant SELECT on marketplace.seller_transfer_transitions to marketplace_definer;
+
 grant SELECT on marketplace.seller_transfer_transitions to marketplace_operator;
 
 grant SELECT on marketplace.seller_transfer_transitions to marketplace_reader;
 
+grant SELECT on marketplace.seller_transfer_transitions to marketplace_recorder;
+
 grant SELECT on marketplace.seller_transfer_transitions to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_transitions to marketplace_writer;
+
+grant DELETE, INSERT, SELECT, UPDATE on marketplace.seller_transfer_worker_heartbeats to marketplace_definer;
 
 grant SELECT on marketplace.seller_transfer_worker_heartbeats to marketplace_operator;
 
@@ -1938,13 +2297,21 @@ grant SELECT on marketplace.seller_transfer_worker_heartbeats to marketplace_wor
 
 grant SELECT on marketplace.seller_transfer_worker_heartbeats to marketplace_writer;
 
+grant SELECT on marketplace.seller_transfers to marketplace_admin;
+
+grant SELECT on marketplace.seller_transfers to marketplace_definer;
+
 grant SELECT on marketplace.seller_transfers to marketplace_operator;
 
 grant SELECT on marketplace.seller_transfers to marketplace_reader;
 
-grant INSERT, SELECT, UPDATE on marketplace.seller_transfers to marketplace_worker;
+grant SELECT on marketplace.seller_transfers to marketplace_recorder;
 
-grant INSERT, SELECT on marketplace.seller_transfers to marketplace_writer;
+grant SELECT on marketplace.seller_transfers to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfers to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfers_held_for_review to marketplace_definer;
 
 grant SELECT on marketplace.seller_transfers_held_for_review to marketplace_operator;
 
@@ -1954,6 +2321,8 @@ grant SELECT on marketplace.seller_transfers_held_for_review to marketplace_work
 
 grant SELECT on marketplace.seller_transfers_held_for_review to marketplace_writer;
 
+grant SELECT on marketplace.seller_transfers_past_slo to marketplace_definer;
+
 grant SELECT on marketplace.seller_transfers_past_slo to marketplace_operator;
 
 grant SELECT on marketplace.seller_transfers_past_slo to marketplace_reader;
@@ -1962,6 +2331,8 @@ grant SELECT on marketplace.seller_transfers_past_slo to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfers_past_slo to marketplace_writer;
 
+grant SELECT on marketplace.stripe_request_budget_status to marketplace_definer;
+
 grant SELECT on marketplace.stripe_request_budget_status to marketplace_operator;
 
 grant SELECT on marketplace.stripe_request_budget_status to marketplace_reader;
@@ -1969,6 +2340,8 @@ grant SELECT on marketplace.stripe_request_budget_status to marketplace_reader;
 grant SELECT on marketplace.stripe_request_budget_status to marketplace_worker;
 
 grant SELECT on marketplace.stripe_request_budget_status to marketplace_writer;
+
+grant INSERT, SELECT, UPDATE on marketplace.stripe_request_budgets to marketplace_definer;
 
 grant SELECT on marketplace.stripe_request_budgets to marketplace_reader;
 

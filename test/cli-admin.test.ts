@@ -255,7 +255,16 @@ describe('retry and the dispatcher', () => {
 });
 
 describe('the SQL functions, as the roles', () => {
-  it.each(['marketplace_writer', 'marketplace_worker'])('%s may reverse, retry and fail; the history names it', async (role) => {
+  it('marketplace_worker may not reverse, retry or fail: it only records what Stripe did', async () => {
+    const paid = await transferIn(db.pool, 'completed');
+    for (const call of [`select marketplace.reverse_seller_transfer($1, 'refund', 10)`, `select marketplace.retry_seller_transfer($1, 'kick')`,
+      `select marketplace.fail_seller_transfer($1, 'give up')`]) {
+      const err = await asRole(db.pool, 'marketplace_worker', (c) => pgError(() => c.query(call, [paid])));
+      expect(err.code).toBe('42501');
+    }
+  });
+
+  it.each(['marketplace_writer', 'marketplace_operator'])('%s may reverse, retry and fail; the history names it, as an operator move', async (role) => {
     const paid = await transferIn(db.pool, 'completed');
     const failed = await transferIn(db.pool, 'failed');
     await asRole(db.pool, role, async (c) => {
@@ -264,6 +273,9 @@ describe('the SQL functions, as the roles', () => {
       await c.query(`select marketplace.fail_seller_transfer($1, 'give up')`, [failed]);
       expect((await historyOf(c, paid)).at(-1)).toMatchObject({ to_status: 'reversal_pending', actor: role, reason: 'refund' });
       expect((await historyOf(c, failed)).at(-1)).toMatchObject({ to_status: 'permanently_failed', actor: role, reason: 'give up' });
+      const { rows } = await c.query(`select authority from marketplace.seller_transfer_events where transfer_id = any($1) and from_status is not null
+                                       and occurred_at >= now() order by id`, [[paid, failed]]);
+      expect(rows.map((r) => r.authority)).toEqual(['operator', 'operator']);
       expect((await c.query('select * from marketplace.seller_transfer_stats')).rowCount).toBe(6);
     });
   });

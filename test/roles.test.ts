@@ -44,24 +44,46 @@ describe.each(ROLES)('%s', (role) => {
   });
 });
 
-// A service moves a row without the worker's columns (failed: a retry time); the worker also
-// records the Stripe transfer (completed).
-describe.each([['marketplace_writer', 'failed'], ['marketplace_worker', 'completed']] as const)('%s writes', (role, to) => {
-  it('creates transfers and changes status through the guard, recorded under its name', async () => {
-    await asRole(role, async (c) => {
+// Each role makes the moves it owns with its own statements: a service creates a payout and
+// requests its reversal; the worker's role reports a failed attempt. Both are refused an illegal
+// move by the matrix, and the history names them and their authority.
+describe('marketplace_writer writes', () => {
+  it('creates a payout and requests its reversal, recorded under its name as a service', async () => {
+    await asRole('marketplace_writer', async (c) => {
       await c.query(`set local marketplace.transition_reason = 'role test'`);
       const id = await insertTransfer(c);
-      // A service's own statement names only its columns (setStatus also names the Stripe ids).
-      if (role === 'marketplace_writer') await c.query(`update marketplace.seller_transfers set status = 'failed', next_retry_at = now() + interval '1 hour' where id = $1`, [id]);
-      else await setStatus(c, id, to);
+      await c.query('reset role');
+      await c.query(`select marketplace.mark_seller_transfer_paid($1, $2, 'role test')`, [id, `tr_role${id.slice(0, 8)}`]);
+      await c.query('set local role marketplace_writer');
+      await c.query(`update marketplace.seller_transfers set status = 'reversal_pending', reversal_amount_cents = 10 where id = $1`, [id]);
       await c.query('savepoint illegal');
       const err = await pgError(() => c.query(`update marketplace.seller_transfers set status = 'pending' where id = $1`, [id]));
       expect(err.constraint).toBe('seller_transfer_status_transition');
       await c.query('rollback to savepoint illegal');
-      const history = await historyOf(c, id);
-      expect(history.map((h) => [h.to_status, h.actor, h.reason])).toEqual([
-        ['pending', role, 'role test'], [to, role, 'role test'],
+      const { rows } = await c.query(`select to_status, actor, reason, authority from marketplace.seller_transfer_events where transfer_id = $1 order by id`, [id]);
+      expect(rows.map((h) => [h.to_status, h.actor, h.reason, h.authority])).toEqual([
+        ['pending', 'marketplace_writer', 'role test', 'service'], ['completed', 'postgres', 'role test', 'worker'],
+        ['reversal_pending', 'marketplace_writer', 'role test', 'service'],
       ]);
+    });
+  });
+});
+
+describe('marketplace_worker writes', () => {
+  it('may not create payouts; records a failed attempt by plain UPDATE, under its name as the worker', async () => {
+    const id = await insertTransfer(db.pool);
+    await asRole('marketplace_worker', async (c) => {
+      await c.query('savepoint before_insert');
+      expect((await pgError(() => insertTransfer(c))).code).toBe('42501');
+      await c.query('rollback to savepoint before_insert');
+      await c.query(`set local marketplace.transition_reason = 'role test'`);
+      await c.query(`update marketplace.seller_transfers set status = 'failed', next_retry_at = now() + interval '1 hour' where id = $1`, [id]);
+      await c.query('savepoint illegal');
+      const err = await pgError(() => c.query(`update marketplace.seller_transfers set status = 'pending' where id = $1`, [id]));
+      expect(err.constraint).toBe('seller_transfer_status_transition');
+      await c.query('rollback to savepoint illegal');
+      const { rows } = await c.query(`select to_status, actor, authority from marketplace.seller_transfer_events where transfer_id = $1 order by id`, [id]);
+      expect(rows.map((h) => [h.to_status, h.actor, h.authority])).toEqual([['pending', 'postgres', 'owner'], ['failed', 'marketplace_worker', 'worker']]);
     });
   });
 });

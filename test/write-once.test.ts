@@ -106,9 +106,10 @@ describe('Stripe ids: null -> value once, then never another value or null', () 
 
   it.each(cases)('$column of a $status row, as $who', async ({ column, value, status, who, holds }) => {
     const id = rows[status];
-    if (who === 'marketplace_writer') {
+    if (who !== 'owner') {
       // Services do not write the worker's columns at all (a service that set a Stripe id first
-      // would take it from the worker): refused by privilege, before any trigger.
+      // would take it from the worker), and the worker writes them only through its recording
+      // functions (marketplace_recorder): a plain UPDATE is refused by privilege, before any trigger.
       const before = await snapshot(id);
       const err = await as(who, (c) => pgError(() => c.query(`update marketplace.seller_transfers set ${column} = '${value(id)}' where id = $1`, [id])));
       expect(err.code).toBe('42501');

@@ -38,3 +38,24 @@ export function pathTo(target: Status): Status[] {
   }
   return path.slice(1);
 }
+
+/** Who speaks for a payout (the owner of the table keeps every legal move). */
+export type Authority = 'service' | 'worker' | 'operator';
+
+/** Who owns each legal move, as the issue states it: services ask, the worker reports what Stripe did, operators stop. */
+export const MOVE_OWNERS: Readonly<Record<string, readonly Authority[]>> = {
+  'pending>completed': ['worker'],
+  'pending>failed': ['worker', 'operator'],
+  'completed>reversal_pending': ['service', 'worker', 'operator'],
+  'failed>completed': ['worker'],
+  'failed>permanently_failed': ['worker', 'operator'],
+  'reversal_pending>reversed': ['worker'],
+  'reversal_pending>permanently_failed': ['worker', 'operator'],
+};
+
+/** What a plain UPDATE of status by `authority` ('owner': the table owner) gets: accepted, the matrix's refusal, or the owner's. */
+export function expectedMove(authority: Authority | 'owner', from: string, to: string): 'accepted' | 'seller_transfer_status_transition' | 'seller_transfer_move_owner' {
+  if (!expectedAllowed(from, to)) return 'seller_transfer_status_transition';
+  if (from === to || authority === 'owner') return 'accepted';
+  return MOVE_OWNERS[`${from}>${to}`]!.includes(authority) ? 'accepted' : 'seller_transfer_move_owner';
+}

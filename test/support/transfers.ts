@@ -34,10 +34,23 @@ export async function setStatus(db: Queryable, id: string, to: string): Promise<
   await db.query(statusUpdateSql(), [id, to]);
 }
 
-/** Inserts a transfer and walks it to `status` through legal moves only. */
+/**
+ * Inserts a transfer and walks it to `status` through legal moves only. The moves that record a
+ * Stripe id go through the worker's recording functions, as in production, so the history says
+ * the worker wrote them (audit checks it); the others are the owner's plain UPDATEs.
+ */
 export async function transferIn(db: Queryable, status: Status): Promise<string> {
   const id = await insertTransfer(db);
-  for (const step of pathTo(status)) await setStatus(db, id, step);
+  for (const step of pathTo(status)) {
+    if (step === 'completed') {
+      await db.query(`select marketplace.mark_seller_transfer_paid($1, $2, '')`, [id, `tr_${id.replaceAll('-', '')}`]);
+    } else if (step === 'reversed') {
+      await db.query(`select marketplace.mark_seller_transfer_reversed(t.id, $2, t.amount_cents, '') from marketplace.seller_transfers t where t.id = $1`,
+        [id, `trr_${id.replaceAll('-', '')}`]);
+    } else {
+      await setStatus(db, id, step);
+    }
+  }
   return id;
 }
 
