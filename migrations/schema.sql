@@ -945,6 +945,34 @@ $function$;
 grant EXECUTE on function marketplace.doctor_seller_transfer_audit(timestamp with time zone) to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_audit(timestamp with time zone) from public;
 
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_definers()
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  with bad as (
+    select format('%s (%s)', p.oid::regprocedure,
+                  concat_ws(', ',
+                    case when not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) c where c like 'search_path=%') then 'search_path not pinned' end,
+                    case when r.rolsuper then format('owned by superuser %s', r.rolname) end,
+                    case when r.rolcanlogin then format('owned by login role %s', r.rolname) end,
+                    case when r.rolname not in ('marketplace_definer', 'marketplace_recorder', 'marketplace_admin') then format('owned by %s', r.rolname) end)) as what
+      from pg_proc p join pg_roles r on r.oid = p.proowner
+     where p.pronamespace = 'marketplace'::regnamespace and p.prosecdef
+       and (r.rolsuper or r.rolcanlogin or r.rolname not in ('marketplace_definer', 'marketplace_recorder', 'marketplace_admin')
+            or not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) c where c like 'search_path=%'))
+  )
+  select 'SECURITY DEFINER functions',
+         case when count(*) = 0 then 'ok' else 'problem' end,
+         case when count(*) = 0 then 'owned by marketplace_definer, _recorder or _admin (NOLOGIN, not superusers), search_path pinned'
+              else string_agg(b.what, '; ') end,
+         case when count(*) = 0 then '' else 'as the owner: ALTER FUNCTION ... SET search_path = pg_catalog, pg_temp; ALTER FUNCTION ... OWNER TO marketplace_definer (README "Roles")' end
+    from bad b
+$function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_definers() to marketplace_definer;
+revoke execute on function marketplace.doctor_seller_transfer_definers() from public;
+
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_dispatch(max_due interval DEFAULT '00:05:00'::interval)
  RETURNS TABLE(check_name text, status text, detail text, fix text)
  LANGUAGE sql
@@ -1908,6 +1936,7 @@ AS $function$
   union all select * from marketplace.doctor_seller_transfer_guard_sync()
   union all select * from marketplace.doctor_seller_transfer_indexes()
   union all select * from marketplace.doctor_seller_transfer_roles()
+  union all select * from marketplace.doctor_seller_transfer_definers()
   union all select * from marketplace.doctor_seller_transfer_jobs()
   union all select * from marketplace.doctor_seller_transfer_dispatch()
   union all select * from marketplace.doctor_seller_transfer_workers()
@@ -2050,6 +2079,28 @@ grant EXECUTE on function marketplace.seller_transfer_matrix_fingerprint() to ma
 grant EXECUTE on function marketplace.seller_transfer_matrix_fingerprint() to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_matrix_fingerprint() to marketplace_writer;
 revoke execute on function marketplace.seller_transfer_matrix_fingerprint() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_recorded_stripe_ids(id uuid)
+ RETURNS TABLE(stripe_transfer_id text, transfer_recorded_by text, stripe_reversal_id text, reversal_recorded_by text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select (select e.stripe_transfer_id from marketplace.seller_transfer_events e
+           where e.transfer_id = $1 and e.stripe_transfer_id is not null order by e.id desc limit 1),
+         (select e.authority from marketplace.seller_transfer_events e
+           where e.transfer_id = $1 and e.stripe_transfer_id is not null order by e.id desc limit 1),
+         (select e.stripe_reversal_id from marketplace.seller_transfer_events e
+           where e.transfer_id = $1 and e.stripe_reversal_id is not null order by e.id desc limit 1),
+         (select e.authority from marketplace.seller_transfer_events e
+           where e.transfer_id = $1 and e.stripe_reversal_id is not null order by e.id desc limit 1)
+$function$;
+comment on function marketplace.seller_transfer_recorded_stripe_ids(uuid) is 'The Stripe ids the history records for a transfer (the latest event that set each) and who recorded them (worker: the worker wrote it). Null: not recorded (set past the guard, or before migration 000017).';
+grant EXECUTE on function marketplace.seller_transfer_recorded_stripe_ids(uuid) to marketplace_definer;
+grant EXECUTE on function marketplace.seller_transfer_recorded_stripe_ids(uuid) to marketplace_operator;
+grant EXECUTE on function marketplace.seller_transfer_recorded_stripe_ids(uuid) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_recorded_stripe_ids(uuid) to marketplace_worker;
+revoke execute on function marketplace.seller_transfer_recorded_stripe_ids(uuid) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_status_counts()
  RETURNS TABLE(status text, total bigint, stuck bigint)

@@ -1,5 +1,5 @@
 --! Previous: sha1:1a2931ff7f2d50c12909e759ee1c4a214d86168f
---! Hash: sha1:c3f0fc78761e8bd4d35fc966406650318aef32bb
+--! Hash: sha1:80047b587b01d0d8a450a5cb8168ce66daaabd3e
 --! Message: every move has an owner
 
 -- Every move has an owner (see docs: README "Roles and who owns each move").
@@ -23,6 +23,10 @@
 --
 -- Online: catalog changes only (no scan, no rewrite); the statements that lock seller_transfers
 -- take their locks briefly under migrate's lock_timeout.
+
+-- Lock order: seller_transfers first. A writer holds its lock on seller_transfers while its
+-- trigger writes the history; taking the history's lock first (ADD COLUMN below) would deadlock.
+lock table marketplace.seller_transfers in share row exclusive mode;
 
 ------------------------------------------------------------------------------
 -- 1. The roles functions run as. NOLOGIN, not superusers; cluster-wide, so created only when
@@ -653,6 +657,70 @@ AS $function$
     from found f left join wrong w on w.role = f.role
    order by f.ord
 $function$;
+------------------------------------------------------------------------------
+-- 5b. What the worker checks before acting on a row's Stripe object: the ids its history says
+-- the worker recorded. Doctor checks the SECURITY DEFINER functions.
+------------------------------------------------------------------------------
+create function marketplace.seller_transfer_recorded_stripe_ids(id uuid)
+returns table (stripe_transfer_id text, transfer_recorded_by text, stripe_reversal_id text, reversal_recorded_by text)
+language sql stable
+set search_path = pg_catalog, pg_temp as $$
+  select (select e.stripe_transfer_id from marketplace.seller_transfer_events e
+           where e.transfer_id = $1 and e.stripe_transfer_id is not null order by e.id desc limit 1),
+         (select e.authority from marketplace.seller_transfer_events e
+           where e.transfer_id = $1 and e.stripe_transfer_id is not null order by e.id desc limit 1),
+         (select e.stripe_reversal_id from marketplace.seller_transfer_events e
+           where e.transfer_id = $1 and e.stripe_reversal_id is not null order by e.id desc limit 1),
+         (select e.authority from marketplace.seller_transfer_events e
+           where e.transfer_id = $1 and e.stripe_reversal_id is not null order by e.id desc limit 1)
+$$;
+comment on function marketplace.seller_transfer_recorded_stripe_ids(uuid) is
+  'The Stripe ids the history records for a transfer (the latest event that set each) and who recorded them (worker: the worker wrote it). Null: not recorded (set past the guard, or before migration 000017).';
+revoke execute on function marketplace.seller_transfer_recorded_stripe_ids(uuid) from public;
+grant execute on function marketplace.seller_transfer_recorded_stripe_ids(uuid) to marketplace_worker, marketplace_reader, marketplace_operator;
+
+create function marketplace.doctor_seller_transfer_definers()
+returns table (check_name text, status text, detail text, fix text)
+language sql stable
+set search_path = pg_catalog, pg_temp as $$
+  with bad as (
+    select format('%s (%s)', p.oid::regprocedure,
+                  concat_ws(', ',
+                    case when not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) c where c like 'search_path=%') then 'search_path not pinned' end,
+                    case when r.rolsuper then format('owned by superuser %s', r.rolname) end,
+                    case when r.rolcanlogin then format('owned by login role %s', r.rolname) end,
+                    case when r.rolname not in ('marketplace_definer', 'marketplace_recorder', 'marketplace_admin') then format('owned by %s', r.rolname) end)) as what
+      from pg_proc p join pg_roles r on r.oid = p.proowner
+     where p.pronamespace = 'marketplace'::regnamespace and p.prosecdef
+       and (r.rolsuper or r.rolcanlogin or r.rolname not in ('marketplace_definer', 'marketplace_recorder', 'marketplace_admin')
+            or not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) c where c like 'search_path=%'))
+  )
+  select 'SECURITY DEFINER functions',
+         case when count(*) = 0 then 'ok' else 'problem' end,
+         case when count(*) = 0 then 'owned by marketplace_definer, _recorder or _admin (NOLOGIN, not superusers), search_path pinned'
+              else string_agg(b.what, '; ') end,
+         case when count(*) = 0 then '' else 'as the owner: ALTER FUNCTION ... SET search_path = pg_catalog, pg_temp; ALTER FUNCTION ... OWNER TO marketplace_definer (README "Roles")' end
+    from bad b
+$$;
+revoke execute on function marketplace.doctor_seller_transfer_definers() from public;
+
+create or replace function marketplace.seller_transfer_doctor()
+returns table (check_name text, status text, detail text, fix text)
+language sql stable security definer
+set search_path = pg_catalog, pg_temp as $$
+  select * from marketplace.doctor_seller_transfer_triggers()
+  union all select * from marketplace.doctor_seller_transfer_guard_sync()
+  union all select * from marketplace.doctor_seller_transfer_indexes()
+  union all select * from marketplace.doctor_seller_transfer_roles()
+  union all select * from marketplace.doctor_seller_transfer_definers()
+  union all select * from marketplace.doctor_seller_transfer_jobs()
+  union all select * from marketplace.doctor_seller_transfer_dispatch()
+  union all select * from marketplace.doctor_seller_transfer_workers()
+  union all select * from marketplace.doctor_seller_transfer_slos()
+  union all select * from marketplace.doctor_seller_transfer_held()
+  union all select * from marketplace.doctor_seller_transfer_audit()
+$$;
+
 ------------------------------------------------------------------------------
 -- 6. The functions' owners, and what each owner may do: only what its functions need.
 ------------------------------------------------------------------------------

@@ -402,6 +402,25 @@ create or replace trigger seller_transfer_column_couplings AFTER INSERT OR UPDAT
 create or replace trigger seller_transfer_write_once AFTER UPDATE OF id, order_id, seller_id, stripe_account_id, amount_cents, currency, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents ON marketplace.seller_transfers FOR EACH ROW WHEN (old.id IS DISTINCT FROM new.id OR old.order_id IS DISTINCT FROM new.order_id OR old.seller_id IS DISTINCT FROM new.seller_id OR old.stripe_account_id IS DISTINCT FROM new.stripe_account_id OR old.amount_cents IS DISTINCT FROM new.amount_cents OR old.currency IS DISTINCT FROM new.currency OR old.created_at IS DISTINCT FROM new.created_at OR old.stripe_transfer_id IS NOT NULL AND new.stripe_transfer_id IS DISTINCT FROM old.stripe_transfer_id OR old.stripe_reversal_id IS NOT NULL AND new.stripe_reversal_id IS DISTINCT FROM old.stripe_reversal_id OR old.reversal_amount_cents IS DISTINCT FROM new.reversal_amount_cents AND NOT (new.status = 'reversal_pending'::text AND old.status IS DISTINCT FROM 'reversal_pending'::text)) EXECUTE FUNCTION marketplace.refuse_write_once_change();
 
 
+create or replace function marketplace.seller_transfer_doctor()
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select * from marketplace.doctor_seller_transfer_triggers()
+  union all select * from marketplace.doctor_seller_transfer_guard_sync()
+  union all select * from marketplace.doctor_seller_transfer_indexes()
+  union all select * from marketplace.doctor_seller_transfer_roles()
+  union all select * from marketplace.doctor_seller_transfer_jobs()
+  union all select * from marketplace.doctor_seller_transfer_dispatch()
+  union all select * from marketplace.doctor_seller_transfer_workers()
+  union all select * from marketplace.doctor_seller_transfer_slos()
+  union all select * from marketplace.doctor_seller_transfer_held()
+  union all select * from marketplace.doctor_seller_transfer_audit()
+$function$;
+drop function marketplace.doctor_seller_transfer_definers();
+drop function marketplace.seller_transfer_recorded_stripe_ids(uuid);
 drop function marketplace.assert_seller_transfer_move(marketplace.seller_transfers, marketplace.seller_transfers);
 drop function marketplace.assert_seller_transfer_move_owner(uuid, text, text);
 drop function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers, marketplace.seller_transfers);
