@@ -5,6 +5,7 @@
 // process (fastify's inject: routing, the queries, rendering; no network), as a signed-in viewer.
 import { buildConsoleApp } from '../src/console/app.ts';
 import { openConsoleDb } from '../src/console/db.ts';
+import { hashPassword } from '../src/console/users.ts';
 import { createLogger } from '../src/logger.ts';
 import { check, fmt, median, ms, percentile, progress, rowsLabel, stopwatch, type BenchContext, type FigureResult } from './lib.ts';
 
@@ -53,9 +54,9 @@ export async function consolePagesFigure(ctx: BenchContext): Promise<FigureResul
   const { rows: [sample] } = await ctx.pool.query<{ id: string; seller_id: string; stripe_transfer_id: string }>(
     `select id, seller_id, stripe_transfer_id from marketplace.seller_transfers where status = 'reversed' order by created_at desc limit 1 offset 100`);
   const db = await openConsoleDb(ctx.url);
-  const { app, sessions } = await buildConsoleApp({ db, users: [], logger: createLogger('silent'), stripeMode: 'test', secureCookies: false,
+  const { app, sessions } = await buildConsoleApp({ db, users: [{ name: 'bench', role: 'viewer', hash: hashPassword('bench-password-unused') }], logger: createLogger('silent'), stripeMode: 'test', secureCookies: false,
     sessionMinutes: 60, bulkMax: 100, loginMaxFailures: 5 });
-  const cookie = `st_console_session=${sessions.create('bench', 'viewer').id}`;
+  const cookie = `st_console_session=${(await sessions.create('bench', 'viewer')).id}`;
   const get = async (url: string) => {
     const res = await app.inject({ method: 'GET', url, headers: { cookie } });
     if (res.statusCode >= 400) throw new Error(`GET ${url}: ${res.statusCode} ${res.body.slice(0, 200)}`);

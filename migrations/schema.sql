@@ -6,6 +6,20 @@
 create schema marketplace;
 comment on schema marketplace is 'Seller payouts (Stripe Connect transfers) and the state machine that guards them.';
 
+create table marketplace.console_sessions (
+  token_sha256 bytea not null,
+  user_name text not null,
+  console_role text not null,
+  created_at timestamp with time zone default now() not null,
+  expires_at timestamp with time zone not null
+);
+alter table marketplace.console_sessions add constraint console_session_ends_after_it_starts CHECK ((expires_at > created_at));
+alter table marketplace.console_sessions add constraint console_sessions_console_role_check CHECK ((console_role = ANY (ARRAY['viewer'::text, 'operator'::text])));
+alter table marketplace.console_sessions add constraint console_sessions_pkey PRIMARY KEY (token_sha256);
+alter table marketplace.console_sessions add constraint console_sessions_token_sha256_check CHECK ((octet_length(token_sha256) = 32));
+alter table marketplace.console_sessions add constraint console_sessions_user_name_check CHECK (((user_name <> ''::text) AND (length(user_name) <= 64)));
+comment on table marketplace.console_sessions is 'Console logins (seller-transfers console), shared by its processes: SHA-256 of the session token, the person, the console role, the expiry. Only marketplace_console reads or writes it.';
+
 create table marketplace.seller_transfer_authorities (
   authority text not null,
   "position" bigint not null,
@@ -2216,6 +2230,8 @@ revoke execute on function marketplace.unlock_seller_transfer(uuid) from public;
 
 grant USAGE on schema marketplace to marketplace_admin;
 
+grant USAGE on schema marketplace to marketplace_console;
+
 grant USAGE on schema marketplace to marketplace_definer;
 
 grant USAGE on schema marketplace to marketplace_operator;
@@ -2227,6 +2243,8 @@ grant USAGE on schema marketplace to marketplace_recorder;
 grant USAGE on schema marketplace to marketplace_worker;
 
 grant USAGE on schema marketplace to marketplace_writer;
+
+grant DELETE, INSERT, SELECT on marketplace.console_sessions to marketplace_console;
 
 grant SELECT on marketplace.seller_transfer_authorities to marketplace_admin;
 

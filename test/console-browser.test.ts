@@ -3,10 +3,14 @@
 // as viewer and operator, find by tr_, the timeline, a reversal the worker completes against the
 // simulator, refusals (viewer POST, forged cross-site form, bad input) that write nothing, and
 // axe-core on every screen. One browser for the whole file.
+import { spawn } from 'node:child_process';
 import http from 'node:http';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashPassword } from '../src/console/users.ts';
+import { projectRoot } from '../src/db/migrate.ts';
 import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
 import type { WorkerHandle } from '../src/worker/runner.ts';
 import { findChromium, launchChromium, seriousViolations, type Browser } from './support/browser.ts';
@@ -24,6 +28,20 @@ let page: Page;
 let paidId: string;
 let paidTr: string;
 const axe: Record<string, string[]> = {};
+const children: Array<ReturnType<typeof spawn>> = [];
+
+/** A second console: `seller-transfers console` in a process of its own on the same database. */
+async function consoleProcess(): Promise<string> {
+  const users = [OPERATOR, VIEWER].map((u) => `${u.name}:${u === OPERATOR ? 'operator' : 'viewer'}:${hashPassword(u.password)}`).join(',');
+  const child = spawn(process.execPath, [path.join(projectRoot, 'bin/seller-transfers.js'), 'console'], {
+    cwd: projectRoot, env: { ...process.env, NODE_ENV: 'development', DATABASE_URL: db.url, CONSOLE_PORT: '0', CONSOLE_USERS: users, LOG_LEVEL: 'warn', LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const [, url] = await waitFor('the second console\'s URL', async () => /console: (http:\/\/127\.0\.0\.1:\d+)\//.exec(stderr), 60_000, 100);
+  return url!;
+}
 
 // playwright-core has no web-first assertions (those are @playwright/test's): read, then assert.
 async function textOf(l: Locator): Promise<string> {
@@ -66,6 +84,7 @@ beforeAll(async () => {
   paidTr = (await db.pool.query('select stripe_transfer_id from marketplace.seller_transfers where id = $1', [paidId])).rows[0].stripe_transfer_id;
 }, 60_000);
 afterAll(async () => {
+  for (const child of children) child.kill('SIGTERM');
   await browser?.close();
   await consoleApp?.close();
   await worker?.stop();
@@ -228,5 +247,27 @@ describe('console in Chromium', () => {
     expect(await textOf(page.getByRole('alert'))).toBe('vera is a viewer: only operators act on transfers; nothing was done.');
     expect(await snapshot(id)).toEqual(before);
     await waitFor('the refusal in the log', async () => consoleApp.logs.some((l) => l['msg'] === 'console: action refused (viewer)' && l['actor'] === 'vera'));
+  });
+
+  it('two console processes share the session: logged in on one, the operator acts on the other; logout on it ends both', async () => {
+    const other = await consoleProcess();
+    const id = await transferIn(db.pool, 'completed');
+    await logIn(OPERATOR); // on the in-process console
+    // Cookies are per host, not per port: the browser sends the same session to the other process,
+    // as it would to two processes behind one load balancer.
+    await page.goto(`${other}/transfers/${id}`);
+    expect(await textOf(page.locator('.who'))).toBe('otto (operator)');
+    const form = page.locator('form.action').filter({ has: page.locator('input[name="action"][value="reverse"]') });
+    await form.getByLabel(/Reason/).fill('refund across processes');
+    await form.getByRole('button', { name: 'Review…' }).click();
+    await page.getByRole('button', { name: 'Confirm reverse' }).click();
+    await page.waitForURL(`${other}/transfers/${id}?done=reverse`);
+    const { rows: [e] } = await db.pool.query(`select to_status, requested_by, reason from marketplace.seller_transfer_events where transfer_id = $1 and from_status = 'completed'`, [id]);
+    expect(e).toEqual({ to_status: 'reversal_pending', requested_by: 'otto (console)', reason: 'refund across processes' });
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.waitForURL(`${other}/login`);
+    await page.goto(`${consoleApp.url}/`);
+    await page.waitForURL(/\/login\?next=/);
+    expect(await page.getByRole('button', { name: 'Log in' }).count()).toBe(1);
   });
 });

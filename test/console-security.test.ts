@@ -296,7 +296,7 @@ describe('state changes', () => {
     const capped = await startTestConsole(db.url, { bulkMax: 2 });
     try {
       const more = [await transferIn(db.pool, 'failed'), await transferIn(db.pool, 'failed'), await transferIn(db.pool, 'failed')];
-      const cs = capped.sessions.create(OPERATOR.name, 'operator');
+      const cs = await capped.sessions.create(OPERATOR.name, 'operator');
       const p = new URLSearchParams({ _csrf: cs.csrf, action: 'fail', reason: 'too many', confirm_count: '3' });
       for (const id of more) p.append('ids', id);
       const res = await fetch(`${capped.url}/bulk/act`, { method: 'POST', headers: { cookie: `st_console_session=${cs.id}`, 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' }, body: p });

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { appliedMigrations, committedMigrations, migrationNumber } from '../db/migrate.ts';
+import { appliedMigrationsOn, committedMigrations, migrationNumber } from '../db/migrate.ts';
 import { print, printJson } from './format.ts';
 import { operatorContext, withOperatorDb } from './operator-db.ts';
 import type { Queryable } from './queries.ts';
@@ -9,10 +9,10 @@ export const DOCTOR_PROBLEM_EXIT_CODE = 3;
 
 export interface DoctorCheck { check: string; status: 'ok' | 'warn' | 'problem'; detail: string; fix: string }
 
-/** applied == committed: every committed file applied, nothing applied that this build lacks. */
-export async function migrationCheck(url: string): Promise<DoctorCheck> {
+/** applied == committed: every committed file applied, nothing applied that this build lacks. Read on db's own connection (its role). */
+export async function migrationCheck(db: Queryable): Promise<DoctorCheck> {
   const committed = (await committedMigrations()).map(migrationNumber);
-  const applied = (await appliedMigrations(url)).map((m) => m.number);
+  const applied = (await appliedMigrationsOn(db)).map((m) => m.number);
   const pad = (n: number) => String(n).padStart(6, '0');
   const missing = committed.filter((n) => !applied.includes(n));
   const unknown = applied.filter((n) => !committed.includes(n));
@@ -22,8 +22,8 @@ export async function migrationCheck(url: string): Promise<DoctorCheck> {
 }
 
 /** Every check: the migrations (from the files) and marketplace.seller_transfer_doctor(); for this command and the console. */
-export async function doctorChecks(db: Queryable, url: string): Promise<DoctorCheck[]> {
-  const result = [await migrationCheck(url)];
+export async function doctorChecks(db: Queryable): Promise<DoctorCheck[]> {
+  const result = [await migrationCheck(db)];
   const { rows: [has] } = await db.query<{ ok: boolean }>(`select to_regprocedure('marketplace.seller_transfer_doctor()') is not null as ok`);
   if (!has?.ok) {
     result.push({ check: 'doctor functions', status: 'problem', detail: 'marketplace.seller_transfer_doctor() is missing: the schema is older than this build', fix: 'run `seller-transfers migrate`' });
@@ -50,7 +50,7 @@ export function registerDoctorCommand(program: Command): void {
     .option('--json', 'print { ok, checks: [{ check, status, detail, fix }] } as JSON')
     .action(async (opts: { json?: boolean }) => {
       const { config, logger } = operatorContext();
-      const checks = await withOperatorDb(config, logger, (db, url) => doctorChecks(db, url));
+      const checks = await withOperatorDb(config, logger, (db) => doctorChecks(db));
       const ok = !checks.some((c) => c.status === 'problem');
       if (opts.json) printJson({ ok, checks });
       else print(renderDoctor(checks));

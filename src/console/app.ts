@@ -63,7 +63,7 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
   const routes: ConsoleApp['routes'] = [];
   app.addHook('onRoute', (r) => { for (const method of [r.method].flat()) if (method !== 'HEAD') routes.push({ method, url: r.url }); });
   await app.register(formbody, { bodyLimit: 256 * 1024 });
-  const sessions = new SessionStore(o.sessionMinutes * 60_000);
+  const sessions = new SessionStore(o.db.sessions, o.sessionMinutes);
   const limiter = new LoginLimiter({ maxFailures: o.loginMaxFailures, ...(o.loginFirstDelayMs === undefined ? {} : { firstDelayMs: o.loginFirstDelayMs }) });
   const log = o.logger;
 
@@ -73,7 +73,10 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
     if (o.loopbackOnly && !LOOPBACK_HOST.test(request.headers.host ?? '')) {
       return reply.code(421).type('text/plain; charset=utf-8').send('This console answers only to 127.0.0.1, localhost and [::1].\n');
     }
-    request.session = sessions.get(parseCookies(request.headers.cookie)[SESSION_COOKIE]);
+    const session = await sessions.get(parseCookies(request.headers.cookie)[SESSION_COOKIE]);
+    // Sessions outlive a restart: one whose person or role this process no longer has (taken out
+    // of CONSOLE_USERS, made a viewer) is no session here.
+    request.session = session && o.users.some((u) => u.name === session.user && u.role === session.role) ? session : undefined;
     // The matched route, never request.url (which carries the query string): "/login?x=1" is /login.
     if (PUBLIC.has(request.routeOptions.url ?? '')) return;
     if (!request.session) {

@@ -1,15 +1,18 @@
-// The console's two ways into PostgreSQL, each with the least privilege it needs: pages read
+// The console's three ways into PostgreSQL, each with the least privilege it needs: pages read
 // as marketplace_reader; actions run as marketplace_operator (EXECUTE on the admin functions
-// only), with the person's name in marketplace.requested_by so the history records who asked.
+// only), with the person's name in marketplace.requested_by so the history records who asked;
+// sessions are kept as marketplace_console (marketplace.console_sessions and nothing else).
 import pg from 'pg';
 import { types } from '../cli/operator-db.ts';
 
 export const READER_ROLE = 'marketplace_reader';
 export const OPERATOR_ROLE = 'marketplace_operator';
+export const SESSIONS_ROLE = 'marketplace_console';
 
 export interface ConsoleDb {
   reader: pg.Pool;
   operator: pg.Pool;
+  sessions: pg.Pool;
   url: string;
   close(): Promise<void>;
 }
@@ -27,16 +30,19 @@ function pool(url: string, role: string, max: number): pg.Pool {
 export async function openConsoleDb(url: string): Promise<ConsoleDb> {
   const reader = pool(url, READER_ROLE, 8);
   const operator = pool(url, OPERATOR_ROLE, 2);
-  // Fail at start, not on the first page: both roles must be ones the login may take.
-  for (const [p, role] of [[reader, READER_ROLE], [operator, OPERATOR_ROLE]] as const) {
-    const { rows: [r] } = await p.query<{ role: string }>('select current_user as role').catch((e: Error) => {
+  const sessions = pool(url, SESSIONS_ROLE, 4);
+  const close = async () => { await Promise.all([reader.end(), operator.end(), sessions.end()]); };
+  // Fail at start, not on the first page: every role must be one the login may take.
+  for (const [p, role] of [[reader, READER_ROLE], [operator, OPERATOR_ROLE], [sessions, SESSIONS_ROLE]] as const) {
+    const { rows: [r] } = await p.query<{ role: string }>('select current_user as role').catch(async (e: Error) => {
+      await close();
       const why = e.message.split('\n')[0] ?? e.message;
       if (/role .* does not exist/.test(why)) throw new Error(`${why}: the database is not migrated (or not up to date); run \`seller-transfers migrate\` (the worker does it at start)`);
       throw new Error(`cannot connect as ${role} (GRANT ${role} TO the console's login): ${why}`);
     });
     if (r?.role !== role) throw new Error(`connected as ${r?.role}, not ${role}`);
   }
-  return { reader, operator, url, close: async () => { await Promise.all([reader.end(), operator.end()]); } };
+  return { reader, operator, sessions, url, close };
 }
 
 /** Runs fn on one reader connection in a read-only snapshot, so a page's queries fit together. */

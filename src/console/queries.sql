@@ -106,3 +106,25 @@ select status from marketplace.seller_transfers where id = $1;
 
 -- name: find_stripe
 select t.id, t.status from marketplace.seller_transfers t where t.stripe_transfer_id = $1 or t.stripe_reversal_id = $1;
+
+-- Sessions (marketplace.console_sessions, as marketplace_console): the table holds the SHA-256
+-- of the token, never the token; a row past expires_at is no session, whatever the clock of the
+-- console process that asks.
+
+-- name: session_create
+-- $1 the token, $2 the person, $3 viewer | operator, $4 minutes until it ends.
+insert into marketplace.console_sessions (token_sha256, user_name, console_role, expires_at)
+values (sha256(convert_to($1, 'UTF8')), $2, $3, now() + make_interval(mins => $4))
+returning user_name, console_role, expires_at;
+
+-- name: session_get
+select user_name, console_role, expires_at from marketplace.console_sessions
+ where token_sha256 = sha256(convert_to($1, 'UTF8')) and expires_at > now();
+
+-- name: session_end
+delete from marketplace.console_sessions where token_sha256 = sha256(convert_to($1, 'UTF8'));
+
+-- name: sessions_sweep
+-- Ended sessions (at most a batch per login, so a login never waits on a big delete).
+delete from marketplace.console_sessions
+ where token_sha256 in (select token_sha256 from marketplace.console_sessions where expires_at <= now() limit 1000);

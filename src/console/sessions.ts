@@ -1,37 +1,41 @@
-// Sessions in memory (one console process; a restart logs everyone out, which is the safe
-// side). The cookie holds only a random id; the session holds the user, role and CSRF token.
-import { randomBytes } from 'node:crypto';
+// Sessions in PostgreSQL (marketplace.console_sessions, as marketplace_console), so every console
+// process on the database shares them, a restart logs nobody out, and logout or expiry ends a
+// session everywhere at once. The cookie holds a random token; the table holds its SHA-256 (the
+// hashing and the expiry rule are in the named queries). The form (CSRF) token is derived from
+// the session token, so it is the same on every process and never stored.
+import { createHmac, randomBytes } from 'node:crypto';
+import type pg from 'pg';
+import { sql } from './sql.ts';
 import type { Role } from './users.ts';
 
-export interface Session { id: string; user: string; role: Role; csrf: string; expiresAt: number }
+export interface Session { id: string; user: string; role: Role; csrf: string; expiresAt: Date }
+
+/** A token is 32 random bytes, base64url: anything else is no session (and never reaches the database). */
+const TOKEN = /^[\w-]{43}$/;
+
+interface SessionRow { user_name: string; console_role: Role; expires_at: Date }
 
 export class SessionStore {
-  private readonly sessions = new Map<string, Session>();
-  constructor(private readonly ttlMs: number) {}
+  constructor(private readonly pool: pg.Pool, private readonly ttlMinutes: number) {}
 
-  create(user: string, role: Role): Session {
-    this.sweep();
-    const session = { id: randomBytes(32).toString('base64url'), user, role, csrf: randomBytes(32).toString('base64url'), expiresAt: Date.now() + this.ttlMs };
-    this.sessions.set(session.id, session);
-    return session;
+  async create(user: string, role: Role): Promise<Session> {
+    const id = randomBytes(32).toString('base64url');
+    await this.pool.query(sql('sessions_sweep'));
+    const { rows: [row] } = await this.pool.query<SessionRow>(sql('session_create'), [id, user, role, this.ttlMinutes]);
+    return session(id, row!);
   }
 
-  get(id: string | undefined): Session | undefined {
-    if (!id) return undefined;
-    const s = this.sessions.get(id);
-    if (!s || s.expiresAt < Date.now()) {
-      this.sessions.delete(id);
-      return undefined;
-    }
-    return s;
+  async get(id: string | undefined): Promise<Session | undefined> {
+    if (!id || !TOKEN.test(id)) return undefined;
+    const { rows: [row] } = await this.pool.query<SessionRow>(sql('session_get'), [id]);
+    return row ? session(id, row) : undefined;
   }
 
-  delete(id: string | undefined): void {
-    if (id) this.sessions.delete(id);
+  async delete(id: string | undefined): Promise<void> {
+    if (id && TOKEN.test(id)) await this.pool.query(sql('session_end'), [id]);
   }
+}
 
-  private sweep(): void {
-    const now = Date.now();
-    for (const [id, s] of this.sessions) if (s.expiresAt < now) this.sessions.delete(id);
-  }
+function session(id: string, row: SessionRow): Session {
+  return { id, user: row.user_name, role: row.console_role, csrf: createHmac('sha256', id).update('console form token').digest('base64url'), expiresAt: row.expires_at };
 }

@@ -123,12 +123,15 @@ async function rollbackScript(number: number): Promise<string> {
 }
 
 export async function appliedMigrations(connectionString: string): Promise<AppliedMigration[]> {
-  return withClient(connectionString, async (c) => {
-    const { rows: [exists] } = await c.query<{ ok: boolean }>(`select to_regclass('graphile_migrate.migrations') is not null as ok`);
-    if (!exists?.ok) return [];
-    const { rows } = await c.query<{ filename: string }>('select filename from graphile_migrate.migrations order by filename');
-    return rows.map((r) => ({ filename: r.filename, number: migrationNumber(r.filename) }));
-  });
+  return withClient(connectionString, appliedMigrationsOn);
+}
+
+/** The same, on a connection the caller holds (the console's doctor page: its reader connection). */
+export async function appliedMigrationsOn(c: Pick<pg.ClientBase, 'query'>): Promise<AppliedMigration[]> {
+  const { rows: [exists] } = await c.query<{ ok: boolean }>(`select to_regclass('graphile_migrate.migrations') is not null as ok`);
+  if (!exists?.ok) return [];
+  const { rows } = await c.query<{ filename: string }>('select filename from graphile_migrate.migrations order by filename');
+  return rows.map((r) => ({ filename: r.filename, number: migrationNumber(r.filename) }));
 }
 
 /**

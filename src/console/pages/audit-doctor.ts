@@ -21,7 +21,7 @@ export function registerAuditDoctorPages(app: FastifyInstance, o: ConsoleOptions
   });
 
   app.get('/doctor', async (request, reply) => {
-    const checks = await readSnapshot(o.db, (c) => doctorChecks(c, o.db.url));
+    const checks = await readSnapshot(o.db, (c) => doctorChecks(c));
     return page(request, reply, 'doctor', { title: 'Doctor', checks, problems: checks.filter((c) => c.status === 'problem').length, warnings: checks.filter((c) => c.status === 'warn').length });
   });
 }

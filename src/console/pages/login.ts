@@ -62,14 +62,14 @@ export function registerLoginPages(app: FastifyInstance, d: LoginDeps): void {
       return form(request, reply, next, 'Wrong user name or password.', 401);
     }
     d.limiter.succeed(name);
-    const session = d.sessions.create(user.name, user.role);
+    const session = await d.sessions.create(user.name, user.role);
     d.log.info({ request_id: request.id, actor: user.name, role: user.role, address: request.ip }, 'console: logged in');
     reply.header('Set-Cookie', [cookie(SESSION_COOKIE, session.id, d.sessionMinutes * 60), cookie(LOGIN_COOKIE, '', 0)]);
     return reply.redirect(next, 303);
   });
 
   app.post('/logout', async (request, reply) => {
-    d.sessions.delete(request.session?.id);
+    await d.sessions.delete(request.session?.id);
     reply.header('Set-Cookie', cookie(SESSION_COOKIE, '', 0));
     return reply.redirect('/login', 303);
   });
