@@ -13,6 +13,8 @@ export interface WorkerMetrics {
   onStripeCall: StripeCallObserver;
   observeJobStart(runAt: Date): void;
   countTransition(from: string, to: string): void;
+  /** An outcome of a Stripe call the database did not take (the row moved meanwhile). */
+  countOutcomeNotRecorded(operation: string): void;
   observeDispatch(tick: DispatchTick): void;
   /** A heartbeat the database accepted (feeds seller_transfers_worker_heartbeat_timestamp_seconds). */
   observeHeartbeat(at: Date): void;
@@ -31,6 +33,12 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
     help: 'Stripe API calls made by the worker, by operation and outcome (ok, transient, unanswered, indeterminate, balance_insufficient, permanent).',
     labelNames: ['operation', 'outcome'] as const,
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20],
+    registers: [registry],
+  });
+  const notRecorded = new client.Counter({
+    name: 'seller_transfers_outcomes_not_recorded_total',
+    help: 'Outcomes of the worker (what Stripe did, or a failure) that matched no row because it moved meanwhile: held for review or left for audit; see the runbook.',
+    labelNames: ['operation'] as const,
     registers: [registry],
   });
   const jobLag = new client.Histogram({
@@ -139,6 +147,7 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
     onStripeCall: (operation, outcome, seconds) => stripeCalls.observe({ operation, outcome }, seconds),
     observeJobStart: (runAt) => jobLag.observe(Math.max(0, (Date.now() - runAt.getTime()) / 1000)),
     countTransition: (from, to) => transitions.inc({ from, to }),
+    countOutcomeNotRecorded: (operation) => notRecorded.inc({ operation }),
     observeDispatch: (tick) => {
       lastTick.setToCurrentTime();
       if (tick.dispatched > 0) {

@@ -167,6 +167,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       opts.onStripeCall?.(op, outcome, seconds);
     },
     onTransition: metrics?.countTransition,
+    onOutcomeNotRecorded: metrics?.countOutcomeNotRecorded,
   };
   const runnerOptions: RunnerOptions = {
     pgPool: pool,

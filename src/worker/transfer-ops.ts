@@ -36,7 +36,7 @@ export type TransferTask = (typeof TRANSFER_TASKS)[number];
 const LOOKUP_WHEN_OLDER_THAN_MS = 12 * 3600 * 1000;
 
 export interface StripeCallObserver {
-  (operation: 'transfer.create' | 'transfer.lookup' | 'reversal.create' | 'reversal.lookup', outcome: string, seconds: number): void;
+  (operation: 'transfer.create' | 'transfer.lookup' | 'transfer.retrieve' | 'reversal.create' | 'reversal.lookup', outcome: string, seconds: number): void;
 }
 
 /** How long one job keeps a rate-limited row, re-sending as the budget allows, before handing it back. */
@@ -58,6 +58,8 @@ export interface WorkerDeps {
   rateLimitTries?: number;
   onStripeCall?: StripeCallObserver;
   onTransition?: (from: string, to: string) => void;
+  /** An outcome the database did not take (the row moved meanwhile): counted, never dropped silently. */
+  onOutcomeNotRecorded?: (operation: string) => void;
 }
 
 interface ClaimedRow extends TransferRow {
@@ -83,7 +85,8 @@ export class RowBusyError extends Error {
   }
 }
 
-export type TaskOutcome = 'missing' | 'not_actionable' | 'completed' | 'reversed' | 'adopted' | 'failed' | 'permanently_failed' | 'rescheduled' | 'rate_limited' | 'held_for_review';
+export type TaskOutcome = 'missing' | 'not_actionable' | 'completed' | 'reversed' | 'adopted' | 'failed' | 'permanently_failed' | 'rescheduled' | 'rate_limited' | 'held_for_review'
+  | 'not_recorded';
 
 /** Thrown out of a Stripe call that stayed rate limited for as long as one job waits. */
 class StillRateLimited extends Error {
@@ -183,8 +186,9 @@ class RowOperation {
   private async giveUp(): Promise<TaskOutcome> {
     const { row } = this;
     const message = `gave up after ${row.retry_count} failed attempts; Stripe has no ${row.status === 'reversal_pending' ? 'reversal' : 'transfer'} for this row. Last error: ${row.last_error ?? 'none'}`;
-    await this.record('give-up', 'marketplace.record_seller_transfer_failure($1, $2, $3, null, $4)',
+    const r = await this.record<{ result: string | null }>('give-up', 'marketplace.record_seller_transfer_failure($1, $2, $3, null, $4)',
       [row.id, row.status, message, `worker: retry limit reached (${row.retry_count} attempts)`]);
+    if (!r?.result) return this.notRecorded('give-up', { error: message });
     this.deps.onTransition?.(row.status, 'permanently_failed');
     this.log.error({ error: message }, 'retry limit reached');
     return 'permanently_failed';
@@ -258,7 +262,9 @@ class RowOperation {
     const { row } = this;
     const retryAt = new Date(Date.now() + 1000 + Math.random() * 2000);
     const message = rateLimitedMessage(limited.reason, row.last_error);
-    await this.record('record-rate-limited', 'marketplace.record_seller_transfer_rate_limited($1, $2, $3, $4)', [row.id, row.status, message, retryAt]);
+    const r = await this.record<{ result: string | null }>('record-rate-limited', 'marketplace.record_seller_transfer_rate_limited($1, $2, $3, $4)',
+      [row.id, row.status, message, retryAt]);
+    if (!r?.result) return this.notRecorded('record-rate-limited', { reason: limited.reason });
     this.log.warn({ reason: limited.reason, tries: limited.tries, nextRetryAt: retryAt },
       'still rate limited by Stripe: row handed back unchanged (not a failed attempt), due again shortly');
     return 'rate_limited';
@@ -276,8 +282,7 @@ class RowOperation {
         if (existing) {
           const mismatch = this.differs(existing);
           if (mismatch) return this.holdForReview(`Stripe transfer ${existing.id} for this row differs: ${mismatch}`);
-          await this.markPaid(existing.id, `worker: adopted Stripe transfer ${existing.id} found by lookup`);
-          return 'adopted';
+          return this.markPaid(existing.id, `worker: adopted Stripe transfer ${existing.id} found by lookup`, 'adopted');
         }
         if (this.exhausted) return this.giveUp();
       }
@@ -289,8 +294,7 @@ class RowOperation {
         description: `seller payout for order ${row.order_id}`,
         metadata: { seller_transfer_id: row.id, order_id: row.order_id, seller_id: row.seller_id },
       }, { idempotencyKey: this.key('transfer') }));
-      await this.markPaid(transfer.id, `worker: Stripe transfer ${transfer.id} created`);
-      return 'completed';
+      return await this.markPaid(transfer.id, `worker: Stripe transfer ${transfer.id} created`, 'completed');
     } catch (e) {
       return this.afterStripeError(e);
     }
@@ -301,6 +305,8 @@ class RowOperation {
     const transferId = row.stripe_transfer_id!;
     const amount = Number(row.reversal_amount_cents ?? row.amount_cents);
     try {
+      const notOurs = await this.transferNotOurs(transferId);
+      if (notOurs) return this.holdForReview(notOurs);
       if (this.mustLookUp()) {
         const found = await this.stripeCall('reversal.lookup', STRIPE_ENDPOINTS.reversalList, () => deps.stripe.transfers.listReversals(transferId, { limit: 100 }));
         const existing = found.data.find((r) => r.metadata?.seller_transfer_id === row.id);
@@ -308,8 +314,7 @@ class RowOperation {
           if (existing.amount !== amount) {
             return this.holdForReview(`Stripe reversal ${existing.id} for this row differs: amount ${existing.amount} != ${amount}`);
           }
-          await this.markReversed(existing.id, existing.amount, `worker: adopted Stripe reversal ${existing.id} found by lookup`);
-          return 'adopted';
+          return this.markReversed(existing.id, existing.amount, `worker: adopted Stripe reversal ${existing.id} found by lookup`, 'adopted');
         }
         if (this.exhausted) return this.giveUp();
       }
@@ -318,8 +323,7 @@ class RowOperation {
         description: `reversal of seller payout ${row.id}`,
         metadata: { seller_transfer_id: row.id, order_id: row.order_id },
       }, { idempotencyKey: this.key('reversal') }));
-      await this.markReversed(reversal.id, reversal.amount, `worker: Stripe reversal ${reversal.id} created`);
-      return 'reversed';
+      return await this.markReversed(reversal.id, reversal.amount, `worker: Stripe reversal ${reversal.id} created`, 'reversed');
     } catch (e) {
       return this.afterStripeError(e);
     }
@@ -352,21 +356,84 @@ class RowOperation {
       [row.id, row.status, `${message}; held for review: Stripe moved money, the row is not given up (see docs/runbook.md#transfersheldforreview)`,
        'worker: Stripe differs from the row; held for review']);
     const newStatus = r?.result ?? null;
-    if (newStatus && newStatus !== row.status) this.deps.onTransition?.(row.status, newStatus);
+    if (!newStatus) return this.notRecorded('hold-for-review', { error: message });
+    if (newStatus !== row.status) this.deps.onTransition?.(row.status, newStatus);
     this.log.error({ error: message, newStatus }, 'Stripe differs from the row: held for review, not retried automatically');
     return 'held_for_review';
   }
 
-  private async markPaid(stripeTransferId: string, reason: string): Promise<void> {
-    await this.record('mark-paid', 'marketplace.mark_seller_transfer_paid($1, $2, $3)', [this.row.id, stripeTransferId, reason]);
-    this.deps.onTransition?.(this.row.status, 'completed');
-    this.log.info({ stripeTransferId }, reason);
+  /**
+   * Before reversing: is the Stripe transfer on the row the one the worker created for it? The
+   * history says so when the worker recorded it (migration 000017 on); otherwise Stripe does: our
+   * transfers carry the row's id in metadata and transfer_group. A row given another row's
+   * transfer (a write past the guard) is held for review, never reversed. Returns why not, or null.
+   */
+  private async transferNotOurs(transferId: string): Promise<string | null> {
+    const { row, deps } = this;
+    const { rows: [recorded] } = await this.db.query<{ stripe_transfer_id: string | null; transfer_recorded_by: string | null }>({
+      name: 'seller-transfers-recorded-stripe-ids',
+      text: 'select stripe_transfer_id, transfer_recorded_by from marketplace.seller_transfer_recorded_stripe_ids($1)',
+      values: [row.id],
+    });
+    if (recorded?.transfer_recorded_by === 'worker') {
+      return recorded.stripe_transfer_id === transferId ? null
+        : `the row names Stripe transfer ${transferId}, but the worker recorded ${recorded.stripe_transfer_id} for it`;
+    }
+    let transfer: Stripe.Transfer;
+    try {
+      transfer = await this.stripeCall('transfer.retrieve', STRIPE_ENDPOINTS.transferRetrieve, () => deps.stripe.transfers.retrieve(transferId));
+    } catch (e) {
+      if (e instanceof StripeCallFailed && (e.original as { statusCode?: number }).statusCode === 404) return `Stripe has no transfer ${transferId}`;
+      throw e;
+    }
+    const owner = transfer.metadata?.seller_transfer_id;
+    if (owner === row.id && transfer.transfer_group === `seller_transfer_${row.id}`) return null;
+    return `Stripe transfer ${transferId} is not this row's (metadata.seller_transfer_id ${owner ?? 'none'}, transfer_group ${transfer.transfer_group ?? 'none'})`;
   }
 
-  private async markReversed(stripeReversalId: string, amount: number, reason: string): Promise<void> {
-    await this.record('mark-reversed', 'marketplace.mark_seller_transfer_reversed($1, $2, $3, $4)', [this.row.id, stripeReversalId, amount, reason]);
+  /**
+   * The database did not take an outcome: the row moved meanwhile (another writer, a person). The
+   * outcome is not dropped: logged at error with what Stripe did, counted, and the row held for
+   * review when it is still in a status the worker works on (a terminal row is left for audit and
+   * reconcile, which name it). Never a success line for a row that does not say so.
+   */
+  private async notRecorded(operation: string, what: Record<string, unknown>): Promise<TaskOutcome> {
+    const { row } = this;
+    this.deps.onOutcomeNotRecorded?.(operation);
+    const { rows: [now] } = await this.db.query<{ status: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null }>({
+      name: 'seller-transfers-row-now',
+      text: 'select status, stripe_transfer_id, stripe_reversal_id from marketplace.seller_transfers where id = $1',
+      values: [row.id],
+    });
+    this.log.error({ ...what, operation, statusNow: now?.status ?? 'missing' },
+      `the database did not record the worker's outcome: seller transfer ${row.id} moved from ${row.status} meanwhile`);
+    if (now && ['pending', 'failed', 'reversal_pending'].includes(now.status)) {
+      const held = await this.db.query<{ result: string | null }>({
+        name: 'seller-transfers-hold-not-recorded',
+        text: 'select marketplace.hold_seller_transfer_for_review($1, $2, $3, $4) as result',
+        values: [row.id, now.status, `outcome not recorded (${operation}: ${JSON.stringify(what)}): the row moved from ${row.status} to ${now.status} meanwhile; held for review`,
+          'worker: outcome not recorded; held for review'],
+      });
+      if (held.rows[0]?.result) this.log.error({ heldIn: held.rows[0].result }, 'held for review: see docs/runbook.md#transfersheldforreview');
+    }
+    return 'not_recorded';
+  }
+
+  private async markPaid(stripeTransferId: string, reason: string, outcome: 'completed' | 'adopted'): Promise<TaskOutcome> {
+    const r = await this.record<{ result: boolean }>('mark-paid', 'marketplace.mark_seller_transfer_paid($1, $2, $3)', [this.row.id, stripeTransferId, reason]);
+    if (!r?.result) return this.notRecorded('mark-paid', { stripeTransferId });
+    this.deps.onTransition?.(this.row.status, 'completed');
+    this.log.info({ stripeTransferId }, reason);
+    return outcome;
+  }
+
+  private async markReversed(stripeReversalId: string, amount: number, reason: string, outcome: 'reversed' | 'adopted'): Promise<TaskOutcome> {
+    const r = await this.record<{ result: boolean }>('mark-reversed', 'marketplace.mark_seller_transfer_reversed($1, $2, $3, $4)',
+      [this.row.id, stripeReversalId, amount, reason]);
+    if (!r?.result) return this.notRecorded('mark-reversed', { stripeReversalId, amount });
     this.deps.onTransition?.(this.row.status, 'reversed');
     this.log.info({ stripeReversalId, amount }, reason);
+    return outcome;
   }
 
   private async fail(failure: ClassifiedFailure): Promise<TaskOutcome> {
@@ -378,7 +445,8 @@ class RowOperation {
       'marketplace.record_seller_transfer_failure($1, $2, $3, $4, $5, $6, $7)',
       [row.id, row.status, failure.message, retryAt, reason, needsNewKey(failure.kind), failure.kind === 'unanswered']);
     const newStatus = r?.result ?? null;
-    if (newStatus) this.deps.onTransition?.(row.status, newStatus);
+    if (!newStatus) return this.notRecorded('record-failure', { failure: failure.kind, error: failure.message });
+    this.deps.onTransition?.(row.status, newStatus);
     const level = retryAt ? 'warn' : 'error';
     this.log[level]({ failure: failure.kind, error: failure.message, nextRetryAt: retryAt, newStatus }, 'Stripe call failed');
     if (!retryAt) return 'permanently_failed';
