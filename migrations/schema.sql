@@ -20,6 +20,17 @@ alter table marketplace.console_sessions add constraint console_sessions_token_s
 alter table marketplace.console_sessions add constraint console_sessions_user_name_check CHECK (((user_name <> ''::text) AND (length(user_name) <= 64)));
 comment on table marketplace.console_sessions is 'Console logins (seller-transfers console), shared by its processes: SHA-256 of the session token, the person, the console role, the expiry. Only marketplace_console reads or writes it.';
 
+create table marketplace.currencies (
+  code text not null,
+  exponent integer not null,
+  description text not null
+);
+alter table marketplace.currencies add constraint currencies_code_check CHECK ((code ~ '^[a-z]{3}$'::text));
+alter table marketplace.currencies add constraint currencies_exponent_check CHECK ((exponent = ANY (ARRAY[0, 2, 3])));
+alter table marketplace.currencies add constraint currencies_pkey PRIMARY KEY (code);
+comment on table marketplace.currencies is 'Currencies a seller transfer may be in: Stripe''s supported currencies, with the minor-unit exponent Stripe''s API counts amounts in (amount_cents = amount * 10^exponent). The console and the CLI read exponents from here.';
+comment on column marketplace.currencies.exponent is 'Decimals of the amount Stripe''s API takes: 0 for zero-decimal currencies (jpy: 1200 is 1,200 JPY), 2 for most, 3 for bhd jod kwd omr tnd.';
+
 create table marketplace.seller_transfer_authorities (
   authority text not null,
   "position" bigint not null,
@@ -46,7 +57,8 @@ create table marketplace.seller_transfer_events (
   requested_by text,
   authority text,
   stripe_transfer_id text,
-  stripe_reversal_id text
+  stripe_reversal_id text,
+  source_transaction text
 );
 alter table marketplace.seller_transfer_events add constraint seller_transfer_events_pkey PRIMARY KEY (id);
 CREATE INDEX seller_transfer_events_transfer_idx ON marketplace.seller_transfer_events USING btree (transfer_id, id);
@@ -58,6 +70,22 @@ comment on column marketplace.seller_transfer_events.requested_by is 'Operator m
 comment on column marketplace.seller_transfer_events.authority is 'Who made the move (service, worker, operator, owner), decided by the role the statement ran as; null before migration 000017.';
 comment on column marketplace.seller_transfer_events.stripe_transfer_id is 'The Stripe transfer id this move wrote on the row (null when the move did not set it).';
 comment on column marketplace.seller_transfer_events.stripe_reversal_id is 'The Stripe reversal id this move wrote on the row (null when the move did not set it).';
+comment on column marketplace.seller_transfer_events.source_transaction is 'Insert events: the source_transaction the transfer was created with (null: none, or an insert before this column existed).';
+
+create table marketplace.seller_transfer_external_reversals (
+  stripe_reversal_id text not null,
+  transfer_id uuid not null,
+  stripe_transfer_id text not null,
+  amount_cents bigint not null,
+  seen_at timestamp with time zone default now() not null,
+  reason text
+);
+alter table marketplace.seller_transfer_external_reversals add constraint seller_transfer_external_reversals_amount_cents_check CHECK ((amount_cents > 0));
+alter table marketplace.seller_transfer_external_reversals add constraint seller_transfer_external_reversals_pkey PRIMARY KEY (stripe_reversal_id);
+alter table marketplace.seller_transfer_external_reversals add constraint seller_transfer_external_reversals_stripe_reversal_id_check CHECK ((stripe_reversal_id ~ '^trr_[A-Za-z0-9]+$'::text));
+alter table marketplace.seller_transfer_external_reversals add constraint seller_transfer_external_reversals_transfer_id_fkey FOREIGN KEY (transfer_id) REFERENCES marketplace.seller_transfers(id);
+CREATE INDEX seller_transfer_external_reversals_transfer_idx ON marketplace.seller_transfer_external_reversals USING btree (transfer_id);
+comment on table marketplace.seller_transfer_external_reversals is 'Reversals Stripe holds for a payout beyond the one the row records (a reversed payout reversed again outside this system, e.g. in the Stripe Dashboard). Written by the webhook; see docs/runbook.md#reversalsmadeoutside.';
 
 create table marketplace.seller_transfer_move_owners (
   from_status text not null,
@@ -138,9 +166,12 @@ create table marketplace.seller_transfers (
   created_at timestamp with time zone default now() not null,
   updated_at timestamp with time zone default now() not null,
   stripe_key_generation integer default 0 not null,
-  stripe_request_in_doubt boolean default false not null
+  stripe_request_in_doubt boolean default false not null,
+  source_transaction text
 );
+alter table marketplace.seller_transfers add constraint seller_transfer_currency_known FOREIGN KEY (currency) REFERENCES marketplace.currencies(code);
 alter table marketplace.seller_transfers add constraint seller_transfer_reversal_amount CHECK (((reversal_amount_cents > 0) AND (reversal_amount_cents <= amount_cents)));
+alter table marketplace.seller_transfers add constraint seller_transfer_source_transaction_format CHECK ((source_transaction ~ '^(ch|py)_[A-Za-z0-9]+$'::text));
 alter table marketplace.seller_transfers add constraint seller_transfers_amount_cents_check CHECK ((amount_cents > 0));
 alter table marketplace.seller_transfers add constraint seller_transfers_currency_check CHECK ((currency ~ '^[a-z]{3}$'::text));
 alter table marketplace.seller_transfers add constraint seller_transfers_pkey PRIMARY KEY (id);
@@ -192,10 +223,11 @@ CREATE TRIGGER seller_transfer_status_transition AFTER UPDATE OF status ON marke
             END
             ELSE false
         END) EXECUTE FUNCTION marketplace.refuse_illegal_status_transition();
-CREATE TRIGGER seller_transfer_write_once AFTER UPDATE OF id, order_id, seller_id, stripe_account_id, amount_cents, currency, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents, stripe_request_in_doubt ON marketplace.seller_transfers FOR EACH ROW WHEN (old.id IS DISTINCT FROM new.id OR old.order_id IS DISTINCT FROM new.order_id OR old.seller_id IS DISTINCT FROM new.seller_id OR old.stripe_account_id IS DISTINCT FROM new.stripe_account_id OR old.amount_cents IS DISTINCT FROM new.amount_cents OR old.currency IS DISTINCT FROM new.currency OR old.created_at IS DISTINCT FROM new.created_at OR old.stripe_transfer_id IS NOT NULL AND new.stripe_transfer_id IS DISTINCT FROM old.stripe_transfer_id OR old.stripe_reversal_id IS NOT NULL AND new.stripe_reversal_id IS DISTINCT FROM old.stripe_reversal_id OR old.reversal_amount_cents IS DISTINCT FROM new.reversal_amount_cents AND NOT (new.status = 'reversal_pending'::text AND old.status IS DISTINCT FROM 'reversal_pending'::text) OR old.stripe_request_in_doubt AND NOT new.stripe_request_in_doubt AND marketplace.seller_transfer_authority(CURRENT_USER) IS DISTINCT FROM 'worker'::text) EXECUTE FUNCTION marketplace.refuse_write_once_change();
+CREATE TRIGGER seller_transfer_write_once AFTER UPDATE OF id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents, stripe_request_in_doubt ON marketplace.seller_transfers FOR EACH ROW WHEN (old.id IS DISTINCT FROM new.id OR old.order_id IS DISTINCT FROM new.order_id OR old.seller_id IS DISTINCT FROM new.seller_id OR old.stripe_account_id IS DISTINCT FROM new.stripe_account_id OR old.amount_cents IS DISTINCT FROM new.amount_cents OR old.currency IS DISTINCT FROM new.currency OR old.source_transaction IS DISTINCT FROM new.source_transaction OR old.created_at IS DISTINCT FROM new.created_at OR old.stripe_transfer_id IS NOT NULL AND new.stripe_transfer_id IS DISTINCT FROM old.stripe_transfer_id OR old.stripe_reversal_id IS NOT NULL AND new.stripe_reversal_id IS DISTINCT FROM old.stripe_reversal_id OR old.reversal_amount_cents IS DISTINCT FROM new.reversal_amount_cents AND NOT (new.status = 'reversal_pending'::text AND old.status IS DISTINCT FROM 'reversal_pending'::text) OR old.stripe_request_in_doubt AND NOT new.stripe_request_in_doubt AND marketplace.seller_transfer_authority(CURRENT_USER) IS DISTINCT FROM 'worker'::text) EXECUTE FUNCTION marketplace.refuse_write_once_change();
 comment on table marketplace.seller_transfers is 'One Stripe Connect payout to a seller. status moves only along marketplace.seller_transfer_transitions.';
 comment on column marketplace.seller_transfers.stripe_key_generation is 'Suffix of the idempotency key of the current Stripe operation; moves only after Stripe answered and nothing was created.';
 comment on column marketplace.seller_transfers.stripe_request_in_doubt is 'The last Stripe request ended without an answer (timeout, dropped connection, key in use): it may still run at Stripe.';
+comment on column marketplace.seller_transfers.source_transaction is 'Optional: the Stripe charge (ch_…) or payment (py_…) this payout is funded from (Stripe''s source_transaction). Written by the service at insert, never changed.';
 
 create table marketplace.stripe_request_budgets (
   budget text not null,
@@ -348,6 +380,19 @@ create view marketplace.seller_transfers_past_slo as
      CROSS JOIN LATERAL ( SELECT COALESCE(marketplace.seller_transfer_status_since(t.id), t.created_at) AS at) since
   WHERE since.at < (now() - make_interval(secs => slo.max_seconds::double precision));
 comment on view marketplace.seller_transfers_past_slo is 'Seller transfers stuck in a non-terminal status longer than marketplace.seller_transfer_status_slos allows (time in status from the last history event).';
+
+create view marketplace.seller_transfers_waiting_for_funds as
+ SELECT t.id,
+    t.amount_cents,
+    t.currency,
+    t.retry_count,
+    t.next_retry_at,
+    t.last_error,
+    t.created_at,
+    t.updated_at
+   FROM marketplace.seller_transfers t
+  WHERE t.status = 'failed'::text AND t.stripe_transfer_id IS NULL AND t.next_retry_at <> 'infinity'::timestamp with time zone AND t.last_error ~~ '%balance_insufficient%'::text;
+comment on view marketplace.seller_transfers_waiting_for_funds is 'Payouts Stripe refused for the platform''s available balance (balance_insufficient), retried on the balance schedule until BALANCE_MAX_ATTEMPTS; see docs/runbook.md#sellertransferswaitingforfunds.';
 
 create view marketplace.stripe_request_budget_status as
  SELECT b.budget,
@@ -528,7 +573,7 @@ begin
     union
     select e.transfer_id from marketplace.seller_transfer_events e where since is not null and e.occurred_at >= since
   ), ev as (
-    select e.transfer_id, e.id, e.from_status, e.to_status, e.amount_cents, e.currency, e.stripe_account_id,
+    select e.transfer_id, e.id, e.from_status, e.to_status, e.amount_cents, e.currency, e.stripe_account_id, e.source_transaction,
            e.authority, e.stripe_transfer_id, e.stripe_reversal_id,
            row_number() over w as n,
            lag(e.to_status) over w as prev_to,
@@ -561,9 +606,9 @@ begin
       left join marketplace.seller_transfer_transitions tr on tr.from_status = ev.from_status and tr.to_status = ev.to_status
      where ev.n > 1 and ev.from_status is not null and ev.from_status <> ev.to_status and tr.from_status is null
   ), firsts as (
-    select ev.transfer_id, ev.id, ev.last_to, ev.from_status, ev.amount_cents, ev.currency, ev.stripe_account_id from ev where ev.n = 1
+    select ev.transfer_id, ev.id, ev.last_to, ev.from_status, ev.amount_cents, ev.currency, ev.stripe_account_id, ev.source_transaction from ev where ev.n = 1
   ), rows_in_scope as (
-    select t.id, t.status, t.amount_cents, t.currency, t.stripe_account_id, t.stripe_transfer_id, t.stripe_reversal_id from marketplace.seller_transfers t
+    select t.id, t.status, t.amount_cents, t.currency, t.stripe_account_id, t.source_transaction, t.stripe_transfer_id, t.stripe_reversal_id from marketplace.seller_transfers t
      where since is null or t.id in (select s.id from scope s)
   ), rows_vs_history as (
     select coalesce(t.id, l.transfer_id) as transfer_id,
@@ -578,11 +623,12 @@ begin
      where l.transfer_id is null or t.id is null or t.status is distinct from l.last_to
   ), facts as (
     select t.id as transfer_id, 'money_facts_changed'::text as problem,
-           format('event %s: created as %s %s to %s, the row now says %s %s to %s', f.id,
-                  f.amount_cents, f.currency, f.stripe_account_id, t.amount_cents, t.currency, t.stripe_account_id) as detail
+           format('event %s: created as %s %s to %s%s, the row now says %s %s to %s%s', f.id,
+                  f.amount_cents, f.currency, f.stripe_account_id, coalesce(' from ' || f.source_transaction, ''),
+                  t.amount_cents, t.currency, t.stripe_account_id, coalesce(' from ' || t.source_transaction, '')) as detail
       from rows_in_scope t
       join firsts f on f.transfer_id = t.id and f.from_status is null and f.amount_cents is not null
-     where (t.amount_cents, t.currency, t.stripe_account_id) is distinct from (f.amount_cents, f.currency, f.stripe_account_id)
+     where (t.amount_cents, t.currency, t.stripe_account_id, t.source_transaction) is distinct from (f.amount_cents, f.currency, f.stripe_account_id, f.source_transaction)
   ), stripe_ids as (
     -- A Stripe id on the row must be the one the worker recorded with the move that set it. Judged
     -- only where the history records it: rows created, paid or reversed since migration 000017.
@@ -643,7 +689,7 @@ grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) 
 revoke execute on function marketplace.can_transition_transfer_status(text,text) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.claim_seller_transfer(transfer_id uuid, task text, lease timestamp with time zone DEFAULT NULL::timestamp with time zone)
- RETURNS TABLE(outcome text, id uuid, status text, stripe_account_id text, amount_cents bigint, currency text, order_id uuid, seller_id uuid, stripe_transfer_id text, reversal_amount_cents bigint, retry_count integer, next_retry_at timestamp with time zone, last_error text, stripe_key_generation integer, stripe_request_in_doubt boolean, state_since timestamp with time zone)
+ RETURNS TABLE(outcome text, id uuid, status text, stripe_account_id text, amount_cents bigint, currency text, order_id uuid, seller_id uuid, stripe_transfer_id text, reversal_amount_cents bigint, retry_count integer, next_retry_at timestamp with time zone, last_error text, stripe_key_generation integer, stripe_request_in_doubt boolean, state_since timestamp with time zone, source_transaction text)
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
@@ -663,10 +709,10 @@ begin
               then 'claimed' else 'not_actionable' end,
          t.id, t.status, t.stripe_account_id, t.amount_cents, t.currency, t.order_id, t.seller_id,
          t.stripe_transfer_id, t.reversal_amount_cents, t.retry_count, t.next_retry_at, t.last_error,
-         t.stripe_key_generation, t.stripe_request_in_doubt, marketplace.seller_transfer_status_since(t.id)
+         t.stripe_key_generation, t.stripe_request_in_doubt, marketplace.seller_transfer_status_since(t.id), t.source_transaction
     into outcome, id, status, stripe_account_id, amount_cents, currency, order_id, seller_id,
          stripe_transfer_id, reversal_amount_cents, retry_count, next_retry_at, last_error,
-         stripe_key_generation, stripe_request_in_doubt, state_since
+         stripe_key_generation, stripe_request_in_doubt, state_since, source_transaction
     from marketplace.seller_transfers t
     join marketplace.seller_transfer_statuses s on s.status = t.status
    where t.id = wanted;
@@ -959,6 +1005,40 @@ $function$;
 grant EXECUTE on function marketplace.doctor_seller_transfer_audit(timestamp with time zone) to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_audit(timestamp with time zone) from public;
 
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_currencies()
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  with unknown as (
+    select t.currency, count(*) as n, min(t.id::text) as example
+      from marketplace.seller_transfers t
+     where not exists (select 1 from marketplace.currencies c where c.code = t.currency)
+     group by t.currency
+  ), fk as (
+    select c.convalidated from pg_constraint c
+     where c.conrelid = 'marketplace.seller_transfers'::regclass and c.conname = 'seller_transfer_currency_known'
+  )
+  select 'currencies of seller transfers',
+         case when (select count(*) from unknown) > 0 or not coalesce((select convalidated from fk), false) then 'problem' else 'ok' end,
+         case when (select count(*) from fk) = 0 then 'constraint seller_transfer_currency_known is missing'
+              when (select count(*) from unknown) > 0
+                then format('%s row(s) in a currency marketplace.currencies does not know: %s; constraint seller_transfer_currency_known is %s',
+                            (select sum(n) from unknown),
+                            (select string_agg(format('%s (%s row(s), e.g. %s)', u.currency, u.n, u.example), ', ' order by u.currency) from unknown u),
+                            case when (select convalidated from fk) then 'validated' else 'NOT VALID (new rows are checked, these are not)' end)
+              when not (select convalidated from fk) then 'every row''s currency is known, but constraint seller_transfer_currency_known is NOT VALID'
+              else 'every row''s currency is in marketplace.currencies (constraint validated)' end,
+         case when (select count(*) from fk) = 0 then 'the schema is damaged: restore it from migrations/committed'
+              when (select count(*) from unknown) > 0
+                then 'stop these payouts (seller-transfers fail <id>) and create them again in a currency Stripe supports, or, if Stripe supports the currency, add it to marketplace.currencies as the owner; then, as the owner: ALTER TABLE marketplace.seller_transfers VALIDATE CONSTRAINT seller_transfer_currency_known'
+              when not (select convalidated from fk) then 'as the owner: ALTER TABLE marketplace.seller_transfers VALIDATE CONSTRAINT seller_transfer_currency_known (does not block writers)'
+              else '' end
+$function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_currencies() to marketplace_definer;
+revoke execute on function marketplace.doctor_seller_transfer_currencies() from public;
+
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_definers()
  RETURNS TABLE(check_name text, status text, detail text, fix text)
  LANGUAGE sql
@@ -1007,6 +1087,26 @@ AS $function$
 $function$;
 grant EXECUTE on function marketplace.doctor_seller_transfer_dispatch(interval) to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_dispatch(interval) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_funds()
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select 'payouts waiting for the platform''s balance',
+         case when count(*) = 0 then 'ok' else 'problem' end,
+         case when count(*) = 0 then 'none'
+              else format('%s payout(s) refused by Stripe for the platform''s available balance (balance_insufficient): %s; most attempts so far %s',
+                          count(*), (select string_agg(format('%s %s', x.n, upper(x.currency)), ', ')
+                                       from (select w.currency, count(*) as n from marketplace.seller_transfers_waiting_for_funds w group by w.currency order by 1) x),
+                          max(w.retry_count)) end,
+         case when count(*) = 0 then ''
+              else 'top the platform''s Stripe balance up, then retry them (docs/runbook.md#sellertransferswaitingforfunds); services should pass source_transaction' end
+    from marketplace.seller_transfers_waiting_for_funds w
+$function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_funds() to marketplace_definer;
+revoke execute on function marketplace.doctor_seller_transfer_funds() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_guard_drift()
  RETURNS TABLE(from_status text, to_status text, in_table boolean)
@@ -1369,6 +1469,7 @@ AS $function$
     when old.stripe_account_id is distinct from new.stripe_account_id then 'stripe_account_id'
     when old.amount_cents is distinct from new.amount_cents then 'amount_cents'
     when old.currency is distinct from new.currency then 'currency'
+    when old.source_transaction is distinct from new.source_transaction then 'source_transaction'
     when old.created_at is distinct from new.created_at then 'created_at'
     when old.stripe_transfer_id is not null and new.stripe_transfer_id is distinct from old.stripe_transfer_id then 'stripe_transfer_id'
     when old.stripe_reversal_id is not null and new.stripe_reversal_id is distinct from old.stripe_reversal_id then 'stripe_reversal_id'
@@ -1505,6 +1606,13 @@ begin
   if id_hint is not null and id_hint <> t.id then
     return 'mismatch';
   end if;
+  -- A reversed payout reversed again, at Stripe: kept where people look, never ignored.
+  if t.status = 'reversed' and t.stripe_reversal_id is distinct from $3 then
+    insert into marketplace.seller_transfer_external_reversals (stripe_reversal_id, transfer_id, stripe_transfer_id, amount_cents, reason)
+    values ($3, t.id, $2, $4, reason)
+    on conflict on constraint seller_transfer_external_reversals_pkey do nothing;
+    return 'extra_reversal';
+  end if;
   if t.status not in ('completed', 'reversal_pending') then
     return 'unchanged';
   end if;
@@ -1527,7 +1635,7 @@ begin
    where s.id = t.id and s.status = 'reversal_pending';
   return case when found then 'recorded' else 'unchanged' end;
 end $function$;
-comment on function marketplace.record_external_seller_transfer_reversal(uuid,text,text,bigint,text) is 'Records a reversal that exists at Stripe but not on the row (webhook transfer.reversed), through legal moves only; amount_differs when the row asks for another amount.';
+comment on function marketplace.record_external_seller_transfer_reversal(uuid,text,text,bigint,text) is 'Records a reversal that exists at Stripe but not on the row (webhook transfer.reversed), through legal moves only; amount_differs when the row asks for another amount; extra_reversal (kept in seller_transfer_external_reversals) when a reversed payout was reversed again.';
 grant EXECUTE on function marketplace.record_external_seller_transfer_reversal(uuid,text,text,bigint,text) to marketplace_worker;
 revoke execute on function marketplace.record_external_seller_transfer_reversal(uuid,text,text,bigint,text) from public;
 
@@ -1583,9 +1691,9 @@ declare
   xid    xid8 := pg_current_xact_id();
 begin
   insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
-                                                  amount_cents, currency, stripe_account_id, authority, stripe_transfer_id, stripe_reversal_id)
+                                                  amount_cents, currency, stripe_account_id, authority, stripe_transfer_id, stripe_reversal_id, source_transaction)
   select n.id, null, n.status, at, actor, app, reason, xid, n.amount_cents, n.currency, n.stripe_account_id,
-         marketplace.seller_transfer_authority(actor::name), n.stripe_transfer_id, n.stripe_reversal_id
+         marketplace.seller_transfer_authority(actor::name), n.stripe_transfer_id, n.stripe_reversal_id, n.source_transaction
     from new_rows n;
   return null;
 end $function$;
@@ -1956,6 +2064,8 @@ AS $function$
   union all select * from marketplace.doctor_seller_transfer_workers()
   union all select * from marketplace.doctor_seller_transfer_slos()
   union all select * from marketplace.doctor_seller_transfer_held()
+  union all select * from marketplace.doctor_seller_transfer_funds()
+  union all select * from marketplace.doctor_seller_transfer_currencies()
   union all select * from marketplace.doctor_seller_transfer_audit()
 $function$;
 comment on function marketplace.seller_transfer_doctor() is 'Health checks of the installation, one row each: (check_name, ok | warn | problem, detail, fix). What `seller-transfers doctor` prints.';
@@ -2246,6 +2356,16 @@ grant USAGE on schema marketplace to marketplace_writer;
 
 grant DELETE, INSERT, SELECT on marketplace.console_sessions to marketplace_console;
 
+grant SELECT on marketplace.currencies to marketplace_definer;
+
+grant SELECT on marketplace.currencies to marketplace_operator;
+
+grant SELECT on marketplace.currencies to marketplace_reader;
+
+grant SELECT on marketplace.currencies to marketplace_worker;
+
+grant SELECT on marketplace.currencies to marketplace_writer;
+
 grant SELECT on marketplace.seller_transfer_authorities to marketplace_admin;
 
 grant SELECT on marketplace.seller_transfer_authorities to marketplace_definer;
@@ -2269,6 +2389,18 @@ grant SELECT on marketplace.seller_transfer_events to marketplace_reader;
 grant SELECT on marketplace.seller_transfer_events to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_events to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_external_reversals to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfer_external_reversals to marketplace_operator;
+
+grant SELECT on marketplace.seller_transfer_external_reversals to marketplace_reader;
+
+grant INSERT, SELECT on marketplace.seller_transfer_external_reversals to marketplace_recorder;
+
+grant SELECT on marketplace.seller_transfer_external_reversals to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_external_reversals to marketplace_writer;
 
 grant SELECT on marketplace.seller_transfer_move_owners to marketplace_admin;
 
@@ -2399,6 +2531,16 @@ grant SELECT on marketplace.seller_transfers_past_slo to marketplace_reader;
 grant SELECT on marketplace.seller_transfers_past_slo to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfers_past_slo to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfers_waiting_for_funds to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfers_waiting_for_funds to marketplace_operator;
+
+grant SELECT on marketplace.seller_transfers_waiting_for_funds to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfers_waiting_for_funds to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfers_waiting_for_funds to marketplace_writer;
 
 grant SELECT on marketplace.stripe_request_budget_status to marketplace_definer;
 

@@ -23,6 +23,7 @@ const FIXED: Record<string, string> = {
   stripe_account_id: `'acct_EVIL'`,
   amount_cents: 'amount_cents + 1',
   currency: `'eur'`,
+  source_transaction: `'ch_OTHER'`, // null at insert here; a value set at insert is covered below
   created_at: `created_at - interval '1 day'`,
 };
 
@@ -68,7 +69,7 @@ async function expectRefused(who: Writer, id: string, set: string, column: strin
 const fixedCases = Object.keys(FIXED).flatMap((column) => STATUSES.flatMap((status) => WRITERS.map((who) => ({ column, status, who }))));
 
 describe('fixed at insert', () => {
-  it('generates every column x status x role', () => expect(fixedCases).toHaveLength(7 * 6 * 3));
+  it('generates every column x status x role', () => expect(fixedCases).toHaveLength(8 * 6 * 3));
 
   it.each(fixedCases)('$column of a $status row, as $who: refused, row unchanged', async ({ column, status, who }) => {
     await expectRefused(who, rows[status], `${column} = ${FIXED[column]}`, column);
@@ -87,6 +88,13 @@ describe('fixed at insert', () => {
       [rows.failed, ids]));
     expect(err.constraint).toBe('seller_transfer_write_once');
     expect(await Promise.all(ids.map(snapshot))).toEqual(before);
+  });
+
+  it.each(WRITERS)('a source_transaction set at insert, as %s: neither changed nor cleared', async (who) => {
+    const { rows: [r] } = await db.pool.query<{ id: string }>(`insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction)
+      values (gen_random_uuid(), gen_random_uuid(), 'acct_src', 500, 'usd', 'ch_ORIGINAL') returning id`);
+    await expectRefused(who, r!.id, `source_transaction = 'py_OTHER'`, 'source_transaction');
+    await expectRefused(who, r!.id, 'source_transaction = null', 'source_transaction');
   });
 
   it('setting a fact to the value it already has is not a change', async () => {

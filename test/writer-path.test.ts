@@ -23,14 +23,14 @@ afterAll(async () => {
   await listener?.end();
 });
 
-/** Relations the writer's own statement may lock: the table, its history, the statuses (foreign key), and their indexes. */
+/** Relations the writer's own statement may lock: the table, its history, the statuses and the currencies (foreign keys), and their indexes. */
 const ALLOWED = `
   select c.oid from pg_class c
    where c.oid in ('marketplace.seller_transfers'::regclass, 'marketplace.seller_transfer_events'::regclass,
-                   'marketplace.seller_transfer_statuses'::regclass)
+                   'marketplace.seller_transfer_statuses'::regclass, 'marketplace.currencies'::regclass)
       or c.oid in (select indexrelid from pg_index
                     where indrelid in ('marketplace.seller_transfers'::regclass, 'marketplace.seller_transfer_events'::regclass,
-                                       'marketplace.seller_transfer_statuses'::regclass))
+                                       'marketplace.seller_transfer_statuses'::regclass, 'marketplace.currencies'::regclass))
       or c.oid = pg_get_serial_sequence('marketplace.seller_transfer_events', 'id')::regclass`;
 
 interface WriterTrace { extraLocks: string[]; advisoryLocks: number; jobsBefore: number; jobsAfter: number }
