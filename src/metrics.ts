@@ -133,6 +133,27 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
     },
   });
   new client.Gauge({
+    name: 'seller_transfers_waiting_for_funds',
+    help: 'Payouts Stripe refused for the platform\'s available balance (balance_insufficient), retried on the balance schedule until BALANCE_MAX_ATTEMPTS (marketplace.seller_transfers_waiting_for_funds).',
+    labelNames: ['currency'] as const,
+    registers: [registry],
+    async collect() {
+      const { rows } = await pool.query<{ currency: string; n: string }>(
+        'select currency, count(*) as n from marketplace.seller_transfers_waiting_for_funds group by currency');
+      this.reset(); // a currency whose payouts were all paid drops to nothing, not to its last count
+      for (const r of rows) this.set({ currency: r.currency }, Number(r.n));
+    },
+  });
+  new client.Gauge({
+    name: 'seller_transfers_external_reversals',
+    help: 'Reversals made outside seller-transfers (e.g. the Stripe Dashboard) of payouts already reversed: a payout carries one reversal (marketplace.seller_transfer_external_reversals).',
+    registers: [registry],
+    async collect() {
+      const { rows: [r] } = await pool.query<{ n: string }>('select count(*) as n from marketplace.seller_transfer_external_reversals');
+      this.set(Number(r!.n));
+    },
+  });
+  new client.Gauge({
     name: 'seller_transfers_stuck',
     help: 'Seller transfers longer in their status than its SLO (marketplace.seller_transfer_status_slos).',
     labelNames: ['status'] as const,

@@ -56,6 +56,13 @@ describe.skipIf(!hasPromtool)('alert rules (promtool)', () => {
     expect(run.code).not.toBe(0);
     expect(run.out).toContain('WorkerNotTakingWork');
   });
+
+  it('fail when payouts waiting for funds are summed across workers', async () => {
+    const dir = await copyWith((r) => r.replace('sum by (currency) (max without (instance, pod) (seller_transfers_waiting_for_funds))', 'sum by (currency) (seller_transfers_waiting_for_funds)'));
+    const run = await promtool(['test', 'rules', 'alerts.test.yml'], dir);
+    expect(run.code).not.toBe(0);
+    expect(run.out).toContain('SellerTransfersWaitingForFunds');
+  });
 });
 
 it.runIf(!hasPromtool)('promtool is not installed: alert rule tests skipped (apt-get install prometheus provides it)', () => {

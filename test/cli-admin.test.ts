@@ -32,7 +32,7 @@ describe.concurrent('reverse', () => {
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toBe('');
     expect(run.stdout).toContain(`seller transfer ${id}: completed -> reversal_pending (reason: order 17 refunded)`);
-    expect(run.stdout).toContain('reversal of 1000 usd cents requested');
+    expect(run.stdout).toContain('reversal of 10.00 USD requested');
     expect(run.stdout).toContain('worker: due now, waiting for the worker: a running worker picks it up within a moment');
     const { rows: [row] } = await db.pool.query('select * from marketplace.seller_transfers where id = $1', [id]);
     expect(row).toMatchObject({ status: 'reversal_pending', reversal_amount_cents: null, next_retry_at: null });
@@ -46,7 +46,7 @@ describe.concurrent('reverse', () => {
 
   it('--amount reverses part of the transfer; --json gives the row, the event and the dispatch state', async () => {
     const id = await transferIn(db.pool, 'completed');
-    const run = await cli('reverse', id, '--amount', '400', '--reason', 'partial refund', '--json');
+    const run = await cli('reverse', id, '--amount', '4', '--reason', 'partial refund', '--json'); // 4.00 USD
     expect(run.code, run.stderr).toBe(0);
     const out = JSON.parse(run.stdout);
     expect(out.transfer).toMatchObject({ id, status: 'reversal_pending', reversal_amount_cents: 400, amount_cents: 1000 });
@@ -58,7 +58,7 @@ describe.concurrent('reverse', () => {
 
   it('accepts the whole amount exactly', async () => {
     const id = await transferIn(db.pool, 'completed');
-    expect((await cli('reverse', id, '--amount', '1000', '--reason', 'all of it')).code).toBe(0);
+    expect((await cli('reverse', id, '--amount', '10.00', '--reason', 'all of it')).code).toBe(0);
     expect(await statusOf(db.pool, id)).toBe('reversal_pending');
   });
 });
@@ -67,14 +67,15 @@ describe.concurrent('reverse: mistakes change nothing', () => {
   it('an amount of zero, a negative amount, more than was paid', async () => {
     const id = await transferIn(db.pool, 'completed');
     await expectRefused(id, ['reverse', id, '--amount', '0', '--reason', 'x'], 'reversal amount must be a positive number of cents, got 0 [SQLSTATE 22023]', 1);
-    await expectRefused(id, ['reverse', id, '--amount', '-5', '--reason', 'x'], 'reversal amount must be a positive number of cents, got -5', 1);
-    await expectRefused(id, ['reverse', id, '--amount', '1001', '--reason', 'x'], 'reversal amount 1001 cents exceeds the transfer amount of 1000 cents', 1);
+    await expectRefused(id, ['reverse', id, '--amount', '-5', '--reason', 'x'], '--amount "-5" is not an amount in USD (write it as a person would, e.g. 12.50)', 2);
+    await expectRefused(id, ['reverse', id, '--amount', '10.01', '--reason', 'x'], 'reversal amount 1001 cents exceeds the transfer amount of 1000 cents', 1);
   });
 
-  it('an amount that is not a whole number of cents', async () => {
+  it('an amount with more decimals than the currency has, or no amount at all', async () => {
     const id = await transferIn(db.pool, 'completed');
-    await expectRefused(id, ['reverse', id, '--amount', '12.50', '--reason', 'x'], '--amount takes a whole number of cents, got "12.50"', 2);
-    await expectRefused(id, ['reverse', id, '--amount', '99999999999999999999', '--reason', 'x'], '--amount takes a whole number of cents', 2);
+    await expectRefused(id, ['reverse', id, '--amount', '1.505', '--reason', 'x'], '--amount "1.505": USD has 2 decimals at most', 2);
+    await expectRefused(id, ['reverse', id, '--amount', '99999999999999999999', '--reason', 'x'], '--amount "99999999999999999999" is not an amount in USD', 2);
+    await expectRefused(id, ['reverse', id, '--amount', '12 cents', '--reason', 'x'], '--amount "12 cents" is not an amount in USD', 2);
   });
 
   it('a missing or blank reason', async () => {

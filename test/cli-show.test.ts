@@ -28,7 +28,9 @@ describe.concurrent('show', () => {
     expect(run.stdout).toMatch(new RegExp(`^id +${id}$`, 'm'));
     expect(run.stdout).toMatch(/^status +reversal_pending: A refund asked/m);
     expect(run.stdout).toMatch(new RegExp(`^stripe_transfer_id +${row.stripe_transfer_id}$`, 'm'));
-    expect(run.stdout).toMatch(/^reversal_amount_cents +300$/m);
+    expect(run.stdout).toMatch(/^amount +10.00 USD \(amount_cents 1000\)$/m);
+    expect(run.stdout).toMatch(/^reversal amount +3.00 USD \(reversal_amount_cents 300\)$/m);
+    expect(run.stdout).toMatch(/^source_transaction +none: paid from the platform.s available balance$/m);
     expect(run.stdout).toMatch(/^due for the worker now +yes$/m);
     expect(run.stdout).toContain('refund of order 42');
     expect(run.stdout).toContain('(created)');

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, consoleConfig, loadConfig } from '../src/config.ts';
 import { LoginLimiter } from '../src/console/login-limiter.ts';
-import { formatMinor, parseMajor } from '../src/console/money.ts';
+import { formatMinor, parseMajor } from '../src/money.ts';
 import { hashPassword, parseUsers, verifyPassword } from '../src/console/users.ts';
 import { OPERATOR, startTestConsole, VIEWER, type TestConsole } from './support/console.ts';
 import { useTestDatabase } from './support/database.ts';
@@ -267,7 +267,7 @@ describe('state changes', () => {
       ['/transfers/00000000-0000-4000-8000-000000000000/act', { action: 'reverse', reason: 'x' }, 404, /No seller transfer 00000000-0000-4000-8000-000000000000; nothing was done/],
       [`/transfers/${id}/act`, { action: 'reverse', reason: 'too much', amount: '10.01' }, 400, /reversal amount 1001 cents exceeds the transfer amount of 1000 cents; nothing was done/],
       [`/transfers/${id}/preview`, { action: 'reverse', reason: '   ' }, 400, /a reason is required/],
-      [`/transfers/${id}/act`, { action: 'reverse', reason: 'x', amount: '1.234' }, 400, /Amount &quot;1.234&quot; is not an amount in USD; nothing was done/],
+      [`/transfers/${id}/act`, { action: 'reverse', reason: 'x', amount: '1.234' }, 400, /Amount &quot;1.234&quot;: USD has 2 decimals at most; nothing was done/],
     ];
     for (const [path, fields, status, message] of cases) {
       const res = await post(s, path, fields);
@@ -311,14 +311,17 @@ describe('state changes', () => {
 
 describe('money', () => {
   it('minor units with Stripe\'s zero- and three-decimal currencies', () => {
-    expect(formatMinor(123456, 'usd')).toBe('1,234.56 USD');
-    expect(formatMinor(1200, 'jpy')).toBe('1,200 JPY');
-    expect(formatMinor(5, 'kwd')).toBe('0.005 KWD');
-    expect(formatMinor('9223372036854775807', 'usd')).toBe('92,233,720,368,547,758.07 USD');
-    expect(parseMajor('12.5', 'usd')).toBe('1250');
-    expect(parseMajor('1,200', 'jpy')).toBe('1200');
-    expect(parseMajor('1.5', 'jpy')).toBeNull();
-    expect(parseMajor('-1', 'usd')).toBeNull();
+    // The exponent is the database's (marketplace.currencies); test/currencies.test.ts reads it from there.
+    expect(formatMinor(123456, 'usd', 2)).toBe('1,234.56 USD');
+    expect(formatMinor(1200, 'jpy', 0)).toBe('1,200 JPY');
+    expect(formatMinor(5, 'kwd', 3)).toBe('0.005 KWD');
+    expect(formatMinor('9223372036854775807', 'usd', 2)).toBe('92,233,720,368,547,758.07 USD');
+    expect(formatMinor(1200, 'xyz', null)).toBe('1200 XYZ (minor units; currency not in marketplace.currencies)');
+    expect(parseMajor('12.5', 'usd', 2)).toEqual({ minor: '1250' });
+    expect(parseMajor('1,200', 'jpy', 0)).toEqual({ minor: '1200' });
+    expect(parseMajor('1.5', 'jpy', 0)).toEqual({ error: '"1.5": JPY has no decimals (Stripe counts it in whole units)' });
+    expect(parseMajor('1.2345', 'kwd', 3)).toEqual({ error: '"1.2345": KWD has 3 decimals at most' });
+    expect(parseMajor('-1', 'usd', 2)).toHaveProperty('error');
   });
 });
 

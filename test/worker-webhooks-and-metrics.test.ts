@@ -2,6 +2,7 @@
 import { createServer } from 'node:net';
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createWorkerMetrics } from '../src/metrics.ts';
 import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
 import type { WorkerHandle } from '../src/worker/runner.ts';
 import { useTestDatabase } from './support/database.ts';
@@ -72,6 +73,24 @@ describe('Stripe webhooks', () => {
     // A reverse job dispatched for the reversal_pending step finds nothing to do: one reversal only.
     await new Promise((res) => setTimeout(res, 500));
     expect(sim.ledger().filter((e) => e.type === 'reversal' && e.transfer === paid.stripe_transfer_id)).toHaveLength(1);
+  });
+
+  it('a second reversal of a reversed payout, made outside (one reversal per payout): recorded for a person and counted, the row unchanged', async () => {
+    const id = await insertTransfer(db.pool, 1000);
+    await waitForStatus(db.pool, id, ['completed']);
+    await db.pool.query(`update marketplace.seller_transfers set status = 'reversal_pending', reversal_amount_cents = 400 where id = $1`, [id]);
+    await waitForStatus(db.pool, id, ['reversed']);
+    const { rows: [before] } = await db.pool.query('select * from marketplace.seller_transfers where id = $1', [id]);
+    const second = await stripe.transfers.createReversal(before.stripe_transfer_id, { amount: 250 }); // the Dashboard
+
+    expect(await deliver(reversedEvent('evt_second', before.stripe_transfer_id))).toEqual({ status: 200, body: 'extra_reversal' });
+    expect(await deliver(reversedEvent('evt_second', before.stripe_transfer_id))).toEqual({ status: 200, body: 'extra_reversal' }); // a replay adds nothing
+    const { rows: recorded } = await db.pool.query('select stripe_reversal_id, transfer_id, amount_cents from marketplace.seller_transfer_external_reversals where transfer_id = $1', [id]);
+    expect(recorded).toEqual([{ stripe_reversal_id: second.id, transfer_id: id, amount_cents: '250' }]);
+    expect((await db.pool.query('select * from marketplace.seller_transfers where id = $1', [id])).rows[0]).toEqual(before);
+    // A registry of its own: scraping the worker's /metrics here would fill its 15 s status cache for the next test.
+    const metrics = await createWorkerMetrics(db.pool).registry.getSingleMetricAsString('seller_transfers_external_reversals');
+    expect(metrics).toMatch(/^seller_transfers_external_reversals 1$/m);
   });
 
   it('ignores other event types and unknown transfers', async () => {

@@ -4,6 +4,7 @@
 // read back (seller_transfer_dispatch_state) after the commit. A refusal is the database's
 // error, printed in one line by main.ts; nothing is half-written.
 import type pg from 'pg';
+import { formatMinor, type Exponent } from '../money.ts';
 import { print, printJson, timestamp } from './format.ts';
 import { cliRequester, inTransaction } from './operator-db.ts';
 import { transferDispatch, transferJobs, type DispatchState, type Queryable, type WorkerJob } from './queries.ts';
@@ -50,12 +51,12 @@ export async function runAdminAction(db: pg.ClientBase, action: AdminAction, id:
   return { ...result, dispatch: await transferDispatch(db, id), jobs: await transferJobs(db, id) };
 }
 
-export function printAdminResult(action: AdminAction, r: AdminResult, json: boolean | undefined): void {
+export function printAdminResult(action: AdminAction, r: AdminResult, json: boolean | undefined, exponent?: Exponent): void {
   if (json) return printJson(r);
   const t = r.transfer;
   if (r.event) print(`seller transfer ${t.id}: ${r.event.from_status} -> ${r.event.to_status} (reason: ${r.event.reason ?? '-'})`);
   else print(`seller transfer ${t.id}: still ${t.status}; next attempt due ${timestamp(t.next_retry_at as Date | null)}`);
-  if (action === 'reverse') print(`reversal of ${t.reversal_amount_cents ?? t.amount_cents} ${t.currency} cents requested`);
+  if (action === 'reverse') print(`reversal of ${formatMinor(String(t.reversal_amount_cents ?? t.amount_cents), String(t.currency), exponent)} requested`);
   if (action === 'fail') print(`last_error: ${t.last_error}`);
   for (const line of renderDispatch(r.dispatch)) print(`worker: ${line}`);
 }

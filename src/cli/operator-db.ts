@@ -99,18 +99,6 @@ export function transferId(value: string): string {
   return value.toLowerCase();
 }
 
-/**
- * A whole number of cents as typed by a person. Only the syntax is checked here; whether the
- * amount fits the transfer is the database's call (it knows the row).
- */
-export function wholeCents(value: string, option: string): string {
-  const v = value.trim();
-  if (!/^-?\d+$/.test(v) || BigInt(v) > 9223372036854775807n || BigInt(v) < -9223372036854775808n) {
-    throw new CliError(`${option} takes a whole number of cents, got "${value}"`, 2);
-  }
-  return v;
-}
-
 /** `--since` as typed by a person: an ISO date or timestamp, or a usage error. */
 export function parseSince(value: string): Date {
   const d = new Date(value);

@@ -7,6 +7,8 @@ export type Queryable = Pick<pg.Client | pg.PoolClient | pg.Pool, 'query'>;
 
 export interface TransferDetail {
   id: string; order_id: string; seller_id: string; stripe_account_id: string; amount_cents: number; currency: string;
+  /** Decimals of the currency (marketplace.currencies); null when the table does not know it. */
+  currency_exponent: number | null; source_transaction: string | null;
   status: string; status_description: string; is_terminal: boolean;
   stripe_transfer_id: string | null; stripe_reversal_id: string | null; reversal_amount_cents: number | null;
   retry_count: number; next_retry_at: Date | null; last_error: string | null;
@@ -17,6 +19,7 @@ export interface TransferDetail {
 export async function transferDetail(db: Queryable, id: string): Promise<TransferDetail> {
   const { rows: [row] } = await db.query<TransferDetail>(`
     select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.currency,
+           (select c.exponent from marketplace.currencies c where c.code = t.currency) as currency_exponent, t.source_transaction,
            t.status, s.description as status_description, s.is_terminal,
            t.stripe_transfer_id, t.stripe_reversal_id, t.reversal_amount_cents,
            t.retry_count, t.next_retry_at, t.last_error, t.created_at, t.updated_at,
@@ -89,9 +92,16 @@ export interface PastSloRow {
   next_retry_at: Date | null; last_error: string | null;
 }
 
-export async function statusStats(db: Queryable, pastSloLimit: number): Promise<{ statuses: StatusStats[]; pastSlo: PastSloRow[] }> {
+/** Payouts waiting for the platform's balance (marketplace.seller_transfers_waiting_for_funds), per currency. */
+export interface WaitingForFunds { currency: string; currency_exponent: number | null; payouts: string; amount_cents: string; most_attempts: number }
+
+export async function statusStats(db: Queryable, pastSloLimit: number): Promise<{ statuses: StatusStats[]; pastSlo: PastSloRow[]; waitingForFunds: WaitingForFunds[] }> {
   const { rows: statuses } = await db.query<StatusStats>('select * from marketplace.seller_transfer_stats');
   const { rows: pastSlo } = await db.query<PastSloRow>(
     'select * from marketplace.seller_transfers_past_slo order by status_since, id limit $1', [pastSloLimit]);
-  return { statuses, pastSlo };
+  const { rows: waitingForFunds } = await db.query<WaitingForFunds>(`
+    select w.currency, (select c.exponent from marketplace.currencies c where c.code = w.currency) as currency_exponent,
+           count(*) as payouts, sum(w.amount_cents) as amount_cents, max(w.retry_count) as most_attempts
+      from marketplace.seller_transfers_waiting_for_funds w group by w.currency order by w.currency`);
+  return { statuses, pastSlo, waitingForFunds };
 }

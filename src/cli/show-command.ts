@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { formatMinor } from '../money.ts';
 import { duration, oneLineText, print, printJson, table, timestamp } from './format.ts';
 import { inSnapshot, operatorContext, transferId, withOperatorDb } from './operator-db.ts';
 import { transferDetail, transferDispatch, transferHistory, transferJobs, type DispatchState, type HistoryEvent, type TransferDetail, type WorkerJob } from './queries.ts';
@@ -12,11 +13,12 @@ export function renderTransfer(t: TransferDetail): string {
     ['in status since', since],
     ['status SLO', slo],
     ['due for the worker now', t.due_now ? 'yes' : 'no'],
-    ['amount_cents', `${t.amount_cents} ${t.currency}`],
+    ['amount', `${formatMinor(t.amount_cents, t.currency, t.currency_exponent)} (amount_cents ${t.amount_cents})`],
+    ['source_transaction', t.source_transaction ?? 'none: paid from the platform\'s available balance'],
     ['stripe_account_id', t.stripe_account_id],
     ['stripe_transfer_id', t.stripe_transfer_id],
     ['stripe_reversal_id', t.stripe_reversal_id],
-    ['reversal_amount_cents', t.reversal_amount_cents],
+    ['reversal amount', t.reversal_amount_cents === null ? null : `${formatMinor(t.reversal_amount_cents, t.currency, t.currency_exponent)} (reversal_amount_cents ${t.reversal_amount_cents})`],
     ['retry_count', t.retry_count],
     ['next_retry_at', t.next_retry_at ? timestamp(t.next_retry_at) : null],
     ['last_error', t.last_error ? oneLineText(t.last_error, 200) : null],

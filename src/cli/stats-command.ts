@@ -2,9 +2,10 @@ import type { Command } from 'commander';
 import { CliError } from './context.ts';
 import { duration, oneLineText, print, printJson, table } from './format.ts';
 import { inSnapshot, operatorContext, withOperatorDb } from './operator-db.ts';
-import { statusStats, type PastSloRow, type StatusStats } from './queries.ts';
+import { formatMinor } from '../money.ts';
+import { statusStats, type PastSloRow, type StatusStats, type WaitingForFunds } from './queries.ts';
 
-export function renderStats(statuses: StatusStats[], pastSlo: PastSloRow[]): string {
+export function renderStats(statuses: StatusStats[], pastSlo: PastSloRow[], waitingForFunds: WaitingForFunds[] = []): string {
   const lines = [table(['status', 'transfers', 'due now', 'longest in status', 'SLO', 'past SLO'], statuses.map((s) => [
     `${s.status}${s.is_terminal ? ' (terminal)' : ''}`,
     s.transfers,
@@ -15,6 +16,12 @@ export function renderStats(statuses: StatusStats[], pastSlo: PastSloRow[]): str
   ]))];
   const sum = (k: 'transfers' | 'due_now' | 'past_slo') => statuses.reduce((n, s) => n + Number(s[k]), 0);
   lines.push(`total: ${sum('transfers')} transfers, ${sum('due_now')} due for the worker now, ${sum('past_slo')} past their status SLO`);
+  if (waitingForFunds.length) {
+    lines.push('', 'waiting for the platform\'s Stripe balance (balance_insufficient; docs/runbook.md#sellertransferswaitingforfunds):');
+    lines.push(table(['currency', 'payouts', 'amount', 'most attempts'], waitingForFunds.map((w) => [
+      w.currency.toUpperCase(), w.payouts, formatMinor(w.amount_cents, w.currency, w.currency_exponent), w.most_attempts,
+    ])));
+  }
   if (pastSlo.length) {
     lines.push('', `past their SLO (longest first, at most ${pastSlo.length} shown):`);
     lines.push(table(['id', 'status', 'in status', 'SLO', 'retry_count', 'last_error'], pastSlo.map((p) => [
@@ -33,8 +40,8 @@ export function registerStatsCommand(program: Command): void {
     .action(async (opts: { limit: string; json?: boolean }) => {
       if (!/^\d+$/.test(opts.limit) || Number(opts.limit) > 100_000) throw new CliError(`--limit takes a whole number from 0 to 100000, got "${opts.limit}"`, 2);
       const { config, logger } = operatorContext();
-      const { statuses, pastSlo } = await withOperatorDb(config, logger, (db) => inSnapshot(db, () => statusStats(db, Number(opts.limit))));
-      if (opts.json) return printJson({ statuses, past_slo: pastSlo });
-      print(renderStats(statuses, pastSlo));
+      const { statuses, pastSlo, waitingForFunds } = await withOperatorDb(config, logger, (db) => inSnapshot(db, () => statusStats(db, Number(opts.limit))));
+      if (opts.json) return printJson({ statuses, past_slo: pastSlo, waiting_for_funds: waitingForFunds });
+      print(renderStats(statuses, pastSlo, waitingForFunds));
     });
 }

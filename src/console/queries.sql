@@ -44,6 +44,20 @@ select budget, configured_per_second, current_per_second, extract(epoch from bac
        rate_limited_at, rate_limited_reason, rate_limited_total
   from marketplace.stripe_request_budget_status order by budget;
 
+-- name: waiting_for_funds
+-- Payouts Stripe refused for the platform's available balance (the view's rule), per currency,
+-- with the currency's exponent for display. The view reads failed rows only (their partial index).
+select w.currency, (select c.exponent from marketplace.currencies c where c.code = w.currency) as currency_exponent,
+       count(*) as payouts, sum(w.amount_cents) as amount_cents, max(w.retry_count) as most_attempts
+  from marketplace.seller_transfers_waiting_for_funds w
+ group by w.currency order by w.currency;
+
+-- name: external_reversals
+-- Reversals Stripe holds for this payout beyond the one the row records (made outside, e.g. in
+-- the Dashboard; recorded by the webhook). A handful at most; the transfer_id index.
+select x.stripe_reversal_id, x.amount_cents, x.seen_at, x.reason
+  from marketplace.seller_transfer_external_reversals x where x.transfer_id = $1 order by x.seen_at;
+
 -- name: heartbeats
 select worker_id, hostname, pid, started_at, last_seen_at, stopped_at,
        extract(epoch from now() - last_seen_at)::double precision as seen_seconds_ago
@@ -53,6 +67,7 @@ select worker_id, hostname, pid, started_at, last_seen_at, stopped_at,
 -- One page of a status, newest first, after the keyset cursor ($2 created_at, $3 id; null: first page).
 -- Filters are null when unset; each one narrows the same index range scan.
 select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.currency, t.status,
+       (select c.exponent from marketplace.currencies c where c.code = t.currency) as currency_exponent,
        t.stripe_transfer_id, t.stripe_reversal_id, t.retry_count, t.next_retry_at, t.created_at, t.updated_at
   from marketplace.seller_transfers t
  where t.status = $1
@@ -74,6 +89,7 @@ select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.cur
 -- One page of a status, longest due first (due since: next_retry_at, or created_at when it has
 -- none), after the keyset cursor ($2 due since, $3 id). Same filters as list_newest.
 select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.currency, t.status,
+       (select c.exponent from marketplace.currencies c where c.code = t.currency) as currency_exponent,
        t.stripe_transfer_id, t.stripe_reversal_id, t.retry_count, t.next_retry_at, t.created_at, t.updated_at,
        coalesce(t.next_retry_at, t.created_at) as due_since
   from marketplace.seller_transfers t

@@ -5,7 +5,7 @@ import { Eta } from 'eta';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { duration, timestamp } from '../cli/format.ts';
 import { eventWho } from '../cli/show-command.ts';
-import { formatMinor } from './money.ts';
+import { formatMinor } from '../money.ts';
 import { CONSOLE_DIR } from './sql.ts';
 
 const eta = new Eta({ views: path.join(CONSOLE_DIR, 'views'), autoEscape: true, cache: true });

@@ -71,6 +71,8 @@ interface TransferRow {
   order_id: string; seller_id: string; stripe_transfer_id: string | null; reversal_amount_cents: string | null;
   retry_count: number; last_error: string | null; stripe_key_generation: number; stripe_request_in_doubt: boolean;
   state_since: Date | null;
+  /** The charge (ch_…/py_…) the transfer is funded from, or null: the platform's available balance. */
+  source_transaction: string | null;
 }
 
 /**
@@ -293,6 +295,8 @@ class RowOperation {
         transfer_group: group,
         description: `seller payout for order ${row.order_id}`,
         metadata: { seller_transfer_id: row.id, order_id: row.order_id, seller_id: row.seller_id },
+        // Funded from the order's charge: Stripe accepts it while the charge's funds are pending.
+        ...(row.source_transaction !== null && { source_transaction: row.source_transaction }),
       }, { idempotencyKey: this.key('transfer') }));
       return await this.markPaid(transfer.id, `worker: Stripe transfer ${transfer.id} created`, 'completed');
     } catch (e) {
@@ -342,6 +346,8 @@ class RowOperation {
     if (t.amount !== Number(row.amount_cents)) return `amount ${t.amount} != ${row.amount_cents}`;
     if (t.currency !== row.currency) return `currency ${t.currency} != ${row.currency}`;
     if (destination !== row.stripe_account_id) return `destination ${destination} != ${row.stripe_account_id}`;
+    const source = typeof t.source_transaction === 'string' ? t.source_transaction : t.source_transaction?.id ?? null;
+    if (source !== row.source_transaction) return `source_transaction ${source ?? 'none'} != ${row.source_transaction ?? 'none'}`;
     return null;
   }
 

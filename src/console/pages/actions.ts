@@ -10,7 +10,7 @@ import { ACTIONS, ActionRefused, runConsoleAction } from '../act.ts';
 import type { ConsoleOptions } from '../app.ts';
 import { readSnapshot } from '../db.ts';
 import { UUID } from '../list-filters.ts';
-import { formatMinor, parseMajor } from '../money.ts';
+import { formatMinor, parseMajor } from '../../money.ts';
 import { page, problem } from '../render.ts';
 
 function field(body: Record<string, unknown>, key: string): string {
@@ -40,9 +40,9 @@ export function registerActionPages(app: FastifyInstance, o: ConsoleOptions): vo
       }
       let amountCents: string | undefined;
       if (action === 'reverse' && amountText !== '') {
-        const parsed = parseMajor(amountText, t.currency);
-        if (parsed === null) return problem(request, reply, 400, 'Refused', `Amount "${amountText.slice(0, 40)}" is not an amount in ${t.currency.toUpperCase()}; nothing was done.`, back);
-        amountCents = parsed;
+        const parsed = parseMajor(amountText, t.currency, t.currency_exponent);
+        if ('error' in parsed) return problem(request, reply, 400, 'Refused', `Amount ${parsed.error}; nothing was done.`, back);
+        amountCents = parsed.minor;
       }
       const logged = { request_id: request.id, actor: user, role: request.session!.role, action, transfer_id: id, reason, amount_cents: amountCents ?? null };
       try {
@@ -51,8 +51,8 @@ export function registerActionPages(app: FastifyInstance, o: ConsoleOptions): vo
           const reversed = action === 'reverse' ? Number(amountCents ?? t.amount_cents) : null;
           return page(request, reply, 'confirm', {
             title: `Confirm: ${action}`, t, action, reason, amountText, result,
-            reversedText: reversed === null ? null : formatMinor(reversed, t.currency),
-            remainingText: reversed === null ? null : formatMinor(Number(t.amount_cents) - reversed, t.currency),
+            reversedText: reversed === null ? null : formatMinor(reversed, t.currency, t.currency_exponent),
+            remainingText: reversed === null ? null : formatMinor(Number(t.amount_cents) - reversed, t.currency, t.currency_exponent),
           });
         }
         o.logger.info({ ...logged, from_status: result.fromStatus, to_status: result.transfer.status }, 'console: action done');

@@ -28,13 +28,14 @@ export function registerOverviewPage(app: FastifyInstance, o: ConsoleOptions): v
     const data = await readSnapshot(o.db, async (c) => ({
       statuses: await perStatus(c),
       budget: (await c.query(sql('request_budget'))).rows,
+      waitingForFunds: (await c.query(sql('waiting_for_funds'))).rows,
       heartbeats: (await c.query(sql('heartbeats'))).rows,
       graph: await loadStateGraph(c),
     }));
     const statuses = data.statuses;
     const counts = new Map(statuses.map((s: Record<string, unknown>) => [s['status'] as string, cappedCount(s['transfers'] as number, COUNT_CAP)]));
     return page(request, reply, 'overview', {
-      title: 'Overview', cap: COUNT_CAP, alertCap: ALERT_CAP, statuses, budget: data.budget, heartbeats: data.heartbeats,
+      title: 'Overview', cap: COUNT_CAP, alertCap: ALERT_CAP, statuses, budget: data.budget, heartbeats: data.heartbeats, waitingForFunds: data.waitingForFunds,
       diagram: layoutDiagram(data.graph, counts),
     });
   });

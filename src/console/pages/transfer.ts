@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { CliError } from '../../cli/context.ts';
 import { transferDetail, transferDispatch, transferHistory } from '../../cli/queries.ts';
+import { sql } from '../sql.ts';
 import { renderDispatch } from '../../cli/show-command.ts';
 import type { ConsoleOptions } from '../app.ts';
 import { readSnapshot } from '../db.ts';
@@ -28,6 +29,7 @@ export function registerTransferPage(app: FastifyInstance, o: ConsoleOptions): v
         t: await transferDetail(c, id.toLowerCase()),
         history: await transferHistory(c, id.toLowerCase()),
         dispatch: await transferDispatch(c, id.toLowerCase()),
+        externalReversals: (await c.query(sql('external_reversals'), [id.toLowerCase()])).rows,
       }));
     } catch (e) {
       if (e instanceof CliError) return problem(request, reply, 404, 'Not found', `No seller transfer ${id}.`, '/');
@@ -37,7 +39,7 @@ export function registerTransferPage(app: FastifyInstance, o: ConsoleOptions): v
     const reversal = t.reversal_amount_cents ?? (['reversal_pending', 'reversed'].includes(t.status) ? t.amount_cents : null);
     const done = (request.query as Record<string, unknown>)['done'];
     return page(request, reply, 'transfer', {
-      title: `Transfer ${t.id}`, t, history: data.history,
+      title: `Transfer ${t.id}`, t, history: data.history, externalReversals: data.externalReversals,
       dispatchLines: renderDispatch(data.dispatch), dispatch: data.dispatch,
       reversal, remaining: reversal === null ? null : Number(t.amount_cents) - Number(reversal),
       links: { account: dashboardUrl(o.stripeMode, t.stripe_account_id), transfer: dashboardUrl(o.stripeMode, t.stripe_transfer_id) },
