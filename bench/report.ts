@@ -1,5 +1,5 @@
 // docs/benchmarks.md and docs/benchmarks.svg, generated from the numbers of one run.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { measuredText, NOISY_CPU, targetText, verdictText, type Check, type FigureResult, type Mode, type TableSpec } from './lib.ts';
 
@@ -93,6 +93,91 @@ export function svgChart(checks: Check[], info: MachineInfo, figures: FigureResu
   ].join('\n');
 }
 
+function figureSection(f: FigureResult, extra: string[] = []): string[] {
+  const lines = [`## ${f.title}`, ''];
+  if (f.error) return [...lines, `**This figure failed to run:** \`${cell(f.error)}\``, ''];
+  lines.push(...extra, `*Method.* ${f.method}`, '');
+  for (const t of f.tables) lines.push(mdTable(t), '');
+  for (const n of f.notes) lines.push(n, '');
+  lines.push(`*(${f.seconds.toFixed(0)} s)*`, '');
+  return lines;
+}
+
+function targetRow(c: Check): string {
+  return `| ${cell(c.figure)} | ${cell(c.label)} ${cell(targetText(c))} | ${cell(measuredText(c))} | ${c.met ? verdictText(c) : `**${verdictText(c)}**`} | ${cell(c.detail)} |`;
+}
+
+/** "1b. title" -> [1, 'b']; unnumbered titles sort last. */
+function figureOrder(title: string): [number, string] {
+  const m = /^(\d+)([a-z]?)\./.exec(title);
+  return m ? [Number(m[1]), m[2]!] : [Infinity, ''];
+}
+const before = (a: [number, string], b: [number, string]) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+const same = (a: [number, string], b: [number, string]) => a[0] === b[0] && a[1] === b[1];
+
+/**
+ * `--only=... --update-docs`: puts the figures of a partial run into the existing
+ * docs/benchmarks.md, leaving every other figure as the last full run wrote it. A figure's
+ * section (matched by its number) is replaced or inserted in number order, with a line saying
+ * when and on what it was measured; its rows in the targets table are replaced and the count
+ * of targets met recomputed. benchmarks.svg is left as the full run drew it.
+ */
+export async function updateReport(root: string, figures: FigureResult[], info: MachineInfo, command: string): Promise<string> {
+  const md = path.join(root, 'docs', 'benchmarks.md');
+  let text: string;
+  try {
+    text = await readFile(md, 'utf8');
+  } catch {
+    throw new Error('docs/benchmarks.md does not exist yet: run the full bench (npm run bench) once first');
+  }
+  const lines = text.trimEnd().split('\n');
+  // Sections: [start, end) line ranges of the "## " headings.
+  const sections = () => {
+    const starts = lines.flatMap((l, i) => (l.startsWith('## ') ? [i] : []));
+    return starts.map((start, j) => ({ start, end: starts[j + 1] ?? lines.length, title: lines[start]!.slice(3) }));
+  };
+  for (const f of figures) {
+    const key = figureOrder(f.title);
+    const stamp = `*Measured alone by \`${command}\` on ${info.date} (load average ${info.loadAtStart} / ${info.loadAtEnd}; ${info.postgres.split(' on ')[0]}, ${info.server}; ` +
+      `${info.revision}); the rest of this page, the machine section and the chart are from the full run.*`;
+    const body = figureSection(f, [stamp, '']);
+    const all = sections();
+    const existing = all.find((x) => same(figureOrder(x.title), key));
+    if (existing) lines.splice(existing.start, existing.end - existing.start, ...body);
+    else {
+      const next = all.find((x) => figureOrder(x.title)[0] !== Infinity && before(key, figureOrder(x.title)));
+      lines.splice(next ? next.start : lines.length, 0, ...(next ? body : ['', ...body]));
+    }
+    // Targets table: this figure's rows replaced (or inserted in figure order).
+    const head = lines.findIndex((l) => l.startsWith('| figure | target |'));
+    if (head < 0) throw new Error('docs/benchmarks.md has no targets table');
+    let end = head + 2;
+    while (end < lines.length && lines[end]!.startsWith('|')) end++;
+    const names = new Set(f.checks.map((c) => cell(c.figure)));
+    const rowFigure = (row: string) => row.slice(2, row.indexOf(' | '));
+    const rows = lines.slice(head + 2, end);
+    let at = rows.findIndex((r) => names.has(rowFigure(r)));
+    const kept = rows.filter((r) => !names.has(rowFigure(r)));
+    if (at < 0) {
+      at = kept.findIndex((r) => before(key, figureOrder(rowFigure(r))));
+      if (at < 0) at = kept.length;
+    }
+    kept.splice(at, 0, ...f.checks.map(targetRow));
+    lines.splice(head + 2, end - head - 2, ...kept);
+    if (f.checks.some((c) => c.noisy) && !lines.some((l) => l.startsWith('"noisy":'))) {
+      lines.splice(head + 2 + kept.length, 0, '', `"noisy": processes outside the benchmark used more than ${NOISY_CPU}% of a core during a run behind that number (the "other CPU" columns); the verdict could flip on a quiet machine.`);
+    }
+  }
+  const head = lines.findIndex((l) => l.startsWith('| figure | target |'));
+  let end = head + 2;
+  while (end < lines.length && lines[end]!.startsWith('|')) end++;
+  const verdicts = lines.slice(head + 2, end).map((r) => r.split(' | ')[3] ?? '');
+  const count = lines.findIndex((l) => /^\d+ of \d+ targets met\.$/.test(l));
+  if (count >= 0) lines[count] = `${verdicts.filter((v) => v.startsWith('yes')).length} of ${verdicts.length} targets met.`;
+  await writeFile(md, `${lines.join('\n').trimEnd()}\n`);
+  return md;
+}
+
 export async function writeReport(root: string, figures: FigureResult[], info: MachineInfo): Promise<{ md: string; svg: string }> {
   const checks = figures.flatMap((f) => f.checks);
   const met = checks.filter((c) => c.met).length;
@@ -125,7 +210,7 @@ export async function writeReport(root: string, figures: FigureResult[], info: M
     '',
     '| figure | target | measured | met | detail |',
     '|---|---|---|---|---|',
-    ...checks.map((c) => `| ${cell(c.figure)} | ${cell(c.label)} ${cell(targetText(c))} | ${cell(measuredText(c))} | ${c.met ? verdictText(c) : `**${verdictText(c)}**`} | ${cell(c.detail)} |`),
+    ...checks.map(targetRow),
     '',
     ...(checks.some((c) => c.noisy)
       ? [`"noisy": processes outside the benchmark used more than ${NOISY_CPU}% of a core during a run behind that number (the "other CPU" columns); the verdict could flip on a quiet machine.`, '']
@@ -133,17 +218,7 @@ export async function writeReport(root: string, figures: FigureResult[], info: M
     '![measured vs target](benchmarks.svg)',
     '',
   ];
-  for (const f of figures) {
-    lines.push(`## ${f.title}`, '');
-    if (f.error) {
-      lines.push(`**This figure failed to run:** \`${cell(f.error)}\``, '');
-      continue;
-    }
-    lines.push(`*Method.* ${f.method}`, '');
-    for (const t of f.tables) lines.push(mdTable(t), '');
-    for (const n of f.notes) lines.push(n, '');
-    lines.push(`*(${f.seconds.toFixed(0)} s)*`, '');
-  }
+  for (const f of figures) lines.push(...figureSection(f));
   const docs = path.join(root, 'docs');
   await mkdir(docs, { recursive: true });
   const md = path.join(docs, 'benchmarks.md');

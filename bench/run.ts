@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick | --full] [--only=bulk,enforcement,worker,scale-out,hot-paths,audit,dispatch,latency,payout-day,cli-startup,console-pages,upgrade]`
+// `npm run bench [-- --quick | --full] [--only=bulk,enforcement,statement-cost,worker,scale-out,hot-paths,audit,dispatch,latency,payout-day,cli-startup,console-pages,upgrade [--update-docs]]`
 //
 // PostgreSQL: BENCH_DATABASE_URL, else TEST_DATABASE_URL (a superuser connection to a maintenance
 // database on the server), else an embedded PostgreSQL in a temporary directory. A dedicated
@@ -27,30 +27,33 @@ import {
   measuredText, printTable, progress, rowsLabel, sizesFor, stopwatch, targetText, verdictText,
   type BenchContext, type FigureResult, type Mode,
 } from './lib.ts';
-import { writeReport, type MachineInfo } from './report.ts';
+import { updateReport, writeReport, type MachineInfo } from './report.ts';
 import { scaleOutFigure } from './scale-out.ts';
+import { statementCostFigure } from './statement-cost.ts';
 import { upgradeFigure } from './upgrade.ts';
 import { workerThroughputFigure } from './worker-throughput.ts';
 
-const FIGURES = ['enforcement', 'bulk', 'hot-paths', 'worker', 'scale-out', 'audit', 'dispatch', 'latency', 'payout-day', 'cli-startup', 'console-pages', 'upgrade'] as const;
+const FIGURES = ['enforcement', 'statement-cost', 'bulk', 'hot-paths', 'worker', 'scale-out', 'audit', 'dispatch', 'latency', 'payout-day', 'cli-startup', 'console-pages', 'upgrade'] as const;
 type FigureKey = (typeof FIGURES)[number];
 
-function parseArgs(argv: string[]): { mode: Mode; only: Set<FigureKey> } {
+function parseArgs(argv: string[]): { mode: Mode; only: Set<FigureKey>; updateDocs: boolean } {
   let mode: Mode = 'default';
   let only = new Set<FigureKey>(FIGURES);
+  let updateDocs = false;
   for (const a of argv) {
     if (a === '--quick') mode = 'quick';
+    else if (a === '--update-docs') updateDocs = true;
     else if (a === '--full') mode = 'full';
     else if (a.startsWith('--only=')) {
       const keys = a.slice('--only='.length).split(',');
       for (const k of keys) if (!FIGURES.includes(k as FigureKey)) throw new Error(`unknown figure ${k}; known: ${FIGURES.join(', ')}`);
       only = new Set(keys as FigureKey[]);
     } else if (a === '--help' || a === '-h') {
-      console.log(`usage: npm run bench [-- --quick | --full] [--only=${FIGURES.join(',')}]`);
+      console.log(`usage: npm run bench [-- --quick | --full] [--only=${FIGURES.join(',')} [--update-docs]]`);
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (try --help)`);
   }
-  return { mode, only };
+  return { mode, only, updateDocs };
 }
 
 function findPgbench(): string | null {
@@ -136,7 +139,7 @@ async function machineInfo(pool: pg.Pool, url: string, mode: Mode, server: strin
 }
 
 async function main(): Promise<void> {
-  const { mode, only } = parseArgs(process.argv.slice(2));
+  const { mode, only, updateDocs } = parseArgs(process.argv.slice(2));
   const sizes = sizesFor(mode);
   const total = stopwatch();
   const startedAt = Date.now();
@@ -199,6 +202,8 @@ async function main(): Promise<void> {
     }
     await runFigure('bulk', '2. bulk enforcement', () => bulkFigure(ctx));
     await runFigure('enforcement', '1. single-row enforcement', () => enforcementFigure(ctx));
+    // In databases of its own (latest migration, and 000016 for before).
+    await runFigure('statement-cost', '1b. CPU and WAL per statement', () => statementCostFigure(ctx));
     await pool.query('drop table if exists bench.transfers');
     await pool.query('delete from graphile_worker._private_jobs');
     await pool.query('vacuum marketplace.seller_transfer_events');
@@ -233,8 +238,12 @@ async function main(): Promise<void> {
     if (only.size === FIGURES.length) {
       const out = await writeReport(projectRoot, ordered, info);
       console.log(`\nwrote ${path.relative(projectRoot, out.md)} and ${path.relative(projectRoot, out.svg)} (run time ${(info.runSeconds / 60).toFixed(1)} min)`);
+    } else if (updateDocs) {
+      const command = `npm run bench -- ${mode === 'default' ? '' : `--${mode} `}--only=${[...only].join(',')} --update-docs`;
+      const out = await updateReport(projectRoot, ordered, info, command);
+      console.log(`\nupdated ${[...only].join(', ')} in ${path.relative(projectRoot, out)}; the other figures are the last full run's (run time ${(info.runSeconds / 60).toFixed(1)} min)`);
     } else {
-      console.log(`\n--only: docs/benchmarks.md not rewritten (run time ${(info.runSeconds / 60).toFixed(1)} min)`);
+      console.log(`\n--only: docs/benchmarks.md not rewritten (add --update-docs to put these figures into it; run time ${(info.runSeconds / 60).toFixed(1)} min)`);
     }
   } finally {
     await cleanup();

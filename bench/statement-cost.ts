@@ -1,0 +1,348 @@
+// Figure 1b: server CPU and WAL per statement, beside figure 1's tps. A single client runs a
+// fixed number of one-statement transactions per round; the variants take turns round by round
+// (order rotated every round), so they share the machine's conditions:
+//
+//   real          marketplace.seller_transfers at the latest migration, as its writers write it:
+//                 pending -> completed by the worker (SET ROLE marketplace_worker, then
+//                 marketplace.mark_seller_transfer_paid, SECURITY DEFINER), completed ->
+//                 reversal_pending by a service (SET ROLE marketplace_writer, a plain UPDATE)
+//   hand-written  the same work written by hand, in the same database: a copy of the table and of
+//                 the history without triggers (LIKE ... INCLUDING ALL), the writer updates the row
+//                 and inserts the history row itself, with the columns the real history trigger
+//                 writes (authority, the Stripe id the move sets); the worker's move through a
+//                 function of the same shape (plpgsql, SECURITY DEFINER, owned by
+//                 marketplace_recorder, pinned search_path), the service's as one statement
+//   before        the real writers on a database at migration 000016 (before 000017's move owners)
+//
+// The three tables hold the same rows (same ids, same order), and every round each variant moves
+// the same row numbers, so they touch the same index pages.
+//
+// CPU: on-CPU nanoseconds of the backend serving the client (/proc/<pg_backend_pid()>/schedstat,
+// field 1), read before and after the round: the statement's execution, its triggers and its
+// commit, nothing of the client, nothing of other sessions. WAL: the bytes of the WAL records of
+// the round's transactions (pg_walinspect, records whose xid is one the round's history rows
+// name, commit records included), so WAL written meanwhile by other databases on a shared server
+// is not counted; when pg_walinspect is unavailable, the insert-LSN difference over the round.
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { createDatabase, dropDatabase, withDatabase } from '../src/db/connection.ts';
+import { migrateDatabase, rollbackTo } from '../src/db/migrate.ts';
+import os from 'node:os';
+import { check, fmt, median, NOISY_CPU, percentile, progress, ratio, stopwatch, type BenchContext, type Check, type FigureResult } from './lib.ts';
+
+const BEFORE = 16;
+type VariantKey = 'real' | 'hand-written' | 'before';
+const VARIANTS: VariantKey[] = ['real', 'hand-written', 'before'];
+type MoveKey = 'pending-completed' | 'completed-reversal';
+
+interface Move { key: MoveKey; label: string; role: string; how: string; first: (rows: number) => number }
+
+const MOVES: Move[] = [
+  { key: 'pending-completed', label: 'pending -> completed', role: 'marketplace_worker', how: 'the worker: mark_seller_transfer_paid', first: () => 1 },
+  { key: 'completed-reversal', label: 'completed -> reversal_pending', role: 'marketplace_writer', how: 'a service: plain UPDATE', first: (rows) => rows / 2 + 1 },
+];
+
+const idOf = (k: string) => `md5('st' || ${k})::uuid`;
+
+/** The statement a variant runs for row $1 (an int). */
+function statementOf(move: MoveKey, v: VariantKey): string {
+  if (move === 'pending-completed') {
+    return v === 'hand-written'
+      ? `select bench.mark_seller_transfer_paid_by_hand(${idOf('$1::int')}, 'tr_p' || $1::int, 'bench')`
+      : `select marketplace.mark_seller_transfer_paid(${idOf('$1::int')}, 'tr_p' || $1::int, 'bench')`;
+  }
+  const update = (table: string) =>
+    `update ${table} set status = 'reversal_pending', reversal_amount_cents = amount_cents, updated_at = now() where id = ${idOf('$1::int')} and status = 'completed'`;
+  if (v !== 'hand-written') return update('marketplace.seller_transfers');
+  return `with u as (${update('bench.hand_transfers')} returning id, status)
+insert into bench.hand_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id, authority)
+select u.id, 'completed', u.status, clock_timestamp(), current_user, nullif(current_setting('application_name'), ''),
+       nullif(current_setting('marketplace.transition_reason', true), ''), pg_current_xact_id(), 'service' from u`;
+}
+
+/** The hand-written tables and the worker's hand-written function, in the database at the latest migration. */
+const HAND_SETUP = [
+  'create schema bench',
+  'create table bench.hand_transfers (like marketplace.seller_transfers including all)',
+  'alter table bench.hand_transfers add foreign key (status) references marketplace.seller_transfer_statuses (status)',
+  'create table bench.hand_events (like marketplace.seller_transfer_events including all)',
+  `create function bench.mark_seller_transfer_paid_by_hand(id uuid, stripe_transfer_id text, reason text)
+   returns boolean language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+   begin
+     perform set_config('marketplace.transition_reason', reason, true);
+     with u as (
+       update bench.hand_transfers t
+          set status = 'completed', stripe_transfer_id = $2, retry_count = 0, next_retry_at = null,
+              last_error = null, stripe_key_generation = 0, stripe_request_in_doubt = false, updated_at = now()
+        where t.id = $1 and t.status = 'pending'
+       returning t.id)
+     insert into bench.hand_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id, authority, stripe_transfer_id)
+     select u.id, 'pending', 'completed', clock_timestamp(), coalesce(nullif(current_setting('role'), 'none'), session_user),
+            nullif(current_setting('application_name'), ''), nullif(reason, ''), pg_current_xact_id(), 'worker', $2
+       from u;
+     return found;
+   end $$`,
+  'alter function bench.mark_seller_transfer_paid_by_hand(uuid, text, text) owner to marketplace_recorder',
+  'revoke execute on function bench.mark_seller_transfer_paid_by_hand(uuid, text, text) from public',
+  'grant execute on function bench.mark_seller_transfer_paid_by_hand(uuid, text, text) to marketplace_worker',
+  'grant usage on schema bench to marketplace_recorder, marketplace_writer, marketplace_worker',
+  'grant select, update on bench.hand_transfers to marketplace_recorder, marketplace_writer',
+  'grant insert on bench.hand_events to marketplace_recorder, marketplace_writer',
+];
+
+/** `rows` transfers, k = 1..rows: the first half pending, the second completed (with its Stripe transfer). Triggers off while loading. */
+async function load(db: pg.Client, table: string, rows: number): Promise<void> {
+  await db.query('set session_replication_role = replica');
+  await db.query(
+    `insert into ${table} (id, order_id, seller_id, stripe_account_id, amount_cents, currency, status, stripe_transfer_id, created_at, updated_at)
+     select ${idOf('k')}, md5('o' || k)::uuid, md5('s' || k)::uuid, 'acct_bench' || (k % 1000), 1000 + k % 5000, 'usd',
+            case when k <= $2 then 'pending' else 'completed' end, case when k > $2 then 'tr_c' || k end,
+            timestamptz '2026-01-01' + k * interval '1 second', timestamptz '2026-01-01' + k * interval '1 second'
+       from generate_series(1, $1::int) k`, [rows, rows / 2]);
+  await db.query('set session_replication_role = default');
+}
+
+/** Busy and total jiffies of the whole machine (/proc/stat). */
+function machineTicks(): { busy: number; total: number } | null {
+  try {
+    const v = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { busy: total - (v[3] ?? 0) - (v[4] ?? 0), total };
+  } catch {
+    return null;
+  }
+}
+
+function onCpuNs(pid: number): number | null {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+  } catch {
+    return null;
+  }
+}
+
+interface Sample { cpuUs: number; walBytes: number; walFpiBytes: number; walRecords: number; windowBytes: number; events: number; failed: number }
+
+interface Runner { variant: VariantKey; move: Move; client: pg.Client; pid: number; admin: pg.Client; events: string }
+
+const stats = (xs: number[], f: (x: number) => string) => `${f(median(xs))} (${f(percentile(xs, 25))}–${f(percentile(xs, 75))})`;
+const range = (xs: number[], f: (x: number) => string) => `${f(Math.min(...xs))}–${f(Math.max(...xs))}`;
+
+export async function statementCostFigure(ctx: BenchContext): Promise<FigureResult> {
+  const took = stopwatch();
+  const quick = ctx.mode === 'quick';
+  const perRound = quick ? 100 : 200;
+  const rounds = quick ? 4 : 11;
+  const warmup = 30;
+  const rows = quick ? 20_000 : 100_000;
+  if ((rounds * perRound + warmup) * 1 > rows / 2) throw new Error('statement-cost: too few rows for the rounds');
+  const suffix = randomBytes(3).toString('hex');
+  const names = { after: `seller_transfers_bench_cost_${suffix}`, before: `seller_transfers_bench_cost_${suffix}_${BEFORE}` };
+  const urls = { after: withDatabase(ctx.adminUrl, names.after), before: withDatabase(ctx.adminUrl, names.before) };
+  const clients: pg.Client[] = [];
+  const connect = async (url: string, name = 'seller-transfers-bench-cost') => {
+    const c = new pg.Client({ connectionString: url, application_name: name });
+    await c.connect();
+    c.on('error', () => {});
+    clients.push(c);
+    return c;
+  };
+  try {
+    progress(`statement-cost: databases at the latest migration and at ${String(BEFORE).padStart(6, '0')}`);
+    await createDatabase(ctx.adminUrl, names.after);
+    await migrateDatabase(urls.after);
+    await createDatabase(ctx.adminUrl, names.before);
+    await migrateDatabase(urls.before);
+    await rollbackTo(urls.before, BEFORE);
+    const adminAfter = await connect(urls.after);
+    const adminBefore = await connect(urls.before);
+    for (const sql of HAND_SETUP) await adminAfter.query(sql);
+    progress(`statement-cost: loading ${fmt(rows)} transfers into each of the three tables`);
+    await load(adminAfter, 'marketplace.seller_transfers', rows);
+    await load(adminAfter, 'bench.hand_transfers', rows);
+    await load(adminBefore, 'marketplace.seller_transfers', rows);
+    for (const t of ['marketplace.seller_transfers', 'bench.hand_transfers', 'marketplace.seller_transfer_events', 'bench.hand_events']) await adminAfter.query(`vacuum (analyze) ${t}`);
+    for (const t of ['marketplace.seller_transfers', 'marketplace.seller_transfer_events']) await adminBefore.query(`vacuum (analyze) ${t}`);
+    let walinspect = true;
+    try {
+      await adminAfter.query('create extension if not exists pg_walinspect');
+    } catch (e) {
+      walinspect = false;
+      progress(`statement-cost: pg_walinspect unavailable (${(e as Error).message}); WAL = insert-LSN difference over each round`);
+    }
+
+    // One client per variant and move, its role set once, as a service or the worker's pool would.
+    const runners = new Map<string, Runner>();
+    for (const move of MOVES) {
+      for (const variant of VARIANTS) {
+        const url = variant === 'before' ? urls.before : urls.after;
+        const client = await connect(url, `seller-transfers-bench-cost-${variant}`);
+        await client.query(`set role ${move.role}`);
+        const { rows: [me] } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
+        runners.set(`${move.key}/${variant}`, {
+          variant, move, client, pid: me!.pid, admin: variant === 'before' ? adminBefore : adminAfter,
+          events: variant === 'hand-written' ? 'bench.hand_events' : 'marketplace.seller_transfer_events',
+        });
+      }
+    }
+    const runOne = async (r: Runner, k: number) => {
+      const res = await r.client.query({ name: `${r.move.key}/${r.variant}`, text: statementOf(r.move.key, r.variant), values: [k] });
+      const row = res.rows[0] as Record<string, unknown> | undefined;
+      return r.move.key === 'pending-completed' ? row?.[Object.keys(row)[0]!] === true : res.rowCount === 1;
+    };
+    // Warm-up: plans, function compilation, catalog caches; then a checkpoint, so every round
+    // starts without one pending.
+    for (const r of runners.values()) for (let i = 0; i < warmup; i++) await runOne(r, r.move.first(rows) + rounds * perRound + i);
+    await adminAfter.query('checkpoint');
+
+    const samples = new Map<string, Sample[]>();
+    // Noise: the machine's busy time minus the measured backends and this process, % of one core.
+    const backendNs = () => [...runners.values()].reduce((a, r) => a + (onCpuNs(r.pid) ?? 0), 0);
+    const m0 = machineTicks();
+    const b0 = backendNs();
+    const self0 = process.cpuUsage();
+    const measured = stopwatch();
+    for (let round = 0; round < rounds; round++) {
+      for (const move of MOVES) {
+        const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length]!);
+        if (round % 2 === 1) order.reverse();
+        const k0 = move.first(rows) + round * perRound;
+        for (const v of order) {
+          const r = runners.get(`${move.key}/${v}`)!;
+          const { rows: [l0] } = await r.admin.query<{ lsn: string }>('select pg_current_wal_insert_lsn()::text as lsn');
+          const cpu0 = ctx.localServer ? onCpuNs(r.pid) : null;
+          let failed = 0;
+          for (let i = 0; i < perRound; i++) if (!(await runOne(r, k0 + i))) failed++;
+          const cpu1 = ctx.localServer ? onCpuNs(r.pid) : null;
+          const { rows: [l1] } = await r.admin.query<{ lsn: string; window: string }>(
+            `select least(pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn())::text as lsn, pg_current_wal_insert_lsn() - $1::pg_lsn as window`, [l0!.lsn]);
+          const { rows: [ev] } = await r.admin.query<{ n: string; xids: string[] }>(
+            `select count(*) as n, coalesce(array_agg(xid(xact_id)::text), '{}') as xids from ${r.events}
+              where transfer_id in (select ${idOf('k')} from generate_series($1::int, $2::int) k)`, [k0, k0 + perRound - 1]);
+          let wal = { bytes: Number(l1!.window), fpi: NaN, records: NaN };
+          if (walinspect) {
+            const { rows: [w] } = await adminAfter.query<{ bytes: string; fpi: string; records: string }>(
+              `select coalesce(sum(record_length), 0) as bytes, coalesce(sum(fpi_length), 0) as fpi, count(*) as records
+                 from pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn) where xid::text = any($3::text[])`, [l0!.lsn, l1!.lsn, ev!.xids]);
+            wal = { bytes: Number(w!.bytes), fpi: Number(w!.fpi), records: Number(w!.records) };
+          }
+          const key = `${move.key}/${v}`;
+          samples.set(key, [...(samples.get(key) ?? []), {
+            cpuUs: cpu0 !== null && cpu1 !== null ? (cpu1 - cpu0) / 1000 / perRound : NaN,
+            walBytes: wal.bytes / perRound, walFpiBytes: wal.fpi / perRound, walRecords: wal.records / perRound,
+            windowBytes: Number(l1!.window) / perRound, events: Number(ev!.n), failed,
+          }]);
+        }
+      }
+      if (round % 3 === 2) progress(`statement-cost: round ${round + 1}/${rounds}`);
+    }
+    const m1 = machineTicks();
+    const seconds = measured() / 1000;
+    const self = process.cpuUsage(self0);
+    const otherCpu = m0 && m1 && ctx.localServer
+      ? Math.max(0, (os.cpus().length * 100 * (m1.busy - m0.busy)) / Math.max(1, m1.total - m0.total)
+        - (100 * (backendNs() - b0)) / 1e9 / seconds - (100 * (self.user + self.system)) / 1e6 / seconds)
+      : null;
+
+    const of = (m: MoveKey, v: VariantKey) => samples.get(`${m}/${v}`) ?? [];
+    const perRoundRatio = (m: MoveKey, a: VariantKey, b: VariantKey, f: (s: Sample) => number) => of(m, a).map((x, i) => f(x) / f(of(m, b)[i]!));
+    const us = (x: number) => (Number.isFinite(x) ? `${x.toFixed(0)} µs` : 'n/a');
+    const by = (x: number) => (Number.isFinite(x) ? `${x.toFixed(0)} B` : 'n/a');
+    const cpu = (s: Sample) => s.cpuUs;
+    const walOf = (s: Sample) => s.walBytes;
+    const records = (s: Sample) => s.walBytes - s.walFpiBytes;
+    const absRows: string[][] = [];
+    const ratioRows: string[][] = [];
+    const checks: Check[] = [];
+    let allChanged = true;
+    let historyOk = true;
+    for (const m of MOVES) {
+      for (const v of VARIANTS) {
+        const xs = of(m.key, v);
+        if (xs.some((x) => x.failed > 0)) allChanged = false;
+        if (xs.some((x) => x.events !== perRound)) historyOk = false;
+        absRows.push([m.label, v, stats(xs.map(cpu), us), range(xs.map(cpu), us), stats(xs.map(walOf), by), range(xs.map(walOf), by),
+          walinspect ? stats(xs.map(records), by) : 'n/a', walinspect ? fmt(median(xs.map((x) => x.walRecords)), 1) : 'n/a', by(median(xs.map((x) => x.windowBytes)))]);
+      }
+      const pairs: Array<[VariantKey, VariantKey]> = [['real', 'hand-written'], ['real', 'before'], ['before', 'hand-written']];
+      for (const [a, b] of pairs) {
+        const c = perRoundRatio(m.key, a, b, cpu);
+        const w = perRoundRatio(m.key, a, b, walOf);
+        const r = perRoundRatio(m.key, a, b, records);
+        ratioRows.push([m.label, `${a} / ${b}`, stats(c, ratio), range(c, ratio), stats(w, ratio), range(w, ratio), walinspect ? stats(r, ratio) : 'n/a']);
+      }
+      const c = perRoundRatio(m.key, 'real', 'hand-written', cpu);
+      const w = perRoundRatio(m.key, 'real', 'hand-written', walOf);
+      const real = of(m.key, 'real');
+      const hand = of(m.key, 'hand-written');
+      const before = of(m.key, 'before');
+      const cpuCheck = check('1b. CPU and WAL per statement', `${m.label}: server CPU per statement, real vs hand-written`, median(c), 'x', '<=', 1.1,
+        `median of ${c.length} per-round ratios (p25–p75 ${range([percentile(c, 25), percentile(c, 75)], ratio)}); ${us(median(real.map(cpu)))} vs ${us(median(hand.map(cpu)))}; before 000017: ${us(median(before.map(cpu)))}`);
+      cpuCheck.noisy = (otherCpu ?? 0) > NOISY_CPU;
+      checks.push(cpuCheck,
+        check('1b. CPU and WAL per statement', `${m.label}: WAL bytes per statement, real vs hand-written`, median(w), 'x', '<=', 1.05,
+          `median of ${w.length} per-round ratios (p25–p75 ${range([percentile(w, 25), percentile(w, 75)], ratio)}); ${by(median(real.map(walOf)))} vs ${by(median(hand.map(walOf)))}; before 000017: ${by(median(before.map(walOf)))}`));
+    }
+    const notes: string[] = [];
+    notes.push(allChanged && historyOk
+      ? `Every measured transaction moved exactly one row, and every round left exactly ${perRound} history rows per variant.`
+      : '**Not every transaction moved a row, or the history rows did not match** (a round ran past its rows): those rounds understate the cost.');
+    if (!ctx.localServer) notes.push('**No CPU figures:** the PostgreSQL server is not on this machine, so its backends\' /proc/PID/schedstat cannot be read.');
+    const missed = checks.filter((x) => !x.met);
+    if (missed.length) {
+      // What the real writers pay per statement that the hand-written ones do not: the triggers' WHEN
+      // clauses are prepared for every statement, and a SQL function called there is inlined (its
+      // body parsed and analyzed) at every call site, every time.
+      const { rows: calls } = await adminAfter.query<{ tgname: string; n: number }>(
+        `select tgname, (length(def) - length(replace(def, 'seller_transfer_authority(', ''))) / length('seller_transfer_authority(') as n
+           from (select tgname, pg_get_triggerdef(oid) as def from pg_trigger where tgrelid = 'marketplace.seller_transfers'::regclass and not tgisinternal) t
+          order by tgname`);
+      const inWhen = calls.filter((c) => c.n > 0);
+      notes.push(`**Missed: ${missed.map((x) => `${x.label} ${ratio(x.measured)} (target <= ${ratio(x.target)})`).join('; ')}.** ` +
+        'PostgreSQL prepares a trigger\'s WHEN clause once per statement, for every trigger the statement\'s SET list makes a candidate: it reads the stored expression back (stringToNode) and runs the planner\'s eval_const_expressions over it, which inlines every call of a SQL function by parsing and analyzing the function\'s body again at each call site. ' +
+        (inWhen.length
+          ? `Here the WHEN clauses call marketplace.seller_transfer_authority ${inWhen.reduce((a, c) => a + c.n, 0)} times (${inWhen.map((c) => `${c.tgname}: ${c.n}`).join(', ')}), so a single-row move pays that many parses of its body before it touches the row; ` +
+            'writing the authority expression once per WHEN clause with built-in calls only (e.g. `<authority> = ANY (CASE old.status WHEN ... THEN CASE new.status WHEN ... THEN \'{worker,owner}\'::text[] ... END END)`) removes them. '
+          : '') +
+        `The history trigger's function (${(await adminAfter.query<{ cfg: string | null }>(`select array_to_string(proconfig, ', ') as cfg from pg_proc where oid = 'marketplace.record_seller_transfer_status_change()'::regprocedure`)).rows[0]?.cfg ?? 'no SET'}) ` +
+        'is a SECURITY DEFINER plpgsql call per row; a SET clause on it is a GUC save and restore on every call.');
+    }
+    const method = [
+      `Single client, ${perRound} one-statement transactions per round and variant, ${rounds} rounds; in every round the variants run back to back in an order rotated (and reversed every other round), each on its own connection whose role is set once.`,
+      `**real**: \`marketplace.seller_transfers\` at the latest migration; pending -> completed as the worker makes it (\`SET ROLE marketplace_worker\`, \`${statementOf('pending-completed', 'real')}\`),`,
+      `completed -> reversal_pending as a service (\`SET ROLE marketplace_writer\`, \`${statementOf('completed-reversal', 'real')}\`).`,
+      '**hand-written**: the same in the same database, on copies of the table and of the history without triggers (`LIKE ... INCLUDING ALL`): the worker through a function of the same shape as mark_seller_transfer_paid (plpgsql, SECURITY DEFINER owned by marketplace_recorder, pinned search_path) that updates the row and inserts the history row with the columns the real trigger writes (actor, application name, reason, transaction id, authority `worker`, the Stripe transfer id);',
+      `the service as one statement: \`${statementOf('completed-reversal', 'hand-written').replace(/\s+/g, ' ')}\`.`,
+      `**before**: the real writers on a database migrated to ${String(BEFORE).padStart(6, '0')} and no further (\`rollbackTo\`), i.e. before the move owners of 000017.`,
+      `Each table holds the same ${fmt(rows)} rows (half pending, half completed; same ids, same physical order) and in every round each variant moves the same row numbers. ${warmup} unmeasured transactions per connection, then one CHECKPOINT, before the first round.`,
+      '**CPU** = on-CPU time of the backend serving the client (`/proc/<pg_backend_pid()>/schedstat`, field 1) over the round, divided by the transactions: execution, triggers, commit; not the client, not the WAL writer or other processes (with synchronous_commit on, the backend flushes its own commit).',
+      walinspect
+        ? '**WAL** = bytes of the WAL records whose transaction id is one of the round\'s (the history rows name them; `pg_walinspect`), full-page images included (they fall from round to round after the CHECKPOINT, as the pages get their first image; the column without them counts the records alone), divided by the transactions; records without a transaction id (e.g. page pruning) are not counted, nor is WAL from other sessions. The "window" column is the whole insert-LSN difference over the round, everything the server wrote meanwhile.'
+        : '**WAL** = insert-LSN difference over the round divided by the transactions (pg_walinspect unavailable): it includes anything else the server wrote meanwhile.',
+      'Ratios are taken per round (the variants of one round are neighbours in time); medians, p25–p75 and min–max over the rounds. Targets: real <= 1.10x hand-written CPU and <= 1.05x its WAL.',
+    ].join(' ');
+    return {
+      key: 'statement-cost',
+      title: '1b. CPU and WAL per statement (single client)',
+      method,
+      tables: [{
+        title: 'Ratios per round: median (p25–p75), min–max',
+        head: ['transaction', 'ratio', 'CPU', 'CPU min–max', 'WAL bytes', 'WAL min–max', 'WAL bytes without full-page images'],
+        rows: ratioRows,
+      }, {
+        title: `Per statement: median (p25–p75) and min–max over ${rounds} rounds of ${perRound} transactions`,
+        head: ['transaction', 'variant', 'server CPU', 'CPU min–max', 'WAL bytes', 'WAL min–max', 'WAL bytes without full-page images', 'WAL records (median)', 'window WAL (median)'],
+        rows: absRows,
+      }],
+      checks,
+      notes,
+      seconds: took() / 1000,
+      otherCpu,
+    };
+  } finally {
+    await Promise.all(clients.map((c) => c.end().catch(() => {})));
+    await dropDatabase(ctx.adminUrl, names.after).catch(() => {});
+    await dropDatabase(ctx.adminUrl, names.before).catch(() => {});
+  }
+}
