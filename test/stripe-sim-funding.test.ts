@@ -104,3 +104,15 @@ describe('source_transaction', () => {
     expect(sim.platformBalance('usd').available).toBeNull();
   });
 });
+
+describe('available charge funds are spent once', () => {
+  it('a transfer without source_transaction that used a charge\'s available funds leaves less of it for source_transaction', async () => {
+    sim.setPlatformBalance('usd', 0);
+    const charge = sim.makeCharge({ amount: 1000, currency: 'usd', availableInSeconds: 0 });
+    await transfer(600, 'usd'); // paid from the available balance, which is this charge's funds
+    const over = await failure(transfer(500, 'usd', charge.id));
+    expect(over.message).toMatch(/\(400 of 1000 usd\)/);
+    await transfer(400, 'usd', charge.id);
+    expect(sim.platformBalance('usd')).toEqual({ currency: 'usd', available: 0, pending: 0 });
+  });
+});

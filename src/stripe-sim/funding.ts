@@ -96,7 +96,22 @@ export class PlatformFunds {
         + 'Transfers without a source_transaction are paid from the available balance; automatic payouts may have emptied it.',
       undefined, 'balance_insufficient');
     }
-    return () => this.own.set(currency, this.own.get(currency)! - amount);
+    return () => this.spendAvailable(currency, amount);
+  }
+
+  /** Takes `amount` from the available balance: the platform's own funds first, then available charge funds, oldest first. */
+  private spendAvailable(currency: string, amount: number): void {
+    const own = this.own.get(currency)!;
+    let left = amount - Math.max(0, Math.min(own, amount));
+    this.own.set(currency, own - (amount - left));
+    const t = now();
+    for (const ch of this.charges.values()) {
+      if (left === 0) break;
+      if (ch.currency !== currency || ch.available_on > t) continue;
+      const take = Math.min(left, ch.amount - ch.amount_transferred);
+      ch.amount_transferred += take; // a source_transaction transfer cannot spend these funds again
+      left -= take;
+    }
   }
 
   private fundFromCharge(amount: number, currency: string, id: string): () => void {
