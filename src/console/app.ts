@@ -2,7 +2,7 @@
 // login, the operator role and a CSRF check on every POST, then the pages (one module each).
 import { randomUUID } from 'node:crypto';
 import formbody from '@fastify/formbody';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { StripeMode } from '../config.ts';
 import type { AppLogger } from '../logger.ts';
 import type { ConsoleDb } from './db.ts';
@@ -51,6 +51,18 @@ const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/;
 export interface ConsoleApp { app: FastifyInstance; sessions: SessionStore; routes: Array<{ method: string; url: string }> }
 
 /** Paths anyone may fetch: the login form, the stylesheet, robots.txt, the (empty) favicon. */
+/** Connection refused or lost, the server shutting down or not accepting connections (SQLSTATE classes 08, 57P). */
+function isDatabaseUnavailable(e: unknown): boolean {
+  const code = String((e as { code?: unknown }).code ?? '');
+  return /^(08|57P0[1-3])/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND'].includes(code)
+    || /Connection terminated/.test((e as Error).message ?? '');
+}
+
+function databaseUnavailable(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  reply.header('Retry-After', '5');
+  return problem(request, reply, 503, 'Database unavailable', 'The console cannot reach its database right now; try again shortly. Nothing was done.');
+}
+
 const PUBLIC = new Set(['/login', '/robots.txt', '/static/console.css', '/favicon.ico']);
 
 export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
@@ -73,7 +85,15 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
     if (o.loopbackOnly && !LOOPBACK_HOST.test(request.headers.host ?? '')) {
       return reply.code(421).type('text/plain; charset=utf-8').send('This console answers only to 127.0.0.1, localhost and [::1].\n');
     }
-    const session = await sessions.get(parseCookies(request.headers.cookie)[SESSION_COOKIE]);
+    let session: Session | undefined;
+    try {
+      session = await sessions.get(parseCookies(request.headers.cookie)[SESSION_COOKIE]);
+    } catch (e) {
+      // The database does not answer: the public pages still show (the login form says so when
+      // it cannot log in); every other page answers 503, never a 500 with nothing to act on.
+      log.warn({ request_id: request.id, err: (e as Error).message }, 'console: could not read the session (database unavailable)');
+      if (!PUBLIC.has(request.routeOptions.url ?? '')) return databaseUnavailable(request, reply);
+    }
     // Sessions outlive a restart: one whose person or role this process no longer has (taken out
     // of CONSOLE_USERS, made a viewer) is no session here.
     request.session = session && o.users.some((u) => u.name === session.user && u.role === session.role) ? session : undefined;
@@ -107,6 +127,10 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
 
   app.setNotFoundHandler((request, reply) => problem(request, reply, 404, 'Not found', 'There is no such page.', '/'));
   app.setErrorHandler((error, request, reply) => {
+    if (isDatabaseUnavailable(error)) {
+      log.error({ request_id: request.id, err: (error as Error).message }, 'console: database unavailable');
+      return databaseUnavailable(request, reply);
+    }
     const status = (error as { statusCode?: number }).statusCode ?? 500;
     if (status >= 500) log.error({ request_id: request.id, err: error }, 'console: request failed');
     // The message of a 4xx (e.g. a malformed body) is safe to show; a 5xx says only where to look.
