@@ -6,7 +6,7 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
 import type { WorkerHandle } from '../src/worker/runner.ts';
-import { launchChromium, type Browser } from './support/browser.ts';
+import { launchChromium, seriousViolations, type Browser } from './support/browser.ts';
 import { cliFor, expectOneLineError } from './support/cli.ts';
 import { OPERATOR, startTestConsole, type TestConsole } from './support/console.ts';
 import { useTestDatabase } from './support/database.ts';
@@ -110,6 +110,16 @@ describe('1,200 JPY in the console (Chromium)', () => {
     await page.reload();
     expect((await page.locator('dt:text-is("Reversal") + dd').innerText()).trim()).toBe('500 JPY reversed or requested; 700 JPY remains with the seller');
     expect(ledgerOf(id)).toEqual([['transfer', 1200, 'jpy'], ['reversal', 500, 'jpy']]);
+
+    // A second reversal made in the Stripe Dashboard (recorded by the webhook): shown on the page.
+    const { rows: [paid] } = await db.pool.query('select stripe_transfer_id from marketplace.seller_transfers where id = $1', [id]);
+    await db.pool.query(`insert into marketplace.seller_transfer_external_reversals (stripe_reversal_id, transfer_id, stripe_transfer_id, amount_cents, reason)
+      values ('trr_dashboard1', $1, $2, 200, 'stripe webhook evt_x: transfer.reversed')`, [id, paid.stripe_transfer_id]);
+    await page.reload();
+    const outside = (await page.locator('dt:text-is("Reversed outside") + dd').innerText()).trim();
+    expect(outside).toContain('Stripe holds 1 more reversal(s) of this payout than it records');
+    expect(outside).toContain('trr_dashboard1 200 JPY');
+    expect(await seriousViolations(page)).toEqual([]);
 
     await page.goto(`${consoleApp.url}/transfers?status=reversed`);
     await page.getByText('1,200 JPY').first().waitFor({ state: 'visible' });
