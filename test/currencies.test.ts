@@ -4,11 +4,15 @@
 // the key NOT VALID, and doctor names the rows.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { createDatabase, dropDatabase, withDatabase } from '../src/db/connection.ts';
 import { committedMigrations, migrateDatabase, migrationNumber, rollbackTo } from '../src/db/migrate.ts';
 import { useTestDatabase } from './support/database.ts';
 import { pgError } from './support/transfers.ts';
+import { cliFor } from './support/cli.ts';
+
+// The dry run is a fresh node + tsx process (seconds on a loaded machine).
+vi.setConfig({ testTimeout: 180_000 });
 
 const db = useTestDatabase();
 
@@ -69,13 +73,17 @@ describe('the migration on a database with rows in an unknown currency', () => {
     await dropDatabase(adminUrl, name);
   });
 
-  it('completes, leaves the key NOT VALID, and doctor names the rows; new unknown rows are refused', async () => {
+  it('the dry run names the rows, the migration completes, leaves the key NOT VALID, and doctor names them; new unknown rows are refused', async () => {
     const files = await committedMigrations();
     const currencies = migrationNumber(files.find((f) => f.includes('currencies-and-source-transaction'))!);
     await migrateDatabase(url);
     await rollbackTo(url, currencies - 1); // the database as it was before: any three letters
     const { rows: [bad] } = await pool.query<{ id: string }>(`insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
       values (gen_random_uuid(), gen_random_uuid(), 'acct_dba', 100, 'xyz') returning id`);
+    const dry = await cliFor(() => url)('migrate', '--dry-run');
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain('rows in a currency marketplace.currencies will not know');
+    expect(dry.stdout).toContain(`xyz: 1 row(s), e.g. ${bad!.id}`);
     await migrateDatabase(url); // the validation migration skips VALIDATE (with a WARNING) instead of failing
 
     const { rows: [fk] } = await pool.query(`select convalidated from pg_constraint where conname = 'seller_transfer_currency_known'`);

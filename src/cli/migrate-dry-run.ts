@@ -5,6 +5,7 @@ import path from 'node:path';
 import { withClient } from '../db/connection.ts';
 import { appliedMigrations, committedMigrations, migrationNumber, projectRoot } from '../db/migrate.ts';
 import { blocks, splitStatements, statementLocks, type LockClaim } from '../db/statement-locks.ts';
+import { currenciesOutside, seededCurrencies } from './migrate-currency-check.ts';
 
 function claimText(c: LockClaim): string {
   const b = blocks(c.mode);
@@ -48,5 +49,11 @@ export async function printDryRun(url: string, lockTimeoutMs: number): Promise<v
       for (const c of claims) console.log(`             ${claimText(c)}`);
     }
     if (catalogOnly) console.log(`  and ${catalogOnly} statement(s) that take no table lock (functions, comments, grants, settings)`);
+    const codes = seededCurrencies(sql);
+    const outside = codes ? await currenciesOutside(url, codes) : [];
+    if (outside.length) {
+      console.log('  rows in a currency marketplace.currencies will not know (refused from then on; the next migration leaves the key NOT VALID and doctor names them):');
+      for (const line of outside) console.log(`    ${line}`);
+    }
   }
 }
