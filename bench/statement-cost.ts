@@ -289,6 +289,16 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
       ? `Every measured transaction moved exactly one row, and every round left exactly ${perRound} history rows per variant.`
       : '**Not every transaction moved a row, or the history rows did not match** (a round ran past its rows): those rounds understate the cost.');
     if (!ctx.localServer) notes.push('**No CPU figures:** the PostgreSQL server is not on this machine, so its backends\' /proc/PID/schedstat cannot be read.');
+    // Fairness: the hand-written history rows carry what the real trigger's carry.
+    const shape = async (db: pg.Client, events: string, k0: number) => (await db.query<{ s: string }>(
+      `select string_agg(distinct format('%s -> %s by %s (%s), transfer id %s', from_status, to_status, authority, actor, case when stripe_transfer_id is null then 'not recorded' else 'recorded' end), '; ') as s
+         from ${events} where transfer_id in (select ${idOf('k')} from generate_series($1::int, $2::int) k)`, [k0, k0 + perRound - 1])).rows[0]?.s ?? 'none';
+    for (const m of MOVES) {
+      const [real, hand] = [await shape(adminAfter, 'marketplace.seller_transfer_events', m.first(rows)), await shape(adminAfter, 'bench.hand_events', m.first(rows))];
+      notes.push(real === hand
+        ? `${m.label}: the real and the hand-written history rows record the same facts (${real}).`
+        : `**${m.label}: the hand-written history rows differ from the real ones** (real: ${real}; hand-written: ${hand}).`);
+    }
     const missed = checks.filter((x) => !x.met);
     if (missed.length) {
       // What the real writers pay per statement that the hand-written ones do not: the triggers' WHEN
@@ -299,11 +309,15 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
            from (select tgname, pg_get_triggerdef(oid) as def from pg_trigger where tgrelid = 'marketplace.seller_transfers'::regclass and not tgisinternal) t
           order by tgname`);
       const inWhen = calls.filter((c) => c.n > 0);
+      const { rows: quals } = await adminAfter.query<{ tgname: string; kb: number }>(
+        `select tgname, length(tgqual::text) / 1024.0 as kb from pg_trigger
+          where tgrelid = 'marketplace.seller_transfers'::regclass and not tgisinternal and tgqual is not null and tgtype & 16 <> 0 order by kb desc`);
       notes.push(`**Missed: ${missed.map((x) => `${x.label} ${ratio(x.measured)} (target <= ${ratio(x.target)})`).join('; ')}.** ` +
         'PostgreSQL prepares a trigger\'s WHEN clause once per statement, for every trigger the statement\'s SET list makes a candidate: it reads the stored expression back (stringToNode) and runs the planner\'s eval_const_expressions over it, which inlines every call of a SQL function by parsing and analyzing the function\'s body again at each call site. ' +
         (inWhen.length
-          ? `Here the WHEN clauses call marketplace.seller_transfer_authority ${inWhen.reduce((a, c) => a + c.n, 0)} times (${inWhen.map((c) => `${c.tgname}: ${c.n}`).join(', ')}), so a single-row move pays that many parses of its body before it touches the row; ` +
-            'writing the authority expression once per WHEN clause with built-in calls only (e.g. `<authority> = ANY (CASE old.status WHEN ... THEN CASE new.status WHEN ... THEN \'{worker,owner}\'::text[] ... END END)`) removes them. '
+          ? `Here the WHEN clauses call marketplace.seller_transfer_authority ${inWhen.reduce((a, c) => a + c.n, 0)} times (${inWhen.map((c) => `${c.tgname}: ${c.n}`).join(', ')}), so a single-row move pays that many parses of its body before it touches the row. ` +
+            `The stored WHEN expressions of the update triggers (each read back by every statement whose SET list names one of its columns): ${quals.map((q) => `${q.tgname} ${Number(q.kb).toFixed(1)} kB`).join(', ')}. ` +
+            'Writing the authority expression once per WHEN clause with built-in calls only (e.g. `<authority> = ANY (CASE old.status WHEN ... THEN CASE new.status WHEN ... THEN \'{worker,owner}\'::text[] ... END END)`) removes them. '
           : '') +
         `The history trigger's function (${(await adminAfter.query<{ cfg: string | null }>(`select array_to_string(proconfig, ', ') as cfg from pg_proc where oid = 'marketplace.record_seller_transfer_status_change()'::regprocedure`)).rows[0]?.cfg ?? 'no SET'}) ` +
         'is a SECURITY DEFINER plpgsql call per row; a SET clause on it is a GUC save and restore on every call.');
