@@ -238,6 +238,9 @@ async function main(): Promise<void> {
     if (only.size === FIGURES.length) {
       const out = await writeReport(projectRoot, ordered, info);
       console.log(`\nwrote ${path.relative(projectRoot, out.md)} and ${path.relative(projectRoot, out.svg)} (run time ${(info.runSeconds / 60).toFixed(1)} min)`);
+    } else if (updateDocs && ordered.some((f) => f.error)) {
+      console.log(`\n--update-docs: docs/benchmarks.md not touched, ${ordered.filter((f) => f.error).map((f) => f.title).join(', ')} failed`);
+      process.exitCode = 1;
     } else if (updateDocs) {
       const command = `npm run bench -- ${mode === 'default' ? '' : `--${mode} `}--only=${[...only].join(',')} --update-docs`;
       const out = await updateReport(projectRoot, ordered, info, command);

@@ -126,8 +126,15 @@ interface Sample { cpuUs: number; walBytes: number; walFpiBytes: number; walReco
 
 interface Runner { variant: VariantKey; move: Move; client: pg.Client; pid: number; admin: pg.Client; events: string }
 
-const stats = (xs: number[], f: (x: number) => string) => `${f(median(xs))} (${f(percentile(xs, 25))}–${f(percentile(xs, 75))})`;
-const range = (xs: number[], f: (x: number) => string) => `${f(Math.min(...xs))}–${f(Math.max(...xs))}`;
+const finite = (xs: number[]) => xs.filter((x) => Number.isFinite(x));
+const stats = (all: number[], f: (x: number) => string) => {
+  const xs = finite(all);
+  return `${f(median(xs))} (${f(percentile(xs, 25))}–${f(percentile(xs, 75))})`;
+};
+const range = (all: number[], f: (x: number) => string) => {
+  const xs = finite(all);
+  return xs.length ? `${f(Math.min(...xs))}–${f(Math.max(...xs))}` : 'n/a';
+};
 
 export async function statementCostFigure(ctx: BenchContext): Promise<FigureResult> {
   const took = stopwatch();
@@ -167,6 +174,10 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
     let walinspect = true;
     try {
       await adminAfter.query('create extension if not exists pg_walinspect');
+      // Keeps the measured WAL on disk until it has been read, whatever checkpoints other
+      // sessions cause meanwhile (temporary: gone with this connection).
+      await adminAfter.query(`select pg_create_physical_replication_slot('seller_transfers_bench_' || pg_backend_pid(), true, true)`)
+        .catch((e: Error) => progress(`statement-cost: no replication slot to hold the WAL (${e.message}); a checkpoint during a round may lose its WAL figures`));
     } catch (e) {
       walinspect = false;
       progress(`statement-cost: pg_walinspect unavailable (${(e as Error).message}); WAL = insert-LSN difference over each round`);
@@ -197,6 +208,7 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
     await adminAfter.query('checkpoint');
 
     const samples = new Map<string, Sample[]>();
+    const unread: string[] = [];
     // Noise: the machine's busy time minus the measured backends and this process, % of one core.
     const backendNs = () => [...runners.values()].reduce((a, r) => a + (onCpuNs(r.pid) ?? 0), 0);
     const m0 = machineTicks();
@@ -222,10 +234,15 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
               where transfer_id in (select ${idOf('k')} from generate_series($1::int, $2::int) k)`, [k0, k0 + perRound - 1]);
           let wal = { bytes: Number(l1!.window), fpi: NaN, records: NaN };
           if (walinspect) {
-            const { rows: [w] } = await adminAfter.query<{ bytes: string; fpi: string; records: string }>(
-              `select coalesce(sum(record_length), 0) as bytes, coalesce(sum(fpi_length), 0) as fpi, count(*) as records
-                 from pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn) where xid::text = any($3::text[])`, [l0!.lsn, l1!.lsn, ev!.xids]);
-            wal = { bytes: Number(w!.bytes), fpi: Number(w!.fpi), records: Number(w!.records) };
+            try {
+              const { rows: [w] } = await adminAfter.query<{ bytes: string; fpi: string; records: string }>(
+                `select coalesce(sum(record_length), 0) as bytes, coalesce(sum(fpi_length), 0) as fpi, count(*) as records
+                   from pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn) where xid::text = any($3::text[])`, [l0!.lsn, l1!.lsn, ev!.xids]);
+              wal = { bytes: Number(w!.bytes), fpi: Number(w!.fpi), records: Number(w!.records) };
+            } catch (e) {
+              unread.push(`round ${round + 1}, ${move.label}, ${v}: ${(e as Error).message}`);
+              wal = { bytes: NaN, fpi: NaN, records: NaN };
+            }
           }
           const key = `${move.key}/${v}`;
           samples.set(key, [...(samples.get(key) ?? []), {
@@ -246,7 +263,7 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
       : null;
 
     const of = (m: MoveKey, v: VariantKey) => samples.get(`${m}/${v}`) ?? [];
-    const perRoundRatio = (m: MoveKey, a: VariantKey, b: VariantKey, f: (s: Sample) => number) => of(m, a).map((x, i) => f(x) / f(of(m, b)[i]!));
+    const perRoundRatio = (m: MoveKey, a: VariantKey, b: VariantKey, f: (s: Sample) => number) => finite(of(m, a).map((x, i) => f(x) / f(of(m, b)[i]!)));
     const us = (x: number) => (Number.isFinite(x) ? `${x.toFixed(0)} µs` : 'n/a');
     const by = (x: number) => (Number.isFinite(x) ? `${x.toFixed(0)} B` : 'n/a');
     const cpu = (s: Sample) => s.cpuUs;
@@ -263,7 +280,7 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
         if (xs.some((x) => x.failed > 0)) allChanged = false;
         if (xs.some((x) => x.events !== perRound)) historyOk = false;
         absRows.push([m.label, v, stats(xs.map(cpu), us), range(xs.map(cpu), us), stats(xs.map(walOf), by), range(xs.map(walOf), by),
-          walinspect ? stats(xs.map(records), by) : 'n/a', walinspect ? fmt(median(xs.map((x) => x.walRecords)), 1) : 'n/a', by(median(xs.map((x) => x.windowBytes)))]);
+          walinspect ? stats(xs.map(records), by) : 'n/a', walinspect ? fmt(median(finite(xs.map((x) => x.walRecords))), 1) : 'n/a', by(median(xs.map((x) => x.windowBytes)))]);
       }
       const pairs: Array<[VariantKey, VariantKey]> = [['real', 'hand-written'], ['real', 'before'], ['before', 'hand-written']];
       for (const [a, b] of pairs) {
@@ -278,16 +295,17 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
       const hand = of(m.key, 'hand-written');
       const before = of(m.key, 'before');
       const cpuCheck = check('1b. CPU and WAL per statement', `${m.label}: server CPU per statement, real vs hand-written`, median(c), 'x', '<=', 1.1,
-        `median of ${c.length} per-round ratios (p25–p75 ${range([percentile(c, 25), percentile(c, 75)], ratio)}); ${us(median(real.map(cpu)))} vs ${us(median(hand.map(cpu)))}; before 000017: ${us(median(before.map(cpu)))}`);
+        `median of ${c.length} per-round ratios (p25–p75 ${range([percentile(c, 25), percentile(c, 75)], ratio)}); ${us(median(finite(real.map(cpu))))} vs ${us(median(finite(hand.map(cpu))))}; before 000017: ${us(median(finite(before.map(cpu))))}`);
       cpuCheck.noisy = (otherCpu ?? 0) > NOISY_CPU;
       checks.push(cpuCheck,
         check('1b. CPU and WAL per statement', `${m.label}: WAL bytes per statement, real vs hand-written`, median(w), 'x', '<=', 1.05,
-          `median of ${w.length} per-round ratios (p25–p75 ${range([percentile(w, 25), percentile(w, 75)], ratio)}); ${by(median(real.map(walOf)))} vs ${by(median(hand.map(walOf)))}; before 000017: ${by(median(before.map(walOf)))}`));
+          `median of ${w.length} per-round ratios (p25–p75 ${range([percentile(w, 25), percentile(w, 75)], ratio)}); ${by(median(finite(real.map(walOf))))} vs ${by(median(finite(hand.map(walOf))))}; before 000017: ${by(median(finite(before.map(walOf))))}`));
     }
     const notes: string[] = [];
     notes.push(allChanged && historyOk
       ? `Every measured transaction moved exactly one row, and every round left exactly ${perRound} history rows per variant.`
       : '**Not every transaction moved a row, or the history rows did not match** (a round ran past its rows): those rounds understate the cost.');
+    if (unread.length) notes.push(`**WAL not read for ${unread.length} round(s)** (left out of the WAL columns): ${unread.slice(0, 2).join('; ')}.`);
     if (!ctx.localServer) notes.push('**No CPU figures:** the PostgreSQL server is not on this machine, so its backends\' /proc/PID/schedstat cannot be read.');
     // Fairness: the hand-written history rows carry what the real trigger's carry.
     const shape = async (db: pg.Client, events: string, k0: number) => (await db.query<{ s: string }>(
