@@ -290,7 +290,11 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
         ratioRows.push([m.label, `${a} / ${b}`, stats(c, ratio), range(c, ratio), stats(w, ratio), range(w, ratio), walinspect ? stats(r, ratio) : 'n/a']);
       }
       const c = perRoundRatio(m.key, 'real', 'hand-written', cpu);
-      const w = perRoundRatio(m.key, 'real', 'hand-written', walOf);
+      // Full-page images depend on when the server last checkpointed (other sessions on a shared
+      // server cause checkpoints at any moment), not on the statement: the target is judged on
+      // the records without them (with pg_walinspect), and the columns above show both.
+      const walJudged = walinspect ? records : walOf;
+      const w = perRoundRatio(m.key, 'real', 'hand-written', walJudged);
       const real = of(m.key, 'real');
       const hand = of(m.key, 'hand-written');
       const before = of(m.key, 'before');
@@ -298,8 +302,9 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
         `median of ${c.length} per-round ratios (p25–p75 ${range([percentile(c, 25), percentile(c, 75)], ratio)}); ${us(median(finite(real.map(cpu))))} vs ${us(median(finite(hand.map(cpu))))}; before 000017: ${us(median(finite(before.map(cpu))))}`);
       cpuCheck.noisy = (otherCpu ?? 0) > NOISY_CPU;
       checks.push(cpuCheck,
-        check('1b. CPU and WAL per statement', `${m.label}: WAL bytes per statement, real vs hand-written`, median(w), 'x', '<=', 1.05,
-          `median of ${w.length} per-round ratios (p25–p75 ${range([percentile(w, 25), percentile(w, 75)], ratio)}); ${by(median(finite(real.map(walOf))))} vs ${by(median(finite(hand.map(walOf))))}; before 000017: ${by(median(finite(before.map(walOf))))}`));
+        check('1b. CPU and WAL per statement', `${m.label}: WAL bytes per statement${walinspect ? ' (full-page images aside)' : ''}, real vs hand-written`, median(w), 'x', '<=', 1.05,
+          `median of ${w.length} per-round ratios (p25–p75 ${range([percentile(w, 25), percentile(w, 75)], ratio)}); ${by(median(finite(real.map(walJudged))))} vs ${by(median(finite(hand.map(walJudged))))}; before 000017: ${by(median(finite(before.map(walJudged))))}` +
+          (walinspect ? `; with full-page images ${ratio(median(perRoundRatio(m.key, 'real', 'hand-written', walOf)))}` : '')));
     }
     const notes: string[] = [];
     notes.push(allChanged && historyOk
@@ -352,7 +357,7 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
       walinspect
         ? '**WAL** = bytes of the WAL records whose transaction id is one of the round\'s (the history rows name them; `pg_walinspect`), full-page images included (they fall from round to round after the CHECKPOINT, as the pages get their first image; the column without them counts the records alone), divided by the transactions; records without a transaction id (e.g. page pruning) are not counted, nor is WAL from other sessions. The "window" column is the whole insert-LSN difference over the round, everything the server wrote meanwhile.'
         : '**WAL** = insert-LSN difference over the round divided by the transactions (pg_walinspect unavailable): it includes anything else the server wrote meanwhile.',
-      'Ratios are taken per round (the variants of one round are neighbours in time); medians, p25–p75 and min–max over the rounds. Targets: real <= 1.10x hand-written CPU and <= 1.05x its WAL.',
+      'Ratios are taken per round (the variants of one round are neighbours in time); medians, p25–p75 and min–max over the rounds. Targets: real <= 1.10x hand-written CPU and <= 1.05x its WAL, the WAL judged without full-page images: how many a statement writes depends on when the server last checkpointed (on a shared server, other sessions checkpoint at any moment), and the three tables, holding the same rows in the same order and moved row for row, need the same images.',
     ].join(' ');
     return {
       key: 'statement-cost',
