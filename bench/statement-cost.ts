@@ -339,9 +339,9 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
         'PostgreSQL prepares a trigger\'s WHEN clause once per statement, for every trigger the statement\'s SET list makes a candidate: it reads the stored expression back (stringToNode) and runs the planner\'s eval_const_expressions over it, which inlines every call of a SQL function by parsing and analyzing the function\'s body again at each call site. ' +
         (inWhen.length
           ? `Here the WHEN clauses call marketplace.seller_transfer_authority ${inWhen.reduce((a, c) => a + c.n, 0)} times (${inWhen.map((c) => `${c.tgname}: ${c.n}`).join(', ')}), so a single-row move pays that many parses of its body before it touches the row. ` +
-            `The stored WHEN expressions of the update triggers (each read back by every statement whose SET list names one of its columns): ${quals.map((q) => `${q.tgname} ${Number(q.kb).toFixed(1)} kB`).join(', ')}. ` +
             'Writing the authority expression once per WHEN clause with built-in calls only (e.g. `<authority> = ANY (CASE old.status WHEN ... THEN CASE new.status WHEN ... THEN \'{worker,owner}\'::text[] ... END END)`) removes them. '
           : '') +
+        `The update triggers with a WHEN clause, each prepared by every statement whose SET list names one of its columns (size of the stored expression): ${quals.map((q) => `${q.tgname} ${Number(q.kb).toFixed(1)} kB`).join(', ')}. ` +
         `The history trigger's function (${(await adminAfter.query<{ cfg: string | null }>(`select array_to_string(proconfig, ', ') as cfg from pg_proc where oid = 'marketplace.record_seller_transfer_status_change()'::regprocedure`)).rows[0]?.cfg ?? 'no SET'}) ` +
         'is a SECURITY DEFINER plpgsql call per row; a SET clause on it is a GUC save and restore on every call.');
     }
