@@ -1,4 +1,4 @@
-// `npm run screenshots`: the README's pictures of the console (docs/console/*.png), taken in
+// `npm run screenshots`: the pictures of the console in docs/console.md (docs/console/*.png), taken in
 // Debian's headless Chromium from a fresh database with demo data that the real worker paid
 // against the Stripe simulator. PostgreSQL as for the tests (TEST_DATABASE_URL, else Docker,
 // else an embedded one); the database is dropped at the end.

@@ -1,4 +1,4 @@
-// matrix and graph print what the database holds, and README.md's diagram is what graph prints.
+// matrix and graph print what the database holds, and docs/architecture.md's diagram is what graph prints.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -91,15 +91,15 @@ describe('graph', () => {
   });
 });
 
-describe('README.md', () => {
+describe('docs/architecture.md', () => {
   it('shows the state diagram that `seller-transfers graph` prints for the database', async () => {
-    const readme = await readFile(path.join(projectRoot, 'README.md'), 'utf8');
-    const section = readme.split(/^## State diagram[ \t]*$/m)[1];
-    expect(section, 'README.md has a "## State diagram" section').toBeDefined();
+    const page = await readFile(path.join(projectRoot, 'docs', 'architecture.md'), 'utf8');
+    const section = page.split(/^## State diagram[ \t]*$/m)[1];
+    expect(section, 'docs/architecture.md has a "## State diagram" section').toBeDefined();
     const block = /```mermaid\n([\s\S]*?)```/.exec(section!.split(/^## /m)[0]!);
     expect(block, 'the "## State diagram" section has a ```mermaid block').not.toBeNull();
     const run = await cli('graph');
     expect(run.code, run.stderr).toBe(0);
-    expect(block![1]!.trimEnd(), 'README.md is out of date: paste the output of `npx seller-transfers graph`').toBe(run.stdout.trimEnd());
+    expect(block![1]!.trimEnd(), 'docs/architecture.md is out of date: paste the output of `npx seller-transfers graph`').toBe(run.stdout.trimEnd());
   });
 });
