@@ -185,7 +185,7 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 export function consoleConfig(config: Config): ConsoleSettings {
   const { CONSOLE_HOST: host, CONSOLE_TLS_CERT_FILE: certFile, CONSOLE_TLS_KEY_FILE: keyFile } = config;
   if (config.NODE_ENV === 'production' && !config.CONSOLE_USERS) {
-    throw new ConfigError('invalid configuration: CONSOLE_USERS is required when NODE_ENV=production (the console never runs without credentials; see README "Console")');
+    throw new ConfigError('invalid configuration: CONSOLE_USERS is required when NODE_ENV=production (the console never runs without credentials; see docs/console.md)');
   }
   if (!certFile !== !keyFile) throw new ConfigError('invalid configuration: CONSOLE_TLS_CERT_FILE and CONSOLE_TLS_KEY_FILE go together');
   const tls = certFile && keyFile ? { certFile, keyFile } : null;

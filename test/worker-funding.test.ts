@@ -1,7 +1,7 @@
 // Payouts and the platform's balance, against the simulator's funding model: a payout funded
 // from the order's charge (source_transaction) is paid while the platform's available balance is
 // empty; one without it waits on balance_insufficient, visibly, until the balance is topped up
-// and an operator retries it; charges Stripe refuses end the row where the README says.
+// and an operator retries it; charges Stripe refuses end the row where docs/service-authors.md says.
 import { randomUUID } from 'node:crypto';
 import Stripe from 'stripe';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';

@@ -18,7 +18,7 @@ async function readStdin(): Promise<string> {
 export function registerConsoleCommand(program: Command): void {
   program
     .command('console')
-    .description('serve the operator web console (overview, lists, transfer pages, actions, audit, doctor) on CONSOLE_HOST:CONSOLE_PORT; see README "Console"')
+    .description('serve the operator web console (overview, lists, transfer pages, actions, audit, doctor) on CONSOLE_HOST:CONSOLE_PORT; see docs/console.md')
     .option('--hash-password', 'read a password on stdin and print its scrypt hash for CONSOLE_USERS, then exit')
     .action(async (opts: { hashPassword?: boolean }) => {
       const { hashPassword, oneTimeUser, parseUsers } = await import('../console/users.ts');

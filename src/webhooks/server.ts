@@ -65,7 +65,7 @@ export async function handleStripeWebhook(deps: WebhookDeps, body: Buffer, signa
   // counted by a metric and shown on the console's transfer page; not a status change.
   if (outcome === 'extra_reversal') {
     deps.logger.error({ eventId: event.id, stripeTransferId: transfer.id, stripeReversalId: latest.id, amount: latest.amount },
-      'Stripe has a second reversal of a payout that is already reversed (made outside seller-transfers); recorded for a person, see docs/runbook.md#reversalsmadeoutside');
+      'Stripe has a second reversal of a payout that is already reversed (made outside seller-transfers); recorded for a person, see docs/runbook.md#reversals-made-outside');
   }
   // busy: a worker is acting on this row right now; Stripe retries the delivery later.
   return outcome === 'busy' ? { status: 503, body: 'busy, retry later\n' } : { status: 200, body: `${outcome}\n` };
