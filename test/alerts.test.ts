@@ -5,7 +5,7 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../src/db/migrate.ts';
+import { projectRoot } from '../src/paths/project.ts';
 
 function promtool(args: string[], cwd = projectRoot): Promise<{ code: number; out: string }> {
   return new Promise((resolve, reject) => {

@@ -130,7 +130,8 @@ describe('audit', () => {
 
 describe('audit output at scale', () => {
   it('lists the first problems of a huge result and counts them all (a table of a million rows overflowed the stack)', async () => {
-    const { renderAudit, AUDIT_LIST_LIMIT } = await import('../src/cli/audit-command.ts');
+    const { renderAudit } = await import('../src/cli/audit-command.ts');
+    const { AUDIT_LIST_LIMIT } = await import('../src/core/audit.ts');
     const problems = Array.from({ length: 1_000_000 }, (_, i) => ({
       transfer_id: `00000000-0000-0000-0000-${String(i).padStart(12, '0')}`, problem: 'no_history', detail: 'the row has no history',
     }));

@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { projectRoot } from '../src/db/migrate.ts';
+import { projectRoot } from '../src/paths/project.ts';
 import { useTestDatabase } from './support/database.ts';
 import { expectedAllowed, INITIAL, LEGAL_MOVES, STATUSES, TERMINAL } from './support/expected-matrix.ts';
 import { cliFor } from './support/cli.ts';

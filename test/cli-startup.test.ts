@@ -8,7 +8,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, sym
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { projectRoot } from '../src/db/migrate.ts';
+import { projectRoot } from '../src/paths/project.ts';
 import { useTestDatabase } from './support/database.ts';
 import { insertTransfer } from './support/transfers.ts';
 import type { CliRun } from './support/cli.ts';

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../src/console/users.ts';
-import { projectRoot } from '../src/db/migrate.ts';
+import { projectRoot } from '../src/paths/project.ts';
 import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
 import type { WorkerHandle } from '../src/worker/runner.ts';
 import { findChromium, launchChromium, seriousViolations, type Browser } from './support/browser.ts';

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { projectRoot } from '../src/db/migrate.ts';
+import { projectRoot } from '../src/paths/project.ts';
 import { expectOneLineError, runCli } from './support/cli.ts';
 import { useTestDatabase } from './support/database.ts';
 import { waitFor } from './support/worker.ts';

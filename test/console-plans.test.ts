@@ -6,7 +6,7 @@ import { parseNamedQueries } from '../src/console/sql.ts';
 import { ALERT_CAP, COUNT_CAP } from '../src/console/pages/overview.ts';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { projectRoot } from '../src/db/migrate.ts';
+import { projectRoot } from '../src/paths/project.ts';
 import { useTestDatabase } from './support/database.ts';
 
 const db = useTestDatabase();

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../src/db/migrate.ts';
+import { projectRoot } from '../src/paths/project.ts';
 import { runningServer } from '../src/db/embedded.ts';
 import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
 import { runCli } from './support/cli.ts';

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { useTestDatabase } from './support/database.ts';
-import { insertTransfer, pgError, transferIn } from './support/transfers.ts';
+import { insertTransfer, transferIn } from './support/transfers.ts';
 
 const db = useTestDatabase();
 

@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { projectRoot } from '../src/db/migrate.ts';
+import { projectRoot } from '../src/paths/project.ts';
 import { expectOneLineError, runCli } from './support/cli.ts';
 
 vi.setConfig({ testTimeout: 120_000 });
@@ -32,6 +32,7 @@ describe.concurrent('log format', () => {
       const { stdout } = await sample(env);
       const lines = stdout.trim().split('\n');
       expect(lines).toHaveLength(2);
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- log lines of any shape, matched field by field
       const [first, second] = lines.map((l) => JSON.parse(l) as Record<string, any>);
       expect(first).toMatchObject({ level: 30, msg: 'first event', transferId: 't1', service: 'seller-transfers' });
       expect(first!.config.STRIPE_SECRET_KEY).toBe('[redacted]');
@@ -48,6 +49,7 @@ describe.concurrent('log format', () => {
     expect(lines[1]).toMatch(/WARN: second event/);
     expect(() => JSON.parse(lines[0]!)).toThrow();
     expect(stdout).toContain('[redacted]');
+    // eslint-disable-next-line no-control-regex -- the escape character itself: no ANSI colour codes
     expect(stdout).not.toMatch(/\u001b\[/); // not a terminal: no colours
     noSecrets(stdout);
   });

@@ -12,7 +12,7 @@ import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
-import { mulberry32 } from '../src/stripe-sim/faults.ts';
+import { mulberry32 } from '../src/stripe-sim/random.ts';
 import { useTestDatabase } from './support/database.ts';
 import { expectDatabaseMatchesLedger, killHard, spawnWorker } from './support/worker.ts';
 

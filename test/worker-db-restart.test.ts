@@ -9,7 +9,8 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.ts';
-import { migrateDatabase, projectRoot } from '../src/db/migrate.ts';
+import { migrateDatabase } from '../src/db/migrate.ts';
+import { projectRoot } from '../src/paths/project.ts';
 import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
 import { expectDatabaseMatchesLedger, FAST_ENV, TEST_STRIPE_KEY, waitFor } from './support/worker.ts';
 

@@ -1,30 +1,10 @@
 import type { Command } from 'commander';
+import { AUDIT_LIST_LIMIT, auditFindings, unrecordedFactsNote, type AuditProblem } from '../core/audit.ts';
 import { oneLineText, print, printJson, table } from './format.ts';
 import { inSnapshot, operatorContext, parseSince, withOperatorDb } from './operator-db.ts';
-import type { Queryable } from './queries.ts';
 
 /** Exit code while problems exist (like reconcile: 0 = every history proves its row). */
 export const AUDIT_PROBLEM_EXIT_CODE = 3;
-
-export interface AuditProblem { transfer_id: string; problem: string; detail: string }
-
-/** Rows listed in the text table; the summary counts all of them and --json prints all. */
-export const AUDIT_LIST_LIMIT = 500;
-
-/** Said whenever some rows in scope predate the recording of money facts (migration 000010). */
-export function unrecordedFactsNote(unrecorded: number): string | null {
-  return unrecorded > 0
-    ? `${unrecorded} transfer(s) were created before their money facts were recorded in the history (migration 000010): their amount, currency and destination are judged by what they hold today`
-    : null;
-}
-
-/** The audit's findings, and how many rows in scope predate recorded money facts: for this command and the console. */
-export async function auditFindings(db: Queryable, since: Date | null): Promise<{ problems: AuditProblem[]; unrecordedFacts: number }> {
-  return {
-    problems: (await db.query<AuditProblem>('select transfer_id, problem, detail from marketplace.audit_seller_transfers($1)', [since])).rows,
-    unrecordedFacts: Number((await db.query<{ n: string }>('select marketplace.seller_transfers_without_recorded_facts($1) as n', [since])).rows[0]!.n),
-  };
-}
 
 export function renderAudit(problems: AuditProblem[], since: Date | null, unrecordedFacts = 0): string {
   const scope = since ? `transfers created or changed since ${since.toISOString()}` : 'every transfer';

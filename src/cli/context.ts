@@ -1,12 +1,11 @@
-// Shared plumbing for CLI commands: configuration, logger, the database.
+// What every CLI command starts from: the configuration and a logger (the database connection
+// is operator-db.ts's), and CliError, the CLI's own user errors (usage: exit code 2).
 import { ConfigError, loadConfig, type Config } from '../config.ts';
+import { UserError } from '../core/errors.ts';
 import { createLogger, lazyLogger, type AppLogger } from '../logger.ts';
 
-export class CliError extends Error {
-  constructor(message: string, readonly exitCode = 1) {
-    super(message);
-  }
-}
+/** A user error raised by the CLI itself; main.ts prints every UserError (the shared core's too) in one line. */
+export class CliError extends UserError {}
 
 export function cliConfig(): { config: Config; logger: AppLogger } {
   try {

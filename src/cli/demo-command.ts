@@ -11,7 +11,7 @@ import { printAdminResult, runAdminAction, type AdminAction } from './admin-acti
 import { CliError } from './context.ts';
 import { print } from './format.ts';
 import { operatorContext, stderrLogger, withConnection } from './operator-db.ts';
-import { statusStats, transferHistory } from './queries.ts';
+import { statusStats, transferHistory } from '../core/read-model.ts';
 import { renderHistory } from './show-command.ts';
 import { renderStats } from './stats-command.ts';
 

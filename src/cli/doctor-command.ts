@@ -1,37 +1,10 @@
 import type { Command } from 'commander';
-import { appliedMigrationsOn, committedMigrations, migrationNumber } from '../db/migrate.ts';
+import { doctorChecks, type DoctorCheck } from '../core/doctor.ts';
 import { print, printJson } from './format.ts';
 import { operatorContext, withOperatorDb } from './operator-db.ts';
-import type { Queryable } from './queries.ts';
 
 /** Exit code when a check finds a problem (warnings do not count). */
 export const DOCTOR_PROBLEM_EXIT_CODE = 3;
-
-export interface DoctorCheck { check: string; status: 'ok' | 'warn' | 'problem'; detail: string; fix: string }
-
-/** applied == committed: every committed file applied, nothing applied that this build lacks. Read on db's own connection (its role). */
-export async function migrationCheck(db: Queryable): Promise<DoctorCheck> {
-  const committed = (await committedMigrations()).map(migrationNumber);
-  const applied = (await appliedMigrationsOn(db)).map((m) => m.number);
-  const pad = (n: number) => String(n).padStart(6, '0');
-  const missing = committed.filter((n) => !applied.includes(n));
-  const unknown = applied.filter((n) => !committed.includes(n));
-  if (!missing.length && !unknown.length) return { check: 'migrations current', status: 'ok', detail: `${applied.length} applied, latest ${pad(Math.max(0, ...applied))}`, fix: '' };
-  if (missing.length) return { check: 'migrations current', status: 'problem', detail: `not applied: ${missing.map(pad).join(', ')}`, fix: 'run `seller-transfers migrate`' };
-  return { check: 'migrations current', status: 'problem', detail: `applied but unknown to this build: ${unknown.map(pad).join(', ')}`, fix: 'run a release that has these migrations (this one is older than the database)' };
-}
-
-/** Every check: the migrations (from the files) and marketplace.seller_transfer_doctor(); for this command and the console. */
-export async function doctorChecks(db: Queryable): Promise<DoctorCheck[]> {
-  const result = [await migrationCheck(db)];
-  const { rows: [has] } = await db.query<{ ok: boolean }>(`select to_regprocedure('marketplace.seller_transfer_doctor()') is not null as ok`);
-  if (!has?.ok) {
-    result.push({ check: 'doctor functions', status: 'problem', detail: 'marketplace.seller_transfer_doctor() is missing: the schema is older than this build', fix: 'run `seller-transfers migrate`' });
-    return result;
-  }
-  const { rows } = await db.query<{ check_name: string; status: DoctorCheck['status']; detail: string; fix: string }>('select * from marketplace.seller_transfer_doctor()');
-  return [...result, ...rows.map((r) => ({ check: r.check_name, status: r.status, detail: r.detail, fix: r.fix }))];
-}
 
 export function renderDoctor(checks: DoctorCheck[]): string {
   const width = Math.max(...checks.map((c) => c.check.length));

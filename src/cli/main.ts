@@ -1,8 +1,8 @@
 // `seller-transfers` command line. Every failure a person can cause ends in one line on stderr
 // and a non-zero exit code.
 import { Command, CommanderError } from 'commander';
+import { UserError } from '../core/errors.ts';
 import { describeError } from '../error-text.ts';
-import { CliError } from './context.ts';
 
 const program = new Command('seller-transfers')
   .description('Seller payouts (Stripe Connect transfers) guarded by a PostgreSQL state machine')
@@ -44,9 +44,9 @@ try {
   setTimeout(() => process.exit(process.exitCode ?? 0), 2_000).unref();
 } catch (e) {
   if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
-  const message = e instanceof CliError && e.message ? e.message : oneLine(e);
+  const message = e instanceof UserError && e.message ? e.message : oneLine(e);
   process.stderr.write(`seller-transfers: ${message.replace(/\s*\n\s*/g, ' ')}\n`); // one line, whatever the message holds
-  process.exit(e instanceof CliError ? e.exitCode : 1);
+  process.exit(e instanceof UserError ? e.exitCode : 1);
 }
 
 function oneLine(e: unknown): string {

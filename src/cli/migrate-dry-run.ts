@@ -3,7 +3,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { withClient } from '../db/connection.ts';
-import { appliedMigrations, committedMigrations, migrationNumber, projectRoot } from '../db/migrate.ts';
+import { appliedMigrations, committedMigrations, migrationNumber } from '../db/migrate.ts';
+import { projectRoot } from '../paths/project.ts';
 import { blocks, splitStatements, statementLocks, type LockClaim } from '../db/statement-locks.ts';
 import { currenciesOutside, seededCurrencies } from './migrate-currency-check.ts';
 

@@ -7,6 +7,7 @@ import type { Config } from '../config.ts';
 import { createLogger, lazyLogger, type AppLogger, type LogFormat } from '../logger.ts';
 import { describeError } from '../error-text.ts';
 import { resolveDatabase } from '../runtime.ts';
+import { types } from '../core/pg-types.ts';
 import { CliError, cliConfig } from './context.ts';
 
 export function operatorContext(): { config: Config; logger: AppLogger } {
@@ -35,16 +36,6 @@ export function cliApplicationName(): string {
 export function cliRequester(): string {
   return `${osUser()} (cli)`;
 }
-
-// bigint columns (amounts, counts) as numbers when exact, so --json prints numbers.
-export const types: pg.CustomTypesConfig = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
-    if (oid === pg.types.builtins.INT8 && format !== 'binary') {
-      return (v: string) => (Number.isSafeInteger(Number(v)) ? Number(v) : v);
-    }
-    return pg.types.getTypeParser(oid, format as 'text');
-  }) as pg.CustomTypesConfig['getTypeParser'],
-};
 
 function where(url: string): string {
   try {

@@ -3,7 +3,7 @@ import { parseMajor } from '../money.ts';
 import { printAdminResult, runAdminAction } from './admin-action.ts';
 import { CliError } from './context.ts';
 import { operatorContext, transferId, withOperatorDb } from './operator-db.ts';
-import { transferDetail } from './queries.ts';
+import { transferDetail } from '../core/read-model.ts';
 
 export function registerReverseCommand(program: Command): void {
   program

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
+import { transferDetail, transferDispatch, transferHistory, transferJobs, type HistoryEvent, type TransferDetail, type WorkerJob } from '../core/read-model.ts';
+import { eventWho, renderDispatch } from '../core/transfer-text.ts';
 import { formatMinor } from '../money.ts';
 import { duration, oneLineText, print, printJson, table, timestamp } from './format.ts';
 import { inSnapshot, operatorContext, transferId, withOperatorDb } from './operator-db.ts';
-import { transferDetail, transferDispatch, transferHistory, transferJobs, type DispatchState, type HistoryEvent, type TransferDetail, type WorkerJob } from './queries.ts';
 
 export function renderTransfer(t: TransferDetail): string {
   const since = t.status_since ? `${timestamp(t.status_since)} (${duration(t.seconds_in_status)} ago)` : '-';
@@ -31,11 +32,6 @@ export function renderTransfer(t: TransferDetail): string {
   return fields.map(([k, v]) => `${k.padEnd(width)}  ${v === null || v === undefined ? '-' : v}`).join('\n');
 }
 
-/** Who: the person (requested_by) when an action named one, and the database role it ran as. */
-export function eventWho(e: Pick<HistoryEvent, 'requested_by' | 'actor'>): string {
-  return e.requested_by ? `${e.requested_by} as ${e.actor}` : e.actor;
-}
-
 export function renderHistory(history: HistoryEvent[]): string {
   return table(['when', 'from', 'to', 'who', 'application', 'why'], history.map((e) => [
     timestamp(e.occurred_at), e.from_status ?? '(created)', e.to_status, eventWho(e),
@@ -49,41 +45,6 @@ export function renderJobs(jobs: WorkerJob[]): string {
     j.job_id, j.task, timestamp(j.run_at), j.lease ? timestamp(j.lease) : null, `${j.attempts}/${j.max_attempts}`,
     j.locked_at ? `${timestamp(j.locked_at)} by ${j.locked_by}` : null, oneLineText(j.last_error, 60),
   ]));
-}
-
-function jobSummary(d: DispatchState): string {
-  const attempts = `attempts ${d.attempts}/${d.max_attempts}${d.attempts! >= d.max_attempts! && !d.locked_at ? ' (none left: graphile-worker will not run it again)' : ''}`;
-  const running = d.locked_at ? `locked by ${d.locked_by} since ${timestamp(d.locked_at)}` : `waiting to run (run_at ${timestamp(d.run_at)})`;
-  const error = d.last_error ? `, last error: ${oneLineText(d.last_error, 120)}` : '';
-  return `${attempts}, ${running}${error}`;
-}
-
-/**
- * The dispatch state in words, one line (two when a job left from an earlier dispatch is still
- * there). Every decision (due, handed, scheduled, idle) was made by seller_transfer_dispatch_state().
- */
-export function renderDispatch(d: DispatchState): string[] {
-  const job = d.job_id === null ? null : `job ${d.job_id} (${d.job_task})`;
-  switch (d.state) {
-    case 'idle':
-      return [`nothing for the worker (${d.status}${d.is_terminal ? ', terminal' : ''})${job ? `; ${job} is left over: ${jobSummary(d)}` : ''}`];
-    case 'due':
-      return [
-        'due now, waiting for the worker: a running worker picks it up within a moment',
-        ...(job ? [`${job} from an earlier dispatch is still there: ${jobSummary(d)}`] : []),
-      ];
-    case 'handed':
-      return [`handed to ${job}, lease until ${timestamp(d.lease)}, ${jobSummary(d)}`];
-    case 'scheduled': {
-      const wait = d.next_retry_at ? duration((new Date(d.next_retry_at).getTime() - Date.now()) / 1000) : '-';
-      return [
-        `scheduled: next attempt at ${timestamp(d.next_retry_at)} (in ${wait})`,
-        ...(job ? [`${job}: ${jobSummary(d)}`] : []),
-      ];
-    }
-    default:
-      return [`dispatch state ${String(d.state)}`];
-  }
 }
 
 export function registerShowCommand(program: Command): void {

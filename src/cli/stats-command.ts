@@ -3,7 +3,7 @@ import { CliError } from './context.ts';
 import { duration, oneLineText, print, printJson, table } from './format.ts';
 import { inSnapshot, operatorContext, withOperatorDb } from './operator-db.ts';
 import { formatMinor } from '../money.ts';
-import { statusStats, type PastSloRow, type StatusStats, type WaitingForFunds } from './queries.ts';
+import { statusStats, type PastSloRow, type StatusStats, type WaitingForFunds } from '../core/read-model.ts';
 
 export function renderStats(statuses: StatusStats[], pastSlo: PastSloRow[], waitingForFunds: WaitingForFunds[] = []): string {
   const lines = [table(['status', 'transfers', 'due now', 'longest in status', 'SLO', 'past SLO'], statuses.map((s) => [

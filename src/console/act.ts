@@ -1,10 +1,10 @@
-// Running an admin action for a person: the CLI's SQL function (adminActionInTransaction) on an
+// Running an admin action for a person: the shared admin action (src/core/admin-actions.ts) on an
 // operator connection, with the person's name as the history's requested_by and in
 // application_name. A preview runs the very same call and rolls back, so what the confirm page
 // shows is what the database would do, refusals included. A refusal by the database (bad
 // amount, illegal move, row busy with the worker, no reason) is one message; nothing is written.
 import type pg from 'pg';
-import { adminActionInTransaction, type AdminAction, type AdminResult } from '../cli/admin-action.ts';
+import { adminActionInTransaction, type AdminAction, type AdminResult } from '../core/admin-actions.ts';
 import { withOperator, type ConsoleDb } from './db.ts';
 import { sql } from './sql.ts';
 

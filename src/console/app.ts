@@ -3,9 +3,6 @@
 import { randomUUID } from 'node:crypto';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import type { StripeMode } from '../config.ts';
-import type { AppLogger } from '../logger.ts';
-import type { ConsoleDb } from './db.ts';
 import { registerActionPages } from './pages/actions.ts';
 import { registerAuditDoctorPages } from './pages/audit-doctor.ts';
 import { registerBulkPages } from './pages/bulk.ts';
@@ -17,32 +14,13 @@ import { registerTransferPage } from './pages/transfer.ts';
 import { problem } from './render.ts';
 import { csrfRefusal, parseCookies, securityHeaders } from './security.ts';
 import { LoginLimiter } from './login-limiter.ts';
+import type { ConsoleOptions } from './options.ts';
 import { SessionStore, type Session } from './sessions.ts';
-import type { ConsoleUser } from './users.ts';
+
+export type { ConsoleOptions };
 
 declare module 'fastify' {
   interface FastifyRequest { session?: Session }
-}
-
-export interface ConsoleOptions {
-  db: ConsoleDb;
-  users: ConsoleUser[];
-  logger: AppLogger;
-  stripeMode: StripeMode;
-  secureCookies: boolean;
-  sessionMinutes: number;
-  bulkMax: number;
-  loginMaxFailures: number;
-  /** The first wait after a failed login for a name (it doubles per failure); default 250 ms. */
-  loginFirstDelayMs?: number;
-  https?: { key: Buffer; cert: Buffer } | null;
-  /**
-   * Whose X-Forwarded-For entries to believe (fastify's trustProxy, CONSOLE_TRUSTED_PROXIES): the
-   * proxies' addresses; false (the default): nobody's, the client's address is the socket's.
-   */
-  trustProxy?: false | string[];
-  /** Bound to loopback: refuse any Host header but a loopback name (DNS rebinding). */
-  loopbackOnly?: boolean;
 }
 
 const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/;
@@ -50,7 +28,6 @@ const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/;
 /** The app, its sessions, and every route it serves (method and pattern: the tests walk them all). */
 export interface ConsoleApp { app: FastifyInstance; sessions: SessionStore; routes: Array<{ method: string; url: string }> }
 
-/** Paths anyone may fetch: the login form, the stylesheet, robots.txt, the (empty) favicon. */
 /** Connection refused or lost, the server shutting down or not accepting connections (SQLSTATE classes 08, 57P). */
 function isDatabaseUnavailable(e: unknown): boolean {
   const code = String((e as { code?: unknown }).code ?? '');
@@ -63,6 +40,7 @@ function databaseUnavailable(request: FastifyRequest, reply: FastifyReply): Fast
   return problem(request, reply, 503, 'Database unavailable', 'The console cannot reach its database right now; try again shortly. Nothing was done.');
 }
 
+/** Paths anyone may fetch: the login form, the stylesheet, robots.txt, the (empty) favicon. */
 const PUBLIC = new Set(['/login', '/robots.txt', '/static/console.css', '/favicon.ico']);
 
 export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {

@@ -3,7 +3,7 @@
 // only), with the person's name in marketplace.requested_by so the history records who asked;
 // sessions are kept as marketplace_console (marketplace.console_sessions and nothing else).
 import pg from 'pg';
-import { types } from '../cli/operator-db.ts';
+import { types } from '../core/pg-types.ts';
 
 export const READER_ROLE = 'marketplace_reader';
 export const OPERATOR_ROLE = 'marketplace_operator';

@@ -2,7 +2,7 @@
 // database's statuses and transitions, so a status or move added by a migration shows up here
 // without touching this file. Column = shortest distance from an initial status; row = order
 // of the statuses table within the column.
-import type { StateGraph } from '../cli/graph-command.ts';
+import type { StateGraph } from '../core/state-graph.ts';
 
 export interface DiagramNode { status: string; description: string; x: number; y: number; terminal: boolean; initial: boolean; count: string }
 export interface DiagramEdge { from: string; to: string; description: string; path: string }

@@ -3,12 +3,12 @@
 import path from 'node:path';
 import { Eta } from 'eta';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { duration, timestamp } from '../cli/format.ts';
-import { eventWho } from '../cli/show-command.ts';
+import { duration, timestamp } from '../core/text.ts';
+import { eventWho } from '../core/transfer-text.ts';
 import { formatMinor } from '../money.ts';
-import { CONSOLE_DIR } from './sql.ts';
+import { consoleFilesDir } from '../paths/project.ts';
 
-const eta = new Eta({ views: path.join(CONSOLE_DIR, 'views'), autoEscape: true, cache: true });
+const eta = new Eta({ views: path.join(consoleFilesDir, 'views'), autoEscape: true, cache: true });
 
 /** 12345 with cap 10000 -> "10,000+": a capped count says it is capped. */
 export function cappedCount(n: number | string, cap: number): string {

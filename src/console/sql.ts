@@ -2,9 +2,7 @@
 // and hands out a query by name (an unknown name is a programming error, thrown at once).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { projectRoot } from '../db/migrate.ts';
-
-export const CONSOLE_DIR = path.join(projectRoot, 'src', 'console');
+import { consoleFilesDir } from '../paths/project.ts';
 
 let queries: Map<string, string> | undefined;
 
@@ -18,7 +16,7 @@ export function parseNamedQueries(text: string): Map<string, string> {
 }
 
 export function sql(name: string): string {
-  queries ??= parseNamedQueries(readFileSync(path.join(CONSOLE_DIR, 'queries.sql'), 'utf8'));
+  queries ??= parseNamedQueries(readFileSync(path.join(consoleFilesDir, 'queries.sql'), 'utf8'));
   const text = queries.get(name);
   if (text === undefined) throw new Error(`no query named ${name} in src/console/queries.sql`);
   return text;

@@ -3,11 +3,11 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import JSON5 from 'json5';
 import pg from 'pg';
 import type { Settings } from 'graphile-migrate';
 import { MIGRATE_DEFAULTS } from '../config.ts';
+import { projectRoot } from '../paths/project.ts';
 import { withClient } from './connection.ts';
 import { concurrentBuilds, dropInvalidLeftovers } from './invalid-indexes.ts';
 import { withLockRetry, type LockRetryOptions } from './lock-retry.ts';
@@ -16,7 +16,8 @@ import { withLockRetry, type LockRetryOptions } from './lock-retry.ts';
 // the read-only commands (doctor reads the applied list) start without them.
 const require = createRequire(import.meta.url);
 
-export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+// Re-exported for bench/, which still imports it from here; new code imports src/paths/project.ts.
+export { projectRoot };
 const migrationsDir = path.join(projectRoot, 'migrations');
 
 async function gmrcSettings(connectionString: string, session: Record<string, string> = {}): Promise<Settings> {

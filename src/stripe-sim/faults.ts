@@ -1,23 +1,12 @@
 // Fault selection. Queued faults (injectFault) win over random ones so a test can script
 // an exact failure even while background chaos is on. Random faults use a seeded PRNG so a
 // failing chaos run can be replayed exactly by reusing its seed.
+import { mulberry32 } from './random.ts';
 import type { FaultKind, FaultSpec, Operation, RandomFaults } from './types.ts';
 
 export interface DrawnFault { kind: FaultKind; latencyMs: number }
 
 const DEFAULT_LATENCY_MS = 100;
-
-/** mulberry32: tiny, fast, good enough for test chaos, and fully determined by its seed. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export class Faults {
   private queue: { spec: FaultSpec; left: number }[] = [];

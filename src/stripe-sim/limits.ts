@@ -11,7 +11,7 @@
 // Latency: every admitted /v1 request waits `fixedMs` plus, when `distribution` is set, a
 // log-normal draw with the given median (p50Ms) and 99th percentile (p99Ms), from a seeded PRNG.
 // log-normal: X = exp(mu + sigma Z), mu = ln(p50), sigma = ln(p99/p50) / 2.3263 (z of 0.99).
-import { mulberry32 } from './faults.ts';
+import { mulberry32 } from './random.ts';
 
 export type RateLimitedReason = 'global-rate' | 'endpoint-rate' | 'global-concurrency';
 

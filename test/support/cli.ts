@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import type pg from 'pg';
 import { expect } from 'vitest';
-import { projectRoot } from '../../src/db/migrate.ts';
+import { projectRoot } from '../../src/paths/project.ts';
 
 export interface CliRun { code: number; stdout: string; stderr: string }
 

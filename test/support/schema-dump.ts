@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { withClient } from '../../src/db/connection.ts';
-import { projectRoot } from '../../src/db/migrate.ts';
+import { projectRoot } from '../../src/paths/project.ts';
 
 export const SCHEMA_DUMP_FILE = path.join(projectRoot, 'migrations', 'schema.sql');
 /** The major `npm run schema:dump` generates on: the oldest supported, the one CI's full suite runs on. */

@@ -5,7 +5,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import JSON5 from 'json5';
-import { projectRoot } from '../../src/db/migrate.ts';
+import { projectRoot } from '../../src/paths/project.ts';
 
 export interface Finding { file: string; line: number; rule: string; message: string }
 export interface BaselineEntry { file: string; rule: string; count: number; reason: string }

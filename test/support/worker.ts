@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { expect } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
-import { projectRoot } from '../../src/db/migrate.ts';
+import { projectRoot } from '../../src/paths/project.ts';
 import type { StripeSimulator } from '../../src/stripe-sim/index.ts';
 import { startWorker, type WorkerHandle } from '../../src/worker/runner.ts';
 

@@ -3,11 +3,11 @@
 // action is logged with the person, the reason and the request id; the history records the
 // person too (requested_by, application_name).
 import type { FastifyInstance } from 'fastify';
-import type { AdminAction } from '../../cli/admin-action.ts';
-import { CliError } from '../../cli/context.ts';
-import { transferDetail } from '../../cli/queries.ts';
+import type { AdminAction } from '../../core/admin-actions.ts';
+import { TransferNotFound } from '../../core/errors.ts';
+import { transferDetail } from '../../core/read-model.ts';
 import { ACTIONS, ActionRefused, runConsoleAction } from '../act.ts';
-import type { ConsoleOptions } from '../app.ts';
+import type { ConsoleOptions } from '../options.ts';
 import { readSnapshot } from '../db.ts';
 import { UUID } from '../list-filters.ts';
 import { formatMinor, parseMajor } from '../../money.ts';
@@ -35,7 +35,7 @@ export function registerActionPages(app: FastifyInstance, o: ConsoleOptions): vo
       try {
         t = await readSnapshot(o.db, (c) => transferDetail(c, id));
       } catch (e) {
-        if (e instanceof CliError) return problem(request, reply, 404, 'Not found', `No seller transfer ${id}; nothing was done.`, '/');
+        if (e instanceof TransferNotFound) return problem(request, reply, 404, 'Not found', `No seller transfer ${id}; nothing was done.`, '/');
         throw e;
       }
       let amountCents: string | undefined;

@@ -1,9 +1,9 @@
 // Audit and doctor, read-only, with the findings and fixes of `seller-transfers audit` and
-// `seller-transfers doctor` (the same functions; see src/cli/audit-command.ts, doctor-command.ts).
+// `seller-transfers doctor` (the same functions: src/core/audit.ts, src/core/doctor.ts).
 import type { FastifyInstance } from 'fastify';
-import { AUDIT_LIST_LIMIT, auditFindings, unrecordedFactsNote } from '../../cli/audit-command.ts';
-import { doctorChecks } from '../../cli/doctor-command.ts';
-import type { ConsoleOptions } from '../app.ts';
+import { AUDIT_LIST_LIMIT, auditFindings, unrecordedFactsNote } from '../../core/audit.ts';
+import { doctorChecks } from '../../core/doctor.ts';
+import type { ConsoleOptions } from '../options.ts';
 import { readSnapshot } from '../db.ts';
 import { page } from '../render.ts';
 

@@ -4,7 +4,7 @@
 // so one row the worker is busy with does not hold up the others; every outcome is listed and logged.
 import type { FastifyInstance } from 'fastify';
 import { ActionRefused, runConsoleAction } from '../act.ts';
-import type { ConsoleOptions } from '../app.ts';
+import type { ConsoleOptions } from '../options.ts';
 import { UUID } from '../list-filters.ts';
 import { page, problem } from '../render.ts';
 

@@ -2,7 +2,7 @@
 // page starts after the last row's sort key: no OFFSET), with filters; and "find" by our id,
 // an order id, tr_… or trr_….
 import type { FastifyInstance } from 'fastify';
-import type { ConsoleOptions } from '../app.ts';
+import type { ConsoleOptions } from '../options.ts';
 import { readSnapshot } from '../db.ts';
 import { BadFilter, encodeCursor, listParams, PAGE_SIZE, parseListQuery, UUID } from '../list-filters.ts';
 import { page } from '../render.ts';

@@ -2,8 +2,8 @@
 // the fleet's Stripe request budget; worker heartbeats; the state diagram from the database.
 import type { FastifyInstance } from 'fastify';
 import type { PoolClient } from 'pg';
-import type { ConsoleOptions } from '../app.ts';
-import { loadStateGraph } from '../../cli/graph-command.ts';
+import type { ConsoleOptions } from '../options.ts';
+import { loadStateGraph } from '../../core/state-graph.ts';
 import { readSnapshot } from '../db.ts';
 import { layoutDiagram } from '../diagram.ts';
 import { cappedCount, page } from '../render.ts';

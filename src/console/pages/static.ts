@@ -2,10 +2,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { CONSOLE_DIR } from '../sql.ts';
+import { consoleFilesDir } from '../../paths/project.ts';
 
 export function registerStaticFiles(app: FastifyInstance): void {
-  const css = readFileSync(path.join(CONSOLE_DIR, 'static', 'console.css'));
+  const css = readFileSync(path.join(consoleFilesDir, 'static', 'console.css'));
   app.get('/static/console.css', async (_request, reply) => reply.type('text/css; charset=utf-8').header('Cache-Control', 'private, max-age=300').send(css));
   app.get('/favicon.ico', async (_request, reply) => reply.code(204).send());
   app.get('/robots.txt', async (_request, reply) => reply.type('text/plain; charset=utf-8').send('User-agent: *\nDisallow: /\n'));

@@ -3,11 +3,11 @@
 // the timeline from the history; for operators, the action forms. Reads the same queries as
 // `seller-transfers show`.
 import type { FastifyInstance } from 'fastify';
-import { CliError } from '../../cli/context.ts';
-import { transferDetail, transferDispatch, transferHistory } from '../../cli/queries.ts';
+import { TransferNotFound } from '../../core/errors.ts';
+import { transferDetail, transferDispatch, transferHistory } from '../../core/read-model.ts';
 import { sql } from '../sql.ts';
-import { renderDispatch } from '../../cli/show-command.ts';
-import type { ConsoleOptions } from '../app.ts';
+import { renderDispatch } from '../../core/transfer-text.ts';
+import type { ConsoleOptions } from '../options.ts';
 import { readSnapshot } from '../db.ts';
 import { UUID } from '../list-filters.ts';
 import { problem, page } from '../render.ts';
@@ -32,7 +32,7 @@ export function registerTransferPage(app: FastifyInstance, o: ConsoleOptions): v
         externalReversals: (await c.query(sql('external_reversals'), [id.toLowerCase()])).rows,
       }));
     } catch (e) {
-      if (e instanceof CliError) return problem(request, reply, 404, 'Not found', `No seller transfer ${id}.`, '/');
+      if (e instanceof TransferNotFound) return problem(request, reply, 404, 'Not found', `No seller transfer ${id}.`, '/');
       throw e;
     }
     const { t } = data;

@@ -1,7 +1,9 @@
-// The reads the operator commands share (show, stats, demo). Every rule (due-ness, time in
-// status, SLOs, job keys, dispatch state) is a SQL function or view from the migrations; these only select.
+// The read model both front ends show: one transfer (its row, history, jobs and dispatch state)
+// and the per-status stats (the CLI's show, stats and demo; the console's transfer page). Every
+// rule (due-ness, time in status, SLOs, job keys, dispatch state) is a SQL function or view from
+// the migrations; these only select.
 import type pg from 'pg';
-import { CliError } from './context.ts';
+import { TransferNotFound } from './errors.ts';
 
 export type Queryable = Pick<pg.Client | pg.PoolClient | pg.Pool, 'query'>;
 
@@ -32,7 +34,7 @@ export async function transferDetail(db: Queryable, id: string): Promise<Transfe
       left join marketplace.seller_transfer_status_slos slo on slo.status = t.status and not s.is_terminal
      cross join lateral (select marketplace.seller_transfer_status_since(t.id) as at) since
      where t.id = $1`, [id]);
-  if (!row) throw new CliError(`seller transfer ${id} not found`);
+  if (!row) throw new TransferNotFound(id);
   return row;
 }
 
@@ -76,7 +78,7 @@ export interface DispatchState {
 
 export async function transferDispatch(db: Queryable, id: string): Promise<DispatchState> {
   const { rows: [row] } = await db.query<DispatchState>('select * from marketplace.seller_transfer_dispatch_state($1)', [id]);
-  if (!row) throw new CliError(`seller transfer ${id} not found`);
+  if (!row) throw new TransferNotFound(id);
   return row;
 }
 
