@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { projectRoot } from '../src/db/migrate.ts';
+import { projectRoot } from '../src/paths/project.ts';
 import { NOISY_CPU, check, median, ms, progress, ratio, secondsLeft, stopwatch, type BenchContext, type Check, type FigureResult } from './lib.ts';
 
 const TARGET_MS = 300;

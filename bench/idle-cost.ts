@@ -5,7 +5,7 @@
 // interleaved. And the floor: a backend that does nothing but sleep one poll interval at a time.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { projectRoot } from '../src/db/migrate.ts';
+import { projectRoot } from '../src/paths/project.ts';
 import { processTicks } from './cpu.ts';
 import { sleep, type BenchContext } from './lib.ts';
 

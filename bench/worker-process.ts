@@ -3,7 +3,7 @@
 // stderr kept (its tail) for the report when something goes wrong, stopped with SIGTERM.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { projectRoot } from '../src/db/migrate.ts';
+import { projectRoot } from '../src/paths/project.ts';
 import type { BenchContext } from './lib.ts';
 import { BENCH_STRIPE_KEY } from './reversals.ts';
 

@@ -16,8 +16,6 @@ import { withLockRetry, type LockRetryOptions } from './lock-retry.ts';
 // the read-only commands (doctor reads the applied list) start without them.
 const require = createRequire(import.meta.url);
 
-// Re-exported for bench/, which still imports it from here; new code imports src/paths/project.ts.
-export { projectRoot };
 const migrationsDir = path.join(projectRoot, 'migrations');
 
 async function gmrcSettings(connectionString: string, session: Record<string, string> = {}): Promise<Settings> {
