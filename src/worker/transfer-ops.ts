@@ -413,7 +413,8 @@ class RowOperation {
     });
     this.log.error({ ...what, operation, statusNow: now?.status ?? 'missing' },
       `the database did not record the worker's outcome: seller transfer ${row.id} moved from ${row.status} meanwhile`);
-    if (now && ['pending', 'failed', 'reversal_pending'].includes(now.status)) {
+    // Which statuses can be held is the SQL function's rule (it returns null for the others).
+    if (now) {
       const held = await this.db.query<{ result: string | null }>({
         name: 'seller-transfers-hold-not-recorded',
         text: 'select marketplace.hold_seller_transfer_for_review($1, $2, $3, $4) as result',
