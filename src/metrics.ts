@@ -7,6 +7,9 @@ import client from 'prom-client';
 import type { StripeCallObserver } from './worker/transfer-ops.ts';
 import type { DispatchTick } from './worker/dispatcher.ts';
 import type { ReadinessProbe } from './worker/readiness.ts';
+import { namedQueries } from './db/named-queries.ts';
+
+const sql = namedQueries('src/queries.sql');
 
 export interface WorkerMetrics {
   registry: client.Registry;
@@ -74,7 +77,7 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
   let dueCache: { at: number; rows: Array<{ status: string; due_now: string; oldest_due_seconds: number | null }> } | undefined;
   const dueSnapshot = async () => {
     if (!dueCache || Date.now() - dueCache.at > SCRAPE_CACHE_MS) {
-      const { rows } = await pool.query<{ status: string; due_now: string; oldest_due_seconds: number | null }>('select * from marketplace.seller_transfer_due_counts()');
+      const { rows } = await pool.query<{ status: string; due_now: string; oldest_due_seconds: number | null }>(sql('due_counts'));
       dueCache = { at: Date.now(), rows };
     }
     return dueCache.rows;
@@ -107,7 +110,7 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
   let cached: { at: number; rows: Array<{ status: string; total: string; stuck: string }> } | undefined;
   const snapshot = async () => {
     if (!cached || Date.now() - cached.at > SCRAPE_CACHE_MS) {
-      const { rows } = await pool.query<{ status: string; total: string; stuck: string }>('select * from marketplace.seller_transfer_status_counts()');
+      const { rows } = await pool.query<{ status: string; total: string; stuck: string }>(sql('status_counts'));
       cached = { at: Date.now(), rows };
     }
     return cached.rows;
@@ -127,8 +130,7 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
     labelNames: ['status'] as const,
     registers: [registry],
     async collect() {
-      const { rows } = await pool.query<{ status: string; n: string }>(
-        'select s.status, count(h.id) as n from marketplace.seller_transfer_statuses s left join marketplace.seller_transfers_held_for_review h on h.status = s.status where s.worker_task is not null group by s.status');
+      const { rows } = await pool.query<{ status: string; n: string }>(sql('held_for_review_counts'));
       for (const r of rows) this.set({ status: r.status }, Number(r.n));
     },
   });
@@ -138,8 +140,7 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
     labelNames: ['currency'] as const,
     registers: [registry],
     async collect() {
-      const { rows } = await pool.query<{ currency: string; n: string }>(
-        'select currency, count(*) as n from marketplace.seller_transfers_waiting_for_funds group by currency');
+      const { rows } = await pool.query<{ currency: string; n: string }>(sql('waiting_for_funds_counts'));
       this.reset(); // a currency whose payouts were all paid drops to nothing, not to its last count
       for (const r of rows) this.set({ currency: r.currency }, Number(r.n));
     },
@@ -149,7 +150,7 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
     help: 'Reversals made outside seller-transfers (e.g. the Stripe Dashboard) of payouts already reversed: a payout carries one reversal (marketplace.seller_transfer_external_reversals).',
     registers: [registry],
     async collect() {
-      const { rows: [r] } = await pool.query<{ n: string }>('select count(*) as n from marketplace.seller_transfer_external_reversals');
+      const { rows: [r] } = await pool.query<{ n: string }>(sql('external_reversal_count'));
       this.set(Number(r!.n));
     },
   });

@@ -4,10 +4,13 @@
 import path from 'node:path';
 import type { Config } from './config.ts';
 import { describeError } from './error-text.ts';
-import { createDatabase, withClient, withDatabase } from './db/connection.ts';
+import { createDatabase, withConnection, withDatabase } from './db/connection.ts';
+import { namedQueries } from './db/named-queries.ts';
 import { EMBEDDED_PASSWORD, startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.ts';
 import type { AppLogger } from './logger.ts';
 import type { StripeTarget } from './stripe/client.ts';
+
+const sql = namedQueries('src/queries.sql');
 
 export interface Runtime {
   databaseUrl: string;
@@ -29,10 +32,8 @@ export function embeddedPsqlCommand(port: number): string {
  * socket whose end our client's end() waits for.
  */
 async function otherProcessesConnected(url: string): Promise<number> {
-  return withClient(url, async (c) => {
-    const { rows: [r] } = await c.query<{ n: number }>(
-      `select count(*)::int as n from pg_stat_activity
-        where application_name like 'seller-transfers-%' and pid <> pg_backend_pid()`);
+  return withConnection(url, async (c) => {
+    const { rows: [r] } = await c.query<{ n: number }>(sql('other_processes_connected'));
     return r?.n ?? 0;
   }).catch(() => 0);
 }

@@ -2,7 +2,7 @@
 // enough (and analysed) that a sequential scan would be the planner's choice if no index fit.
 // Page times at 1M rows are the console-pages bench figure; this only checks the plans.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseNamedQueries } from '../src/console/sql.ts';
+import { parseNamedQueries } from '../src/db/named-queries.ts';
 import { ALERT_CAP, COUNT_CAP } from '../src/console/pages/overview.ts';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import pg from 'pg';
-import { withClient } from '../src/db/connection.ts';
+import { withConnection } from '../src/db/connection.ts';
 import { createLogger } from '../src/logger.ts';
 import { createWorkerMetrics } from '../src/metrics.ts';
 import { startHeartbeat, type Heartbeat } from '../src/worker/heartbeat.ts';
@@ -38,7 +38,7 @@ afterAll(async () => {
 });
 
 async function setAllowConnections(allow: boolean): Promise<void> {
-  await withClient(db.adminUrl, async (c) => {
+  await withConnection(db.adminUrl, async (c) => {
     const { rows: [q] } = await c.query<{ sql: string }>(`select format('alter database %I allow_connections %s', $1::text, $2::text) as sql`, [db.name, allow]);
     await c.query(q!.sql);
     if (!allow) await c.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [db.name]);

@@ -2,7 +2,7 @@
 // graphile-migrate's bookkeeping always matches what is applied.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createDatabase, dropDatabase, withClient, withDatabase } from '../src/db/connection.ts';
+import { createDatabase, dropDatabase, withConnection, withDatabase } from '../src/db/connection.ts';
 import { appliedMigrations, committedMigrations, migrateDatabase, migrationNumber, rollbackTo } from '../src/db/migrate.ts';
 import { catalogSnapshot } from './support/catalog.ts';
 
@@ -14,7 +14,7 @@ beforeAll(async () => createDatabase(adminUrl, name));
 afterAll(async () => dropDatabase(adminUrl, name));
 
 const schemaExists = (s: string) =>
-  withClient(url, async (c) => (await c.query('select 1 from pg_namespace where nspname = $1', [s])).rowCount === 1);
+  withConnection(url, async (c) => (await c.query('select 1 from pg_namespace where nspname = $1', [s])).rowCount === 1);
 
 describe('migrations', () => {
   it('apply from empty, and migrate again is a no-op', async () => {

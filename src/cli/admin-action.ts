@@ -9,7 +9,8 @@ import { transferDispatch, transferJobs } from '../core/read-model.ts';
 import { renderDispatch } from '../core/transfer-text.ts';
 import { formatMinor, type Exponent } from '../money.ts';
 import { print, printJson, timestamp } from './format.ts';
-import { cliRequester, inTransaction } from './operator-db.ts';
+import { cliRequester } from './operator-db.ts';
+import { inTransaction } from '../db/connection.ts';
 
 export type { AdminAction, AdminResult };
 

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { AUDIT_LIST_LIMIT, auditFindings, unrecordedFactsNote, type AuditProblem } from '../core/audit.ts';
 import { oneLineText, print, printJson, table } from './format.ts';
-import { inSnapshot, operatorContext, parseSince, withOperatorDb } from './operator-db.ts';
+import { operatorContext, parseSince, withOperatorDb } from './operator-db.ts';
+import { inTransaction } from '../db/connection.ts';
 
 /** Exit code while problems exist (like reconcile: 0 = every history proves its row). */
 export const AUDIT_PROBLEM_EXIT_CODE = 3;
@@ -35,7 +36,7 @@ export function registerAuditCommand(program: Command): void {
     .action(async (opts: { since?: string; json?: boolean }) => {
       const since = opts.since === undefined ? null : parseSince(opts.since);
       const { config, logger } = operatorContext();
-      const { problems, unrecordedFacts } = await withOperatorDb(config, logger, (db) => inSnapshot(db, () => auditFindings(db, since)));
+      const { problems, unrecordedFacts } = await withOperatorDb(config, logger, (db) => inTransaction(db, () => auditFindings(db, since), { readOnly: true }));
       if (opts.json) printJson({ since: since?.toISOString() ?? null, problems, transfers_without_recorded_facts: unrecordedFacts });
       else print(renderAudit(problems, since, unrecordedFacts));
       if (problems.length) process.exitCode = AUDIT_PROBLEM_EXIT_CODE;

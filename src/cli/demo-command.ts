@@ -10,18 +10,20 @@ import { startWorker } from '../worker/runner.ts';
 import { printAdminResult, runAdminAction, type AdminAction } from './admin-action.ts';
 import { CliError } from './context.ts';
 import { print } from './format.ts';
-import { operatorContext, stderrLogger, withConnection } from './operator-db.ts';
+import { operatorContext, stderrLogger, withCliConnection } from './operator-db.ts';
 import { statusStats, transferHistory } from '../core/read-model.ts';
 import { renderHistory } from './show-command.ts';
 import { renderStats } from './stats-command.ts';
+import { namedQueries } from '../db/named-queries.ts';
+
+const sql = namedQueries('src/cli/queries.sql');
 
 const AMOUNTS = [2500, 1200, 800];
 
 async function waitForStatus(db: pg.Client, ids: string[], status: string, timeoutMs: number): Promise<Array<{ id: string; status: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null }>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const { rows } = await db.query<{ id: string; status: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null }>(
-      'select id, status, stripe_transfer_id, stripe_reversal_id from marketplace.seller_transfers where id = any($1::uuid[]) order by amount_cents desc', [ids]);
+    const { rows } = await db.query<{ id: string; status: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null }>(sql('demo_rows'), [ids]);
     if (rows.every((r) => r.status === status)) return rows;
     if (Date.now() > deadline) {
       throw new CliError(`demo: not every transfer reached ${status} within ${timeoutMs / 1000} s (${rows.map((r) => `${r.id}: ${r.status}`).join(', ')}); see \`seller-transfers show <id>\``);
@@ -66,13 +68,11 @@ export function registerDemoCommand(program: Command): void {
         print(`== 2. start the worker (Stripe at ${runtime.stripe.apiBase ?? 'api.stripe.com'})`);
         const worker = await startWorker({ config, logger, databaseUrl: runtime.databaseUrl, stripe: runtime.stripe });
         try {
-          await withConnection(runtime.databaseUrl, async (db) => {
+          await withCliConnection(runtime.databaseUrl, async (db) => {
             print(`== 3. a service creates ${AMOUNTS.length} seller transfers (plain INSERTs; they start pending)`);
             const ids: string[] = [];
             for (const amount of AMOUNTS) {
-              const { rows: [row] } = await db.query<{ id: string; status: string }>(
-                `insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
-                 values ($1, $2, $3, $4, 'usd') returning id, status`,
+              const { rows: [row] } = await db.query<{ id: string; status: string }>(sql('demo_insert'),
                 [randomUUID(), randomUUID(), `acct_demo${randomBytes(4).toString('hex')}`, amount]);
               ids.push(row!.id);
               print(`  ${row!.id}  ${amount} usd cents  ${row!.status}`);

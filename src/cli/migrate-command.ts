@@ -4,7 +4,7 @@ import { printDryRun } from './migrate-dry-run.ts';
 import { migrateOptions } from './migrate-options.ts';
 import { resolveDatabase } from '../runtime.ts';
 import { CliError, cliConfig } from './context.ts';
-import { withConnection } from './operator-db.ts';
+import { withCliConnection } from './operator-db.ts';
 
 export function registerMigrateCommand(program: Command): void {
   program
@@ -16,7 +16,7 @@ export function registerMigrateCommand(program: Command): void {
       const { config, logger } = cliConfig();
       const db = await resolveDatabase(config, logger);
       try {
-        await withConnection(db.url, async () => {}); // an unreachable database: the same one line as every other command
+        await withCliConnection(db.url, async () => {}); // an unreachable database: the same one line as every other command
         if (opts.dryRun) {
           if (opts.rollbackTo !== undefined) throw new CliError('--dry-run only shows what `migrate` would apply, not a rollback', 2);
           await printDryRun(db.url, config.MIGRATION_LOCK_TIMEOUT_MS);

@@ -2,7 +2,10 @@
 // the database whose currency that seed does not hold. The migration does not fail on them (the
 // validation that follows is skipped, doctor names them), but a DBA should know before running it.
 // The codes are read from the pending migration's own INSERT, so the list lives in SQL once.
-import { withClient } from '../db/connection.ts';
+import { withConnection } from '../db/connection.ts';
+import { namedQueries } from '../db/named-queries.ts';
+
+const sql = namedQueries('src/cli/queries.sql');
 
 const SEED = /insert into marketplace\.currencies \(code, exponent, description\) values([\s\S]*?);\s*$/m;
 
@@ -14,12 +17,10 @@ export function seededCurrencies(sql: string): string[] | null {
 
 /** One line per currency in use that `codes` lacks (e.g. `xyz: 1 row(s), e.g. <id>`); empty when none or no table yet. */
 export async function currenciesOutside(url: string, codes: string[]): Promise<string[]> {
-  return withClient(url, async (c) => {
-    const { rows: [t] } = await c.query<{ ok: boolean }>(`select to_regclass('marketplace.seller_transfers') is not null as ok`);
+  return withConnection(url, async (c) => {
+    const { rows: [t] } = await c.query<{ ok: boolean }>(sql('has_transfers_table'));
     if (!t?.ok) return [];
-    const { rows } = await c.query<{ currency: string; n: string; example: string }>(`
-      select currency, count(*) as n, min(id::text) as example from marketplace.seller_transfers
-       where currency <> all($1::text[]) group by currency order by currency`, [codes]);
+    const { rows } = await c.query<{ currency: string; n: string; example: string }>(sql('currencies_outside'), [codes]);
     return rows.map((r) => `${r.currency}: ${r.n} row(s), e.g. ${r.example}`);
   });
 }

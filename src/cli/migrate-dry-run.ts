@@ -2,11 +2,14 @@
 // (src/db/statement-locks.ts). Reads the files and graphile-migrate's bookkeeping; runs nothing.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { withClient } from '../db/connection.ts';
+import { withConnection } from '../db/connection.ts';
 import { appliedMigrations, committedMigrations, migrationNumber } from '../db/migrate.ts';
 import { projectRoot } from '../paths/project.ts';
 import { blocks, splitStatements, statementLocks, type LockClaim } from '../db/statement-locks.ts';
 import { currenciesOutside, seededCurrencies } from './migrate-currency-check.ts';
+import { namedQueries } from '../db/named-queries.ts';
+
+const sql = namedQueries('src/cli/queries.sql');
 
 function claimText(c: LockClaim): string {
   const b = blocks(c.mode);
@@ -18,9 +21,8 @@ function claimText(c: LockClaim): string {
 /** DROP INDEX locks the index's table: name it when the index exists in the database. */
 async function indexTables(url: string, indexes: string[]): Promise<Map<string, string>> {
   if (!indexes.length) return new Map();
-  return withClient(url, async (c) => {
-    const { rows } = await c.query<{ name: string; tbl: string }>(
-      `select i.name, x.indrelid::regclass::text as tbl from unnest($1::text[]) i(name) join pg_index x on x.indexrelid = to_regclass(i.name)`, [indexes]);
+  return withConnection(url, async (c) => {
+    const { rows } = await c.query<{ name: string; tbl: string }>(sql('index_tables'), [indexes]);
     return new Map(rows.map((r) => [r.name, r.tbl]));
   });
 }

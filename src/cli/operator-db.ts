@@ -2,12 +2,13 @@
 // reconcile, demo): configuration, a logger on stderr (stdout carries the data, e.g. --json),
 // one database connection, and turning what a person can get wrong into one CliError line.
 import os from 'node:os';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Config } from '../config.ts';
 import { createLogger, lazyLogger, type AppLogger, type LogFormat } from '../logger.ts';
 import { describeError } from '../error-text.ts';
 import { resolveDatabase } from '../runtime.ts';
 import { types } from '../core/pg-types.ts';
+import { isUuid, withConnection } from '../db/connection.ts';
 import { CliError, cliConfig } from './context.ts';
 
 export function operatorContext(): { config: Config; logger: AppLogger } {
@@ -50,26 +51,21 @@ function where(url: string): string {
 export async function withOperatorDb<T>(config: Config, logger: AppLogger, fn: (db: pg.Client, url: string) => Promise<T>): Promise<T> {
   const database = await resolveDatabase(config, logger);
   try {
-    return await withConnection(database.url, fn);
+    return await withCliConnection(database.url, fn);
   } finally {
     await database.close();
   }
 }
 
-export async function withConnection<T>(url: string, fn: (db: pg.Client, url: string) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url, application_name: cliApplicationName(), connectionTimeoutMillis: 10_000, types });
-  client.on('error', () => {}); // a dropped connection surfaces as the failing query's error
+/** One connection as the CLI (its application_name); what goes wrong is one CliError line where it can be. */
+export async function withCliConnection<T>(url: string, fn: (db: pg.Client, url: string) => Promise<T>): Promise<T> {
   try {
-    await client.connect();
-  } catch (e) {
-    throw new CliError(`cannot connect to PostgreSQL at ${where(url)}: ${describeError(e)}`);
-  }
-  try {
-    return await fn(client, url);
+    return await withConnection(url, (client) => fn(client, url), {
+      application_name: cliApplicationName(), connectionTimeoutMillis: 10_000, types,
+      connectError: (e) => new CliError(`cannot connect to PostgreSQL at ${where(url)}: ${describeError(e)}`),
+    });
   } catch (e) {
     throw explainDatabaseError(e);
-  } finally {
-    await client.end().catch(() => {});
   }
 }
 
@@ -82,11 +78,9 @@ export function explainDatabaseError(e: unknown): unknown {
   return e;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** A transfer id as typed by a person: a UUID, or a usage error. */
 export function transferId(value: string): string {
-  if (!UUID.test(value)) throw new CliError(`"${value}" is not a seller transfer id (expected a UUID such as 2f1d7c3e-8a4b-4c1e-9d2f-5b6a7c8d9e0f)`, 2);
+  if (!isUuid(value)) throw new CliError(`"${value}" is not a seller transfer id (expected a UUID such as 2f1d7c3e-8a4b-4c1e-9d2f-5b6a7c8d9e0f)`, 2);
   return value.toLowerCase();
 }
 
@@ -97,27 +91,4 @@ export function parseSince(value: string): Date {
     throw new CliError(`--since takes an ISO date or timestamp such as 2025-01-31 or 2025-01-31T12:00:00Z, got "${value}"`, 2);
   }
   return d;
-}
-
-/** Runs `fn` in one transaction: all of it or nothing. */
-export async function inTransaction<T>(db: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
-  await db.query('begin');
-  try {
-    const result = await fn();
-    await db.query('commit');
-    return result;
-  } catch (e) {
-    await db.query('rollback').catch(() => {});
-    throw e;
-  }
-}
-
-/** Runs `fn` in a read-only snapshot, so what it reads in several queries fits together. */
-export async function inSnapshot<T>(db: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
-  await db.query('begin isolation level repeatable read read only');
-  try {
-    return await fn();
-  } finally {
-    await db.query('rollback').catch(() => {});
-  }
 }

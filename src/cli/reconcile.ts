@@ -6,7 +6,10 @@
 import type pg from 'pg';
 import Stripe from 'stripe';
 import { CliError } from './context.ts';
-import { inTransaction } from './operator-db.ts';
+import { inTransaction, isUuid } from '../db/connection.ts';
+import { namedQueries } from '../db/named-queries.ts';
+
+const sql = namedQueries('src/cli/queries.sql');
 
 export type DisagreementKind =
   | 'stripe_transfer_without_row' // a Stripe transfer names a row that does not exist
@@ -48,8 +51,6 @@ interface Row {
   id: string; status: string; amount_cents: string; currency: string; stripe_account_id: string;
   stripe_transfer_id: string | null; stripe_reversal_id: string | null; reversal_amount_cents: string | null;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The row a Stripe transfer belongs to: metadata.seller_transfer_id, else transfer_group seller_transfer_<id>. */
 function ownerOf(t: Stripe.Transfer): string | null {
@@ -104,15 +105,9 @@ export async function reconcile(db: pg.Client, stripe: Stripe, opts: { since: Da
     }
   });
 
-  const ownerIds = [...new Set(stripeTransfers.map(ownerOf).filter((id): id is string => id !== null && UUID.test(id)))];
-  const { rows } = await db.query<Row>(`
-    select id, status, amount_cents::text, currency, stripe_account_id, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents::text
-      from marketplace.seller_transfers
-     where ($1::timestamptz is null or created_at >= $1) or id = any($2::uuid[])
-     order by created_at, id`, [opts.since, ownerIds]);
-  const { rows: moves } = await db.query<{ from_status: string; to_status: string; ok: boolean }>(`
-    select f.status as from_status, t.status as to_status, marketplace.can_transition_transfer_status(f.status, t.status) as ok
-      from marketplace.seller_transfer_statuses f cross join marketplace.seller_transfer_statuses t`);
+  const ownerIds = [...new Set(stripeTransfers.map(ownerOf).filter((id): id is string => id !== null && isUuid(id)))];
+  const { rows } = await db.query<Row>(sql('reconcile_rows'), [opts.since, ownerIds]);
+  const { rows: moves } = await db.query<{ from_status: string; to_status: string; ok: boolean }>(sql('legal_moves'));
   const legal = new Set(moves.filter((m) => m.ok && m.from_status !== m.to_status).map((m) => `${m.from_status}>${m.to_status}`));
   const canMove = (from: string, to: string) => legal.has(`${from}>${to}`);
 
@@ -235,7 +230,7 @@ async function applyFixes(db: pg.Client, findings: Disagreement[]): Promise<numb
   for (const d of findings) if (d.steps && d.transfer_id) byRow.set(d.transfer_id, [...(byRow.get(d.transfer_id) ?? []), d]);
   let fixed = 0;
   for (const [id, planned] of byRow) {
-    const { rows: [lock] } = await db.query<{ ok: boolean }>('select marketplace.try_lock_seller_transfer($1) as ok', [id]);
+    const { rows: [lock] } = await db.query<{ ok: boolean }>(sql('try_lock'), [id]);
     if (!lock?.ok) {
       for (const d of planned) d.fix = `skipped: the worker is processing this row right now; run reconcile again (planned: ${d.fix})`;
       continue;
@@ -259,7 +254,7 @@ async function applyFixes(db: pg.Client, findings: Disagreement[]): Promise<numb
       if (why === null) throw e;
       for (const d of planned) d.fix = `skipped: ${why}; run reconcile again (planned: ${d.fix})`;
     } finally {
-      await db.query('select marketplace.unlock_seller_transfer($1)', [id]);
+      await db.query(sql('unlock'), [id]);
     }
   }
   return fixed;
@@ -274,17 +269,16 @@ function isDatabaseError(e: unknown): e is Error & { code: string } {
 async function runStep(db: pg.Client, id: string, step: FixStep): Promise<boolean> {
   switch (step.fn) {
     case 'mark_seller_transfer_paid': {
-      const { rows: [r] } = await db.query<{ ok: boolean }>('select marketplace.mark_seller_transfer_paid($1, $2, $3) as ok',
+      const { rows: [r] } = await db.query<{ ok: boolean }>(sql('adopt_paid'),
         [id, step.stripeId, `reconcile: adopted Stripe transfer ${step.stripeId} found at Stripe`]);
       return r?.ok === true;
     }
     case 'reverse_seller_transfer': {
-      // The reversal amount is chosen with this move (write-once): the amount Stripe reversed.
-      await db.query('select marketplace.reverse_seller_transfer($1, $2, $3)', [id, `reconcile: Stripe already has reversal ${step.stripeId}`, step.amount]);
+      await db.query(sql('adopt_reversal_requested'), [id, `reconcile: Stripe already has reversal ${step.stripeId}`, step.amount]);
       return true;
     }
     case 'mark_seller_transfer_reversed': {
-      const { rows: [r] } = await db.query<{ ok: boolean }>('select marketplace.mark_seller_transfer_reversed($1, $2, $3, $4) as ok',
+      const { rows: [r] } = await db.query<{ ok: boolean }>(sql('adopt_reversed'),
         [id, step.stripeId, step.amount, `reconcile: adopted Stripe reversal ${step.stripeId} found at Stripe`]);
       return r?.ok === true;
     }

@@ -4,6 +4,9 @@ import { printAdminResult, runAdminAction } from './admin-action.ts';
 import { CliError } from './context.ts';
 import { operatorContext, transferId, withOperatorDb } from './operator-db.ts';
 import { transferDetail } from '../core/read-model.ts';
+import { namedQueries } from '../db/named-queries.ts';
+
+const sql = namedQueries('src/cli/queries.sql');
 
 export function registerReverseCommand(program: Command): void {
   program
@@ -29,7 +32,7 @@ export function registerReverseCommand(program: Command): void {
           minor = parsed.minor;
         }
         const r = await runAdminAction(db, 'reverse', id, opts.reason, minor);
-        const { rows: [c] } = await db.query<{ exponent: number }>('select exponent from marketplace.currencies where code = $1', [r.transfer.currency]);
+        const { rows: [c] } = await db.query<{ exponent: number }>(sql('currency_exponent'), [r.transfer.currency]);
         return { result: r, exponent: c?.exponent ?? null };
       });
       printAdminResult('reverse', result, opts.json, exponent);

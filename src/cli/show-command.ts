@@ -3,7 +3,8 @@ import { transferDetail, transferDispatch, transferHistory, transferJobs, type H
 import { eventWho, renderDispatch } from '../core/transfer-text.ts';
 import { formatMinor } from '../money.ts';
 import { duration, oneLineText, print, printJson, table, timestamp } from './format.ts';
-import { inSnapshot, operatorContext, transferId, withOperatorDb } from './operator-db.ts';
+import { operatorContext, transferId, withOperatorDb } from './operator-db.ts';
+import { inTransaction } from '../db/connection.ts';
 
 export function renderTransfer(t: TransferDetail): string {
   const since = t.status_since ? `${timestamp(t.status_since)} (${duration(t.seconds_in_status)} ago)` : '-';
@@ -57,12 +58,12 @@ export function registerShowCommand(program: Command): void {
       const id = transferId(rawId);
       const { config, logger } = operatorContext();
       await withOperatorDb(config, logger, async (db) => {
-        const { transfer, history, dispatch, jobs } = await inSnapshot(db, async () => ({
+        const { transfer, history, dispatch, jobs } = await inTransaction(db, async () => ({
           transfer: await transferDetail(db, id),
           history: await transferHistory(db, id),
           dispatch: await transferDispatch(db, id),
           jobs: await transferJobs(db, id),
-        }));
+        }), { readOnly: true });
         if (opts.json) return printJson({ transfer, history, dispatch, jobs });
         print(renderTransfer(transfer));
         print();

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { CliError } from './context.ts';
 import { duration, oneLineText, print, printJson, table } from './format.ts';
-import { inSnapshot, operatorContext, withOperatorDb } from './operator-db.ts';
+import { operatorContext, withOperatorDb } from './operator-db.ts';
 import { formatMinor } from '../money.ts';
 import { statusStats, type PastSloRow, type StatusStats, type WaitingForFunds } from '../core/read-model.ts';
+import { inTransaction } from '../db/connection.ts';
 
 export function renderStats(statuses: StatusStats[], pastSlo: PastSloRow[], waitingForFunds: WaitingForFunds[] = []): string {
   const lines = [table(['status', 'transfers', 'due now', 'longest in status', 'SLO', 'past SLO'], statuses.map((s) => [
@@ -40,7 +41,7 @@ export function registerStatsCommand(program: Command): void {
     .action(async (opts: { limit: string; json?: boolean }) => {
       if (!/^\d+$/.test(opts.limit) || Number(opts.limit) > 100_000) throw new CliError(`--limit takes a whole number from 0 to 100000, got "${opts.limit}"`, 2);
       const { config, logger } = operatorContext();
-      const { statuses, pastSlo, waitingForFunds } = await withOperatorDb(config, logger, (db) => inSnapshot(db, () => statusStats(db, Number(opts.limit))));
+      const { statuses, pastSlo, waitingForFunds } = await withOperatorDb(config, logger, (db) => inTransaction(db, () => statusStats(db, Number(opts.limit)), { readOnly: true }));
       if (opts.json) return printJson({ statuses, past_slo: pastSlo, waiting_for_funds: waitingForFunds });
       print(renderStats(statuses, pastSlo, waitingForFunds));
     });

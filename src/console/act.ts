@@ -5,8 +5,11 @@
 // amount, illegal move, row busy with the worker, no reason) is one message; nothing is written.
 import type pg from 'pg';
 import { adminActionInTransaction, type AdminAction, type AdminResult } from '../core/admin-actions.ts';
+import { inTransaction } from '../db/connection.ts';
 import { withOperator, type ConsoleDb } from './db.ts';
-import { sql } from './sql.ts';
+import { namedQueries } from '../db/named-queries.ts';
+
+const sql = namedQueries('src/console/queries.sql');
 
 export const ACTIONS: readonly AdminAction[] = ['reverse', 'retry', 'fail'];
 
@@ -24,15 +27,14 @@ export type ConsoleActionResult = Pick<AdminResult, 'transfer' | 'event'> & { fr
 
 export async function runConsoleAction(db: ConsoleDb, a: { action: AdminAction; id: string; reason: string; amountCents?: string; user: string; commit: boolean }): Promise<ConsoleActionResult> {
   return withOperator(db, async (c: pg.PoolClient) => {
-    await c.query('begin');
     try {
-      await c.query(`select set_config('application_name', $1, true)`, [`seller-transfers-console (${a.user})`.slice(0, 63)]);
-      const { rows: [before] } = await c.query<{ status: string }>(sql('status_of'), [a.id]);
-      const result = await adminActionInTransaction(c, a.action, a.id, a.reason, a.amountCents, requestedBy(a.user));
-      await c.query(a.commit ? 'commit' : 'rollback');
-      return { ...result, fromStatus: before?.status ?? null };
+      return await inTransaction(c, async () => {
+        await c.query(sql('set_application_name'), [`seller-transfers-console (${a.user})`.slice(0, 63)]);
+        const { rows: [before] } = await c.query<{ status: string }>(sql('status_of'), [a.id]);
+        const result = await adminActionInTransaction(c, a.action, a.id, a.reason, a.amountCents, requestedBy(a.user));
+        return { ...result, fromStatus: before?.status ?? null };
+      }, { rollback: !a.commit });
     } catch (e) {
-      await c.query('rollback').catch(() => {});
       const err = e as { code?: string; message?: string; detail?: string };
       if (err.code && REFUSALS.has(err.code)) throw new ActionRefused(`${err.message}${err.detail ? ` (${err.detail})` : ''}`);
       throw e;

@@ -4,6 +4,10 @@
 // sessions are kept as marketplace_console (marketplace.console_sessions and nothing else).
 import pg from 'pg';
 import { types } from '../core/pg-types.ts';
+import { inTransaction } from '../db/connection.ts';
+import { namedQueries } from '../db/named-queries.ts';
+
+const sql = namedQueries('src/console/queries.sql');
 
 export const READER_ROLE = 'marketplace_reader';
 export const OPERATOR_ROLE = 'marketplace_operator';
@@ -34,7 +38,7 @@ export async function openConsoleDb(url: string): Promise<ConsoleDb> {
   const close = async () => { await Promise.all([reader.end(), operator.end(), sessions.end()]); };
   // Fail at start, not on the first page: every role must be one the login may take.
   for (const [p, role] of [[reader, READER_ROLE], [operator, OPERATOR_ROLE], [sessions, SESSIONS_ROLE]] as const) {
-    const { rows: [r] } = await p.query<{ role: string }>('select current_user as role').catch(async (e: Error) => {
+    const { rows: [r] } = await p.query<{ role: string }>(sql('whoami')).catch(async (e: Error) => {
       await close();
       const why = e.message.split('\n')[0] ?? e.message;
       if (/role .* does not exist/.test(why)) throw new Error(`${why}: the database is not migrated (or not up to date); run \`seller-transfers migrate\` (the worker does it at start)`);
@@ -49,12 +53,7 @@ export async function openConsoleDb(url: string): Promise<ConsoleDb> {
 export async function readSnapshot<T>(db: ConsoleDb, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await db.reader.connect();
   try {
-    await client.query('begin isolation level repeatable read read only');
-    try {
-      return await fn(client);
-    } finally {
-      await client.query('rollback').catch(() => {});
-    }
+    return await inTransaction(client, () => fn(client), { readOnly: true });
   } finally {
     client.release();
   }

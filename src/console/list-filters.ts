@@ -1,6 +1,8 @@
 // The list's query string as a person (or a bookmark) gives it: each filter checked, the first
 // mistake reported in one sentence. The keyset cursor is opaque to people: the last row's sort
 // key and id, base64url JSON.
+import { isUuid, UUID } from '../db/connection.ts';
+
 export const PAGE_SIZE = 50;
 
 export interface ListQuery {
@@ -11,7 +13,6 @@ export interface ListQuery {
   after: { at: string; id: string } | null;
 }
 
-export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class BadFilter extends Error {}
 
@@ -45,7 +46,7 @@ function cursor(q: Record<string, unknown>): ListQuery['after'] {
   if (v === null) return null;
   try {
     const [at, id] = JSON.parse(Buffer.from(v, 'base64url').toString()) as [string, string];
-    if (typeof at === 'string' && !Number.isNaN(new Date(at).getTime()) && UUID.test(id)) return { at, id };
+    if (typeof at === 'string' && !Number.isNaN(new Date(at).getTime()) && isUuid(id)) return { at, id };
   } catch {
     // fall through: not one of ours
   }

@@ -1,4 +1,4 @@
--- The console's reads, one named query each (`-- name: x`), loaded by src/console/sql.ts.
+-- The console's reads, one named query each (`-- name: x`), loaded by src/db/named-queries.ts.
 -- Every rule (due-ness, time in status, SLOs, dispatch state) is a SQL function or view from
 -- the migrations; these only select, and each is written to use an index (test/console-plans.test.ts).
 
@@ -144,3 +144,10 @@ delete from marketplace.console_sessions where token_sha256 = sha256(convert_to(
 -- Ended sessions (at most a batch per login, so a login never waits on a big delete).
 delete from marketplace.console_sessions
  where token_sha256 in (select token_sha256 from marketplace.console_sessions where expires_at <= now() limit 1000);
+
+-- name: whoami
+select current_user as role;
+
+-- name: set_application_name
+-- The person acting, in application_name (the history records it), for this transaction.
+select set_config('application_name', $1, true);

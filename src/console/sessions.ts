@@ -5,8 +5,10 @@
 // the session token, so it is the same on every process and never stored.
 import { createHmac, randomBytes } from 'node:crypto';
 import type pg from 'pg';
-import { sql } from './sql.ts';
+import { namedQueries } from '../db/named-queries.ts';
 import type { Role } from './users.ts';
+
+const sql = namedQueries('src/console/queries.sql');
 
 export interface Session { id: string; user: string; role: Role; csrf: string; expiresAt: Date }
 

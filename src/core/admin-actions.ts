@@ -1,14 +1,18 @@
 // reverse / retry / fail: one call to the migration's SQL function, so the guard trigger and the
 // history (actor + reason) apply as for any writer. The same call for the CLI (in a transaction
 // it commits) and the console (committed, or rolled back to preview what it would do).
-import type { DispatchState, Queryable, WorkerJob } from './read-model.ts';
+import type { Queryable } from '../db/connection.ts';
+import { namedQueries } from '../db/named-queries.ts';
+import type { DispatchState, WorkerJob } from './read-model.ts';
+
+const sql = namedQueries('src/core/queries.sql');
 
 export type AdminAction = 'reverse' | 'retry' | 'fail';
 
-const SQL: Record<AdminAction, string> = {
-  reverse: 'select * from marketplace.reverse_seller_transfer($1, $2, $3::bigint)',
-  retry: 'select * from marketplace.retry_seller_transfer($1, $2)',
-  fail: 'select * from marketplace.fail_seller_transfer($1, $2)',
+const SQL: Record<AdminAction, () => string> = {
+  reverse: () => sql('admin_reverse'),
+  retry: () => sql('admin_retry'),
+  fail: () => sql('admin_fail'),
 };
 
 export interface AdminResult {
@@ -27,11 +31,9 @@ export interface AdminResult {
  * console also calls this in a transaction it rolls back, to show what an action would do.
  */
 export async function adminActionInTransaction(db: Queryable, action: AdminAction, id: string, reason: string, amountCents: string | undefined, requestedBy: string): Promise<Pick<AdminResult, 'transfer' | 'event'>> {
-  await db.query(`select set_config('marketplace.requested_by', $1, true)`, [requestedBy]);
+  await db.query(sql('set_requested_by'), [requestedBy]);
   const params: unknown[] = action === 'reverse' ? [id, reason, amountCents ?? null] : [id, reason];
-  const { rows: [transfer] } = await db.query<AdminResult['transfer']>(SQL[action], params);
-  const { rows: [event] } = await db.query<NonNullable<AdminResult['event']>>(`
-    select e.from_status, e.to_status, e.reason from marketplace.seller_transfer_events e
-     where e.transfer_id = $1 and e.xact_id = pg_current_xact_id() order by e.id desc limit 1`, [id]);
+  const { rows: [transfer] } = await db.query<AdminResult['transfer']>(SQL[action](), params);
+  const { rows: [event] } = await db.query<NonNullable<AdminResult['event']>>(sql('admin_event'), [id]);
   return { transfer: transfer!, event: event ?? null };
 }

@@ -2,7 +2,10 @@
 // history must lead, by legal steps from an initial status, to its row's status, and every row
 // must still hold the money facts it was created with. The judgement is the database's
 // (marketplace.audit_seller_transfers); this reads it.
-import type { Queryable } from './read-model.ts';
+import type { Queryable } from '../db/connection.ts';
+import { namedQueries } from '../db/named-queries.ts';
+
+const sql = namedQueries('src/core/queries.sql');
 
 export interface AuditProblem { transfer_id: string; problem: string; detail: string }
 
@@ -19,7 +22,7 @@ export function unrecordedFactsNote(unrecorded: number): string | null {
 /** The audit's findings, and how many rows in scope predate recorded money facts: for the CLI and the console. */
 export async function auditFindings(db: Queryable, since: Date | null): Promise<{ problems: AuditProblem[]; unrecordedFacts: number }> {
   return {
-    problems: (await db.query<AuditProblem>('select transfer_id, problem, detail from marketplace.audit_seller_transfers($1)', [since])).rows,
-    unrecordedFacts: Number((await db.query<{ n: string }>('select marketplace.seller_transfers_without_recorded_facts($1) as n', [since])).rows[0]!.n),
+    problems: (await db.query<AuditProblem>(sql('audit_problems'), [since])).rows,
+    unrecordedFacts: Number((await db.query<{ n: string }>(sql('unrecorded_facts'), [since])).rows[0]!.n),
   };
 }

@@ -1,7 +1,10 @@
 // The installation checks both front ends show (`seller-transfers doctor`, the console's /doctor
 // page): the migrations against this build's files, then marketplace.seller_transfer_doctor().
 import { appliedMigrationsOn, committedMigrations, migrationNumber } from '../db/migrate.ts';
-import type { Queryable } from './read-model.ts';
+import type { Queryable } from '../db/connection.ts';
+import { namedQueries } from '../db/named-queries.ts';
+
+const sql = namedQueries('src/core/queries.sql');
 
 export interface DoctorCheck { check: string; status: 'ok' | 'warn' | 'problem'; detail: string; fix: string }
 
@@ -20,11 +23,11 @@ export async function migrationCheck(db: Queryable): Promise<DoctorCheck> {
 /** Every check: the migrations (from the files) and marketplace.seller_transfer_doctor(); for the CLI and the console. */
 export async function doctorChecks(db: Queryable): Promise<DoctorCheck[]> {
   const result = [await migrationCheck(db)];
-  const { rows: [has] } = await db.query<{ ok: boolean }>(`select to_regprocedure('marketplace.seller_transfer_doctor()') is not null as ok`);
+  const { rows: [has] } = await db.query<{ ok: boolean }>(sql('has_doctor'));
   if (!has?.ok) {
     result.push({ check: 'doctor functions', status: 'problem', detail: 'marketplace.seller_transfer_doctor() is missing: the schema is older than this build', fix: 'run `seller-transfers migrate`' });
     return result;
   }
-  const { rows } = await db.query<{ check_name: string; status: DoctorCheck['status']; detail: string; fix: string }>('select * from marketplace.seller_transfer_doctor()');
+  const { rows } = await db.query<{ check_name: string; status: DoctorCheck['status']; detail: string; fix: string }>(sql('doctor'));
   return [...result, ...rows.map((r) => ({ check: r.check_name, status: r.status, detail: r.detail, fix: r.fix }))];
 }

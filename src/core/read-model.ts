@@ -2,10 +2,11 @@
 // and the per-status stats (the CLI's show, stats and demo; the console's transfer page). Every
 // rule (due-ness, time in status, SLOs, job keys, dispatch state) is a SQL function or view from
 // the migrations; these only select.
-import type pg from 'pg';
+import type { Queryable } from '../db/connection.ts';
+import { namedQueries } from '../db/named-queries.ts';
 import { TransferNotFound } from './errors.ts';
 
-export type Queryable = Pick<pg.Client | pg.PoolClient | pg.Pool, 'query'>;
+const sql = namedQueries('src/core/queries.sql');
 
 export interface TransferDetail {
   id: string; order_id: string; seller_id: string; stripe_account_id: string; amount_cents: number; currency: string;
@@ -19,21 +20,7 @@ export interface TransferDetail {
 }
 
 export async function transferDetail(db: Queryable, id: string): Promise<TransferDetail> {
-  const { rows: [row] } = await db.query<TransferDetail>(`
-    select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.currency,
-           (select c.exponent from marketplace.currencies c where c.code = t.currency) as currency_exponent, t.source_transaction,
-           t.status, s.description as status_description, s.is_terminal,
-           t.stripe_transfer_id, t.stripe_reversal_id, t.reversal_amount_cents,
-           t.retry_count, t.next_retry_at, t.last_error, t.created_at, t.updated_at,
-           since.at as status_since, floor(extract(epoch from now() - since.at))::bigint as seconds_in_status,
-           marketplace.seller_transfer_is_due(t.status, t.next_retry_at) as due_now,
-           slo.max_seconds as slo_seconds,
-           exists (select 1 from marketplace.seller_transfers_past_slo p where p.id = t.id) as past_slo
-      from marketplace.seller_transfers t
-      join marketplace.seller_transfer_statuses s on s.status = t.status
-      left join marketplace.seller_transfer_status_slos slo on slo.status = t.status and not s.is_terminal
-     cross join lateral (select marketplace.seller_transfer_status_since(t.id) as at) since
-     where t.id = $1`, [id]);
+  const { rows: [row] } = await db.query<TransferDetail>(sql('transfer_detail'), [id]);
   if (!row) throw new TransferNotFound(id);
   return row;
 }
@@ -44,11 +31,7 @@ export interface HistoryEvent {
 }
 
 export async function transferHistory(db: Queryable, id: string): Promise<HistoryEvent[]> {
-  const { rows } = await db.query<HistoryEvent>(`
-    select e.id, e.occurred_at, e.from_status, e.to_status, e.actor, e.requested_by, e.application_name, e.reason, e.xact_id::text
-      from marketplace.seller_transfer_events e
-     where e.transfer_id = $1
-     order by e.id`, [id]);
+  const { rows } = await db.query<HistoryEvent>(sql('transfer_history'), [id]);
   return rows;
 }
 
@@ -60,7 +43,7 @@ export interface WorkerJob {
 }
 
 export async function transferJobs(db: Queryable, id: string): Promise<WorkerJob[]> {
-  const { rows } = await db.query<WorkerJob>('select * from marketplace.seller_transfer_jobs($1)', [id]);
+  const { rows } = await db.query<WorkerJob>(sql('transfer_jobs'), [id]);
   return rows;
 }
 
@@ -77,7 +60,7 @@ export interface DispatchState {
 }
 
 export async function transferDispatch(db: Queryable, id: string): Promise<DispatchState> {
-  const { rows: [row] } = await db.query<DispatchState>('select * from marketplace.seller_transfer_dispatch_state($1)', [id]);
+  const { rows: [row] } = await db.query<DispatchState>(sql('transfer_dispatch'), [id]);
   if (!row) throw new TransferNotFound(id);
   return row;
 }
@@ -98,12 +81,8 @@ export interface PastSloRow {
 export interface WaitingForFunds { currency: string; currency_exponent: number | null; payouts: string; amount_cents: string; most_attempts: number }
 
 export async function statusStats(db: Queryable, pastSloLimit: number): Promise<{ statuses: StatusStats[]; pastSlo: PastSloRow[]; waitingForFunds: WaitingForFunds[] }> {
-  const { rows: statuses } = await db.query<StatusStats>('select * from marketplace.seller_transfer_stats');
-  const { rows: pastSlo } = await db.query<PastSloRow>(
-    'select * from marketplace.seller_transfers_past_slo order by status_since, id limit $1', [pastSloLimit]);
-  const { rows: waitingForFunds } = await db.query<WaitingForFunds>(`
-    select w.currency, (select c.exponent from marketplace.currencies c where c.code = w.currency) as currency_exponent,
-           count(*) as payouts, sum(w.amount_cents) as amount_cents, max(w.retry_count) as most_attempts
-      from marketplace.seller_transfers_waiting_for_funds w group by w.currency order by w.currency`);
+  const { rows: statuses } = await db.query<StatusStats>(sql('status_stats'));
+  const { rows: pastSlo } = await db.query<PastSloRow>(sql('past_slo'), [pastSloLimit]);
+  const { rows: waitingForFunds } = await db.query<WaitingForFunds>(sql('waiting_for_funds'));
   return { statuses, pastSlo, waitingForFunds };
 }

@@ -3,7 +3,10 @@
 // attempt, `migrate` drops such a leftover of every pending no-transaction migration's build
 // (DROP INDEX CONCURRENTLY: no lock that stops writers), so the build runs again from scratch.
 import type pg from 'pg';
+import { namedQueries } from './named-queries.ts';
 import { NAME, splitStatements } from './statement-locks.ts';
+
+const sql = namedQueries('src/db/queries.sql');
 
 const BUILD = new RegExp(String.raw`^create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?${NAME}\s+on\s+(?:only\s+)?${NAME}`, 'i');
 
@@ -20,12 +23,7 @@ export function concurrentBuilds(sql: string): Array<{ index: string; table: str
 export async function dropInvalidLeftovers(client: pg.Client, builds: Array<{ index: string; table: string }>): Promise<string[]> {
   const dropped: string[] = [];
   for (const b of builds) {
-    const { rows: [found] } = await client.query<{ name: string }>(
-      `select format('%I.%I', n.nspname, c.relname) as name
-         from pg_class c join pg_index i on i.indexrelid = c.oid join pg_namespace n on n.oid = c.relnamespace
-        where i.indrelid = to_regclass($2) and not i.indisvalid
-          and c.relname = (parse_ident($1))[cardinality(parse_ident($1))]`,
-      [b.index, b.table]);
+    const { rows: [found] } = await client.query<{ name: string }>(sql('invalid_index'), [b.index, b.table]);
     if (!found) continue;
     await client.query(`drop index concurrently if exists ${found.name}`);
     dropped.push(found.name);

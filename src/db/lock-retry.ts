@@ -2,7 +2,10 @@
 // table's lock queue (where every writer would queue behind it) for longer than that. A step that
 // timed out on a lock (SQLSTATE 55P03) was rolled back by PostgreSQL; it is retried with jittered
 // back-off until a total time is spent, and the sessions that held the lock are reported.
-import pg from 'pg';
+import { connect } from './connection.ts';
+import { namedQueries } from './named-queries.ts';
+
+const sql = namedQueries('src/db/queries.sql');
 
 export interface LockRetryOptions {
   /** lock_timeout of the migrating session, in ms. */
@@ -39,32 +42,19 @@ export class MigrationLockError extends Error {
 
 export const LOCK_NOT_AVAILABLE = '55P03';
 
-// The sessions each waiting backend of the migration (found by its application_name) waits for.
-const BLOCKERS_SQL = `
-select b.pid, b.usename as user, b.application_name as application, b.state,
-       round(extract(epoch from now() - coalesce(b.xact_start, b.query_start))::numeric, 1)::float8 as "ageSeconds",
-       left(regexp_replace(b.query, '\\s+', ' ', 'g'), 200) as query
-  from pg_stat_activity w
- cross join lateral unnest(pg_blocking_pids(w.pid)) as bp(pid)
-  join pg_stat_activity b on b.pid = bp.pid
- where w.application_name = $1
- order by b.xact_start nulls last`;
-
 /**
  * Watches, from a second connection, which sessions block the backends named `applicationName`
  * while they wait for a lock, and keeps the last non-empty answer: once the wait has timed out,
  * pg_blocking_pids of the migration says nothing any more.
  */
 export async function watchBlockers(connectionString: string, applicationName: string, intervalMs = 100): Promise<{ last(): LockBlocker[]; stop(): Promise<void> }> {
-  const client = new pg.Client({ connectionString, application_name: 'seller-transfers migrate (lock watcher)' });
-  client.on('error', () => {});
-  await client.connect();
+  const client = await connect(connectionString, { application_name: 'seller-transfers migrate (lock watcher)' });
   let last: LockBlocker[] = [];
   let stopped = false;
   const loop = (async () => {
     while (!stopped) {
       try {
-        const { rows } = await client.query<LockBlocker>(BLOCKERS_SQL, [applicationName]);
+        const { rows } = await client.query<LockBlocker>(sql('lock_blockers'), [applicationName]);
         if (rows.length) last = rows;
       } catch {
         return; // the watcher only informs; the migration's own error is what counts

@@ -8,9 +8,12 @@ import pg from 'pg';
 import type { Settings } from 'graphile-migrate';
 import { MIGRATE_DEFAULTS } from '../config.ts';
 import { projectRoot } from '../paths/project.ts';
-import { withClient } from './connection.ts';
+import { inTransaction, withConnection, type Queryable } from './connection.ts';
+import { namedQueries } from './named-queries.ts';
 import { concurrentBuilds, dropInvalidLeftovers } from './invalid-indexes.ts';
 import { withLockRetry, type LockRetryOptions } from './lock-retry.ts';
+
+const sql = namedQueries('src/db/queries.sql');
 
 // graphile-migrate and graphile-worker are loaded only by the functions that run migrations, so
 // the read-only commands (doctor reads the applied list) start without them.
@@ -82,13 +85,7 @@ async function dropInvalidLeftoversOfPending(connectionString: string, lockTimeo
   const pending = (await committedMigrations()).filter((f) => !applied.has(migrationNumber(f)));
   const builds = (await Promise.all(pending.map(async (f) => concurrentBuilds(await readFile(path.join(migrationsDir, 'committed', f), 'utf8'))))).flat();
   if (!builds.length) return [];
-  const client = new pg.Client({ connectionString, application_name: applicationName, options: `-c lock_timeout=${lockTimeoutMs}` });
-  await client.connect();
-  try {
-    return await dropInvalidLeftovers(client, builds);
-  } finally {
-    await client.end();
-  }
+  return withConnection(connectionString, (client) => dropInvalidLeftovers(client, builds), { application_name: applicationName, options: `-c lock_timeout=${lockTimeoutMs}` });
 }
 
 /** The committed file graphile-migrate runs next (the one that failed, after a failure). */
@@ -122,14 +119,14 @@ async function rollbackScript(number: number): Promise<string> {
 }
 
 export async function appliedMigrations(connectionString: string): Promise<AppliedMigration[]> {
-  return withClient(connectionString, appliedMigrationsOn);
+  return withConnection(connectionString, appliedMigrationsOn);
 }
 
 /** The same, on a connection the caller holds (the console's doctor page: its reader connection). */
-export async function appliedMigrationsOn(c: Pick<pg.ClientBase, 'query'>): Promise<AppliedMigration[]> {
-  const { rows: [exists] } = await c.query<{ ok: boolean }>(`select to_regclass('graphile_migrate.migrations') is not null as ok`);
+export async function appliedMigrationsOn(c: Queryable): Promise<AppliedMigration[]> {
+  const { rows: [exists] } = await c.query<{ ok: boolean }>(sql('has_migrations_table'));
   if (!exists?.ok) return [];
-  const { rows } = await c.query<{ filename: string }>('select filename from graphile_migrate.migrations order by filename');
+  const { rows } = await c.query<{ filename: string }>(sql('applied_migrations'));
   return rows.map((r) => ({ filename: r.filename, number: migrationNumber(r.filename) }));
 }
 
@@ -143,18 +140,11 @@ export async function rollbackTo(connectionString: string, target: number): Prom
   const applied = (await appliedMigrations(connectionString)).filter((m) => m.number > target).reverse();
   const done: string[] = [];
   for (const m of applied) {
-    const sql = await readFile(await rollbackScript(m.number), 'utf8');
-    await withClient(connectionString, async (c) => {
-      await c.query('begin');
-      try {
-        await c.query(sql);
-        await c.query('delete from graphile_migrate.migrations where filename = $1', [m.filename]);
-        await c.query('commit');
-      } catch (e) {
-        await c.query('rollback');
-        throw e;
-      }
-    });
+    const script = await readFile(await rollbackScript(m.number), 'utf8');
+    await withConnection(connectionString, (c) => inTransaction(c, async () => {
+      await c.query(script);
+      await c.query(sql('forget_migration'), [m.filename]);
+    }));
     done.push(m.filename);
   }
   return done;

@@ -29,6 +29,9 @@
 import type pg from 'pg';
 import client from 'prom-client';
 import Stripe from 'stripe';
+import { namedQueries } from '../db/named-queries.ts';
+
+const sql = namedQueries('src/stripe/queries.sql');
 
 export const STRIPE_ENDPOINTS = {
   transferCreate: 'POST /v1/transfers',
@@ -102,11 +105,6 @@ interface Waiter {
   onAbort?: () => void;
 }
 
-const RESERVE_SQL = `
-  select extract(epoch from first_slot_at)::float8 * 1000 as first_ms, extract(epoch from reserved_at)::float8 * 1000 as reserved_ms,
-         spacing_ms, slots, global_per_second, endpoint_per_second
-    from marketplace.reserve_stripe_request_slots($1, $2)`;
-
 /** The Stripe-Rate-Limited-Reason of a 429 from stripe-node, or null. */
 export function rateLimitedReason(err: unknown): string | null {
   if (!(err instanceof Stripe.errors.StripeError) || (err.statusCode !== 429 && !(err instanceof Stripe.errors.StripeRateLimitError))) return null;
@@ -167,11 +165,11 @@ export function createRequestBudget(pool: pg.Pool, options: RequestBudgetOptions
       else i++;
     }
     try {
-      configured ??= pool.query('select * from marketplace.configure_stripe_request_budget($1, $2)', [requestsPerSecond, endpointPerSecond]);
+      configured ??= pool.query(sql('configure_budget'), [requestsPerSecond, endpointPerSecond]);
       await configured;
       const t0 = performance.now();
       const { rows } = await pool.query<{ first_ms: number; reserved_ms: number; spacing_ms: number; global_per_second: number; endpoint_per_second: number | null }>(
-        RESERVE_SQL, [endpoint, batch.length]);
+        sql('reserve_slots'), [endpoint, batch.length]);
       const t1 = performance.now();
       const r = rows[0];
       if (!r) throw new Error('no Stripe request budget row (is the stripe request budget migration applied?)');
@@ -221,17 +219,14 @@ export function createRequestBudget(pool: pg.Pool, options: RequestBudgetOptions
 
     async rateLimited(endpoint, reason) {
       const { rows } = await pool.query<{ budget: string; current_per_second: number; decreased: boolean; factor: number }>(
-        'select budget, current_per_second, decreased, factor from marketplace.report_stripe_rate_limited($1, $2)', [endpoint, reason ?? null]);
+        sql('report_rate_limited'), [endpoint, reason ?? null]);
       for (const r of rows) ratePerSecond = Math.min(ratePerSecond, r.current_per_second);
       return rows.map((r) => ({ budget: r.budget, currentPerSecond: r.current_per_second, decreased: r.decreased, factor: r.factor }));
     },
 
     async read() {
       const { rows } = await pool.query<{ budget: string; configured_per_second: number; current_per_second: number; backlog_ms: number;
-        rate_limited_at: Date | null; rate_limited_reason: string | null; rate_limited_total: string; reserved_total: string }>(`
-        select budget, configured_per_second, current_per_second, extract(epoch from backlog)::float8 * 1000 as backlog_ms,
-               rate_limited_at, rate_limited_reason, rate_limited_total, reserved_total
-          from marketplace.stripe_request_budget_status order by budget = 'global' desc, budget`);
+        rate_limited_at: Date | null; rate_limited_reason: string | null; rate_limited_total: string; reserved_total: string }>(sql('budget_status'));
       return rows.map((r) => ({
         budget: r.budget, configuredPerSecond: r.configured_per_second, currentPerSecond: r.current_per_second, backlogMs: r.backlog_ms,
         rateLimitedAt: r.rate_limited_at, rateLimitedReason: r.rate_limited_reason,

@@ -10,6 +10,9 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type pg from 'pg';
 import type Stripe from 'stripe';
 import type { AppLogger } from '../logger.ts';
+import { namedQueries } from '../db/named-queries.ts';
+
+const sql = namedQueries('src/webhooks/queries.sql');
 
 export interface WebhookDeps {
   pool: pg.Pool;
@@ -49,8 +52,7 @@ export async function handleStripeWebhook(deps: WebhookDeps, body: Buffer, signa
   const latest = [...reversals.data].sort((a, b) => b.created - a.created)[0];
   if (!latest) return { status: 200, body: 'no reversal at Stripe\n' };
 
-  const { rows: [r] } = await deps.pool.query<{ outcome: string }>(
-    'select marketplace.record_external_seller_transfer_reversal($1, $2, $3, $4, $5) as outcome',
+  const { rows: [r] } = await deps.pool.query<{ outcome: string }>(sql('record_external_reversal'),
     [transfer.metadata?.seller_transfer_id ?? null, transfer.id, latest.id, latest.amount, `stripe webhook ${event.id}: ${event.type}`]);
   const outcome = r?.outcome ?? 'unknown';
   deps.logger.info({ eventId: event.id, stripeTransferId: transfer.id, stripeReversalId: latest.id, outcome }, 'webhook processed');

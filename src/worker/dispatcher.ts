@@ -8,7 +8,10 @@
 // The database may go away (restart, failover): a failing tick is logged once, when it starts
 // failing, and once when it recovers; the loop keeps going with a capped back-off.
 import type pg from 'pg';
+import { namedQueries } from '../db/named-queries.ts';
 import type { AppLogger } from '../logger.ts';
+
+const sql = namedQueries('src/worker/queries.sql');
 
 export interface DispatchTick { dispatched: number; oldestDueSeconds: number | null }
 
@@ -54,7 +57,7 @@ export function startDispatcher(opts: DispatcherOptions): Dispatcher {
       // A named (prepared) statement: a call is one Bind/Execute, no parse or plan.
       const { rows: [r] } = await c.query<{ dispatched: number; oldest_due_seconds: number | null }>({
         name: 'seller-transfers-dispatch',
-        text: 'select dispatched, oldest_due_seconds from marketplace.dispatch_seller_transfers($1, $2, $3, $4)',
+        text: sql('dispatch'),
         values: [opts.maxWaitingJobs, opts.leaseSeconds, waitMs, opts.intervalMs],
       });
       const result = { dispatched: r?.dispatched ?? 0, oldestDueSeconds: r?.oldest_due_seconds ?? null };
@@ -112,7 +115,7 @@ export function startDispatcher(opts: DispatcherOptions): Dispatcher {
       if (client && waiting) {
         // node-postgres keeps the server's process id (BackendKeyData) on the client, untyped.
         const pid = (client as unknown as { processID?: number }).processID;
-        if (pid) await pool.query('select pg_cancel_backend($1)', [pid]).catch(() => {});
+        if (pid) await pool.query(sql('cancel_backend'), [pid]).catch(() => {});
       }
       await loop;
       client?.release();

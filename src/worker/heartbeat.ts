@@ -5,7 +5,10 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type pg from 'pg';
+import { namedQueries } from '../db/named-queries.ts';
 import type { AppLogger } from '../logger.ts';
+
+const sql = namedQueries('src/worker/queries.sql');
 
 export interface Heartbeat {
   workerId: string;
@@ -32,7 +35,7 @@ export function startHeartbeat(pool: pg.Pool, logger: AppLogger, opts: Heartbeat
   let inFlight: Promise<void> = Promise.resolve();
 
   const beat = (stopping: boolean) => pool
-    .query<{ at: Date }>('select marketplace.record_seller_transfer_worker_heartbeat($1, $2, $3, $4, $5) as at',
+    .query<{ at: Date }>(sql('heartbeat'),
       [workerId, os.hostname(), process.pid, startedAt, stopping])
     .then(({ rows: [row] }) => {
       // Local clock: "how long ago" is measured here, whatever the database clock says.

@@ -2,8 +2,11 @@
 // schema is at the migration this build expects, the heartbeat succeeded recently and the
 // worker is not stopping. Each failure is one short reason (the 503 body).
 import type pg from 'pg';
+import { namedQueries } from '../db/named-queries.ts';
 import { committedMigrations, migrationNumber } from '../db/migrate.ts';
 import type { Heartbeat } from './heartbeat.ts';
+
+const sql = namedQueries('src/worker/queries.sql');
 
 export type Readiness = { ready: true } | { ready: false; reason: string };
 export type ReadinessProbe = () => Promise<Readiness>;
@@ -25,8 +28,7 @@ export async function createReadinessProbe(opts: ReadinessOptions): Promise<Read
     if (opts.isStopping()) return { ready: false, reason: 'worker is stopping' };
     let timer: NodeJS.Timeout | undefined;
     try {
-      const query = opts.pool.query<{ latest: string | null }>(
-        `select 1 as one, (select max(filename) from graphile_migrate.migrations) as latest`);
+      const query = opts.pool.query<{ latest: string | null }>(sql('readiness'));
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
       });

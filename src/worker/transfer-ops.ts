@@ -28,6 +28,9 @@ import { rateLimitedReason, STRIPE_ENDPOINTS, type RequestBudget } from '../stri
 import type { AppLogger } from '../logger.ts';
 import { attemptsExhausted, retryDelaySeconds, type RetryPolicy } from './retry-policy.ts';
 import type { TransferJobPayload } from './payload.ts';
+import { namedQueries } from '../db/named-queries.ts';
+
+const sql = namedQueries('src/worker/queries.sql');
 
 export const TRANSFER_TASKS = ['seller_transfer_create', 'seller_transfer_retry', 'seller_transfer_reverse'] as const;
 export type TransferTask = (typeof TRANSFER_TASKS)[number];
@@ -133,7 +136,7 @@ export async function runTransferTask(deps: WorkerDeps, task: TransferTask, job:
   try {
     const { rows: [row] } = await client.query<ClaimedRow>({
       name: 'seller-transfers-claim',
-      text: 'select * from marketplace.claim_seller_transfer($1, $2, $3)',
+      text: sql('claim'),
       values: [job.id, task, job.lease ?? null],
     });
     if (!row || row.outcome === 'busy') throw new RowBusyError(job.id);
@@ -145,7 +148,7 @@ export async function runTransferTask(deps: WorkerDeps, task: TransferTask, job:
     if (!(e instanceof RowBusyError)) broken = e as Error;
     throw e;
   } finally {
-    if (op && !op.released && !broken) await client.query('select marketplace.unlock_seller_transfer($1)', [job.id]);
+    if (op && !op.released && !broken) await client.query(sql('unlock'), [job.id]);
     client.release(broken);
   }
 }
@@ -157,10 +160,10 @@ class RowOperation {
   constructor(private deps: WorkerDeps, private db: pg.PoolClient, private row: TransferRow) {}
 
   /** Records an outcome and releases the row in one statement: one round trip, one commit. */
-  private async record<R extends pg.QueryResultRow>(name: string, call: string, values: unknown[]): Promise<R | undefined> {
+  private async record<R extends pg.QueryResultRow>(name: string, text: string, values: unknown[]): Promise<R | undefined> {
     const { rows: [r] } = await this.db.query<R>({
       name: `seller-transfers-${name}`,
-      text: `select ${call} as result, marketplace.release_seller_transfer_at_commit($1) as released`,
+      text,
       values,
     });
     this.released = true;
@@ -188,7 +191,7 @@ class RowOperation {
   private async giveUp(): Promise<TaskOutcome> {
     const { row } = this;
     const message = `gave up after ${row.retry_count} failed attempts; Stripe has no ${row.status === 'reversal_pending' ? 'reversal' : 'transfer'} for this row. Last error: ${row.last_error ?? 'none'}`;
-    const r = await this.record<{ result: string | null }>('give-up', 'marketplace.record_seller_transfer_failure($1, $2, $3, null, $4)',
+    const r = await this.record<{ result: string | null }>('give-up', sql('record_give_up'),
       [row.id, row.status, message, `worker: retry limit reached (${row.retry_count} attempts)`]);
     if (!r?.result) return this.notRecorded('give-up', { error: message });
     this.deps.onTransition?.(row.status, 'permanently_failed');
@@ -253,7 +256,7 @@ class RowOperation {
     const message = rateLimitedMessage(reason, this.row.last_error);
     await this.db.query({
       name: 'seller-transfers-show-rate-limited',
-      text: 'update marketplace.seller_transfers set last_error = $3, updated_at = now() where id = $1 and status = $2',
+      text: sql('show_rate_limited'),
       values: [this.row.id, this.row.status, message],
     });
     this.log.info({ reason }, 'Stripe answered 429 (rate limited): not a failed attempt; waiting for the request budget');
@@ -264,7 +267,7 @@ class RowOperation {
     const { row } = this;
     const retryAt = new Date(Date.now() + 1000 + Math.random() * 2000);
     const message = rateLimitedMessage(limited.reason, row.last_error);
-    const r = await this.record<{ result: string | null }>('record-rate-limited', 'marketplace.record_seller_transfer_rate_limited($1, $2, $3, $4)',
+    const r = await this.record<{ result: string | null }>('record-rate-limited', sql('record_rate_limited'),
       [row.id, row.status, message, retryAt]);
     if (!r?.result) return this.notRecorded('record-rate-limited', { reason: limited.reason });
     this.log.warn({ reason: limited.reason, tries: limited.tries, nextRetryAt: retryAt },
@@ -358,7 +361,7 @@ class RowOperation {
    */
   private async holdForReview(message: string): Promise<TaskOutcome> {
     const { row } = this;
-    const r = await this.record<{ result: string | null }>('hold-for-review', 'marketplace.hold_seller_transfer_for_review($1, $2, $3, $4)',
+    const r = await this.record<{ result: string | null }>('hold-for-review', sql('record_hold_for_review'),
       [row.id, row.status, `${message}; held for review: Stripe moved money, the row is not given up (see docs/runbook.md#transfersheldforreview)`,
        'worker: Stripe differs from the row; held for review']);
     const newStatus = r?.result ?? null;
@@ -378,7 +381,7 @@ class RowOperation {
     const { row, deps } = this;
     const { rows: [recorded] } = await this.db.query<{ stripe_transfer_id: string | null; transfer_recorded_by: string | null }>({
       name: 'seller-transfers-recorded-stripe-ids',
-      text: 'select stripe_transfer_id, transfer_recorded_by from marketplace.seller_transfer_recorded_stripe_ids($1)',
+      text: sql('recorded_stripe_ids'),
       values: [row.id],
     });
     if (recorded?.transfer_recorded_by === 'worker') {
@@ -408,16 +411,15 @@ class RowOperation {
     this.deps.onOutcomeNotRecorded?.(operation);
     const { rows: [now] } = await this.db.query<{ status: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null }>({
       name: 'seller-transfers-row-now',
-      text: 'select status, stripe_transfer_id, stripe_reversal_id from marketplace.seller_transfers where id = $1',
+      text: sql('row_now'),
       values: [row.id],
     });
     this.log.error({ ...what, operation, statusNow: now?.status ?? 'missing' },
       `the database did not record the worker's outcome: seller transfer ${row.id} moved from ${row.status} meanwhile`);
-    // Which statuses can be held is the SQL function's rule (it returns null for the others).
     if (now) {
       const held = await this.db.query<{ result: string | null }>({
         name: 'seller-transfers-hold-not-recorded',
-        text: 'select marketplace.hold_seller_transfer_for_review($1, $2, $3, $4) as result',
+        text: sql('hold_not_recorded'),
         values: [row.id, now.status, `outcome not recorded (${operation}: ${JSON.stringify(what)}): the row moved from ${row.status} to ${now.status} meanwhile; held for review`,
           'worker: outcome not recorded; held for review'],
       });
@@ -427,7 +429,7 @@ class RowOperation {
   }
 
   private async markPaid(stripeTransferId: string, reason: string, outcome: 'completed' | 'adopted'): Promise<TaskOutcome> {
-    const r = await this.record<{ result: boolean }>('mark-paid', 'marketplace.mark_seller_transfer_paid($1, $2, $3)', [this.row.id, stripeTransferId, reason]);
+    const r = await this.record<{ result: boolean }>('mark-paid', sql('record_paid'), [this.row.id, stripeTransferId, reason]);
     if (!r?.result) return this.notRecorded('mark-paid', { stripeTransferId });
     this.deps.onTransition?.(this.row.status, 'completed');
     this.log.info({ stripeTransferId }, reason);
@@ -435,7 +437,7 @@ class RowOperation {
   }
 
   private async markReversed(stripeReversalId: string, amount: number, reason: string, outcome: 'reversed' | 'adopted'): Promise<TaskOutcome> {
-    const r = await this.record<{ result: boolean }>('mark-reversed', 'marketplace.mark_seller_transfer_reversed($1, $2, $3, $4)',
+    const r = await this.record<{ result: boolean }>('mark-reversed', sql('record_reversed'),
       [this.row.id, stripeReversalId, amount, reason]);
     if (!r?.result) return this.notRecorded('mark-reversed', { stripeReversalId, amount });
     this.deps.onTransition?.(this.row.status, 'reversed');
@@ -448,8 +450,7 @@ class RowOperation {
     const delay = retryDelaySeconds(this.deps.policy, row.retry_count + 1, failure.kind);
     const retryAt = delay === null ? null : new Date(Date.now() + delay * 1000);
     const reason = `worker: ${failure.kind}: ${failure.message}`.slice(0, 500);
-    const r = await this.record<{ result: string | null }>('record-failure',
-      'marketplace.record_seller_transfer_failure($1, $2, $3, $4, $5, $6, $7)',
+    const r = await this.record<{ result: string | null }>('record-failure', sql('record_failure'),
       [row.id, row.status, failure.message, retryAt, reason, needsNewKey(failure.kind), failure.kind === 'unanswered']);
     const newStatus = r?.result ?? null;
     if (!newStatus) return this.notRecorded('record-failure', { failure: failure.kind, error: failure.message });

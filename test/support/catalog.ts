@@ -1,5 +1,5 @@
 // A text snapshot of everything the migrations own, to prove up -> down -> up is lossless.
-import { withClient } from '../../src/db/connection.ts';
+import { withConnection } from '../../src/db/connection.ts';
 
 const SNAPSHOT = `
 with ns as (select oid, nspname from pg_namespace where nspname = any($1))
@@ -31,7 +31,7 @@ select format('view %s.%s %s', ns.nspname, c.relname, pg_get_viewdef(c.oid))
 order by 1`;
 
 export async function catalogSnapshot(url: string, schemas: string[] = ['marketplace', 'graphile_worker']): Promise<string[]> {
-  return withClient(url, async (c) => {
+  return withConnection(url, async (c) => {
     const { rows } = await c.query<{ line: string }>(SNAPSHOT, [schemas]);
     const data = await c.query<{ line: string }>(`
       select format('status %s', row_to_json(s)) as line from marketplace.seller_transfer_statuses s

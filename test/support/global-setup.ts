@@ -1,6 +1,6 @@
 // Runs once per `vitest run`: starts/locates the server and builds a migrated template database.
 import type { TestProject } from 'vitest/node';
-import { createDatabase, dropDatabase, withClient, withDatabase } from '../../src/db/connection.ts';
+import { createDatabase, dropDatabase, withConnection, withDatabase } from '../../src/db/connection.ts';
 import { migrateDatabase } from '../../src/db/migrate.ts';
 import { startTestServer } from './test-server.ts';
 
@@ -16,7 +16,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await dropDatabase(server.adminUrl, template);
   await createDatabase(server.adminUrl, template);
   await migrateDatabase(withDatabase(server.adminUrl, template));
-  const version = await withClient(server.adminUrl, async (c) => (await c.query<{ v: string }>('select version() as v')).rows[0]!.v);
+  const version = await withConnection(server.adminUrl, async (c) => (await c.query<{ v: string }>('select version() as v')).rows[0]!.v);
   console.log(`tests use PostgreSQL from ${server.kind} (${version.replace(/ on .*/, '')}); template database ${template}`);
   project.provide('testDb', { adminUrl: server.adminUrl, template, kind: server.kind });
   return async () => {

@@ -3,7 +3,7 @@
 // test/schema-dump.test.ts.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { withClient } from '../../src/db/connection.ts';
+import { withConnection } from '../../src/db/connection.ts';
 import { projectRoot } from '../../src/paths/project.ts';
 
 export const SCHEMA_DUMP_FILE = path.join(projectRoot, 'migrations', 'schema.sql');
@@ -11,7 +11,7 @@ export const SCHEMA_DUMP_FILE = path.join(projectRoot, 'migrations', 'schema.sql
 export const SCHEMA_DUMP_MAJOR = 15;
 
 export async function serverMajor(url: string): Promise<number> {
-  return withClient(url, async (c) => Math.floor(Number((await c.query<{ v: string }>("select current_setting('server_version_num') as v")).rows[0]!.v) / 10_000));
+  return withConnection(url, async (c) => Math.floor(Number((await c.query<{ v: string }>("select current_setting('server_version_num') as v")).rows[0]!.v) / 10_000));
 }
 
 /** The dump's first line names the PostgreSQL major it was generated on: deparsed SQL may differ between majors. */
@@ -23,7 +23,7 @@ export function dumpMajor(dump: string): number | null {
 export async function renderSchemaDump(url: string): Promise<string> {
   const sql = await readFile(path.join(projectRoot, 'scripts', 'schema-dump.sql'), 'utf8');
   const major = await serverMajor(url);
-  const { rows } = await withClient(url, (c) => c.query<{ body: string }>(sql));
+  const { rows } = await withConnection(url, (c) => c.query<{ body: string }>(sql));
   const header = [
     `-- generated on PostgreSQL ${major} by \`npm run schema:dump\` from a database migrated from scratch; do not edit.`,
     '-- The marketplace schema as migrations/committed/ leaves it: tables with their constraints, indexes,',

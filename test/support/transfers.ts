@@ -1,9 +1,8 @@
 // Test helpers that write real rows through plain SQL, the way any service would.
 import { randomBytes, randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { inTransaction, type Queryable } from '../../src/db/connection.ts';
 import { pathTo, type Status } from './expected-matrix.ts';
-
-type Queryable = Pick<pg.Pool | pg.PoolClient | pg.Client, 'query'>;
 
 export async function insertTransfer(db: Queryable, amountCents = 1000): Promise<string> {
   const { rows } = await db.query<{ id: string }>(
@@ -83,11 +82,11 @@ export async function pgError(fn: () => Promise<unknown>): Promise<pg.DatabaseEr
 export async function asRole<T>(pool: pg.Pool, role: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   try {
-    await client.query('begin');
-    await client.query(`set local role ${role}`);
-    return await fn(client);
+    return await inTransaction(client, async () => {
+      await client.query(`set local role ${role}`);
+      return fn(client);
+    }, { rollback: true });
   } finally {
-    await client.query('rollback');
     client.release();
   }
 }
@@ -99,10 +98,10 @@ export async function asRole<T>(pool: pg.Pool, role: string, fn: (c: pg.PoolClie
 export async function pastTheGuard(pool: pg.Pool, sql: string, params: unknown[]): Promise<void> {
   const c = await pool.connect();
   try {
-    await c.query('begin');
-    await c.query('set local session_replication_role = replica');
-    await c.query(sql, params);
-    await c.query('commit');
+    await inTransaction(c, async () => {
+      await c.query('set local session_replication_role = replica');
+      await c.query(sql, params);
+    });
   } finally {
     c.release();
   }

@@ -4,22 +4,19 @@
 // bench figure `upgrade` (bench/upgrade.ts).
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import { withConnection } from '../../src/db/connection.ts';
 import { migrateDatabase } from '../../src/db/migrate.ts';
 import type { LockRetryEvent } from '../../src/db/lock-retry.ts';
 
 /** `rows` transfers, every other one completed (refundable): 1.5 history rows per transfer. Plain SQL, every trigger on. */
 export async function populate(url: string, rows: number): Promise<void> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
+  await withConnection(url, async (c) => {
     await c.query(`insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
                    select gen_random_uuid(), gen_random_uuid(), 'acct_load' || g, 1000 + g % 1000, 'usd' from generate_series(1, $1) g`, [rows]);
     await c.query(`update marketplace.seller_transfers set status = 'completed', stripe_transfer_id = 'tr_' || replace(id::text, '-', '')
                     where amount_cents % 2 = 0`);
     await c.query('vacuum analyze marketplace.seller_transfers, marketplace.seller_transfer_events');
-  } finally {
-    await c.end();
-  }
+  });
 }
 
 export interface WriterStats { statements: number; errors: string[]; worstMs: number; worstKind: string }

@@ -9,7 +9,7 @@ import { transferDetail } from '../../core/read-model.ts';
 import { ACTIONS, ActionRefused, runConsoleAction } from '../act.ts';
 import type { ConsoleOptions } from '../options.ts';
 import { readSnapshot } from '../db.ts';
-import { UUID } from '../list-filters.ts';
+import { isUuid } from '../../db/connection.ts';
 import { formatMinor, parseMajor } from '../../money.ts';
 import { page, problem } from '../render.ts';
 
@@ -28,7 +28,7 @@ export function registerActionPages(app: FastifyInstance, o: ConsoleOptions): vo
       const reason = field(body, 'reason');
       const amountText = field(body, 'amount');
       const user = request.session!.user;
-      if (!UUID.test(rawId)) return problem(request, reply, 404, 'Not found', `"${rawId.slice(0, 60)}" is not a seller transfer id; nothing was done.`, '/');
+      if (!isUuid(rawId)) return problem(request, reply, 404, 'Not found', `"${rawId.slice(0, 60)}" is not a seller transfer id; nothing was done.`, '/');
       const id = rawId.toLowerCase();
       if (!ACTIONS.includes(action)) return problem(request, reply, 400, 'Refused', 'Unknown action; nothing was done.', back);
       let t;

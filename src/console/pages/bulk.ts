@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { ActionRefused, runConsoleAction } from '../act.ts';
 import type { ConsoleOptions } from '../options.ts';
-import { UUID } from '../list-filters.ts';
+import { isUuid } from '../../db/connection.ts';
 import { page, problem } from '../render.ts';
 
 interface Outcome { id: string; ok: boolean; from: string | null; to: string | null; message: string | null }
@@ -27,7 +27,7 @@ export function registerBulkPages(app: FastifyInstance, o: ConsoleOptions): void
       if (action !== 'retry' && action !== 'fail') return problem(request, reply, 400, 'Refused', 'Bulk actions are retry or fail; nothing was done.', '/transfers');
       if (!selected.length) return problem(request, reply, 400, 'Refused', 'No transfer selected: tick the rows to act on; nothing was done.', '/transfers');
       if (selected.length > o.bulkMax) return problem(request, reply, 400, 'Refused', `${selected.length} transfers selected; at most ${o.bulkMax} at once (CONSOLE_BULK_MAX); nothing was done.`, '/transfers');
-      const bad = selected.find((id) => !UUID.test(id));
+      const bad = selected.find((id) => !isUuid(id));
       if (bad) return problem(request, reply, 400, 'Refused', `"${bad.slice(0, 60)}" is not a seller transfer id; nothing was done.`, '/transfers');
       if (!reason) return problem(request, reply, 400, 'Refused', 'A reason is required: say why (it is recorded in the history); nothing was done.', '/transfers');
       if (step === 'act' && String(body['confirm_count'] ?? '') !== String(selected.length)) {

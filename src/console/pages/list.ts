@@ -4,9 +4,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { ConsoleOptions } from '../options.ts';
 import { readSnapshot } from '../db.ts';
-import { BadFilter, encodeCursor, listParams, PAGE_SIZE, parseListQuery, UUID } from '../list-filters.ts';
+import { BadFilter, encodeCursor, listParams, PAGE_SIZE, parseListQuery } from '../list-filters.ts';
+import { isUuid } from '../../db/connection.ts';
 import { page } from '../render.ts';
-import { sql } from '../sql.ts';
+import { namedQueries } from '../../db/named-queries.ts';
+
+const sql = namedQueries('src/console/queries.sql');
 
 interface StatusRow { status: string; worker_task: string | null }
 
@@ -37,7 +40,7 @@ export function registerListPages(app: FastifyInstance, o: ConsoleOptions): void
     const raw = (request.query as Record<string, unknown>)['q'];
     const term = typeof raw === 'string' ? raw.trim() : '';
     let found: Array<{ id: string; status: string }> = [];
-    if (UUID.test(term)) found = await readSnapshot(o.db, async (c) => (await c.query(sql('find'), [term.toLowerCase()])).rows);
+    if (isUuid(term)) found = await readSnapshot(o.db, async (c) => (await c.query(sql('find'), [term.toLowerCase()])).rows);
     else if (/^trr?_[A-Za-z0-9]+$/.test(term)) found = await readSnapshot(o.db, async (c) => (await c.query(sql('find_stripe'), [term])).rows);
     else if (/^acct_[A-Za-z0-9]+$/.test(term)) return reply.redirect(`/transfers?status=completed&account=${encodeURIComponent(term)}`, 303);
     else {

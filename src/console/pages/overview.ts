@@ -7,7 +7,9 @@ import { loadStateGraph } from '../../core/state-graph.ts';
 import { readSnapshot } from '../db.ts';
 import { layoutDiagram } from '../diagram.ts';
 import { cappedCount, page } from '../render.ts';
-import { sql } from '../sql.ts';
+import { namedQueries } from '../../db/named-queries.ts';
+
+const sql = namedQueries('src/console/queries.sql');
 
 /** Counts are exact up to this, then shown as "10,000+" (a count never reads more rows than this). */
 export const COUNT_CAP = 10_000;

@@ -5,13 +5,15 @@
 import type { FastifyInstance } from 'fastify';
 import { TransferNotFound } from '../../core/errors.ts';
 import { transferDetail, transferDispatch, transferHistory } from '../../core/read-model.ts';
-import { sql } from '../sql.ts';
+import { namedQueries } from '../../db/named-queries.ts';
 import { renderDispatch } from '../../core/transfer-text.ts';
 import type { ConsoleOptions } from '../options.ts';
 import { readSnapshot } from '../db.ts';
-import { UUID } from '../list-filters.ts';
+import { isUuid } from '../../db/connection.ts';
 import { problem, page } from '../render.ts';
 import { dashboardUrl } from '../stripe-links.ts';
+
+const sql = namedQueries('src/console/queries.sql');
 
 /** Which action forms the page offers; the database still decides (the guard and the admin functions). */
 export function offeredActions(status: string, terminal: boolean): Array<'reverse' | 'retry' | 'fail'> {
@@ -22,7 +24,7 @@ export function offeredActions(status: string, terminal: boolean): Array<'revers
 export function registerTransferPage(app: FastifyInstance, o: ConsoleOptions): void {
   app.get('/transfers/:id', async (request, reply) => {
     const { id } = request.params as { id: string };
-    if (!UUID.test(id)) return problem(request, reply, 404, 'Not found', `"${id.slice(0, 60)}" is not a seller transfer id.`, '/');
+    if (!isUuid(id)) return problem(request, reply, 404, 'Not found', `"${id.slice(0, 60)}" is not a seller transfer id.`, '/');
     let data;
     try {
       data = await readSnapshot(o.db, async (c) => ({

@@ -1,0 +1,83 @@
+-- What both front ends read or do (the CLI and the console), one named query each (`-- name: x`),
+-- loaded by src/db/named-queries.ts. Every rule (due-ness, time in status, SLOs, job keys,
+-- dispatch state, audit and doctor checks, admin actions) is a SQL function or view from the
+-- migrations; these call them.
+
+-- name: transfer_detail
+select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.currency,
+       (select c.exponent from marketplace.currencies c where c.code = t.currency) as currency_exponent, t.source_transaction,
+       t.status, s.description as status_description, s.is_terminal,
+       t.stripe_transfer_id, t.stripe_reversal_id, t.reversal_amount_cents,
+       t.retry_count, t.next_retry_at, t.last_error, t.created_at, t.updated_at,
+       since.at as status_since, floor(extract(epoch from now() - since.at))::bigint as seconds_in_status,
+       marketplace.seller_transfer_is_due(t.status, t.next_retry_at) as due_now,
+       slo.max_seconds as slo_seconds,
+       exists (select 1 from marketplace.seller_transfers_past_slo p where p.id = t.id) as past_slo
+  from marketplace.seller_transfers t
+  join marketplace.seller_transfer_statuses s on s.status = t.status
+  left join marketplace.seller_transfer_status_slos slo on slo.status = t.status and not s.is_terminal
+ cross join lateral (select marketplace.seller_transfer_status_since(t.id) as at) since
+ where t.id = $1;
+
+-- name: transfer_history
+select e.id, e.occurred_at, e.from_status, e.to_status, e.actor, e.requested_by, e.application_name, e.reason, e.xact_id::text
+  from marketplace.seller_transfer_events e
+ where e.transfer_id = $1
+ order by e.id;
+
+-- name: transfer_jobs
+select * from marketplace.seller_transfer_jobs($1);
+
+-- name: transfer_dispatch
+select * from marketplace.seller_transfer_dispatch_state($1);
+
+-- name: status_stats
+select * from marketplace.seller_transfer_stats;
+
+-- name: past_slo
+select * from marketplace.seller_transfers_past_slo order by status_since, id limit $1;
+
+-- name: waiting_for_funds
+select w.currency, (select c.exponent from marketplace.currencies c where c.code = w.currency) as currency_exponent,
+       count(*) as payouts, sum(w.amount_cents) as amount_cents, max(w.retry_count) as most_attempts
+  from marketplace.seller_transfers_waiting_for_funds w group by w.currency order by w.currency;
+
+-- name: statuses
+select status, is_initial, is_terminal, description from marketplace.seller_transfer_statuses order by position;
+
+-- name: transitions
+select t.from_status, t.to_status, t.description
+  from marketplace.seller_transfer_transitions t
+  join marketplace.seller_transfer_statuses f on f.status = t.from_status
+  join marketplace.seller_transfer_statuses o on o.status = t.to_status
+ order by f.position, o.position;
+
+-- name: audit_problems
+select transfer_id, problem, detail from marketplace.audit_seller_transfers($1);
+
+-- name: unrecorded_facts
+select marketplace.seller_transfers_without_recorded_facts($1) as n;
+
+-- name: has_doctor
+select to_regprocedure('marketplace.seller_transfer_doctor()') is not null as ok;
+
+-- name: doctor
+select * from marketplace.seller_transfer_doctor();
+
+-- name: set_requested_by
+-- The person the action is for, recorded in the history's requested_by (for this transaction).
+select set_config('marketplace.requested_by', $1, true);
+
+-- name: admin_reverse
+select * from marketplace.reverse_seller_transfer($1, $2, $3::bigint);
+
+-- name: admin_retry
+select * from marketplace.retry_seller_transfer($1, $2);
+
+-- name: admin_fail
+select * from marketplace.fail_seller_transfer($1, $2);
+
+-- name: admin_event
+-- The status change this action wrote to the history (this transaction's), if any.
+select e.from_status, e.to_status, e.reason from marketplace.seller_transfer_events e
+ where e.transfer_id = $1 and e.xact_id = pg_current_xact_id() order by e.id desc limit 1;

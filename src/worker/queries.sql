@@ -1,0 +1,55 @@
+-- The worker's statements, one named query each (`-- name: x`), loaded by src/db/named-queries.ts.
+-- The rules are SQL functions from the migrations (claim, record, release, dispatch); these call
+-- them. Outcomes are recorded together with release_seller_transfer_at_commit in one statement:
+-- the row's lock is handed to that transaction and released exactly when the outcome commits.
+
+-- name: dispatch
+select dispatched, oldest_due_seconds from marketplace.dispatch_seller_transfers($1, $2, $3, $4);
+
+-- name: cancel_backend
+select pg_cancel_backend($1);
+
+-- name: heartbeat
+select marketplace.record_seller_transfer_worker_heartbeat($1, $2, $3, $4, $5) as at;
+
+-- name: readiness
+select 1 as one, (select max(filename) from graphile_migrate.migrations) as latest;
+
+-- name: claim
+-- The row's session advisory lock, then a read of the row, in one round trip.
+select * from marketplace.claim_seller_transfer($1, $2, $3);
+
+-- name: unlock
+select marketplace.unlock_seller_transfer($1);
+
+-- name: show_rate_limited
+-- While a job waits out a 429, the row says so (same state: no history row, no other column).
+update marketplace.seller_transfers set last_error = $3, updated_at = now() where id = $1 and status = $2;
+
+-- name: recorded_stripe_ids
+select stripe_transfer_id, transfer_recorded_by from marketplace.seller_transfer_recorded_stripe_ids($1);
+
+-- name: row_now
+select status, stripe_transfer_id, stripe_reversal_id from marketplace.seller_transfers where id = $1;
+
+-- name: hold_not_recorded
+-- Which statuses can be held is the SQL function's rule (it returns null for the others).
+select marketplace.hold_seller_transfer_for_review($1, $2, $3, $4) as result;
+
+-- name: record_give_up
+select marketplace.record_seller_transfer_failure($1, $2, $3, null, $4) as result, marketplace.release_seller_transfer_at_commit($1) as released;
+
+-- name: record_rate_limited
+select marketplace.record_seller_transfer_rate_limited($1, $2, $3, $4) as result, marketplace.release_seller_transfer_at_commit($1) as released;
+
+-- name: record_hold_for_review
+select marketplace.hold_seller_transfer_for_review($1, $2, $3, $4) as result, marketplace.release_seller_transfer_at_commit($1) as released;
+
+-- name: record_paid
+select marketplace.mark_seller_transfer_paid($1, $2, $3) as result, marketplace.release_seller_transfer_at_commit($1) as released;
+
+-- name: record_reversed
+select marketplace.mark_seller_transfer_reversed($1, $2, $3, $4) as result, marketplace.release_seller_transfer_at_commit($1) as released;
+
+-- name: record_failure
+select marketplace.record_seller_transfer_failure($1, $2, $3, $4, $5, $6, $7) as result, marketplace.release_seller_transfer_at_commit($1) as released;
