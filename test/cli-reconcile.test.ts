@@ -3,10 +3,10 @@
 import { randomUUID } from 'node:crypto';
 import type Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createStripeClient } from '../src/stripe/client.ts';
-import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
+import type { StripeSimulator } from '../src/stripe-sim/index.ts';
 import { useTestDatabase } from './support/database.ts';
-import { historyOf, insertTransfer, setStatus, transferIn } from './support/transfers.ts';
+import { historyOf, insertTransfer, rowOf, setStatus, transferIn } from './support/transfers.ts';
+import { simulatorWithClient } from './support/worker.ts';
 import { databaseFootprint, expectOneLineError, runCli } from './support/cli.ts';
 
 // Each CLI run is a fresh node + tsx process (seconds on a loaded machine): allow for it.
@@ -20,21 +20,15 @@ const cli = (...args: string[]) => runCli(args, { DATABASE_URL: db.url, STRIPE_S
 const reconcile = (...args: string[]) => cli('reconcile', ...args);
 
 beforeAll(async () => {
-  sim = await startStripeSimulator();
-  stripe = createStripeClient({ secretKey: KEY, apiBase: sim.url, timeoutMs: 5000 });
+  ({ sim, stripe } = await simulatorWithClient(KEY));
 });
 afterAll(async () => {
   await sim?.close();
 });
 
-async function rowOf(id: string) {
-  const { rows: [r] } = await db.pool.query('select * from marketplace.seller_transfers where id = $1', [id]);
-  return r;
-}
-
 /** A Stripe transfer for a row, as the worker would create it (or with other values). */
 async function stripeTransferFor(id: string, override: Partial<Stripe.TransferCreateParams> = {}): Promise<Stripe.Transfer> {
-  const row = await rowOf(id);
+  const row = await rowOf(db.pool, id);
   return stripe.transfers.create({
     amount: Number(row.amount_cents), currency: row.currency, destination: row.stripe_account_id, transfer_group: `seller_transfer_${id}`,
     metadata: { seller_transfer_id: id }, ...override,
@@ -89,7 +83,7 @@ describe('reconcile', () => {
       t.noRow = (await stripe.transfers.create({ amount: 100, currency: 'usd', destination: 'acct_ghost', metadata: { seller_transfer_id: s.noRow } })).id;
       // The row records a transfer Stripe never made.
       s.missing = await transferIn(db.pool, 'completed');
-      t.missing = (await rowOf(s.missing)).stripe_transfer_id;
+      t.missing = (await rowOf(db.pool, s.missing)).stripe_transfer_id;
       // The recorded transfer differs in amount.
       s.differs = await insertTransfer(db.pool, 1000);
       t.differs = (await stripeTransferFor(s.differs, { amount: 1001 })).id;
@@ -108,7 +102,7 @@ describe('reconcile', () => {
       s.reversalMissing = ghost.id;
       await setStatus(db.pool, ghost.id, 'reversal_pending');
       await setStatus(db.pool, ghost.id, 'reversed');
-      t.reversalMissing = (await rowOf(ghost.id)).stripe_reversal_id;
+      t.reversalMissing = (await rowOf(db.pool, ghost.id)).stripe_reversal_id;
     });
 
     const expected = () => [
@@ -151,7 +145,7 @@ describe('reconcile', () => {
     });
 
     it('--fix adopts what Stripe proves through the SQL functions, and nothing else', async () => {
-      const untouched = await Promise.all([s.failedOtherAmount, s.gaveUpButPaid, s.missing, s.differs, s.reversalMissing].map(rowOf));
+      const untouched = await Promise.all([s.failedOtherAmount, s.gaveUpButPaid, s.missing, s.differs, s.reversalMissing].map((id) => rowOf(db.pool, id)));
       const ledger = sim.ledger().length;
       const run = await reconcile('--fix', '--json');
       expect(run.code, run.stderr).toBe(3); // the unfixable ones remain
@@ -162,19 +156,19 @@ describe('reconcile', () => {
         expect(report.disagreements.find((x) => key(x) === key(e))).toMatchObject({ fixed: true, fix: expect.stringMatching(/^fixed: adopted: /) });
       }
 
-      expect(await rowOf(s.unrecordedPending)).toMatchObject({ status: 'completed', stripe_transfer_id: t.unrecordedPending });
+      expect(await rowOf(db.pool, s.unrecordedPending)).toMatchObject({ status: 'completed', stripe_transfer_id: t.unrecordedPending });
       expect((await historyOf(db.pool, s.unrecordedPending)).at(-1)).toMatchObject({
         from_status: 'pending', to_status: 'completed', reason: `reconcile: adopted Stripe transfer ${t.unrecordedPending} found at Stripe`,
         application_name: expect.stringMatching(/^seller-transfers-cli/),
       });
-      expect(await rowOf(s.reversalPending)).toMatchObject({ status: 'reversed', stripe_reversal_id: t.reversalPending });
-      expect(Number((await rowOf(s.reversalPending)).reversal_amount_cents)).toBe(300);
-      expect(await rowOf(s.dashboardReversal)).toMatchObject({ status: 'reversed', stripe_reversal_id: t.dashboardReversal });
-      expect(Number((await rowOf(s.dashboardReversal)).reversal_amount_cents)).toBe(250);
+      expect(await rowOf(db.pool, s.reversalPending)).toMatchObject({ status: 'reversed', stripe_reversal_id: t.reversalPending });
+      expect(Number((await rowOf(db.pool, s.reversalPending)).reversal_amount_cents)).toBe(300);
+      expect(await rowOf(db.pool, s.dashboardReversal)).toMatchObject({ status: 'reversed', stripe_reversal_id: t.dashboardReversal });
+      expect(Number((await rowOf(db.pool, s.dashboardReversal)).reversal_amount_cents)).toBe(250);
       expect((await historyOf(db.pool, s.dashboardReversal)).slice(-2).map((h) => [h.from_status, h.to_status])).toEqual([
         ['completed', 'reversal_pending'], ['reversal_pending', 'reversed'],
       ]);
-      expect(await Promise.all([s.failedOtherAmount, s.gaveUpButPaid, s.missing, s.differs, s.reversalMissing].map(rowOf))).toEqual(untouched);
+      expect(await Promise.all([s.failedOtherAmount, s.gaveUpButPaid, s.missing, s.differs, s.reversalMissing].map((id) => rowOf(db.pool, id)))).toEqual(untouched);
 
       expect(sim.ledger()).toHaveLength(ledger); // reconciling never moves money
 

@@ -37,20 +37,22 @@ function run(cwd: string, file: string, args: string[], env: Record<string, stri
 }
 
 const build = (dir: string) => run(dir, 'scripts/build-cli.mjs', []);
+/** A copy of the project with the CLI bundle built in it. */
+async function builtCopy(): Promise<string> {
+  const dir = copyProject();
+  const b = await build(dir);
+  expect(b.code, b.stderr).toBe(0);
+  return dir;
+}
+const removeCopy = (dir: string) => { if (dir) rmSync(dir, { recursive: true, force: true }); };
 const cli = (dir: string, args: string[], env: Record<string, string | undefined> = {}) => run(dir, 'bin/seller-transfers.js', args, env);
 /** The first stderr line: the path bin/seller-transfers.js took. */
 const path_ = (r: CliRun) => r.stderr.split('\n')[0];
 
 describe('bin/seller-transfers.js: bundle or tsx', () => {
   let dir = '';
-  beforeAll(async () => {
-    dir = copyProject();
-    const b = await build(dir);
-    expect(b.code, b.stderr).toBe(0);
-  });
-  afterAll(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  beforeAll(async () => { dir = await builtCopy(); });
+  afterAll(() => removeCopy(dir));
 
   it('the build writes an ESM bundle: main.js, a lazy chunk per command, a stamp listing its sources', () => {
     const files = readdirSync(path.join(dir, 'dist/cli'));
@@ -149,14 +151,8 @@ describe('bin/seller-transfers.js: bundle or tsx', () => {
 describe('commands from the bundle against a real database', () => {
   const db = useTestDatabase();
   let dir = '';
-  beforeAll(async () => {
-    dir = copyProject();
-    const b = await build(dir);
-    expect(b.code, b.stderr).toBe(0);
-  });
-  afterAll(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  beforeAll(async () => { dir = await builtCopy(); });
+  afterAll(() => removeCopy(dir));
   const env = () => ({ DATABASE_URL: db.url, STRIPE_SECRET_KEY: undefined, STRIPE_API_BASE: undefined });
 
   it('migrate, doctor, matrix, stats, show and audit: files found relative to dist/ (.gmrc, migrations/)', async () => {

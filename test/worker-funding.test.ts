@@ -9,6 +9,7 @@ import { createWorkerMetrics } from '../src/metrics.ts';
 import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
 import type { WorkerHandle } from '../src/worker/runner.ts';
 import { useTestDatabase } from './support/database.ts';
+import { rowOf } from './support/transfers.ts';
 import { startTestWorker, TEST_STRIPE_KEY, waitFor, waitForStatus } from './support/worker.ts';
 
 const db = useTestDatabase();
@@ -36,7 +37,7 @@ async function insertPayout(amount: number, currency: string, sourceTransaction:
      values ($1, gen_random_uuid(), gen_random_uuid(), 'acct_funding', $2, $3, $4)`, [id, amount, currency, sourceTransaction]);
   return id;
 }
-const row = async (id: string) => (await db.pool.query('select * from marketplace.seller_transfers where id = $1', [id])).rows[0];
+const row = (id: string) => rowOf(db.pool, id);
 const waiting = async () => (await db.pool.query<{ id: string }>('select id from marketplace.seller_transfers_waiting_for_funds')).rows.map((r) => r.id);
 const doctorFunds = async () => (await db.pool.query<{ status: string; detail: string }>(
   `select status, detail from marketplace.seller_transfer_doctor() where check_name = 'payouts waiting for the platform''s balance'`)).rows[0]!;

@@ -8,7 +8,7 @@ import { createLogger } from '../src/logger.ts';
 import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
 import { startWorker, type WorkerHandle } from '../src/worker/runner.ts';
 import { useTestDatabase } from './support/database.ts';
-import { historyOf, insertTransfer } from './support/transfers.ts';
+import { historyOf, insertTransfer, rowOf } from './support/transfers.ts';
 import { expectDatabaseMatchesLedger, FAST_ENV, TEST_STRIPE_KEY, waitFor, waitForStatus } from './support/worker.ts';
 
 const db = useTestDatabase();
@@ -43,7 +43,7 @@ afterAll(async () => {
   await sim?.close();
 });
 
-const row = async (id: string) => (await db.pool.query('select * from marketplace.seller_transfers where id = $1', [id])).rows[0];
+const row = (id: string) => rowOf(db.pool, id);
 const refund = (id: string) => db.pool.query(`update marketplace.seller_transfers set status = 'reversal_pending' where id = $1`, [id]);
 
 /** Samples the row until it reaches `done`, checking on every sample that nothing but last_error/next_retry_at moved. */

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startStripeSimulator, type FaultKind, type StripeSimulator } from '../src/stripe-sim/index.ts';
 import type { WorkerHandle } from '../src/worker/runner.ts';
 import { useTestDatabase } from './support/database.ts';
-import { historyOf, insertTransfer } from './support/transfers.ts';
+import { historyOf, insertTransfer, rowOf } from './support/transfers.ts';
 import { expectDatabaseMatchesLedger, startTestWorker, waitFor, waitForStatus } from './support/worker.ts';
 
 const db = useTestDatabase();
@@ -21,7 +21,7 @@ afterAll(async () => {
 });
 beforeEach(() => sim.clearFaults());
 
-const row = async (id: string) => (await db.pool.query('select * from marketplace.seller_transfers where id = $1', [id])).rows[0];
+const row = (id: string) => rowOf(db.pool, id);
 const refund = (id: string) => db.pool.query(`update marketplace.seller_transfers set status = 'reversal_pending' where id = $1`, [id]);
 const ledgerFor = (id: string) => sim.ledger().filter((e) => e.metadata.seller_transfer_id === id);
 

@@ -8,14 +8,13 @@ import pino from 'pino';
 import type Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
-import { createStripeClient } from '../src/stripe/client.ts';
-import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
+import type { StripeSimulator } from '../src/stripe-sim/index.ts';
 import { retryPolicyFromConfig } from '../src/worker/retry-policy.ts';
 import { runTransferTask, type WorkerDeps } from '../src/worker/transfer-ops.ts';
 import { cliFor } from './support/cli.ts';
 import { useTestDatabase } from './support/database.ts';
-import { insertTransfer, pastTheGuard } from './support/transfers.ts';
-import { FAST_ENV, startTestWorker, TEST_STRIPE_KEY, waitFor, waitForStatus } from './support/worker.ts';
+import { insertTransfer, pastTheGuard, rowOf } from './support/transfers.ts';
+import { FAST_ENV, simulatorWithClient, startTestWorker, waitFor, waitForStatus } from './support/worker.ts';
 
 const db = useTestDatabase();
 const cli = cliFor(() => db.url);
@@ -23,19 +22,16 @@ let sim: StripeSimulator;
 let stripe: Stripe;
 
 beforeAll(async () => {
-  sim = await startStripeSimulator();
-  stripe = createStripeClient({ secretKey: TEST_STRIPE_KEY, apiBase: sim.url, timeoutMs: 5000 });
+  ({ sim, stripe } = await simulatorWithClient());
 });
 afterAll(async () => sim?.close());
-
-const row = async (id: string) => (await db.pool.query('select * from marketplace.seller_transfers where id = $1', [id])).rows[0];
 
 describe('a row that names another row\'s Stripe transfer', () => {
   /** Pays a row through the worker and moves its real Stripe transfer id off it (ids are unique), past the guard. */
   async function victimTransfer(): Promise<{ id: string; transfer: string }> {
     const id = await insertTransfer(db.pool, 5000);
     await waitForStatus(db.pool, id, ['completed']);
-    const transfer = (await row(id)).stripe_transfer_id as string;
+    const transfer = (await rowOf(db.pool, id)).stripe_transfer_id as string;
     await pastTheGuard(db.pool, 'update marketplace.seller_transfers set stripe_transfer_id = $2 where id = $1', [id, `tr_moved${id.slice(0, 8)}`]);
     return { id, transfer };
   }
@@ -53,7 +49,7 @@ describe('a row that names another row\'s Stripe transfer', () => {
   }
 
   const heldFor = (id: string) => waitFor(`${id} held for review`, async () => {
-    const r = await row(id);
+    const r = await rowOf(db.pool, id);
     return String(r.next_retry_at) === 'Infinity' ? r : null;
   });
 
@@ -64,13 +60,13 @@ describe('a row that names another row\'s Stripe transfer', () => {
       const a = await victimTransfer();
       const paid = await insertTransfer(db.pool, 5000);
       await waitForStatus(db.pool, paid, ['completed']);
-      const own = (await row(paid)).stripe_transfer_id as string;
+      const own = (await rowOf(db.pool, paid)).stripe_transfer_id as string;
       await pastTheGuard(db.pool, 'update marketplace.seller_transfers set stripe_transfer_id = $2 where id = $1', [paid, a.transfer]);
       // 2. A row written completed past the guard with another's transfer: only Stripe knows.
       const b = await victimTransfer();
       const forged = await insertTransfer(db.pool, 5000);
       await pastTheGuard(db.pool, `update marketplace.seller_transfers set status = 'completed', stripe_transfer_id = $2 where id = $1`, [forged, b.transfer]);
-      await waitFor('the dispatcher leaves completed rows alone', async () => (await row(forged)).status === 'completed');
+      await waitFor('the dispatcher leaves completed rows alone', async () => (await rowOf(db.pool, forged)).status === 'completed');
 
       await serviceAsksRefund(paid);
       await serviceAsksRefund(forged);
@@ -124,12 +120,12 @@ describe('an outcome that matches no row', () => {
     const error = lines.find((l) => l.level === 50)!;
     expect(error).toMatchObject({ stripeTransferId: paid.id, operation: 'mark-paid', statusNow: 'permanently_failed' });
     expect(lines.some((l) => String(l.msg).includes('created'))).toBe(false);
-    expect((await row(id)).status).toBe('permanently_failed');
+    expect((await rowOf(db.pool, id)).status).toBe('permanently_failed');
   });
 
   it('Stripe refused it for good while the owner moved it to failed: the failure is not dropped, the row is held for review', async () => {
     const id = await insertTransfer(db.pool, 800);
-    sim.removeAccount((await row(id)).stripe_account_id);
+    sim.removeAccount((await rowOf(db.pool, id)).stripe_account_id);
     const lines: Array<Record<string, unknown>> = [];
     const counted: string[] = [];
     sim.injectFault({ operation: 'transfer.create', kind: 'latency', latencyMs: 1500 });
@@ -139,7 +135,7 @@ describe('an outcome that matches no row', () => {
     expect(await task).toBe('not_recorded');
     expect(counted).toEqual(['record-failure']);
     expect(lines.find((l) => l.level === 50)).toMatchObject({ operation: 'record-failure', statusNow: 'failed' });
-    const held = await row(id);
+    const held = await rowOf(db.pool, id);
     expect(held).toMatchObject({ status: 'failed', stripe_request_in_doubt: true });
     expect(String(held.next_retry_at)).toBe('Infinity');
     expect(held.last_error).toMatch(/^outcome not recorded \(record-failure: /);

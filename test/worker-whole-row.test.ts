@@ -6,24 +6,20 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createStripeClient } from '../src/stripe/client.ts';
-import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
+import type { StripeSimulator } from '../src/stripe-sim/index.ts';
 import type { WorkerHandle } from '../src/worker/runner.ts';
 import { useTestDatabase } from './support/database.ts';
-import { insertTransfer, pastTheGuard, pgError } from './support/transfers.ts';
-import { expectDatabaseMatchesLedger, startTestWorker, TEST_STRIPE_KEY, waitFor, waitForStatus } from './support/worker.ts';
+import { insertTransfer, pastTheGuard, pgError, rowOf } from './support/transfers.ts';
+import { expectDatabaseMatchesLedger, simulatorWithClient, startTestWorker, waitFor, waitForStatus } from './support/worker.ts';
 
 const db = useTestDatabase();
 let sim: StripeSimulator;
 let stripe: Stripe;
 
 beforeAll(async () => {
-  sim = await startStripeSimulator();
-  stripe = createStripeClient({ secretKey: TEST_STRIPE_KEY, apiBase: sim.url, timeoutMs: 5000 });
+  ({ sim, stripe } = await simulatorWithClient());
 });
 afterAll(async () => sim?.close());
-
-const row = async (id: string) => (await db.pool.query('select * from marketplace.seller_transfers where id = $1', [id])).rows[0];
 
 describe('an outside writer attacks rows in flight', () => {
   it('every attempt is refused, and the database equals the ledger to the cent', async () => {
@@ -89,7 +85,7 @@ describe('an outside writer attacks rows in flight', () => {
 describe('a Stripe object that differs from its row', () => {
   it('a transfer: held in failed, in doubt, never due, saying what Stripe holds; fail refuses it; doctor and audit name it', async () => {
     const id = await insertTransfer(db.pool, 2500);
-    const r = await row(id);
+    const r = await rowOf(db.pool, id);
     // Stripe paid 2500 for this row (a first attempt whose answer was lost) ...
     const paid = await stripe.transfers.create({ amount: 2500, currency: 'usd', destination: r.stripe_account_id, transfer_group: `seller_transfer_${id}`, metadata: { seller_transfer_id: id } });
     await db.pool.query(`update marketplace.seller_transfers set status = 'failed', retry_count = 1, next_retry_at = now() + interval '1 hour', last_error = 'timeout' where id = $1`, [id]);
@@ -99,13 +95,13 @@ describe('a Stripe object that differs from its row', () => {
 
     const worker = await startTestWorker(db.url, sim);
     try {
-      const held = await waitFor('the row to be held', async () => { const x = await row(id); return String(x.next_retry_at) === 'Infinity' ? x : undefined; });
+      const held = await waitFor('the row to be held', async () => { const x = await rowOf(db.pool, id); return String(x.next_retry_at) === 'Infinity' ? x : undefined; });
       expect(held.status).toBe('failed');
       expect(held.stripe_request_in_doubt).toBe(true);
       expect(held.stripe_transfer_id).toBeNull();
       expect(held.last_error).toContain(`Stripe transfer ${paid.id} for this row differs: amount 2500 != 25`);
       await sleep(1500); // the worker leaves it alone
-      expect((await row(id)).retry_count).toBe(held.retry_count);
+      expect((await rowOf(db.pool, id)).retry_count).toBe(held.retry_count);
     } finally {
       await worker.stop();
     }
@@ -122,7 +118,7 @@ describe('a Stripe object that differs from its row', () => {
 
   it('a reversal of another amount than the row asks for: held in reversal_pending, not recorded', async () => {
     const id = await insertTransfer(db.pool, 900);
-    const r = await row(id);
+    const r = await rowOf(db.pool, id);
     const paid = await stripe.transfers.create({ amount: 900, currency: 'usd', destination: r.stripe_account_id, transfer_group: `seller_transfer_${id}`, metadata: { seller_transfer_id: id } });
     await db.pool.query(`select marketplace.mark_seller_transfer_paid($1, $2, 'test')`, [id, paid.id]);
     const reversal = await stripe.transfers.createReversal(paid.id, { amount: 300, metadata: { seller_transfer_id: id } });
@@ -130,7 +126,7 @@ describe('a Stripe object that differs from its row', () => {
     await db.pool.query('update marketplace.seller_transfers set retry_count = 1, next_retry_at = now() where id = $1', [id]);
     const worker = await startTestWorker(db.url, sim);
     try {
-      const held = await waitFor('the row to be held', async () => { const x = await row(id); return String(x.next_retry_at) === 'Infinity' ? x : undefined; });
+      const held = await waitFor('the row to be held', async () => { const x = await rowOf(db.pool, id); return String(x.next_retry_at) === 'Infinity' ? x : undefined; });
       expect(held).toMatchObject({ status: 'reversal_pending', stripe_reversal_id: null, reversal_amount_cents: '500', stripe_request_in_doubt: true });
       expect(held.last_error).toContain(`Stripe reversal ${reversal.id} for this row differs: amount 300 != 500`);
     } finally {
@@ -148,6 +144,6 @@ describe('the webhook and the write-once reversal amount', () => {
     await db.pool.query(`update marketplace.seller_transfers set status = 'reversal_pending', reversal_amount_cents = 200 where id = $1`, [id]);
     const { rows: [x] } = await db.pool.query(`select marketplace.record_external_seller_transfer_reversal($1, $2, 'trr_dash1', 300, 'webhook') as outcome`, [id, `tr_wh${id.slice(0, 8)}`]);
     expect(x.outcome).toBe('amount_differs');
-    expect(await row(id)).toMatchObject({ status: 'reversal_pending', reversal_amount_cents: '200', stripe_reversal_id: null });
+    expect(await rowOf(db.pool, id)).toMatchObject({ status: 'reversal_pending', reversal_amount_cents: '200', stripe_reversal_id: null });
   });
 });

@@ -53,6 +53,12 @@ export async function transferIn(db: Queryable, status: Status): Promise<string>
   return id;
 }
 
+/** The row as it is now, every column. */
+export async function rowOf(db: Queryable, id: string): Promise<pg.QueryResultRow> {
+  const { rows } = await db.query('select * from marketplace.seller_transfers where id = $1', [id]);
+  return rows[0]!;
+}
+
 export async function statusOf(db: Queryable, id: string): Promise<string> {
   const { rows } = await db.query<{ status: string }>('select status from marketplace.seller_transfers where id = $1', [id]);
   return rows[0]!.status;

@@ -3,14 +3,25 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type pg from 'pg';
+import type Stripe from 'stripe';
 import { expect } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { projectRoot } from '../../src/paths/project.ts';
-import type { StripeSimulator } from '../../src/stripe-sim/index.ts';
+import { createStripeClient } from '../../src/stripe/client.ts';
+import { startStripeSimulator, type StripeSimulator } from '../../src/stripe-sim/index.ts';
 import { startWorker, type WorkerHandle } from '../../src/worker/runner.ts';
+import { waitFor } from './wait.ts';
+
+export { waitFor };
 
 export const TEST_STRIPE_KEY = 'sk_test_worker_tests';
+
+/** A Stripe simulator, and the real stripe client talking to it (as the worker and reconcile do). */
+export async function simulatorWithClient(secretKey = TEST_STRIPE_KEY): Promise<{ sim: StripeSimulator; stripe: Stripe }> {
+  const sim = await startStripeSimulator();
+  return { sim, stripe: createStripeClient({ secretKey, apiBase: sim.url, timeoutMs: 5000 }) };
+}
 
 /** A fast retry policy for tests: sub-second backoff, small limits. Override per test. */
 export const FAST_ENV: Record<string, string> = {
@@ -46,16 +57,6 @@ export async function killHard(child: ChildProcess): Promise<void> {
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGKILL');
   await exited;
-}
-
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 30_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 }
 
 export async function waitForStatus(pool: pg.Pool, id: string, statuses: string[], timeoutMs = 30_000): Promise<string> {
