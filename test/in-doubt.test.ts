@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { useTestDatabase } from './support/database.ts';
-import { insertTransfer, transferIn } from './support/transfers.ts';
+import { committedAs, insertTransfer, transferIn } from './support/transfers.ts';
 
 const db = useTestDatabase();
 
@@ -29,21 +29,7 @@ async function row(id: string): Promise<{ status: string; stripe_request_in_doub
   return (await db.pool.query('select status, stripe_request_in_doubt from marketplace.seller_transfers where id = $1', [id])).rows[0];
 }
 
-async function as(role: string | null, fn: (c: pg.PoolClient) => Promise<unknown>): Promise<pg.DatabaseError | null> {
-  const c = await db.pool.connect();
-  try {
-    await c.query('begin');
-    if (role) await c.query(`set local role ${role}`);
-    await fn(c);
-    await c.query('commit');
-    return null;
-  } catch (e) {
-    await c.query('rollback');
-    return e as pg.DatabaseError;
-  } finally {
-    c.release();
-  }
-}
+const as = (role: string | null, fn: (c: pg.PoolClient) => Promise<unknown>) => committedAs(db.pool, role, fn);
 
 const giveUp = `update marketplace.seller_transfers set status = 'permanently_failed' where id = $1`;
 

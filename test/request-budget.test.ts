@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import client from 'prom-client';
 import Stripe from 'stripe';
+import { inTransaction } from '../src/db/connection.ts';
 import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
 import { createRequestBudget, rateLimitedReason, registerRequestBudgetMetrics, STRIPE_ENDPOINTS, type RequestBudget, type RequestBudgetOptions } from '../src/stripe/request-budget.ts';
 import { useTestDatabase } from './support/database.ts';
@@ -70,13 +71,10 @@ describe('reservation in the database', () => {
   it('lets marketplace_worker reserve and report, readers only look', async () => {
     const c = await db.pool.connect();
     try {
-      const as = async (role: string, sql: string) => {
-        await c.query('begin');
-        try {
-          await c.query(`set local role ${role}`);
-          return (await c.query(sql)).rowCount;
-        } finally { await c.query('rollback'); }
-      };
+      const as = (role: string, sql: string) => inTransaction(c, async () => {
+        await c.query(`set local role ${role}`);
+        return (await c.query(sql)).rowCount;
+      }, { rollback: true });
       expect(await as('marketplace_worker', `select * from marketplace.reserve_stripe_request_slots('POST /v1/transfers', 1)`)).toBe(1);
       expect(await as('marketplace_worker', `select * from marketplace.report_stripe_rate_limited('POST /v1/transfers', 'endpoint-rate')`)).toBe(1);
       expect(await as('marketplace_reader', 'select * from marketplace.stripe_request_budget_status')).toBe(3);

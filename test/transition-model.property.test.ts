@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { expectedAllowed, expectedMove, STATUSES, type Authority } from './support/expected-matrix.ts';
 import { useTestDatabase } from './support/database.ts';
-import { historyOf, insertTransfer, setStatus, statusOf } from './support/transfers.ts';
+import { committedAs, historyOf, insertTransfer, setStatus, statusOf } from './support/transfers.ts';
 
 const db = useTestDatabase();
 const target = fc.oneof({ weight: 10, arbitrary: fc.constantFrom(...STATUSES) }, { weight: 1, arbitrary: fc.constantFrom('bogus', 'PENDING', '') });
@@ -78,21 +78,8 @@ const step: fc.Arbitrary<Write> = fc.oneof(
 );
 
 /** Runs `fn` as `role` and commits; returns the database error (rolled back) or null. */
-async function asRoleCommitted(role: Role, fn: (c: import('pg').PoolClient) => Promise<unknown>): Promise<{ code?: string; constraint?: string } | null> {
-  const c = await db.pool.connect();
-  try {
-    await c.query('begin');
-    if (role !== 'owner') await c.query(`set local role ${role}`);
-    await fn(c);
-    await c.query('commit');
-    return null;
-  } catch (e) {
-    await c.query('rollback');
-    return e as { code?: string; constraint?: string };
-  } finally {
-    c.release();
-  }
-}
+const asRoleCommitted = (role: Role, fn: (c: import('pg').PoolClient) => Promise<unknown>): Promise<{ code?: string; constraint?: string } | null> =>
+  committedAs(db.pool, role === 'owner' ? null : role, fn);
 
 async function facts(id: string): Promise<Record<string, unknown>> {
   const { rows: [r] } = await db.pool.query(

@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { STATUSES, type Status } from './support/expected-matrix.ts';
 import { useTestDatabase } from './support/database.ts';
-import { historyOf, pgError, transferIn } from './support/transfers.ts';
+import { asRole, historyOf, pgError, transferIn } from './support/transfers.ts';
 
 const db = useTestDatabase();
 
@@ -38,17 +38,7 @@ async function snapshot(id: string): Promise<string> {
 }
 
 /** Runs `sql` as `who` in a transaction that is always rolled back. */
-async function as<T>(who: Writer | 'marketplace_reader', fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  const c = await db.pool.connect();
-  try {
-    await c.query('begin');
-    if (who !== 'owner') await c.query(`set local role ${who}`);
-    return await fn(c);
-  } finally {
-    await c.query('rollback');
-    c.release();
-  }
-}
+const as = <T>(who: Writer | 'marketplace_reader', fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => asRole(db.pool, who === 'owner' ? null : who, fn);
 
 async function expectRefused(who: Writer, id: string, set: string, column: string): Promise<void> {
   const before = await snapshot(id);

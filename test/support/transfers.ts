@@ -84,14 +84,30 @@ export async function pgError(fn: () => Promise<unknown>): Promise<pg.DatabaseEr
   throw new Error('expected a database error, but the statement succeeded');
 }
 
-/** Runs `fn` as `role` (SET LOCAL ROLE) in a transaction that is always rolled back. */
-export async function asRole<T>(pool: pg.Pool, role: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+/** Runs `fn` as `role` (SET LOCAL ROLE; null: the pool's own) in a transaction that is always rolled back. */
+export async function asRole<T>(pool: pg.Pool, role: string | null, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   try {
     return await inTransaction(client, async () => {
-      await client.query(`set local role ${role}`);
+      if (role) await client.query(`set local role ${role}`);
       return fn(client);
     }, { rollback: true });
+  } finally {
+    client.release();
+  }
+}
+
+/** Runs `fn` as `role` (SET LOCAL ROLE; null: the pool's own) in a transaction it commits; returns the database error (rolled back) or null. */
+export async function committedAs(pool: pg.Pool, role: string | null, fn: (c: pg.PoolClient) => Promise<unknown>): Promise<pg.DatabaseError | null> {
+  const client = await pool.connect();
+  try {
+    await inTransaction(client, async () => {
+      if (role) await client.query(`set local role ${role}`);
+      await fn(client);
+    });
+    return null;
+  } catch (e) {
+    return e as pg.DatabaseError;
   } finally {
     client.release();
   }
