@@ -1,122 +1,43 @@
-// Shared plumbing for the benchmarks: run modes and sizes, the result model every figure
-// returns, statistics, table printing and progress output.
+// Shared plumbing for the benchmarks: run modes and sizes, the result every figure returns,
+// statistics, formatting, progress output and the server CPU probe.
+import { readFileSync } from 'node:fs';
 import Table from 'cli-table3';
 import type pg from 'pg';
 
 export type Mode = 'quick' | 'default' | 'full';
 
 export interface Sizes {
-  /** Figure 2 (then 1): rows in the enforcement copy table, all pending; the bulk UPDATE changes them all. */
-  enforcementRows: number;
-  /**
-   * Figure 1: rows in the copy table (grown after figure 2 when larger): 90% pending, consumed by
-   * the transition runs, 10% failed for the bumps. Must outlast the fastest client.
-   */
-  singleRowRows: number;
-  /** Figure 1: seconds per pgbench run. */
-  pgbenchSeconds: number;
-  /** Figure 1: repeats (every writer once per repeat, order rotated); ratios are taken per repeat. */
-  pgbenchRepeats: number;
-  /** Figure 2: measured runs per variant (the UPDATE changes every row of the copy table). */
+  /** Bulk: rows in the copy table, all pending; the UPDATE moves them all. Runs per writer. */
+  bulkRows: number;
   bulkRuns: number;
-  /** Figure 3: table sizes the hot-path queries are measured at (the table grows between them). */
+  /** Hot paths: table sizes the queries are measured at (the table grows between them). */
   hotSizes: number[];
   hotExplainRuns: number;
   hotTimedRuns: number;
-  /** Figure 4: reversals per configuration, no-op jobs per run, trickled rows for latency. */
-  reversalsAt0ms: number;
-  secondsAt100ms: number;
-  noopJobs: number;
-  trickleRows: number;
-  /** Figure 5: reversals per process count, at 0 ms and 100 ms Stripe latency (0 = skip). */
-  scaleRowsAt0ms: number;
-  scaleRowsAt100ms: number;
-  /** Dispatch figure: rows queued (leased, jobs waiting) per measured state, and timed ticks per state. */
+  /** Dispatch: rows handed out (leased, jobs waiting) per measured state, and timed ticks per state. */
   dispatchQueued: number[];
   dispatchTicks: number;
-  /** Latency figure: fresh rows inserted one at a time, and seconds of idle CPU measurement. */
-  latencyRows: number;
-  idleSeconds: number;
 }
 
 export function sizesFor(mode: Mode): Sizes {
   if (mode === 'quick') {
-    return {
-      enforcementRows: 100_000, singleRowRows: 400_000, pgbenchSeconds: 2, pgbenchRepeats: 1,
-      bulkRuns: 1,
-      hotSizes: [100_000], hotExplainRuns: 15, hotTimedRuns: 100,
-      reversalsAt0ms: 300, secondsAt100ms: 1.5, noopJobs: 1000, trickleRows: 30,
-      scaleRowsAt0ms: 300, scaleRowsAt100ms: 0,
-      dispatchQueued: [0, 1000, 10_000], dispatchTicks: 50, latencyRows: 40, idleSeconds: 8,
-    };
+    return { bulkRows: 100_000, bulkRuns: 1, hotSizes: [100_000], hotExplainRuns: 15, hotTimedRuns: 100, dispatchQueued: [0, 1000, 10_000], dispatchTicks: 50 };
   }
-  const base: Sizes = {
-    enforcementRows: 500_000, singleRowRows: 1_000_000, pgbenchSeconds: 2, pgbenchRepeats: 3,
-    bulkRuns: 3,
-    hotSizes: [100_000, 1_000_000], hotExplainRuns: 40, hotTimedRuns: 300,
-    reversalsAt0ms: 1000, secondsAt100ms: 3, noopJobs: 2000, trickleRows: 100,
-    scaleRowsAt0ms: 600, scaleRowsAt100ms: 400,
-    dispatchQueued: [0, 1000, 10_000], dispatchTicks: 200, latencyRows: 150, idleSeconds: 20,
-  };
-  return mode === 'full' ? { ...base, enforcementRows: 1_000_000, hotSizes: [100_000, 1_000_000, 10_000_000] } : base;
+  const base: Sizes = { bulkRows: 500_000, bulkRuns: 3, hotSizes: [100_000, 1_000_000], hotExplainRuns: 40, hotTimedRuns: 300, dispatchQueued: [0, 1000, 10_000], dispatchTicks: 200 };
+  return mode === 'full' ? { ...base, bulkRows: 1_000_000, hotSizes: [100_000, 1_000_000, 10_000_000] } : base;
 }
 
 export interface BenchContext {
   mode: Mode;
   sizes: Sizes;
-  /** Maintenance connection string on the server (creates/drops the bench database). */
+  /** Maintenance connection string on the server (creates/drops the bench databases). */
   adminUrl: string;
   /** The bench database, migrated. */
   url: string;
-  dbName: string;
-  serverKind: string;
   /** Orchestration pool on the bench database (superuser). */
   pool: pg.Pool;
-  /** The pgbench binary, or null (figure 1 then falls back to a node-pg loop). */
-  pgbench: string | null;
-  /** True when the server's processes are visible in this machine's /proc (CPU attribution). */
+  /** True when the server's processes are visible in this machine's /proc (server CPU per statement). */
   localServer: boolean;
-  /**
-   * Epoch ms by which the default run should be done (about 14 minutes on the 2-core machine);
-   * Infinity for --quick and --full. Figures with repeats trim them (and say so) when behind.
-   */
-  deadline: number;
-}
-
-/** Seconds left before the run's deadline (Infinity when there is none). */
-export function secondsLeft(ctx: Pick<BenchContext, 'deadline'>): number {
-  return (ctx.deadline - Date.now()) / 1000;
-}
-
-/** A target from the issue, judged on one measured number. */
-export interface Check {
-  figure: string;
-  label: string;
-  measured: number;
-  /** 'bool': measured is 1 (yes) or 0 (no), target 1. */
-  unit: 'x' | 'ms' | '%' | 'bool';
-  op: '>=' | '<=' | '<';
-  target: number;
-  met: boolean;
-  /** One line: what was compared with what, and what limits it when missed. */
-  detail: string;
-  /**
-   * Processes outside the benchmark used more than NOISY_CPU of a core during the runs behind
-   * this number: the verdict could flip on a quiet machine.
-   */
-  noisy?: boolean;
-}
-
-/** "Other processes" CPU (% of one core) above which a measurement is flagged as noisy. */
-export const NOISY_CPU = 30;
-
-export function verdictText(c: Pick<Check, 'met' | 'noisy'>): string {
-  return `${c.met ? 'yes' : 'no'}${c.noisy ? ' (noisy)' : ''}`;
-}
-
-export function check(figure: string, label: string, measured: number, unit: Check['unit'], op: Check['op'], target: number, detail: string): Check {
-  const met = Number.isFinite(measured) && (op === '>=' ? measured >= target : op === '<=' ? measured <= target : measured < target);
-  return { figure, label, measured, unit, op, target, met, detail };
 }
 
 export interface TableSpec {
@@ -125,40 +46,39 @@ export interface TableSpec {
   rows: string[][];
 }
 
+/** A ratio of two variants measured side by side, one sample per round (or repeat). */
+export interface Ratio {
+  label: string;
+  samples: number[];
+  /** How a sample reads; a ratio ("1.05x") unless given. */
+  format?: (x: number) => string;
+}
+
 export interface FigureResult {
   key: string;
   title: string;
   /** Markdown: how it was measured (method, baseline, what "ratio" means). */
   method: string;
+  /** The figure's headline ratios, summarised (median, spread) at the top of the report. */
+  ratios: Ratio[];
   tables: TableSpec[];
-  checks: Check[];
-  /** Markdown paragraphs: findings, limits, misses explained. */
+  /** Markdown paragraphs: what the run proved it did (rows changed, history written), findings. */
   notes: string[];
   seconds: number;
-  /** Extra bars for the SVG chart (absolute numbers that have no target of their own). */
-  chart?: { title: string; unit: string; bars: { label: string; value: number; baseline?: boolean }[] };
-  /** Mean CPU (% of one core) used by processes outside the benchmark during the measured windows. */
-  otherCpu?: number | null;
   error?: string;
 }
 
-// ---------------------------------------------------------------- statistics
+// ---------------------------------------------------------------- statistics and formatting
 
-export function median(xs: number[]): number {
-  return percentile(xs, 50);
+/** Nearest-rank percentile (p in 0..100) of an unsorted sample, NaN ignored; NaN when empty. */
+export function percentile(all: number[], p: number): number {
+  const s = all.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 
-/** Nearest-rank percentile (p in 0..100) of an unsorted sample; NaN when empty. */
-export function percentile(xs: number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const rank = Math.ceil((p / 100) * s.length);
-  return s[Math.min(s.length - 1, Math.max(0, rank - 1))]!;
-}
-
+export const median = (xs: number[]) => percentile(xs, 50);
 export const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-
-// ---------------------------------------------------------------- formatting
 
 export function fmt(n: number, digits = 0): string {
   if (!Number.isFinite(n)) return 'n/a';
@@ -174,15 +94,12 @@ export function ms(n: number): string {
   return `${(n / 1000).toFixed(1)} s`;
 }
 
-export function ratio(n: number): string {
-  return Number.isFinite(n) ? `${n.toFixed(2)}x` : 'n/a';
-}
+export const ratio = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}x` : 'n/a');
 
 export function bytes(n: number): string {
   if (!Number.isFinite(n)) return 'n/a';
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(0)} kB`;
-  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GB`;
+  return n < 1024 ** 3 ? `${(n / 1024 / 1024).toFixed(1)} MB` : `${(n / 1024 ** 3).toFixed(2)} GB`;
 }
 
 export function rowsLabel(n: number): string {
@@ -191,18 +108,16 @@ export function rowsLabel(n: number): string {
   return String(n);
 }
 
-export function targetText(c: Pick<Check, 'op' | 'target' | 'unit'>): string {
-  if (c.unit === 'bool') return 'yes';
-  const v = c.unit === 'x' ? `${c.target}x` : c.unit === 'ms' ? `${c.target} ms` : `${c.target}%`;
-  return `${c.op} ${v}`;
+/** "median (min–max)" of a sample; just the value for one sample. */
+export function spread(all: number[], f: (x: number) => string): string {
+  const xs = all.filter((x) => Number.isFinite(x));
+  if (xs.length === 0) return 'n/a';
+  if (xs.length === 1) return f(xs[0]!);
+  return `${f(median(xs))} (${f(Math.min(...xs))}–${f(Math.max(...xs))})`;
 }
 
-export function measuredText(c: Pick<Check, 'measured' | 'unit'> & Partial<Pick<Check, 'target'>>): string {
-  if (c.unit === 'bool') return c.measured >= 1 ? 'yes' : 'no';
-  // Near the threshold, one more digit so "0.80x" never reads as both met and missed.
-  if (c.unit === 'x' && c.target !== undefined && Math.abs(c.measured - c.target) < 0.005) return `${c.measured.toFixed(3)}x`;
-  return c.unit === 'x' ? ratio(c.measured) : c.unit === 'ms' ? ms(c.measured) : `${fmt(c.measured, 0)}%`;
-}
+/** Per-round ratios a[i] / b[i] (rounds are neighbours in time). */
+export const perRound = (a: number[], b: number[]) => a.map((x, i) => x / b[i]!);
 
 export function printTable(t: TableSpec): void {
   const table = new Table({ head: t.head, style: { head: [], border: [] } });
@@ -211,14 +126,13 @@ export function printTable(t: TableSpec): void {
   console.log(table.toString());
 }
 
-// ---------------------------------------------------------------- progress
+// ---------------------------------------------------------------- progress and waiting
 
 const started = Date.now();
 
 /** Progress on stderr, so stdout carries only the result tables. */
 export function progress(message: string): void {
-  const s = ((Date.now() - started) / 1000).toFixed(1).padStart(6);
-  process.stderr.write(`[bench ${s}s] ${message}\n`);
+  process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${message}\n`);
 }
 
 export const sleep = (msec: number) => new Promise<void>((r) => setTimeout(r, msec));
@@ -239,6 +153,26 @@ export function stopwatch(): () => number {
   return () => Number(process.hrtime.bigint() - t0) / 1e6;
 }
 
+// ---------------------------------------------------------------- the server
+
+/** On-CPU nanoseconds of a process (/proc/<pid>/schedstat, field 1), or null when unreadable. */
+export function onCpuNs(pid: number): number | null {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+  } catch {
+    return null;
+  }
+}
+
+/** Whether a backend's pid is a postgres process in this machine's /proc. */
+export function isLocalPostgres(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres';
+  } catch {
+    return false;
+  }
+}
+
 /** VACUUM and CHECKPOINT so every measured run starts from the same physical state. */
 export async function settle(pool: pg.Pool, tables: string[]): Promise<void> {
   for (const t of tables) await pool.query(`vacuum (analyze) ${t}`);
@@ -247,9 +181,8 @@ export async function settle(pool: pg.Pool, tables: string[]): Promise<void> {
 
 /**
  * Runs `load` with the table's indexes and unique/primary-key constraints dropped, then
- * recreates them from their own definitions (pg_get_indexdef / pg_get_constraintdef): loading a
- * million rows and building each index once is several times faster than maintaining six
- * btrees row by row, and the indexes end up identical (and freshly built).
+ * recreates them from their own definitions (pg_get_indexdef / pg_get_constraintdef): building
+ * each index once after a large load is several times faster, and the indexes end up identical.
  */
 export async function withoutIndexes(pool: pg.Pool, table: string, load: () => Promise<void>): Promise<void> {
   const { rows: constraints } = await pool.query<{ name: string; def: string }>(

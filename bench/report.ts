@@ -1,7 +1,8 @@
-// docs/benchmarks.md and docs/benchmarks.svg, generated from the numbers of one run.
+// docs/benchmarks.md, generated from the numbers of one run: the machine, then one section per
+// figure opening with its ratios (median and spread over the rounds), its method and tables.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { measuredText, NOISY_CPU, targetText, verdictText, type Check, type FigureResult, type Mode, type TableSpec } from './lib.ts';
+import { ratio, spread, type FigureResult, type Mode, type TableSpec } from './lib.ts';
 
 export interface MachineInfo {
   date: string;
@@ -16,14 +17,12 @@ export interface MachineInfo {
   server: string;
   node: string;
   graphileWorker: string;
-  pgbench: string;
   /** Project revision and the migrations the bench database was built from. */
   revision: string;
   migrations: string;
   runSeconds: number;
 }
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
 function mdTable(t: TableSpec): string {
@@ -31,161 +30,64 @@ function mdTable(t: TableSpec): string {
     ...t.rows.map((r) => `| ${r.map(cell).join(' | ')} |`)].join('\n');
 }
 
-/** A bullet chart: one row per target, the bar is the measured value, the tick is the target. */
-export function svgChart(checks: Check[], info: MachineInfo, figures: FigureResult[] = []): string {
-  const width = 1120;
-  const labelW = 540;
-  const barX = labelW + 10;
-  const barW = 300;
-  const rowH = 26;
-  const groups = [...new Set(checks.map((c) => c.figure))];
-  let y = 72;
-  const parts: string[] = [];
-  for (const g of groups) {
-    parts.push(`<text x="10" y="${y + 14}" font-weight="bold" font-size="13">${esc(g)}</text>`);
-    y += 22;
-    for (const c of checks.filter((x) => x.figure === g)) {
-      const max = c.unit === 'bool' ? 1 : Math.max(Number.isFinite(c.measured) ? c.measured : 0, c.target) * 1.25 || 1;
-      const value = c.unit === 'bool' ? (c.measured >= 1 ? 1 : 0.02) : Math.max(0, Number.isFinite(c.measured) ? c.measured : 0);
-      const w = Math.max(2, (barW * Math.min(value, max)) / max);
-      const tx = barX + (barW * (c.unit === 'bool' ? 1 : c.target)) / max;
-      const color = c.met ? '#2e7d32' : '#c62828';
-      const label = c.label.length > 86 ? `${c.label.slice(0, 84)}…` : c.label;
-      parts.push(
-        `<text x="18" y="${y + 13}" font-size="11.5">${esc(label)}</text>`,
-        `<rect x="${barX}" y="${y + 2}" width="${barW}" height="14" fill="#eeeeee"/>`,
-        `<rect x="${barX}" y="${y + 2}" width="${w.toFixed(1)}" height="14" fill="${color}"/>`,
-        `<line x1="${tx.toFixed(1)}" x2="${tx.toFixed(1)}" y1="${y - 2}" y2="${y + 20}" stroke="#111" stroke-width="2"/>`,
-        `<text x="${barX + barW + 10}" y="${y + 13}" font-size="11.5" fill="${color}">${esc(`${measuredText(c)} (target ${targetText(c)}) ${c.met ? 'met' : 'MISSED'}${c.noisy ? ', noisy' : ''}`)}</text>`,
-      );
-      y += rowH;
-    }
-    y += 6;
-  }
-  // Absolute numbers without a target (rates), one block per figure that provides them.
-  for (const f of figures) {
-    if (!f.chart || f.chart.bars.length === 0) continue;
-    y += 8;
-    parts.push(`<text x="10" y="${y + 14}" font-weight="bold" font-size="13">${esc(f.chart.title)}</text>`);
-    y += 22;
-    const max = Math.max(...f.chart.bars.map((b) => (Number.isFinite(b.value) ? b.value : 0)), 1);
-    for (const b of f.chart.bars) {
-      const v = Number.isFinite(b.value) ? b.value : 0;
-      const w = Math.max(2, (barW * v) / max);
-      parts.push(
-        `<text x="18" y="${y + 13}" font-size="11.5">${esc(b.label)}</text>`,
-        `<rect x="${barX}" y="${y + 2}" width="${w.toFixed(1)}" height="14" fill="${b.baseline ? '#9e9e9e' : '#1565c0'}"/>`,
-        `<text x="${barX + barW + 10}" y="${y + 13}" font-size="11.5">${esc(`${Math.round(v).toLocaleString('en-US')} ${f.chart.unit}`)}</text>`,
-      );
-      y += rowH - 4;
-    }
-  }
-  const height = y + 30;
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif">`,
-    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="10" y="22" font-size="16" font-weight="bold">seller-transfers benchmarks: measured value vs target</text>`,
-    `<text x="10" y="40" font-size="11.5" fill="#555">${esc(`${info.date}, mode ${info.mode}, ${info.cores} cores, ${info.postgres.split(' on ')[0]}.`)}</text>`,
-    `<text x="10" y="56" font-size="11.5" fill="#555">${esc('Bar = measured, black tick = target; green met, red missed; "noisy" = other processes used CPU during the runs. Blue/grey bars: rates (grey = no-op baseline).')}</text>`,
-    ...parts,
-    `<text x="10" y="${height - 10}" font-size="10.5" fill="#777">Generated by npm run bench from the numbers of this run (bench/report.ts).</text>`,
-    '</svg>',
-  ].join('\n');
+/** The figure's ratios: median and min–max over its samples (one per round, or one in all). */
+export function ratiosTable(f: FigureResult): TableSpec {
+  return {
+    title: 'Ratios',
+    head: ['ratio', 'median (min–max)', 'samples'],
+    rows: f.ratios.map((r) => [r.label, spread(r.samples, r.format ?? ratio), String(r.samples.filter((x) => Number.isFinite(x)).length)]),
+  };
 }
 
 function figureSection(f: FigureResult, extra: string[] = []): string[] {
   const lines = [`## ${f.title}`, ''];
   if (f.error) return [...lines, `**This figure failed to run:** \`${cell(f.error)}\``, ''];
-  lines.push(...extra, `*Method.* ${f.method}`, '');
+  lines.push(...extra, mdTable(ratiosTable(f)), '', `*Method.* ${f.method}`, '');
   for (const t of f.tables) lines.push(mdTable(t), '');
   for (const n of f.notes) lines.push(n, '');
   lines.push(`*(${f.seconds.toFixed(0)} s)*`, '');
   return lines;
 }
 
-function targetRow(c: Check): string {
-  return `| ${cell(c.figure)} | ${cell(c.label)} ${cell(targetText(c))} | ${cell(measuredText(c))} | ${c.met ? verdictText(c) : `**${verdictText(c)}**`} | ${cell(c.detail)} |`;
-}
-
-/** "1b. title" -> [1, 'b']; unnumbered titles sort last. */
-function figureOrder(title: string): [number, string] {
-  const m = /^(\d+)([a-z]?)\./.exec(title);
-  return m ? [Number(m[1]), m[2]!] : [Infinity, ''];
-}
-const before = (a: [number, string], b: [number, string]) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
-const same = (a: [number, string], b: [number, string]) => a[0] === b[0] && a[1] === b[1];
+/** "1. title" -> 1; unnumbered titles sort last. */
+const figureNumber = (title: string) => Number(/^(\d+)\./.exec(title)?.[1] ?? Infinity);
 
 /**
  * `--only=... --update-docs`: puts the figures of a partial run into the existing
- * docs/benchmarks.md, leaving every other figure as the last full run wrote it. A figure's
- * section (matched by its number) is replaced or inserted in number order, with a line saying
- * when and on what it was measured; its rows in the targets table are replaced and the count
- * of targets met recomputed. benchmarks.svg is left as the full run drew it.
+ * docs/benchmarks.md in place of their sections (matched by number, inserted in number order
+ * when new), each with a line saying when and on what it was measured; the rest stays as the
+ * last full run wrote it.
  */
 export async function updateReport(root: string, figures: FigureResult[], info: MachineInfo, command: string): Promise<string> {
   const md = path.join(root, 'docs', 'benchmarks.md');
-  let text: string;
-  try {
-    text = await readFile(md, 'utf8');
-  } catch {
+  const lines = (await readFile(md, 'utf8').catch(() => {
     throw new Error('docs/benchmarks.md does not exist yet: run the full bench (npm run bench) once first');
-  }
-  const lines = text.trimEnd().split('\n');
-  // Sections: [start, end) line ranges of the "## " headings.
-  const sections = () => {
-    const starts = lines.flatMap((l, i) => (l.startsWith('## ') ? [i] : []));
-    return starts.map((start, j) => ({ start, end: starts[j + 1] ?? lines.length, title: lines[start]!.slice(3) }));
-  };
+  })).trimEnd().split('\n');
   for (const f of figures) {
-    const key = figureOrder(f.title);
     const stamp = `*Measured alone by \`${command}\` on ${info.date} (load average ${info.loadAtStart} / ${info.loadAtEnd}; ${info.postgres.split(' on ')[0]}, ${info.server}; ` +
-      `${info.revision}); the rest of this page, the machine section and the chart are from the full run.*`;
+      `${info.revision}); the rest of this page and the machine section are from the full run.*`;
     const body = figureSection(f, [stamp, '']);
-    const all = sections();
-    const existing = all.find((x) => same(figureOrder(x.title), key));
+    const starts = lines.flatMap((l, i) => (l.startsWith('## ') ? [i] : []));
+    const sections = starts.map((start, j) => ({ start, end: starts[j + 1] ?? lines.length, n: figureNumber(lines[start]!.slice(3)) }));
+    const n = figureNumber(f.title);
+    const existing = sections.find((x) => x.n === n);
+    const next = sections.find((x) => x.n > n);
     if (existing) lines.splice(existing.start, existing.end - existing.start, ...body);
-    else {
-      const next = all.find((x) => figureOrder(x.title)[0] !== Infinity && before(key, figureOrder(x.title)));
-      lines.splice(next ? next.start : lines.length, 0, ...(next ? body : ['', ...body]));
-    }
-    // Targets table: this figure's rows replaced (or inserted in figure order).
-    const head = lines.findIndex((l) => l.startsWith('| figure | target |'));
-    if (head < 0) throw new Error('docs/benchmarks.md has no targets table');
-    let end = head + 2;
-    while (end < lines.length && lines[end]!.startsWith('|')) end++;
-    const names = new Set(f.checks.map((c) => cell(c.figure)));
-    const rowFigure = (row: string) => row.slice(2, row.indexOf(' | '));
-    const rows = lines.slice(head + 2, end);
-    let at = rows.findIndex((r) => names.has(rowFigure(r)));
-    const kept = rows.filter((r) => !names.has(rowFigure(r)));
-    if (at < 0) {
-      at = kept.findIndex((r) => before(key, figureOrder(rowFigure(r))));
-      if (at < 0) at = kept.length;
-    }
-    kept.splice(at, 0, ...f.checks.map(targetRow));
-    lines.splice(head + 2, end - head - 2, ...kept);
-    if (f.checks.some((c) => c.noisy) && !lines.some((l) => l.startsWith('"noisy":'))) {
-      lines.splice(head + 2 + kept.length, 0, '', `"noisy": processes outside the benchmark used more than ${NOISY_CPU}% of a core during a run behind that number (the "other CPU" columns); the verdict could flip on a quiet machine.`);
-    }
+    else if (next) lines.splice(next.start, 0, ...body);
+    else lines.push('', ...body);
   }
-  const head = lines.findIndex((l) => l.startsWith('| figure | target |'));
-  let end = head + 2;
-  while (end < lines.length && lines[end]!.startsWith('|')) end++;
-  const verdicts = lines.slice(head + 2, end).map((r) => r.split(' | ')[3] ?? '');
-  const count = lines.findIndex((l) => /^\d+ of \d+ targets met\.$/.test(l));
-  if (count >= 0) lines[count] = `${verdicts.filter((v) => v.startsWith('yes')).length} of ${verdicts.length} targets met.`;
   await writeFile(md, `${lines.join('\n').trimEnd()}\n`);
   return md;
 }
 
-export async function writeReport(root: string, figures: FigureResult[], info: MachineInfo): Promise<{ md: string; svg: string }> {
-  const checks = figures.flatMap((f) => f.checks);
-  const met = checks.filter((c) => c.met).length;
+export async function writeReport(root: string, figures: FigureResult[], info: MachineInfo): Promise<string> {
   const lines: string[] = [
     '# Benchmarks',
     '',
     `Generated by \`npm run bench${info.mode === 'default' ? '' : ` -- --${info.mode}`}\` on ${info.date} (run time ${(info.runSeconds / 60).toFixed(1)} min). ` +
-      'Every ratio compares two numbers measured in this same run. Regenerate with `npm run bench` (default, about 15 min), `-- --quick` (smoke run, small sizes) or `-- --full` (adds 10M rows).',
+      'Every ratio compares two numbers measured in this same run, side by side (variants interleaved round by round where a figure has rounds); ' +
+      'each figure opens with its ratios, median and min–max. There are no targets: read the ratios against the physical limit each figure names (the same work written by hand, the ideal rate, the lock timeout). ' +
+      'Regenerate with `npm run bench` (default), `-- --quick` (smoke run, small sizes) or `-- --full` (adds 10M rows).',
     '',
     '## Machine',
     '',
@@ -193,37 +95,13 @@ export async function writeReport(root: string, figures: FigureResult[], info: M
     `- Load average at start / end (other work on the machine, e.g. test suites): ${info.loadAtStart} / ${info.loadAtEnd}`,
     `- PostgreSQL: \`${info.postgres}\` (${info.server})`,
     `- Settings: ${info.settings}`,
-    `- Node ${info.node}, graphile-worker ${info.graphileWorker}, ${info.pgbench}`,
+    `- Node ${info.node}, graphile-worker ${info.graphileWorker}`,
     `- Project: ${info.revision}; migrations applied to the bench database: ${info.migrations}`,
-    `- CPU used by processes outside the benchmark during the measured windows (noise; % of one core, ${info.cores * 100}% = all cores): ` +
-      (figures.some((f) => f.otherCpu !== undefined && f.otherCpu !== null)
-        ? figures.filter((f) => f.otherCpu !== undefined && f.otherCpu !== null).map((f) => `${f.title.split(':')[0]!.split(' (')[0]} ${f.otherCpu!.toFixed(0)}%`).join('; ')
-        : 'not measured (PostgreSQL not on this machine)'),
-    ...(figures.some((f) => (f.otherCpu ?? 0) > NOISY_CPU)
-      ? ['', `> **This run shared the machine with other work** (see the noise line above and the "other CPU" columns). Absolute rates are lower and ratios noisier than on an idle machine; ` +
-        'each comparison was still measured back to back in the same conditions (alternating order, medians), so the ratios are the numbers to read.']
-      : []),
-    '',
-    '## Targets',
-    '',
-    `${met} of ${checks.length} targets met.`,
-    '',
-    '| figure | target | measured | met | detail |',
-    '|---|---|---|---|---|',
-    ...checks.map(targetRow),
-    '',
-    ...(checks.some((c) => c.noisy)
-      ? [`"noisy": processes outside the benchmark used more than ${NOISY_CPU}% of a core during a run behind that number (the "other CPU" columns); the verdict could flip on a quiet machine.`, '']
-      : []),
-    '![measured vs target](benchmarks.svg)',
     '',
   ];
   for (const f of figures) lines.push(...figureSection(f));
-  const docs = path.join(root, 'docs');
-  await mkdir(docs, { recursive: true });
-  const md = path.join(docs, 'benchmarks.md');
-  const svg = path.join(docs, 'benchmarks.svg');
+  await mkdir(path.join(root, 'docs'), { recursive: true });
+  const md = path.join(root, 'docs', 'benchmarks.md');
   await writeFile(md, `${lines.join('\n').trimEnd()}\n`);
-  await writeFile(svg, `${svgChart(checks, info, figures)}\n`);
-  return { md, svg };
+  return md;
 }

@@ -1,10 +1,10 @@
-// `npm run bench [-- --quick | --full] [--only=bulk,enforcement,statement-cost,worker,scale-out,hot-paths,audit,dispatch,latency,payout-day,cli-startup,console-pages,upgrade [--update-docs]]`
+// `npm run bench [-- --quick | --full] [--only=statement-cost,bulk,hot-paths,dispatch,payout-day,upgrade [--update-docs]]`
 //
 // PostgreSQL: BENCH_DATABASE_URL, else TEST_DATABASE_URL (a superuser connection to a maintenance
 // database on the server), else an embedded PostgreSQL in a temporary directory. A dedicated
 // database is created and migrated for the run and dropped at the end.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,28 +13,17 @@ import { createDatabase, dropDatabase, withDatabase } from '../src/db/connection
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { appliedMigrations, committedMigrations, migrateDatabase, migrationNumber } from '../src/db/migrate.ts';
 import { projectRoot } from '../src/paths/project.ts';
-import { auditFigure } from './audit.ts';
 import { bulkFigure } from './bulk.ts';
-import { cliStartupFigure } from './cli-startup.ts';
-import { consolePagesFigure } from './console-pages.ts';
 import { createCopy } from './copy-table.ts';
-import { isLocalPostgres } from './cpu.ts';
 import { dispatchFigure } from './dispatch.ts';
-import { enforcementFigure } from './enforcement.ts';
 import { hotPathsFigure } from './hot-paths.ts';
-import { latencyFigure } from './latency.ts';
+import { isLocalPostgres, printTable, progress, rowsLabel, sizesFor, stopwatch, type BenchContext, type FigureResult, type Mode } from './lib.ts';
 import { payoutDayFigure } from './payout-day.ts';
-import {
-  measuredText, printTable, progress, rowsLabel, sizesFor, stopwatch, targetText, verdictText,
-  type BenchContext, type FigureResult, type Mode,
-} from './lib.ts';
-import { updateReport, writeReport, type MachineInfo } from './report.ts';
-import { scaleOutFigure } from './scale-out.ts';
+import { ratiosTable, updateReport, writeReport, type MachineInfo } from './report.ts';
 import { statementCostFigure } from './statement-cost.ts';
 import { upgradeFigure } from './upgrade.ts';
-import { workerThroughputFigure } from './worker-throughput.ts';
 
-const FIGURES = ['enforcement', 'statement-cost', 'bulk', 'hot-paths', 'worker', 'scale-out', 'audit', 'dispatch', 'latency', 'payout-day', 'cli-startup', 'console-pages', 'upgrade'] as const;
+const FIGURES = ['statement-cost', 'bulk', 'hot-paths', 'dispatch', 'payout-day', 'upgrade'] as const;
 type FigureKey = (typeof FIGURES)[number];
 
 function parseArgs(argv: string[]): { mode: Mode; only: Set<FigureKey>; updateDocs: boolean } {
@@ -55,16 +44,6 @@ function parseArgs(argv: string[]): { mode: Mode; only: Set<FigureKey>; updateDo
     } else throw new Error(`unknown argument ${a} (try --help)`);
   }
   return { mode, only, updateDocs };
-}
-
-function findPgbench(): string | null {
-  if (process.env.BENCH_NO_PGBENCH === '1') return null;
-  const candidates = (process.env.PATH ?? '').split(path.delimiter).map((d) => path.join(d, 'pgbench'));
-  const pgRoot = '/usr/lib/postgresql';
-  if (existsSync(pgRoot)) {
-    for (const v of readdirSync(pgRoot).sort((a, b) => Number(b) - Number(a))) candidates.push(path.join(pgRoot, v, 'bin', 'pgbench'));
-  }
-  return candidates.find((c) => existsSync(c)) ?? null;
 }
 
 async function resolveServer(): Promise<{ adminUrl: string; kind: string; stop(): Promise<void> }> {
@@ -101,7 +80,7 @@ function gitRevision(): string {
   }
 }
 
-async function machineInfo(pool: pg.Pool, url: string, mode: Mode, server: string, pgbench: string | null): Promise<MachineInfo> {
+async function machineInfo(pool: pg.Pool, url: string, mode: Mode, server: string): Promise<MachineInfo> {
   const { rows: [v] } = await pool.query<{ version: string }>('select version()');
   const { rows: settings } = await pool.query<{ name: string; setting: string; unit: string | null }>(
     `select name, setting, unit from pg_settings where name in ('shared_buffers', 'work_mem', 'synchronous_commit', 'fsync', 'max_connections',
@@ -112,12 +91,6 @@ async function machineInfo(pool: pg.Pool, url: string, mode: Mode, server: strin
     if (s.unit === 'MB') return `${s.name}=${s.setting} MB`;
     return `${s.name}=${s.setting}${s.unit ?? ''}`;
   };
-  let pgbenchVersion = 'pgbench: not found (figure 1 used a node-pg loop)';
-  if (pgbench) {
-    try {
-      pgbenchVersion = execFileSync(pgbench, ['--version'], { encoding: 'utf8' }).trim();
-    } catch { /* keep the path */ }
-  }
   const gw = JSON.parse(readFileSync(path.join(projectRoot, 'node_modules/graphile-worker/package.json'), 'utf8')) as { version: string };
   return {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
@@ -132,7 +105,6 @@ async function machineInfo(pool: pg.Pool, url: string, mode: Mode, server: strin
     server,
     node: process.version,
     graphileWorker: gw.version,
-    pgbench: pgbenchVersion,
     revision: gitRevision(),
     migrations: await migrationNames(url),
     runSeconds: 0,
@@ -143,7 +115,6 @@ async function main(): Promise<void> {
   const { mode, only, updateDocs } = parseArgs(process.argv.slice(2));
   const sizes = sizesFor(mode);
   const total = stopwatch();
-  const startedAt = Date.now();
   const server = await resolveServer();
   const dbName = `seller_transfers_bench_${process.pid}`;
   const url = withDatabase(server.adminUrl, dbName);
@@ -171,14 +142,9 @@ async function main(): Promise<void> {
     pool.on('error', () => {});
     const { rows: [me] } = await pool.query<{ pid: number; su: boolean }>(`select pg_backend_pid() as pid, current_setting('is_superuser') = 'on' as su`);
     if (!me!.su) throw new Error('the bench needs a superuser connection (session_replication_role for loading, CHECKPOINT, VACUUM, trigger swaps)');
-    const pgbench = findPgbench();
-    const ctx: BenchContext = {
-      mode, sizes, adminUrl: server.adminUrl, url, dbName, serverKind: server.kind, pool, pgbench, localServer: isLocalPostgres(me!.pid),
-      // 14 min after start; the run needs a few seconds after the last figure.
-      deadline: mode === 'default' ? startedAt + 840_000 : Infinity,
-    };
-    const info = await machineInfo(pool, url, mode, `${server.kind}${ctx.localServer ? ', same machine' : ', remote: no PostgreSQL CPU attribution'}`, pgbench);
-    progress(`pgbench: ${pgbench ?? 'not found, using a node-pg loop'}; PostgreSQL processes visible in /proc: ${ctx.localServer}`);
+    const ctx: BenchContext = { mode, sizes, adminUrl: server.adminUrl, url, pool, localServer: isLocalPostgres(me!.pid) };
+    const info = await machineInfo(pool, url, mode, `${server.kind}${ctx.localServer ? ', same machine' : ', remote: no PostgreSQL CPU attribution'}`);
+    progress(`PostgreSQL processes visible in /proc: ${ctx.localServer}`);
 
     const results = new Map<FigureKey, FigureResult>();
     const runFigure = async (key: FigureKey, title: string, fn: () => Promise<FigureResult>) => {
@@ -191,54 +157,40 @@ async function main(): Promise<void> {
       } catch (e) {
         const err = e as Error;
         progress(`${title} FAILED: ${err.stack ?? err.message}`);
-        results.set(key, { key, title, method: '', tables: [], checks: [], notes: [], seconds: t() / 1000, error: err.message });
+        results.set(key, { key, title, method: '', ratios: [], tables: [], notes: [], seconds: t() / 1000, error: err.message });
       }
       progress(`${title}: ${(t() / 1000).toFixed(0)} s`);
     };
 
-    // Execution order: the bulk figure needs the copy table all pending; figure 1 then uses it.
-    if (only.has('bulk') || only.has('enforcement')) {
-      progress(`loading bench.transfers with ${rowsLabel(sizes.enforcementRows)} rows`);
-      await createCopy(pool, sizes.enforcementRows);
+    // In databases of their own (latest migration, and 000016 for before).
+    await runFigure('statement-cost', '1. trigger cost per statement', () => statementCostFigure(ctx));
+    if (only.has('bulk')) {
+      progress(`loading bench.transfers with ${rowsLabel(sizes.bulkRows)} rows`);
+      await createCopy(pool, sizes.bulkRows);
+      await runFigure('bulk', '2. bulk', () => bulkFigure(ctx));
+      await pool.query('drop table if exists bench.transfers');
+      await pool.query('delete from graphile_worker._private_jobs');
+      await pool.query('vacuum marketplace.seller_transfer_events');
     }
-    await runFigure('bulk', '2. bulk enforcement', () => bulkFigure(ctx));
-    await runFigure('enforcement', '1. single-row enforcement', () => enforcementFigure(ctx));
-    // In databases of its own (latest migration, and 000016 for before).
-    await runFigure('statement-cost', '1b. CPU and WAL per statement', () => statementCostFigure(ctx));
-    await pool.query('drop table if exists bench.transfers');
-    await pool.query('delete from graphile_worker._private_jobs');
-    await pool.query('vacuum marketplace.seller_transfer_events');
-    await runFigure('worker', '4. worker throughput', () => workerThroughputFigure(ctx));
-    await runFigure('scale-out', '5. scale-out', () => scaleOutFigure(ctx));
-    await runFigure('dispatch', '7. dispatch tick', () => dispatchFigure(ctx));
-    await runFigure('latency', '8. latency and idle cost', () => latencyFigure(ctx));
     await runFigure('hot-paths', '3. hot-path queries', () => hotPathsFigure(ctx));
-    await runFigure('audit', '6. audit', () => auditFigure(ctx));
-    await runFigure('payout-day', '9. payout day', () => payoutDayFigure(ctx));
-    await runFigure('console-pages', '11. console pages', () => consolePagesFigure(ctx));
+    await runFigure('dispatch', '4. dispatch tick', () => dispatchFigure(ctx));
+    await runFigure('payout-day', '5. payout day', () => payoutDayFigure(ctx));
     // In a database of its own, at migration 000006.
-    await runFigure('upgrade', '12. upgrade under load', () => upgradeFigure(ctx));
-    // Last: it trims its own repeats to the deadline instead of delaying the figures above.
-    await runFigure('cli-startup', '10. CLI start-up', () => cliStartupFigure(ctx));
+    await runFigure('upgrade', '6. upgrade under load', () => upgradeFigure(ctx));
 
     const ordered = FIGURES.map((k) => results.get(k)).filter((r): r is FigureResult => !!r);
     for (const f of ordered) {
       console.log(`\n=== ${f.title}${f.error ? ' — FAILED' : ''}`);
       if (f.error) console.log(f.error);
+      else printTable(ratiosTable(f));
       for (const t of f.tables) printTable(t);
       for (const n of f.notes) console.log(`- ${n.replace(/\*\*/g, '')}`);
     }
-    const checks = ordered.flatMap((f) => f.checks);
-    printTable({
-      title: `=== Targets: ${checks.filter((c) => c.met).length} of ${checks.length} met`,
-      head: ['figure', 'target', 'measured', 'met'],
-      rows: checks.map((c) => [c.figure, `${c.label} ${targetText(c)}`, measuredText(c), verdictText(c).replace(/^no/, 'NO')]),
-    });
     info.loadAtEnd = os.loadavg().map((x) => x.toFixed(2)).join(', ');
     info.runSeconds = total() / 1000;
     if (only.size === FIGURES.length) {
       const out = await writeReport(projectRoot, ordered, info);
-      console.log(`\nwrote ${path.relative(projectRoot, out.md)} and ${path.relative(projectRoot, out.svg)} (run time ${(info.runSeconds / 60).toFixed(1)} min)`);
+      console.log(`\nwrote ${path.relative(projectRoot, out)} (run time ${(info.runSeconds / 60).toFixed(1)} min)`);
     } else if (updateDocs && ordered.some((f) => f.error)) {
       console.log(`\n--update-docs: docs/benchmarks.md not touched, ${ordered.filter((f) => f.error).map((f) => f.title).join(', ')} failed`);
       process.exitCode = 1;

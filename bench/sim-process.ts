@@ -1,4 +1,4 @@
-// The Stripe simulator in a process of its own (figures 4 and 5), so that serving the fake
+// The Stripe simulator in a process of its own (the payout-day figure), so that serving the fake
 // Stripe API does not share an event loop with the worker being measured: in production Stripe
 // is someone else's CPU. Prints {"url": ...} on stdout once listening; the bench drives it
 // through the simulator's /_sim/ control endpoints. Run: node bin/run-ts.js bench/sim-process.ts

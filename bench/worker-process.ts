@@ -1,29 +1,28 @@
-// A `seller-transfers worker` process for the figures that need real worker processes
-// (scale-out, payout day, latency): started against the bench database and a simulator,
-// stderr kept (its tail) for the report when something goes wrong, stopped with SIGTERM.
+// Child processes for the payout-day figure: `seller-transfers worker` processes against the
+// bench database, and the Stripe simulator in a process of its own (bench/sim-process.ts), so
+// serving the fake Stripe API does not share an event loop with the bench: in production Stripe is
+// someone else's CPU. Each keeps the tail of its stderr for the report; stopped with SIGTERM.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { projectRoot } from '../src/paths/project.ts';
 import type { BenchContext } from './lib.ts';
-import { BENCH_STRIPE_KEY } from './reversals.ts';
+
+const BENCH_STRIPE_KEY = 'sk_test_bench';
 
 export interface WorkerProcess { child: ChildProcess; stderr: () => string }
 
-/**
- * Starts a worker with the bench's database and simulator, and `env` on top. `defaults: true`
- * removes inherited dispatch and concurrency settings, so the project's defaults are measured.
- */
-export function spawnWorkerProcess(ctx: BenchContext, simUrl: string, env: Record<string, string> = {}, opts: { defaults?: boolean } = {}): WorkerProcess {
-  const full: NodeJS.ProcessEnv = {
-    ...process.env, DATABASE_URL: ctx.url, STRIPE_SECRET_KEY: BENCH_STRIPE_KEY, STRIPE_API_BASE: simUrl, LOG_LEVEL: 'silent', ...env,
-  };
-  if (opts.defaults) for (const k of Object.keys(full)) if (k.startsWith('DISPATCH_') || k === 'WORKER_CONCURRENCY') delete full[k];
-  const child = spawn(process.execPath, [path.join(projectRoot, 'bin/seller-transfers.js'), 'worker', '--no-migrate'], {
-    cwd: projectRoot, env: full, stdio: ['ignore', 'ignore', 'pipe'],
-  });
+function spawnChild(args: string[], env: NodeJS.ProcessEnv, stdout: 'ignore' | 'pipe'): WorkerProcess {
+  const child = spawn(process.execPath, args, { cwd: projectRoot, env, stdio: ['ignore', stdout, 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
   return { child, stderr: () => err };
+}
+
+/** Starts a worker with the bench's database and simulator, and `env` on top. */
+export function spawnWorkerProcess(ctx: BenchContext, simUrl: string, env: Record<string, string> = {}): WorkerProcess {
+  return spawnChild([path.join(projectRoot, 'bin/seller-transfers.js'), 'worker', '--no-migrate'], {
+    ...process.env, DATABASE_URL: ctx.url, STRIPE_SECRET_KEY: BENCH_STRIPE_KEY, STRIPE_API_BASE: simUrl, LOG_LEVEL: 'silent', ...env,
+  }, 'ignore');
 }
 
 /** SIGTERM (a graceful stop), SIGKILL after `killAfterMs`. */
@@ -34,4 +33,19 @@ export async function stopWorkerProcess(child: ChildProcess, killAfterMs = 20_00
   const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
   await exited;
   clearTimeout(timer);
+}
+
+/** The simulator in its own process; resolves with its URL once it listens. */
+export async function startRemoteSimulator(): Promise<{ url: string; close(): Promise<void> }> {
+  const sim = spawnChild([path.join(projectRoot, 'bin/run-ts.js'), path.join(projectRoot, 'bench/sim-process.ts')], process.env, 'pipe');
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    sim.child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (line) resolve((JSON.parse(line) as { url: string }).url);
+    });
+    sim.child.once('exit', (code) => reject(new Error(`simulator process exited with ${code}: ${sim.stderr()}`)));
+  });
+  return { url, close: () => stopWorkerProcess(sim.child, 10_000) };
 }
