@@ -1,6 +1,6 @@
 // The console's overview and list queries read indexes, not the table: EXPLAIN on a table big
 // enough (and analysed) that a sequential scan would be the planner's choice if no index fit.
-// Page times at 1M rows are the console-pages bench figure; this only checks the plans.
+// Page times are not benchmarked; this checks the plans.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseNamedQueries } from '../src/db/named-queries.ts';
 import { ALERT_CAP, COUNT_CAP } from '../src/console/pages/overview.ts';

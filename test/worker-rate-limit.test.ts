@@ -146,7 +146,7 @@ describe('a fleet sharing one budget', () => {
     // arrives ~95 ms later than its neighbours (timers, two event loops on a shared 2-core box).
     // Stray 429s at a window edge are tolerated up to 2 % (5 of 240: what stalls of a loaded CI
     // machine produced here); each costs one re-send, never an attempt, and Stripe never admits
-    // more than N in any second. The bench's payout-day figure holds the fleet to <= 0.5 %.
+    // more than N in any second. The bench's payout-day figure measures the share at a larger scale.
     expect(stats1.totals.limited['global-rate'] ?? 0).toBeLessThanOrEqual(5);
     expect(stats1.peakAdmittedPerSecond.global).toBeLessThanOrEqual(N);
     expect(seconds1).toBeGreaterThan(240 / N * 0.9); // paced, not bursting into 429s
@@ -166,7 +166,7 @@ describe('a fleet sharing one budget', () => {
     // The fleet lowers its rate on the first 429s (a stray one a little, repeated ones by half);
     // Stripe's window drains in a second; recovery then probes back up after 2 s quiet, so a few
     // 429s may recur, one or two per probe. The drop's own burst (~12 calls) is ~5 % of this small
-    // phase; the <= 5 % target is the payout-day bench's, measured over 1,000 reversals.
+    // phase; the payout-day bench figure measures the share over 1,000 reversals.
     expect(share).toBeLessThan(0.15);
     const firstQuiet = stats2.seconds.findIndex((s, i) => stats2.seconds.slice(i, i + 4).length === 4 && stats2.seconds.slice(i, i + 4).every((x) => x.limited === 0));
     expect(firstQuiet, 'four seconds in a row without a 429').toBeGreaterThanOrEqual(0);
