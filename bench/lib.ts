@@ -183,17 +183,22 @@ export async function settle(pool: pg.Pool, tables: string[]): Promise<void> {
  * Runs `load` with the table's indexes and unique/primary-key constraints dropped, then
  * recreates them from their own definitions (pg_get_indexdef / pg_get_constraintdef): building
  * each index once after a large load is several times faster, and the indexes end up identical.
+ * A key another table's foreign key references stays (it cannot be dropped without that key).
  */
 export async function withoutIndexes(pool: pg.Pool, table: string, load: () => Promise<void>): Promise<void> {
   const { rows: constraints } = await pool.query<{ name: string; def: string }>(
     `select conname as name, pg_get_constraintdef(oid) as def from pg_constraint
-      where conrelid = $1::regclass and contype in ('p', 'u') order by contype, conname`, [table]);
+      where conrelid = $1::regclass and contype in ('p', 'u')
+        and not exists (select 1 from pg_constraint f where f.contype = 'f' and f.conindid = pg_constraint.conindid) order by contype, conname`, [table]);
   const { rows: indexes } = await pool.query<{ name: string; def: string }>(
     `select i.indexrelid::regclass::text as name, pg_get_indexdef(i.indexrelid) as def from pg_index i
       where i.indrelid = $1::regclass and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid)`, [table]);
   for (const i of indexes) await pool.query(`drop index ${i.name}`);
   for (const c of constraints) await pool.query(`alter table ${table} drop constraint ${JSON.stringify(c.name)}`);
-  await load();
-  for (const c of constraints) await pool.query(`alter table ${table} add constraint ${JSON.stringify(c.name)} ${c.def}`);
-  for (const i of indexes) await pool.query(i.def);
+  try {
+    await load();
+  } finally {
+    for (const c of constraints) await pool.query(`alter table ${table} add constraint ${JSON.stringify(c.name)} ${c.def}`);
+    for (const i of indexes) await pool.query(i.def);
+  }
 }
