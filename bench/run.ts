@@ -191,6 +191,7 @@ async function main(): Promise<void> {
     if (only.size === FIGURES.length) {
       const out = await writeReport(projectRoot, ordered, info);
       console.log(`\nwrote ${path.relative(projectRoot, out)} (run time ${(info.runSeconds / 60).toFixed(1)} min)`);
+      if (ordered.some((f) => f.error)) process.exitCode = 1;
     } else if (updateDocs && ordered.some((f) => f.error)) {
       console.log(`\n--update-docs: docs/benchmarks.md not touched, ${ordered.filter((f) => f.error).map((f) => f.title).join(', ')} failed`);
       process.exitCode = 1;
