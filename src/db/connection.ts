@@ -1,6 +1,6 @@
 // The one module for connections and transactions: connection strings, a connected client
 // (connect, withConnection), a transaction on it (inTransaction), what runs a query (Queryable),
-// and the UUID check of ids typed by a person. The CLI, the console, the worker and the tests use these.
+// and the UUID check of ids typed by a person; for all of src/, the tests and the benchmarks.
 import pg from 'pg';
 import { namedQueries } from './named-queries.ts';
 
