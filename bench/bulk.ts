@@ -6,9 +6,10 @@
 // server CPU of its backend and the WAL records of its transaction (pg_walinspect, by xid, a
 // temporary replication slot holding the WAL until read: a checkpoint falls inside the statement).
 import type pg from 'pg';
+import { waitFor } from '../test/support/wait.ts';
 import { COPY, handWritten, resetSideTables, setVariant } from './copy-table.ts';
 import {
-  fmt, median, ms, onCpuNs, waitUntil, perRound, progress, ratio, rowsLabel, settle, spread, stopwatch,
+  fmt, median, ms, onCpuNs, perRound, progress, ratio, rowsLabel, settle, spread, stopwatch,
   type BenchContext, type FigureResult, type Ratio,
 } from './lib.ts';
 
@@ -48,7 +49,7 @@ async function once(ctx: BenchContext, w: Writer): Promise<BulkRun> {
     await c.query('rollback');
     let wal = { bytes: Number(side!.wal), noFpi: NaN };
     if (walinspect) {
-      await waitUntil('the WAL flushed', async () => (await c.query<{ ok: boolean }>('select pg_current_wal_flush_lsn() >= $1::pg_lsn as ok', [side!.lsn])).rows[0]!.ok, 10_000);
+      await waitFor('the WAL flushed', async () => (await c.query<{ ok: boolean }>('select pg_current_wal_flush_lsn() >= $1::pg_lsn as ok', [side!.lsn])).rows[0]!.ok, 10_000, 25);
       const { rows: [w] } = await c.query<{ bytes: string; fpi: string }>(
         `select coalesce(sum(record_length), 0) as bytes, coalesce(sum(fpi_length), 0) as fpi
            from pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn) where xid::text = $3`, [l0!.lsn, side!.lsn, side!.xid]);

@@ -9,7 +9,8 @@
 //             back after each measurement)
 //
 // Ratio: the tick with 10k rows handed out over the tick with none (flat = 1x), per state.
-import pg from 'pg';
+import type pg from 'pg';
+import { connect } from '../src/db/connection.ts';
 import {
   fmt, median, ms, percentile, progress, rowsLabel, stopwatch,
   type BenchContext, type FigureResult, type Ratio,
@@ -64,8 +65,7 @@ export async function dispatchFigure(ctx: BenchContext): Promise<FigureResult> {
   const { pool, sizes } = ctx;
   await pool.query('truncate marketplace.seller_transfers, marketplace.seller_transfer_events cascade');
   await pool.query('delete from graphile_worker._private_jobs');
-  const c = new pg.Client({ connectionString: ctx.url, application_name: 'seller-transfers-bench' });
-  await c.connect();
+  const c = await connect(ctx.url, { application_name: 'seller-transfers-bench' });
   const samples = new Map<string, Sample[]>();
   const handedOut = new Map<number, { rows: number; jobs: number }>();
   const partRows: string[][] = [];

@@ -3,7 +3,8 @@
 // sizes, 1% of rows due for each query, against a copy carrying the seed's index shape. Ratios:
 // the seed shape's time over the project's, and each query's time at the largest size over the
 // one before (flat = 1x). That the plans read the partial indexes is test/planner.test.ts's.
-import pg from 'pg';
+import type pg from 'pg';
+import { connect } from '../src/db/connection.ts';
 import {
   bytes, fmt, median, ms, percentile, progress, rowsLabel, stopwatch, withoutIndexes,
   type BenchContext, type FigureResult, type Ratio,
@@ -87,8 +88,7 @@ async function measure(c: pg.Client, sql: string, explainRuns: number, timedRuns
 }
 
 async function grow(ctx: BenchContext, from: number, to: number): Promise<void> {
-  const c = new pg.Client({ connectionString: ctx.url });
-  await c.connect();
+  const c = await connect(ctx.url);
   try {
     // Loading, not measuring: no history, no jobs, no per-row trigger or FK work, and the
     // indexes rebuilt once after the load (same definitions, see withoutIndexes).
@@ -129,8 +129,7 @@ export async function hotPathsFigure(ctx: BenchContext): Promise<FigureResult> {
   await pool.query(`create index hot_seed_reversal_idx on ${SEED} (status, next_retry_at) where status = 'reversal_pending'`);
   await pool.query(`create index hot_seed_retry_idx on ${SEED} (status, next_retry_at) where status = 'failed'`);
 
-  const c = new pg.Client({ connectionString: ctx.url, application_name: 'seller-transfers-bench' });
-  await c.connect();
+  const c = await connect(ctx.url, { application_name: 'seller-transfers-bench' });
   const timingRows: string[][] = [];
   const sizeRows: string[][] = [];
   const perSize = new Map<number, Record<QueryName, { real: Measured; seed: Measured }>>();

@@ -137,15 +137,6 @@ export function progress(message: string): void {
 
 export const sleep = (msec: number) => new Promise<void>((r) => setTimeout(r, msec));
 
-export async function waitUntil<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs: number, everyMs = 25): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 /** A high-resolution stopwatch in milliseconds. */
 export function stopwatch(): () => number {

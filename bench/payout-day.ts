@@ -7,7 +7,8 @@
 // ledger is compared with the database to the cent, and database transactions per paid
 // transfer / per reversal are counted from pg_stat_database.
 import type { LedgerEntry, SimStats } from '../src/stripe-sim/index.ts';
-import { fmt, progress, ratio, sleep, waitUntil, type BenchContext, type FigureResult } from './lib.ts';
+import { waitFor } from '../test/support/wait.ts';
+import { fmt, progress, ratio, sleep, type BenchContext, type FigureResult } from './lib.ts';
 import { spawnWorkerProcess, startRemoteSimulator, stopWorkerProcess, type WorkerProcess } from './worker-process.ts';
 
 const PROCESSES = 3;
@@ -37,7 +38,7 @@ export async function payoutDayFigure(ctx: BenchContext): Promise<FigureResult> 
     for (let i = 0; i < PROCESSES; i++) children.push(spawnWorkerProcess(ctx, sim.url, {
       WORKER_CONCURRENCY: String(CONCURRENCY), STRIPE_REQUESTS_PER_SECOND: String(BUDGET), STRIPE_ENDPOINT_REQUESTS_PER_SECOND: String(BUDGET),
     }));
-    await waitUntil(`${PROCESSES} worker processes to listen for jobs`, async () => {
+    await waitFor(`${PROCESSES} worker processes to listen for jobs`, async () => {
       const dead = children.find((c) => c.child.exitCode !== null);
       if (dead) throw new Error(`worker process exited with ${dead.child.exitCode}: ${dead.stderr()}`);
       const { rows: [r] } = await ctx.pool.query<{ n: string }>(
@@ -54,7 +55,7 @@ export async function payoutDayFigure(ctx: BenchContext): Promise<FigureResult> 
     const t0 = Date.now();
     await ctx.pool.query(`insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
       select gen_random_uuid(), gen_random_uuid(), 'acct_payday' || (i % 500), 500 + (i % 9000), 'usd' from generate_series(1, $1) i`, [n]);
-    await waitUntil('all payouts completed', async () => (await count('completed')) === n, Math.max(120_000, (n / BUDGET) * 3000), 500);
+    await waitFor('all payouts completed', async () => (await count('completed')) === n, Math.max(120_000, (n / BUDGET) * 3000), 500);
     const drainSeconds = (Date.now() - t0) / 1000;
     const c1 = await commits();
     const stats1 = (await control('GET', '/_sim/stats')) as SimStats;
@@ -71,7 +72,7 @@ export async function payoutDayFigure(ctx: BenchContext): Promise<FigureResult> 
     await sleep(Math.min(5_000, (reversals / BUDGET) * 250));
     const halvedAfter = (Date.now() - t2) / 1000;
     await control('POST', '/_sim/limits', { globalPerSecond: Math.floor(SIM_LIMIT / 2), endpointPerSecond: Math.floor(SIM_LIMIT / 2) });
-    await waitUntil('all reversals done', async () => (await count('reversed')) + (await count('permanently_failed')) === reversals,
+    await waitFor('all reversals done', async () => (await count('reversed')) + (await count('permanently_failed')) === reversals,
       Math.max(180_000, (reversals / (SIM_LIMIT / 2)) * 3000), 500);
     const reverseSeconds = (Date.now() - t2) / 1000;
     const c3 = await commits();

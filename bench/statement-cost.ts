@@ -29,7 +29,7 @@
 // is not counted; when pg_walinspect is unavailable, the insert-LSN difference over the round.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { createDatabase, dropDatabase, withDatabase } from '../src/db/connection.ts';
+import { connect, createDatabase, dropDatabase, withDatabase } from '../src/db/connection.ts';
 import { migrateDatabase, rollbackTo } from '../src/db/migrate.ts';
 import { fmt, median, onCpuNs, percentile, progress, ratio, stopwatch, type BenchContext, type FigureResult, type Ratio } from './lib.ts';
 
@@ -135,10 +135,8 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
   const names = { after: `seller_transfers_bench_cost_${suffix}`, before: `seller_transfers_bench_cost_${suffix}_${BEFORE}` };
   const urls = { after: withDatabase(ctx.adminUrl, names.after), before: withDatabase(ctx.adminUrl, names.before) };
   const clients: pg.Client[] = [];
-  const connect = async (url: string, name = 'seller-transfers-bench-cost') => {
-    const c = new pg.Client({ connectionString: url, application_name: name });
-    await c.connect();
-    c.on('error', () => {});
+  const open = async (url: string, name = 'seller-transfers-bench-cost') => {
+    const c = await connect(url, { application_name: name });
     clients.push(c);
     return c;
   };
@@ -149,8 +147,8 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
     await createDatabase(ctx.adminUrl, names.before);
     await migrateDatabase(urls.before);
     await rollbackTo(urls.before, BEFORE);
-    const adminAfter = await connect(urls.after);
-    const adminBefore = await connect(urls.before);
+    const adminAfter = await open(urls.after);
+    const adminBefore = await open(urls.before);
     for (const sql of HAND_SETUP) await adminAfter.query(sql);
     progress(`statement-cost: loading ${fmt(rows)} transfers into each of the three tables`);
     await load(adminAfter, 'marketplace.seller_transfers', rows);
@@ -175,7 +173,7 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
     for (const move of MOVES) {
       for (const variant of VARIANTS) {
         const url = variant === 'before' ? urls.before : urls.after;
-        const client = await connect(url, `seller-transfers-bench-cost-${variant}`);
+        const client = await open(url, `seller-transfers-bench-cost-${variant}`);
         if (move.role) await client.query(`set role ${move.role}`);
         const { rows: [me] } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
         runners.set(`${move.key}/${variant}`, {
