@@ -28,7 +28,8 @@ select u.id, '${from}', u.status, clock_timestamp(), current_user, current_setti
 async function realTriggers(db: pg.Pool): Promise<{ name: string; def: string }[]> {
   const { rows } = await db.query<{ name: string; def: string }>(
     `select tgname as name, pg_get_triggerdef(oid) as def from pg_trigger
-      where tgrelid = 'marketplace.seller_transfers'::regclass and not tgisinternal order by tgname`);
+      where tgrelid = 'marketplace.seller_transfers'::regclass and not tgisinternal order by tgname`,
+  );
   return rows;
 }
 
@@ -49,18 +50,22 @@ export async function createCopy(pool: pg.Pool, rows: number): Promise<void> {
     await pool.query(
       `insert into ${COPY} (id, order_id, seller_id, stripe_account_id, amount_cents, currency, status, created_at, updated_at)
        select md5('st' || k)::uuid, md5('o' || k)::uuid, md5('s' || k)::uuid, 'acct_bench' || (k % 1000), 1000 + k % 5000, 'usd', 'pending', now(), now()
-         from generate_series(1, $1::int) k`, [rows]);
+         from generate_series(1, $1::int) k`,
+      [rows],
+    );
   });
   await pool.query(`vacuum (analyze) ${COPY}`);
 }
 
 export async function setVariant(pool: pg.Pool, variant: Variant): Promise<void> {
   const { rows: existing } = await pool.query<{ tgname: string }>(
-    `select tgname from pg_trigger where tgrelid = '${COPY}'::regclass and not tgisinternal`);
+    `select tgname from pg_trigger where tgrelid = '${COPY}'::regclass and not tgisinternal`,
+  );
   for (const t of existing) await pool.query(`drop trigger ${JSON.stringify(t.tgname)} on ${COPY}`);
   if (variant === 'plain') return;
   const real = await realTriggers(pool);
-  if (!real.some((t) => t.name === 'seller_transfer_status_transition')) throw new Error(`expected the transition guard on marketplace.seller_transfers, found ${real.map((t) => t.name).join(', ')}`);
+  if (!real.some((t) => t.name === 'seller_transfer_status_transition'))
+    throw new Error(`expected the transition guard on marketplace.seller_transfers, found ${real.map((t) => t.name).join(', ')}`);
   for (const t of real) await pool.query(onCopy(t.def));
 }
 

@@ -6,18 +6,30 @@
 import type pg from 'pg';
 import { connect } from '../src/db/connection.ts';
 import {
-  bytes, fmt, median, ms, percentile, progress, rowsLabel, stopwatch, withoutIndexes,
-  type BenchContext, type FigureResult, type Ratio,
+  bytes,
+  fmt,
+  median,
+  ms,
+  percentile,
+  progress,
+  rowsLabel,
+  stopwatch,
+  withoutIndexes,
+  type BenchContext,
+  type FigureResult,
+  type Ratio,
 } from './lib.ts';
 
 const REAL = 'marketplace.seller_transfers';
 const SEED = 'bench.hot_seed';
 
 const QUERIES = {
-  'reversal-due': (t: string) => `select id from ${t} where status = 'reversal_pending' and (next_retry_at is null or next_retry_at <= now()) order by next_retry_at nulls first limit 20`,
+  'reversal-due': (t: string) =>
+    `select id from ${t} where status = 'reversal_pending' and (next_retry_at is null or next_retry_at <= now()) order by next_retry_at nulls first limit 20`,
   'retry-due': (t: string) => `select id from ${t} where status = 'failed' and next_retry_at <= now() order by next_retry_at limit 20`,
   // What an outsider writes: the same with a redundant (implied by `<= now()`) `is not null`.
-  'retry-due (outsider)': (t: string) => `select id from ${t} where status = 'failed' and next_retry_at is not null and next_retry_at <= now() order by next_retry_at limit 20`,
+  'retry-due (outsider)': (t: string) =>
+    `select id from ${t} where status = 'failed' and next_retry_at is not null and next_retry_at <= now() order by next_retry_at limit 20`,
 } as const;
 type QueryName = keyof typeof QUERIES;
 
@@ -42,19 +54,43 @@ select md5('hp' || k)::uuid, md5('o' || k)::uuid, md5('s' || k)::uuid, 'acct_hp'
               when m in (2, 3, 6, 7) then now() + interval '1 hour' + make_interval(secs => k % 86400) end as next_retry_at) s`;
 
 interface PlanNode {
-  'Node Type': string; 'Index Name'?: string; Plans?: PlanNode[];
-  'Shared Hit Blocks'?: number; 'Shared Read Blocks'?: number; 'Sort Method'?: string;
-  'Plan Rows'?: number; 'Actual Rows'?: number;
+  'Node Type': string;
+  'Index Name'?: string;
+  Plans?: PlanNode[];
+  'Shared Hit Blocks'?: number;
+  'Shared Read Blocks'?: number;
+  'Sort Method'?: string;
+  'Plan Rows'?: number;
+  'Actual Rows'?: number;
 }
-interface Explained { Plan: PlanNode; 'Execution Time': number; 'Planning Time': number; JIT?: { Timing?: { Total?: number } } }
+interface Explained {
+  Plan: PlanNode;
+  'Execution Time': number;
+  'Planning Time': number;
+  JIT?: { Timing?: { Total?: number } };
+}
 
 const nodes = (p: PlanNode): PlanNode[] => [p, ...(p.Plans ?? []).flatMap(nodes)];
 
 function planText(p: PlanNode): string {
-  return nodes(p).map((n) => `${n['Node Type']}${n['Index Name'] ? ` (${n['Index Name']})` : ''}${n['Sort Method'] ? ` [${n['Sort Method']}]` : ''}`).join(' > ');
+  return nodes(p)
+    .map((n) => `${n['Node Type']}${n['Index Name'] ? ` (${n['Index Name']})` : ''}${n['Sort Method'] ? ` [${n['Sort Method']}]` : ''}`)
+    .join(' > ');
 }
 
-interface Measured { execMs: number; execP95: number; planMs: number; roundTripMs: number; plan: string; sort: boolean; index: string | null; buffers: number; jitMs: number; estRows: number; actualRows: number }
+interface Measured {
+  execMs: number;
+  execP95: number;
+  planMs: number;
+  roundTripMs: number;
+  plan: string;
+  sort: boolean;
+  index: string | null;
+  buffers: number;
+  jitMs: number;
+  estRows: number;
+  actualRows: number;
+}
 
 async function measure(c: pg.Client, sql: string, explainRuns: number, timedRuns: number): Promise<Measured> {
   for (let i = 0; i < 5; i++) await c.query(sql); // warm the cache and the plan
@@ -79,9 +115,15 @@ async function measure(c: pg.Client, sql: string, explainRuns: number, timedRuns
   // The scan under Limit/Sort: what the planner expected it to return versus what it did.
   const below = all.find((n) => n['Node Type'] !== 'Limit' && n['Node Type'] !== 'Sort');
   return {
-    estRows: below?.['Plan Rows'] ?? NaN, actualRows: below?.['Actual Rows'] ?? NaN,
-    execMs: median(exec), execP95: percentile(exec, 95), planMs: median(plan), roundTripMs: rt.length ? median(rt) : 0,
-    plan: planText(last!.Plan), sort: all.some((n) => n['Node Type'] === 'Sort'), index: scan?.['Index Name'] ?? null,
+    estRows: below?.['Plan Rows'] ?? NaN,
+    actualRows: below?.['Actual Rows'] ?? NaN,
+    execMs: median(exec),
+    execP95: percentile(exec, 95),
+    planMs: median(plan),
+    roundTripMs: rt.length ? median(rt) : 0,
+    plan: planText(last!.Plan),
+    sort: all.some((n) => n['Node Type'] === 'Sort'),
+    index: scan?.['Index Name'] ?? null,
     buffers: (last!.Plan['Shared Hit Blocks'] ?? 0) + (last!.Plan['Shared Read Blocks'] ?? 0),
     jitMs: last!.JIT?.Timing?.Total ?? 0,
   };
@@ -111,7 +153,9 @@ async function grow(ctx: BenchContext, from: number, to: number): Promise<void> 
 }
 
 async function relSize(pool: pg.Pool, name: string): Promise<number> {
-  const { rows: [r] } = await pool.query<{ b: string }>('select pg_relation_size($1::regclass) as b', [name]);
+  const {
+    rows: [r],
+  } = await pool.query<{ b: string }>('select pg_relation_size($1::regclass) as b', [name]);
   return Number(r!.b);
 }
 
@@ -143,12 +187,28 @@ export async function hotPathsFigure(ctx: BenchContext): Promise<FigureResult> {
       for (const q of Object.keys(QUERIES) as QueryName[]) {
         const real = await measure(c, QUERIES[q](REAL), sizes.hotExplainRuns, sizes.hotTimedRuns);
         const seed = await measure(c, QUERIES[q](SEED), sizes.hotExplainRuns, sizes.hotTimedRuns);
-        const { rows: [due] } = await c.query<{ n: string }>(`select count(*) as n from (${QUERIES[q](REAL).replace(/ limit 20$/, '')}) d`);
+        const {
+          rows: [due],
+        } = await c.query<{ n: string }>(`select count(*) as n from (${QUERIES[q](REAL).replace(/ limit 20$/, '')}) d`);
         entry[q] = { real, seed };
-        const measured: [string, Measured][] = [['project (partial index)', real], ['seed index shape (copy)', seed]];
+        const measured: [string, Measured][] = [
+          ['project (partial index)', real],
+          ['seed index shape (copy)', seed],
+        ];
         for (const [who, m] of measured) {
-          timingRows.push([q, rowsLabel(size), fmt(Number(due!.n)), who, ms(m.execMs), ms(m.execP95), m.roundTripMs ? ms(m.roundTripMs) : '-',
-            fmt(m.buffers), `${fmt(m.estRows)} / ${fmt(m.actualRows)}`, m.sort ? 'yes' : 'no', m.plan + (m.jitMs ? ` (JIT ${ms(m.jitMs)})` : '')]);
+          timingRows.push([
+            q,
+            rowsLabel(size),
+            fmt(Number(due!.n)),
+            who,
+            ms(m.execMs),
+            ms(m.execP95),
+            m.roundTripMs ? ms(m.roundTripMs) : '-',
+            fmt(m.buffers),
+            `${fmt(m.estRows)} / ${fmt(m.actualRows)}`,
+            m.sort ? 'yes' : 'no',
+            m.plan + (m.jitMs ? ` (JIT ${ms(m.jitMs)})` : ''),
+          ]);
         }
         progress(`hot paths: ${q} at ${rowsLabel(size)}: ${ms(real.execMs)} (seed shape ${ms(seed.execMs)})`);
       }
@@ -162,7 +222,16 @@ export async function hotPathsFigure(ctx: BenchContext): Promise<FigureResult> {
       const seedRev = await relSize(pool, 'bench.hot_seed_reversal_idx');
       const seedRet = await relSize(pool, 'bench.hot_seed_retry_idx');
       const pkey = await relSize(pool, 'marketplace.seller_transfers_pkey');
-      sizeRows.push([rowsLabel(size), bytes(rev), bytes(ret), bytes(seedRev), bytes(seedRet), bytes(full), `${((100 * (rev + ret)) / full).toFixed(1)}%`, bytes(pkey)]);
+      sizeRows.push([
+        rowsLabel(size),
+        bytes(rev),
+        bytes(ret),
+        bytes(seedRev),
+        bytes(seedRet),
+        bytes(full),
+        `${((100 * (rev + ret)) / full).toFixed(1)}%`,
+        bytes(pkey),
+      ]);
     }
   } finally {
     await c.end();
@@ -173,18 +242,26 @@ export async function hotPathsFigure(ctx: BenchContext): Promise<FigureResult> {
   const prev = sizes.hotSizes.at(-2);
   for (const q of Object.keys(QUERIES) as QueryName[]) {
     const m = perSize.get(largest)![q];
-    ratios.push({ label: `${q} at ${rowsLabel(largest)} rows: seed index shape / project (execution time)`, samples: [m.seed.execMs / m.real.execMs] });
-    if (prev) ratios.push({ label: `${q}: ${rowsLabel(largest)} / ${rowsLabel(prev)} rows (execution time; flat = 1x)`, samples: [m.real.execMs / perSize.get(prev)![q].real.execMs] });
+    ratios.push({
+      label: `${q} at ${rowsLabel(largest)} rows: seed index shape / project (execution time)`,
+      samples: [m.seed.execMs / m.real.execMs],
+    });
+    if (prev)
+      ratios.push({
+        label: `${q}: ${rowsLabel(largest)} / ${rowsLabel(prev)} rows (execution time; flat = 1x)`,
+        samples: [m.real.execMs / perSize.get(prev)![q].real.execMs],
+      });
   }
   const notes: string[] = [];
-  if (!sizes.hotSizes.includes(10_000_000)) notes.push(`This run measured ${sizes.hotSizes.map(rowsLabel).join(' and ')} rows; \`npm run bench -- --full\` adds 10M.`);
+  if (!sizes.hotSizes.includes(10_000_000))
+    notes.push(`This run measured ${sizes.hotSizes.map(rowsLabel).join(' and ')} rows; \`npm run bench -- --full\` adds 10M.`);
   return {
     key: 'hot-paths',
     title: '3. Hot-path queries (1% of rows due)',
     method: [
-      'Three queries, verbatim in shape: `reversal-due` (the seed\'s): `status = \'reversal_pending\' and (next_retry_at is null or next_retry_at <= now()) order by next_retry_at nulls first limit 20`;',
-      '`retry-due`: `status = \'failed\' and next_retry_at <= now() order by next_retry_at limit 20`; `retry-due (outsider)`: the same with a redundant `next_retry_at is not null and`;',
-      'on `marketplace.seller_transfers` with the migrations\' partial indexes (`seller_transfers_retry_due_idx (next_retry_at) where status = \'failed\'`, `seller_transfers_reversal_due_idx`),',
+      "Three queries, verbatim in shape: `reversal-due` (the seed's): `status = 'reversal_pending' and (next_retry_at is null or next_retry_at <= now()) order by next_retry_at nulls first limit 20`;",
+      "`retry-due`: `status = 'failed' and next_retry_at <= now() order by next_retry_at limit 20`; `retry-due (outsider)`: the same with a redundant `next_retry_at is not null and`;",
+      "on `marketplace.seller_transfers` with the migrations' partial indexes (`seller_transfers_retry_due_idx (next_retry_at) where status = 'failed'`, `seller_transfers_reversal_due_idx`),",
       `and on \`bench.hot_seed\`, a copy of the same rows whose only secondary indexes have the seed's shape: \`(status, next_retry_at) WHERE status = 'reversal_pending'\` (and the same shape \`WHERE status = 'failed'\` for the retry query).`,
       'Rows: 1% reversal_pending due (half with no next_retry_at), 1% reversal_pending later, 1% failed due, 1% failed later, 1% pending, 5% reversed, 1% permanently_failed, the rest completed; loaded with triggers off, then VACUUM ANALYZE.',
       `Execution time: median and p95 of ${sizes.hotExplainRuns} \`EXPLAIN (ANALYZE, BUFFERS)\` runs (server side, warm cache); round trip: median of ${sizes.hotTimedRuns} executions of a prepared statement from node-postgres.`,
@@ -192,8 +269,25 @@ export async function hotPathsFigure(ctx: BenchContext): Promise<FigureResult> {
       '"scan rows est. / actual": what the planner expected the node under Limit/Sort to return versus what it returned (an ordered index scan stops at the LIMIT).',
     ].join(' '),
     tables: [
-      { title: 'Hot-path query timings', head: ['query', 'rows', 'due', 'index', 'exec p50', 'exec p95', 'round trip', 'buffers', 'scan rows est. / actual', 'sort', 'plan'], rows: timingRows },
-      { title: 'Index sizes', head: ['rows', 'reversal_due_idx (partial)', 'retry_due_idx (partial)', 'seed reversal idx', 'seed-shape retry idx', 'full (status, next_retry_at)', 'partials / full', 'pkey'], rows: sizeRows },
+      {
+        title: 'Hot-path query timings',
+        head: ['query', 'rows', 'due', 'index', 'exec p50', 'exec p95', 'round trip', 'buffers', 'scan rows est. / actual', 'sort', 'plan'],
+        rows: timingRows,
+      },
+      {
+        title: 'Index sizes',
+        head: [
+          'rows',
+          'reversal_due_idx (partial)',
+          'retry_due_idx (partial)',
+          'seed reversal idx',
+          'seed-shape retry idx',
+          'full (status, next_retry_at)',
+          'partials / full',
+          'pkey',
+        ],
+        rows: sizeRows,
+      },
     ],
     ratios,
     notes,

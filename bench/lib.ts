@@ -21,9 +21,25 @@ export interface Sizes {
 
 export function sizesFor(mode: Mode): Sizes {
   if (mode === 'quick') {
-    return { bulkRows: 100_000, bulkRuns: 1, hotSizes: [100_000], hotExplainRuns: 15, hotTimedRuns: 100, dispatchQueued: [0, 1000, 10_000], dispatchTicks: 50 };
+    return {
+      bulkRows: 100_000,
+      bulkRuns: 1,
+      hotSizes: [100_000],
+      hotExplainRuns: 15,
+      hotTimedRuns: 100,
+      dispatchQueued: [0, 1000, 10_000],
+      dispatchTicks: 50,
+    };
   }
-  const base: Sizes = { bulkRows: 500_000, bulkRuns: 3, hotSizes: [100_000, 1_000_000], hotExplainRuns: 40, hotTimedRuns: 300, dispatchQueued: [0, 1000, 10_000], dispatchTicks: 200 };
+  const base: Sizes = {
+    bulkRows: 500_000,
+    bulkRuns: 3,
+    hotSizes: [100_000, 1_000_000],
+    hotExplainRuns: 40,
+    hotTimedRuns: 300,
+    dispatchQueued: [0, 1000, 10_000],
+    dispatchTicks: 200,
+  };
   return mode === 'full' ? { ...base, bulkRows: 1_000_000, hotSizes: [100_000, 1_000_000, 10_000_000] } : base;
 }
 
@@ -137,7 +153,6 @@ export function progress(message: string): void {
 
 export const sleep = (msec: number) => new Promise<void>((r) => setTimeout(r, msec));
 
-
 /** A high-resolution stopwatch in milliseconds. */
 export function stopwatch(): () => number {
   const t0 = process.hrtime.bigint();
@@ -180,10 +195,14 @@ export async function withoutIndexes(pool: pg.Pool, table: string, load: () => P
   const { rows: constraints } = await pool.query<{ name: string; def: string }>(
     `select conname as name, pg_get_constraintdef(oid) as def from pg_constraint
       where conrelid = $1::regclass and contype in ('p', 'u')
-        and not exists (select 1 from pg_constraint f where f.contype = 'f' and f.conindid = pg_constraint.conindid) order by contype, conname`, [table]);
+        and not exists (select 1 from pg_constraint f where f.contype = 'f' and f.conindid = pg_constraint.conindid) order by contype, conname`,
+    [table],
+  );
   const { rows: indexes } = await pool.query<{ name: string; def: string }>(
     `select i.indexrelid::regclass::text as name, pg_get_indexdef(i.indexrelid) as def from pg_index i
-      where i.indrelid = $1::regclass and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid)`, [table]);
+      where i.indrelid = $1::regclass and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid)`,
+    [table],
+  );
   for (const i of indexes) await pool.query(`drop index ${i.name}`);
   for (const c of constraints) await pool.query(`alter table ${table} drop constraint ${JSON.stringify(c.name)}`);
   try {

@@ -22,30 +22,55 @@ export async function payoutDayFigure(ctx: BenchContext): Promise<FigureResult> 
   const started = Date.now();
   const sim = await startRemoteSimulator();
   const control = async (method: string, p: string, body?: unknown) => {
-    const res = await fetch(`${sim.url}${p}`, { method, ...(body !== undefined && { body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } }) });
+    const res = await fetch(`${sim.url}${p}`, {
+      method,
+      ...(body !== undefined && { body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } }),
+    });
     if (!res.ok) throw new Error(`simulator ${method} ${p}: ${res.status} ${await res.text()}`);
     return res.json() as Promise<unknown>;
   };
-  const commits = async () => Number((await ctx.pool.query<{ c: string }>(
-    'select xact_commit + xact_rollback as c from pg_stat_database where datname = current_database()')).rows[0]!.c);
-  const count = async (status: string) => Number((await ctx.pool.query<{ c: string }>(
-    'select count(*) as c from marketplace.seller_transfers where status = $1', [status])).rows[0]!.c);
+  const commits = async () =>
+    Number(
+      (
+        await ctx.pool.query<{ c: string }>(
+          'select xact_commit + xact_rollback as c from pg_stat_database where datname = current_database()',
+        )
+      ).rows[0]!.c,
+    );
+  const count = async (status: string) =>
+    Number(
+      (await ctx.pool.query<{ c: string }>('select count(*) as c from marketplace.seller_transfers where status = $1', [status])).rows[0]!
+        .c,
+    );
   const children: WorkerProcess[] = [];
   try {
     await control('POST', '/_sim/limits', { globalPerSecond: SIM_LIMIT, endpointPerSecond: SIM_LIMIT });
     await control('POST', '/_sim/latency', { distribution: { kind: 'lognormal', p50Ms: 250, p99Ms: 1500, seed: 7 } });
     await ctx.pool.query('truncate marketplace.seller_transfers cascade');
-    for (let i = 0; i < PROCESSES; i++) children.push(spawnWorkerProcess(ctx, sim.url, {
-      WORKER_CONCURRENCY: String(CONCURRENCY), STRIPE_REQUESTS_PER_SECOND: String(BUDGET), STRIPE_ENDPOINT_REQUESTS_PER_SECOND: String(BUDGET),
-    }));
-    await waitFor(`${PROCESSES} worker processes to listen for jobs`, async () => {
-      const dead = children.find((c) => c.child.exitCode !== null);
-      if (dead) throw new Error(`worker process exited with ${dead.child.exitCode}: ${dead.stderr()}`);
-      const { rows: [r] } = await ctx.pool.query<{ n: string }>(
-        `select count(*) as n from pg_stat_activity
-          where datname = current_database() and application_name = 'seller-transfers-worker' and query like 'LISTEN%'`);
-      return Number(r!.n) >= PROCESSES;
-    }, 60_000, 100);
+    for (let i = 0; i < PROCESSES; i++)
+      children.push(
+        spawnWorkerProcess(ctx, sim.url, {
+          WORKER_CONCURRENCY: String(CONCURRENCY),
+          STRIPE_REQUESTS_PER_SECOND: String(BUDGET),
+          STRIPE_ENDPOINT_REQUESTS_PER_SECOND: String(BUDGET),
+        }),
+      );
+    await waitFor(
+      `${PROCESSES} worker processes to listen for jobs`,
+      async () => {
+        const dead = children.find((c) => c.child.exitCode !== null);
+        if (dead) throw new Error(`worker process exited with ${dead.child.exitCode}: ${dead.stderr()}`);
+        const {
+          rows: [r],
+        } = await ctx.pool.query<{ n: string }>(
+          `select count(*) as n from pg_stat_activity
+          where datname = current_database() and application_name = 'seller-transfers-worker' and query like 'LISTEN%'`,
+        );
+        return Number(r!.n) >= PROCESSES;
+      },
+      60_000,
+      100,
+    );
     await sleep(500);
 
     // Phase 1: N payouts due at once.
@@ -53,39 +78,61 @@ export async function payoutDayFigure(ctx: BenchContext): Promise<FigureResult> 
     progress(`payout-day: ${fmt(n)} transfers due at once, ${PROCESSES} workers, budget ${BUDGET}/s, simulator limit ${SIM_LIMIT}/s`);
     const c0 = await commits();
     const t0 = Date.now();
-    await ctx.pool.query(`insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
-      select gen_random_uuid(), gen_random_uuid(), 'acct_payday' || (i % 500), 500 + (i % 9000), 'usd' from generate_series(1, $1) i`, [n]);
+    await ctx.pool.query(
+      `insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
+      select gen_random_uuid(), gen_random_uuid(), 'acct_payday' || (i % 500), 500 + (i % 9000), 'usd' from generate_series(1, $1) i`,
+      [n],
+    );
     await waitFor('all payouts completed', async () => (await count('completed')) === n, Math.max(120_000, (n / BUDGET) * 3000), 500);
     const drainSeconds = (Date.now() - t0) / 1000;
     const c1 = await commits();
     const stats1 = (await control('GET', '/_sim/stats')) as SimStats;
     const limited1 = stats1.totals.calls - stats1.totals.admitted;
     const ideal = n / BUDGET;
-    progress(`payout-day: drained in ${fmt(drainSeconds, 1)} s (ideal ${fmt(ideal, 1)} s), ${limited1} of ${stats1.totals.calls} calls answered 429`);
+    progress(
+      `payout-day: drained in ${fmt(drainSeconds, 1)} s (ideal ${fmt(ideal, 1)} s), ${limited1} of ${stats1.totals.calls} calls answered 429`,
+    );
 
     // Phase 2: reversals, the simulator's limit halved mid-run.
     await control('POST', '/_sim/stats/reset', {});
     const c2 = await commits();
     const t2 = Date.now();
-    await ctx.pool.query(`update marketplace.seller_transfers set status = 'reversal_pending'
-      where id in (select id from marketplace.seller_transfers where status = 'completed' order by created_at limit $1)`, [reversals]);
+    await ctx.pool.query(
+      `update marketplace.seller_transfers set status = 'reversal_pending'
+      where id in (select id from marketplace.seller_transfers where status = 'completed' order by created_at limit $1)`,
+      [reversals],
+    );
     await sleep(Math.min(5_000, (reversals / BUDGET) * 250));
     const halvedAfter = (Date.now() - t2) / 1000;
     await control('POST', '/_sim/limits', { globalPerSecond: Math.floor(SIM_LIMIT / 2), endpointPerSecond: Math.floor(SIM_LIMIT / 2) });
-    await waitFor('all reversals done', async () => (await count('reversed')) + (await count('permanently_failed')) === reversals,
-      Math.max(180_000, (reversals / (SIM_LIMIT / 2)) * 3000), 500);
+    await waitFor(
+      'all reversals done',
+      async () => (await count('reversed')) + (await count('permanently_failed')) === reversals,
+      Math.max(180_000, (reversals / (SIM_LIMIT / 2)) * 3000),
+      500,
+    );
     const reverseSeconds = (Date.now() - t2) / 1000;
     const c3 = await commits();
     const stats2 = (await control('GET', '/_sim/stats')) as SimStats;
     const limited2 = stats2.totals.calls - stats2.totals.admitted;
     const givenUp = await count('permanently_failed');
-    const retried = Number((await ctx.pool.query<{ c: string }>('select count(*) as c from marketplace.seller_transfers where retry_count > 0')).rows[0]!.c);
-    progress(`payout-day: ${fmt(reversals)} reversals in ${fmt(reverseSeconds, 1)} s with the limit halved, ${limited2} of ${stats2.totals.calls} calls answered 429, ${givenUp} given up`);
+    const retried = Number(
+      (await ctx.pool.query<{ c: string }>('select count(*) as c from marketplace.seller_transfers where retry_count > 0')).rows[0]!.c,
+    );
+    progress(
+      `payout-day: ${fmt(reversals)} reversals in ${fmt(reverseSeconds, 1)} s with the limit halved, ${limited2} of ${stats2.totals.calls} calls answered 429, ${givenUp} given up`,
+    );
 
     // The ledger equals the database, to the cent.
     const ledger = (await control('GET', '/_sim/ledger')) as LedgerEntry[];
-    const { rows } = await ctx.pool.query<{ id: string; amount_cents: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null; reversal_amount_cents: string | null; status: string }>(
-      'select id, amount_cents, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents, status from marketplace.seller_transfers');
+    const { rows } = await ctx.pool.query<{
+      id: string;
+      amount_cents: string;
+      stripe_transfer_id: string | null;
+      stripe_reversal_id: string | null;
+      reversal_amount_cents: string | null;
+      status: string;
+    }>('select id, amount_cents, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents, status from marketplace.seller_transfers');
     const byRow = new Map(rows.map((r) => [r.id, r]));
     const problems: string[] = [];
     const seen = new Map<string, number>();
@@ -93,15 +140,29 @@ export async function payoutDayFigure(ctx: BenchContext): Promise<FigureResult> 
       const r = byRow.get(e.metadata.seller_transfer_id ?? '');
       const k = `${e.type}:${e.metadata.seller_transfer_id}`;
       seen.set(k, (seen.get(k) ?? 0) + 1);
-      if (!r) { problems.push(`ledger ${e.id} has no row`); continue; }
-      if (e.type === 'transfer' && (r.stripe_transfer_id !== e.id || Number(r.amount_cents) !== e.amount)) problems.push(`transfer ${e.id} != row ${r.id}`);
-      if (e.type === 'reversal' && (r.stripe_reversal_id !== e.id || Number(r.reversal_amount_cents ?? r.amount_cents) !== e.amount)) problems.push(`reversal ${e.id} != row ${r.id}`);
+      if (!r) {
+        problems.push(`ledger ${e.id} has no row`);
+        continue;
+      }
+      if (e.type === 'transfer' && (r.stripe_transfer_id !== e.id || Number(r.amount_cents) !== e.amount))
+        problems.push(`transfer ${e.id} != row ${r.id}`);
+      if (e.type === 'reversal' && (r.stripe_reversal_id !== e.id || Number(r.reversal_amount_cents ?? r.amount_cents) !== e.amount))
+        problems.push(`reversal ${e.id} != row ${r.id}`);
     }
     for (const [k, c] of seen) if (c > 1) problems.push(`${k} ${c} times in the ledger`);
     const ledgerCents = ledger.reduce((a, e) => a + (e.type === 'transfer' ? e.amount : -e.amount), 0);
-    const dbCents = rows.reduce((a, r) => a + (r.stripe_transfer_id ? Number(r.amount_cents) : 0) - (r.stripe_reversal_id ? Number(r.reversal_amount_cents ?? r.amount_cents) : 0), 0);
+    const dbCents = rows.reduce(
+      (a, r) =>
+        a +
+        (r.stripe_transfer_id ? Number(r.amount_cents) : 0) -
+        (r.stripe_reversal_id ? Number(r.reversal_amount_cents ?? r.amount_cents) : 0),
+      0,
+    );
     if (ledgerCents !== dbCents) problems.push(`net ledger ${ledgerCents} cents != database ${dbCents} cents`);
-    const ledgerOk = problems.length === 0 && ledger.filter((e) => e.type === 'transfer').length === n && ledger.filter((e) => e.type === 'reversal').length === reversals - givenUp;
+    const ledgerOk =
+      problems.length === 0 &&
+      ledger.filter((e) => e.type === 'transfer').length === n &&
+      ledger.filter((e) => e.type === 'reversal').length === reversals - givenUp;
 
     const share1 = (100 * limited1) / stats1.totals.calls;
     const share2 = (100 * limited2) / stats2.totals.calls;
@@ -116,19 +177,42 @@ export async function payoutDayFigure(ctx: BenchContext): Promise<FigureResult> 
         `in its own process limited to ${SIM_LIMIT} requests/s globally and per endpoint, latency log-normal p50 250 ms / p99 1.5 s. Then ${fmt(reversals)} of them set to reversal_pending;`,
         `a few seconds in, the simulator's limits are halved (POST /_sim/limits). 429 shares from the simulator's own counters (/_sim/stats).`,
         'Database transactions: pg_stat_database.xact_commit + xact_rollback of the bench database over each phase, divided by the rows;',
-        'every worker statement runs in its own transaction, so this counts round trips that reach PostgreSQL (claim, record+release, graphile-worker\'s get_job and complete_job, and the',
+        "every worker statement runs in its own transaction, so this counts round trips that reach PostgreSQL (claim, record+release, graphile-worker's get_job and complete_job, and the",
         'shared overhead: dispatch ticks, request-budget reservations and 429 reports, heartbeats, LISTEN); pg_stat_statements was not loaded on the server, so no per-statement split.',
       ].join(' '),
-      tables: [{
-        title: 'Payout day',
-        head: ['phase', 'rows', 'seconds', 'rate', 'calls', '429s', '429 share', 'db transactions per row'],
-        rows: [
-          ['payouts', fmt(n), fmt(drainSeconds, 1), `${fmt(n / drainSeconds, 1)}/s`, fmt(stats1.totals.calls), fmt(limited1), `${share1.toFixed(2)}%`, perPayout.toFixed(2)],
-          ['reversals, limit halved', fmt(reversals), fmt(reverseSeconds, 1), `${fmt(reversals / reverseSeconds, 1)}/s`, fmt(stats2.totals.calls), fmt(limited2), `${share2.toFixed(2)}%`, perReversal.toFixed(2)],
-        ],
-      }],
+      tables: [
+        {
+          title: 'Payout day',
+          head: ['phase', 'rows', 'seconds', 'rate', 'calls', '429s', '429 share', 'db transactions per row'],
+          rows: [
+            [
+              'payouts',
+              fmt(n),
+              fmt(drainSeconds, 1),
+              `${fmt(n / drainSeconds, 1)}/s`,
+              fmt(stats1.totals.calls),
+              fmt(limited1),
+              `${share1.toFixed(2)}%`,
+              perPayout.toFixed(2),
+            ],
+            [
+              'reversals, limit halved',
+              fmt(reversals),
+              fmt(reverseSeconds, 1),
+              `${fmt(reversals / reverseSeconds, 1)}/s`,
+              fmt(stats2.totals.calls),
+              fmt(limited2),
+              `${share2.toFixed(2)}%`,
+              perReversal.toFixed(2),
+            ],
+          ],
+        },
+      ],
       ratios: [
-        { label: `drain time of ${fmt(n)} payouts / ideal (transfers / budget; the budget's GCRA runs at 95 % of the rate, so 1.05x is its floor)`, samples: [drainSeconds / ideal] },
+        {
+          label: `drain time of ${fmt(n)} payouts / ideal (transfers / budget; the budget's GCRA runs at 95 % of the rate, so 1.05x is its floor)`,
+          samples: [drainSeconds / ideal],
+        },
         { label: 'calls answered 429 / calls (payouts)', samples: [share1], format: (x) => `${x.toFixed(2)}%` },
         { label: `calls answered 429 / calls (reversals, Stripe's limit halved)`, samples: [share2], format: (x) => `${x.toFixed(2)}%` },
       ],

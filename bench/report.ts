@@ -26,8 +26,13 @@ export interface MachineInfo {
 const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
 function mdTable(t: TableSpec): string {
-  return [`**${t.title}**`, '', `| ${t.head.map(cell).join(' | ')} |`, `|${t.head.map(() => '---').join('|')}|`,
-    ...t.rows.map((r) => `| ${r.map(cell).join(' | ')} |`)].join('\n');
+  return [
+    `**${t.title}**`,
+    '',
+    `| ${t.head.map(cell).join(' | ')} |`,
+    `|${t.head.map(() => '---').join('|')}|`,
+    ...t.rows.map((r) => `| ${r.map(cell).join(' | ')} |`),
+  ].join('\n');
 }
 
 /** The figure's ratios: median and min–max over its samples (one per round, or one in all). */
@@ -60,11 +65,16 @@ const figureNumber = (title: string) => Number(/^(\d+)\./.exec(title)?.[1] ?? In
  */
 export async function updateReport(root: string, figures: FigureResult[], info: MachineInfo, command: string): Promise<string> {
   const md = path.join(root, 'docs', 'benchmarks.md');
-  const lines = (await readFile(md, 'utf8').catch(() => {
-    throw new Error('docs/benchmarks.md does not exist yet: run the full bench (npm run bench) once first');
-  })).trimEnd().split('\n');
+  const lines = (
+    await readFile(md, 'utf8').catch(() => {
+      throw new Error('docs/benchmarks.md does not exist yet: run the full bench (npm run bench) once first');
+    })
+  )
+    .trimEnd()
+    .split('\n');
   for (const f of figures) {
-    const stamp = `*Measured alone by \`${command}\` on ${info.date} (load average ${info.loadAtStart} / ${info.loadAtEnd}; ${info.postgres.split(' on ')[0]}, ${info.server}; ` +
+    const stamp =
+      `*Measured alone by \`${command}\` on ${info.date} (load average ${info.loadAtStart} / ${info.loadAtEnd}; ${info.postgres.split(' on ')[0]}, ${info.server}; ` +
       `${info.revision}); the rest of this page and the machine section are from the full run.*`;
     const body = figureSection(f, [stamp, '']);
     const starts = lines.flatMap((l, i) => (l.startsWith('## ') ? [i] : []));

@@ -17,7 +17,17 @@ import { bulkFigure } from './bulk.ts';
 import { createCopy } from './copy-table.ts';
 import { dispatchFigure } from './dispatch.ts';
 import { hotPathsFigure } from './hot-paths.ts';
-import { isLocalPostgres, printTable, progress, rowsLabel, sizesFor, stopwatch, type BenchContext, type FigureResult, type Mode } from './lib.ts';
+import {
+  isLocalPostgres,
+  printTable,
+  progress,
+  rowsLabel,
+  sizesFor,
+  stopwatch,
+  type BenchContext,
+  type FigureResult,
+  type Mode,
+} from './lib.ts';
 import { payoutDayFigure } from './payout-day.ts';
 import { ratiosTable, updateReport, writeReport, type MachineInfo } from './report.ts';
 import { statementCostFigure } from './statement-cost.ts';
@@ -73,7 +83,10 @@ async function migrationNames(url: string): Promise<string> {
 function gitRevision(): string {
   try {
     const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: projectRoot, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: projectRoot, encoding: 'utf8' }).trim().split('\n').filter(Boolean).length;
+    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: projectRoot, encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .filter(Boolean).length;
     return `git ${head}${dirty ? ` + ${dirty} uncommitted change(s) in the work tree` : ''}`;
   } catch {
     return 'not a git work tree';
@@ -81,10 +94,13 @@ function gitRevision(): string {
 }
 
 async function machineInfo(pool: pg.Pool, url: string, mode: Mode, server: string): Promise<MachineInfo> {
-  const { rows: [v] } = await pool.query<{ version: string }>('select version()');
+  const {
+    rows: [v],
+  } = await pool.query<{ version: string }>('select version()');
   const { rows: settings } = await pool.query<{ name: string; setting: string; unit: string | null }>(
     `select name, setting, unit from pg_settings where name in ('shared_buffers', 'work_mem', 'synchronous_commit', 'fsync', 'max_connections',
-       'autovacuum', 'jit', 'max_wal_size', 'checkpoint_timeout', 'wal_level', 'effective_cache_size') order by name`);
+       'autovacuum', 'jit', 'max_wal_size', 'checkpoint_timeout', 'wal_level', 'effective_cache_size') order by name`,
+  );
   const pretty = (s: { name: string; setting: string; unit: string | null }) => {
     if (s.unit === '8kB') return `${s.name}=${(Number(s.setting) * 8) / 1024} MB`;
     if (s.unit === 'kB') return `${s.name}=${Number(s.setting) / 1024} MB`;
@@ -98,7 +114,10 @@ async function machineInfo(pool: pg.Pool, url: string, mode: Mode, server: strin
     cpu: os.cpus()[0]?.model ?? 'unknown',
     cores: os.cpus().length,
     memory: `${(os.totalmem() / 1024 ** 3).toFixed(1)} GB`,
-    loadAtStart: os.loadavg().map((x) => x.toFixed(2)).join(', '),
+    loadAtStart: os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(', '),
     loadAtEnd: '',
     postgres: v!.version,
     settings: settings.map(pretty).join(', '),
@@ -140,10 +159,18 @@ async function main(): Promise<void> {
     await migrateDatabase(url);
     pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'seller-transfers-bench' });
     pool.on('error', () => {});
-    const { rows: [me] } = await pool.query<{ pid: number; su: boolean }>(`select pg_backend_pid() as pid, current_setting('is_superuser') = 'on' as su`);
-    if (!me!.su) throw new Error('the bench needs a superuser connection (session_replication_role for loading, CHECKPOINT, VACUUM, trigger swaps)');
+    const {
+      rows: [me],
+    } = await pool.query<{ pid: number; su: boolean }>(`select pg_backend_pid() as pid, current_setting('is_superuser') = 'on' as su`);
+    if (!me!.su)
+      throw new Error('the bench needs a superuser connection (session_replication_role for loading, CHECKPOINT, VACUUM, trigger swaps)');
     const ctx: BenchContext = { mode, sizes, adminUrl: server.adminUrl, url, pool, localServer: isLocalPostgres(me!.pid) };
-    const info = await machineInfo(pool, url, mode, `${server.kind}${ctx.localServer ? ', same machine' : ', remote: no PostgreSQL CPU attribution'}`);
+    const info = await machineInfo(
+      pool,
+      url,
+      mode,
+      `${server.kind}${ctx.localServer ? ', same machine' : ', remote: no PostgreSQL CPU attribution'}`,
+    );
     progress(`PostgreSQL processes visible in /proc: ${ctx.localServer}`);
 
     const results = new Map<FigureKey, FigureResult>();
@@ -186,21 +213,33 @@ async function main(): Promise<void> {
       for (const t of f.tables) printTable(t);
       for (const n of f.notes) console.log(`- ${n.replace(/\*\*/g, '')}`);
     }
-    info.loadAtEnd = os.loadavg().map((x) => x.toFixed(2)).join(', ');
+    info.loadAtEnd = os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(', ');
     info.runSeconds = total() / 1000;
     if (only.size === FIGURES.length) {
       const out = await writeReport(projectRoot, ordered, info);
       console.log(`\nwrote ${path.relative(projectRoot, out)} (run time ${(info.runSeconds / 60).toFixed(1)} min)`);
       if (ordered.some((f) => f.error)) process.exitCode = 1;
     } else if (updateDocs && ordered.some((f) => f.error)) {
-      console.log(`\n--update-docs: docs/benchmarks.md not touched, ${ordered.filter((f) => f.error).map((f) => f.title).join(', ')} failed`);
+      console.log(
+        `\n--update-docs: docs/benchmarks.md not touched, ${ordered
+          .filter((f) => f.error)
+          .map((f) => f.title)
+          .join(', ')} failed`,
+      );
       process.exitCode = 1;
     } else if (updateDocs) {
       const command = `npm run bench -- ${mode === 'default' ? '' : `--${mode} `}--only=${[...only].join(',')} --update-docs`;
       const out = await updateReport(projectRoot, ordered, info, command);
-      console.log(`\nupdated ${[...only].join(', ')} in ${path.relative(projectRoot, out)}; the other figures are the last full run's (run time ${(info.runSeconds / 60).toFixed(1)} min)`);
+      console.log(
+        `\nupdated ${[...only].join(', ')} in ${path.relative(projectRoot, out)}; the other figures are the last full run's (run time ${(info.runSeconds / 60).toFixed(1)} min)`,
+      );
     } else {
-      console.log(`\n--only: docs/benchmarks.md not rewritten (add --update-docs to put these figures into it; run time ${(info.runSeconds / 60).toFixed(1)} min)`);
+      console.log(
+        `\n--only: docs/benchmarks.md not rewritten (add --update-docs to put these figures into it; run time ${(info.runSeconds / 60).toFixed(1)} min)`,
+      );
     }
   } finally {
     await cleanup();
@@ -208,6 +247,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  console.error(e instanceof Error ? e.stack ?? e.message : e);
+  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
   process.exitCode = 1;
 });

@@ -38,12 +38,36 @@ type VariantKey = 'real' | 'hand-written' | 'before';
 const VARIANTS: VariantKey[] = ['real', 'hand-written', 'before'];
 type MoveKey = 'pending-completed' | 'completed-reversal' | 'lease';
 
-interface Move { key: MoveKey; label: string; role: string | null; how: string; first: (rows: number) => number }
+interface Move {
+  key: MoveKey;
+  label: string;
+  role: string | null;
+  how: string;
+  first: (rows: number) => number;
+}
 
 const MOVES: Move[] = [
-  { key: 'pending-completed', label: 'pending -> completed', role: 'marketplace_worker', how: 'the worker: mark_seller_transfer_paid', first: () => 1 },
-  { key: 'completed-reversal', label: 'completed -> reversal_pending', role: 'marketplace_writer', how: 'a service: plain UPDATE', first: (rows) => rows / 2 + 1 },
-  { key: 'lease', label: 'pending, next_retry_at moved (no status change)', role: null, how: 'the dispatcher\'s lease', first: (rows) => rows / 4 + 1 },
+  {
+    key: 'pending-completed',
+    label: 'pending -> completed',
+    role: 'marketplace_worker',
+    how: 'the worker: mark_seller_transfer_paid',
+    first: () => 1,
+  },
+  {
+    key: 'completed-reversal',
+    label: 'completed -> reversal_pending',
+    role: 'marketplace_writer',
+    how: 'a service: plain UPDATE',
+    first: (rows) => rows / 2 + 1,
+  },
+  {
+    key: 'lease',
+    label: 'pending, next_retry_at moved (no status change)',
+    role: null,
+    how: "the dispatcher's lease",
+    first: (rows) => rows / 4 + 1,
+  },
 ];
 
 const idOf = (k: string) => `md5('st' || ${k})::uuid`;
@@ -105,13 +129,31 @@ async function load(db: pg.Client, table: string, rows: number): Promise<void> {
      select ${idOf('k')}, md5('o' || k)::uuid, md5('s' || k)::uuid, 'acct_bench' || (k % 1000), 1000 + k % 5000, 'usd',
             case when k <= $2 then 'pending' else 'completed' end, case when k > $2 then 'tr_c' || k end,
             timestamptz '2026-01-01' + k * interval '1 second', timestamptz '2026-01-01' + k * interval '1 second'
-       from generate_series(1, $1::int) k`, [rows, rows / 2]);
+       from generate_series(1, $1::int) k`,
+    [rows, rows / 2],
+  );
   await db.query('set session_replication_role = default');
 }
 
-interface Sample { cpuUs: number; walBytes: number; walFpiBytes: number; walRecords: number; windowBytes: number; events: number; failed: number }
+interface Sample {
+  cpuUs: number;
+  walBytes: number;
+  walFpiBytes: number;
+  walRecords: number;
+  windowBytes: number;
+  events: number;
+  failed: number;
+}
 
-interface Runner { variant: VariantKey; move: Move; client: pg.Client; pid: number; admin: pg.Client; table: string; events: string }
+interface Runner {
+  variant: VariantKey;
+  move: Move;
+  client: pg.Client;
+  pid: number;
+  admin: pg.Client;
+  table: string;
+  events: string;
+}
 
 const finite = (xs: number[]) => xs.filter((x) => Number.isFinite(x));
 const stats = (all: number[], f: (x: number) => string) => {
@@ -154,15 +196,22 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
     await load(adminAfter, 'marketplace.seller_transfers', rows);
     await load(adminAfter, 'bench.hand_transfers', rows);
     await load(adminBefore, 'marketplace.seller_transfers', rows);
-    for (const t of ['marketplace.seller_transfers', 'bench.hand_transfers', 'marketplace.seller_transfer_events', 'bench.hand_events']) await adminAfter.query(`vacuum (analyze) ${t}`);
-    for (const t of ['marketplace.seller_transfers', 'marketplace.seller_transfer_events']) await adminBefore.query(`vacuum (analyze) ${t}`);
+    for (const t of ['marketplace.seller_transfers', 'bench.hand_transfers', 'marketplace.seller_transfer_events', 'bench.hand_events'])
+      await adminAfter.query(`vacuum (analyze) ${t}`);
+    for (const t of ['marketplace.seller_transfers', 'marketplace.seller_transfer_events'])
+      await adminBefore.query(`vacuum (analyze) ${t}`);
     let walinspect = true;
     try {
       await adminAfter.query('create extension if not exists pg_walinspect');
       // Keeps the measured WAL on disk until it has been read, whatever checkpoints other
       // sessions cause meanwhile (temporary: gone with this connection).
-      await adminAfter.query(`select pg_create_physical_replication_slot('seller_transfers_bench_' || pg_backend_pid(), true, true)`)
-        .catch((e: Error) => progress(`statement-cost: no replication slot to hold the WAL (${e.message}); a checkpoint during a round may lose its WAL figures`));
+      await adminAfter
+        .query(`select pg_create_physical_replication_slot('seller_transfers_bench_' || pg_backend_pid(), true, true)`)
+        .catch((e: Error) =>
+          progress(
+            `statement-cost: no replication slot to hold the WAL (${e.message}); a checkpoint during a round may lose its WAL figures`,
+          ),
+        );
     } catch (e) {
       walinspect = false;
       progress(`statement-cost: pg_walinspect unavailable (${(e as Error).message}); WAL = insert-LSN difference over each round`);
@@ -175,9 +224,15 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
         const url = variant === 'before' ? urls.before : urls.after;
         const client = await open(url, `seller-transfers-bench-cost-${variant}`);
         if (move.role) await client.query(`set role ${move.role}`);
-        const { rows: [me] } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
+        const {
+          rows: [me],
+        } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
         runners.set(`${move.key}/${variant}`, {
-          variant, move, client, pid: me!.pid, admin: variant === 'before' ? adminBefore : adminAfter,
+          variant,
+          move,
+          client,
+          pid: me!.pid,
+          admin: variant === 'before' ? adminBefore : adminAfter,
           table: variant === 'hand-written' ? 'bench.hand_transfers' : 'marketplace.seller_transfers',
           events: variant === 'hand-written' ? 'bench.hand_events' : 'marketplace.seller_transfer_events',
         });
@@ -202,23 +257,36 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
         const k0 = move.first(rows) + round * perRound;
         for (const v of order) {
           const r = runners.get(`${move.key}/${v}`)!;
-          const { rows: [l0] } = await r.admin.query<{ lsn: string }>('select pg_current_wal_insert_lsn()::text as lsn');
+          const {
+            rows: [l0],
+          } = await r.admin.query<{ lsn: string }>('select pg_current_wal_insert_lsn()::text as lsn');
           const cpu0 = ctx.localServer ? onCpuNs(r.pid) : null;
           let failed = 0;
           for (let i = 0; i < perRound; i++) if (!(await runOne(r, k0 + i))) failed++;
           const cpu1 = ctx.localServer ? onCpuNs(r.pid) : null;
-          const { rows: [l1] } = await r.admin.query<{ lsn: string; window: string }>(
-            `select least(pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn())::text as lsn, pg_current_wal_insert_lsn() - $1::pg_lsn as window`, [l0!.lsn]);
-          const { rows: [ev] } = await r.admin.query<{ n: string; xids: string[] }>(
+          const {
+            rows: [l1],
+          } = await r.admin.query<{ lsn: string; window: string }>(
+            `select least(pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn())::text as lsn, pg_current_wal_insert_lsn() - $1::pg_lsn as window`,
+            [l0!.lsn],
+          );
+          const {
+            rows: [ev],
+          } = await r.admin.query<{ n: string; xids: string[] }>(
             `select (select count(*) from ${r.events} where transfer_id in (select ${idOf('k')} from generate_series($1::int, $2::int) k)) as n,
                     (select coalesce(array_agg(xmin::text), '{}') from ${r.table} where id in (select ${idOf('k')} from generate_series($1::int, $2::int) k)) as xids`,
-            [k0, k0 + perRound - 1]);
+            [k0, k0 + perRound - 1],
+          );
           let wal = { bytes: Number(l1!.window), fpi: NaN, records: NaN };
           if (walinspect) {
             try {
-              const { rows: [w] } = await adminAfter.query<{ bytes: string; fpi: string; records: string }>(
+              const {
+                rows: [w],
+              } = await adminAfter.query<{ bytes: string; fpi: string; records: string }>(
                 `select coalesce(sum(record_length), 0) as bytes, coalesce(sum(fpi_length), 0) as fpi, count(*) as records
-                   from pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn) where xid::text = any($3::text[])`, [l0!.lsn, l1!.lsn, ev!.xids]);
+                   from pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn) where xid::text = any($3::text[])`,
+                [l0!.lsn, l1!.lsn, ev!.xids],
+              );
               wal = { bytes: Number(w!.bytes), fpi: Number(w!.fpi), records: Number(w!.records) };
             } catch (e) {
               unread.push(`round ${round + 1}, ${move.label}, ${v}: ${(e as Error).message}`);
@@ -226,18 +294,26 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
             }
           }
           const key = `${move.key}/${v}`;
-          samples.set(key, [...(samples.get(key) ?? []), {
-            cpuUs: cpu0 !== null && cpu1 !== null ? (cpu1 - cpu0) / 1000 / perRound : NaN,
-            walBytes: wal.bytes / perRound, walFpiBytes: wal.fpi / perRound, walRecords: wal.records / perRound,
-            windowBytes: Number(l1!.window) / perRound, events: Number(ev!.n), failed,
-          }]);
+          samples.set(key, [
+            ...(samples.get(key) ?? []),
+            {
+              cpuUs: cpu0 !== null && cpu1 !== null ? (cpu1 - cpu0) / 1000 / perRound : NaN,
+              walBytes: wal.bytes / perRound,
+              walFpiBytes: wal.fpi / perRound,
+              walRecords: wal.records / perRound,
+              windowBytes: Number(l1!.window) / perRound,
+              events: Number(ev!.n),
+              failed,
+            },
+          ]);
         }
       }
       if (round % 3 === 2) progress(`statement-cost: round ${round + 1}/${rounds}`);
     }
 
     const of = (m: MoveKey, v: VariantKey) => samples.get(`${m}/${v}`) ?? [];
-    const perRoundRatio = (m: MoveKey, a: VariantKey, b: VariantKey, f: (s: Sample) => number) => finite(of(m, a).map((x, i) => f(x) / f(of(m, b)[i]!)));
+    const perRoundRatio = (m: MoveKey, a: VariantKey, b: VariantKey, f: (s: Sample) => number) =>
+      finite(of(m, a).map((x, i) => f(x) / f(of(m, b)[i]!)));
     const us = (x: number) => (Number.isFinite(x) ? `${x.toFixed(0)} µs` : 'n/a');
     const by = (x: number) => (Number.isFinite(x) ? `${x.toFixed(0)} B` : 'n/a');
     const cpu = (s: Sample) => s.cpuUs;
@@ -257,34 +333,74 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
         const xs = of(m.key, v);
         if (xs.some((x) => x.failed > 0)) allChanged = false;
         if (xs.some((x) => x.events !== (m.key === 'lease' ? 0 : perRound))) historyOk = false;
-        absRows.push([m.label, v, stats(xs.map(cpu), us), range(xs.map(cpu), us), stats(xs.map(walOf), by), range(xs.map(walOf), by),
-          walinspect ? stats(xs.map(records), by) : 'n/a', walinspect ? fmt(median(finite(xs.map((x) => x.walRecords))), 1) : 'n/a', by(median(xs.map((x) => x.windowBytes)))]);
+        absRows.push([
+          m.label,
+          v,
+          stats(xs.map(cpu), us),
+          range(xs.map(cpu), us),
+          stats(xs.map(walOf), by),
+          range(xs.map(walOf), by),
+          walinspect ? stats(xs.map(records), by) : 'n/a',
+          walinspect ? fmt(median(finite(xs.map((x) => x.walRecords))), 1) : 'n/a',
+          by(median(xs.map((x) => x.windowBytes))),
+        ]);
       }
-      const pairs: Array<[VariantKey, VariantKey]> = [['real', 'hand-written'], ['real', 'before'], ['before', 'hand-written']];
+      const pairs: Array<[VariantKey, VariantKey]> = [
+        ['real', 'hand-written'],
+        ['real', 'before'],
+        ['before', 'hand-written'],
+      ];
       for (const [a, b] of pairs) {
         const c = perRoundRatio(m.key, a, b, cpu);
         const w = perRoundRatio(m.key, a, b, walOf);
         const r = perRoundRatio(m.key, a, b, records);
-        ratioRows.push([m.label, `${a} / ${b}`, stats(c, ratio), range(c, ratio), stats(w, ratio), range(w, ratio), walinspect ? stats(r, ratio) : 'n/a']);
+        ratioRows.push([
+          m.label,
+          `${a} / ${b}`,
+          stats(c, ratio),
+          range(c, ratio),
+          stats(w, ratio),
+          range(w, ratio),
+          walinspect ? stats(r, ratio) : 'n/a',
+        ]);
       }
-      ratios.push({ label: `${m.label}: server CPU per statement, real / hand-written`, samples: perRoundRatio(m.key, 'real', 'hand-written', cpu) },
-        { label: `${m.label}: WAL bytes per statement${walinspect ? ' (full-page images aside)' : ''}, real / hand-written`, samples: perRoundRatio(m.key, 'real', 'hand-written', walHeadline) });
+      ratios.push(
+        { label: `${m.label}: server CPU per statement, real / hand-written`, samples: perRoundRatio(m.key, 'real', 'hand-written', cpu) },
+        {
+          label: `${m.label}: WAL bytes per statement${walinspect ? ' (full-page images aside)' : ''}, real / hand-written`,
+          samples: perRoundRatio(m.key, 'real', 'hand-written', walHeadline),
+        },
+      );
     }
     const notes: string[] = [];
-    notes.push(allChanged && historyOk
-      ? `Every measured transaction moved exactly one row, and every round left exactly ${perRound} history rows per variant for the status changes, none for the lease.`
-      : '**Not every transaction moved a row, or the history rows did not match** (a round ran past its rows): those rounds understate the cost.');
-    if (unread.length) notes.push(`**WAL not read for ${unread.length} round(s)** (left out of the WAL columns): ${unread.slice(0, 2).join('; ')}.`);
-    if (!ctx.localServer) notes.push('**No CPU figures:** the PostgreSQL server is not on this machine, so its backends\' /proc/PID/schedstat cannot be read.');
+    notes.push(
+      allChanged && historyOk
+        ? `Every measured transaction moved exactly one row, and every round left exactly ${perRound} history rows per variant for the status changes, none for the lease.`
+        : '**Not every transaction moved a row, or the history rows did not match** (a round ran past its rows): those rounds understate the cost.',
+    );
+    if (unread.length)
+      notes.push(`**WAL not read for ${unread.length} round(s)** (left out of the WAL columns): ${unread.slice(0, 2).join('; ')}.`);
+    if (!ctx.localServer)
+      notes.push("**No CPU figures:** the PostgreSQL server is not on this machine, so its backends' /proc/PID/schedstat cannot be read.");
     // Fairness: the hand-written history rows carry what the real trigger's carry.
-    const shape = async (db: pg.Client, events: string, k0: number) => (await db.query<{ s: string }>(
-      `select string_agg(distinct format('%s -> %s by %s (%s), transfer id %s', from_status, to_status, authority, actor, case when stripe_transfer_id is null then 'not recorded' else 'recorded' end), '; ') as s
-         from ${events} where transfer_id in (select ${idOf('k')} from generate_series($1::int, $2::int) k)`, [k0, k0 + perRound - 1])).rows[0]?.s ?? 'none';
+    const shape = async (db: pg.Client, events: string, k0: number) =>
+      (
+        await db.query<{ s: string }>(
+          `select string_agg(distinct format('%s -> %s by %s (%s), transfer id %s', from_status, to_status, authority, actor, case when stripe_transfer_id is null then 'not recorded' else 'recorded' end), '; ') as s
+         from ${events} where transfer_id in (select ${idOf('k')} from generate_series($1::int, $2::int) k)`,
+          [k0, k0 + perRound - 1],
+        )
+      ).rows[0]?.s ?? 'none';
     for (const m of MOVES.filter((x) => x.key !== 'lease')) {
-      const [real, hand] = [await shape(adminAfter, 'marketplace.seller_transfer_events', m.first(rows)), await shape(adminAfter, 'bench.hand_events', m.first(rows))];
-      notes.push(real === hand
-        ? `${m.label}: the real and the hand-written history rows record the same facts (${real}).`
-        : `**${m.label}: the hand-written history rows differ from the real ones** (real: ${real}; hand-written: ${hand}).`);
+      const [real, hand] = [
+        await shape(adminAfter, 'marketplace.seller_transfer_events', m.first(rows)),
+        await shape(adminAfter, 'bench.hand_events', m.first(rows)),
+      ];
+      notes.push(
+        real === hand
+          ? `${m.label}: the real and the hand-written history rows record the same facts (${real}).`
+          : `**${m.label}: the hand-written history rows differ from the real ones** (real: ${real}; hand-written: ${hand}).`,
+      );
     }
     const method = [
       `Single client, ${perRound} one-statement transactions per round and variant, ${rounds} rounds; in every round the variants run back to back in an order rotated (and reversed every other round), each on its own connection whose role is set once.`,
@@ -306,15 +422,28 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
       title: '1. Trigger cost: CPU and WAL per statement (single client)',
       method,
       ratios,
-      tables: [{
-        title: 'Ratios per round: median (p25–p75), min–max',
-        head: ['transaction', 'ratio', 'CPU', 'CPU min–max', 'WAL bytes', 'WAL min–max', 'WAL bytes without full-page images'],
-        rows: ratioRows,
-      }, {
-        title: `Per statement: median (p25–p75) and min–max over ${rounds} rounds of ${perRound} transactions`,
-        head: ['transaction', 'variant', 'server CPU', 'CPU min–max', 'WAL bytes', 'WAL min–max', 'WAL bytes without full-page images', 'WAL records (median)', 'window WAL (median)'],
-        rows: absRows,
-      }],
+      tables: [
+        {
+          title: 'Ratios per round: median (p25–p75), min–max',
+          head: ['transaction', 'ratio', 'CPU', 'CPU min–max', 'WAL bytes', 'WAL min–max', 'WAL bytes without full-page images'],
+          rows: ratioRows,
+        },
+        {
+          title: `Per statement: median (p25–p75) and min–max over ${rounds} rounds of ${perRound} transactions`,
+          head: [
+            'transaction',
+            'variant',
+            'server CPU',
+            'CPU min–max',
+            'WAL bytes',
+            'WAL min–max',
+            'WAL bytes without full-page images',
+            'WAL records (median)',
+            'window WAL (median)',
+          ],
+          rows: absRows,
+        },
+      ],
       notes,
       seconds: took() / 1000,
     };

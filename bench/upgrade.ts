@@ -36,26 +36,57 @@ export async function upgradeFigure(ctx: BenchContext): Promise<FigureResult> {
     for (const s of scenarios) {
       await rollbackTo(url, FROM);
       progress(`upgrade: ${s.label}`);
-      results.push({ label: s.label, lockTimeoutMs: s.lockTimeoutMs, run: await upgradeUnderLoad(url, { clients: 4, readerMs: s.readerMs, lockTimeoutMs: s.lockTimeoutMs, warmupMs: 1_000 }) });
+      results.push({
+        label: s.label,
+        lockTimeoutMs: s.lockTimeoutMs,
+        run: await upgradeUnderLoad(url, { clients: 4, readerMs: s.readerMs, lockTimeoutMs: s.lockTimeoutMs, warmupMs: 1_000 }),
+      });
     }
-    const [alone, reader, before] = results as [typeof results[0], typeof results[0], typeof results[0]];
+    const [alone, reader, before] = results as [(typeof results)[0], (typeof results)[0], (typeof results)[0]];
     return {
       key: 'upgrade',
       title: '6. Upgrade under load',
-      method: `A database at migration 000006 with ${fmt(rows)} transfers (half completed) and their history; 4 node-pg writers loop over an insert, a refund ` +
+      method:
+        `A database at migration 000006 with ${fmt(rows)} transfers (half completed) and their history; 4 node-pg writers loop over an insert, a refund ` +
         '(completed -> reversal_pending) and a same-state bump, each a single statement; `migrate` (src/db/migrate.ts) runs to the latest migration ' +
         `with lock_timeout ${lockTimeoutMs} ms (the default) and retries, alone and with a report that holds ACCESS SHARE on the tables for ${READER_MS / 1000} s; ` +
         'the before run uses a 600 s lock_timeout, which waits the report out as migrate did before. Worst = the slowest writer statement during the run.',
-      tables: [{
-        title: 'writers during the upgrade',
-        head: ['run', 'lock_timeout', 'migrate took', 'lock timeouts retried', 'writer statements', 'writer errors', 'worst writer statement'],
-        rows: results.map((r) => [r.label, ms(r.lockTimeoutMs), ms(r.run.migrateMs), String(r.run.retries.length), fmt(r.run.writers.statements),
-          String(r.run.writers.errors.length), `${ms(r.run.writers.worstMs)} (${r.run.writers.worstKind})`]),
-      }],
+      tables: [
+        {
+          title: 'writers during the upgrade',
+          head: [
+            'run',
+            'lock_timeout',
+            'migrate took',
+            'lock timeouts retried',
+            'writer statements',
+            'writer errors',
+            'worst writer statement',
+          ],
+          rows: results.map((r) => [
+            r.label,
+            ms(r.lockTimeoutMs),
+            ms(r.run.migrateMs),
+            String(r.run.retries.length),
+            fmt(r.run.writers.statements),
+            String(r.run.writers.errors.length),
+            `${ms(r.run.writers.worstMs)} (${r.run.writers.worstKind})`,
+          ]),
+        },
+      ],
       ratios: [
-        { label: `worst writer statement during the upgrade / lock_timeout (${ms(lockTimeoutMs)}), alone`, samples: [alone.run.writers.worstMs / lockTimeoutMs] },
-        { label: `worst writer statement during the upgrade / lock_timeout, with a ${READER_MS / 1000} s report`, samples: [reader.run.writers.worstMs / lockTimeoutMs] },
-        { label: `the same without a lock timeout (before) / with it, with a ${READER_MS / 1000} s report`, samples: [before.run.writers.worstMs / reader.run.writers.worstMs] },
+        {
+          label: `worst writer statement during the upgrade / lock_timeout (${ms(lockTimeoutMs)}), alone`,
+          samples: [alone.run.writers.worstMs / lockTimeoutMs],
+        },
+        {
+          label: `worst writer statement during the upgrade / lock_timeout, with a ${READER_MS / 1000} s report`,
+          samples: [reader.run.writers.worstMs / lockTimeoutMs],
+        },
+        {
+          label: `the same without a lock timeout (before) / with it, with a ${READER_MS / 1000} s report`,
+          samples: [before.run.writers.worstMs / reader.run.writers.worstMs],
+        },
       ],
       notes: [
         `With a report open, the migration's ACCESS EXCLUSIVE request on seller_transfers (000007: DROP/CREATE TRIGGER, DROP INDEX) waits at most lock_timeout, ` +

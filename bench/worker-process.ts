@@ -9,7 +9,10 @@ import type { BenchContext } from './lib.ts';
 
 const BENCH_STRIPE_KEY = 'sk_test_bench';
 
-export interface WorkerProcess { child: ChildProcess; stderr: () => string }
+export interface WorkerProcess {
+  child: ChildProcess;
+  stderr: () => string;
+}
 
 function spawnChild(args: string[], env: NodeJS.ProcessEnv, stdout: 'ignore' | 'pipe'): WorkerProcess {
   const child = spawn(process.execPath, args, { cwd: projectRoot, env, stdio: ['ignore', stdout, 'pipe'] });
@@ -20,9 +23,18 @@ function spawnChild(args: string[], env: NodeJS.ProcessEnv, stdout: 'ignore' | '
 
 /** Starts a worker with the bench's database and simulator, and `env` on top. */
 export function spawnWorkerProcess(ctx: BenchContext, simUrl: string, env: Record<string, string> = {}): WorkerProcess {
-  return spawnChild([path.join(projectRoot, 'bin/seller-transfers.js'), 'worker', '--no-migrate'], {
-    ...process.env, DATABASE_URL: ctx.url, STRIPE_SECRET_KEY: BENCH_STRIPE_KEY, STRIPE_API_BASE: simUrl, LOG_LEVEL: 'silent', ...env,
-  }, 'ignore');
+  return spawnChild(
+    [path.join(projectRoot, 'bin/seller-transfers.js'), 'worker', '--no-migrate'],
+    {
+      ...process.env,
+      DATABASE_URL: ctx.url,
+      STRIPE_SECRET_KEY: BENCH_STRIPE_KEY,
+      STRIPE_API_BASE: simUrl,
+      LOG_LEVEL: 'silent',
+      ...env,
+    },
+    'ignore',
+  );
 }
 
 /** SIGTERM (a graceful stop), SIGKILL after `killAfterMs`. */

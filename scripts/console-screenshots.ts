@@ -29,35 +29,64 @@ const pool = new pg.Pool({ connectionString: url });
 const sim = await startStripeSimulator();
 try {
   await migrateDatabase(url);
-  const config = loadConfig({ DATABASE_URL: url, STRIPE_SECRET_KEY: KEY, STRIPE_API_BASE: sim.url, LOG_LEVEL: 'silent', WORKER_POLL_INTERVAL_MS: '100' });
-  const worker = await startWorker({ config, logger: createLogger('silent'), databaseUrl: url, stripe: { secretKey: KEY, apiBase: sim.url, timeoutMs: config.STRIPE_TIMEOUT_MS } });
+  const config = loadConfig({
+    DATABASE_URL: url,
+    STRIPE_SECRET_KEY: KEY,
+    STRIPE_API_BASE: sim.url,
+    LOG_LEVEL: 'silent',
+    WORKER_POLL_INTERVAL_MS: '100',
+  });
+  const worker = await startWorker({
+    config,
+    logger: createLogger('silent'),
+    databaseUrl: url,
+    stripe: { secretKey: KEY, apiBase: sim.url, timeoutMs: config.STRIPE_TIMEOUT_MS },
+  });
   // 40 payouts, some in yen (zero-decimal), paid by the worker; 3 refunds asked for in the console.
   await pool.query(`insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
     select gen_random_uuid(), gen_random_uuid(), 'acct_' || (1000 + g % 7), 500 + g * 137, case when g % 5 = 0 then 'jpy' else 'usd' end
       from generate_series(1, 40) g`);
   for (let i = 0; i < 300; i++) {
-    const { rows: [r] } = await pool.query(`select count(*) filter (where status <> 'completed') as left from marketplace.seller_transfers`);
+    const {
+      rows: [r],
+    } = await pool.query(`select count(*) filter (where status <> 'completed') as left from marketplace.seller_transfers`);
     if (Number(r.left) === 0) break;
     await new Promise((res) => setTimeout(res, 100));
   }
   const console_ = await startTestConsole(url, { stripeMode: 'test' });
-  const { rows: paid } = await pool.query<{ id: string }>(`select id from marketplace.seller_transfers where status = 'completed' order by created_at limit 4`);
+  const { rows: paid } = await pool.query<{ id: string }>(
+    `select id from marketplace.seller_transfers where status = 'completed' order by created_at limit 4`,
+  );
   for (const [i, p] of paid.slice(0, 3).entries()) {
-    await runConsoleAction(console_.db, { action: 'reverse', id: p.id, reason: `refund of order RMA-${100 + i}`, user: 'alice', commit: true });
+    await runConsoleAction(console_.db, {
+      action: 'reverse',
+      id: p.id,
+      reason: `refund of order RMA-${100 + i}`,
+      user: 'alice',
+      commit: true,
+    });
   }
   for (let i = 0; i < 100; i++) {
-    const { rows: [r] } = await pool.query(`select count(*) filter (where status = 'reversal_pending') as left from marketplace.seller_transfers`);
+    const {
+      rows: [r],
+    } = await pool.query(`select count(*) filter (where status = 'reversal_pending') as left from marketplace.seller_transfers`);
     if (Number(r.left) === 0) break;
     await new Promise((res) => setTimeout(res, 100));
   }
   await worker.stop();
   const failed = [await transferIn(pool, 'failed'), await transferIn(pool, 'failed'), await transferIn(pool, 'failed')];
-  await pool.query(`update marketplace.seller_transfers set last_error = 'StripeConnectionError: connect ETIMEDOUT (attempt 3 of 8)', retry_count = 3 where id = any($1)`, [failed]);
+  await pool.query(
+    `update marketplace.seller_transfers set last_error = 'StripeConnectionError: connect ETIMEDOUT (attempt 3 of 8)', retry_count = 3 where id = any($1)`,
+    [failed],
+  );
 
   mkdirSync(OUT, { recursive: true });
   const browser = await launchChromium({ width: 1280, height: 800 });
   const page = browser.page;
-  const shot = async (file: string) => { await page.screenshot({ path: path.join(OUT, `${file}.png`), fullPage: true }); process.stdout.write(`docs/console/${file}.png\n`); };
+  const shot = async (file: string) => {
+    await page.screenshot({ path: path.join(OUT, `${file}.png`), fullPage: true });
+    process.stdout.write(`docs/console/${file}.png\n`);
+  };
   try {
     await page.goto(`${console_.url}/login`);
     await shot('login');

@@ -9,9 +9,10 @@ import { startEmbeddedMajor } from '../test/support/embedded-major.ts';
 import { SCHEMA_DUMP_FILE, SCHEMA_DUMP_MAJOR, renderSchemaDump, serverMajor } from '../test/support/schema-dump.ts';
 
 const fromEnv = process.env.TEST_DATABASE_URL;
-const server = fromEnv && (await serverMajor(fromEnv)) === SCHEMA_DUMP_MAJOR
-  ? { adminUrl: fromEnv, stop: async () => {} }
-  : await startEmbeddedMajor(SCHEMA_DUMP_MAJOR);
+const server =
+  fromEnv && (await serverMajor(fromEnv)) === SCHEMA_DUMP_MAJOR
+    ? { adminUrl: fromEnv, stop: async () => {} }
+    : await startEmbeddedMajor(SCHEMA_DUMP_MAJOR);
 const name = `seller_transfers_schema_dump_${randomBytes(4).toString('hex')}`;
 try {
   await createDatabase(server.adminUrl, name);

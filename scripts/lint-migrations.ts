@@ -5,5 +5,7 @@ import { lintMigrations } from '../test/support/squawk-lint.ts';
 const { findings, unjustified, stale } = await lintMigrations();
 for (const f of unjustified) console.log(`migrations: ${f.file}:${f.line} ${f.rule}: ${f.message}`);
 for (const s of stale) console.log(`migrations/squawk-baseline.json5: ${s}`);
-console.log(`squawk: ${findings.length} finding(s), ${findings.length - unjustified.length} baselined with a reason, ${unjustified.length} unjustified; ${stale.length} baseline problem(s)`);
+console.log(
+  `squawk: ${findings.length} finding(s), ${findings.length - unjustified.length} baselined with a reason, ${unjustified.length} unjustified; ${stale.length} baseline problem(s)`,
+);
 if (unjustified.length || stale.length) process.exit(1);

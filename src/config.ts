@@ -4,7 +4,12 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 
 const int = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
-const seconds = (def: number) => z.coerce.number().positive().max(365 * 24 * 3600).default(def);
+const seconds = (def: number) =>
+  z.coerce
+    .number()
+    .positive()
+    .max(365 * 24 * 3600)
+    .default(def);
 const emptyAsUndefined = (v: unknown) => (v === '' ? undefined : v);
 const perSecond = z.coerce.number().positive().max(10_000).optional();
 /** proxy-addr's names for address ranges, accepted in CONSOLE_TRUSTED_PROXIES besides addresses and CIDRs. */
@@ -20,10 +25,16 @@ function trustedProxy(entry: string): boolean {
 // entries added by those are believed. Unset: none. No hop count: it cannot tell a proxy from a
 // client that writes the header itself (fastify refuses to trust one for that reason).
 const trustedProxies = z.string().transform((v, ctx) => {
-  const entries = v.split(',').map((e) => e.trim()).filter(Boolean);
+  const entries = v
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
   const bad = entries.filter((e) => !trustedProxy(e));
   if (!entries.length || bad.length) {
-    ctx.addIssue({ code: 'custom', message: `expected the proxies' addresses or CIDRs, comma-separated (or loopback, linklocal, uniquelocal)${bad.length ? `; not one: ${bad.join(', ').slice(0, 80)}` : ''}` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected the proxies' addresses or CIDRs, comma-separated (or loopback, linklocal, uniquelocal)${bad.length ? `; not one: ${bad.join(', ').slice(0, 80)}` : ''}`,
+    });
     return z.NEVER;
   }
   return entries;
@@ -39,7 +50,13 @@ const schema = z.object({
   DATA_DIR: z.preprocess(emptyAsUndefined, z.string().default('.data')),
   // The embedded server's port (without DATABASE_URL): one checkout, one server on this port.
   EMBEDDED_PORT: z.preprocess(emptyAsUndefined, int(54329, 1, 65_535)),
-  STRIPE_SECRET_KEY: z.preprocess(emptyAsUndefined, z.string().regex(/^(sk|rk)_(test|live)_\w+$/, 'must look like sk_test_… or sk_live_… (or a restricted rk_ key)').optional()),
+  STRIPE_SECRET_KEY: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^(sk|rk)_(test|live)_\w+$/, 'must look like sk_test_… or sk_live_… (or a restricted rk_ key)')
+      .optional(),
+  ),
   STRIPE_API_BASE: z.preprocess(emptyAsUndefined, z.url({ protocol: /^https?$/ }).optional()),
   // Unset: derived from the key's mode, see stripeRequestBudget().
   STRIPE_REQUESTS_PER_SECOND: z.preprocess(emptyAsUndefined, perSecond),
@@ -68,19 +85,37 @@ const schema = z.object({
   MIGRATION_LOCK_RETRY_SECONDS: z.preprocess(emptyAsUndefined, seconds(MIGRATE_DEFAULTS.retryForMs / 1000)),
   METRICS_PORT: z.preprocess(emptyAsUndefined, int(0, 0, 65_535)),
   WEBHOOK_PORT: z.preprocess(emptyAsUndefined, int(0, 0, 65_535)),
-  STRIPE_WEBHOOK_SECRET: z.preprocess(emptyAsUndefined, z.string().regex(/^whsec_\w+$/, 'must look like whsec_…').optional()),
+  STRIPE_WEBHOOK_SECRET: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^whsec_\w+$/, 'must look like whsec_…')
+      .optional(),
+  ),
   LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info')),
   // Unset: pretty on a terminal, JSON otherwise (see src/logger.ts).
   LOG_FORMAT: z.preprocess(emptyAsUndefined, z.enum(['json', 'pretty']).optional()),
   // The operator console (`seller-transfers console`); the rules that tie these together are in consoleConfig().
-  CONSOLE_HOST: z.preprocess(emptyAsUndefined, z.string().regex(/^[\w.:-]+$/, 'must be a host name or IP address').default('127.0.0.1')),
+  CONSOLE_HOST: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^[\w.:-]+$/, 'must be a host name or IP address')
+      .default('127.0.0.1'),
+  ),
   CONSOLE_PORT: z.preprocess(emptyAsUndefined, int(7070, 0, 65_535)),
   // name:role:scrypt-hash, comma-separated; `seller-transfers console --hash-password` makes a hash.
   CONSOLE_USERS: z.preprocess(emptyAsUndefined, z.string().optional()),
   CONSOLE_TLS_CERT_FILE: z.preprocess(emptyAsUndefined, z.string().optional()),
   CONSOLE_TLS_KEY_FILE: z.preprocess(emptyAsUndefined, z.string().optional()),
   // A TLS-terminating proxy in front: allows a non-loopback bind over plain HTTP and marks cookies Secure.
-  CONSOLE_BEHIND_TLS_PROXY: z.preprocess(emptyAsUndefined, z.enum(['true', 'false']).default('false').transform((v) => v === 'true')),
+  CONSOLE_BEHIND_TLS_PROXY: z.preprocess(
+    emptyAsUndefined,
+    z
+      .enum(['true', 'false'])
+      .default('false')
+      .transform((v) => v === 'true'),
+  ),
   // Which X-Forwarded-For entries to believe (the client's address for the login limit and the log): unset, none.
   CONSOLE_TRUSTED_PROXIES: z.preprocess(emptyAsUndefined, trustedProxies.optional()),
   CONSOLE_SESSION_MINUTES: z.preprocess(emptyAsUndefined, int(480, 1, 7 * 24 * 60)),
@@ -104,11 +139,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const config = parsed.data;
   if (config.NODE_ENV === 'production') {
-    if (!config.DATABASE_URL) throw new ConfigError('invalid configuration: DATABASE_URL is required when NODE_ENV=production (no embedded PostgreSQL in production)');
-    if (!config.STRIPE_SECRET_KEY) throw new ConfigError('invalid configuration: STRIPE_SECRET_KEY is required when NODE_ENV=production (no simulator in production)');
+    if (!config.DATABASE_URL)
+      throw new ConfigError(
+        'invalid configuration: DATABASE_URL is required when NODE_ENV=production (no embedded PostgreSQL in production)',
+      );
+    if (!config.STRIPE_SECRET_KEY)
+      throw new ConfigError('invalid configuration: STRIPE_SECRET_KEY is required when NODE_ENV=production (no simulator in production)');
   }
   if (config.WEBHOOK_PORT > 0 && !config.STRIPE_WEBHOOK_SECRET) {
-    throw new ConfigError('invalid configuration: WEBHOOK_PORT needs STRIPE_WEBHOOK_SECRET (events are only accepted with a valid signature)');
+    throw new ConfigError(
+      'invalid configuration: WEBHOOK_PORT needs STRIPE_WEBHOOK_SECRET (events are only accepted with a valid signature)',
+    );
   }
   if (config.DISPATCH_LEASE_SECONDS * 1000 < 2 * config.STRIPE_TIMEOUT_MS) {
     // A lease shorter than a slow Stripe call would hand a row that is still being worked on to a second job.
@@ -141,7 +182,9 @@ export interface StripeRequestBudgetConfig {
  * The budget is never above the explicit values; an endpoint budget above the global one is
  * allowed but has no effect (the global budget binds first).
  */
-export function stripeRequestBudget(config: Pick<Config, 'STRIPE_SECRET_KEY' | 'STRIPE_REQUESTS_PER_SECOND' | 'STRIPE_ENDPOINT_REQUESTS_PER_SECOND'>): StripeRequestBudgetConfig {
+export function stripeRequestBudget(
+  config: Pick<Config, 'STRIPE_SECRET_KEY' | 'STRIPE_REQUESTS_PER_SECOND' | 'STRIPE_ENDPOINT_REQUESTS_PER_SECOND'>,
+): StripeRequestBudgetConfig {
   const key = config.STRIPE_SECRET_KEY;
   const mode: StripeMode = !key ? 'simulator' : /^(sk|rk)_live_/.test(key) ? 'live' : 'test';
   return {
@@ -158,7 +201,9 @@ export function stripeRequestBudget(config: Pick<Config, 'STRIPE_SECRET_KEY' | '
  * simulator, which have no limiters unless asked to (a 429 from them is still handled as one,
  * never as a failed attempt).
  */
-export function stripeRequestBudgetEnabled(config: Pick<Config, 'STRIPE_SECRET_KEY' | 'STRIPE_API_BASE' | 'STRIPE_REQUESTS_PER_SECOND' | 'STRIPE_ENDPOINT_REQUESTS_PER_SECOND'>): boolean {
+export function stripeRequestBudgetEnabled(
+  config: Pick<Config, 'STRIPE_SECRET_KEY' | 'STRIPE_API_BASE' | 'STRIPE_REQUESTS_PER_SECOND' | 'STRIPE_ENDPOINT_REQUESTS_PER_SECOND'>,
+): boolean {
   if (config.STRIPE_REQUESTS_PER_SECOND !== undefined || config.STRIPE_ENDPOINT_REQUESTS_PER_SECOND !== undefined) return true;
   return !!config.STRIPE_SECRET_KEY && !config.STRIPE_API_BASE;
 }
@@ -185,16 +230,29 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 export function consoleConfig(config: Config): ConsoleSettings {
   const { CONSOLE_HOST: host, CONSOLE_TLS_CERT_FILE: certFile, CONSOLE_TLS_KEY_FILE: keyFile } = config;
   if (config.NODE_ENV === 'production' && !config.CONSOLE_USERS) {
-    throw new ConfigError('invalid configuration: CONSOLE_USERS is required when NODE_ENV=production (the console never runs without credentials; see docs/console.md)');
+    throw new ConfigError(
+      'invalid configuration: CONSOLE_USERS is required when NODE_ENV=production (the console never runs without credentials; see docs/console.md)',
+    );
   }
   if (!certFile !== !keyFile) throw new ConfigError('invalid configuration: CONSOLE_TLS_CERT_FILE and CONSOLE_TLS_KEY_FILE go together');
   const tls = certFile && keyFile ? { certFile, keyFile } : null;
   if (!LOOPBACK.has(host)) {
     if (!tls && !config.CONSOLE_BEHIND_TLS_PROXY) {
-      throw new ConfigError(`invalid configuration: CONSOLE_HOST=${host} is not loopback: set CONSOLE_TLS_CERT_FILE/CONSOLE_TLS_KEY_FILE, or CONSOLE_BEHIND_TLS_PROXY=true when a TLS proxy is in front`);
+      throw new ConfigError(
+        `invalid configuration: CONSOLE_HOST=${host} is not loopback: set CONSOLE_TLS_CERT_FILE/CONSOLE_TLS_KEY_FILE, or CONSOLE_BEHIND_TLS_PROXY=true when a TLS proxy is in front`,
+      );
     }
-    if (!config.CONSOLE_USERS) throw new ConfigError(`invalid configuration: CONSOLE_HOST=${host} is not loopback: set CONSOLE_USERS (the one-time development password is for loopback only)`);
+    if (!config.CONSOLE_USERS)
+      throw new ConfigError(
+        `invalid configuration: CONSOLE_HOST=${host} is not loopback: set CONSOLE_USERS (the one-time development password is for loopback only)`,
+      );
   }
-  return { host, port: config.CONSOLE_PORT, tls, secureCookies: !!tls || config.CONSOLE_BEHIND_TLS_PROXY,
-    trustProxy: config.CONSOLE_TRUSTED_PROXIES ?? false, loopback: LOOPBACK.has(host) };
+  return {
+    host,
+    port: config.CONSOLE_PORT,
+    tls,
+    secureCookies: !!tls || config.CONSOLE_BEHIND_TLS_PROXY,
+    trustProxy: config.CONSOLE_TRUSTED_PROXIES ?? false,
+    loopback: LOOPBACK.has(host),
+  };
 }

@@ -11,7 +11,10 @@ import type { PrettyOptions } from 'pino-pretty';
 export type AppLogger = pino.Logger;
 export type LogFormat = 'json' | 'pretty';
 
-const REDACT = { paths: ['*.STRIPE_SECRET_KEY', '*.STRIPE_WEBHOOK_SECRET', '*.apiKey', '*.authorization', '*.headers.authorization', '*.password'], censor: '[redacted]' };
+const REDACT = {
+  paths: ['*.STRIPE_SECRET_KEY', '*.STRIPE_WEBHOOK_SECRET', '*.apiKey', '*.authorization', '*.headers.authorization', '*.password'],
+  censor: '[redacted]',
+};
 
 // pino is loaded when the first logger is made, pino-pretty only for a pretty one: a CLI command
 // that never logs starts without either (see lazyLogger).
@@ -34,14 +37,17 @@ export function createLogger(level: string = process.env.LOG_LEVEL ?? 'info', op
   const options: pino.LoggerOptions = { level, base: { service: 'seller-transfers' }, redact: REDACT };
   if (resolveLogFormat(opts.format, fd) === 'json') return pino(options, pino.destination({ fd, sync: true }));
   const pretty = require('pino-pretty') as (o: PrettyOptions) => NodeJS.WritableStream;
-  return pino(options, pretty({
-    destination: fd,
-    sync: true,
-    singleLine: true,
-    colorize: isatty(fd),
-    translateTime: 'SYS:yyyy-mm-dd HH:MM:ss.l',
-    ignore: 'pid,hostname,service',
-  }) as pino.DestinationStream);
+  return pino(
+    options,
+    pretty({
+      destination: fd,
+      sync: true,
+      singleLine: true,
+      colorize: isatty(fd),
+      translateTime: 'SYS:yyyy-mm-dd HH:MM:ss.l',
+      ignore: 'pid,hostname,service',
+    }) as pino.DestinationStream,
+  );
 }
 
 /** A logger made on first use: the operator commands pass one along that most runs never call. */

@@ -46,7 +46,7 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
   });
   const jobLag = new client.Histogram({
     name: 'seller_transfers_job_lag_seconds',
-    help: 'Time from a job\'s run_at to its start.',
+    help: "Time from a job's run_at to its start.",
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120],
     registers: [registry],
   });
@@ -64,7 +64,7 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
   });
   const lastTick = new client.Gauge({
     name: 'seller_transfers_dispatch_last_tick_timestamp_seconds',
-    help: 'Unix time of this process\'s last successful dispatch tick.',
+    help: "Unix time of this process's last successful dispatch tick.",
     registers: [registry],
   });
   const dispatchLag = new client.Histogram({
@@ -103,7 +103,7 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
 
   const heartbeat = new client.Gauge({
     name: 'seller_transfers_worker_heartbeat_timestamp_seconds',
-    help: 'Unix time of this worker process\'s last heartbeat the database accepted (marketplace.seller_transfer_worker_heartbeats).',
+    help: "Unix time of this worker process's last heartbeat the database accepted (marketplace.seller_transfer_worker_heartbeats).",
     registers: [registry],
   });
 
@@ -136,7 +136,7 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
   });
   new client.Gauge({
     name: 'seller_transfers_waiting_for_funds',
-    help: 'Payouts Stripe refused for the platform\'s available balance (balance_insufficient), retried on the balance schedule until BALANCE_MAX_ATTEMPTS (marketplace.seller_transfers_waiting_for_funds).',
+    help: "Payouts Stripe refused for the platform's available balance (balance_insufficient), retried on the balance schedule until BALANCE_MAX_ATTEMPTS (marketplace.seller_transfers_waiting_for_funds).",
     labelNames: ['currency'] as const,
     registers: [registry],
     async collect() {
@@ -150,7 +150,9 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
     help: 'Reversals made outside seller-transfers (e.g. the Stripe Dashboard) of payouts already reversed: a payout carries one reversal (marketplace.seller_transfer_external_reversals).',
     registers: [registry],
     async collect() {
-      const { rows: [r] } = await pool.query<{ n: string }>(sql('external_reversal_count'));
+      const {
+        rows: [r],
+      } = await pool.query<{ n: string }>(sql('external_reversal_count'));
       this.set(Number(r!.n));
     },
   });
@@ -178,32 +180,37 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
       }
     },
     observeHeartbeat: (at) => heartbeat.set(at.getTime() / 1000),
-    serve: (port, readiness) => new Promise((resolve, reject) => {
-      const server = createServer(async (req, res) => {
-        const url = (req.url ?? '/').split('?')[0];
-        if (url === '/healthz') {
-          res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}\n');
-          return;
-        }
-        if (url === '/readyz' && readiness) {
-          const r = await readiness().catch((e: unknown): { ready: false; reason: string } => ({ ready: false, reason: `probe failed: ${(e as Error).message}` }));
-          res.writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' })
-            .end(`${JSON.stringify(r.ready ? { status: 'ready' } : { status: 'not ready', reason: r.reason })}\n`);
-          return;
-        }
-        if (url !== '/metrics') {
-          res.writeHead(404).end(`not found; try /metrics, /healthz${readiness ? ', /readyz' : ''}\n`);
-          return;
-        }
-        try {
-          const body = await registry.metrics();
-          res.writeHead(200, { 'content-type': registry.contentType }).end(body);
-        } catch (e) {
-          res.writeHead(500).end(`metrics unavailable: ${(e as Error).message}\n`);
-        }
-      });
-      server.once('error', reject);
-      server.listen(port, '0.0.0.0', () => resolve(server));
-    }),
+    serve: (port, readiness) =>
+      new Promise((resolve, reject) => {
+        const server = createServer(async (req, res) => {
+          const url = (req.url ?? '/').split('?')[0];
+          if (url === '/healthz') {
+            res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}\n');
+            return;
+          }
+          if (url === '/readyz' && readiness) {
+            const r = await readiness().catch((e: unknown): { ready: false; reason: string } => ({
+              ready: false,
+              reason: `probe failed: ${(e as Error).message}`,
+            }));
+            res
+              .writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' })
+              .end(`${JSON.stringify(r.ready ? { status: 'ready' } : { status: 'not ready', reason: r.reason })}\n`);
+            return;
+          }
+          if (url !== '/metrics') {
+            res.writeHead(404).end(`not found; try /metrics, /healthz${readiness ? ', /readyz' : ''}\n`);
+            return;
+          }
+          try {
+            const body = await registry.metrics();
+            res.writeHead(200, { 'content-type': registry.contentType }).end(body);
+          } catch (e) {
+            res.writeHead(500).end(`metrics unavailable: ${(e as Error).message}\n`);
+          }
+        });
+        server.once('error', reject);
+        server.listen(port, '0.0.0.0', () => resolve(server));
+      }),
   };
 }

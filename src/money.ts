@@ -8,7 +8,8 @@ export type Exponent = number | string | null | undefined;
 
 /** 123456 usd (2) -> "1,234.56 USD"; 1200 jpy (0) -> "1,200 JPY"; 1250 kwd (3) -> "1.250 KWD". Exact for any bigint. */
 export function formatMinor(minor: number | string | bigint, currency: string, exponent: Exponent): string {
-  if (exponent === null || exponent === undefined) return `${BigInt(minor)} ${currency.toUpperCase()} (minor units; currency not in marketplace.currencies)`;
+  if (exponent === null || exponent === undefined)
+    return `${BigInt(minor)} ${currency.toUpperCase()} (minor units; currency not in marketplace.currencies)`;
   const digits = Number(exponent);
   const v = BigInt(minor);
   const abs = (v < 0n ? -v : v).toString().padStart(digits + 1, '0');
@@ -24,16 +25,23 @@ export function formatMinor(minor: number | string | bigint, currency: string, e
  */
 export function parseMajor(text: string, currency: string, exponent: Exponent): { minor: string } | { error: string } {
   const code = currency.toUpperCase();
-  if (exponent === null || exponent === undefined) return { error: `${code} is not in marketplace.currencies, so an amount in it cannot be read` };
+  if (exponent === null || exponent === undefined)
+    return { error: `${code} is not in marketplace.currencies, so an amount in it cannot be read` };
   const digits = Number(exponent);
   const t = text.trim().replace(/[,_ ]/g, '');
   const m = /^(\d{1,18})(?:\.(\d*))?$/.exec(t);
-  if (!m) return { error: `"${text.slice(0, 40)}" is not an amount in ${code} (write it as a person would, e.g. ${digits ? `12.${'5'.padEnd(digits, '0')}` : '1200'})` };
+  if (!m)
+    return {
+      error: `"${text.slice(0, 40)}" is not an amount in ${code} (write it as a person would, e.g. ${digits ? `12.${'5'.padEnd(digits, '0')}` : '1200'})`,
+    };
   const fraction = (m[2] ?? '').replace(/0+$/, '');
   if (fraction.length > digits) {
-    return { error: digits === 0
-      ? `"${text.slice(0, 40)}": ${code} has no decimals (Stripe counts it in whole units)`
-      : `"${text.slice(0, 40)}": ${code} has ${digits} decimals at most` };
+    return {
+      error:
+        digits === 0
+          ? `"${text.slice(0, 40)}": ${code} has no decimals (Stripe counts it in whole units)`
+          : `"${text.slice(0, 40)}": ${code} has ${digits} decimals at most`,
+    };
   }
   return { minor: (BigInt(m[1]!) * 10n ** BigInt(digits) + BigInt(fraction.padEnd(digits, '0') || '0')).toString() };
 }

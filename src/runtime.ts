@@ -33,7 +33,9 @@ export function embeddedPsqlCommand(port: number): string {
  */
 async function otherProcessesConnected(url: string): Promise<number> {
   return withConnection(url, async (c) => {
-    const { rows: [r] } = await c.query<{ n: number }>(sql('other_processes_connected'));
+    const {
+      rows: [r],
+    } = await c.query<{ n: number }>(sql('other_processes_connected'));
     return r?.n ?? 0;
   }).catch(() => 0);
 }
@@ -59,15 +61,21 @@ export async function resolveDatabase(config: Config, logger: AppLogger): Promis
     throw new Error(`no DATABASE_URL, and the embedded PostgreSQL at 127.0.0.1:${port} (data in ${dir}) refused us: ${describeError(e)}`);
   }
   const url = withDatabase(server.url, EMBEDDED_DATABASE);
-  logger.info({ dataDir: dir, port, psql: embeddedPsqlCommand(port) }, server.started
-    ? `no DATABASE_URL: started an embedded PostgreSQL at 127.0.0.1:${port}, data in ${dir}`
-    : `no DATABASE_URL: using the embedded PostgreSQL already running at 127.0.0.1:${port}, data in ${dir}`);
+  logger.info(
+    { dataDir: dir, port, psql: embeddedPsqlCommand(port) },
+    server.started
+      ? `no DATABASE_URL: started an embedded PostgreSQL at 127.0.0.1:${port}, data in ${dir}`
+      : `no DATABASE_URL: using the embedded PostgreSQL already running at 127.0.0.1:${port}, data in ${dir}`,
+  );
   return {
     url,
     close: async () => {
       const others = await otherProcessesConnected(url);
       if (others > 0) {
-        logger[server.started ? 'info' : 'debug']({ port, others }, 'embedded PostgreSQL left running: other seller-transfers processes use it');
+        logger[server.started ? 'info' : 'debug'](
+          { port, others },
+          'embedded PostgreSQL left running: other seller-transfers processes use it',
+        );
         return;
       }
       await server.stop();
@@ -82,7 +90,10 @@ export async function resolveStripe(config: Config, logger: AppLogger): Promise<
     return { target: { secretKey: config.STRIPE_SECRET_KEY, apiBase: config.STRIPE_API_BASE, timeoutMs }, close: async () => {} };
   }
   if (config.STRIPE_API_BASE) {
-    logger.info({ stripeApiBase: config.STRIPE_API_BASE }, 'no STRIPE_SECRET_KEY: using the Stripe-compatible server at STRIPE_API_BASE with a local test key');
+    logger.info(
+      { stripeApiBase: config.STRIPE_API_BASE },
+      'no STRIPE_SECRET_KEY: using the Stripe-compatible server at STRIPE_API_BASE with a local test key',
+    );
     return { target: { secretKey: LOCAL_KEY, apiBase: config.STRIPE_API_BASE, timeoutMs }, close: async () => {} };
   }
   // Loaded only when used: the operator commands that never need it start faster without it.

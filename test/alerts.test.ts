@@ -16,7 +16,10 @@ function promtool(args: string[], cwd = projectRoot): Promise<{ code: number; ou
   });
 }
 
-const hasPromtool = await promtool(['--version']).then(() => true, () => false);
+const hasPromtool = await promtool(['--version']).then(
+  () => true,
+  () => false,
+);
 const dirs: string[] = [];
 afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
@@ -51,14 +54,24 @@ describe.skipIf(!hasPromtool)('alert rules (promtool)', () => {
   });
 
   it('fail when a threshold is wrong', async () => {
-    const dir = await copyWith((r) => r.replace('(time() - seller_transfers_worker_heartbeat_timestamp_seconds < 120)', '(time() - seller_transfers_worker_heartbeat_timestamp_seconds < 1200)'));
+    const dir = await copyWith((r) =>
+      r.replace(
+        '(time() - seller_transfers_worker_heartbeat_timestamp_seconds < 120)',
+        '(time() - seller_transfers_worker_heartbeat_timestamp_seconds < 1200)',
+      ),
+    );
     const run = await promtool(['test', 'rules', 'alerts.test.yml'], dir);
     expect(run.code).not.toBe(0);
     expect(run.out).toContain('WorkerNotTakingWork');
   });
 
   it('fail when payouts waiting for funds are summed across workers', async () => {
-    const dir = await copyWith((r) => r.replace('sum by (currency) (max without (instance, pod) (seller_transfers_waiting_for_funds))', 'sum by (currency) (seller_transfers_waiting_for_funds)'));
+    const dir = await copyWith((r) =>
+      r.replace(
+        'sum by (currency) (max without (instance, pod) (seller_transfers_waiting_for_funds))',
+        'sum by (currency) (seller_transfers_waiting_for_funds)',
+      ),
+    );
     const run = await promtool(['test', 'rules', 'alerts.test.yml'], dir);
     expect(run.code).not.toBe(0);
     expect(run.out).toContain('SellerTransfersWaitingForFunds');

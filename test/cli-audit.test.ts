@@ -13,14 +13,19 @@ const db = useTestDatabase();
 const cli = cliFor(() => db.url);
 
 interface AuditJson {
-  since: string | null; problems: Array<{ transfer_id: string; problem: string; detail: string }>; transfers_without_recorded_facts: number;
+  since: string | null;
+  problems: Array<{ transfer_id: string; problem: string; detail: string }>;
+  transfers_without_recorded_facts: number;
 }
 
 /** What a superuser can do past the triggers: the same SQL with session_replication_role = replica. */
 const asReplica = (sql: string, params: unknown[]) => pastTheGuard(db.pool, sql, params);
 
 async function addEvent(id: string, from: string | null, to: string): Promise<void> {
-  await db.pool.query(`insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, actor) values ($1, $2, $3, 'test')`, [id, from, to]);
+  await db.pool.query(
+    `insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, actor) values ($1, $2, $3, 'test')`,
+    [id, from, to],
+  );
 }
 
 beforeAll(async () => {
@@ -47,11 +52,17 @@ describe('audit', () => {
     await asReplica(`update marketplace.seller_transfers set status = 'pending' where id = $1`, [ids.completedToPending]);
     // inserted directly as completed
     ids.insertedCompleted = randomUUID();
-    await asReplica(`insert into marketplace.seller_transfers (id, order_id, seller_id, stripe_account_id, amount_cents, currency, status, stripe_transfer_id)
-                     values ($1, gen_random_uuid(), gen_random_uuid(), 'acct_x', 100, 'usd', 'completed', 'tr_replica')`, [ids.insertedCompleted]);
+    await asReplica(
+      `insert into marketplace.seller_transfers (id, order_id, seller_id, stripe_account_id, amount_cents, currency, status, stripe_transfer_id)
+                     values ($1, gen_random_uuid(), gen_random_uuid(), 'acct_x', 100, 'usd', 'completed', 'tr_replica')`,
+      [ids.insertedCompleted],
+    );
     // the owner deletes a history row (the insert)
     ids.insertDeleted = await transferIn(db.pool, 'completed');
-    await db.pool.query(`delete from marketplace.seller_transfer_events where id = (select min(id) from marketplace.seller_transfer_events where transfer_id = $1)`, [ids.insertDeleted]);
+    await db.pool.query(
+      `delete from marketplace.seller_transfer_events where id = (select min(id) from marketplace.seller_transfer_events where transfer_id = $1)`,
+      [ids.insertDeleted],
+    );
     // an illegal step in the history (completed -> reversed), the row following it
     ids.illegalStep = await transferIn(db.pool, 'completed');
     await asReplica(statusUpdateSql(), [ids.illegalStep, 'reversed']);
@@ -70,14 +81,21 @@ describe('audit', () => {
     await addEvent(ids.orphan, null, 'pending');
     // the money facts rewritten past the write-once guard: 1 cent in eur to another account
     ids.moneyChanged = await transferIn(db.pool, 'completed');
-    await asReplica(`update marketplace.seller_transfers set amount_cents = 1, currency = 'eur', stripe_account_id = 'acct_EVIL' where id = $1`, [ids.moneyChanged]);
+    await asReplica(
+      `update marketplace.seller_transfers set amount_cents = 1, currency = 'eur', stripe_account_id = 'acct_EVIL' where id = $1`,
+      [ids.moneyChanged],
+    );
 
     const before = await databaseFootprint(db.pool);
     const run = await cli('audit', '--json');
     expect(run.code, run.stderr).toBe(3);
     expect(await databaseFootprint(db.pool)).toEqual(before);
     const { problems } = JSON.parse(run.stdout) as AuditJson;
-    const of = (id: string) => problems.filter((p) => p.transfer_id === id).map((p) => p.problem).sort();
+    const of = (id: string) =>
+      problems
+        .filter((p) => p.transfer_id === id)
+        .map((p) => p.problem)
+        .sort();
     // Ids written past the guard are not the ones the worker recorded (pending straight to reversed names two).
     expect(of(ids.pendingToReversed)).toEqual(['status_mismatch', 'stripe_id_not_from_worker', 'stripe_id_not_from_worker']);
     expect(of(ids.completedToPending)).toEqual(['status_mismatch']);
@@ -89,7 +107,9 @@ describe('audit', () => {
     expect(of(ids.notInitial)).toEqual(['initial_status_not_initial', 'status_mismatch']);
     expect(of(ids.orphan)).toEqual(['history_without_row']);
     expect(of(ids.moneyChanged)).toEqual(['money_facts_changed']);
-    expect(problems.find((p) => p.transfer_id === ids.moneyChanged)!.detail).toMatch(/created as 1000 usd to acct_test\w+, the row now says 1 eur to acct_EVIL/);
+    expect(problems.find((p) => p.transfer_id === ids.moneyChanged)!.detail).toMatch(
+      /created as 1000 usd to acct_test\w+, the row now says 1 eur to acct_EVIL/,
+    );
     expect(new Set(problems.map((p) => p.transfer_id))).toEqual(new Set(Object.values(ids)));
     expect(problems.find((p) => p.transfer_id === ids.pendingToReversed)!.detail).toBe('status reversed, but the history ends in pending');
 
@@ -112,14 +132,19 @@ describe('audit', () => {
   it('rows created before money facts were recorded are judged by what they hold today, and the output says so', async () => {
     const id = await transferIn(db.pool, 'completed');
     // What an insert event written before migration 000010 looks like: no facts.
-    await db.pool.query(`update marketplace.seller_transfer_events set amount_cents = null, currency = null, stripe_account_id = null
-                          where transfer_id = $1 and from_status is null`, [id]);
+    await db.pool.query(
+      `update marketplace.seller_transfer_events set amount_cents = null, currency = null, stripe_account_id = null
+                          where transfer_id = $1 and from_status is null`,
+      [id],
+    );
     await asReplica(`update marketplace.seller_transfers set amount_cents = 7 where id = $1`, [id]);
     const run = await cli('audit', '--json');
     const json = JSON.parse(run.stdout) as AuditJson;
     expect(json.problems.filter((p) => p.transfer_id === id)).toEqual([]);
     expect(json.transfers_without_recorded_facts).toBe(1);
-    expect((await cli('audit')).stdout).toContain('1 transfer(s) were created before their money facts were recorded in the history (migration 000010): their amount, currency and destination are judged by what they hold today');
+    expect((await cli('audit')).stdout).toContain(
+      '1 transfer(s) were created before their money facts were recorded in the history (migration 000010): their amount, currency and destination are judged by what they hold today',
+    );
   });
 
   it('bad input is one line on stderr', async () => {
@@ -133,7 +158,9 @@ describe('audit output at scale', () => {
     const { renderAudit } = await import('../src/cli/audit-command.ts');
     const { AUDIT_LIST_LIMIT } = await import('../src/core/audit.ts');
     const problems = Array.from({ length: 1_000_000 }, (_, i) => ({
-      transfer_id: `00000000-0000-0000-0000-${String(i).padStart(12, '0')}`, problem: 'no_history', detail: 'the row has no history',
+      transfer_id: `00000000-0000-0000-0000-${String(i).padStart(12, '0')}`,
+      problem: 'no_history',
+      detail: 'the row has no history',
     }));
     const text = renderAudit(problems, null);
     expect(text).toContain(`(first ${AUDIT_LIST_LIMIT} of 1000000 problems listed; --json prints them all)`);

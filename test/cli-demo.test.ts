@@ -11,29 +11,54 @@ const db = useTestDatabase();
 
 describe('demo', () => {
   it('runs end to end, shows the refusals, and leaves paid and reversed rows behind', async () => {
-    const run = await runCli(['demo', '--timeout', '60'], { DATABASE_URL: db.url, STRIPE_SECRET_KEY: undefined, STRIPE_API_BASE: undefined }, 120_000);
+    const run = await runCli(
+      ['demo', '--timeout', '60'],
+      { DATABASE_URL: db.url, STRIPE_SECRET_KEY: undefined, STRIPE_API_BASE: undefined },
+      120_000,
+    );
     expect(run.code, run.stderr + run.stdout).toBe(0);
     expect(run.stderr).toBe('');
     for (let step = 1; step <= 9; step++) expect(run.stdout).toContain(`== ${step}. `);
-    expect(run.stdout).toMatch(/refused by the database: illegal seller transfer status transition: reversed -> reversal_pending \[SQLSTATE 23514\]/);
-    expect(run.stdout).toMatch(/refused by the database: illegal seller transfer status transition: completed -> permanently_failed \[SQLSTATE 23514\]/);
+    expect(run.stdout).toMatch(
+      /refused by the database: illegal seller transfer status transition: reversed -> reversal_pending \[SQLSTATE 23514\]/,
+    );
+    expect(run.stdout).toMatch(
+      /refused by the database: illegal seller transfer status transition: completed -> permanently_failed \[SQLSTATE 23514\]/,
+    );
     expect(run.stdout).toContain('demo: partial refund');
     expect(run.stdout).toMatch(/total: 3 transfers/);
     expect(run.stdout).toContain('done.');
 
-    const { rows } = await db.pool.query<{ status: string; amount_cents: string; reversal_amount_cents: string | null; stripe_transfer_id: string | null; stripe_reversal_id: string | null }>(
-      'select status, amount_cents, reversal_amount_cents, stripe_transfer_id, stripe_reversal_id from marketplace.seller_transfers order by amount_cents desc');
-    expect(rows.map((r) => [r.status, Number(r.amount_cents), r.reversal_amount_cents === null ? null : Number(r.reversal_amount_cents)])).toEqual([
-      ['reversed', 2500, null], ['reversed', 1200, 500], ['completed', 800, null],
+    const { rows } = await db.pool.query<{
+      status: string;
+      amount_cents: string;
+      reversal_amount_cents: string | null;
+      stripe_transfer_id: string | null;
+      stripe_reversal_id: string | null;
+    }>(
+      'select status, amount_cents, reversal_amount_cents, stripe_transfer_id, stripe_reversal_id from marketplace.seller_transfers order by amount_cents desc',
+    );
+    expect(
+      rows.map((r) => [r.status, Number(r.amount_cents), r.reversal_amount_cents === null ? null : Number(r.reversal_amount_cents)]),
+    ).toEqual([
+      ['reversed', 2500, null],
+      ['reversed', 1200, 500],
+      ['completed', 800, null],
     ]);
     for (const r of rows) expect(r.stripe_transfer_id).toMatch(/^tr_/);
     // The worker stopped cleanly: no session of it is left.
-    const { rows: sessions } = await db.pool.query(`select 1 from pg_stat_activity where datname = current_database() and application_name = 'seller-transfers-worker'`);
+    const { rows: sessions } = await db.pool.query(
+      `select 1 from pg_stat_activity where datname = current_database() and application_name = 'seller-transfers-worker'`,
+    );
     expect(sessions).toEqual([]);
   }, 150_000);
 
   it('refuses a live Stripe key and a bad --timeout in one line', async () => {
     expectOneLineError(await runCli(['demo'], { DATABASE_URL: db.url, STRIPE_SECRET_KEY: 'sk_live_abc123' }), 'live STRIPE_SECRET_KEY', 2);
-    expectOneLineError(await runCli(['demo', '--timeout', 'soon'], { DATABASE_URL: db.url }), '--timeout takes a whole number of seconds', 2);
+    expectOneLineError(
+      await runCli(['demo', '--timeout', 'soon'], { DATABASE_URL: db.url }),
+      '--timeout takes a whole number of seconds',
+      2,
+    );
   });
 });

@@ -36,7 +36,9 @@ const emptyDb = `seller_transfers_empty_${randomBytes(4).toString('hex')}`;
 const { adminUrl } = inject('testDb');
 
 async function listen(): Promise<Server> {
-  return new Promise((resolve) => { const s = createServer().listen(0, '127.0.0.1', () => resolve(s)); });
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => resolve(s));
+  });
 }
 const portOf = (s: Server) => (s.address() as { port: number }).port;
 
@@ -85,12 +87,16 @@ afterAll(async () => {
 });
 
 describe.each(Object.entries(MODES))('%s', (_mode, mode) => {
-  it.each(Object.keys(COMMANDS).filter((c) => !mode.skip?.includes(c)))('%s fails in one line that says why', async (command) => {
-    const run = await runCli(COMMANDS[command]!, { STRIPE_SECRET_KEY: undefined, STRIPE_API_BASE: sim.url, ...mode.env() });
-    expect(run.stderr + run.stdout).not.toMatch(/undefined|\[object Object\]|^seller-transfers:\s*$/m);
-    if (mode.reports?.includes(command)) {
-      expect(run.code, run.stdout).toBe(3);
-      expect(run.stdout).toMatch(/migrat/);
-    } else expectOneLineError(run, mode.expect);
-  }, 120_000);
+  it.each(Object.keys(COMMANDS).filter((c) => !mode.skip?.includes(c)))(
+    '%s fails in one line that says why',
+    async (command) => {
+      const run = await runCli(COMMANDS[command]!, { STRIPE_SECRET_KEY: undefined, STRIPE_API_BASE: sim.url, ...mode.env() });
+      expect(run.stderr + run.stdout).not.toMatch(/undefined|\[object Object\]|^seller-transfers:\s*$/m);
+      if (mode.reports?.includes(command)) {
+        expect(run.code, run.stdout).toBe(3);
+        expect(run.stdout).toMatch(/migrat/);
+      } else expectOneLineError(run, mode.expect);
+    },
+    120_000,
+  );
 });

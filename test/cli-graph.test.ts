@@ -20,9 +20,18 @@ describe('matrix', () => {
     expect(run.stderr).toBe('');
     const lines = run.stdout.split('\n');
     const header = lines.find((l) => l.includes('from \\ to'))!;
-    expect(header.split('│').map((c) => c.trim()).filter(Boolean)).toEqual(['from \\ to', ...STATUSES]);
+    expect(
+      header
+        .split('│')
+        .map((c) => c.trim())
+        .filter(Boolean),
+    ).toEqual(['from \\ to', ...STATUSES]);
     for (const from of STATUSES) {
-      const cells = lines.find((l) => l.startsWith(`│ ${from} `))!.split('│').map((c) => c.trim()).filter(Boolean);
+      const cells = lines
+        .find((l) => l.startsWith(`│ ${from} `))!
+        .split('│')
+        .map((c) => c.trim())
+        .filter(Boolean);
       expect(cells).toEqual([from, ...STATUSES.map((to) => (from === to ? 'same' : expectedAllowed(from, to) ? 'yes' : '-'))]);
     }
   });
@@ -40,7 +49,9 @@ describe('matrix', () => {
     const client = await db.pool.connect();
     try {
       // The CLI runs in another session, so the change must be committed; it is undone below.
-      await client.query(`insert into marketplace.seller_transfer_statuses (status, position, description) values ('on_hold', 99, 'test status')`);
+      await client.query(
+        `insert into marketplace.seller_transfer_statuses (status, position, description) values ('on_hold', 99, 'test status')`,
+      );
       await client.query(`insert into marketplace.seller_transfer_transitions values ('completed', 'on_hold', 'Held for review')`);
       const matrix = JSON.parse((await cli('matrix', '--json')).stdout) as Array<Record<string, string>>;
       expect(matrix.find((r) => r.from_status === 'completed')!.on_hold).toBe('yes');
@@ -64,7 +75,8 @@ describe('graph', () => {
     for (const s of TERMINAL) expect(lines).toContain(`    ${s} --> [*]`);
     const edges = lines.filter((l) => /^ {4}[a-z_]+ --> [a-z_]+: /.test(l));
     expect(edges).toHaveLength(7);
-    for (const [from, tos] of Object.entries(LEGAL_MOVES)) for (const to of tos) expect(edges.some((e) => e.startsWith(`    ${from} --> ${to}: `))).toBe(true);
+    for (const [from, tos] of Object.entries(LEGAL_MOVES))
+      for (const to of tos) expect(edges.some((e) => e.startsWith(`    ${from} --> ${to}: `))).toBe(true);
     // Labels come from transitions.description, with Mermaid's reserved ';' and ':' as entities.
     expect(lines).toContain('    pending --> completed: Stripe transfer created');
     expect(lines).toContain('    pending --> failed: Transfer attempt failed#59; will retry');
@@ -100,6 +112,8 @@ describe('docs/architecture.md', () => {
     expect(block, 'the "## State diagram" section has a ```mermaid block').not.toBeNull();
     const run = await cli('graph');
     expect(run.code, run.stderr).toBe(0);
-    expect(block![1]!.trimEnd(), 'docs/architecture.md is out of date: paste the output of `npx seller-transfers graph`').toBe(run.stdout.trimEnd());
+    expect(block![1]!.trimEnd(), 'docs/architecture.md is out of date: paste the output of `npx seller-transfers graph`').toBe(
+      run.stdout.trimEnd(),
+    );
   });
 });

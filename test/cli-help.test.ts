@@ -8,7 +8,22 @@ import { expectOneLineError, runCli } from './support/cli.ts';
 // Each CLI run is a fresh node + tsx process (seconds on a loaded machine): allow for it.
 vi.setConfig({ testTimeout: 180_000 });
 
-const COMMANDS = ['migrate', 'worker', 'matrix', 'graph', 'show', 'reverse', 'retry', 'fail', 'stats', 'reconcile', 'audit', 'doctor', 'demo', 'console'];
+const COMMANDS = [
+  'migrate',
+  'worker',
+  'matrix',
+  'graph',
+  'show',
+  'reverse',
+  'retry',
+  'fail',
+  'stats',
+  'reconcile',
+  'audit',
+  'doctor',
+  'demo',
+  'console',
+];
 const DATA_COMMANDS = ['matrix', 'show', 'reverse', 'retry', 'fail', 'stats', 'reconcile', 'audit', 'doctor'];
 
 describe.concurrent('seller-transfers --help', () => {

@@ -20,9 +20,15 @@ describe('seller-transfers migrate', () => {
     for (const f of pending) expect(run.stdout).toContain(f);
     expect(run.stdout).not.toContain('000006-sweep-estimate.sql');
     expect(run.stdout).toMatch(/every step waits at most 1500 ms for a lock/);
-    expect(run.stdout).toMatch(/drop trigger seller_transfer_history_on_update on marketplace\.seller_tra.*\n\s+ACCESS EXCLUSIVE on marketplace\.seller_transfers \(blocks readers and writers\)/);
-    expect(run.stdout).toMatch(/drop index marketplace\.seller_transfers_pending_idx\n\s+ACCESS EXCLUSIVE on marketplace\.seller_transfers \(blocks readers and writers\) - dropping index marketplace\.seller_transfers_pending_idx/);
-    expect(run.stdout).toMatch(/create index seller_transfers_retry_due_idx .*\n\s+SHARE on marketplace\.seller_transfers \(blocks writers\)/);
+    expect(run.stdout).toMatch(
+      /drop trigger seller_transfer_history_on_update on marketplace\.seller_tra.*\n\s+ACCESS EXCLUSIVE on marketplace\.seller_transfers \(blocks readers and writers\)/,
+    );
+    expect(run.stdout).toMatch(
+      /drop index marketplace\.seller_transfers_pending_idx\n\s+ACCESS EXCLUSIVE on marketplace\.seller_transfers \(blocks readers and writers\) - dropping index marketplace\.seller_transfers_pending_idx/,
+    );
+    expect(run.stdout).toMatch(
+      /create index seller_transfers_retry_due_idx .*\n\s+SHARE on marketplace\.seller_transfers \(blocks writers\)/,
+    );
     expect(await applied()).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
@@ -30,12 +36,20 @@ describe('seller-transfers migrate', () => {
     await rollbackTo(db.url, 6);
     const reader = new pg.Client({ connectionString: db.url, application_name: 'nightly export' });
     await reader.connect();
-    const { rows: [r] } = await reader.query<{ pid: number }>('select pg_backend_pid() as pid');
+    const {
+      rows: [r],
+    } = await reader.query<{ pid: number }>('select pg_backend_pid() as pid');
     await reader.query('begin');
     await reader.query('select count(*) from marketplace.seller_transfers');
     try {
       const run = await cliFor(() => db.url, { MIGRATION_LOCK_TIMEOUT_MS: '200', MIGRATION_LOCK_RETRY_SECONDS: '1' })('migrate');
-      expectOneLineError(run, new RegExp(`^seller-transfers: migration 000007-table-is-the-queue\\.sql could not take its lock within lock_timeout 200 ms .*blocked by pid ${r!.pid} \\(user \\w+, application "nightly export", idle in transaction for [\\d.]+ s\\): select count\\(\\*\\) from marketplace\\.seller_transfers$`), 1);
+      expectOneLineError(
+        run,
+        new RegExp(
+          `^seller-transfers: migration 000007-table-is-the-queue\\.sql could not take its lock within lock_timeout 200 ms .*blocked by pid ${r!.pid} \\(user \\w+, application "nightly export", idle in transaction for [\\d.]+ s\\): select count\\(\\*\\) from marketplace\\.seller_transfers$`,
+        ),
+        1,
+      );
       expect(await applied()).toEqual([1, 2, 3, 4, 5, 6]);
     } finally {
       await reader.query('rollback');

@@ -30,8 +30,12 @@ afterAll(async () => {
 async function stripeTransferFor(id: string, override: Partial<Stripe.TransferCreateParams> = {}): Promise<Stripe.Transfer> {
   const row = await rowOf(db.pool, id);
   return stripe.transfers.create({
-    amount: Number(row.amount_cents), currency: row.currency, destination: row.stripe_account_id, transfer_group: `seller_transfer_${id}`,
-    metadata: { seller_transfer_id: id }, ...override,
+    amount: Number(row.amount_cents),
+    currency: row.currency,
+    destination: row.stripe_account_id,
+    transfer_group: `seller_transfer_${id}`,
+    metadata: { seller_transfer_id: id },
+    ...override,
   });
 }
 
@@ -63,8 +67,16 @@ describe('reconcile', () => {
   });
 
   describe('every kind of disagreement', () => {
-    type Case = 'unrecordedPending' | 'failedOtherAmount' | 'gaveUpButPaid' | 'noRow' | 'missing' | 'differs'
-      | 'reversalPending' | 'dashboardReversal' | 'reversalMissing';
+    type Case =
+      | 'unrecordedPending'
+      | 'failedOtherAmount'
+      | 'gaveUpButPaid'
+      | 'noRow'
+      | 'missing'
+      | 'differs'
+      | 'reversalPending'
+      | 'dashboardReversal'
+      | 'reversalMissing';
     const s = {} as Record<Case, string>; // seller transfer ids
     const t = {} as Record<Case, string>; // Stripe ids
 
@@ -80,7 +92,14 @@ describe('reconcile', () => {
       t.gaveUpButPaid = (await stripeTransferFor(s.gaveUpButPaid)).id;
       // Stripe has a transfer for a row that does not exist.
       s.noRow = randomUUID();
-      t.noRow = (await stripe.transfers.create({ amount: 100, currency: 'usd', destination: 'acct_ghost', metadata: { seller_transfer_id: s.noRow } })).id;
+      t.noRow = (
+        await stripe.transfers.create({
+          amount: 100,
+          currency: 'usd',
+          destination: 'acct_ghost',
+          metadata: { seller_transfer_id: s.noRow },
+        })
+      ).id;
       // The row records a transfer Stripe never made.
       s.missing = await transferIn(db.pool, 'completed');
       t.missing = (await rowOf(db.pool, s.missing)).stripe_transfer_id;
@@ -91,8 +110,13 @@ describe('reconcile', () => {
       // Reversal created at Stripe, row still reversal_pending (adoptable).
       const rp = await paidRow();
       s.reversalPending = rp.id;
-      await db.pool.query(`update marketplace.seller_transfers set status = 'reversal_pending', reversal_amount_cents = 300 where id = $1`, [rp.id]);
-      t.reversalPending = (await stripe.transfers.createReversal(rp.transfer.id, { amount: 300, metadata: { seller_transfer_id: rp.id } })).id;
+      await db.pool.query(
+        `update marketplace.seller_transfers set status = 'reversal_pending', reversal_amount_cents = 300 where id = $1`,
+        [rp.id],
+      );
+      t.reversalPending = (
+        await stripe.transfers.createReversal(rp.transfer.id, { amount: 300, metadata: { seller_transfer_id: rp.id } })
+      ).id;
       // Someone reversed a completed transfer in the Stripe dashboard (adoptable in two legal steps).
       const dash = await paidRow();
       s.dashboardReversal = dash.id;
@@ -130,10 +154,14 @@ describe('reconcile', () => {
         expect(d.fix, key(e)).toMatch(e.fixable ? /^would adopt: / : /^needs a person/);
         expect(d.fixed).toBe(false);
       }
-      expect(report.disagreements.find((d) => d.transfer_id === s.gaveUpButPaid)!.fix).toContain('permanently_failed -> completed is not a legal move');
+      expect(report.disagreements.find((d) => d.transfer_id === s.gaveUpButPaid)!.fix).toContain(
+        'permanently_failed -> completed is not a legal move',
+      );
       expect(report.disagreements.find((d) => d.transfer_id === s.differs)!.detail).toContain('amount 1001 at Stripe, 1000 in the row');
       expect(report.disagreements.find((d) => d.transfer_id === s.failedOtherAmount)!.detail).toContain('differs: amount 999 at Stripe');
-      expect(report.disagreements.find((d) => d.transfer_id === s.dashboardReversal)!.fix).toContain('completed -> reversal_pending -> reversed');
+      expect(report.disagreements.find((d) => d.transfer_id === s.dashboardReversal)!.fix).toContain(
+        'completed -> reversal_pending -> reversed',
+      );
       expect(report.remaining).toBe(expected().length);
       expect(await databaseFootprint(db.pool)).toEqual(before);
 
@@ -145,7 +173,9 @@ describe('reconcile', () => {
     });
 
     it('--fix adopts what Stripe proves through the SQL functions, and nothing else', async () => {
-      const untouched = await Promise.all([s.failedOtherAmount, s.gaveUpButPaid, s.missing, s.differs, s.reversalMissing].map((id) => rowOf(db.pool, id)));
+      const untouched = await Promise.all(
+        [s.failedOtherAmount, s.gaveUpButPaid, s.missing, s.differs, s.reversalMissing].map((id) => rowOf(db.pool, id)),
+      );
       const ledger = sim.ledger().length;
       const run = await reconcile('--fix', '--json');
       expect(run.code, run.stderr).toBe(3); // the unfixable ones remain
@@ -153,12 +183,17 @@ describe('reconcile', () => {
       expect(report.fixed).toBe(3);
       expect(report.remaining).toBe(expected().length - 3);
       for (const e of expected().filter((x) => x.fixable)) {
-        expect(report.disagreements.find((x) => key(x) === key(e))).toMatchObject({ fixed: true, fix: expect.stringMatching(/^fixed: adopted: /) });
+        expect(report.disagreements.find((x) => key(x) === key(e))).toMatchObject({
+          fixed: true,
+          fix: expect.stringMatching(/^fixed: adopted: /),
+        });
       }
 
       expect(await rowOf(db.pool, s.unrecordedPending)).toMatchObject({ status: 'completed', stripe_transfer_id: t.unrecordedPending });
       expect((await historyOf(db.pool, s.unrecordedPending)).at(-1)).toMatchObject({
-        from_status: 'pending', to_status: 'completed', reason: `reconcile: adopted Stripe transfer ${t.unrecordedPending} found at Stripe`,
+        from_status: 'pending',
+        to_status: 'completed',
+        reason: `reconcile: adopted Stripe transfer ${t.unrecordedPending} found at Stripe`,
         application_name: expect.stringMatching(/^seller-transfers-cli/),
       });
       expect(await rowOf(db.pool, s.reversalPending)).toMatchObject({ status: 'reversed', stripe_reversal_id: t.reversalPending });
@@ -166,14 +201,22 @@ describe('reconcile', () => {
       expect(await rowOf(db.pool, s.dashboardReversal)).toMatchObject({ status: 'reversed', stripe_reversal_id: t.dashboardReversal });
       expect(Number((await rowOf(db.pool, s.dashboardReversal)).reversal_amount_cents)).toBe(250);
       expect((await historyOf(db.pool, s.dashboardReversal)).slice(-2).map((h) => [h.from_status, h.to_status])).toEqual([
-        ['completed', 'reversal_pending'], ['reversal_pending', 'reversed'],
+        ['completed', 'reversal_pending'],
+        ['reversal_pending', 'reversed'],
       ]);
-      expect(await Promise.all([s.failedOtherAmount, s.gaveUpButPaid, s.missing, s.differs, s.reversalMissing].map((id) => rowOf(db.pool, id)))).toEqual(untouched);
+      expect(
+        await Promise.all([s.failedOtherAmount, s.gaveUpButPaid, s.missing, s.differs, s.reversalMissing].map((id) => rowOf(db.pool, id))),
+      ).toEqual(untouched);
 
       expect(sim.ledger()).toHaveLength(ledger); // reconciling never moves money
 
       const again = JSON.parse((await reconcile('--json')).stdout) as Report;
-      expect(again.disagreements.map(key).sort()).toEqual(expected().filter((e) => !e.fixable).map(key).sort());
+      expect(again.disagreements.map(key).sort()).toEqual(
+        expected()
+          .filter((e) => !e.fixable)
+          .map(key)
+          .sort(),
+      );
     });
 
     it('--since limits the rows, but follows a newer Stripe transfer back to an older row', async () => {
@@ -199,13 +242,20 @@ describe('reconcile: mistakes', () => {
   });
 
   it('no Stripe configured', async () => {
-    expectOneLineError(await runCli(['reconcile'], { DATABASE_URL: db.url, STRIPE_SECRET_KEY: undefined, STRIPE_API_BASE: undefined }),
-      'reconcile needs the Stripe to compare with', 2);
+    expectOneLineError(
+      await runCli(['reconcile'], { DATABASE_URL: db.url, STRIPE_SECRET_KEY: undefined, STRIPE_API_BASE: undefined }),
+      'reconcile needs the Stripe to compare with',
+      2,
+    );
   });
 
   it('Stripe unreachable: one line, nothing changed', async () => {
     const before = await databaseFootprint(db.pool);
-    const run = await runCli(['reconcile', '--fix'], { DATABASE_URL: db.url, STRIPE_SECRET_KEY: KEY, STRIPE_API_BASE: 'http://127.0.0.1:1' });
+    const run = await runCli(['reconcile', '--fix'], {
+      DATABASE_URL: db.url,
+      STRIPE_SECRET_KEY: KEY,
+      STRIPE_API_BASE: 'http://127.0.0.1:1',
+    });
     expectOneLineError(run, /Stripe list of transfers failed: /, 1);
     expect(await databaseFootprint(db.pool)).toEqual(before);
   });

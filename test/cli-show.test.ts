@@ -24,7 +24,9 @@ describe.concurrent('show', () => {
     const run = await cli('show', id);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toBe('');
-    const { rows: [row] } = await db.pool.query('select * from marketplace.seller_transfers where id = $1', [id]);
+    const {
+      rows: [row],
+    } = await db.pool.query('select * from marketplace.seller_transfers where id = $1', [id]);
     expect(run.stdout).toMatch(new RegExp(`^id +${id}$`, 'm'));
     expect(run.stdout).toMatch(/^status +reversal_pending: A refund asked/m);
     expect(run.stdout).toMatch(new RegExp(`^stripe_transfer_id +${row.stripe_transfer_id}$`, 'm'));
@@ -45,25 +47,46 @@ describe.concurrent('show', () => {
     const run = await cli('show', id, '--json');
     expect(run.code, run.stderr).toBe(0);
     const out = JSON.parse(run.stdout);
-    expect(out.transfer).toMatchObject({ id, status: 'reversal_pending', reversal_amount_cents: 300, amount_cents: 1000, retry_count: 0, due_now: true, is_terminal: false });
+    expect(out.transfer).toMatchObject({
+      id,
+      status: 'reversal_pending',
+      reversal_amount_cents: 300,
+      amount_cents: 1000,
+      retry_count: 0,
+      due_now: true,
+      is_terminal: false,
+    });
     expect(out.transfer.stripe_transfer_id).toMatch(/^tr_/);
     expect(out.history.map((e: { from_status: string | null; to_status: string }) => [e.from_status, e.to_status])).toEqual([
-      [null, 'pending'], ['pending', 'completed'], ['completed', 'reversal_pending'],
+      [null, 'pending'],
+      ['pending', 'completed'],
+      ['completed', 'reversal_pending'],
     ]);
     expect(out.history[2]).toMatchObject({ reason: 'refund of order 42', actor: 'postgres', application_name: 'seller-transfers-test' });
-    expect(out.dispatch).toMatchObject({ state: 'due', status: 'reversal_pending', worker_task: 'seller_transfer_reverse', due_now: true, job_id: null });
+    expect(out.dispatch).toMatchObject({
+      state: 'due',
+      status: 'reversal_pending',
+      worker_task: 'seller_transfer_reverse',
+      due_now: true,
+      job_id: null,
+    });
     expect(out.jobs).toEqual([]);
   });
 
   it('shows retry state: retry_count, next_retry_at, last_error', async () => {
     const id = await insertTransfer(db.pool);
-    await db.pool.query(`select marketplace.record_seller_transfer_failure($1, 'pending', 'api_error (500): boom', now() + interval '1 hour', 'test')`, [id]);
+    await db.pool.query(
+      `select marketplace.record_seller_transfer_failure($1, 'pending', 'api_error (500): boom', now() + interval '1 hour', 'test')`,
+      [id],
+    );
     const out = JSON.parse((await cli('show', id, '--json')).stdout);
     expect(out.transfer).toMatchObject({ status: 'failed', retry_count: 1, last_error: 'api_error (500): boom', due_now: false });
     expect(new Date(out.transfer.next_retry_at).getTime()).toBeGreaterThan(Date.now() + 50 * 60_000);
     expect(out.dispatch).toMatchObject({ state: 'scheduled', worker_task: 'seller_transfer_retry', due_now: false, job_id: null });
     const human = (await cli('show', id)).stdout;
-    expect(human).toMatch(new RegExp(`^dispatch: scheduled: next attempt at ${new Date(out.transfer.next_retry_at).toISOString()} \\(in \\d+m \\d+s\\)$`, 'm'));
+    expect(human).toMatch(
+      new RegExp(`^dispatch: scheduled: next attempt at ${new Date(out.transfer.next_retry_at).toISOString()} \\(in \\d+m \\d+s\\)$`, 'm'),
+    );
     expect(human).toMatch(/^last_error +api_error \(500\): boom$/m);
     expect(human).toMatch(/^retry_count +1$/m);
   });
@@ -94,23 +117,47 @@ describe('show: a row handed to a job', () => {
     await dispatch();
     const out = JSON.parse((await cli('show', id, '--json')).stdout);
     expect(out.transfer).toMatchObject({ status: 'reversal_pending', due_now: false });
-    expect(out.dispatch).toMatchObject({ state: 'handed', job_task: 'seller_transfer_reverse', attempts: 0, max_attempts: 5, locked_at: null });
+    expect(out.dispatch).toMatchObject({
+      state: 'handed',
+      job_task: 'seller_transfer_reverse',
+      attempts: 0,
+      max_attempts: 5,
+      locked_at: null,
+    });
     expect(out.dispatch.lease).toBe(out.transfer.next_retry_at);
     expect(out.jobs).toHaveLength(1);
-    expect(out.jobs[0]).toMatchObject({ job_id: out.dispatch.job_id, task: 'seller_transfer_reverse', job_key: `seller_transfer:${id}`, attempts: 0, locked_at: null, last_error: null });
+    expect(out.jobs[0]).toMatchObject({
+      job_id: out.dispatch.job_id,
+      task: 'seller_transfer_reverse',
+      job_key: `seller_transfer:${id}`,
+      attempts: 0,
+      locked_at: null,
+      last_error: null,
+    });
     expect(out.jobs[0].lease).toBe(out.transfer.next_retry_at);
     const human = (await cli('show', id)).stdout;
     expect(human).toMatch(/^due for the worker now +no$/m);
-    expect(human).toContain(`dispatch: handed to job ${out.dispatch.job_id} (seller_transfer_reverse), lease until ${out.transfer.next_retry_at}, attempts 0/5, waiting to run`);
+    expect(human).toContain(
+      `dispatch: handed to job ${out.dispatch.job_id} (seller_transfer_reverse), lease until ${out.transfer.next_retry_at}, attempts 0/5, waiting to run`,
+    );
   });
 
   it('a job a worker has locked, and one that used up its attempts', async () => {
     const id = await refundedTransfer();
     await dispatch();
-    await db.pool.query(`update graphile_worker._private_jobs set locked_at = now(), locked_by = 'worker-7', attempts = 1 where key = $1`, [`seller_transfer:${id}`]);
-    expect((await cli('show', id)).stdout).toMatch(/^dispatch: handed to job \d+ \(seller_transfer_reverse\), lease until \S+, attempts 1\/5, locked by worker-7 since \S+$/m);
-    await db.pool.query(`update graphile_worker._private_jobs set locked_at = null, locked_by = null, attempts = max_attempts, last_error = 'boom' where key = $1`, [`seller_transfer:${id}`]);
-    expect((await cli('show', id)).stdout).toMatch(/^dispatch: handed to job \d+ \(seller_transfer_reverse\), lease until \S+, attempts 5\/5 \(none left: graphile-worker will not run it again\), .*last error: boom$/m);
+    await db.pool.query(`update graphile_worker._private_jobs set locked_at = now(), locked_by = 'worker-7', attempts = 1 where key = $1`, [
+      `seller_transfer:${id}`,
+    ]);
+    expect((await cli('show', id)).stdout).toMatch(
+      /^dispatch: handed to job \d+ \(seller_transfer_reverse\), lease until \S+, attempts 1\/5, locked by worker-7 since \S+$/m,
+    );
+    await db.pool.query(
+      `update graphile_worker._private_jobs set locked_at = null, locked_by = null, attempts = max_attempts, last_error = 'boom' where key = $1`,
+      [`seller_transfer:${id}`],
+    );
+    expect((await cli('show', id)).stdout).toMatch(
+      /^dispatch: handed to job \d+ \(seller_transfer_reverse\), lease until \S+, attempts 5\/5 \(none left: graphile-worker will not run it again\), .*last error: boom$/m,
+    );
   });
 });
 
@@ -120,6 +167,10 @@ describe.concurrent('show: mistakes', () => {
   });
 
   it('an unknown id', async () => {
-    expectOneLineError(await cli('show', '2f1d7c3e-8a4b-4c1e-9d2f-5b6a7c8d9e0f'), 'seller transfer 2f1d7c3e-8a4b-4c1e-9d2f-5b6a7c8d9e0f not found', 1);
+    expectOneLineError(
+      await cli('show', '2f1d7c3e-8a4b-4c1e-9d2f-5b6a7c8d9e0f'),
+      'seller transfer 2f1d7c3e-8a4b-4c1e-9d2f-5b6a7c8d9e0f not found',
+      1,
+    );
   });
 });

@@ -16,7 +16,17 @@ import type { CliRun } from './support/cli.ts';
 // Each run is a fresh node process, and a build runs esbuild: allow for a loaded machine.
 vi.setConfig({ testTimeout: 180_000 });
 
-const COPIED = ['bin', 'scripts/build-cli.mjs', 'src', 'tasks', 'migrations', '.gmrc', 'package.json', 'package-lock.json', 'tsconfig.json'];
+const COPIED = [
+  'bin',
+  'scripts/build-cli.mjs',
+  'src',
+  'tasks',
+  'migrations',
+  '.gmrc',
+  'package.json',
+  'package-lock.json',
+  'tsconfig.json',
+];
 
 function copyProject(): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'seller-transfers-cli-startup-'));
@@ -26,13 +36,25 @@ function copyProject(): string {
 }
 
 function run(cwd: string, file: string, args: string[], env: Record<string, string | undefined> = {}): Promise<CliRun> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'silent', NODE_ENV: 'test', SELLER_TRANSFERS_CLI_TRACE: '1', SELLER_TRANSFERS_CLI: undefined, ...env };
+  const childEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    LOG_LEVEL: 'silent',
+    NODE_ENV: 'test',
+    SELLER_TRANSFERS_CLI_TRACE: '1',
+    SELLER_TRANSFERS_CLI: undefined,
+    ...env,
+  };
   for (const [k, v] of Object.entries(childEnv)) if (v === undefined) delete childEnv[k];
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [path.join(cwd, file), ...args], { cwd, env: childEnv, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number') return reject(err);
-      resolve({ code: typeof err?.code === 'number' ? err.code : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [path.join(cwd, file), ...args],
+      { cwd, env: childEnv, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        if (err && typeof err.code !== 'number') return reject(err);
+        resolve({ code: typeof err?.code === 'number' ? err.code : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -44,28 +66,48 @@ async function builtCopy(): Promise<string> {
   expect(b.code, b.stderr).toBe(0);
   return dir;
 }
-const removeCopy = (dir: string) => { if (dir) rmSync(dir, { recursive: true, force: true }); };
+const removeCopy = (dir: string) => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+};
 const cli = (dir: string, args: string[], env: Record<string, string | undefined> = {}) => run(dir, 'bin/seller-transfers.js', args, env);
 /** The first stderr line: the path bin/seller-transfers.js took. */
 const path_ = (r: CliRun) => r.stderr.split('\n')[0];
 
 describe('bin/seller-transfers.js: bundle or tsx', () => {
   let dir = '';
-  beforeAll(async () => { dir = await builtCopy(); });
+  beforeAll(async () => {
+    dir = await builtCopy();
+  });
   afterAll(() => removeCopy(dir));
 
   it('the build writes an ESM bundle: main.js, a lazy chunk per command, a stamp listing its sources', () => {
     const files = readdirSync(path.join(dir, 'dist/cli'));
     expect(files).toContain('main.js');
     for (const command of ['matrix', 'graph', 'show', 'stats', 'audit', 'doctor', 'worker', 'migrate']) {
-      expect(files.some((f) => f.startsWith(`${command}-command-`) && f.endsWith('.js')), `${command} chunk in ${files.join(' ')}`).toBe(true);
+      expect(
+        files.some((f) => f.startsWith(`${command}-command-`) && f.endsWith('.js')),
+        `${command} chunk in ${files.join(' ')}`,
+      ).toBe(true);
     }
-    const stamp = JSON.parse(readFileSync(path.join(dir, 'dist/cli/build-stamp.json'), 'utf8')) as { inputs: Record<string, [number, number]> };
+    const stamp = JSON.parse(readFileSync(path.join(dir, 'dist/cli/build-stamp.json'), 'utf8')) as {
+      inputs: Record<string, [number, number]>;
+    };
     // The lock file too: it fixes the version of each package copied into the bundle.
-    expect(Object.keys(stamp.inputs)).toEqual(expect.arrayContaining(['src/cli/main.ts', 'src/cli/matrix-command.ts', 'src/db/migrate.ts', 'tasks/index.ts', 'tsconfig.json', 'package-lock.json']));
+    expect(Object.keys(stamp.inputs)).toEqual(
+      expect.arrayContaining([
+        'src/cli/main.ts',
+        'src/cli/matrix-command.ts',
+        'src/db/migrate.ts',
+        'tasks/index.ts',
+        'tsconfig.json',
+        'package-lock.json',
+      ]),
+    );
     expect(Object.keys(stamp.inputs).filter((f) => f.includes('node_modules'))).toEqual([]);
     // Packages stay external but zod (scripts/build-cli.mjs: BUNDLED): imported from node_modules, not copied.
-    const chunks = readdirSync(path.join(dir, 'dist/cli')).filter((f) => f.endsWith('.js')).map((f) => readFileSync(path.join(dir, 'dist/cli', f), 'utf8'));
+    const chunks = readdirSync(path.join(dir, 'dist/cli'))
+      .filter((f) => f.endsWith('.js'))
+      .map((f) => readFileSync(path.join(dir, 'dist/cli', f), 'utf8'));
     expect(chunks.some((c) => /from "commander"/.test(c))).toBe(true);
     expect(chunks.some((c) => /from "pg"/.test(c))).toBe(true);
     expect(chunks.some((c) => /from "zod"/.test(c))).toBe(false);
@@ -151,7 +193,9 @@ describe('bin/seller-transfers.js: bundle or tsx', () => {
 describe('commands from the bundle against a real database', () => {
   const db = useTestDatabase();
   let dir = '';
-  beforeAll(async () => { dir = await builtCopy(); });
+  beforeAll(async () => {
+    dir = await builtCopy();
+  });
   afterAll(() => removeCopy(dir));
   const env = () => ({ DATABASE_URL: db.url, STRIPE_SECRET_KEY: undefined, STRIPE_API_BASE: undefined });
 
@@ -200,7 +244,17 @@ describe('commands from the bundle against a real database', () => {
   it('the worker starts from the bundle (built-in Stripe simulator, a lazy chunk) and stops on SIGTERM', async () => {
     const child = spawn(process.execPath, [path.join(dir, 'bin/seller-transfers.js'), 'worker', '--no-migrate'], {
       cwd: dir,
-      env: { ...process.env, ...env(), SELLER_TRANSFERS_CLI_TRACE: '1', SELLER_TRANSFERS_CLI: undefined, LOG_LEVEL: 'info', LOG_FORMAT: 'json', NODE_ENV: 'test', METRICS_PORT: '0', WEBHOOK_PORT: '0' } as NodeJS.ProcessEnv,
+      env: {
+        ...process.env,
+        ...env(),
+        SELLER_TRANSFERS_CLI_TRACE: '1',
+        SELLER_TRANSFERS_CLI: undefined,
+        LOG_LEVEL: 'info',
+        LOG_FORMAT: 'json',
+        NODE_ENV: 'test',
+        METRICS_PORT: '0',
+        WEBHOOK_PORT: '0',
+      } as NodeJS.ProcessEnv,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -210,7 +264,8 @@ describe('commands from the bundle against a real database', () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
       const deadline = Date.now() + 90_000;
-      while (!stdout.includes('"worker started"') && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      while (!stdout.includes('"worker started"') && child.exitCode === null && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
       expect(stdout, stderr).toContain('"worker started"');
       expect(stdout).toContain('built-in Stripe simulator');
       expect(stderr.split('\n')[0]).toBe('cli: bundle');

@@ -14,13 +14,25 @@ const cli = cliFor(() => db.url);
 
 /** Pretends a row entered its current status `ago` ago (the last history event is the clock). */
 async function backdate(id: string, ago: string): Promise<void> {
-  await db.pool.query(`
+  await db.pool.query(
+    `
     update marketplace.seller_transfer_events set occurred_at = now() - $2::interval
-     where id = (select max(id) from marketplace.seller_transfer_events where transfer_id = $1)`, [id, ago]);
+     where id = (select max(id) from marketplace.seller_transfer_events where transfer_id = $1)`,
+    [id, ago],
+  );
 }
 
 interface StatsJson {
-  statuses: Array<{ status: string; transfers: number; due_now: number; oldest_id: string | null; oldest_seconds_in_status: number | null; slo_seconds: number | null; past_slo: number; is_terminal: boolean }>;
+  statuses: Array<{
+    status: string;
+    transfers: number;
+    due_now: number;
+    oldest_id: string | null;
+    oldest_seconds_in_status: number | null;
+    slo_seconds: number | null;
+    past_slo: number;
+    is_terminal: boolean;
+  }>;
   past_slo: Array<{ id: string; status: string; seconds_in_status: number; slo_seconds: number }>;
 }
 
@@ -51,7 +63,12 @@ describe('stats', () => {
     const by = Object.fromEntries(out.statuses.map((s) => [s.status, s]));
     expect(out.statuses.map((s) => s.status)).toEqual([...STATUSES]);
     expect(Object.fromEntries(out.statuses.map((s) => [s.status, s.transfers]))).toEqual({
-      pending: 2, completed: 2, failed: 2, reversal_pending: 1, reversed: 1, permanently_failed: 1,
+      pending: 2,
+      completed: 2,
+      failed: 2,
+      reversal_pending: 1,
+      reversed: 1,
+      permanently_failed: 1,
     });
     expect(by.pending!.due_now).toBe(2);
     expect(by.failed!.due_now).toBe(1);
@@ -121,7 +138,10 @@ describe('the SLO view', () => {
 
   it('measures time in status from the last history event, not from creation', async () => {
     const id = await transferIn(db.pool, 'reversal_pending');
-    await db.pool.query(`update marketplace.seller_transfer_events set occurred_at = now() - interval '10 days' where transfer_id = $1 and to_status <> 'reversal_pending'`, [id]);
+    await db.pool.query(
+      `update marketplace.seller_transfer_events set occurred_at = now() - interval '10 days' where transfer_id = $1 and to_status <> 'reversal_pending'`,
+      [id],
+    );
     const { rows } = await db.pool.query('select 1 from marketplace.seller_transfers_past_slo where id = $1', [id]);
     expect(rows).toEqual([]);
     await db.pool.query('update marketplace.seller_transfers set status = $2 where id = $1', [id, 'reversal_pending']);

@@ -34,12 +34,24 @@ const children: Array<ReturnType<typeof spawn>> = [];
 async function consoleProcess(): Promise<string> {
   const users = [OPERATOR, VIEWER].map((u) => `${u.name}:${u === OPERATOR ? 'operator' : 'viewer'}:${hashPassword(u.password)}`).join(',');
   const child = spawn(process.execPath, [path.join(projectRoot, 'bin/seller-transfers.js'), 'console'], {
-    cwd: projectRoot, env: { ...process.env, NODE_ENV: 'development', DATABASE_URL: db.url, CONSOLE_PORT: '0', CONSOLE_USERS: users, LOG_LEVEL: 'warn', LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: projectRoot,
+    env: {
+      ...process.env,
+      NODE_ENV: 'development',
+      DATABASE_URL: db.url,
+      CONSOLE_PORT: '0',
+      CONSOLE_USERS: users,
+      LOG_LEVEL: 'warn',
+      LOG_FORMAT: 'json',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const [, url] = await waitFor('the second console\'s URL', async () => /console: (http:\/\/127\.0\.0\.1:\d+)\//.exec(stderr), 60_000, 100);
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const [, url] = await waitFor("the second console's URL", async () => /console: (http:\/\/127\.0\.0\.1:\d+)\//.exec(stderr), 60_000, 100);
   return url!;
 }
 
@@ -68,7 +80,12 @@ async function logIn(user: { name: string; password: string }): Promise<void> {
 }
 
 async function snapshot(id: string) {
-  const { rows: [r] } = await db.pool.query('select status, reversal_amount_cents, updated_at, (select count(*) from marketplace.seller_transfer_events e where e.transfer_id = t.id) as events from marketplace.seller_transfers t where id = $1', [id]);
+  const {
+    rows: [r],
+  } = await db.pool.query(
+    'select status, reversal_amount_cents, updated_at, (select count(*) from marketplace.seller_transfer_events e where e.transfer_id = t.id) as events from marketplace.seller_transfers t where id = $1',
+    [id],
+  );
   return r;
 }
 
@@ -81,7 +98,8 @@ beforeAll(async () => {
   page.setDefaultTimeout(10_000);
   paidId = await insertTransfer(db.pool, 4200);
   await waitForStatus(db.pool, paidId, ['completed']);
-  paidTr = (await db.pool.query('select stripe_transfer_id from marketplace.seller_transfers where id = $1', [paidId])).rows[0].stripe_transfer_id;
+  paidTr = (await db.pool.query('select stripe_transfer_id from marketplace.seller_transfers where id = $1', [paidId])).rows[0]
+    .stripe_transfer_id;
 }, 60_000);
 afterAll(async () => {
   for (const child of children) child.kill('SIGTERM');
@@ -120,7 +138,7 @@ describe('console in Chromium', () => {
     }
   });
 
-  it('without Debian\'s Chromium the npm one is found and runs the console', async () => {
+  it("without Debian's Chromium the npm one is found and runs the console", async () => {
     const found = await findChromium({}, '/nonexistent/chromium');
     expect(found.source).toBe('@sparticuz/chromium');
     const packaged = await launchChromium(undefined, found);
@@ -148,8 +166,15 @@ describe('console in Chromium', () => {
     await page.waitForURL(`${consoleApp.url}/transfers/${paidId}`);
     expect(await textOf(page.locator('h1'))).toBe(`Transfer ${paidId}`);
     await page.getByText('42.00 USD').first().waitFor({ state: 'visible' });
-    const history = (await db.pool.query('select from_status, to_status, reason from marketplace.seller_transfer_events where transfer_id = $1 order by id', [paidId])).rows;
-    const rows = await page.locator('table.timeline tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent!.trim())));
+    const history = (
+      await db.pool.query(
+        'select from_status, to_status, reason from marketplace.seller_transfer_events where transfer_id = $1 order by id',
+        [paidId],
+      )
+    ).rows;
+    const rows = await page
+      .locator('table.timeline tbody tr')
+      .evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent!.trim())));
     expect(rows.map((r) => [r[1], r[2], r[5]])).toEqual(history.map((h) => [h.from_status ?? '(created)', h.to_status, h.reason ?? '–']));
     await checkAxe('transfer');
   });
@@ -161,7 +186,9 @@ describe('console in Chromium', () => {
     await form.getByLabel(/Reason/).fill('too much');
     await form.getByRole('button', { name: 'Review…' }).click();
     expect(await countOf(page.getByRole('alert'))).toBe(1);
-    expect(await textOf(page.getByRole('alert'))).toContain('reversal amount 4201 cents exceeds the transfer amount of 4200 cents; nothing was done');
+    expect(await textOf(page.getByRole('alert'))).toContain(
+      'reversal amount 4201 cents exceeds the transfer amount of 4200 cents; nothing was done',
+    );
     await checkAxe('problem');
     await page.goto(`${consoleApp.url}/transfers/${paidId}`);
     await form.getByLabel(/Reason/).fill('');
@@ -176,8 +203,10 @@ describe('console in Chromium', () => {
   it('a forged cross-site form is refused by the server and writes nothing', async () => {
     const before = await snapshot(paidId);
     // Another origin (same host, other port: same-site, so the SameSite cookie is sent and only the CSRF check stands in the way).
-    const evil = http.createServer((_req, res) => res.setHeader('content-type', 'text/html').end(`<form id="f" method="post" action="${consoleApp.url}/transfers/${paidId}/act">
-      <input name="action" value="reverse"><input name="reason" value="forged"></form><script>document.getElementById('f').submit()</script>`));
+    const evil = http.createServer((_req, res) =>
+      res.setHeader('content-type', 'text/html').end(`<form id="f" method="post" action="${consoleApp.url}/transfers/${paidId}/act">
+      <input name="action" value="reverse"><input name="reason" value="forged"></form><script>document.getElementById('f').submit()</script>`),
+    );
     await new Promise<void>((r) => evil.listen(0, '127.0.0.1', r));
     try {
       await page.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
@@ -222,7 +251,7 @@ describe('console in Chromium', () => {
     await checkAxe('doctor');
   });
 
-  it('a viewer sees no actions, and a POST made from the viewer\'s page is refused by the server', async () => {
+  it("a viewer sees no actions, and a POST made from the viewer's page is refused by the server", async () => {
     const id = await transferIn(db.pool, 'completed');
     const before = await snapshot(id);
     await logIn(VIEWER);
@@ -246,7 +275,9 @@ describe('console in Chromium', () => {
     await page.waitForURL(`${consoleApp.url}/transfers/${id}/act`);
     expect(await textOf(page.getByRole('alert'))).toBe('vera is a viewer: only operators act on transfers; nothing was done.');
     expect(await snapshot(id)).toEqual(before);
-    await waitFor('the refusal in the log', async () => consoleApp.logs.some((l) => l['msg'] === 'console: action refused (viewer)' && l['actor'] === 'vera'));
+    await waitFor('the refusal in the log', async () =>
+      consoleApp.logs.some((l) => l['msg'] === 'console: action refused (viewer)' && l['actor'] === 'vera'),
+    );
   });
 
   it('two console processes share the session: logged in on one, the operator acts on the other; logout on it ends both', async () => {
@@ -262,7 +293,12 @@ describe('console in Chromium', () => {
     await form.getByRole('button', { name: 'Review…' }).click();
     await page.getByRole('button', { name: 'Confirm reverse' }).click();
     await page.waitForURL(`${other}/transfers/${id}?done=reverse`);
-    const { rows: [e] } = await db.pool.query(`select to_status, requested_by, reason from marketplace.seller_transfer_events where transfer_id = $1 and from_status = 'completed'`, [id]);
+    const {
+      rows: [e],
+    } = await db.pool.query(
+      `select to_status, requested_by, reason from marketplace.seller_transfer_events where transfer_id = $1 and from_status = 'completed'`,
+      [id],
+    );
     expect(e).toEqual({ to_status: 'reversal_pending', requested_by: 'otto (console)', reason: 'refund across processes' });
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.waitForURL(`${other}/login`);

@@ -16,7 +16,11 @@ beforeAll(async () => {
   const target = new URL(db.url);
   relay = createServer((client) => {
     const server = connect(Number(target.port || 5432), target.hostname);
-    for (const s of [client, server]) { sockets.add(s); s.on('error', () => {}); s.on('close', () => sockets.delete(s)); }
+    for (const s of [client, server]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => sockets.delete(s));
+    }
     client.pipe(server).pipe(client);
   });
   await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
@@ -25,7 +29,10 @@ beforeAll(async () => {
   viaRelay.port = String((relay.address() as { port: number }).port);
   c = await startTestConsole(viaRelay.toString());
   // The database goes away: no new connection, and the open ones cut.
-  await new Promise<void>((r) => { relay.close(() => r()); for (const s of sockets) s.destroy(); });
+  await new Promise<void>((r) => {
+    relay.close(() => r());
+    for (const s of sockets) s.destroy();
+  });
 });
 afterAll(async () => c?.close().catch(() => {}));
 
@@ -51,9 +58,13 @@ describe('the console without its database', () => {
 
   it('a login attempt answers 503, not 500', async () => {
     const page = await fetch(`${c.url}/login`);
-    const form = { cookie: page.headers.get('set-cookie')!.split(';')[0]!, csrf: /name="_csrf" value="([^"]+)"/.exec(await page.text())![1]! };
+    const form = {
+      cookie: page.headers.get('set-cookie')!.split(';')[0]!,
+      csrf: /name="_csrf" value="([^"]+)"/.exec(await page.text())![1]!,
+    };
     const res = await fetch(`${c.url}/login`, {
-      method: 'POST', redirect: 'manual',
+      method: 'POST',
+      redirect: 'manual',
       headers: { cookie: form.cookie, 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ _csrf: form.csrf, user: OPERATOR.name, password: OPERATOR.password, next: '/' }).toString(),
     });

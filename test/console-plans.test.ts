@@ -19,8 +19,10 @@ let sample: { id: string; order_id: string; seller_id: string; stripe_transfer_i
  */
 function scans(plan: Record<string, unknown>): string[] {
   const children = (plan['Plans'] as Array<Record<string, unknown>> | undefined) ?? [];
-  const indexes = (p: Record<string, unknown>): string[] => [...(p['Index Name'] ? [p['Index Name'] as string] : []),
-    ...((p['Plans'] as Array<Record<string, unknown>> | undefined) ?? []).flatMap(indexes)];
+  const indexes = (p: Record<string, unknown>): string[] => [
+    ...(p['Index Name'] ? [p['Index Name'] as string] : []),
+    ...((p['Plans'] as Array<Record<string, unknown>> | undefined) ?? []).flatMap(indexes),
+  ];
   const index = plan['Index Name'] ?? (plan['Node Type'] === 'Bitmap Heap Scan' ? indexes(plan).join('+') : undefined);
   if (plan['Actual Loops'] === 0) return []; // a subquery its guard never ran (EXPLAIN ANALYZE)
   const own = plan['Relation Name'] === 'seller_transfers' ? [`${plan['Node Type']}${index ? ` (${index})` : ''}`] : [];
@@ -33,7 +35,9 @@ async function planOf(name: string, params: unknown[]): Promise<string[]> {
     // ANALYZE: the plan as run, so a guarded subquery that never runs (due now of a status the
     // worker has no task for) does not count; JIT off as on the console's connections.
     await c.query('set jit = off');
-    const { rows: [r] } = await c.query(`explain (analyze, format json) ${queries.get(name)}`, params);
+    const {
+      rows: [r],
+    } = await c.query(`explain (analyze, format json) ${queries.get(name)}`, params);
     return scans((r['QUERY PLAN'] as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan);
   } finally {
     c.release();
@@ -55,7 +59,11 @@ beforeAll(async () => {
                                      when g % 100 < 98 then 'pending' when g % 100 < 99 then 'failed' else 'reversal_pending' end as status) s;
     alter table marketplace.seller_transfers enable trigger user;
     analyze marketplace.seller_transfers;`);
-  sample = (await db.pool.query(`select id, order_id, seller_id, stripe_transfer_id from marketplace.seller_transfers where status = 'completed' limit 1`)).rows[0];
+  sample = (
+    await db.pool.query(
+      `select id, order_id, seller_id, stripe_transfer_id from marketplace.seller_transfers where status = 'completed' limit 1`,
+    )
+  ).rows[0];
 }, 120_000);
 
 const none = (n: number) => Array.from({ length: n }, () => null);
@@ -68,11 +76,14 @@ describe('console query plans read indexes', () => {
       expect(plan, plan.join(', ')).toHaveLength(['pending', 'failed', 'reversal_pending'].includes(status) ? 4 : 1);
       // Index range scans that stop at the cap (the console's indexes, or a worker's partial index
       // the planner finds smaller for a small status; a bitmap scan where it expects few rows).
-      for (const scan of plan) expect(scan).toMatch(/^(Index( Only)? Scan|Bitmap Heap Scan).*\(seller_transfers_(status_created|status_due_since|reversal_due|retry_due|pending)_idx\)$/);
+      for (const scan of plan)
+        expect(scan).toMatch(
+          /^(Index( Only)? Scan|Bitmap Heap Scan).*\(seller_transfers_(status_created|status_due_since|reversal_due|retry_due|pending)_idx\)$/,
+        );
     });
   }
 
-  it('overview: the counts agree with the database\'s own views (stats, past SLO) below the cap', async () => {
+  it("overview: the counts agree with the database's own views (stats, past SLO) below the cap", async () => {
     const c = await db.pool.connect();
     try {
       await c.query('begin isolation level repeatable read');
@@ -81,13 +92,21 @@ describe('console query plans read indexes', () => {
         mine.push((await c.query(queries.get('status_counts')!, [status, 1_000_000, 1_000_000])).rows[0]);
       }
       const { rows: stats } = await c.query('select status, transfers, due_now, past_slo from marketplace.seller_transfer_stats');
-      expect(mine.map((r) => [r.status, Number(r.transfers), r.worker_task ? Number(r.due_now) : 0, Number(r.past_slo)]))
-        .toEqual(stats.map((r) => [r.status, Number(r.transfers), Number(r.due_now), Number(r.past_slo)]));
-      expect(mine.some((r) => Number(r.past_slo) > 0), 'the sample has rows past their SLO').toBe(true);
+      expect(mine.map((r) => [r.status, Number(r.transfers), r.worker_task ? Number(r.due_now) : 0, Number(r.past_slo)])).toEqual(
+        stats.map((r) => [r.status, Number(r.transfers), Number(r.due_now), Number(r.past_slo)]),
+      );
+      expect(
+        mine.some((r) => Number(r.past_slo) > 0),
+        'the sample has rows past their SLO',
+      ).toBe(true);
       // Capped: at most cap + 1 read.
-      const { rows: [capped] } = await c.query(queries.get('status_counts')!, ['completed', 100, 10]);
+      const {
+        rows: [capped],
+      } = await c.query(queries.get('status_counts')!, ['completed', 100, 10]);
       expect(capped.transfers).toBe('101');
-      const { rows: [pastCapped] } = await c.query(queries.get('status_counts')!, ['pending', 100, 10]);
+      const {
+        rows: [pastCapped],
+      } = await c.query(queries.get('status_counts')!, ['pending', 100, 10]);
       expect(pastCapped.past_slo).toBe('11');
     } finally {
       await c.query('rollback');
@@ -97,9 +116,17 @@ describe('console query plans read indexes', () => {
 
   const lists: Array<[string, string, unknown[]]> = [
     ['newest first', 'list_newest', ['completed', ...none(12), 51]],
-    ['newest first, next page', 'list_newest', ['completed', new Date(Date.now() - 3600_000), '00000000-0000-4000-8000-000000000000', ...none(10), 51]],
+    [
+      'newest first, next page',
+      'list_newest',
+      ['completed', new Date(Date.now() - 3600_000), '00000000-0000-4000-8000-000000000000', ...none(10), 51],
+    ],
     ['longest due first', 'list_overdue', ['failed', ...none(12), 51]],
-    ['longest due first, next page', 'list_overdue', ['pending', new Date(Date.now() - 3600_000), '00000000-0000-4000-8000-000000000000', ...none(10), 51]],
+    [
+      'longest due first, next page',
+      'list_overdue',
+      ['pending', new Date(Date.now() - 3600_000), '00000000-0000-4000-8000-000000000000', ...none(10), 51],
+    ],
     ['rare status, amount filter', 'list_newest', ['reversal_pending', null, null, null, null, null, '150', '5000', ...none(5), 51]],
   ];
   for (const [what, name, params] of lists) {
@@ -107,7 +134,9 @@ describe('console query plans read indexes', () => {
       const plan = await planOf(name, params);
       expect(plan, plan.join(', ')).toHaveLength(1);
       // The status index, or for a rare status a partial index of the worker's that the planner finds smaller.
-      expect(plan[0]).toMatch(/^Index( Only)? Scan.*\(seller_transfers_(status_created|status_due_since|reversal_due|retry_due|pending)_idx\)$/);
+      expect(plan[0]).toMatch(
+        /^Index( Only)? Scan.*\(seller_transfers_(status_created|status_due_since|reversal_due|retry_due|pending)_idx\)$/,
+      );
     });
   }
 
@@ -118,10 +147,17 @@ describe('console query plans read indexes', () => {
   });
 
   it('find: our id and order id, tr_ and trr_', async () => {
-    for (const [name, params] of [['find', [sample.order_id]], ['find', [sample.id]], ['find_stripe', [sample.stripe_transfer_id]]] as const) {
+    for (const [name, params] of [
+      ['find', [sample.order_id]],
+      ['find', [sample.id]],
+      ['find_stripe', [sample.stripe_transfer_id]],
+    ] as const) {
       const plan = await planOf(name, [...params]);
       expect(plan.length).toBeGreaterThan(0);
-      expect(plan.filter((s) => !/Index|Bitmap Heap Scan \(/.test(s)), `${name}: ${plan.join(', ')}`).toEqual([]);
+      expect(
+        plan.filter((s) => !/Index|Bitmap Heap Scan \(/.test(s)),
+        `${name}: ${plan.join(', ')}`,
+      ).toEqual([]);
     }
   });
 });

@@ -10,8 +10,13 @@ import { useTestDatabase } from './support/database.ts';
 import { transferIn } from './support/transfers.ts';
 
 type Callback = (err: Error | null, result?: pg.QueryResult) => void;
-interface Recorded { role: string; text: string }
-interface Probe { ranAs?: string }
+interface Recorded {
+  role: string;
+  text: string;
+}
+interface Probe {
+  ranAs?: string;
+}
 
 let recording: Recorded[] | null = null;
 const proto = pg.Client.prototype as unknown as { _connect(cb: (err?: Error) => void): void; query(...args: unknown[]): unknown };
@@ -21,16 +26,22 @@ beforeAll(() => {
   proto._connect = function (this: Probe, cb) {
     originalConnect.call(this, (err?: Error) => {
       if (err) return cb(err);
-      originalQuery.call(this, 'select current_user as role', ((e, r) => { if (!e) this.ranAs = r!.rows[0].role; cb(e ?? undefined); }) as Callback);
+      originalQuery.call(this, 'select current_user as role', ((e, r) => {
+        if (!e) this.ranAs = r!.rows[0].role;
+        cb(e ?? undefined);
+      }) as Callback);
     });
   };
   proto.query = function (this: Probe, ...args: unknown[]) {
     const config = args[0] as string | { text?: string };
-    if (recording) recording.push({ role: this.ranAs ?? '(unknown)', text: typeof config === 'string' ? config : config?.text ?? '' });
+    if (recording) recording.push({ role: this.ranAs ?? '(unknown)', text: typeof config === 'string' ? config : (config?.text ?? '') });
     return originalQuery.apply(this, args);
   };
 });
-afterAll(() => { proto._connect = originalConnect; proto.query = originalQuery; });
+afterAll(() => {
+  proto._connect = originalConnect;
+  proto.query = originalQuery;
+});
 
 const db = useTestDatabase();
 let c: TestConsole;
@@ -39,12 +50,25 @@ let csrf: string;
 beforeAll(async () => {
   c = await startTestConsole(db.url);
   const form = await fetch(`${c.url}/login`);
-  const res = await fetch(`${c.url}/login`, { method: 'POST', redirect: 'manual', headers: { cookie: form.headers.get('set-cookie')!.split(';')[0]!, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ _csrf: /name="_csrf" value="([^"]+)"/.exec(await form.text())![1]!, user: OPERATOR.name, password: OPERATOR.password }) });
-  cookie = res.headers.getSetCookie().find((s) => s.startsWith('st_console_session='))!.split(';')[0]!;
+  const res = await fetch(`${c.url}/login`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { cookie: form.headers.get('set-cookie')!.split(';')[0]!, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      _csrf: /name="_csrf" value="([^"]+)"/.exec(await form.text())![1]!,
+      user: OPERATOR.name,
+      password: OPERATOR.password,
+    }),
+  });
+  cookie = res.headers
+    .getSetCookie()
+    .find((s) => s.startsWith('st_console_session='))!
+    .split(';')[0]!;
   csrf = /name="_csrf" value="([^"]+)"/.exec(await (await fetch(`${c.url}/`, { headers: { cookie } })).text())![1]!;
 });
-afterAll(async () => { await c?.close(); });
+afterAll(async () => {
+  await c?.close();
+});
 
 const READER = 'marketplace_reader';
 const OPERATOR_ROLE = 'marketplace_operator';
@@ -56,11 +80,22 @@ async function plan(): Promise<Record<string, { send: () => Promise<Response>; r
   const failed = await transferIn(db.pool, 'failed');
   const completed = await transferIn(db.pool, 'completed');
   const get = (path: string) => () => fetch(`${c.url}${path}`, { headers: { cookie }, redirect: 'manual' });
-  const post = (path: string, fields: Record<string, string | string[]>, withCookie = true) => () => {
-    const body = new URLSearchParams({ _csrf: csrf });
-    for (const [k, v] of Object.entries(fields)) for (const x of [v].flat()) body.append(k, x);
-    return fetch(`${c.url}${path}`, { method: 'POST', redirect: 'manual', body, headers: { ...(withCookie ? { cookie } : {}), 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' } });
-  };
+  const post =
+    (path: string, fields: Record<string, string | string[]>, withCookie = true) =>
+    () => {
+      const body = new URLSearchParams({ _csrf: csrf });
+      for (const [k, v] of Object.entries(fields)) for (const x of [v].flat()) body.append(k, x);
+      return fetch(`${c.url}${path}`, {
+        method: 'POST',
+        redirect: 'manual',
+        body,
+        headers: {
+          ...(withCookie ? { cookie } : {}),
+          'content-type': 'application/x-www-form-urlencoded',
+          'sec-fetch-site': 'same-origin',
+        },
+      });
+    };
   return {
     'GET /': { send: get('/'), roles: [READER] },
     'GET /transfers': { send: get('/transfers?status=failed'), roles: [READER] },
@@ -72,17 +107,26 @@ async function plan(): Promise<Record<string, { send: () => Promise<Response>; r
     'GET /static/console.css': { send: get('/static/console.css'), roles: [] },
     'GET /robots.txt': { send: get('/robots.txt'), roles: [] },
     'GET /favicon.ico': { send: get('/favicon.ico'), roles: [] },
-    'POST /transfers/:id/preview': { send: post(`/transfers/${completed}/preview`, { action: 'reverse', reason: 'roles test' }), roles: [READER, OPERATOR_ROLE] },
-    'POST /transfers/:id/act': { send: post(`/transfers/${failed}/act`, { action: 'retry', reason: 'roles test' }), roles: [READER, OPERATOR_ROLE] },
+    'POST /transfers/:id/preview': {
+      send: post(`/transfers/${completed}/preview`, { action: 'reverse', reason: 'roles test' }),
+      roles: [READER, OPERATOR_ROLE],
+    },
+    'POST /transfers/:id/act': {
+      send: post(`/transfers/${failed}/act`, { action: 'retry', reason: 'roles test' }),
+      roles: [READER, OPERATOR_ROLE],
+    },
     'POST /bulk/preview': { send: post('/bulk/preview', { action: 'fail', reason: 'roles test', ids: [failed] }), roles: [OPERATOR_ROLE] },
-    'POST /bulk/act': { send: post('/bulk/act', { action: 'fail', reason: 'roles test', ids: [failed], confirm_count: '1' }), roles: [OPERATOR_ROLE] },
+    'POST /bulk/act': {
+      send: post('/bulk/act', { action: 'fail', reason: 'roles test', ids: [failed], confirm_count: '1' }),
+      roles: [OPERATOR_ROLE],
+    },
     'POST /login': { send: post('/login', { user: OPERATOR.name, password: 'wrong-password-1' }, false), roles: [] },
     'POST /logout': { send: post('/logout', {}), roles: [] },
   };
 }
 
-describe('each route\'s queries run as the role it needs and no other', () => {
-  it('the doctor page, read as marketplace_reader, still sees the applied migrations (graphile-migrate\'s bookkeeping)', async () => {
+describe("each route's queries run as the role it needs and no other", () => {
+  it("the doctor page, read as marketplace_reader, still sees the applied migrations (graphile-migrate's bookkeeping)", async () => {
     const html = await (await fetch(`${c.url}/doctor`, { headers: { cookie } })).text();
     expect(html).toMatch(/migrations current<\/th><td class="good">ok<\/td><td>\d+ applied, latest \d{6}</);
   });

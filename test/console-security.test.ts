@@ -11,10 +11,17 @@ import { transferIn } from './support/transfers.ts';
 
 const db = useTestDatabase();
 let c: TestConsole;
-beforeAll(async () => { c = await startTestConsole(db.url, { loginMaxFailures: 3 }); });
-afterAll(async () => { await c?.close(); });
+beforeAll(async () => {
+  c = await startTestConsole(db.url, { loginMaxFailures: 3 });
+});
+afterAll(async () => {
+  await c?.close();
+});
 
-interface Session { cookie: string; csrf: string }
+interface Session {
+  cookie: string;
+  csrf: string;
+}
 
 async function loginForm(at: TestConsole = c): Promise<{ cookie: string; csrf: string }> {
   const res = await fetch(`${at.url}/login`);
@@ -23,39 +30,66 @@ async function loginForm(at: TestConsole = c): Promise<{ cookie: string; csrf: s
 
 async function login(user: string, password: string, headers: Record<string, string> = {}, at: TestConsole = c): Promise<Response> {
   const form = await loginForm(at);
-  return fetch(`${at.url}/login`, { method: 'POST', redirect: 'manual', headers: { cookie: form.cookie, 'content-type': 'application/x-www-form-urlencoded', ...headers },
-    body: new URLSearchParams({ _csrf: form.csrf, user, password, next: '/' }) });
+  return fetch(`${at.url}/login`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { cookie: form.cookie, 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams({ _csrf: form.csrf, user, password, next: '/' }),
+  });
 }
 
 async function session(user: { name: string; password: string }): Promise<Session> {
   const res = await login(user.name, user.password);
   expect(res.status).toBe(303);
-  const cookie = res.headers.getSetCookie().find((s) => s.startsWith('st_console_session='))!.split(';')[0]!;
+  const cookie = res.headers
+    .getSetCookie()
+    .find((s) => s.startsWith('st_console_session='))!
+    .split(';')[0]!;
   const page = await (await fetch(`${c.url}/`, { headers: { cookie } })).text();
   return { cookie, csrf: /name="_csrf" value="([^"]+)"/.exec(page)![1]! };
 }
 
-function post(s: Session, path: string, fields: Record<string, string>, headers: Record<string, string> = { 'sec-fetch-site': 'same-origin' }): Promise<Response> {
-  return fetch(`${c.url}${path}`, { method: 'POST', redirect: 'manual', headers: { cookie: s.cookie, 'content-type': 'application/x-www-form-urlencoded', ...headers },
-    body: new URLSearchParams({ _csrf: s.csrf, ...fields }) });
+function post(
+  s: Session,
+  path: string,
+  fields: Record<string, string>,
+  headers: Record<string, string> = { 'sec-fetch-site': 'same-origin' },
+): Promise<Response> {
+  return fetch(`${c.url}${path}`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { cookie: s.cookie, 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams({ _csrf: s.csrf, ...fields }),
+  });
 }
 
 async function row(id: string) {
-  return (await db.pool.query('select status, reversal_amount_cents, updated_at from marketplace.seller_transfers where id = $1', [id])).rows[0];
+  return (await db.pool.query('select status, reversal_amount_cents, updated_at from marketplace.seller_transfers where id = $1', [id]))
+    .rows[0];
 }
 async function events(id: string): Promise<number> {
-  return Number((await db.pool.query('select count(*) from marketplace.seller_transfer_events where transfer_id = $1', [id])).rows[0].count);
+  return Number(
+    (await db.pool.query('select count(*) from marketplace.seller_transfer_events where transfer_id = $1', [id])).rows[0].count,
+  );
 }
 
 describe('configuration: never anonymous, never plain HTTP off the machine', () => {
   const base = { DATABASE_URL: 'postgres://x@h/db', STRIPE_SECRET_KEY: 'sk_live_abc' };
   it('production without CONSOLE_USERS refuses to start, naming the variable', () => {
-    expect(() => consoleConfig(loadConfig({ ...base, NODE_ENV: 'production' }))).toThrow(/CONSOLE_USERS is required when NODE_ENV=production/);
+    expect(() => consoleConfig(loadConfig({ ...base, NODE_ENV: 'production' }))).toThrow(
+      /CONSOLE_USERS is required when NODE_ENV=production/,
+    );
   });
   it('a non-loopback bind needs TLS or CONSOLE_BEHIND_TLS_PROXY', () => {
     const users = `a:viewer:${hashPassword('long-enough-password')}`;
-    expect(() => consoleConfig(loadConfig({ ...base, NODE_ENV: 'production', CONSOLE_USERS: users, CONSOLE_HOST: '0.0.0.0' }))).toThrow(/CONSOLE_HOST=0.0.0.0 is not loopback/);
-    expect(consoleConfig(loadConfig({ ...base, NODE_ENV: 'production', CONSOLE_USERS: users, CONSOLE_HOST: '0.0.0.0', CONSOLE_BEHIND_TLS_PROXY: 'true' })).secureCookies).toBe(true);
+    expect(() => consoleConfig(loadConfig({ ...base, NODE_ENV: 'production', CONSOLE_USERS: users, CONSOLE_HOST: '0.0.0.0' }))).toThrow(
+      /CONSOLE_HOST=0.0.0.0 is not loopback/,
+    );
+    expect(
+      consoleConfig(
+        loadConfig({ ...base, NODE_ENV: 'production', CONSOLE_USERS: users, CONSOLE_HOST: '0.0.0.0', CONSOLE_BEHIND_TLS_PROXY: 'true' }),
+      ).secureCookies,
+    ).toBe(true);
   });
   it('development with no users binds loopback only', () => {
     expect(consoleConfig(loadConfig({})).host).toBe('127.0.0.1');
@@ -82,7 +116,11 @@ describe('access', () => {
     expect(res.status).toBe(303);
     expect(res.headers.get('location')).toBe('/login?next=%2Ftransfers%3Fstatus%3Dcompleted');
     const id = await transferIn(db.pool, 'failed');
-    const forged = await fetch(`${c.url}/transfers/${id}/act`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'action=fail&reason=x' });
+    const forged = await fetch(`${c.url}/transfers/${id}/act`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'action=fail&reason=x',
+    });
     expect(forged.status).toBe(401);
     expect((await row(id)).status).toBe('failed');
   });
@@ -90,7 +128,10 @@ describe('access', () => {
   it('bound to loopback, it answers only to loopback host names (a DNS-rebinding page gets nothing)', async () => {
     const { request } = await import('node:http');
     const status = await new Promise<number>((resolve, reject) => {
-      const req = request(`${c.url}/login`, { headers: { host: 'evil.example:80' } }, (res) => { res.resume(); resolve(res.statusCode!); });
+      const req = request(`${c.url}/login`, { headers: { host: 'evil.example:80' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      });
       req.on('error', reject);
       req.end();
     });
@@ -126,7 +167,7 @@ describe('access', () => {
   });
 });
 
-describe('login limit: the address is the socket\'s or the configured proxy\'s, never the client\'s say-so', () => {
+describe("login limit: the address is the socket's or the configured proxy's, never the client's say-so", () => {
   const wrongTries = async (at: TestConsole, forwarded: (i: number) => string) => {
     const statuses = [];
     for (let i = 0; i < 12; i++) statuses.push((await login(OPERATOR.name, `wrong-${i}`, { 'x-forwarded-for': forwarded(i) }, at)).status);
@@ -147,8 +188,13 @@ describe('login limit: the address is the socket\'s or the configured proxy\'s, 
     const at = await startTestConsole(db.url, { loginMaxFailures: 5, loginFirstDelayMs: 1, trustProxy: ['127.0.0.1'] });
     try {
       // The client wrote the left entries; the proxy (this test, on 127.0.0.1) appended the real 198.51.100.7.
-      expect(await wrongTries(at, (i) => `10.9.9.${i}, 203.0.113.${i}, 198.51.100.7`)).toEqual([...Array(5).fill(401), ...Array(7).fill(429)]);
-      expect(new Set(at.logs.filter((l) => String(l['msg']).startsWith('console: login')).map((l) => l['address']))).toEqual(new Set(['198.51.100.7']));
+      expect(await wrongTries(at, (i) => `10.9.9.${i}, 203.0.113.${i}, 198.51.100.7`)).toEqual([
+        ...Array(5).fill(401),
+        ...Array(7).fill(429),
+      ]);
+      expect(new Set(at.logs.filter((l) => String(l['msg']).startsWith('console: login')).map((l) => l['address']))).toEqual(
+        new Set(['198.51.100.7']),
+      );
       // Another real client behind the same proxy is not shut out.
       expect((await login(VIEWER.name, VIEWER.password, { 'x-forwarded-for': '198.51.100.8' }, at)).status).toBe(303);
     } finally {
@@ -156,7 +202,7 @@ describe('login limit: the address is the socket\'s or the configured proxy\'s, 
     }
   });
 
-  it('a stranger\'s wrong tries slow the name down but never refuse its owner\'s right password', async () => {
+  it("a stranger's wrong tries slow the name down but never refuse its owner's right password", async () => {
     const at = await startTestConsole(db.url, { loginMaxFailures: 5, loginFirstDelayMs: 100, trustProxy: ['loopback'] });
     try {
       const timed = async (password: string, address: string) => {
@@ -188,13 +234,19 @@ describe('login limit: the address is the socket\'s or the configured proxy\'s, 
 
   it('CONSOLE_TRUSTED_PROXIES: unset trusts nobody; addresses and CIDRs; anything else (a hop count too) fails naming it', () => {
     expect(consoleConfig(loadConfig({})).trustProxy).toBe(false);
-    expect(consoleConfig(loadConfig({ CONSOLE_TRUSTED_PROXIES: '10.0.0.5, 10.1.0.0/16,loopback,::1' })).trustProxy).toEqual(['10.0.0.5', '10.1.0.0/16', 'loopback', '::1']);
-    for (const bad of ['1', 'true', '10.0.0.300', '10.0.0.0/33', 'proxy.example', ',']) expect(() => loadConfig({ CONSOLE_TRUSTED_PROXIES: bad }), bad).toThrow(/CONSOLE_TRUSTED_PROXIES/);
+    expect(consoleConfig(loadConfig({ CONSOLE_TRUSTED_PROXIES: '10.0.0.5, 10.1.0.0/16,loopback,::1' })).trustProxy).toEqual([
+      '10.0.0.5',
+      '10.1.0.0/16',
+      'loopback',
+      '::1',
+    ]);
+    for (const bad of ['1', 'true', '10.0.0.300', '10.0.0.0/33', 'proxy.example', ','])
+      expect(() => loadConfig({ CONSOLE_TRUSTED_PROXIES: bad }), bad).toThrow(/CONSOLE_TRUSTED_PROXIES/);
   });
 });
 
 describe('state changes', () => {
-  it('a viewer\'s POST is refused by the server and writes nothing', async () => {
+  it("a viewer's POST is refused by the server and writes nothing", async () => {
     const s = await session(VIEWER);
     const id = await transferIn(db.pool, 'completed');
     const before = await events(id);
@@ -215,7 +267,12 @@ describe('state changes', () => {
     }
     const foreignOrigin = await post(s, `/transfers/${id}/act`, { action: 'reverse', reason: 'forged' }, { origin: 'http://evil.example' });
     expect(foreignOrigin.status).toBe(403);
-    const noToken = await fetch(`${c.url}/transfers/${id}/act`, { method: 'POST', redirect: 'manual', headers: { cookie: s.cookie, 'content-type': 'application/x-www-form-urlencoded' }, body: 'action=reverse&reason=forged' });
+    const noToken = await fetch(`${c.url}/transfers/${id}/act`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { cookie: s.cookie, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'action=reverse&reason=forged',
+    });
     expect(noToken.status).toBe(403);
     expect(await noToken.text()).toContain('form token missing or wrong');
     expect((await row(id)).status).toBe('completed');
@@ -240,9 +297,24 @@ describe('state changes', () => {
     expect(act.status).toBe(303);
     const requestId = act.headers.get('x-request-id');
     expect(await row(id)).toMatchObject({ status: 'reversal_pending', reversal_amount_cents: '250' });
-    expect(c.logs.find((l) => l['msg'] === 'console: action done' && l['transfer_id'] === id)).toMatchObject({ actor: 'otto', reason: 'partial refund', request_id: requestId, action: 'reverse' });
-    const { rows: [e] } = await db.pool.query('select reason, application_name, requested_by, actor from marketplace.seller_transfer_events where transfer_id = $1 order by id desc limit 1', [id]);
-    expect(e).toEqual({ reason: 'partial refund', application_name: 'seller-transfers-console (otto)', requested_by: 'otto (console)', actor: 'marketplace_operator' });
+    expect(c.logs.find((l) => l['msg'] === 'console: action done' && l['transfer_id'] === id)).toMatchObject({
+      actor: 'otto',
+      reason: 'partial refund',
+      request_id: requestId,
+      action: 'reverse',
+    });
+    const {
+      rows: [e],
+    } = await db.pool.query(
+      'select reason, application_name, requested_by, actor from marketplace.seller_transfer_events where transfer_id = $1 order by id desc limit 1',
+      [id],
+    );
+    expect(e).toEqual({
+      reason: 'partial refund',
+      application_name: 'seller-transfers-console (otto)',
+      requested_by: 'otto (console)',
+      actor: 'marketplace_operator',
+    });
   });
 
   it('fail of a pending row: the confirm page shows pending → permanently_failed, and the history both steps, each naming the person', async () => {
@@ -252,7 +324,10 @@ describe('state changes', () => {
     expect(preview).toContain('pending → permanently_failed');
     expect((await row(id)).status).toBe('pending');
     expect((await post(s, `/transfers/${id}/act`, { action: 'fail', reason: 'order cancelled' })).status).toBe(303);
-    const { rows } = await db.pool.query('select from_status, to_status, requested_by from marketplace.seller_transfer_events where transfer_id = $1 and from_status is not null order by id', [id]);
+    const { rows } = await db.pool.query(
+      'select from_status, to_status, requested_by from marketplace.seller_transfer_events where transfer_id = $1 and from_status is not null order by id',
+      [id],
+    );
     expect(rows).toEqual([
       { from_status: 'pending', to_status: 'failed', requested_by: 'otto (console)' },
       { from_status: 'failed', to_status: 'permanently_failed', requested_by: 'otto (console)' },
@@ -264,10 +339,25 @@ describe('state changes', () => {
     const id = await transferIn(db.pool, 'completed');
     const before = await row(id);
     const cases: Array<[string, Record<string, string>, number, RegExp]> = [
-      ['/transfers/00000000-0000-4000-8000-000000000000/act', { action: 'reverse', reason: 'x' }, 404, /No seller transfer 00000000-0000-4000-8000-000000000000; nothing was done/],
-      [`/transfers/${id}/act`, { action: 'reverse', reason: 'too much', amount: '10.01' }, 400, /reversal amount 1001 cents exceeds the transfer amount of 1000 cents; nothing was done/],
+      [
+        '/transfers/00000000-0000-4000-8000-000000000000/act',
+        { action: 'reverse', reason: 'x' },
+        404,
+        /No seller transfer 00000000-0000-4000-8000-000000000000; nothing was done/,
+      ],
+      [
+        `/transfers/${id}/act`,
+        { action: 'reverse', reason: 'too much', amount: '10.01' },
+        400,
+        /reversal amount 1001 cents exceeds the transfer amount of 1000 cents; nothing was done/,
+      ],
       [`/transfers/${id}/preview`, { action: 'reverse', reason: '   ' }, 400, /a reason is required/],
-      [`/transfers/${id}/act`, { action: 'reverse', reason: 'x', amount: '1.234' }, 400, /Amount &quot;1.234&quot;: USD has 2 decimals at most; nothing was done/],
+      [
+        `/transfers/${id}/act`,
+        { action: 'reverse', reason: 'x', amount: '1.234' },
+        400,
+        /Amount &quot;1.234&quot;: USD has 2 decimals at most; nothing was done/,
+      ],
     ];
     for (const [path, fields, status, message] of cases) {
       const res = await post(s, path, fields);
@@ -282,8 +372,18 @@ describe('state changes', () => {
   it('bulk: capped, needs the confirmed count, acts per id', async () => {
     const s = await session(OPERATOR);
     const ids = [await transferIn(db.pool, 'failed'), await transferIn(db.pool, 'failed'), await transferIn(db.pool, 'completed')];
-    const body = (extra: Record<string, string>) => { const p = new URLSearchParams({ _csrf: s.csrf, action: 'fail', reason: 'merchant closed', ...extra }); for (const id of ids) p.append('ids', id); return p; };
-    const send = (path: string, p: URLSearchParams) => fetch(`${c.url}${path}`, { method: 'POST', redirect: 'manual', headers: { cookie: s.cookie, 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' }, body: p });
+    const body = (extra: Record<string, string>) => {
+      const p = new URLSearchParams({ _csrf: s.csrf, action: 'fail', reason: 'merchant closed', ...extra });
+      for (const id of ids) p.append('ids', id);
+      return p;
+    };
+    const send = (path: string, p: URLSearchParams) =>
+      fetch(`${c.url}${path}`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { cookie: s.cookie, 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' },
+        body: p,
+      });
     const preview = await (await send('/bulk/preview', body({}))).text();
     expect(preview).toContain('<strong>2 of 3</strong>');
     expect(preview).toContain('name="confirm_count" value="3"');
@@ -299,7 +399,15 @@ describe('state changes', () => {
       const cs = await capped.sessions.create(OPERATOR.name, 'operator');
       const p = new URLSearchParams({ _csrf: cs.csrf, action: 'fail', reason: 'too many', confirm_count: '3' });
       for (const id of more) p.append('ids', id);
-      const res = await fetch(`${capped.url}/bulk/act`, { method: 'POST', headers: { cookie: `st_console_session=${cs.id}`, 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' }, body: p });
+      const res = await fetch(`${capped.url}/bulk/act`, {
+        method: 'POST',
+        headers: {
+          cookie: `st_console_session=${cs.id}`,
+          'content-type': 'application/x-www-form-urlencoded',
+          'sec-fetch-site': 'same-origin',
+        },
+        body: p,
+      });
       expect(res.status).toBe(400);
       expect(await res.text()).toContain('3 transfers selected; at most 2 at once');
       expect((await Promise.all(more.map(row))).map((r) => r.status)).toEqual(['failed', 'failed', 'failed']);
@@ -310,7 +418,7 @@ describe('state changes', () => {
 });
 
 describe('money', () => {
-  it('minor units with Stripe\'s zero- and three-decimal currencies', () => {
+  it("minor units with Stripe's zero- and three-decimal currencies", () => {
     // The exponent is the database's (marketplace.currencies); test/currencies.test.ts reads it from there.
     expect(formatMinor(123456, 'usd', 2)).toBe('1,234.56 USD');
     expect(formatMinor(1200, 'jpy', 0)).toBe('1,200 JPY');
@@ -324,4 +432,3 @@ describe('money', () => {
     expect(parseMajor('-1', 'usd', 2)).toHaveProperty('error');
   });
 });
-

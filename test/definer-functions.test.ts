@@ -7,13 +7,20 @@ import { useTestDatabase } from './support/database.ts';
 const db = useTestDatabase();
 const OWNERS = ['marketplace_admin', 'marketplace_definer', 'marketplace_recorder'];
 
-interface Definer { fn: string; owner: string; superuser: boolean; login: boolean; config: string[] | null }
+interface Definer {
+  fn: string;
+  owner: string;
+  superuser: boolean;
+  login: boolean;
+  config: string[] | null;
+}
 
 async function definers(c: { query: typeof db.pool.query } = db.pool): Promise<Definer[]> {
   const { rows } = await c.query<Definer>(
     `select p.oid::regprocedure::text as fn, r.rolname as owner, r.rolsuper as superuser, r.rolcanlogin as login, p.proconfig as config
        from pg_proc p join pg_roles r on r.oid = p.proowner
-      where p.pronamespace = 'marketplace'::regnamespace and p.prosecdef order by 1`);
+      where p.pronamespace = 'marketplace'::regnamespace and p.prosecdef order by 1`,
+  );
   return rows;
 }
 
@@ -29,13 +36,20 @@ describe('SECURITY DEFINER functions', () => {
     }
   });
 
-  it('the moves are made by the roles the guard knows: the worker\'s recordings and the admin functions', async () => {
+  it("the moves are made by the roles the guard knows: the worker's recordings and the admin functions", async () => {
     const owner = Object.fromEntries((await definers()).map((d) => [d.fn.replace(/\(.*/, ''), d.owner]));
-    for (const f of ['mark_seller_transfer_paid', 'mark_seller_transfer_reversed', 'record_seller_transfer_failure',
-      'record_seller_transfer_rate_limited', 'hold_seller_transfer_for_review', 'record_external_seller_transfer_reversal']) {
+    for (const f of [
+      'mark_seller_transfer_paid',
+      'mark_seller_transfer_reversed',
+      'record_seller_transfer_failure',
+      'record_seller_transfer_rate_limited',
+      'hold_seller_transfer_for_review',
+      'record_external_seller_transfer_reversal',
+    ]) {
       expect(owner[`marketplace.${f}`], f).toBe('marketplace_recorder');
     }
-    for (const f of ['fail_seller_transfer', 'retry_seller_transfer', 'reverse_seller_transfer']) expect(owner[`marketplace.${f}`], f).toBe('marketplace_admin');
+    for (const f of ['fail_seller_transfer', 'retry_seller_transfer', 'reverse_seller_transfer'])
+      expect(owner[`marketplace.${f}`], f).toBe('marketplace_admin');
   });
 
   it('doctor names a definer function that does not pin search_path or is owned by a superuser', async () => {
@@ -45,7 +59,9 @@ describe('SECURITY DEFINER functions', () => {
       const ok = await c.query(`select status from marketplace.seller_transfer_doctor() where check_name = 'SECURITY DEFINER functions'`);
       expect(ok.rows).toEqual([{ status: 'ok' }]);
       await c.query(`create function marketplace.leaky() returns int language sql security definer as 'select 1'`);
-      const { rows: [bad] } = await c.query(`select status, detail from marketplace.seller_transfer_doctor() where check_name = 'SECURITY DEFINER functions'`);
+      const {
+        rows: [bad],
+      } = await c.query(`select status, detail from marketplace.seller_transfer_doctor() where check_name = 'SECURITY DEFINER functions'`);
       expect(bad.status).toBe('problem');
       expect(bad.detail).toMatch(/marketplace\.leaky\(\) \(search_path not pinned, owned by superuser \w+/);
     } finally {

@@ -10,11 +10,15 @@ import { insertTransfer } from './support/transfers.ts';
 const db = useTestDatabase();
 
 /** One waiting call on a connection of its own; resolves with what it returned and when. */
-async function waitingCall(waitMs: number, pollMs = 10): Promise<{ done: Promise<{ dispatched: number; ms: number }>; close: () => Promise<void> }> {
+async function waitingCall(
+  waitMs: number,
+  pollMs = 10,
+): Promise<{ done: Promise<{ dispatched: number; ms: number }>; close: () => Promise<void> }> {
   const c = new pg.Client({ connectionString: db.url, application_name: 'dispatch-idle-wait-test' });
   await c.connect();
   const t0 = Date.now();
-  const done = c.query<{ dispatched: number }>('select dispatched from marketplace.dispatch_seller_transfers(100, 60, $1, $2)', [waitMs, pollMs])
+  const done = c
+    .query<{ dispatched: number }>('select dispatched from marketplace.dispatch_seller_transfers(100, 60, $1, $2)', [waitMs, pollMs])
     .then(({ rows: [r] }) => ({ dispatched: r!.dispatched, ms: Date.now() - t0 }));
   return { done, close: () => c.end() };
 }
@@ -24,7 +28,11 @@ async function transferScans(): Promise<number> {
   const c = new pg.Client({ connectionString: db.url });
   await c.connect();
   try {
-    const { rows: [r] } = await c.query(`select coalesce(idx_scan, 0) + seq_scan as scans from pg_stat_user_tables where relid = 'marketplace.seller_transfers'::regclass`);
+    const {
+      rows: [r],
+    } = await c.query(
+      `select coalesce(idx_scan, 0) + seq_scan as scans from pg_stat_user_tables where relid = 'marketplace.seller_transfers'::regclass`,
+    );
     return Number(r.scans);
   } finally {
     await c.end();
@@ -48,7 +56,9 @@ describe('a waiting dispatch call', () => {
     await watcher.connect();
     const snapshots = new Set<string>();
     let waiting = true;
-    void call.done.finally(() => { waiting = false; });
+    void call.done.finally(() => {
+      waiting = false;
+    });
     while (waiting) snapshots.add((await watcher.query<{ s: string }>('select pg_current_snapshot()::text as s')).rows[0]!.s);
     await watcher.end();
     expect((await call.done).dispatched).toBe(0);
@@ -77,7 +87,9 @@ describe('a waiting dispatch call', () => {
   it('hands out a row whose retry time (or lease) comes during the wait, with no commit then', async () => {
     await clear();
     const id = await insertTransfer(db.pool);
-    await db.pool.query(`update marketplace.seller_transfers set next_retry_at = clock_timestamp() + interval '600 ms' where id = $1`, [id]);
+    await db.pool.query(`update marketplace.seller_transfers set next_retry_at = clock_timestamp() + interval '600 ms' where id = $1`, [
+      id,
+    ]);
     const call = await waitingCall(3000);
     const { dispatched, ms } = await call.done;
     await call.close();

@@ -10,17 +10,30 @@ import { waitFor } from './support/worker.ts';
 const db = useTestDatabase();
 
 const dispatch = async (maxJobs: number, leaseSeconds = 60) =>
-  (await db.pool.query<{ dispatched: number; oldest_due_seconds: number | null }>(
-    'select * from marketplace.dispatch_seller_transfers($1, $2)', [maxJobs, leaseSeconds])).rows[0]!;
+  (
+    await db.pool.query<{ dispatched: number; oldest_due_seconds: number | null }>(
+      'select * from marketplace.dispatch_seller_transfers($1, $2)',
+      [maxJobs, leaseSeconds],
+    )
+  ).rows[0]!;
 const jobCount = async () => Number((await db.pool.query('select count(*) from graphile_worker._private_jobs')).rows[0].count);
-const dueCount = async () => Number((await db.pool.query(
-  `select count(*) from marketplace.seller_transfers where marketplace.seller_transfer_is_due(status, next_retry_at)`)).rows[0].count);
+const dueCount = async () =>
+  Number(
+    (
+      await db.pool.query(
+        `select count(*) from marketplace.seller_transfers where marketplace.seller_transfer_is_due(status, next_retry_at)`,
+      )
+    ).rows[0].count,
+  );
 const clear = async () => {
   await db.pool.query('delete from graphile_worker._private_jobs');
-  await db.pool.query(`update marketplace.seller_transfers set status = 'permanently_failed', next_retry_at = null, last_error = 'test cleanup'
+  await db.pool
+    .query(`update marketplace.seller_transfers set status = 'permanently_failed', next_retry_at = null, last_error = 'test cleanup'
                         where status in ('failed', 'reversal_pending')`);
   await db.pool.query(`update marketplace.seller_transfers set status = 'failed', next_retry_at = now() where status = 'pending'`);
-  await db.pool.query(`update marketplace.seller_transfers set status = 'permanently_failed', next_retry_at = null where status = 'failed'`);
+  await db.pool.query(
+    `update marketplace.seller_transfers set status = 'permanently_failed', next_retry_at = null where status = 'failed'`,
+  );
 };
 
 describe('dispatch_seller_transfers', () => {
@@ -36,7 +49,9 @@ describe('dispatch_seller_transfers', () => {
          from marketplace.seller_transfers t
          join graphile_worker._private_jobs j on j.key = marketplace.seller_transfer_job_key(t.id)
          join graphile_worker._private_tasks k on k.id = j.task_id
-        where t.id = any($1)`, [ids]);
+        where t.id = any($1)`,
+      [ids],
+    );
     expect(rows).toHaveLength(5);
     for (const r of rows) {
       expect(r.task).toBe('seller_transfer_create');
@@ -51,9 +66,13 @@ describe('dispatch_seller_transfers', () => {
     const c = await db.pool.connect();
     try {
       await c.query('begin');
-      const { rows: [r] } = await c.query('select * from marketplace.dispatch_seller_transfers(100, 60)');
+      const {
+        rows: [r],
+      } = await c.query('select * from marketplace.dispatch_seller_transfers(100, 60)');
       expect(r.dispatched).toBe(30);
-      const { rows: [{ pid }] } = await c.query('select pg_backend_pid() as pid');
+      const {
+        rows: [{ pid }],
+      } = await c.query('select pg_backend_pid() as pid');
       c.on('error', () => {}); // the terminated connection reports itself; that is the point
       await db.pool.query('select pg_terminate_backend($1)', [pid]);
       await expect(c.query('commit')).rejects.toThrow();
@@ -88,8 +107,12 @@ describe('dispatch_seller_transfers', () => {
     expect((await dispatch(6)).dispatched).toBe(6);
     const { rows } = await db.pool.query<{ task: string; n: number }>(
       `select k.identifier as task, count(*)::int as n from graphile_worker._private_jobs j
-         join graphile_worker._private_tasks k on k.id = j.task_id group by 1 order by 1`);
-    expect(rows).toEqual([{ task: 'seller_transfer_create', n: 3 }, { task: 'seller_transfer_reverse', n: 3 }]);
+         join graphile_worker._private_tasks k on k.id = j.task_id group by 1 order by 1`,
+    );
+    expect(rows).toEqual([
+      { task: 'seller_transfer_create', n: 3 },
+      { task: 'seller_transfer_reverse', n: 3 },
+    ]);
   });
 
   it('with thousands of rows handed out, a tick reads only the rows that are due', async () => {
@@ -110,13 +133,18 @@ describe('dispatch_seller_transfers', () => {
     await c.connect();
     try {
       await c.query('begin');
-      const { rows: [r] } = await c.query('select * from marketplace.dispatch_seller_transfers(5000, 60)');
+      const {
+        rows: [r],
+      } = await c.query('select * from marketplace.dispatch_seller_transfers(5000, 60)');
       // Index entries this transaction read from any index of the table (its own statistics):
       // every index counts, so an index the planner prefers to the partial ones (the console's
       // once did, reading every leased row) shows up here.
-      const { rows: [read] } = await c.query<{ n: string }>(
+      const {
+        rows: [read],
+      } = await c.query<{ n: string }>(
         `select sum(pg_stat_get_xact_tuples_returned(i.indexrelid)) as n
-           from pg_index i where i.indrelid = 'marketplace.seller_transfers'::regclass`);
+           from pg_index i where i.indrelid = 'marketplace.seller_transfers'::regclass`,
+      );
       await c.query('commit');
       expect(r.dispatched).toBe(3);
       expect(Number(read!.n), 'index entries read by one tick').toBeLessThan(50);
@@ -129,7 +157,7 @@ describe('dispatch_seller_transfers', () => {
     await clear();
     const held = await insertTransfer(db.pool);
     const other = await transferIn(db.pool, 'completed');
-    const worker = await db.pool.connect();   // plays a worker acting on the due row
+    const worker = await db.pool.connect(); // plays a worker acting on the due row
     const dispatcher = await db.pool.connect();
     try {
       await worker.query('select marketplace.try_lock_seller_transfer($1)', [held]);
@@ -141,7 +169,9 @@ describe('dispatch_seller_transfers', () => {
       expect(Date.now() - started, 'ms the writer and the admin action waited').toBeLessThan(300);
       // The waiting call saw the refund as soon as it committed and handed it out; not the held row.
       expect((await waiting).rows[0].dispatched).toBe(1);
-      const { rows } = await db.pool.query('select id, next_retry_at from marketplace.seller_transfers where id = any($1)', [[held, other]]);
+      const { rows } = await db.pool.query('select id, next_retry_at from marketplace.seller_transfers where id = any($1)', [
+        [held, other],
+      ]);
       expect(rows.find((r) => r.id === held)!.next_retry_at).toBeNull();
       expect(rows.find((r) => r.id === other)!.next_retry_at).not.toBeNull();
     } finally {
@@ -161,10 +191,15 @@ async function vacuumUntilClean(table: string): Promise<void> {
   };
   c.on('notice', onNotice);
   try {
-    await waitFor(`VACUUM of ${table} to remove every dead tuple (last report: ${last})`, async () => {
-      await c.query(`vacuum (verbose) ${table}`);
-      return /\b0 are dead but not yet removable/.test(last);
-    }, 30_000, 200);
+    await waitFor(
+      `VACUUM of ${table} to remove every dead tuple (last report: ${last})`,
+      async () => {
+        await c.query(`vacuum (verbose) ${table}`);
+        return /\b0 are dead but not yet removable/.test(last);
+      },
+      30_000,
+      200,
+    );
   } finally {
     c.off('notice', onNotice);
     c.release();

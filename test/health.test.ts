@@ -39,9 +39,15 @@ afterAll(async () => {
 
 async function setAllowConnections(allow: boolean): Promise<void> {
   await withConnection(db.adminUrl, async (c) => {
-    const { rows: [q] } = await c.query<{ sql: string }>(`select format('alter database %I allow_connections %s', $1::text, $2::text) as sql`, [db.name, allow]);
+    const {
+      rows: [q],
+    } = await c.query<{ sql: string }>(`select format('alter database %I allow_connections %s', $1::text, $2::text) as sql`, [
+      db.name,
+      allow,
+    ]);
     await c.query(q!.sql);
-    if (!allow) await c.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [db.name]);
+    if (!allow)
+      await c.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [db.name]);
   });
 }
 
@@ -81,13 +87,20 @@ describe('health endpoints', () => {
   });
 
   it('not ready when the schema is behind this build', async () => {
-    const { rows: [last] } = await db.pool.query(`delete from graphile_migrate.migrations where filename = (select max(filename) from graphile_migrate.migrations) returning *`);
+    const {
+      rows: [last],
+    } = await db.pool.query(
+      `delete from graphile_migrate.migrations where filename = (select max(filename) from graphile_migrate.migrations) returning *`,
+    );
     try {
       const r = await get('/readyz');
       expect(r.status).toBe(503);
       expect(JSON.parse(r.body).reason).toMatch(/^database schema at migration \d+, this build expects \d+$/);
     } finally {
-      await db.pool.query(`insert into graphile_migrate.migrations select * from json_populate_record(null::graphile_migrate.migrations, $1)`, [JSON.stringify(last)]);
+      await db.pool.query(
+        `insert into graphile_migrate.migrations select * from json_populate_record(null::graphile_migrate.migrations, $1)`,
+        [JSON.stringify(last)],
+      );
     }
     expect((await get('/readyz')).status).toBe(200);
   });

@@ -13,10 +13,22 @@ const WEBHOOK_SECRET = 'whsec_alsosecret42';
 
 function sample(env: Record<string, string>, stream: 'stdout' | 'stderr' = 'stdout'): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [path.join(projectRoot, 'bin/run-ts.js'), 'test/support/log-sample.ts', stream], {
-      cwd: projectRoot,
-      env: { PATH: process.env.PATH, NODE_ENV: 'test', LOG_LEVEL: 'info', STRIPE_SECRET_KEY: SECRET, STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, ...env },
-    }, (err, stdout, stderr) => (err ? reject(err) : resolve({ stdout, stderr })));
+    execFile(
+      process.execPath,
+      [path.join(projectRoot, 'bin/run-ts.js'), 'test/support/log-sample.ts', stream],
+      {
+        cwd: projectRoot,
+        env: {
+          PATH: process.env.PATH,
+          NODE_ENV: 'test',
+          LOG_LEVEL: 'info',
+          STRIPE_SECRET_KEY: SECRET,
+          STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+          ...env,
+        },
+      },
+      (err, stdout, stderr) => (err ? reject(err) : resolve({ stdout, stderr })),
+    );
   });
 }
 
@@ -62,6 +74,10 @@ describe.concurrent('log format', () => {
   });
 
   it('a bad LOG_FORMAT is refused naming the variable', async () => {
-    expectOneLineError(await runCli(['matrix'], { LOG_FORMAT: 'loud', DATABASE_URL: 'postgres://postgres@127.0.0.1:1/x' }), 'LOG_FORMAT', 2);
+    expectOneLineError(
+      await runCli(['matrix'], { LOG_FORMAT: 'loud', DATABASE_URL: 'postgres://postgres@127.0.0.1:1/x' }),
+      'LOG_FORMAT',
+      2,
+    );
   });
 });

@@ -19,10 +19,18 @@ afterAll(async () => dropDatabase(adminUrl, name));
 async function longReader(): Promise<{ pid: number; end(): Promise<void> }> {
   const c = new pg.Client({ connectionString: url, application_name: 'bi-report' });
   await c.connect();
-  const { rows: [r] } = await c.query<{ pid: number }>('select pg_backend_pid() as pid');
+  const {
+    rows: [r],
+  } = await c.query<{ pid: number }>('select pg_backend_pid() as pid');
   await c.query('begin');
   await c.query('select count(*) from marketplace.seller_transfers');
-  return { pid: r!.pid, end: async () => { await c.query('rollback'); await c.end(); } };
+  return {
+    pid: r!.pid,
+    end: async () => {
+      await c.query('rollback');
+      await c.end();
+    },
+  };
 }
 
 describe('migrate under a long reader', () => {
@@ -32,10 +40,14 @@ describe('migrate under a long reader', () => {
     const retries: LockRetryEvent[] = [];
     const started = Date.now();
     try {
-      const err = await migrateDatabase(url, { lockTimeoutMs: 200, retryForMs: 1_500, onRetry: (e) => retries.push(e) }).catch((e: unknown) => e);
+      const err = await migrateDatabase(url, { lockTimeoutMs: 200, retryForMs: 1_500, onRetry: (e) => retries.push(e) }).catch(
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(MigrationLockError);
       const message = (err as Error).message;
-      expect(message).toMatch(/^migration 000007-table-is-the-queue\.sql could not take its lock within lock_timeout 200 ms in \d+ attempt\(s\)/);
+      expect(message).toMatch(
+        /^migration 000007-table-is-the-queue\.sql could not take its lock within lock_timeout 200 ms in \d+ attempt\(s\)/,
+      );
       expect(message).toContain(`pid ${reader.pid}`);
       expect(message).toContain('application "bi-report"');
       expect(message).toContain('select count(*) from marketplace.seller_transfers');
@@ -69,13 +81,23 @@ describe('migrate under a long reader', () => {
       await c.query(`insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
                      select gen_random_uuid(), gen_random_uuid(), 'acct_leftover', 100, 'usd' from generate_series(1, 2)`);
       // A concurrent build that fails half-way (here: a unique index over duplicates) leaves the index, invalid.
-      await expect(c.query('create unique index concurrently seller_transfers_status_created_idx on marketplace.seller_transfers (status)')).rejects.toThrow(/could not create unique index/);
+      await expect(
+        c.query('create unique index concurrently seller_transfers_status_created_idx on marketplace.seller_transfers (status)'),
+      ).rejects.toThrow(/could not create unique index/);
       const dropped: string[] = [];
       await migrateDatabase(url, { onInvalidIndexDropped: (i) => dropped.push(i) });
       expect(dropped).toEqual(['marketplace.seller_transfers_status_created_idx']);
-      const { rows: [idx] } = await c.query<{ valid: boolean; def: string }>(
-        `select indisvalid as valid, pg_get_indexdef(indexrelid) as def from pg_index where indexrelid = 'marketplace.seller_transfers_status_created_idx'::regclass`);
-      expect(idx).toEqual({ valid: true, def: expect.stringMatching(/^CREATE INDEX seller_transfers_status_created_idx ON marketplace\.seller_transfers USING btree \(status, created_at DESC, id DESC\)$/) });
+      const {
+        rows: [idx],
+      } = await c.query<{ valid: boolean; def: string }>(
+        `select indisvalid as valid, pg_get_indexdef(indexrelid) as def from pg_index where indexrelid = 'marketplace.seller_transfers_status_created_idx'::regclass`,
+      );
+      expect(idx).toEqual({
+        valid: true,
+        def: expect.stringMatching(
+          /^CREATE INDEX seller_transfers_status_created_idx ON marketplace\.seller_transfers USING btree \(status, created_at DESC, id DESC\)$/,
+        ),
+      });
     } finally {
       await c.end();
     }

@@ -14,8 +14,11 @@ const db = useTestDatabase();
 const ROLES = ['marketplace_writer', 'marketplace_worker', 'marketplace_operator', 'marketplace_reader', 'owner'] as const;
 type Role = (typeof ROLES)[number];
 const AUTHORITY: Record<Role, Authority | 'owner' | null> = {
-  marketplace_writer: 'service', marketplace_worker: 'worker', owner: 'owner',
-  marketplace_operator: null, marketplace_reader: null, // no UPDATE of their own: operators act through the functions
+  marketplace_writer: 'service',
+  marketplace_worker: 'worker',
+  owner: 'owner',
+  marketplace_operator: null,
+  marketplace_reader: null, // no UPDATE of their own: operators act through the functions
 };
 
 /** A row in `status` carrying both Stripe ids and a retry time, so no column coupling can refuse a move. */
@@ -27,7 +30,9 @@ async function fixture(status: Status): Promise<string> {
         set stripe_transfer_id = coalesce(stripe_transfer_id, 'tr_fx' || left(md5(id::text), 12)),
             stripe_reversal_id = coalesce(stripe_reversal_id, 'trr_fx' || left(md5(id::text), 12)),
             next_retry_at = coalesce(next_retry_at, now() + interval '1 hour')
-      where id = $1`, [id]);
+      where id = $1`,
+    [id],
+  );
   return id;
 }
 
@@ -37,12 +42,19 @@ beforeAll(async () => {
 });
 
 async function snapshot(c: pg.PoolClient, ids: string[]): Promise<string> {
-  const { rows: r } = await c.query<{ row: string }>('select to_jsonb(t)::text as row from marketplace.seller_transfers t where id = any($1) order by id', [ids]);
+  const { rows: r } = await c.query<{ row: string }>(
+    'select to_jsonb(t)::text as row from marketplace.seller_transfers t where id = any($1) order by id',
+    [ids],
+  );
   return JSON.stringify(r);
 }
 
 /** Runs the UPDATE as `role` in a transaction that is always rolled back; returns the error, if any, and whether the rows stayed as they were. */
-async function attempt(role: Role, ids: string[], to: string): Promise<{ error: pg.DatabaseError | null; unchanged: boolean; count: number }> {
+async function attempt(
+  role: Role,
+  ids: string[],
+  to: string,
+): Promise<{ error: pg.DatabaseError | null; unchanged: boolean; count: number }> {
   const c = await db.pool.connect();
   try {
     await c.query('begin');
@@ -65,8 +77,9 @@ async function attempt(role: Role, ids: string[], to: string): Promise<{ error: 
   }
 }
 
-const cases = ROLES.flatMap((role) => STATUSES.flatMap((from) => STATUSES.flatMap((to) =>
-  (['single', 'multi'] as const).map((rowsIn) => ({ role, from, to, rowsIn })))));
+const cases = ROLES.flatMap((role) =>
+  STATUSES.flatMap((from) => STATUSES.flatMap((to) => (['single', 'multi'] as const).map((rowsIn) => ({ role, from, to, rowsIn })))),
+);
 
 describe('every role x 36 pairs x single and multi-row', () => {
   it('generates 5 roles x 36 pairs x 2 shapes', () => expect(cases).toHaveLength(5 * 36 * 2));
@@ -94,13 +107,17 @@ describe('every role x 36 pairs x single and multi-row', () => {
       expect(error!.message).toBe(`illegal seller transfer status transition: ${from} -> ${to}`);
     } else {
       expect(error!.code).toBe('42501');
-      expect(error!.message).toMatch(new RegExp(`^seller transfer move ${from} -> ${to} belongs to [a-z, ]+; ${role === 'owner' ? 'postgres' : role} speaks as ${authority}$`));
+      expect(error!.message).toMatch(
+        new RegExp(
+          `^seller transfer move ${from} -> ${to} belongs to [a-z, ]+; ${role === 'owner' ? 'postgres' : role} speaks as ${authority}$`,
+        ),
+      );
       expect(error!.hint).toContain('seller_transfer_transition_owners');
     }
   });
 });
 
-describe('a multi-row UPDATE fails as a whole when one row is not the role\'s to move', () => {
+describe("a multi-row UPDATE fails as a whole when one row is not the role's to move", () => {
   const mixed = `update marketplace.seller_transfers set status = case when status = 'completed' then 'reversal_pending' else 'failed' end where id = any($1)`;
 
   it('a service: completed -> reversal_pending is its own, pending -> failed is not; nothing changes', async () => {
@@ -137,12 +154,19 @@ describe('a multi-row UPDATE fails as a whole when one row is not the role\'s to
 describe('the owners are data a DBA reads', () => {
   it('seller_transfer_transition_owners lists every legal move, and who makes it', async () => {
     const { rows: r } = await db.pool.query<{ from_status: string | null; to_status: string; made_by: string }>(
-      'select from_status, to_status, made_by from marketplace.seller_transfer_transition_owners order by from_status nulls first, to_status');
+      'select from_status, to_status, made_by from marketplace.seller_transfer_transition_owners order by from_status nulls first, to_status',
+    );
     expect(r[0]).toMatchObject({ from_status: null, to_status: 'pending', made_by: 'service, owner' });
     expect(r).toHaveLength(8);
     for (const row of r.slice(1)) {
       const want = [...MOVE_OWNERS[`${row.from_status}>${row.to_status}`]!].sort();
-      expect(row.made_by.split(', ').filter((a) => a !== 'owner').sort(), `${row.from_status} -> ${row.to_status}`).toEqual(want);
+      expect(
+        row.made_by
+          .split(', ')
+          .filter((a) => a !== 'owner')
+          .sort(),
+        `${row.from_status} -> ${row.to_status}`,
+      ).toEqual(want);
       expect(row.made_by.endsWith('owner')).toBe(true);
     }
   });
@@ -151,9 +175,11 @@ describe('the owners are data a DBA reads', () => {
     const c = await db.pool.connect();
     try {
       await c.query('begin');
-      await c.query(`delete from marketplace.seller_transfer_move_owners where from_status = 'completed' and to_status = 'reversal_pending' and authority = 'service'`);
+      await c.query(
+        `delete from marketplace.seller_transfer_move_owners where from_status = 'completed' and to_status = 'reversal_pending' and authority = 'service'`,
+      );
       expect((await c.query('select marketplace.seller_transfer_guard_in_sync() as ok')).rows[0].ok).toBe(true);
-      const id = (await transferIn(c, 'completed'));
+      const id = await transferIn(c, 'completed');
       await c.query('set local role marketplace_writer');
       const err = await pgError(() => c.query(`update marketplace.seller_transfers set status = 'reversal_pending' where id = $1`, [id]));
       expect(err.constraint).toBe('seller_transfer_move_owner');

@@ -19,11 +19,17 @@ function filesUnder(dir: string, ext: string): string[] {
 const read = (file: string) => readFileSync(path.join(projectRoot, file), 'utf8');
 
 /** Every .sql file under src/ that holds named queries, with its names. */
-const sqlFiles = new Map(filesUnder('src', '.sql')
-  .map((f) => [f, parseNamedQueries(read(f))] as const)
-  .filter(([, q]) => q.size > 0));
+const sqlFiles = new Map(
+  filesUnder('src', '.sql')
+    .map((f) => [f, parseNamedQueries(read(f))] as const)
+    .filter(([, q]) => q.size > 0),
+);
 
-interface Use { tsFile: string; sqlFile: string; name: string }
+interface Use {
+  tsFile: string;
+  sqlFile: string;
+  name: string;
+}
 
 /** `const X = namedQueries('file')` in a module, then every string literal passed to X(…). */
 function usesIn(tsFile: string): Use[] {
@@ -47,34 +53,46 @@ describe('named queries', () => {
   });
 
   it('every name asked for is defined in the file its module loads', () => {
-    const undefinedNames = uses.filter((u) => !sqlFiles.get(u.sqlFile)?.has(u.name)).map((u) => `${u.tsFile}: ${u.sqlFile} has no query named ${u.name}`);
+    const undefinedNames = uses
+      .filter((u) => !sqlFiles.get(u.sqlFile)?.has(u.name))
+      .map((u) => `${u.tsFile}: ${u.sqlFile} has no query named ${u.name}`);
     expect(undefinedNames).toEqual([]);
   });
 
   it('every named query is used by some module', () => {
-    const unused = [...sqlFiles].flatMap(([file, queries]) => [...queries.keys()]
-      .filter((name) => !uses.some((u) => u.sqlFile === file && u.name === name))
-      .map((name) => `${file}: ${name} is used by nothing in src/`));
+    const unused = [...sqlFiles].flatMap(([file, queries]) =>
+      [...queries.keys()]
+        .filter((name) => !uses.some((u) => u.sqlFile === file && u.name === name))
+        .map((name) => `${file}: ${name} is used by nothing in src/`),
+    );
     expect(unused).toEqual([]);
   });
 
   it('a name stands once in its file, and every query has a text', () => {
     for (const file of sqlFiles.keys()) {
       const names = [...read(file).matchAll(/^-- name: (.*)$/gm)].map((m) => m[1]!.trim());
-      expect(names.filter((n, i) => names.indexOf(n) !== i), file).toEqual([]);
+      expect(
+        names.filter((n, i) => names.indexOf(n) !== i),
+        file,
+      ).toEqual([]);
       for (const [name, text] of sqlFiles.get(file)!) expect(text.replace(/^--.*$/gm, '').trim(), `${file}: ${name}`).not.toBe('');
     }
   });
 
   it('no module writes a statement inline in a query() call', () => {
     const inline = /\.query(?:<[^()]*?>)?\(\s*(?:\{[^}]*?text:\s*)?['"`]\s*(?:select|insert|update|delete|with|call)\b/gi;
-    const found = tsFiles.flatMap((f) => [...read(f).matchAll(inline)].map((m) => `${f}: ${m[0].replace(/\s+/g, " ")}`));
+    const found = tsFiles.flatMap((f) => [...read(f).matchAll(inline)].map((m) => `${f}: ${m[0].replace(/\s+/g, ' ')}`));
     expect(found).toEqual([]);
   });
 
   it('parses `-- name:` blocks, and an unknown name throws at once', () => {
     const q = parseNamedQueries('-- header\n\n-- name: one\n-- why\nselect 1;\n\n-- name: two\nselect $1::int\n  + 1;\n');
-    expect([...q]).toEqual([['one', '-- why\nselect 1'], ['two', 'select $1::int\n  + 1']]);
-    expect(() => namedQueries('src/console/queries.sql')('no_such_query')).toThrow('no query named no_such_query in src/console/queries.sql');
+    expect([...q]).toEqual([
+      ['one', '-- why\nselect 1'],
+      ['two', 'select $1::int\n  + 1'],
+    ]);
+    expect(() => namedQueries('src/console/queries.sql')('no_such_query')).toThrow(
+      'no query named no_such_query in src/console/queries.sql',
+    );
   });
 });

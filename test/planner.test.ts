@@ -25,7 +25,13 @@ const PENDING_LEASE_EXPIRED = `select id from marketplace.seller_transfers
   where status = 'pending' and next_retry_at <= now()
   order by next_retry_at nulls first, created_at limit 20`;
 
-interface PlanNode { 'Node Type': string; 'Index Name'?: string; Plans?: PlanNode[]; 'Shared Hit Blocks'?: number; 'Shared Read Blocks'?: number }
+interface PlanNode {
+  'Node Type': string;
+  'Index Name'?: string;
+  Plans?: PlanNode[];
+  'Shared Hit Blocks'?: number;
+  'Shared Read Blocks'?: number;
+}
 
 function nodes(plan: PlanNode): PlanNode[] {
   return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
@@ -90,7 +96,8 @@ describe.each([
 it('the partial indexes are a small fraction of a full index on the same key', async () => {
   const { rows } = await db.pool.query<{ name: string; bytes: string }>(
     `select c.relname as name, pg_relation_size(c.oid) as bytes from pg_class c
-      where c.relname in ('seller_transfers_reversal_due_idx', 'seller_transfers_retry_due_idx', 'seller_transfers_pkey')`);
+      where c.relname in ('seller_transfers_reversal_due_idx', 'seller_transfers_retry_due_idx', 'seller_transfers_pkey')`,
+  );
   const size = Object.fromEntries(rows.map((r) => [r.name, Number(r.bytes)]));
   expect(size.seller_transfers_reversal_due_idx!).toBeLessThan(size.seller_transfers_pkey! / 20);
   expect(size.seller_transfers_retry_due_idx!).toBeLessThan(size.seller_transfers_pkey! / 20);

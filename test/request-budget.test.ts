@@ -7,7 +7,14 @@ import client from 'prom-client';
 import Stripe from 'stripe';
 import { inTransaction } from '../src/db/connection.ts';
 import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
-import { createRequestBudget, rateLimitedReason, registerRequestBudgetMetrics, STRIPE_ENDPOINTS, type RequestBudget, type RequestBudgetOptions } from '../src/stripe/request-budget.ts';
+import {
+  createRequestBudget,
+  rateLimitedReason,
+  registerRequestBudgetMetrics,
+  STRIPE_ENDPOINTS,
+  type RequestBudget,
+  type RequestBudgetOptions,
+} from '../src/stripe/request-budget.ts';
 import { useTestDatabase } from './support/database.ts';
 
 const db = useTestDatabase();
@@ -36,10 +43,13 @@ function process_(opts: RequestBudgetOptions) {
 }
 
 async function resetBudgets(global: number, endpoint: number) {
-  await db.pool.query(`update marketplace.stripe_request_budgets set configured_per_second = case when budget = 'global' then $1::float8 else $2::float8 end,
+  await db.pool.query(
+    `update marketplace.stripe_request_budgets set configured_per_second = case when budget = 'global' then $1::float8 else $2::float8 end,
     current_per_second = case when budget = 'global' then $1::float8 else $2::float8 end, next_slot_at = now(), adjusted_at = now(), decreased_at = null,
     hold_until = null, ceiling_per_second = null, decrease_factor = null, rate_limited_total_at_decrease = 0,
-    rate_limited_at = null, rate_limited_reason = null, rate_limited_total = 0, reserved_total = 0`, [global, endpoint]);
+    rate_limited_at = null, rate_limited_reason = null, rate_limited_total = 0, reserved_total = 0`,
+    [global, endpoint],
+  );
 }
 
 beforeAll(async () => {
@@ -56,31 +66,57 @@ afterAll(() => sim?.close());
 describe('reservation in the database', () => {
   it('never hands out overlapping slots, whatever the concurrency', async () => {
     await resetBudgets(50, 50);
-    const ps = [0, 1, 2].map(() => { const p = new pg.Pool({ connectionString: db.url, max: 5 }); pools.push(p); return p; });
-    const rows = (await Promise.all(Array.from({ length: 60 }, (_, i) => ps[i % 3]!.query<{ first_ms: number; spacing_ms: number }>(
-      `select extract(epoch from first_slot_at)::float8 * 1000 as first_ms, spacing_ms from marketplace.reserve_stripe_request_slots($1, 3)`,
-      [i % 2 ? STRIPE_ENDPOINTS.transferCreate : STRIPE_ENDPOINTS.transferList])))).map((r) => r.rows[0]!);
+    const ps = [0, 1, 2].map(() => {
+      const p = new pg.Pool({ connectionString: db.url, max: 5 });
+      pools.push(p);
+      return p;
+    });
+    const rows = (
+      await Promise.all(
+        Array.from({ length: 60 }, (_, i) =>
+          ps[i % 3]!.query<{ first_ms: number; spacing_ms: number }>(
+            `select extract(epoch from first_slot_at)::float8 * 1000 as first_ms, spacing_ms from marketplace.reserve_stripe_request_slots($1, 3)`,
+            [i % 2 ? STRIPE_ENDPOINTS.transferCreate : STRIPE_ENDPOINTS.transferList],
+          ),
+        ),
+      )
+    ).map((r) => r.rows[0]!);
     expect(rows).toHaveLength(60);
     const spans = rows.map((r) => [r.first_ms, r.first_ms + 3 * r.spacing_ms] as const).sort((a, b) => a[0] - b[0]);
     for (let i = 1; i < spans.length; i++) expect(spans[i]![0]).toBeGreaterThanOrEqual(spans[i - 1]![1] - 0.01);
     expect(rows[0]!.spacing_ms).toBeCloseTo(1000 / (50 * 0.95), 6); // 50/s with the 5 % safety margin
-    const { rows: [g] } = await db.pool.query(`select reserved_total from marketplace.stripe_request_budgets where budget = 'global'`);
+    const {
+      rows: [g],
+    } = await db.pool.query(`select reserved_total from marketplace.stripe_request_budgets where budget = 'global'`);
     expect(Number(g.reserved_total)).toBe(180);
   });
 
   it('lets marketplace_worker reserve and report, readers only look', async () => {
     const c = await db.pool.connect();
     try {
-      const as = (role: string, sql: string) => inTransaction(c, async () => {
-        await c.query(`set local role ${role}`);
-        return (await c.query(sql)).rowCount;
-      }, { rollback: true });
+      const as = (role: string, sql: string) =>
+        inTransaction(
+          c,
+          async () => {
+            await c.query(`set local role ${role}`);
+            return (await c.query(sql)).rowCount;
+          },
+          { rollback: true },
+        );
       expect(await as('marketplace_worker', `select * from marketplace.reserve_stripe_request_slots('POST /v1/transfers', 1)`)).toBe(1);
-      expect(await as('marketplace_worker', `select * from marketplace.report_stripe_rate_limited('POST /v1/transfers', 'endpoint-rate')`)).toBe(1);
+      expect(
+        await as('marketplace_worker', `select * from marketplace.report_stripe_rate_limited('POST /v1/transfers', 'endpoint-rate')`),
+      ).toBe(1);
       expect(await as('marketplace_reader', 'select * from marketplace.stripe_request_budget_status')).toBe(3);
-      await expect(as('marketplace_reader', `select * from marketplace.reserve_stripe_request_slots('POST /v1/transfers', 1)`)).rejects.toThrow(/permission denied/);
-      await expect(as('marketplace_worker', `update marketplace.stripe_request_budgets set current_per_second = 1000`)).rejects.toThrow(/permission denied/);
-    } finally { c.release(); }
+      await expect(
+        as('marketplace_reader', `select * from marketplace.reserve_stripe_request_slots('POST /v1/transfers', 1)`),
+      ).rejects.toThrow(/permission denied/);
+      await expect(as('marketplace_worker', `update marketplace.stripe_request_budgets set current_per_second = 1000`)).rejects.toThrow(
+        /permission denied/,
+      );
+    } finally {
+      c.release();
+    }
   });
 
   it('refuses nonsense batch sizes (no row)', async () => {
@@ -97,7 +133,9 @@ describe('a fleet of three processes sharing one budget', () => {
     const E = 20;
     await resetBudgets(N, E);
     // Objects to reverse, made before the limits are on.
-    const targets = await Promise.all(Array.from({ length: 4 }, () => stripe.transfers.create({ amount: 100_000, currency: 'usd', destination: DEST })));
+    const targets = await Promise.all(
+      Array.from({ length: 4 }, () => stripe.transfers.create({ amount: 100_000, currency: 'usd', destination: DEST })),
+    );
     await sleep(1100); // out of the simulator's window before the limits go on
     sim.setLimits({ globalPerSecond: N, endpointPerSecond: E });
     sim.setLatency({ distribution: { kind: 'lognormal', p50Ms: 40, p99Ms: 250, seed: 9 } });
@@ -117,8 +155,10 @@ describe('a fleet of three processes sharing one budget', () => {
     const loop = async (b: RequestBudget, i: number) => {
       for (let k = 0; performance.now() - started < DURATION; k++) {
         const pick = (i + k) % 5;
-        if (pick < 3) await call(b, STRIPE_ENDPOINTS.transferCreate, () => stripe.transfers.create({ amount: 1, currency: 'usd', destination: DEST }));
-        else if (pick === 3) await call(b, STRIPE_ENDPOINTS.reversalCreate, () => stripe.transfers.createReversal(targets[k % 4]!.id, { amount: 1 }));
+        if (pick < 3)
+          await call(b, STRIPE_ENDPOINTS.transferCreate, () => stripe.transfers.create({ amount: 1, currency: 'usd', destination: DEST }));
+        else if (pick === 3)
+          await call(b, STRIPE_ENDPOINTS.reversalCreate, () => stripe.transfers.createReversal(targets[k % 4]!.id, { amount: 1 }));
         else await call(b, STRIPE_ENDPOINTS.transferList, () => stripe.transfers.list({ limit: 1 }));
       }
     };
@@ -126,10 +166,12 @@ describe('a fleet of three processes sharing one budget', () => {
     const elapsed = (performance.now() - started) / 1000;
     const s = sim.stats();
     const perSecond = s.totals.admitted / elapsed;
-    console.log(`fleet of 3: ${s.totals.admitted} requests in ${elapsed.toFixed(2)} s = ${perSecond.toFixed(1)}/s (budget ${N}/s, transfers ${E}/s); ` +
-      `peak in a sliding second ${s.peakAdmittedPerSecond.global} global, ${JSON.stringify(s.peakAdmittedPerSecond.endpoints)}; ` +
-      `429: ${JSON.stringify(s.totals.limited)}; reservations ${fleet.map((f) => f.budget.stats().reservations).join('/')} for ` +
-      `${fleet.map((f) => f.budget.stats().slotsReserved).join('/')} slots`);
+    console.log(
+      `fleet of 3: ${s.totals.admitted} requests in ${elapsed.toFixed(2)} s = ${perSecond.toFixed(1)}/s (budget ${N}/s, transfers ${E}/s); ` +
+        `peak in a sliding second ${s.peakAdmittedPerSecond.global} global, ${JSON.stringify(s.peakAdmittedPerSecond.endpoints)}; ` +
+        `429: ${JSON.stringify(s.totals.limited)}; reservations ${fleet.map((f) => f.budget.stats().reservations).join('/')} for ` +
+        `${fleet.map((f) => f.budget.stats().slotsReserved).join('/')} slots`,
+    );
     // The margin gives ~105 ms of tolerance to the delay between a slot and its arrival; on a
     // loaded machine a process can stall longer than that: at most one stray 429.
     expect(Object.values(s.totals.limited).reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(1);
@@ -153,26 +195,47 @@ describe('adaptive rate', () => {
     await resetBudgets(20, 20);
     const { budget } = process_({ requestsPerSecond: 20, endpointPerSecond: 20, configure: false });
     const report = async (endpoint: string, reason: string) =>
-      (await budget.rateLimited(endpoint, reason)).map((r) => ({ ...r, currentPerSecond: Number(r.currentPerSecond.toFixed(4)), factor: Number(r.factor.toFixed(4)) }));
+      (await budget.rateLimited(endpoint, reason)).map((r) => ({
+        ...r,
+        currentPerSecond: Number(r.currentPerSecond.toFixed(4)),
+        factor: Number(r.factor.toFixed(4)),
+      }));
     // One 429 after a clean period: 5 % down.
-    expect(await report(STRIPE_ENDPOINTS.transferCreate, 'global-rate')).toEqual([{ budget: 'global', currentPerSecond: 19, decreased: true, factor: 0.95 }]);
+    expect(await report(STRIPE_ENDPOINTS.transferCreate, 'global-rate')).toEqual([
+      { budget: 'global', currentPerSecond: 19, decreased: true, factor: 0.95 },
+    ]);
     // More 429s within the hold-off (requests sent before the decrease, many processes): counted, no further decrease.
-    expect(await report(STRIPE_ENDPOINTS.reversalCreate, 'global-concurrency')).toEqual([{ budget: 'global', currentPerSecond: 19, decreased: false, factor: 1 }]);
-    expect(await report(STRIPE_ENDPOINTS.transferList, 'global-rate')).toEqual([{ budget: 'global', currentPerSecond: 19, decreased: false, factor: 1 }]);
+    expect(await report(STRIPE_ENDPOINTS.reversalCreate, 'global-concurrency')).toEqual([
+      { budget: 'global', currentPerSecond: 19, decreased: false, factor: 1 },
+    ]);
+    expect(await report(STRIPE_ENDPOINTS.transferList, 'global-rate')).toEqual([
+      { budget: 'global', currentPerSecond: 19, decreased: false, factor: 1 },
+    ]);
     // The hold-off over and 429s still coming (the previous one < 1 s ago): Stripe's limit really is lower: halved.
-    const age = (ms: number) => db.pool.query(`update marketplace.stripe_request_budgets set decreased_at = decreased_at - make_interval(secs => $1 / 1000.0), hold_until = hold_until - make_interval(secs => $1 / 1000.0),
-      rate_limited_at = rate_limited_at - make_interval(secs => $1 / 1000.0), adjusted_at = adjusted_at - make_interval(secs => $1 / 1000.0) where budget = 'global'`, [ms]);
+    const age = (ms: number) =>
+      db.pool.query(
+        `update marketplace.stripe_request_budgets set decreased_at = decreased_at - make_interval(secs => $1 / 1000.0), hold_until = hold_until - make_interval(secs => $1 / 1000.0),
+      rate_limited_at = rate_limited_at - make_interval(secs => $1 / 1000.0), adjusted_at = adjusted_at - make_interval(secs => $1 / 1000.0) where budget = 'global'`,
+        [ms],
+      );
     await age(1000);
     await db.pool.query(`update marketplace.stripe_request_budgets set rate_limited_at = now() - interval '0.3 s' where budget = 'global'`); // late in the hold-off
-    expect(await report(STRIPE_ENDPOINTS.transferList, 'global-rate')).toEqual([{ budget: 'global', currentPerSecond: 9.5, decreased: true, factor: 0.5 }]);
-    expect(await report(STRIPE_ENDPOINTS.transferList, 'global-rate')).toEqual([{ budget: 'global', currentPerSecond: 9.5, decreased: false, factor: 1 }]);
+    expect(await report(STRIPE_ENDPOINTS.transferList, 'global-rate')).toEqual([
+      { budget: 'global', currentPerSecond: 9.5, decreased: true, factor: 0.5 },
+    ]);
+    expect(await report(STRIPE_ENDPOINTS.transferList, 'global-rate')).toEqual([
+      { budget: 'global', currentPerSecond: 9.5, decreased: false, factor: 1 },
+    ]);
     // An endpoint budget keeps its own evidence.
-    expect(await report(STRIPE_ENDPOINTS.reversalCreate, 'endpoint-rate'))
-      .toEqual([{ budget: STRIPE_ENDPOINTS.reversalCreate, currentPerSecond: 19, decreased: true, factor: 0.95 }]);
+    expect(await report(STRIPE_ENDPOINTS.reversalCreate, 'endpoint-rate')).toEqual([
+      { budget: STRIPE_ENDPOINTS.reversalCreate, currentPerSecond: 19, decreased: true, factor: 0.95 },
+    ]);
     // A lookup endpoint has no budget of its own: its endpoint-rate lowers the global one.
     expect((await budget.rateLimited(STRIPE_ENDPOINTS.transferList, 'endpoint-rate'))[0]!.budget).toBe('global');
     const state = await budget.read();
-    expect(state.map((b) => [b.budget, b.configuredPerSecond, Number(b.currentPerSecond.toFixed(4)), b.rateLimitedReason, b.rateLimitedTotal])).toEqual([
+    expect(
+      state.map((b) => [b.budget, b.configuredPerSecond, Number(b.currentPerSecond.toFixed(4)), b.rateLimitedReason, b.rateLimitedTotal]),
+    ).toEqual([
       ['global', 20, 9.5, 'endpoint-rate', 6],
       [STRIPE_ENDPOINTS.transferCreate, 20, 20, null, 0],
       [STRIPE_ENDPOINTS.reversalCreate, 20, 19, 'endpoint-rate', 1],
@@ -187,7 +250,11 @@ describe('adaptive rate', () => {
     await resetBudgets(20, 20);
     await db.pool.query(`update marketplace.stripe_request_budgets set next_slot_at = now() + interval '3 s' where budget = 'global'`);
     await report(STRIPE_ENDPOINTS.transferCreate, 'global-rate');
-    const { rows: [h] } = await db.pool.query(`select extract(epoch from hold_until - now())::float8 as s from marketplace.stripe_request_budgets where budget = 'global'`);
+    const {
+      rows: [h],
+    } = await db.pool.query(
+      `select extract(epoch from hold_until - now())::float8 as s from marketplace.stripe_request_budgets where budget = 'global'`,
+    );
     expect(h.s).toBeGreaterThan(3.1);
     expect(h.s).toBeLessThan(3.4);
     await age(3300);
@@ -205,13 +272,21 @@ describe('adaptive rate', () => {
       rate_limited_at = now(), decreased_at = now(), hold_until = now() + interval '1 s', adjusted_at = now() where budget = 'global'`);
     // New reservations use the lowered rate: spacing 1000 ms / (9.025 x 0.95).
     const reservations: number[] = [];
-    const b2 = process_({ requestsPerSecond: 20, endpointPerSecond: 20, configure: false, onReservation: (r) => reservations.push(r.spacingMs) }).budget;
+    const b2 = process_({
+      requestsPerSecond: 20,
+      endpointPerSecond: 20,
+      configure: false,
+      onReservation: (r) => reservations.push(r.spacingMs),
+    }).budget;
     await b2.acquire(STRIPE_ENDPOINTS.transferList);
     expect(reservations[0]).toBeCloseTo(1000 / (9.025 * 0.95), 6);
     expect((await budget.read())[0]!.currentPerSecond).toBeCloseTo(9.025, 6); // within the quiet period
     const at = async (secondsAgo: number) => {
-      await db.pool.query(`update marketplace.stripe_request_budgets set rate_limited_at = now() - make_interval(secs => $1),
-        adjusted_at = now() - make_interval(secs => $1), current_per_second = 9.025 where budget = 'global'`, [secondsAgo]);
+      await db.pool.query(
+        `update marketplace.stripe_request_budgets set rate_limited_at = now() - make_interval(secs => $1),
+        adjusted_at = now() - make_interval(secs => $1), current_per_second = 9.025 where budget = 'global'`,
+        [secondsAgo],
+      );
       return (await budget.read())[0]!.currentPerSecond;
     };
     expect(await at(1.9)).toBeCloseTo(9.025, 6);
@@ -238,15 +313,20 @@ describe('adaptive rate', () => {
     const loop = async (b: RequestBudget) => {
       while (performance.now() - started < 5000) {
         await b.acquire(STRIPE_ENDPOINTS.transferList);
-        await stripe.transfers.list({ limit: 1 }).catch(async (e: unknown) => { await b.rateLimited(STRIPE_ENDPOINTS.transferList, rateLimitedReason(e)); });
+        await stripe.transfers.list({ limit: 1 }).catch(async (e: unknown) => {
+          await b.rateLimited(STRIPE_ENDPOINTS.transferList, rateLimitedReason(e));
+        });
       }
     };
     await Promise.all(fleet.flatMap(({ budget }) => Array.from({ length: 6 }, () => loop(budget))));
     const s = sim.stats();
-    const limitedIn = (from: number, to: number) => s.seconds.filter((b) => b.second >= from && b.second < to).reduce((n, b) => n + b.limited, 0);
+    const limitedIn = (from: number, to: number) =>
+      s.seconds.filter((b) => b.second >= from && b.second < to).reduce((n, b) => n + b.limited, 0);
     const state = await fleet[0]!.budget.read();
-    console.log(`Stripe at 6/s, budget 20/s: 429s per second ${JSON.stringify(s.seconds.map((b) => b.limited))}, admitted per second ` +
-      `${JSON.stringify(s.seconds.map((b) => b.calls - b.limited))}; global rate now ${state[0]!.currentPerSecond.toFixed(1)}/s`);
+    console.log(
+      `Stripe at 6/s, budget 20/s: 429s per second ${JSON.stringify(s.seconds.map((b) => b.limited))}, admitted per second ` +
+        `${JSON.stringify(s.seconds.map((b) => b.calls - b.limited))}; global rate now ${state[0]!.currentPerSecond.toFixed(1)}/s`,
+    );
     expect(limitedIn(0, 1)).toBeGreaterThan(0);
     expect(limitedIn(2, 5)).toBeLessThan(limitedIn(0, 2));
     expect(limitedIn(2, 99)).toBeLessThanOrEqual(limitedIn(0, 2) / 2);
@@ -265,7 +345,10 @@ describe('batching and fairness within a process', () => {
     expect(counted.reserveQueries).toBeLessThanOrEqual(4);
     expect(counted.queries).toBe(counted.reserveQueries);
     const before = budget.stats();
-    for (let i = 0; i < 3; i++) { await budget.acquire(STRIPE_ENDPOINTS.transferCreate); await sleep(60); }
+    for (let i = 0; i < 3; i++) {
+      await budget.acquire(STRIPE_ENDPOINTS.transferCreate);
+      await sleep(60);
+    }
     const after = budget.stats();
     expect([after.reservations - before.reservations, after.slotsReserved - before.slotsReserved]).toEqual([3, 3]); // nothing hoarded
   });
@@ -274,7 +357,10 @@ describe('batching and fairness within a process', () => {
     await resetBudgets(40, 40);
     const { budget } = process_({ requestsPerSecond: 40, endpointPerSecond: 40, configure: false });
     const order: string[] = [];
-    const take = (endpoint: string, name: string) => budget.acquire(endpoint).then(() => { order.push(name); });
+    const take = (endpoint: string, name: string) =>
+      budget.acquire(endpoint).then(() => {
+        order.push(name);
+      });
     const all: Promise<void>[] = [];
     for (let i = 0; i < 40; i++) all.push(take(STRIPE_ENDPOINTS.transferCreate, `t${i}`));
     all.push(take(STRIPE_ENDPOINTS.reversalCreate, 'reversal'));
@@ -303,11 +389,16 @@ describe('batching and fairness within a process', () => {
 
   it('writes the configured rates at first use, keeping a lowered budget lowered in proportion', async () => {
     await resetBudgets(20, 20);
-    await db.pool.query(`update marketplace.stripe_request_budgets set current_per_second = 10, rate_limited_at = now() where budget = 'global'`);
+    await db.pool.query(
+      `update marketplace.stripe_request_budgets set current_per_second = 10, rate_limited_at = now() where budget = 'global'`,
+    );
     const { budget } = process_({ requestsPerSecond: 30, endpointPerSecond: 15 });
     await budget.acquire(STRIPE_ENDPOINTS.transferCreate);
     expect((await budget.read()).map((b) => [b.budget, b.configuredPerSecond, b.currentPerSecond])).toEqual([
-      ['global', 30, 15], [STRIPE_ENDPOINTS.transferCreate, 15, 15], [STRIPE_ENDPOINTS.reversalCreate, 15, 15]]);
+      ['global', 30, 15],
+      [STRIPE_ENDPOINTS.transferCreate, 15, 15],
+      [STRIPE_ENDPOINTS.reversalCreate, 15, 15],
+    ]);
   });
 
   it('exposes the fleet budget as seller_transfers_stripe_budget_requests_per_second', async () => {

@@ -8,7 +8,14 @@ import { useTestDatabase } from './support/database.ts';
 import { insertTransfer } from './support/transfers.ts';
 import { startTestWorker, waitForStatus } from './support/worker.ts';
 
-const policy: RetryPolicy = { maxAttempts: 5, baseSeconds: 30, maxSeconds: 600, jitter: 0, balanceRetrySeconds: 3600, balanceMaxAttempts: 3 };
+const policy: RetryPolicy = {
+  maxAttempts: 5,
+  baseSeconds: 30,
+  maxSeconds: 600,
+  jitter: 0,
+  balanceRetrySeconds: 3600,
+  balanceMaxAttempts: 3,
+};
 
 describe('retryDelaySeconds', () => {
   it('doubles from the base and caps at the maximum', () => {
@@ -32,13 +39,19 @@ describe('retryDelaySeconds', () => {
   });
 
   it('jitter only shortens a delay, by at most the configured fraction', () => {
-    fc.assert(fc.property(fc.integer({ min: 1, max: 40 }), fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 0.999, noNaN: true }),
-      (n, jitter, r) => {
-        const p = { ...policy, jitter };
-        const full = retryDelaySeconds({ ...p, jitter: 0 }, n, 'indeterminate')!;
-        const d = retryDelaySeconds(p, n, 'indeterminate', () => r)!;
-        return d <= full && d >= full * (1 - jitter) - 1e-9 && d > 0;
-      }));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 40 }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.double({ min: 0, max: 0.999, noNaN: true }),
+        (n, jitter, r) => {
+          const p = { ...policy, jitter };
+          const full = retryDelaySeconds({ ...p, jitter: 0 }, n, 'indeterminate')!;
+          const d = retryDelaySeconds(p, n, 'indeterminate', () => r)!;
+          return d <= full && d >= full * (1 - jitter) - 1e-9 && d > 0;
+        },
+      ),
+    );
   });
 });
 
@@ -48,7 +61,12 @@ describe('the schedule on the row', () => {
   let worker: WorkerHandle;
   beforeAll(async () => {
     sim = await startStripeSimulator();
-    worker = await startTestWorker(db.url, sim, { RETRY_BASE_SECONDS: '0.2', RETRY_MAX_SECONDS: '0.8', RETRY_JITTER: '0', RETRY_MAX_ATTEMPTS: '5' });
+    worker = await startTestWorker(db.url, sim, {
+      RETRY_BASE_SECONDS: '0.2',
+      RETRY_MAX_SECONDS: '0.8',
+      RETRY_JITTER: '0',
+      RETRY_MAX_ATTEMPTS: '5',
+    });
   });
   afterAll(async () => {
     await worker?.stop();
@@ -61,8 +79,12 @@ describe('the schedule on the row', () => {
     const seen = new Map<number, number>();
     const deadline = Date.now() + 20_000;
     for (;;) {
-      const { rows: [r] } = await db.pool.query(
-        `select status, retry_count, extract(epoch from next_retry_at - updated_at)::float8 as delay from marketplace.seller_transfers where id = $1`, [id]);
+      const {
+        rows: [r],
+      } = await db.pool.query(
+        `select status, retry_count, extract(epoch from next_retry_at - updated_at)::float8 as delay from marketplace.seller_transfers where id = $1`,
+        [id],
+      );
       if (r.status === 'failed' && !seen.has(r.retry_count)) seen.set(r.retry_count, r.delay);
       if (r.status === 'permanently_failed' || Date.now() > deadline) break;
       await new Promise((res) => setTimeout(res, 20));
@@ -73,7 +95,9 @@ describe('the schedule on the row', () => {
     expect(delays.map(([n]) => n)).toEqual([1, 2, 3, 4, 5]);
     const expected = [0.2, 0.4, 0.8, 0.8, 0.8];
     delays.forEach(([, d], i) => expect(d).toBeCloseTo(expected[i]!, 1));
-    const { rows: [last] } = await db.pool.query('select retry_count, last_error from marketplace.seller_transfers where id = $1', [id]);
+    const {
+      rows: [last],
+    } = await db.pool.query('select retry_count, last_error from marketplace.seller_transfers where id = $1', [id]);
     expect(last.last_error).toMatch(/^gave up after 5 failed attempts; .*Last error: api_error \(500\)/);
   });
 });

@@ -15,7 +15,10 @@ const forbidden: Array<[string, string]> = [
   ['add a transition', `insert into marketplace.seller_transfer_transitions values ('completed', 'pending', 'x')`],
   ['change a transition', `update marketplace.seller_transfer_transitions set to_status = 'pending'`],
   ['delete a transition', `delete from marketplace.seller_transfer_transitions`],
-  ['write history', `insert into marketplace.seller_transfer_events (transfer_id, to_status, actor) values (gen_random_uuid(), 'pending', 'me')`],
+  [
+    'write history',
+    `insert into marketplace.seller_transfer_events (transfer_id, to_status, actor) values (gen_random_uuid(), 'pending', 'me')`,
+  ],
   ['rewrite history', `update marketplace.seller_transfer_events set reason = 'edited'`],
   ['erase history', `delete from marketplace.seller_transfer_events`],
   ['delete a transfer', `delete from marketplace.seller_transfers`],
@@ -23,7 +26,10 @@ const forbidden: Array<[string, string]> = [
   ['disable all triggers', `alter table marketplace.seller_transfers disable trigger all`],
   ['bypass triggers by replication role', `set session_replication_role = replica`],
   ['drop the guard', `drop trigger seller_transfer_status_transition on marketplace.seller_transfers`],
-  ['replace the legality function', `create or replace function marketplace.can_transition_transfer_status(text, text) returns boolean language sql as 'select true'`],
+  [
+    'replace the legality function',
+    `create or replace function marketplace.can_transition_transfer_status(text, text) returns boolean language sql as 'select true'`,
+  ],
 ];
 
 describe.each(ROLES)('%s', (role) => {
@@ -39,7 +45,9 @@ describe.each(ROLES)('%s', (role) => {
       expect((await c.query('select * from marketplace.seller_transfer_transition_matrix')).rowCount).toBe(6);
       expect((await c.query('select * from marketplace.seller_transfer_statuses')).rowCount).toBe(6);
       expect((await historyOf(c, id)).length).toBe(2);
-      expect((await c.query('select marketplace.can_transition_transfer_status($1, $2) as ok', ['pending', 'completed'])).rows[0].ok).toBe(true);
+      expect((await c.query('select marketplace.can_transition_transfer_status($1, $2) as ok', ['pending', 'completed'])).rows[0].ok).toBe(
+        true,
+      );
     });
   });
 });
@@ -60,9 +68,13 @@ describe('marketplace_writer writes', () => {
       const err = await pgError(() => c.query(`update marketplace.seller_transfers set status = 'pending' where id = $1`, [id]));
       expect(err.constraint).toBe('seller_transfer_status_transition');
       await c.query('rollback to savepoint illegal');
-      const { rows } = await c.query(`select to_status, actor, reason, authority from marketplace.seller_transfer_events where transfer_id = $1 order by id`, [id]);
+      const { rows } = await c.query(
+        `select to_status, actor, reason, authority from marketplace.seller_transfer_events where transfer_id = $1 order by id`,
+        [id],
+      );
       expect(rows.map((h) => [h.to_status, h.actor, h.reason, h.authority])).toEqual([
-        ['pending', 'marketplace_writer', 'role test', 'service'], ['completed', 'postgres', 'role test', 'worker'],
+        ['pending', 'marketplace_writer', 'role test', 'service'],
+        ['completed', 'postgres', 'role test', 'worker'],
         ['reversal_pending', 'marketplace_writer', 'role test', 'service'],
       ]);
     });
@@ -77,24 +89,42 @@ describe('marketplace_worker writes', () => {
       expect((await pgError(() => insertTransfer(c))).code).toBe('42501');
       await c.query('rollback to savepoint before_insert');
       await c.query(`set local marketplace.transition_reason = 'role test'`);
-      await c.query(`update marketplace.seller_transfers set status = 'failed', next_retry_at = now() + interval '1 hour' where id = $1`, [id]);
+      await c.query(`update marketplace.seller_transfers set status = 'failed', next_retry_at = now() + interval '1 hour' where id = $1`, [
+        id,
+      ]);
       await c.query('savepoint illegal');
       const err = await pgError(() => c.query(`update marketplace.seller_transfers set status = 'pending' where id = $1`, [id]));
       expect(err.constraint).toBe('seller_transfer_status_transition');
       await c.query('rollback to savepoint illegal');
-      const { rows } = await c.query(`select to_status, actor, authority from marketplace.seller_transfer_events where transfer_id = $1 order by id`, [id]);
-      expect(rows.map((h) => [h.to_status, h.actor, h.authority])).toEqual([['pending', 'postgres', 'owner'], ['failed', 'marketplace_worker', 'worker']]);
+      const { rows } = await c.query(
+        `select to_status, actor, authority from marketplace.seller_transfer_events where transfer_id = $1 order by id`,
+        [id],
+      );
+      expect(rows.map((h) => [h.to_status, h.actor, h.authority])).toEqual([
+        ['pending', 'postgres', 'owner'],
+        ['failed', 'marketplace_worker', 'worker'],
+      ]);
     });
   });
 });
 
-describe('marketplace_writer and the worker\'s columns', () => {
-  it.each(['stripe_transfer_id', 'stripe_reversal_id', 'stripe_key_generation', 'stripe_request_in_doubt'])('may not write %s', async (column) => {
-    const id = await insertTransfer(db.pool);
-    const value = { stripe_transfer_id: `'tr_svc'`, stripe_reversal_id: `'trr_svc'`, stripe_key_generation: '1', stripe_request_in_doubt: 'true' }[column];
-    const err = await asRole('marketplace_writer', (c) => pgError(() => c.query(`update marketplace.seller_transfers set ${column} = ${value} where id = $1`, [id])));
-    expect(err.code).toBe('42501');
-  });
+describe("marketplace_writer and the worker's columns", () => {
+  it.each(['stripe_transfer_id', 'stripe_reversal_id', 'stripe_key_generation', 'stripe_request_in_doubt'])(
+    'may not write %s',
+    async (column) => {
+      const id = await insertTransfer(db.pool);
+      const value = {
+        stripe_transfer_id: `'tr_svc'`,
+        stripe_reversal_id: `'trr_svc'`,
+        stripe_key_generation: '1',
+        stripe_request_in_doubt: 'true',
+      }[column];
+      const err = await asRole('marketplace_writer', (c) =>
+        pgError(() => c.query(`update marketplace.seller_transfers set ${column} = ${value} where id = $1`, [id])),
+      );
+      expect(err.code).toBe('42501');
+    },
+  );
 });
 
 describe('marketplace_reader', () => {

@@ -17,9 +17,17 @@ describe('migrations/schema.sql', () => {
     const major = await serverMajor(adminUrl);
     // PostgreSQL 16 deparses single-table views without table qualifiers: on a major other than the
     // file's, everything is compared but the header line and the text of view bodies.
-    const comparable = (s: string) => major === generatedOn ? s
-      : s.split('\n').slice(1).join('\n').replace(/^(create view \S+ as)\n[\s\S]*?(?=\ncomment on view |\n\n)/gm, '$1 (deparsed differently per major)');
-    expect(comparable(actual), `migrations/schema.sql (generated on PostgreSQL ${generatedOn}, compared on ${major}) differs from what migrations/committed/ produce: run \`npm run schema:dump\` and commit the result`)
-      .toBe(comparable(committed));
+    const comparable = (s: string) =>
+      major === generatedOn
+        ? s
+        : s
+            .split('\n')
+            .slice(1)
+            .join('\n')
+            .replace(/^(create view \S+ as)\n[\s\S]*?(?=\ncomment on view |\n\n)/gm, '$1 (deparsed differently per major)');
+    expect(
+      comparable(actual),
+      `migrations/schema.sql (generated on PostgreSQL ${generatedOn}, compared on ${major}) differs from what migrations/committed/ produce: run \`npm run schema:dump\` and commit the result`,
+    ).toBe(comparable(committed));
   });
 });

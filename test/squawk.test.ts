@@ -11,13 +11,18 @@ describe('squawk on migrations', () => {
   it('finds nothing that is not justified, and the baseline has no stale entry', async () => {
     const { findings, unjustified, stale } = await lintMigrations();
     expect(findings.length).toBeGreaterThan(0); // the shipped migrations' baselined findings: squawk ran
-    expect(unjustified.map((f) => `${f.file}:${f.line} ${f.rule}`), 'add a reason to migrations/squawk-baseline.json5 or fix the migration').toEqual([]);
+    expect(
+      unjustified.map((f) => `${f.file}:${f.line} ${f.rule}`),
+      'add a reason to migrations/squawk-baseline.json5 or fix the migration',
+    ).toEqual([]);
     expect(stale).toEqual([]);
   });
 
   it('would flag a blocking index build on the big table in a new migration', async () => {
     const findings = await squawk(['test/fixtures/blocking-migration.sql'], true);
-    expect(findings.map((f) => f.rule)).toEqual(expect.arrayContaining(['require-concurrent-index-creation', 'constraint-missing-not-valid']));
+    expect(findings.map((f) => f.rule)).toEqual(
+      expect.arrayContaining(['require-concurrent-index-creation', 'constraint-missing-not-valid']),
+    );
   });
 
   it('passes a concurrent, idempotent index migration and refuses one a rerun would break', async () => {

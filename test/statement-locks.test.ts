@@ -27,7 +27,10 @@ const SAMPLES: Array<[string, string]> = [
   ['alter table lock_probe.t validate constraint t_v_positive', 'lock_probe.t'],
   ['alter table lock_probe.t disable trigger tr', 'lock_probe.t'],
   ['alter table lock_probe.t add constraint t_other_fk foreign key (other_id) references lock_probe.other (id) not valid', 'lock_probe.t'],
-  ['alter table lock_probe.t add constraint t_other_fk foreign key (other_id) references lock_probe.other (id) not valid', 'lock_probe.other'],
+  [
+    'alter table lock_probe.t add constraint t_other_fk foreign key (other_id) references lock_probe.other (id) not valid',
+    'lock_probe.other',
+  ],
   ['alter table lock_probe.t add column x int', 'lock_probe.t'],
   ['alter table lock_probe.t add constraint t_v_small check (v < 10) not valid', 'lock_probe.t'],
   ['create trigger tr2 after update on lock_probe.t for each row execute function lock_probe.f()', 'lock_probe.t'],
@@ -37,11 +40,11 @@ const SAMPLES: Array<[string, string]> = [
   ['drop table lock_probe.other', 'lock_probe.other'],
   ['create or replace view lock_probe.w as select id from lock_probe.t', 'lock_probe.w'],
   ['create view lock_probe.w2 as select id from lock_probe.t', 'lock_probe.t'],
-  ['comment on table lock_probe.t is \'probe\'', 'lock_probe.t'],
-  ['comment on column lock_probe.t.v is \'probe\'', 'lock_probe.t'],
-  ['comment on function lock_probe.f() is \'probe\'', 'lock_probe.t'],
-  ['comment on trigger tr on lock_probe.t is \'probe\'', 'lock_probe.t'],
-  ['comment on constraint t_v_positive on lock_probe.t is \'probe\'', 'lock_probe.t'],
+  ["comment on table lock_probe.t is 'probe'", 'lock_probe.t'],
+  ["comment on column lock_probe.t.v is 'probe'", 'lock_probe.t'],
+  ["comment on function lock_probe.f() is 'probe'", 'lock_probe.t'],
+  ["comment on trigger tr on lock_probe.t is 'probe'", 'lock_probe.t'],
+  ["comment on constraint t_v_positive on lock_probe.t is 'probe'", 'lock_probe.t'],
   ['grant select on lock_probe.t to public', 'lock_probe.t'],
   ['revoke all on function lock_probe.f() from public', 'lock_probe.t'],
   ['create or replace function lock_probe.g() returns int language sql as $$ select count(*)::int from lock_probe.t $$', 'lock_probe.t'],
@@ -50,13 +53,18 @@ const SAMPLES: Array<[string, string]> = [
   ['delete from lock_probe.t', 'lock_probe.t'],
   ['lock table lock_probe.t in share row exclusive mode', 'lock_probe.t'],
   ['analyze lock_probe.t', 'lock_probe.t'],
-  ['set local lock_timeout = \'1s\'', 'lock_probe.t'],
+  ["set local lock_timeout = '1s'", 'lock_probe.t'],
 ];
 
 const PG_MODE: Record<string, string> = {
-  'ACCESS SHARE': 'AccessShareLock', 'ROW SHARE': 'RowShareLock', 'ROW EXCLUSIVE': 'RowExclusiveLock',
-  'SHARE UPDATE EXCLUSIVE': 'ShareUpdateExclusiveLock', SHARE: 'ShareLock', 'SHARE ROW EXCLUSIVE': 'ShareRowExclusiveLock',
-  EXCLUSIVE: 'ExclusiveLock', 'ACCESS EXCLUSIVE': 'AccessExclusiveLock',
+  'ACCESS SHARE': 'AccessShareLock',
+  'ROW SHARE': 'RowShareLock',
+  'ROW EXCLUSIVE': 'RowExclusiveLock',
+  'SHARE UPDATE EXCLUSIVE': 'ShareUpdateExclusiveLock',
+  SHARE: 'ShareLock',
+  'SHARE ROW EXCLUSIVE': 'ShareRowExclusiveLock',
+  EXCLUSIVE: 'ExclusiveLock',
+  'ACCESS EXCLUSIVE': 'AccessExclusiveLock',
 };
 const STRENGTH = Object.values(PG_MODE);
 
@@ -70,7 +78,9 @@ describe('the lock table of migrate --dry-run', () => {
       await c.query('begin');
       await c.query(sql);
       const { rows } = await c.query<{ mode: string }>(
-        `select mode from pg_locks where pid = pg_backend_pid() and locktype = 'relation' and relation = $1 and granted`, [oid]);
+        `select mode from pg_locks where pid = pg_backend_pid() and locktype = 'relation' and relation = $1 and granted`,
+        [oid],
+      );
       await c.query('rollback');
       const strongest = rows.map((r) => r.mode).sort((a, b) => STRENGTH.indexOf(b) - STRENGTH.indexOf(a))[0] ?? null;
       const claims = statementLocks(sql);
@@ -84,12 +94,13 @@ describe('the lock table of migrate --dry-run', () => {
 
   it('says "unknown" for code, and for a statement kind it does not know', () => {
     expect(statementLocks('select marketplace.compile_seller_transfer_guards()')[0]!.mode).toBe('unknown');
-    expect(statementLocks("do $$ begin perform 1; end $$")[0]!.mode).toBe('unknown');
+    expect(statementLocks('do $$ begin perform 1; end $$')[0]!.mode).toBe('unknown');
     expect(statementLocks('cluster lock_probe.t using t_pkey')[0]!.mode).toBe('unknown');
   });
 
   it('splits a migration at top-level semicolons only, with the line each statement starts on', () => {
-    const sql = "-- header\ncreate function f() returns int language sql as $$ select 1; $$;\n\n/* c; */ comment on table t is 'a;b';\nselect ';' as \"x;\"";
+    const sql =
+      "-- header\ncreate function f() returns int language sql as $$ select 1; $$;\n\n/* c; */ comment on table t is 'a;b';\nselect ';' as \"x;\"";
     expect(splitStatements(sql)).toEqual([
       { line: 2, text: 'create function f() returns int language sql as $$ select 1; $$' },
       { line: 4, text: "comment on table t is 'a;b'" },

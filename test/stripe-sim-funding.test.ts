@@ -10,7 +10,11 @@ let stripe: Stripe;
 const DEST = 'acct_seller1';
 
 async function failure(p: Promise<unknown>): Promise<Stripe.errors.StripeError> {
-  try { await p; } catch (e) { return e as Stripe.errors.StripeError; }
+  try {
+    await p;
+  } catch (e) {
+    return e as Stripe.errors.StripeError;
+  }
   throw new Error('expected the Stripe call to fail');
 }
 
@@ -72,7 +76,12 @@ describe('source_transaction', () => {
   it('refuses an unknown charge, a payment intent id, another currency and more than the charge holds, as 400s', async () => {
     const charge = sim.makeCharge({ amount: 1000, currency: 'usd', availableInSeconds: 3600 });
     const unknown = await failure(transfer(100, 'usd', 'ch_nope'));
-    expect([unknown.statusCode, unknown.code, unknown.param, unknown.message]).toEqual([400, 'resource_missing', 'source_transaction', "No such charge: 'ch_nope'"]);
+    expect([unknown.statusCode, unknown.code, unknown.param, unknown.message]).toEqual([
+      400,
+      'resource_missing',
+      'source_transaction',
+      "No such charge: 'ch_nope'",
+    ]);
     expect((await failure(transfer(100, 'usd', 'pi_123'))).code).toBe('resource_missing');
     const currency = await failure(transfer(100, 'eur', charge.id));
     expect([currency.statusCode, currency.param]).toEqual([400, 'currency']);
@@ -90,23 +99,34 @@ describe('source_transaction', () => {
     const a = sim.makeCharge({ amount: 500, currency: 'usd' });
     const b = sim.makeCharge({ amount: 500, currency: 'usd' });
     await stripe.transfers.create({ amount: 100, currency: 'usd', destination: DEST, source_transaction: a.id }, { idempotencyKey: 'k1' });
-    const err = await failure(stripe.transfers.create({ amount: 100, currency: 'usd', destination: DEST, source_transaction: b.id }, { idempotencyKey: 'k1' }));
+    const err = await failure(
+      stripe.transfers.create({ amount: 100, currency: 'usd', destination: DEST, source_transaction: b.id }, { idempotencyKey: 'k1' }),
+    );
     expect(err).toBeInstanceOf(Stripe.errors.StripeIdempotencyError);
   });
 
   it('charges and the platform balance are reachable through the control surface', async () => {
-    const post = async (path: string, body: unknown) => (await fetch(sim.url + path, { method: 'POST', body: JSON.stringify(body) })).json();
-    expect(await post('/_sim/platform-balance', { currency: 'usd', available: 50 })).toEqual({ currency: 'usd', available: 50, pending: 0 });
-    const ch = await post('/_sim/charges', { amount: 900, currency: 'usd', availableInSeconds: 60 }) as { id: string };
+    const post = async (path: string, body: unknown) =>
+      (await fetch(sim.url + path, { method: 'POST', body: JSON.stringify(body) })).json();
+    expect(await post('/_sim/platform-balance', { currency: 'usd', available: 50 })).toEqual({
+      currency: 'usd',
+      available: 50,
+      pending: 0,
+    });
+    const ch = (await post('/_sim/charges', { amount: 900, currency: 'usd', availableInSeconds: 60 })) as { id: string };
     expect(ch.id).toMatch(/^ch_/);
-    expect(await (await fetch(`${sim.url}/_sim/platform-balance?currency=usd`)).json()).toEqual({ currency: 'usd', available: 50, pending: 900 });
+    expect(await (await fetch(`${sim.url}/_sim/platform-balance?currency=usd`)).json()).toEqual({
+      currency: 'usd',
+      available: 50,
+      pending: 900,
+    });
     sim.reset();
     expect(sim.platformBalance('usd').available).toBeNull();
   });
 });
 
 describe('available charge funds are spent once', () => {
-  it('a transfer without source_transaction that used a charge\'s available funds leaves less of it for source_transaction', async () => {
+  it("a transfer without source_transaction that used a charge's available funds leaves less of it for source_transaction", async () => {
     sim.setPlatformBalance('usd', 0);
     const charge = sim.makeCharge({ amount: 1000, currency: 'usd', availableInSeconds: 0 });
     await transfer(600, 'usd'); // paid from the available balance, which is this charge's funds

@@ -42,15 +42,27 @@ describe('rate limiters', () => {
       expect(e.headers?.['stripe-rate-limited-reason']).toBe('global-rate');
     }
     expect(sim.ledger()).toHaveLength(5);
-    const limitedKeys = sim.calls().filter((c) => c.status === 429).map((c) => c.idempotencyKey!);
-    expect(sim.calls().filter((c) => c.status === 429).map((c) => [c.outcome, c.rateLimitedReason]))
-      .toEqual(Array(3).fill(['rate_limited:global-rate', 'global-rate']));
+    const limitedKeys = sim
+      .calls()
+      .filter((c) => c.status === 429)
+      .map((c) => c.idempotencyKey!);
+    expect(
+      sim
+        .calls()
+        .filter((c) => c.status === 429)
+        .map((c) => [c.outcome, c.rateLimitedReason]),
+    ).toEqual(Array(3).fill(['rate_limited:global-rate', 'global-rate']));
     // The keys of the refused requests were not saved: after the window they create, once each.
     await new Promise((r) => setTimeout(r, 1050));
     sim.setLimits({ globalPerSecond: null });
     for (const k of limitedKeys) await create(100, k);
     expect(sim.ledger()).toHaveLength(8);
-    expect(sim.calls().slice(-3).map((c) => c.outcome)).toEqual(['ok', 'ok', 'ok']);
+    expect(
+      sim
+        .calls()
+        .slice(-3)
+        .map((c) => c.outcome),
+    ).toEqual(['ok', 'ok', 'ok']);
   });
 
   it('limits each endpoint separately (endpoint-rate) while other endpoints pass', async () => {
@@ -80,7 +92,11 @@ describe('rate limiters', () => {
 
   it('changes limits at run time through the control API; reset restores the start options', async () => {
     expect((await control('/_sim/limits')).body).toEqual({ globalPerSecond: null, endpointPerSecond: null, concurrency: null });
-    expect((await control('/_sim/limits', { globalPerSecond: 2 })).body).toEqual({ globalPerSecond: 2, endpointPerSecond: null, concurrency: null });
+    expect((await control('/_sim/limits', { globalPerSecond: 2 })).body).toEqual({
+      globalPerSecond: 2,
+      endpointPerSecond: null,
+      concurrency: null,
+    });
     expect((await settle(Array.from({ length: 4 }, () => stripe.transfers.list()))).ok).toBe(2);
     await control('/_sim/limits', { globalPerSecond: 10 }); // raised: the same second now has room
     expect((await settle(Array.from({ length: 4 }, () => stripe.transfers.list()))).ok).toBe(4);
@@ -94,7 +110,9 @@ describe('rate limiters', () => {
       limited.setLimits({ globalPerSecond: 7, concurrency: 3 });
       limited.reset();
       expect(limited.limits()).toEqual({ globalPerSecond: 1, endpointPerSecond: null, concurrency: null });
-    } finally { await limited.close(); }
+    } finally {
+      await limited.close();
+    }
   });
 });
 

@@ -8,12 +8,15 @@ let sim: StripeSimulator;
 let stripe: Stripe;
 const DEST = 'acct_seller1';
 
-const client = (key = 'sk_test_sim') =>
-  new Stripe(key, { host: '127.0.0.1', port: sim.port, protocol: 'http', maxNetworkRetries: 0 });
+const client = (key = 'sk_test_sim') => new Stripe(key, { host: '127.0.0.1', port: sim.port, protocol: 'http', maxNetworkRetries: 0 });
 
 /** Resolves to the rejection of `p`, failing the test if it resolved instead. */
 async function failure(p: Promise<unknown>): Promise<Stripe.errors.StripeError> {
-  try { await p; } catch (e) { return e as Stripe.errors.StripeError; }
+  try {
+    await p;
+  } catch (e) {
+    return e as Stripe.errors.StripeError;
+  }
   throw new Error('expected the Stripe call to fail');
 }
 
@@ -37,8 +40,18 @@ describe('transfers and reversals', () => {
     const a = await create(1500, { transfer_group: 'order_1', metadata: { transfer_id: 'x1' }, description: 'payout' });
     await create(200, { transfer_group: 'order_2' });
     const c = await create(700, { transfer_group: 'order_1' });
-    expect(a).toMatchObject({ object: 'transfer', amount: 1500, amount_reversed: 0, currency: 'usd', destination: DEST,
-      transfer_group: 'order_1', metadata: { transfer_id: 'x1' }, reversed: false, livemode: false, description: 'payout' });
+    expect(a).toMatchObject({
+      object: 'transfer',
+      amount: 1500,
+      amount_reversed: 0,
+      currency: 'usd',
+      destination: DEST,
+      transfer_group: 'order_1',
+      metadata: { transfer_id: 'x1' },
+      reversed: false,
+      livemode: false,
+      description: 'payout',
+    });
     expect(a.id).toMatch(/^tr_/);
     expect(a.reversals).toEqual({ object: 'list', data: [], has_more: false, total_count: 0, url: `/v1/transfers/${a.id}/reversals` });
     expect((await stripe.transfers.retrieve(a.id)).metadata).toEqual({ transfer_id: 'x1' });
@@ -48,7 +61,10 @@ describe('transfers and reversals', () => {
     expect(page.has_more).toBe(true);
     expect(sim.balance(DEST, 'usd')).toBe(2400);
     expect(sim.ledger().map((e) => [e.type, e.amount, e.transferGroup])).toEqual([
-      ['transfer', 1500, 'order_1'], ['transfer', 200, 'order_2'], ['transfer', 700, 'order_1']]);
+      ['transfer', 1500, 'order_1'],
+      ['transfer', 200, 'order_2'],
+      ['transfer', 700, 'order_1'],
+    ]);
   });
 
   it('rejects bad params, unknown transfers and bad API keys', async () => {
@@ -75,7 +91,10 @@ describe('transfers and reversals', () => {
     expect((await stripe.transfers.listReversals(t.id)).data.map((r) => r.amount)).toEqual([700, 300]);
     expect(sim.balance(DEST, 'usd')).toBe(0);
     expect(sim.ledger().map((e) => [e.type, e.transfer, e.amount])).toEqual([
-      ['transfer', t.id, 1000], ['reversal', t.id, 300], ['reversal', t.id, 700]]);
+      ['transfer', t.id, 1000],
+      ['reversal', t.id, 300],
+      ['reversal', t.id, 700],
+    ]);
   });
 
   it('refuses a reversal beyond the unreversed amount', async () => {
@@ -102,7 +121,12 @@ describe('transfers and reversals', () => {
     sim.removeAccount('acct_gone');
     const err = await failure(stripe.transfers.create({ amount: 100, currency: 'usd', destination: 'acct_gone' }));
     expect(err).toBeInstanceOf(Stripe.errors.StripeInvalidRequestError);
-    expect([err.statusCode, err.code, err.param, err.message]).toEqual([400, 'resource_missing', 'destination', "No such destination: 'acct_gone'"]);
+    expect([err.statusCode, err.code, err.param, err.message]).toEqual([
+      400,
+      'resource_missing',
+      'destination',
+      "No such destination: 'acct_gone'",
+    ]);
   });
 });
 
@@ -149,7 +173,9 @@ describe('idempotency', () => {
       await new Promise((r) => setTimeout(r, 60));
       expect((await s.transfers.create(params, { idempotencyKey: 'k' })).id).not.toBe(x.id);
       expect(short.balance(DEST, 'usd')).toBe(70);
-    } finally { await short.close(); }
+    } finally {
+      await short.close();
+    }
   });
 });
 
@@ -185,7 +211,11 @@ describe('faults', () => {
     const t = await create(100, {}, 'key-da');
     expect(t.id).toBe(sim.ledger()[0]!.id);
     expect(sim.ledger()).toHaveLength(1);
-    expect(sim.calls().map((c) => [c.outcome, c.status])).toEqual([['fault:drop_after', null], ['fault:drop_after', null], ['replayed', 200]]);
+    expect(sim.calls().map((c) => [c.outcome, c.status])).toEqual([
+      ['fault:drop_after', null],
+      ['fault:drop_after', null],
+      ['replayed', 200],
+    ]);
   });
 
   it("drop_after once is healed by stripe-node's automatic retry with the same key", async () => {

@@ -40,7 +40,8 @@ describe('every (from, to) pair against the real trigger', () => {
 // coupling (pending -> reversal_pending has no Stripe transfer id), the matrix still speaks.
 describe('every illegal pair reports the matrix, even when the new row also breaks a coupling', () => {
   const illegal = cases.filter((c) => !c.allowed);
-  const bare = (ids: string[], to: string) => db.pool.query('update marketplace.seller_transfers set status = $2 where id = any($1)', [ids, to]);
+  const bare = (ids: string[], to: string) =>
+    db.pool.query('update marketplace.seller_transfers set status = $2 where id = any($1)', [ids, to]);
 
   // 36 pairs = 6 same-state (allowed) + 7 legal moves + 23 illegal moves.
   it('has 23 illegal pairs', () => expect(illegal).toHaveLength(23));
@@ -52,7 +53,9 @@ describe('every illegal pair reports the matrix, even when the new row also brea
     expect(err.code).toBe('23514');
     expect(err.constraint).toBe('seller_transfer_status_transition');
     expect(err.message).toBe(`illegal seller transfer status transition: ${from} -> ${to}`);
-    expect(err.detail).toContain(`allowed from ${from}: ${LEGAL_MOVES[from].length ? LEGAL_MOVES[from].join(', ') : 'nothing, it is terminal'}`);
+    expect(err.detail).toContain(
+      `allowed from ${from}: ${LEGAL_MOVES[from].length ? LEGAL_MOVES[from].join(', ') : 'nothing, it is terminal'}`,
+    );
     expect(await statusOf(db.pool, id)).toBe(from);
     expect(await historyOf(db.pool, id)).toEqual(before);
   });
@@ -74,8 +77,9 @@ describe('every illegal pair reports the matrix, even when the new row also brea
   ] as const)('legal %s -> %s without its column reports %s', async (from, to, constraint) => {
     const id = await transferIn(db.pool, from);
     if (from === 'failed') await db.pool.query('update marketplace.seller_transfers set next_retry_at = now() where id = $1', [id]);
-    const err = await pgError(() => db.pool.query(
-      `update marketplace.seller_transfers set status = $2, next_retry_at = null where id = $1`, [id, to]));
+    const err = await pgError(() =>
+      db.pool.query(`update marketplace.seller_transfers set status = $2, next_retry_at = null where id = $1`, [id, to]),
+    );
     expect(err.code).toBe('23514');
     expect(err.constraint).toBe(constraint);
     expect(err.message).toMatch(new RegExp(`^seller transfer ${id}: .*requires`));
@@ -86,15 +90,18 @@ describe('every illegal pair reports the matrix, even when the new row also brea
 describe('the transition table and the statuses table', () => {
   it('holds exactly the legal moves, no more, no less', async () => {
     const { rows } = await db.pool.query<{ from_status: string; to_status: string }>(
-      'select from_status, to_status from marketplace.seller_transfer_transitions order by 1, 2');
-    const expected = STATUSES.flatMap((f) => LEGAL_MOVES[f].map((t) => ({ from_status: f, to_status: t })))
-      .sort((a, b) => a.from_status.localeCompare(b.from_status) || a.to_status.localeCompare(b.to_status));
+      'select from_status, to_status from marketplace.seller_transfer_transitions order by 1, 2',
+    );
+    const expected = STATUSES.flatMap((f) => LEGAL_MOVES[f].map((t) => ({ from_status: f, to_status: t }))).sort(
+      (a, b) => a.from_status.localeCompare(b.from_status) || a.to_status.localeCompare(b.to_status),
+    );
     expect(rows).toEqual(expected);
   });
 
   it('lists exactly the expected statuses, with the expected initial and terminal flags', async () => {
     const { rows } = await db.pool.query<{ status: string; is_initial: boolean; is_terminal: boolean }>(
-      'select status, is_initial, is_terminal from marketplace.seller_transfer_statuses order by position');
+      'select status, is_initial, is_terminal from marketplace.seller_transfer_statuses order by position',
+    );
     expect(rows.map((r) => r.status)).toEqual([...STATUSES]);
     expect(rows.filter((r) => r.is_initial).map((r) => r.status)).toEqual([...INITIAL]);
     expect(rows.filter((r) => r.is_terminal).map((r) => r.status)).toEqual([...TERMINAL]);
@@ -103,10 +110,12 @@ describe('the transition table and the statuses table', () => {
   it('gives terminal statuses no outgoing move, and refuses adding one', async () => {
     const { rows } = await db.pool.query(
       `select t.* from marketplace.seller_transfer_transitions t
-         join marketplace.seller_transfer_statuses s on s.status = t.from_status where s.is_terminal`);
+         join marketplace.seller_transfer_statuses s on s.status = t.from_status where s.is_terminal`,
+    );
     expect(rows).toEqual([]);
-    const err = await pgError(() => db.pool.query(
-      `insert into marketplace.seller_transfer_transitions values ('reversed', 'pending', 'nope')`));
+    const err = await pgError(() =>
+      db.pool.query(`insert into marketplace.seller_transfer_transitions values ('reversed', 'pending', 'nope')`),
+    );
     expect(err.message).toContain('terminal statuses cannot have outgoing transitions');
   });
 
@@ -161,9 +170,13 @@ describe('can_transition_transfer_status', () => {
 
 describe('inserts', () => {
   it.each(STATUSES.filter((s) => !INITIAL.includes(s)))('refuses creating a transfer in %s', async (status) => {
-    const err = await pgError(() => db.pool.query(
-      `insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency, status, stripe_transfer_id, stripe_reversal_id)
-       values (gen_random_uuid(), gen_random_uuid(), 'acct_x', 100, 'usd', $1, 'tr_x' || md5(random()::text), 'trr_x' || md5(random()::text))`, [status]));
+    const err = await pgError(() =>
+      db.pool.query(
+        `insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency, status, stripe_transfer_id, stripe_reversal_id)
+       values (gen_random_uuid(), gen_random_uuid(), 'acct_x', 100, 'usd', $1, 'tr_x' || md5(random()::text), 'trr_x' || md5(random()::text))`,
+        [status],
+      ),
+    );
     expect(err.code).toBe('23514');
     expect(err.constraint).toBe('seller_transfer_initial_status');
   });
@@ -175,32 +188,44 @@ describe('inserts', () => {
   });
 
   it('never stores an unknown status, on insert or update', async () => {
-    const ins = await pgError(() => db.pool.query(
-      `insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency, status)
-       values (gen_random_uuid(), gen_random_uuid(), 'acct_x', 100, 'usd', 'bogus')`));
+    const ins = await pgError(() =>
+      db.pool.query(
+        `insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency, status)
+       values (gen_random_uuid(), gen_random_uuid(), 'acct_x', 100, 'usd', 'bogus')`,
+      ),
+    );
     expect(ins.code).toBe('23503');
     const id = await insertTransfer(db.pool);
     const upd = await pgError(() => setStatus(db.pool, id, 'bogus'));
     expect(upd.code).toBe('23503');
     const { rows } = await db.pool.query(
-      `select 1 from marketplace.seller_transfers where status not in (select status from marketplace.seller_transfer_statuses)`);
+      `select 1 from marketplace.seller_transfers where status not in (select status from marketplace.seller_transfer_statuses)`,
+    );
     expect(rows).toEqual([]);
   });
 
   it('checks money and identifier shapes', async () => {
     const bad = [
-      ['amount_cents', 0], ['amount_cents', -5], ['currency', 'USD'], ['currency', 'usdx'], ['stripe_account_id', 'acc_1'],
+      ['amount_cents', 0],
+      ['amount_cents', -5],
+      ['currency', 'USD'],
+      ['currency', 'usdx'],
+      ['stripe_account_id', 'acc_1'],
     ] as const;
     for (const [col, value] of bad) {
-      const err = await pgError(() => db.pool.query(
-        `insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
+      const err = await pgError(() =>
+        db.pool.query(
+          `insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
          select gen_random_uuid(), gen_random_uuid(), coalesce($1, 'acct_x'), coalesce($2, 100), coalesce($3, 'usd')`,
-        [col === 'stripe_account_id' ? value : null, col === 'amount_cents' ? value : null, col === 'currency' ? value : null]));
+          [col === 'stripe_account_id' ? value : null, col === 'amount_cents' ? value : null, col === 'currency' ? value : null],
+        ),
+      );
       expect(err.code, `${col}=${value}`).toBe('23514');
     }
     const id = await insertTransfer(db.pool, 500);
-    const over = await pgError(() => db.pool.query(
-      'update marketplace.seller_transfers set reversal_amount_cents = 501 where id = $1', [id]));
+    const over = await pgError(() =>
+      db.pool.query('update marketplace.seller_transfers set reversal_amount_cents = 501 where id = $1', [id]),
+    );
     expect(over.constraint).toBe('seller_transfer_reversal_amount');
   });
 });

@@ -11,7 +11,9 @@ import { populate, upgradeUnderLoad } from './support/upgrade-load.ts';
 
 const { adminUrl, template } = inject('testDb');
 const created: string[] = [];
-afterAll(async () => { for (const n of created) await dropDatabase(adminUrl, n); });
+afterAll(async () => {
+  for (const n of created) await dropDatabase(adminUrl, n);
+});
 
 const LOCK_TIMEOUT_MS = 500;
 // Scheduling noise on a shared 2-core machine, and the migration's own work while it holds the

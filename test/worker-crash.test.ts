@@ -70,7 +70,9 @@ async function stopGracefully(child: ChildProcess): Promise<void> {
 /** Worker connections to this test's database (other test files use other databases). */
 async function workerBackends(): Promise<number[]> {
   const { rows } = await db.pool.query<{ pid: number }>(
-    'select pid from pg_stat_activity where datname = current_database() and application_name = $1', [WORKER_APP]);
+    'select pid from pg_stat_activity where datname = current_database() and application_name = $1',
+    [WORKER_APP],
+  );
   return rows.map((r) => r.pid);
 }
 
@@ -80,7 +82,8 @@ async function workerBlockedBy(blockerPid: number, queryPart: string): Promise<n
     `select pid from pg_stat_activity
       where datname = current_database() and application_name = $1 and wait_event_type = 'Lock'
         and $2 = any(pg_blocking_pids(pid)) and query like '%' || $3 || '%'`,
-    [WORKER_APP, blockerPid, queryPart]);
+    [WORKER_APP, blockerPid, queryPart],
+  );
   return rows[0]?.pid;
 }
 
@@ -91,7 +94,7 @@ async function workerBlockedBy(blockerPid: number, queryPart: string): Promise<n
  * that (as any restart a second later would) before starting the next worker.
  */
 async function waitForWorkerBackendsGone(): Promise<void> {
-  await waitFor('the killed worker\'s database connections to close', async () => (await workerBackends()).length === 0, WAIT_MS);
+  await waitFor("the killed worker's database connections to close", async () => (await workerBackends()).length === 0, WAIT_MS);
 }
 
 function ledgerFor(id: string, type: Operation) {
@@ -99,8 +102,12 @@ function ledgerFor(id: string, type: Operation) {
 }
 
 async function rowOf(id: string) {
-  const { rows: [row] } = await db.pool.query<{ status: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null; retry_count: number }>(
-    'select status, stripe_transfer_id, stripe_reversal_id, retry_count from marketplace.seller_transfers where id = $1', [id]);
+  const {
+    rows: [row],
+  } = await db.pool.query<{ status: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null; retry_count: number }>(
+    'select status, stripe_transfer_id, stripe_reversal_id, retry_count from marketplace.seller_transfers where id = $1',
+    [id],
+  );
   return row!;
 }
 
@@ -146,11 +153,22 @@ async function crashAndRecover(operation: Operation, point: CrashPoint): Promise
     await blocker.query('begin');
     await blocker.query('lock table marketplace.seller_transfer_events in access exclusive mode');
   }
-  if (point === 'before_commit') sim.injectFault({ operation: operation === 'transfer' ? 'transfer.create' : 'reversal.create', kind: 'latency', latencyMs: 2_000, times: 1 });
+  if (point === 'before_commit')
+    sim.injectFault({
+      operation: operation === 'transfer' ? 'transfer.create' : 'reversal.create',
+      kind: 'latency',
+      latencyMs: 2_000,
+      times: 1,
+    });
   const blockerPid = async () => (await blocker!.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
-  const rowLockHeld = async () => (await db.pool.query<{ held: boolean }>(
-    `select exists (select 1 from pg_locks where locktype = 'advisory' and granted
-                      and classid = 'marketplace.seller_transfers'::regclass::oid and objid = hashtext($1::text)::oid) as held`, [id])).rows[0]!.held;
+  const rowLockHeld = async () =>
+    (
+      await db.pool.query<{ held: boolean }>(
+        `select exists (select 1 from pg_locks where locktype = 'advisory' and granted
+                      and classid = 'marketplace.seller_transfers'::regclass::oid and objid = hashtext($1::text)::oid) as held`,
+        [id],
+      )
+    ).rows[0]!.held;
 
   const first = startWorkerProcess();
   try {
@@ -205,8 +223,12 @@ async function crashAndRecover(operation: Operation, point: CrashPoint): Promise
     expect(crashed).toMatchObject({ status: op.from, retry_count: 0 });
     if (operation === 'transfer') expect(crashed.stripe_transfer_id).toBeNull();
     expect(crashed.stripe_reversal_id).toBeNull();
-    const { rows: [job] } = await db.pool.query<{ locked: boolean }>(
-      'select locked_at is not null as locked from graphile_worker._private_jobs where key = marketplace.seller_transfer_job_key($1)', [id]);
+    const {
+      rows: [job],
+    } = await db.pool.query<{ locked: boolean }>(
+      'select locked_at is not null as locked from graphile_worker._private_jobs where key = marketplace.seller_transfer_job_key($1)',
+      [id],
+    );
     expect(job?.locked, 'the dead worker still holds the job').toBe(true);
     expect(ledgerFor(id, operation)).toHaveLength(point === 'before_stripe' ? 0 : 1);
   }
@@ -238,14 +260,27 @@ async function crashAndRecover(operation: Operation, point: CrashPoint): Promise
 
   // Each status change happened once: no replayed or doubled transition in the history.
   const history = (await historyOf(db.pool, id)).map((h) => [h.from_status, h.to_status]);
-  expect(history).toEqual(operation === 'transfer'
-    ? [[null, 'pending'], ['pending', 'completed']]
-    : [[null, 'pending'], ['pending', 'completed'], ['completed', 'reversal_pending'], ['reversal_pending', 'reversed']]);
+  expect(history).toEqual(
+    operation === 'transfer'
+      ? [
+          [null, 'pending'],
+          ['pending', 'completed'],
+        ]
+      : [
+          [null, 'pending'],
+          ['pending', 'completed'],
+          ['completed', 'reversal_pending'],
+          ['reversal_pending', 'reversed'],
+        ],
+  );
 
   // Nothing stranded: with every worker stopped, no row is left in a worker status.
-  const { rows: [left] } = await db.pool.query<{ n: number }>(
+  const {
+    rows: [left],
+  } = await db.pool.query<{ n: number }>(
     `select count(*)::int as n from marketplace.seller_transfers t
-       join marketplace.seller_transfer_statuses s on s.status = t.status where s.worker_task is not null`);
+       join marketplace.seller_transfer_statuses s on s.status = t.status where s.worker_task is not null`,
+  );
   expect(left!.n).toBe(0);
 }
 

@@ -24,14 +24,15 @@ let child: ChildProcess | undefined;
 const stdout: string[] = [];
 const stderr: string[] = [];
 
-const freePort = () => new Promise<number>((resolve, reject) => {
-  const srv = createServer();
-  srv.once('error', reject);
-  srv.listen(0, '127.0.0.1', () => {
-    const a = srv.address();
-    srv.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const a = srv.address();
+      srv.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
+    });
   });
-});
 const startServer = async () => (server = await startEmbeddedPostgres({ dir: path.join(dir, 'data'), persistent: true, port }));
 
 beforeAll(async () => {
@@ -60,13 +61,20 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 }, 60_000);
 
-const insert = async (n: number, amountBase: number): Promise<string[]> => (await pool.query<{ id: string }>(
-  `insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
+const insert = async (n: number, amountBase: number): Promise<string[]> =>
+  (
+    await pool.query<{ id: string }>(
+      `insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
    select gen_random_uuid(), gen_random_uuid(), 'acct_restart' || (i % 17), $2 + i, 'usd' from generate_series(1, $1) i returning id`,
-  [n, amountBase])).rows.map((r) => r.id);
+      [n, amountBase],
+    )
+  ).rows.map((r) => r.id);
 
-const completed = async (ids: string[]) => Number((await pool.query(
-  `select count(*) from marketplace.seller_transfers where id = any($1) and status = 'completed'`, [ids])).rows[0].count);
+const completed = async (ids: string[]) =>
+  Number(
+    (await pool.query(`select count(*) from marketplace.seller_transfers where id = any($1) and status = 'completed'`, [ids])).rows[0]
+      .count,
+  );
 
 describe('PostgreSQL restarted while transfers are in flight', () => {
   it('pays every row exactly once, strands none, and the same worker process keeps working', async () => {
@@ -74,10 +82,18 @@ describe('PostgreSQL restarted while transfers are in flight', () => {
     child = spawn(process.execPath, [path.join(projectRoot, 'bin/seller-transfers.js'), 'worker', '--no-migrate'], {
       cwd: projectRoot,
       env: {
-        ...process.env, ...FAST_ENV, WORKER_CONCURRENCY: '10', LOG_LEVEL: 'info', LOG_FORMAT: 'json',
+        ...process.env,
+        ...FAST_ENV,
+        WORKER_CONCURRENCY: '10',
+        LOG_LEVEL: 'info',
+        LOG_FORMAT: 'json',
         // A short lease: a row whose outcome could not be recorded is due again 8 s after it was handed out.
-        DISPATCH_LEASE_SECONDS: '8', STRIPE_TIMEOUT_MS: '3000',
-        DATABASE_URL: url, STRIPE_SECRET_KEY: TEST_STRIPE_KEY, STRIPE_API_BASE: sim.url, NODE_ENV: 'test',
+        DISPATCH_LEASE_SECONDS: '8',
+        STRIPE_TIMEOUT_MS: '3000',
+        DATABASE_URL: url,
+        STRIPE_SECRET_KEY: TEST_STRIPE_KEY,
+        STRIPE_API_BASE: sim.url,
+        NODE_ENV: 'test',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -88,7 +104,14 @@ describe('PostgreSQL restarted while transfers are in flight', () => {
 
     const batch1 = await insert(300, 1000);
     await waitFor('some of batch 1 paid', async () => (await completed(batch1)) >= 40, 60_000, 50).catch((e: unknown) => {
-      console.log('log:\n' + stdout.slice(-40).map((l) => l.slice(0, 300)).join('\n'), '\nstderr:\n' + stderr.slice(-20).join('\n'));
+      console.log(
+        'log:\n' +
+          stdout
+            .slice(-40)
+            .map((l) => l.slice(0, 300))
+            .join('\n'),
+        '\nstderr:\n' + stderr.slice(-20).join('\n'),
+      );
       throw e;
     });
     const inFlight = sim.calls().length - sim.ledger().length; // sanity only
@@ -103,17 +126,35 @@ describe('PostgreSQL restarted while transfers are in flight', () => {
     const restartedAt = Date.now();
 
     // Nothing stranded: every row completes within lease + back-offs.
-    await waitFor('all of batch 1 paid after the restart', async () => (await completed(batch1).catch(() => 0)) === batch1.length, 90_000, 250)
-      .catch(async (e: unknown) => {
-        const open = await pool.query(`select status, retry_count, next_retry_at > now() as leased, count(*) from marketplace.seller_transfers
+    await waitFor(
+      'all of batch 1 paid after the restart',
+      async () => (await completed(batch1).catch(() => 0)) === batch1.length,
+      90_000,
+      250,
+    ).catch(async (e: unknown) => {
+      const open = await pool.query(`select status, retry_count, next_retry_at > now() as leased, count(*) from marketplace.seller_transfers
           where status <> 'completed' group by 1, 2, 3`);
-        const jobs = await pool.query(`select t.identifier, j.locked_at is not null as locked, j.attempts, j.run_at > now() as later, left(j.last_error, 120) as last_error, count(*)
+      const jobs =
+        await pool.query(`select t.identifier, j.locked_at is not null as locked, j.attempts, j.run_at > now() as later, left(j.last_error, 120) as last_error, count(*)
           from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id group by 1, 2, 3, 4, 5`);
-        console.log('open rows', open.rows, 'jobs', jobs.rows, 'worker alive', child?.exitCode, '\nlog tail:\n' +
-          stdout.slice(linesBefore).filter((l) => !l.includes('"Completed task') && !l.includes('created"')).slice(-60).map((l) => l.slice(0, 300)).join('\n'),
-          '\nstderr:\n' + stderr.slice(-20).join('\n'));
-        throw e;
-      });
+      console.log(
+        'open rows',
+        open.rows,
+        'jobs',
+        jobs.rows,
+        'worker alive',
+        child?.exitCode,
+        '\nlog tail:\n' +
+          stdout
+            .slice(linesBefore)
+            .filter((l) => !l.includes('"Completed task') && !l.includes('created"'))
+            .slice(-60)
+            .map((l) => l.slice(0, 300))
+            .join('\n'),
+        '\nstderr:\n' + stderr.slice(-20).join('\n'),
+      );
+      throw e;
+    });
     const recoverySeconds = (Date.now() - restartedAt) / 1000;
 
     // The same process, still working: new rows are paid without restarting it.
@@ -128,19 +169,31 @@ describe('PostgreSQL restarted while transfers are in flight', () => {
     expect(transfers).toBe(350);
     // Some rows were mid-call when the server stopped: their creates were re-sent under the same key and replayed.
     const replayed = sim.calls().filter((c) => c.operation === 'transfer.create' && c.outcome === 'replayed').length;
-    const { rows: [counts] } = await pool.query(`select count(*) filter (where retry_count > 0) as retried, count(*) filter (where status <> 'completed') as open
+    const {
+      rows: [counts],
+    } = await pool.query(`select count(*) filter (where retry_count > 0) as retried, count(*) filter (where status <> 'completed') as open
       from marketplace.seller_transfers`);
     expect(Number(counts.open)).toBe(0);
 
     // The outage in the log: a handful of lines, not one stack trace per job or connection.
-    const during = stdout.slice(linesBefore).map((l) => { try { return JSON.parse(l) as { level: number; msg: string }; } catch { return { level: 50, msg: l }; } });
+    const during = stdout.slice(linesBefore).map((l) => {
+      try {
+        return JSON.parse(l) as { level: number; msg: string };
+      } catch {
+        return { level: 50, msg: l };
+      }
+    });
     const warnOrWorse = during.filter((l) => l.level >= 40);
-    const stackLines = [...stdout.slice(linesBefore), ...stderr.slice(errLinesBefore)].filter((l) => /\n?\s+at .+\(.+:\d+:\d+\)/.test(l) || l.includes('"stack"'));
-    console.log(`restart: ${paidAtStop} paid before the stop, ~${inFlight} calls in flight at the sanity check, all 300 paid ${recoverySeconds.toFixed(1)} s after the server was back; ` +
-      `${replayed} creates replayed under their key, ${counts.retried} rows with a recorded failure; ` +
-      `log during and after the outage: ${warnOrWorse.length} warn/error lines, ${stackLines.length} with stack traces, ${stderr.length - errLinesBefore} stderr lines:\n` +
-      warnOrWorse.map((l) => `  [${l.level}] ${l.msg}`).join('\n') +
-      `\nstack/stderr lines:\n${[...stackLines, ...stderr.slice(errLinesBefore)].map((l) => `  ${l.slice(0, 300)}`).join('\n')}`);
+    const stackLines = [...stdout.slice(linesBefore), ...stderr.slice(errLinesBefore)].filter(
+      (l) => /\n?\s+at .+\(.+:\d+:\d+\)/.test(l) || l.includes('"stack"'),
+    );
+    console.log(
+      `restart: ${paidAtStop} paid before the stop, ~${inFlight} calls in flight at the sanity check, all 300 paid ${recoverySeconds.toFixed(1)} s after the server was back; ` +
+        `${replayed} creates replayed under their key, ${counts.retried} rows with a recorded failure; ` +
+        `log during and after the outage: ${warnOrWorse.length} warn/error lines, ${stackLines.length} with stack traces, ${stderr.length - errLinesBefore} stderr lines:\n` +
+        warnOrWorse.map((l) => `  [${l.level}] ${l.msg}`).join('\n') +
+        `\nstack/stderr lines:\n${[...stackLines, ...stderr.slice(errLinesBefore)].map((l) => `  ${l.slice(0, 300)}`).join('\n')}`,
+    );
     expect(during.some((l) => /database connection lost/.test(l.msg))).toBe(true);
     expect(during.some((l) => /database reachable again/.test(l.msg))).toBe(true);
     expect(during.filter((l) => /database connection lost/.test(l.msg)).length).toBeLessThanOrEqual(2);

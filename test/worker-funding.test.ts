@@ -20,7 +20,12 @@ beforeAll(async () => {
   sim = await startStripeSimulator();
   // Slow ordinary retries and balance retries: what moves a row here is the worker's first
   // attempt or an operator's retry, never the clock.
-  worker = await startTestWorker(db.url, sim, { RETRY_BASE_SECONDS: '60', RETRY_MAX_SECONDS: '60', BALANCE_RETRY_SECONDS: '60', BALANCE_MAX_ATTEMPTS: '5' });
+  worker = await startTestWorker(db.url, sim, {
+    RETRY_BASE_SECONDS: '60',
+    RETRY_MAX_SECONDS: '60',
+    BALANCE_RETRY_SECONDS: '60',
+    BALANCE_MAX_ATTEMPTS: '5',
+  });
 });
 afterAll(async () => {
   await worker?.stop();
@@ -34,13 +39,20 @@ beforeEach(() => {
 async function insertPayout(amount: number, currency: string, sourceTransaction: string | null, id = randomUUID()): Promise<string> {
   await db.pool.query(
     `insert into marketplace.seller_transfers (id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction)
-     values ($1, gen_random_uuid(), gen_random_uuid(), 'acct_funding', $2, $3, $4)`, [id, amount, currency, sourceTransaction]);
+     values ($1, gen_random_uuid(), gen_random_uuid(), 'acct_funding', $2, $3, $4)`,
+    [id, amount, currency, sourceTransaction],
+  );
   return id;
 }
 const row = (id: string) => rowOf(db.pool, id);
-const waiting = async () => (await db.pool.query<{ id: string }>('select id from marketplace.seller_transfers_waiting_for_funds')).rows.map((r) => r.id);
-const doctorFunds = async () => (await db.pool.query<{ status: string; detail: string }>(
-  `select status, detail from marketplace.seller_transfer_doctor() where check_name = 'payouts waiting for the platform''s balance'`)).rows[0]!;
+const waiting = async () =>
+  (await db.pool.query<{ id: string }>('select id from marketplace.seller_transfers_waiting_for_funds')).rows.map((r) => r.id);
+const doctorFunds = async () =>
+  (
+    await db.pool.query<{ status: string; detail: string }>(
+      `select status, detail from marketplace.seller_transfer_doctor() where check_name = 'payouts waiting for the platform''s balance'`,
+    )
+  ).rows[0]!;
 
 describe('funding a payout', () => {
   it('with source_transaction: paid from the charge while its funds are pending and the available balance is zero', async () => {
@@ -55,18 +67,26 @@ describe('funding a payout', () => {
 
   it('without it: waits on balance_insufficient, counted as waiting for funds; topped up and retried by an operator, it is paid', async () => {
     const id = await insertPayout(4200, 'usd', null);
-    const r = await waitFor('a balance failure', async () => { const x = await row(id); return x.status === 'failed' ? x : undefined; });
+    const r = await waitFor('a balance failure', async () => {
+      const x = await row(id);
+      return x.status === 'failed' ? x : undefined;
+    });
     expect(r.last_error).toMatch(/balance_insufficient/);
     expect(r.retry_count).toBe(1);
     expect(await waiting()).toEqual([id]);
-    expect(await doctorFunds()).toMatchObject({ status: 'problem', detail: expect.stringMatching(/^1 payout\(s\) .*: 1 USD; most attempts so far 1$/) });
+    expect(await doctorFunds()).toMatchObject({
+      status: 'problem',
+      detail: expect.stringMatching(/^1 payout\(s\) .*: 1 USD; most attempts so far 1$/),
+    });
     expect(sim.ledger()).toEqual([]);
     const metrics = createWorkerMetrics(db.pool);
     const gauge = () => metrics.registry.getSingleMetricAsString('seller_transfers_waiting_for_funds');
     expect(await gauge()).toContain('seller_transfers_waiting_for_funds{currency="usd"} 1');
 
     sim.setPlatformBalance('usd', 10_000); // the platform's balance is topped up
-    await db.pool.query(`select marketplace.retry_seller_transfer(id, 'platform balance topped up') from marketplace.seller_transfers_waiting_for_funds`);
+    await db.pool.query(
+      `select marketplace.retry_seller_transfer(id, 'platform balance topped up') from marketplace.seller_transfers_waiting_for_funds`,
+    );
     await waitForStatus(db.pool, id, ['completed']);
     expect(sim.ledger().map((e) => [e.type, e.amount])).toEqual([['transfer', 4200]]);
     expect(await waiting()).toEqual([]);
@@ -79,7 +99,12 @@ describe('charges Stripe refuses as a source: permanently_failed, saying why, no
   it.each([
     ['an unknown charge', () => 'ch_doesnotexist', 1000, /resource_missing.*No such charge: 'ch_doesnotexist'/],
     ['a charge in another currency', () => sim.makeCharge({ amount: 5000, currency: 'eur' }).id, 1000, /invalid_request_error.*currency/],
-    ['a charge with less left than the payout', () => sim.makeCharge({ amount: 500, currency: 'usd' }).id, 1000, /exceeds what is left to transfer/],
+    [
+      'a charge with less left than the payout',
+      () => sim.makeCharge({ amount: 500, currency: 'usd' }).id,
+      1000,
+      /exceeds what is left to transfer/,
+    ],
   ])('%s', async (_what, charge, amount, error) => {
     const id = await insertPayout(amount, 'usd', charge());
     await waitForStatus(db.pool, id, ['permanently_failed']);
@@ -108,11 +133,19 @@ describe('the lookup compares source_transaction', () => {
     await waitFor('the failed first attempt', async () => (await row(id)).retry_count === 1);
     // Someone made this row's transfer from another charge (a write past the guard, or by hand).
     const stripe = new Stripe(TEST_STRIPE_KEY, { host: '127.0.0.1', port: sim.port, protocol: 'http', maxNetworkRetries: 0 });
-    await stripe.transfers.create({ amount: 600, currency: 'usd', destination: 'acct_funding', transfer_group: `seller_transfer_${id}`,
-      source_transaction: other.id, metadata: { seller_transfer_id: id } });
+    await stripe.transfers.create({
+      amount: 600,
+      currency: 'usd',
+      destination: 'acct_funding',
+      transfer_group: `seller_transfer_${id}`,
+      source_transaction: other.id,
+      metadata: { seller_transfer_id: id },
+    });
     await db.pool.query(`select marketplace.retry_seller_transfer($1, 'test: look it up now')`, [id]);
-    const held = await waitFor('the row held for review', async () =>
-      (await db.pool.query('select * from marketplace.seller_transfers_held_for_review where id = $1', [id])).rows[0]);
+    const held = await waitFor(
+      'the row held for review',
+      async () => (await db.pool.query('select * from marketplace.seller_transfers_held_for_review where id = $1', [id])).rows[0],
+    );
     expect(held.last_error).toMatch(new RegExp(`differs: source_transaction ${other.id} != ${mine.id}`));
     expect(held.stripe_transfer_id).toBeNull();
   });
@@ -120,7 +153,11 @@ describe('the lookup compares source_transaction', () => {
 
 describe('the audit treats source_transaction as a money fact', () => {
   it('a source_transaction changed past the guard is money_facts_changed, naming both charges', async () => {
-    const { rows: [r] } = await db.pool.query<{ id: string }>(`insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, next_retry_at)
+    const {
+      rows: [r],
+    } = await db.pool.query<{
+      id: string;
+    }>(`insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, next_retry_at)
       values (gen_random_uuid(), gen_random_uuid(), 'acct_audit', 900, 'usd', 'ch_RECORDED', now() + interval '1 hour') returning id`);
     const c = await db.pool.connect();
     try {
@@ -130,7 +167,16 @@ describe('the audit treats source_transaction as a money fact', () => {
     } finally {
       c.release();
     }
-    const { rows } = await db.pool.query('select problem, detail from marketplace.audit_seller_transfers() where transfer_id = $1', [r!.id]);
-    expect(rows).toEqual([{ problem: 'money_facts_changed', detail: expect.stringMatching(/created as 900 usd to acct_audit from ch_RECORDED, the row now says 900 usd to acct_audit from ch_SWAPPED$/) }]);
+    const { rows } = await db.pool.query('select problem, detail from marketplace.audit_seller_transfers() where transfer_id = $1', [
+      r!.id,
+    ]);
+    expect(rows).toEqual([
+      {
+        problem: 'money_facts_changed',
+        detail: expect.stringMatching(
+          /created as 900 usd to acct_audit from ch_RECORDED, the row now says 900 usd to acct_audit from ch_SWAPPED$/,
+        ),
+      },
+    ]);
   });
 });

@@ -17,9 +17,18 @@ const workers: WorkerHandle[] = [];
 const stripeCalls: Array<{ op: string; outcome: string }> = [];
 
 async function worker(env: Record<string, string>): Promise<WorkerHandle> {
-  const config = loadConfig({ ...FAST_ENV, WORKER_CONCURRENCY: '5', ...env, DATABASE_URL: db.url, STRIPE_SECRET_KEY: TEST_STRIPE_KEY, STRIPE_API_BASE: sim.url });
+  const config = loadConfig({
+    ...FAST_ENV,
+    WORKER_CONCURRENCY: '5',
+    ...env,
+    DATABASE_URL: db.url,
+    STRIPE_SECRET_KEY: TEST_STRIPE_KEY,
+    STRIPE_API_BASE: sim.url,
+  });
   const w = await startWorker({
-    config, logger: createLogger(config.LOG_LEVEL), databaseUrl: db.url,
+    config,
+    logger: createLogger(config.LOG_LEVEL),
+    databaseUrl: db.url,
     stripe: { secretKey: TEST_STRIPE_KEY, apiBase: sim.url, timeoutMs: config.STRIPE_TIMEOUT_MS },
     onStripeCall: (op, outcome) => stripeCalls.push({ op, outcome }),
   });
@@ -49,15 +58,20 @@ const refund = (id: string) => db.pool.query(`update marketplace.seller_transfer
 /** Samples the row until it reaches `done`, checking on every sample that nothing but last_error/next_retry_at moved. */
 async function watchUnchanged(id: string, status: string, done: string, timeoutMs = 30_000): Promise<Array<Record<string, unknown>>> {
   const seen: Array<Record<string, unknown>> = [];
-  await waitFor(`${id} to reach ${done}`, async () => {
-    const r = await row(id);
-    if (r.status === done) return true;
-    seen.push(r);
-    expect(r.status).toBe(status);
-    expect(r.retry_count).toBe(0);
-    expect(r.stripe_key_generation).toBe(0);
-    return false;
-  }, timeoutMs, 20);
+  await waitFor(
+    `${id} to reach ${done}`,
+    async () => {
+      const r = await row(id);
+      if (r.status === done) return true;
+      seen.push(r);
+      expect(r.status).toBe(status);
+      expect(r.retry_count).toBe(0);
+      expect(r.stripe_key_generation).toBe(0);
+      return false;
+    },
+    timeoutMs,
+    20,
+  );
   return seen;
 }
 
@@ -84,7 +98,8 @@ describe.each([
     expect(stripeCalls.filter((c) => c.op === 'transfer.create').map((c) => c.outcome)).toEqual([...Array(6).fill('rate_limited'), 'ok']);
     // Operators see the waiting on the row.
     expect(seen.some((s) => /^rate limited by Stripe \(unknown\); waiting for the request budget/.test(String(s.last_error)))).toBe(true);
-    if (mode.startsWith('handing')) expect(seen.some((s) => s.next_retry_at !== null && String(s.last_error).startsWith('rate limited'))).toBe(true);
+    if (mode.startsWith('handing'))
+      expect(seen.some((s) => s.next_retry_at !== null && String(s.last_error).startsWith('rate limited'))).toBe(true);
     await expectDatabaseMatchesLedger(db.pool, sim);
   }, 60_000);
 
@@ -115,8 +130,11 @@ describe('the waiting keeps what the attempt limits read', () => {
     await workers[0]!.stop();
     workers.length = 0;
     await refund(id);
-    await db.pool.query(`update marketplace.seller_transfers set retry_count = 3, next_retry_at = now(),
-      last_error = 'invalid_request_error/balance_insufficient (400): Insufficient funds' where id = $1`, [id]);
+    await db.pool.query(
+      `update marketplace.seller_transfers set retry_count = 3, next_retry_at = now(),
+      last_error = 'invalid_request_error/balance_insufficient (400): Insufficient funds' where id = $1`,
+      [id],
+    );
     sim.injectFault({ operation: 'reversal.list', kind: 'rate_limit', times: 2 });
     await worker({ ...LIMITED_ENV, STRIPE_RATE_LIMIT_WAIT_MS: '0' });
     await waitForStatus(db.pool, id, ['reversed', 'permanently_failed'], 30_000);
@@ -134,7 +152,10 @@ describe('a fleet sharing one budget', () => {
     const env = { STRIPE_REQUESTS_PER_SECOND: String(N), STRIPE_ENDPOINT_REQUESTS_PER_SECOND: String(N), WORKER_CONCURRENCY: '8' };
     await Promise.all([worker(env), worker(env)]);
     const count = async (ids: string[], status: string) =>
-      Number((await db.pool.query('select count(*) from marketplace.seller_transfers where id = any($1) and status = $2', [ids, status])).rows[0].count);
+      Number(
+        (await db.pool.query('select count(*) from marketplace.seller_transfers where id = any($1) and status = $2', [ids, status])).rows[0]
+          .count,
+      );
 
     // Phase 1: 240 transfers due at once, ~12 s at the budget.
     const batch1 = await Promise.all(Array.from({ length: 240 }, (_, i) => insertTransfer(db.pool, 100 + i)));
@@ -149,8 +170,10 @@ describe('a fleet sharing one budget', () => {
     // more than N in any second. The bench's payout-day figure measures the share at a larger scale.
     expect(stats1.totals.limited['global-rate'] ?? 0).toBeLessThanOrEqual(5);
     expect(stats1.peakAdmittedPerSecond.global).toBeLessThanOrEqual(N);
-    expect(seconds1).toBeGreaterThan(240 / N * 0.9); // paced, not bursting into 429s
-    console.log(`fleet: 240 transfers in ${seconds1.toFixed(1)} s (ideal ${(240 / N).toFixed(1)} s), 429s ${stats1.totals.calls - stats1.totals.admitted}`);
+    expect(seconds1).toBeGreaterThan((240 / N) * 0.9); // paced, not bursting into 429s
+    console.log(
+      `fleet: 240 transfers in ${seconds1.toFixed(1)} s (ideal ${(240 / N).toFixed(1)} s), 429s ${stats1.totals.calls - stats1.totals.admitted}`,
+    );
 
     // Phase 2: Stripe lowers its limit to N/2 while 240 reversals are due.
     sim.resetStats();
@@ -162,20 +185,29 @@ describe('a fleet sharing one budget', () => {
     const limited = stats2.totals.calls - stats2.totals.admitted;
     const share = limited / stats2.totals.calls;
     const perSecond = stats2.seconds.map((s) => s.limited);
-    console.log(`fleet after the limit was halved: ${limited} of ${stats2.totals.calls} calls answered 429 (${(share * 100).toFixed(1)} %), per second: ${perSecond.join(' ')}`);
+    console.log(
+      `fleet after the limit was halved: ${limited} of ${stats2.totals.calls} calls answered 429 (${(share * 100).toFixed(1)} %), per second: ${perSecond.join(' ')}`,
+    );
     // The fleet lowers its rate on the first 429s (a stray one a little, repeated ones by half);
     // Stripe's window drains in a second; recovery then probes back up after 2 s quiet, so a few
     // 429s may recur, one or two per probe. The drop's own burst (~12 calls) is ~5 % of this small
     // phase; the payout-day bench figure measures the share over 1,000 reversals.
     expect(share).toBeLessThan(0.15);
-    const firstQuiet = stats2.seconds.findIndex((s, i) => stats2.seconds.slice(i, i + 4).length === 4 && stats2.seconds.slice(i, i + 4).every((x) => x.limited === 0));
+    const firstQuiet = stats2.seconds.findIndex(
+      (s, i) => stats2.seconds.slice(i, i + 4).length === 4 && stats2.seconds.slice(i, i + 4).every((x) => x.limited === 0),
+    );
     expect(firstQuiet, 'four seconds in a row without a 429').toBeGreaterThanOrEqual(0);
     // Bounded: when the fleet's rate is only a little above the lowered limit, the 429s trickle
     // (one or two a second) and each takes 5 % off, so it can take several seconds to get under.
     expect(firstQuiet, 'the 429s stop within 10 s of the change').toBeLessThanOrEqual(10);
     expect(Date.now() - changedAt).toBeLessThan(120_000);
-    const { rows: [bad] } = await db.pool.query(`select count(*) filter (where retry_count > 0) as retried, count(*) filter (where status = 'permanently_failed') as given_up
-      from marketplace.seller_transfers where id = any($1)`, [batch1]);
+    const {
+      rows: [bad],
+    } = await db.pool.query(
+      `select count(*) filter (where retry_count > 0) as retried, count(*) filter (where status = 'permanently_failed') as given_up
+      from marketplace.seller_transfers where id = any($1)`,
+      [batch1],
+    );
     expect([Number(bad.retried), Number(bad.given_up)]).toEqual([0, 0]);
     await expectDatabaseMatchesLedger(db.pool, sim);
   }, 240_000);

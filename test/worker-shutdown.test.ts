@@ -7,17 +7,25 @@ import { killHard, spawnWorker, waitFor } from './support/worker.ts';
 
 const db = useTestDatabase();
 let sim: StripeSimulator;
-beforeAll(async () => { sim = await startStripeSimulator(); });
-afterAll(async () => { await sim?.close(); });
+beforeAll(async () => {
+  sim = await startStripeSimulator();
+});
+afterAll(async () => {
+  await sim?.close();
+});
 
 describe('graceful shutdown', () => {
   it('finishes in-flight work on SIGTERM, starts nothing new, and exits 0', async () => {
     const worker = spawnWorker(db.url, sim.url);
     try {
-      await waitFor('the worker to connect', async () => {
-        const { rows } = await db.pool.query(`select 1 from pg_stat_activity where application_name = 'seller-transfers-worker'`);
-        return rows.length > 0;
-      }, 60_000);
+      await waitFor(
+        'the worker to connect',
+        async () => {
+          const { rows } = await db.pool.query(`select 1 from pg_stat_activity where application_name = 'seller-transfers-worker'`);
+          return rows.length > 0;
+        },
+        60_000,
+      );
       sim.injectFault({ operation: 'transfer.create', kind: 'latency', latencyMs: 1500 });
       const inFlight = await insertTransfer(db.pool, 4200);
       await waitFor('the Stripe call to be in flight', async () => sim.calls().some((c) => c.operation === 'transfer.create'));
@@ -30,11 +38,17 @@ describe('graceful shutdown', () => {
       expect(sim.ledger().filter((e) => e.metadata.seller_transfer_id === inFlight)).toHaveLength(1);
       // Left for the next worker: still pending and due (dispatch stopped first), no job taken.
       expect(await statusOf(db.pool, later)).toBe('pending');
-      const { rows: [due] } = await db.pool.query(
-        'select marketplace.seller_transfer_is_due(status, next_retry_at) as due from marketplace.seller_transfers where id = $1', [later]);
+      const {
+        rows: [due],
+      } = await db.pool.query(
+        'select marketplace.seller_transfer_is_due(status, next_retry_at) as due from marketplace.seller_transfers where id = $1',
+        [later],
+      );
       expect(due.due).toBe(true);
       const { rows } = await db.pool.query(
-        'select locked_at from graphile_worker._private_jobs where key = marketplace.seller_transfer_job_key($1)', [later]);
+        'select locked_at from graphile_worker._private_jobs where key = marketplace.seller_transfer_job_key($1)',
+        [later],
+      );
       expect(rows.every((r) => r.locked_at === null)).toBe(true);
     } finally {
       await killHard(worker);

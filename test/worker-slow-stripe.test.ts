@@ -32,7 +32,12 @@ describe('a Stripe call slower than the client timeout', () => {
     await waitForStatus(db.pool, id, ['completed'], 30_000);
     await settle();
     expect(ledgerFor(id).map((e) => e.type)).toEqual(['transfer']);
-    const keys = new Set(sim.calls().filter((c) => c.operation === 'transfer.create' && c.idempotencyKey?.includes(id)).map((c) => c.idempotencyKey));
+    const keys = new Set(
+      sim
+        .calls()
+        .filter((c) => c.operation === 'transfer.create' && c.idempotencyKey?.includes(id))
+        .map((c) => c.idempotencyKey),
+    );
     expect([...keys]).toEqual([`seller_transfer:${id}:transfer:0`]);
     await expectDatabaseMatchesLedger(db.pool, sim);
   });
@@ -41,10 +46,16 @@ describe('a Stripe call slower than the client timeout', () => {
     const id = await insertTransfer(db.pool, 1000);
     await waitForStatus(db.pool, id, ['completed']);
     sim.injectFault({ operation: 'reversal.create', kind: 'latency', latencyMs: SLOW_MS });
-    await db.pool.query(`update marketplace.seller_transfers set status = 'reversal_pending', reversal_amount_cents = 400 where id = $1`, [id]);
+    await db.pool.query(`update marketplace.seller_transfers set status = 'reversal_pending', reversal_amount_cents = 400 where id = $1`, [
+      id,
+    ]);
     await waitForStatus(db.pool, id, ['reversed'], 30_000);
     await settle();
-    expect(ledgerFor(id).filter((e) => e.type === 'reversal').map((e) => e.amount)).toEqual([400]);
+    expect(
+      ledgerFor(id)
+        .filter((e) => e.type === 'reversal')
+        .map((e) => e.amount),
+    ).toEqual([400]);
     await expectDatabaseMatchesLedger(db.pool, sim);
   });
 
@@ -52,7 +63,9 @@ describe('a Stripe call slower than the client timeout', () => {
     sim.injectFault({ operation: 'transfer.create', kind: 'latency', latencyMs: SLOW_MS * 2, times: 1 });
     const id = await insertTransfer(db.pool, 777);
     await waitFor('the row to be in doubt', async () => {
-      const { rows: [r] } = await db.pool.query('select stripe_request_in_doubt from marketplace.seller_transfers where id = $1', [id]);
+      const {
+        rows: [r],
+      } = await db.pool.query('select stripe_request_in_doubt from marketplace.seller_transfers where id = $1', [id]);
       return r.stripe_request_in_doubt;
     });
     await waitForStatus(db.pool, id, ['completed'], 30_000);

@@ -28,8 +28,11 @@ const ledgerFor = (id: string) => sim.ledger().filter((e) => e.metadata.seller_t
 // stripe-node retries a reset connection once with the same key, so a drop must happen twice
 // for the worker to see it; every other fault fires once.
 const FAULTS: Array<{ kind: FaultKind; times: number }> = [
-  { kind: 'latency', times: 1 }, { kind: 'rate_limit', times: 1 }, { kind: 'error_before', times: 1 },
-  { kind: 'error_after', times: 1 }, { kind: 'drop_after', times: 2 },
+  { kind: 'latency', times: 1 },
+  { kind: 'rate_limit', times: 1 },
+  { kind: 'error_before', times: 1 },
+  { kind: 'error_after', times: 1 },
+  { kind: 'drop_after', times: 2 },
 ];
 
 describe.each(FAULTS)('fault $kind', ({ kind, times }) => {
@@ -72,9 +75,12 @@ describe('indeterminate outcomes are resolved by lookup', () => {
 describe('permanent and business failures', () => {
   it('a destination account that no longer exists: permanently_failed with the reason, no money moved', async () => {
     sim.removeAccount('acct_gone');
-    const { rows: [fresh] } = await db.pool.query(
+    const {
+      rows: [fresh],
+    } = await db.pool.query(
       `insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
-       values (gen_random_uuid(), gen_random_uuid(), 'acct_gone', 500, 'usd') returning id`);
+       values (gen_random_uuid(), gen_random_uuid(), 'acct_gone', 500, 'usd') returning id`,
+    );
     await waitForStatus(db.pool, fresh.id, ['permanently_failed']);
     expect((await row(fresh.id)).last_error).toMatch(/resource_missing/);
     expect(ledgerFor(fresh.id)).toEqual([]);
@@ -124,7 +130,10 @@ describe('permanent and business failures', () => {
     const creates = sim.calls().filter((c) => c.operation === 'transfer.create' && c.idempotencyKey?.startsWith(`seller_transfer:${id}:`));
     // One key per attempt, never reused after a failure was recorded.
     expect(creates.map((c) => c.idempotencyKey)).toEqual([0, 1, 2, 3].map((n) => `seller_transfer:${id}:transfer:${n}`));
-    const lookups = sim.calls().slice(firstCall).filter((c) => c.operation === 'transfer.list');
+    const lookups = sim
+      .calls()
+      .slice(firstCall)
+      .filter((c) => c.operation === 'transfer.list');
     expect(lookups.length).toBe(4); // before attempts 2, 3, 4 and before giving up
   });
 });

@@ -26,13 +26,16 @@ beforeAll(async () => {
 });
 afterAll(async () => sim?.close());
 
-describe('a row that names another row\'s Stripe transfer', () => {
+describe("a row that names another row's Stripe transfer", () => {
   /** Pays a row through the worker and moves its real Stripe transfer id off it (ids are unique), past the guard. */
   async function victimTransfer(): Promise<{ id: string; transfer: string }> {
     const id = await insertTransfer(db.pool, 5000);
     await waitForStatus(db.pool, id, ['completed']);
     const transfer = (await rowOf(db.pool, id)).stripe_transfer_id as string;
-    await pastTheGuard(db.pool, 'update marketplace.seller_transfers set stripe_transfer_id = $2 where id = $1', [id, `tr_moved${id.slice(0, 8)}`]);
+    await pastTheGuard(db.pool, 'update marketplace.seller_transfers set stripe_transfer_id = $2 where id = $1', [
+      id,
+      `tr_moved${id.slice(0, 8)}`,
+    ]);
     return { id, transfer };
   }
 
@@ -48,12 +51,13 @@ describe('a row that names another row\'s Stripe transfer', () => {
     }
   }
 
-  const heldFor = (id: string) => waitFor(`${id} held for review`, async () => {
-    const r = await rowOf(db.pool, id);
-    return String(r.next_retry_at) === 'Infinity' ? r : null;
-  });
+  const heldFor = (id: string) =>
+    waitFor(`${id} held for review`, async () => {
+      const r = await rowOf(db.pool, id);
+      return String(r.next_retry_at) === 'Infinity' ? r : null;
+    });
 
-  it('is held for review instead of reversed, by the history or by Stripe\'s metadata; audit and doctor name it', async () => {
+  it("is held for review instead of reversed, by the history or by Stripe's metadata; audit and doctor name it", async () => {
     const worker = await startTestWorker(db.url, sim);
     try {
       // 1. A row the worker paid, whose id a careless DBA replaced past the guard: the history knows.
@@ -65,7 +69,10 @@ describe('a row that names another row\'s Stripe transfer', () => {
       // 2. A row written completed past the guard with another's transfer: only Stripe knows.
       const b = await victimTransfer();
       const forged = await insertTransfer(db.pool, 5000);
-      await pastTheGuard(db.pool, `update marketplace.seller_transfers set status = 'completed', stripe_transfer_id = $2 where id = $1`, [forged, b.transfer]);
+      await pastTheGuard(db.pool, `update marketplace.seller_transfers set status = 'completed', stripe_transfer_id = $2 where id = $1`, [
+        forged,
+        b.transfer,
+      ]);
       await waitFor('the dispatcher leaves completed rows alone', async () => (await rowOf(db.pool, forged)).status === 'completed');
 
       await serviceAsksRefund(paid);
@@ -82,9 +89,13 @@ describe('a row that names another row\'s Stripe transfer', () => {
       const audit = await cli('audit', '--json');
       const problems = (JSON.parse(audit.stdout) as { problems: Array<{ transfer_id: string; problem: string; detail: string }> }).problems;
       expect(problems.filter((p) => p.transfer_id === paid).map((p) => p.problem)).toEqual(['stripe_id_not_from_worker']);
-      expect(problems.find((p) => p.transfer_id === paid)!.detail).toContain(`stripe_transfer_id ${a.transfer} on the row, but the history records ${own}`);
+      expect(problems.find((p) => p.transfer_id === paid)!.detail).toContain(
+        `stripe_transfer_id ${a.transfer} on the row, but the history records ${own}`,
+      );
       expect(problems.filter((p) => p.transfer_id === forged).map((p) => p.problem)).toContain('stripe_id_not_from_worker');
-      const doctor = JSON.parse((await cli('doctor', '--json')).stdout) as { checks: Array<{ check: string; status: string; detail: string }> };
+      const doctor = JSON.parse((await cli('doctor', '--json')).stdout) as {
+        checks: Array<{ check: string; status: string; detail: string }>;
+      };
       const heldCheck = doctor.checks.find((k) => k.check === 'rows held for review (Stripe differs)')!;
       expect(heldCheck.status).toBe('problem');
       expect(heldCheck.detail).toMatch(/^2 row\(s\)/);
@@ -97,10 +108,18 @@ describe('a row that names another row\'s Stripe transfer', () => {
 
 describe('an outcome that matches no row', () => {
   function deps(lines: Array<Record<string, unknown>>, counted: string[]): WorkerDeps {
-    const sink = new Writable({ write(chunk, _enc, done) { lines.push(JSON.parse(String(chunk))); done(); } });
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(JSON.parse(String(chunk)));
+        done();
+      },
+    });
     return {
-      pool: db.pool, stripe, policy: retryPolicyFromConfig(loadConfig({ ...FAST_ENV, DATABASE_URL: db.url })),
-      logger: pino({ level: 'info' }, sink), onOutcomeNotRecorded: (op) => counted.push(op),
+      pool: db.pool,
+      stripe,
+      policy: retryPolicyFromConfig(loadConfig({ ...FAST_ENV, DATABASE_URL: db.url })),
+      logger: pino({ level: 'info' }, sink),
+      onOutcomeNotRecorded: (op) => counted.push(op),
     };
   }
 
@@ -110,7 +129,9 @@ describe('an outcome that matches no row', () => {
     const counted: string[] = [];
     sim.injectFault({ operation: 'transfer.create', kind: 'latency', latencyMs: 1500 });
     const task = runTransferTask(deps(lines, counted), 'seller_transfer_create', { id });
-    await waitFor('the transfer request at Stripe', async () => sim.calls().some((call) => call.operation === 'transfer.create' && call.fault === 'latency'));
+    await waitFor('the transfer request at Stripe', async () =>
+      sim.calls().some((call) => call.operation === 'transfer.create' && call.fault === 'latency'),
+    );
     await db.pool.query(`update marketplace.seller_transfers set status = 'failed', next_retry_at = now() where id = $1`, [id]);
     await db.pool.query(`update marketplace.seller_transfers set status = 'permanently_failed' where id = $1`, [id]);
     expect(await task).toBe('not_recorded');
@@ -130,8 +151,13 @@ describe('an outcome that matches no row', () => {
     const counted: string[] = [];
     sim.injectFault({ operation: 'transfer.create', kind: 'latency', latencyMs: 1500 });
     const task = runTransferTask(deps(lines, counted), 'seller_transfer_create', { id });
-    await waitFor('the transfer request at Stripe', async () => sim.calls().some((call) => call.operation === 'transfer.create' && call.fault === 'latency' && call.status === null));
-    await db.pool.query(`update marketplace.seller_transfers set status = 'failed', next_retry_at = now() + interval '1 hour' where id = $1`, [id]);
+    await waitFor('the transfer request at Stripe', async () =>
+      sim.calls().some((call) => call.operation === 'transfer.create' && call.fault === 'latency' && call.status === null),
+    );
+    await db.pool.query(
+      `update marketplace.seller_transfers set status = 'failed', next_retry_at = now() + interval '1 hour' where id = $1`,
+      [id],
+    );
     expect(await task).toBe('not_recorded');
     expect(counted).toEqual(['record-failure']);
     expect(lines.find((l) => l.level === 50)).toMatchObject({ operation: 'record-failure', statusNow: 'failed' });

@@ -33,7 +33,12 @@ const ALLOWED = `
                                        'marketplace.seller_transfer_statuses'::regclass, 'marketplace.currencies'::regclass))
       or c.oid = pg_get_serial_sequence('marketplace.seller_transfer_events', 'id')::regclass`;
 
-interface WriterTrace { extraLocks: string[]; advisoryLocks: number; jobsBefore: number; jobsAfter: number }
+interface WriterTrace {
+  extraLocks: string[];
+  advisoryLocks: number;
+  jobsBefore: number;
+  jobsAfter: number;
+}
 
 /** Runs `write` in a transaction, looks at its locks before commit, commits, then looks at graphile-worker. */
 async function traceWriter(write: (c: pg.PoolClient) => Promise<void>): Promise<WriterTrace> {
@@ -49,7 +54,8 @@ async function traceWriter(write: (c: pg.PoolClient) => Promise<void>): Promise<
          from pg_locks l
         where l.pid = pg_backend_pid()
           and l.locktype not in ('virtualxid', 'transactionid')
-          and not (l.locktype = 'relation' and (l.relation in (${ALLOWED}) or l.relation in (select oid from pg_class where relnamespace = 'pg_catalog'::regnamespace)))`);
+          and not (l.locktype = 'relation' and (l.relation in (${ALLOWED}) or l.relation in (select oid from pg_class where relnamespace = 'pg_catalog'::regnamespace)))`,
+    );
     await c.query('commit');
     await new Promise((resolve) => setTimeout(resolve, 150)); // let any notification arrive
     return {
@@ -63,29 +69,61 @@ async function traceWriter(write: (c: pg.PoolClient) => Promise<void>): Promise<
   }
 }
 
-describe('a writer\'s transaction writes the row and its history, nothing else', () => {
+describe("a writer's transaction writes the row and its history, nothing else", () => {
   const cases: Array<[string, (c: pg.PoolClient) => Promise<void>]> = [
-    ['insert', async (c) => { await insertTransfer(c); }],
-    ['insert of 500 rows in one statement', async (c) => {
-      await c.query(`insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
+    [
+      'insert',
+      async (c) => {
+        await insertTransfer(c);
+      },
+    ],
+    [
+      'insert of 500 rows in one statement',
+      async (c) => {
+        await c.query(`insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
                      select gen_random_uuid(), gen_random_uuid(), 'acct_bulk', 100 + i, 'usd' from generate_series(1, 500) i`);
-    }],
-    ['status change pending -> completed', async (c) => { await c.query(statusUpdateSql(), [await insertTransfer(c), 'completed']); }],
-    ['status change pending -> failed', async (c) => { await c.query(statusUpdateSql(), [await insertTransfer(c), 'failed']); }],
-    ['refund completed -> reversal_pending', async (c) => {
-      const id = await transferIn(c, 'completed');
-      await c.query(`update marketplace.seller_transfers set status = 'reversal_pending', reversal_amount_cents = 10 where id = $1`, [id]);
-    }],
-    ['same-state bump that moves next_retry_at', async (c) => {
-      const id = await transferIn(c, 'failed');
-      await c.query(`update marketplace.seller_transfers set retry_count = retry_count + 1, next_retry_at = now() + interval '5 minutes' where id = $1`, [id]);
-    }],
-    ['bulk move of 500 rows into a worker status', async (c) => {
-      await c.query(`insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
+      },
+    ],
+    [
+      'status change pending -> completed',
+      async (c) => {
+        await c.query(statusUpdateSql(), [await insertTransfer(c), 'completed']);
+      },
+    ],
+    [
+      'status change pending -> failed',
+      async (c) => {
+        await c.query(statusUpdateSql(), [await insertTransfer(c), 'failed']);
+      },
+    ],
+    [
+      'refund completed -> reversal_pending',
+      async (c) => {
+        const id = await transferIn(c, 'completed');
+        await c.query(`update marketplace.seller_transfers set status = 'reversal_pending', reversal_amount_cents = 10 where id = $1`, [
+          id,
+        ]);
+      },
+    ],
+    [
+      'same-state bump that moves next_retry_at',
+      async (c) => {
+        const id = await transferIn(c, 'failed');
+        await c.query(
+          `update marketplace.seller_transfers set retry_count = retry_count + 1, next_retry_at = now() + interval '5 minutes' where id = $1`,
+          [id],
+        );
+      },
+    ],
+    [
+      'bulk move of 500 rows into a worker status',
+      async (c) => {
+        await c.query(`insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
                      select gen_random_uuid(), gen_random_uuid(), 'acct_bulkmove', 100 + i, 'usd' from generate_series(1, 500) i`);
-      await c.query(`update marketplace.seller_transfers set status = 'failed', next_retry_at = now(), last_error = 'bulk'
+        await c.query(`update marketplace.seller_transfers set status = 'failed', next_retry_at = now(), last_error = 'bulk'
                       where stripe_account_id = 'acct_bulkmove'`);
-    }],
+      },
+    ],
   ];
 
   it.each(cases)('%s: no job, no notification, no advisory lock, no other relation locked', async (_name, write) => {
@@ -101,8 +139,15 @@ describe('a writer\'s transaction writes the row and its history, nothing else',
     const c = await db.pool.connect();
     try {
       const id = await transferIn(c, 'reversal_pending');
-      const { rows } = await c.query('select from_status, to_status from marketplace.seller_transfer_events where transfer_id = $1 order by id', [id]);
-      expect(rows.map((r) => `${r.from_status}->${r.to_status}`)).toEqual(['null->pending', 'pending->completed', 'completed->reversal_pending']);
+      const { rows } = await c.query(
+        'select from_status, to_status from marketplace.seller_transfer_events where transfer_id = $1 order by id',
+        [id],
+      );
+      expect(rows.map((r) => `${r.from_status}->${r.to_status}`)).toEqual([
+        'null->pending',
+        'pending->completed',
+        'completed->reversal_pending',
+      ]);
     } finally {
       c.release();
     }

@@ -14,8 +14,14 @@ import { inTransaction } from '../db/connection.ts';
 
 export type { AdminAction, AdminResult };
 
-export async function runAdminAction(db: pg.ClientBase, action: AdminAction, id: string, reason: string, amountCents?: string,
-  requestedBy: string = cliRequester()): Promise<AdminResult> {
+export async function runAdminAction(
+  db: pg.ClientBase,
+  action: AdminAction,
+  id: string,
+  reason: string,
+  amountCents?: string,
+  requestedBy: string = cliRequester(),
+): Promise<AdminResult> {
   const result = await inTransaction(db, () => adminActionInTransaction(db, action, id, reason, amountCents, requestedBy));
   // After the commit: the action wrote no job; the row is due (or scheduled) and a running
   // worker's dispatcher hands it to one. Say which, and show the row's job if it has one.
@@ -27,7 +33,8 @@ export function printAdminResult(action: AdminAction, r: AdminResult, json: bool
   const t = r.transfer;
   if (r.event) print(`seller transfer ${t.id}: ${r.event.from_status} -> ${r.event.to_status} (reason: ${r.event.reason ?? '-'})`);
   else print(`seller transfer ${t.id}: still ${t.status}; next attempt due ${timestamp(t.next_retry_at as Date | null)}`);
-  if (action === 'reverse') print(`reversal of ${formatMinor(String(t.reversal_amount_cents ?? t.amount_cents), String(t.currency), exponent)} requested`);
+  if (action === 'reverse')
+    print(`reversal of ${formatMinor(String(t.reversal_amount_cents ?? t.amount_cents), String(t.currency), exponent)} requested`);
   if (action === 'fail') print(`last_error: ${t.last_error}`);
   for (const line of renderDispatch(r.dispatch)) print(`worker: ${line}`);
 }

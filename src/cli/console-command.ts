@@ -12,13 +12,17 @@ import { operatorContext } from './operator-db.ts';
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
 export function registerConsoleCommand(program: Command): void {
   program
     .command('console')
-    .description('serve the operator web console (overview, lists, transfer pages, actions, audit, doctor) on CONSOLE_HOST:CONSOLE_PORT; see docs/console.md')
+    .description(
+      'serve the operator web console (overview, lists, transfer pages, actions, audit, doctor) on CONSOLE_HOST:CONSOLE_PORT; see docs/console.md',
+    )
     .option('--hash-password', 'read a password on stdin and print its scrypt hash for CONSOLE_USERS, then exit')
     .action(async (opts: { hashPassword?: boolean }) => {
       const { hashPassword, oneTimeUser, parseUsers } = await import('../console/users.ts');
@@ -37,18 +41,30 @@ export function registerConsoleCommand(program: Command): void {
         throw e;
       }
       if (config.CONSOLE_BEHIND_TLS_PROXY && settings.trustProxy === false) {
-        logger.warn('console: CONSOLE_BEHIND_TLS_PROXY=true without CONSOLE_TRUSTED_PROXIES: every client has the proxy\'s address (the login limit per address counts them together); set CONSOLE_TRUSTED_PROXIES to the proxy');
+        logger.warn(
+          "console: CONSOLE_BEHIND_TLS_PROXY=true without CONSOLE_TRUSTED_PROXIES: every client has the proxy's address (the login limit per address counts them together); set CONSOLE_TRUSTED_PROXIES to the proxy",
+        );
       }
       const devLogin = users ? null : oneTimeUser();
       const https = settings.tls ? { cert: readFileSync(settings.tls.certFile), key: readFileSync(settings.tls.keyFile) } : null;
       const { buildConsoleApp } = await import('../console/app.ts');
       const { openConsoleDb } = await import('../console/db.ts');
       const database = await resolveDatabase(config, logger);
-      const db = await openConsoleDb(database.url).catch((e: Error) => { throw new CliError(`console: ${e.message}`); });
+      const db = await openConsoleDb(database.url).catch((e: Error) => {
+        throw new CliError(`console: ${e.message}`);
+      });
       const { app } = await buildConsoleApp({
-        db, users: users ?? [devLogin!.user], logger, stripeMode: stripeRequestBudget(config).mode, secureCookies: settings.secureCookies,
-        sessionMinutes: config.CONSOLE_SESSION_MINUTES, bulkMax: config.CONSOLE_BULK_MAX, loginMaxFailures: config.CONSOLE_LOGIN_MAX_FAILURES, https,
-        trustProxy: settings.trustProxy, loopbackOnly: settings.loopback,
+        db,
+        users: users ?? [devLogin!.user],
+        logger,
+        stripeMode: stripeRequestBudget(config).mode,
+        secureCookies: settings.secureCookies,
+        sessionMinutes: config.CONSOLE_SESSION_MINUTES,
+        bulkMax: config.CONSOLE_BULK_MAX,
+        loginMaxFailures: config.CONSOLE_LOGIN_MAX_FAILURES,
+        https,
+        trustProxy: settings.trustProxy,
+        loopbackOnly: settings.loopback,
       });
       await app.listen({ host: settings.host, port: settings.port });
       const address = app.server.address();
@@ -56,7 +72,8 @@ export function registerConsoleCommand(program: Command): void {
       const host = settings.host.includes(':') ? `[${settings.host}]` : settings.host;
       process.stderr.write(`console: ${https ? 'https' : 'http'}://${host}:${port}/\n`);
       // Printed once, to the terminal only (never to the log): valid until this process stops.
-      if (devLogin) process.stderr.write(`console: no CONSOLE_USERS: log in as "dev" (operator) with the one-time password ${devLogin.password}\n`);
+      if (devLogin)
+        process.stderr.write(`console: no CONSOLE_USERS: log in as "dev" (operator) with the one-time password ${devLogin.password}\n`);
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once('SIGINT', stop);

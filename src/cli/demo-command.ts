@@ -20,13 +20,23 @@ const sql = namedQueries('src/cli/queries.sql');
 
 const AMOUNTS = [2500, 1200, 800];
 
-async function waitForStatus(db: pg.Client, ids: string[], status: string, timeoutMs: number): Promise<Array<{ id: string; status: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null }>> {
+async function waitForStatus(
+  db: pg.Client,
+  ids: string[],
+  status: string,
+  timeoutMs: number,
+): Promise<Array<{ id: string; status: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null }>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const { rows } = await db.query<{ id: string; status: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null }>(sql('demo_rows'), [ids]);
+    const { rows } = await db.query<{ id: string; status: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null }>(
+      sql('demo_rows'),
+      [ids],
+    );
     if (rows.every((r) => r.status === status)) return rows;
     if (Date.now() > deadline) {
-      throw new CliError(`demo: not every transfer reached ${status} within ${timeoutMs / 1000} s (${rows.map((r) => `${r.id}: ${r.status}`).join(', ')}); see \`seller-transfers show <id>\``);
+      throw new CliError(
+        `demo: not every transfer reached ${status} within ${timeoutMs / 1000} s (${rows.map((r) => `${r.id}: ${r.status}`).join(', ')}); see \`seller-transfers show <id>\``,
+      );
     }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -48,14 +58,18 @@ async function refused(db: pg.Client, what: string, action: AdminAction, id: str
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('guided end-to-end run on the embedded defaults (or DATABASE_URL) with the Stripe simulator: pay, refund, refusal, history, stats')
+    .description(
+      'guided end-to-end run on the embedded defaults (or DATABASE_URL) with the Stripe simulator: pay, refund, refusal, history, stats',
+    )
     .option('--timeout <seconds>', 'how long to wait for the worker at each step', '60')
     .action(async (opts: { timeout: string }) => {
       const timeoutMs = Number(opts.timeout) * 1000;
-      if (!/^\d+$/.test(opts.timeout) || timeoutMs <= 0) throw new CliError(`--timeout takes a whole number of seconds, got "${opts.timeout}"`, 2);
+      if (!/^\d+$/.test(opts.timeout) || timeoutMs <= 0)
+        throw new CliError(`--timeout takes a whole number of seconds, got "${opts.timeout}"`, 2);
       const { config } = operatorContext();
       if (config.NODE_ENV === 'production') throw new CliError('demo writes made-up transfers: refused with NODE_ENV=production', 2);
-      if (config.STRIPE_SECRET_KEY?.includes('_live_')) throw new CliError('demo refuses a live STRIPE_SECRET_KEY: it would move real money', 2);
+      if (config.STRIPE_SECRET_KEY?.includes('_live_'))
+        throw new CliError('demo refuses a live STRIPE_SECRET_KEY: it would move real money', 2);
       // Logs (runtime, worker) go to stderr, quiet unless LOG_LEVEL asks for them: the demo narrates on stdout.
       const logger = stderrLogger(process.env.LOG_LEVEL ? config.LOG_LEVEL : 'warn', config.LOG_FORMAT);
 
@@ -72,8 +86,14 @@ export function registerDemoCommand(program: Command): void {
             print(`== 3. a service creates ${AMOUNTS.length} seller transfers (plain INSERTs; they start pending)`);
             const ids: string[] = [];
             for (const amount of AMOUNTS) {
-              const { rows: [row] } = await db.query<{ id: string; status: string }>(sql('demo_insert'),
-                [randomUUID(), randomUUID(), `acct_demo${randomBytes(4).toString('hex')}`, amount]);
+              const {
+                rows: [row],
+              } = await db.query<{ id: string; status: string }>(sql('demo_insert'), [
+                randomUUID(),
+                randomUUID(),
+                `acct_demo${randomBytes(4).toString('hex')}`,
+                amount,
+              ]);
               ids.push(row!.id);
               print(`  ${row!.id}  ${amount} usd cents  ${row!.status}`);
             }
@@ -85,7 +105,8 @@ export function registerDemoCommand(program: Command): void {
             print('== 5. two orders are refunded: one whole, one 500 cents of it');
             printAdminResult('reverse', await runAdminAction(db, 'reverse', full, 'demo: order refunded'), false);
             printAdminResult('reverse', await runAdminAction(db, 'reverse', partial, 'demo: partial refund', '500'), false);
-            for (const r of await waitForStatus(db, [full, partial], 'reversed', timeoutMs)) print(`  ${r.id}  ${r.status}  ${r.stripe_reversal_id}`);
+            for (const r of await waitForStatus(db, [full, partial], 'reversed', timeoutMs))
+              print(`  ${r.id}  ${r.status}  ${r.stripe_reversal_id}`);
 
             print('== 6. illegal moves are refused by the matrix, whoever asks');
             await refused(db, `reverse ${full} a second time`, 'reverse', full);
@@ -102,7 +123,9 @@ export function registerDemoCommand(program: Command): void {
           print('== 9. stop the worker');
           await worker.stop();
         }
-        print(`done. Look around: seller-transfers show <id>, seller-transfers stats${config.DATABASE_URL ? '' : ' (the embedded database keeps the demo rows under DATA_DIR)'}`);
+        print(
+          `done. Look around: seller-transfers show <id>, seller-transfers stats${config.DATABASE_URL ? '' : ' (the embedded database keeps the demo rows under DATA_DIR)'}`,
+        );
       } finally {
         await runtime.close();
       }

@@ -18,8 +18,10 @@ export function renderDoctor(checks: DoctorCheck[]): string {
 export function registerDoctorCommand(program: Command): void {
   program
     .command('doctor')
-    .description('check the installation: migrations, guard and history triggers, partial indexes, roles, graphile-worker, worker heartbeats, ' +
-      `stuck jobs, rows past their SLO, and an audit of the last day; one line per check with a fix (exit code ${DOCTOR_PROBLEM_EXIT_CODE} on any problem)`)
+    .description(
+      'check the installation: migrations, guard and history triggers, partial indexes, roles, graphile-worker, worker heartbeats, ' +
+        `stuck jobs, rows past their SLO, and an audit of the last day; one line per check with a fix (exit code ${DOCTOR_PROBLEM_EXIT_CODE} on any problem)`,
+    )
     .option('--json', 'print { ok, checks: [{ check, status, detail, fix }] } as JSON')
     .action(async (opts: { json?: boolean }) => {
       const { config, logger } = operatorContext();

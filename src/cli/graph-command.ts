@@ -5,7 +5,11 @@ import { operatorContext, withOperatorDb } from './operator-db.ts';
 
 // A Mermaid state-diagram label runs to the end of the line and may not contain ':' or ';'
 // (the lexer's DESCR token); Mermaid decodes #NN; entities before parsing.
-const mermaidLabel = (s: string) => s.replace(/\s+/g, ' ').trim().replace(/[#;:]/g, (c) => `#${c.charCodeAt(0)};`);
+const mermaidLabel = (s: string) =>
+  s
+    .replace(/\s+/g, ' ')
+    .trim()
+    .replace(/[#;:]/g, (c) => `#${c.charCodeAt(0)};`);
 const dotString = (s: string) => `"${s.replace(/\s+/g, ' ').trim().replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 
 export function mermaid(g: StateGraph): string {
@@ -25,9 +29,11 @@ export function dot(g: StateGraph): string {
     '    "[*]" [shape=point, width=0.2];',
     '    "[*] end" [shape=doublecircle, label="", width=0.15];',
   ];
-  for (const s of g.statuses) lines.push(`    ${dotString(s.status)} [tooltip=${dotString(s.description)}${s.is_terminal ? ', peripheries=2' : ''}];`);
+  for (const s of g.statuses)
+    lines.push(`    ${dotString(s.status)} [tooltip=${dotString(s.description)}${s.is_terminal ? ', peripheries=2' : ''}];`);
   for (const s of g.statuses.filter((x) => x.is_initial)) lines.push(`    "[*]" -> ${dotString(s.status)};`);
-  for (const t of g.transitions) lines.push(`    ${dotString(t.from_status)} -> ${dotString(t.to_status)} [label=${dotString(t.description)}];`);
+  for (const t of g.transitions)
+    lines.push(`    ${dotString(t.from_status)} -> ${dotString(t.to_status)} [label=${dotString(t.description)}];`);
   for (const s of g.statuses.filter((x) => x.is_terminal)) lines.push(`    ${dotString(s.status)} -> "[*] end";`);
   lines.push('}');
   return lines.join('\n');

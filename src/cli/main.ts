@@ -7,7 +7,9 @@ import { describeError } from '../error-text.ts';
 const program = new Command('seller-transfers')
   .description('Seller payouts (Stripe Connect transfers) guarded by a PostgreSQL state machine')
   // Usage errors (missing argument, unknown option, bad choice) in one line, like every other error.
-  .configureOutput({ outputError: (str, write) => write(`seller-transfers: ${str.replace(/\s+/g, ' ').trim()} (run with --help for usage)\n`) })
+  .configureOutput({
+    outputError: (str, write) => write(`seller-transfers: ${str.replace(/\s+/g, ' ').trim()} (run with --help for usage)\n`),
+  })
   .exitOverride();
 
 // Start-up time matters for the read-only commands (matrix, show, stats, audit, doctor): load
@@ -51,7 +53,13 @@ try {
 
 function oneLine(e: unknown): string {
   // A PostgreSQL error (a five-character SQLSTATE): message, detail, hint and code.
-  if (e && typeof e === 'object' && typeof (e as { code?: unknown }).code === 'string' && /^[0-9A-Z]{5}$/.test((e as { code: string }).code) && (e as { message?: unknown }).message) {
+  if (
+    e &&
+    typeof e === 'object' &&
+    typeof (e as { code?: unknown }).code === 'string' &&
+    /^[0-9A-Z]{5}$/.test((e as { code: string }).code) &&
+    (e as { message?: unknown }).message
+  ) {
     // The hint says what to do instead (e.g. wait for the worker's next attempt): part of the line.
     const pgErr = e as { code: string; message: string; detail?: string; hint?: string };
     return `${pgErr.message}${pgErr.detail ? ` (${pgErr.detail})` : ''}${pgErr.hint ? `; ${pgErr.hint}` : ''} [SQLSTATE ${pgErr.code}]`;

@@ -16,7 +16,12 @@ export function registerMatrixCommand(program: Command): void {
         const { rows, fields } = await db.query<Record<string, string>>(sql('transition_matrix'));
         if (opts.json) return printJson(rows);
         const columns = fields.map((f) => f.name);
-        print(table(['from \\ to', ...columns.slice(1)], rows.map((r) => columns.map((c) => r[c]))));
+        print(
+          table(
+            ['from \\ to', ...columns.slice(1)],
+            rows.map((r) => columns.map((c) => r[c])),
+          ),
+        );
         print('yes = legal move, same = same-state update (always allowed), - = refused (SQLSTATE 23514)');
       });
     });

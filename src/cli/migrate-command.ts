@@ -9,7 +9,9 @@ import { withCliConnection } from './operator-db.ts';
 export function registerMigrateCommand(program: Command): void {
   program
     .command('migrate')
-    .description('apply pending migrations (graphile-worker schema, then migrations/committed) online: short lock_timeout, retried; or roll back')
+    .description(
+      'apply pending migrations (graphile-worker schema, then migrations/committed) online: short lock_timeout, retried; or roll back',
+    )
     .option('--rollback-to <n>', 'run migrations/rollback/ down scripts until only migrations <= n remain (0 = all)')
     .option('--dry-run', 'print the pending migrations and the locks each statement takes, without running them')
     .action(async (opts: { rollbackTo?: string; dryRun?: boolean }) => {
@@ -23,7 +25,8 @@ export function registerMigrateCommand(program: Command): void {
           return;
         }
         if (opts.rollbackTo !== undefined) {
-          if (!/^\d+$/.test(opts.rollbackTo)) throw new CliError(`--rollback-to takes a migration number (0 or more), got "${opts.rollbackTo}"`, 2);
+          if (!/^\d+$/.test(opts.rollbackTo))
+            throw new CliError(`--rollback-to takes a migration number (0 or more), got "${opts.rollbackTo}"`, 2);
           const undone = await rollbackTo(db.url, Number(opts.rollbackTo));
           console.log(undone.length ? `rolled back: ${undone.join(', ')}` : 'nothing to roll back');
         } else {

@@ -18,7 +18,9 @@ export function seededCurrencies(sql: string): string[] | null {
 /** One line per currency in use that `codes` lacks (e.g. `xyz: 1 row(s), e.g. <id>`); empty when none or no table yet. */
 export async function currenciesOutside(url: string, codes: string[]): Promise<string[]> {
   return withConnection(url, async (c) => {
-    const { rows: [t] } = await c.query<{ ok: boolean }>(sql('has_transfers_table'));
+    const {
+      rows: [t],
+    } = await c.query<{ ok: boolean }>(sql('has_transfers_table'));
     if (!t?.ok) return [];
     const { rows } = await c.query<{ currency: string; n: string; example: string }>(sql('currencies_outside'), [codes]);
     return rows.map((r) => `${r.currency}: ${r.n} row(s), e.g. ${r.example}`);

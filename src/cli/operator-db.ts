@@ -61,7 +61,9 @@ export async function withOperatorDb<T>(config: Config, logger: AppLogger, fn: (
 export async function withCliConnection<T>(url: string, fn: (db: pg.Client, url: string) => Promise<T>): Promise<T> {
   try {
     return await withConnection(url, (client) => fn(client, url), {
-      application_name: cliApplicationName(), connectionTimeoutMillis: 10_000, types,
+      application_name: cliApplicationName(),
+      connectionTimeoutMillis: 10_000,
+      types,
       connectError: (e) => new CliError(`cannot connect to PostgreSQL at ${where(url)}: ${describeError(e)}`),
     });
   } catch (e) {
@@ -72,15 +74,23 @@ export async function withCliConnection<T>(url: string, fn: (db: pg.Client, url:
 /** A missing schema or function means the database lacks migrations: say which command fixes it. */
 export function explainDatabaseError(e: unknown): unknown {
   const err = e as { code?: unknown; message?: unknown };
-  if (typeof err?.code === 'string' && ['3F000', '42P01', '42883'].includes(err.code) && typeof err.message === 'string' && err.message.includes('marketplace')) {
-    return new CliError(`${err.message}: the database is not migrated (or not up to date); run \`seller-transfers migrate\` [SQLSTATE ${err.code}]`);
+  if (
+    typeof err?.code === 'string' &&
+    ['3F000', '42P01', '42883'].includes(err.code) &&
+    typeof err.message === 'string' &&
+    err.message.includes('marketplace')
+  ) {
+    return new CliError(
+      `${err.message}: the database is not migrated (or not up to date); run \`seller-transfers migrate\` [SQLSTATE ${err.code}]`,
+    );
   }
   return e;
 }
 
 /** A transfer id as typed by a person: a UUID, or a usage error. */
 export function transferId(value: string): string {
-  if (!isUuid(value)) throw new CliError(`"${value}" is not a seller transfer id (expected a UUID such as 2f1d7c3e-8a4b-4c1e-9d2f-5b6a7c8d9e0f)`, 2);
+  if (!isUuid(value))
+    throw new CliError(`"${value}" is not a seller transfer id (expected a UUID such as 2f1d7c3e-8a4b-4c1e-9d2f-5b6a7c8d9e0f)`, 2);
   return value.toLowerCase();
 }
 

@@ -48,8 +48,14 @@ export interface ReconcileReport {
 }
 
 interface Row {
-  id: string; status: string; amount_cents: string; currency: string; stripe_account_id: string;
-  stripe_transfer_id: string | null; stripe_reversal_id: string | null; reversal_amount_cents: string | null;
+  id: string;
+  status: string;
+  amount_cents: string;
+  currency: string;
+  stripe_account_id: string;
+  stripe_transfer_id: string | null;
+  stripe_reversal_id: string | null;
+  reversal_amount_cents: string | null;
 }
 
 /** The row a Stripe transfer belongs to: metadata.seller_transfer_id, else transfer_group seller_transfer_<id>. */
@@ -60,13 +66,14 @@ function ownerOf(t: Stripe.Transfer): string | null {
   return group ? group[1]!.toLowerCase() : null;
 }
 
-const destinationOf = (t: Stripe.Transfer) => (typeof t.destination === 'string' ? t.destination : t.destination?.id ?? null);
+const destinationOf = (t: Stripe.Transfer) => (typeof t.destination === 'string' ? t.destination : (t.destination?.id ?? null));
 
 function differences(row: Row, t: Stripe.Transfer): string[] {
   const out: string[] = [];
   if (t.amount !== Number(row.amount_cents)) out.push(`amount ${t.amount} at Stripe, ${row.amount_cents} in the row`);
   if (t.currency !== row.currency) out.push(`currency ${t.currency} at Stripe, ${row.currency} in the row`);
-  if (destinationOf(t) !== row.stripe_account_id) out.push(`destination ${destinationOf(t)} at Stripe, ${row.stripe_account_id} in the row`);
+  if (destinationOf(t) !== row.stripe_account_id)
+    out.push(`destination ${destinationOf(t)} at Stripe, ${row.stripe_account_id} in the row`);
   const owner = ownerOf(t);
   if (owner !== null && owner !== row.id) out.push(`Stripe says it belongs to seller transfer ${owner}`);
   return out;
@@ -76,7 +83,8 @@ async function stripeCall<T>(what: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (e) {
-    if (e instanceof Stripe.errors.StripeError) throw new CliError(`Stripe ${what} failed: ${e.type}${e.statusCode ? ` (${e.statusCode})` : ''}: ${e.message.split('\n')[0]}`);
+    if (e instanceof Stripe.errors.StripeError)
+      throw new CliError(`Stripe ${what} failed: ${e.type}${e.statusCode ? ` (${e.statusCode})` : ''}: ${e.message.split('\n')[0]}`);
     throw e;
   }
 }
@@ -120,8 +128,13 @@ export async function reconcile(db: pg.Client, stripe: Stripe, opts: { since: Da
     const owner = ownerOf(t)!;
     const row = rowsById.get(owner);
     if (!row) {
-      add({ kind: 'stripe_transfer_without_row', transfer_id: owner, row_status: null, stripe_id: t.id,
-        detail: `${t.amount} ${t.currency} to ${destinationOf(t)}; no seller transfer ${owner} in the database` });
+      add({
+        kind: 'stripe_transfer_without_row',
+        transfer_id: owner,
+        row_status: null,
+        stripe_id: t.id,
+        detail: `${t.amount} ${t.currency} to ${destinationOf(t)}; no seller transfer ${owner} in the database`,
+      });
       continue;
     }
     byOwner.set(owner, [...(byOwner.get(owner) ?? []), t]);
@@ -136,22 +149,36 @@ export async function reconcile(db: pg.Client, stripe: Stripe, opts: { since: Da
     if (row.stripe_transfer_id) {
       transfer = atStripe.find((t) => t.id === row.stripe_transfer_id) ?? (await retrieveTransfer(stripe, row.stripe_transfer_id));
       if (!transfer) {
-        add({ kind: 'stripe_transfer_missing', transfer_id: row.id, row_status: row.status, stripe_id: row.stripe_transfer_id,
-          detail: `the row records ${row.stripe_transfer_id}, which Stripe does not have` });
+        add({
+          kind: 'stripe_transfer_missing',
+          transfer_id: row.id,
+          row_status: row.status,
+          stripe_id: row.stripe_transfer_id,
+          detail: `the row records ${row.stripe_transfer_id}, which Stripe does not have`,
+        });
       } else {
         const diff = differences(row, transfer);
-        if (diff.length) add({ kind: 'transfer_differs', transfer_id: row.id, row_status: row.status, stripe_id: transfer.id, detail: diff.join('; ') });
+        if (diff.length)
+          add({ kind: 'transfer_differs', transfer_id: row.id, row_status: row.status, stripe_id: transfer.id, detail: diff.join('; ') });
       }
       for (const other of atStripe.filter((t) => t.id !== row.stripe_transfer_id)) {
-        add({ kind: 'other_stripe_transfer', transfer_id: row.id, row_status: row.status, stripe_id: other.id,
-          detail: `Stripe also has ${other.id} (${other.amount} ${other.currency}) for this row, which records ${row.stripe_transfer_id}` });
+        add({
+          kind: 'other_stripe_transfer',
+          transfer_id: row.id,
+          row_status: row.status,
+          stripe_id: other.id,
+          detail: `Stripe also has ${other.id} (${other.amount} ${other.currency}) for this row, which records ${row.stripe_transfer_id}`,
+        });
       }
     } else if (atStripe.length) {
       const only = atStripe.length === 1 ? atStripe[0]! : null;
       const diff = only ? differences(row, only) : [];
       for (const t of atStripe) {
         const d: Omit<Disagreement, 'fixed' | 'fix'> & { fix?: string } = {
-          kind: 'transfer_not_recorded', transfer_id: row.id, row_status: row.status, stripe_id: t.id,
+          kind: 'transfer_not_recorded',
+          transfer_id: row.id,
+          row_status: row.status,
+          stripe_id: t.id,
           detail: `Stripe has ${t.amount} ${t.currency} to ${destinationOf(t)} for this ${row.status} row${only ? '' : ` (${atStripe.length} transfers for one row)`}`,
         };
         if (only && diff.length) d.detail += `, but it differs: ${diff.join('; ')}`;
@@ -175,17 +202,30 @@ export async function reconcile(db: pg.Client, stripe: Stripe, opts: { since: Da
         const recorded = reversals.find((r) => r.id === row.stripe_reversal_id);
         const expected = Number(row.reversal_amount_cents ?? row.amount_cents);
         if (!recorded) {
-          add({ kind: 'stripe_reversal_missing', transfer_id: row.id, row_status: row.status, stripe_id: row.stripe_reversal_id,
-            detail: `the row records reversal ${row.stripe_reversal_id}, which Stripe does not list for ${transfer.id}` });
+          add({
+            kind: 'stripe_reversal_missing',
+            transfer_id: row.id,
+            row_status: row.status,
+            stripe_id: row.stripe_reversal_id,
+            detail: `the row records reversal ${row.stripe_reversal_id}, which Stripe does not list for ${transfer.id}`,
+          });
         } else if (recorded.amount !== expected) {
-          add({ kind: 'reversal_differs', transfer_id: row.id, row_status: row.status, stripe_id: recorded.id,
-            detail: `reversal amount ${recorded.amount} at Stripe, ${expected} in the row` });
+          add({
+            kind: 'reversal_differs',
+            transfer_id: row.id,
+            row_status: row.status,
+            stripe_id: recorded.id,
+            detail: `reversal amount ${recorded.amount} at Stripe, ${expected} in the row`,
+          });
         }
       }
       const unrecorded = reversals.filter((r) => r.id !== row.stripe_reversal_id);
       for (const r of unrecorded) {
         const d: Omit<Disagreement, 'fixed' | 'fix'> & { fix?: string } = {
-          kind: 'reversal_not_recorded', transfer_id: row.id, row_status: row.status, stripe_id: r.id,
+          kind: 'reversal_not_recorded',
+          transfer_id: row.id,
+          row_status: row.status,
+          stripe_id: r.id,
           detail: `Stripe has a reversal of ${r.amount} ${r.currency} on ${transfer.id} that this ${row.status} row does not record`,
         };
         const asked = Number(row.reversal_amount_cents ?? row.amount_cents);
@@ -199,7 +239,10 @@ export async function reconcile(db: pg.Client, stripe: Stripe, opts: { since: Da
           d.steps = [{ fn: 'mark_seller_transfer_reversed', stripeId: r.id, amount: r.amount }];
         } else if (canMove(status, 'reversal_pending') && canMove('reversal_pending', 'reversed')) {
           d.fix = `adopt: ${status} -> reversal_pending -> reversed with ${r.id}`;
-          d.steps = [{ fn: 'reverse_seller_transfer', stripeId: r.id, amount: r.amount }, { fn: 'mark_seller_transfer_reversed', stripeId: r.id, amount: r.amount }];
+          d.steps = [
+            { fn: 'reverse_seller_transfer', stripeId: r.id, amount: r.amount },
+            { fn: 'mark_seller_transfer_reversed', stripeId: r.id, amount: r.amount },
+          ];
         } else d.fix = `needs a person: ${status} -> reversed is not a legal move`;
         add(d);
       }
@@ -214,7 +257,12 @@ export async function reconcile(db: pg.Client, stripe: Stripe, opts: { since: Da
   return {
     since: opts.since ? opts.since.toISOString() : null,
     fix: opts.fix,
-    checked: { rows: rows.length, stripe_transfers: stripeTransfers.length, stripe_transfers_ignored: ignored, reversal_lists: reversalLists },
+    checked: {
+      rows: rows.length,
+      stripe_transfers: stripeTransfers.length,
+      stripe_transfers_ignored: ignored,
+      reversal_lists: reversalLists,
+    },
     disagreements: findings,
     fixed,
     remaining: findings.filter((d) => !d.fixed).length,
@@ -230,7 +278,9 @@ async function applyFixes(db: pg.Client, findings: Disagreement[]): Promise<numb
   for (const d of findings) if (d.steps && d.transfer_id) byRow.set(d.transfer_id, [...(byRow.get(d.transfer_id) ?? []), d]);
   let fixed = 0;
   for (const [id, planned] of byRow) {
-    const { rows: [lock] } = await db.query<{ ok: boolean }>(sql('try_lock'), [id]);
+    const {
+      rows: [lock],
+    } = await db.query<{ ok: boolean }>(sql('try_lock'), [id]);
     if (!lock?.ok) {
       for (const d of planned) d.fix = `skipped: the worker is processing this row right now; run reconcile again (planned: ${d.fix})`;
       continue;
@@ -269,8 +319,13 @@ function isDatabaseError(e: unknown): e is Error & { code: string } {
 async function runStep(db: pg.Client, id: string, step: FixStep): Promise<boolean> {
   switch (step.fn) {
     case 'mark_seller_transfer_paid': {
-      const { rows: [r] } = await db.query<{ ok: boolean }>(sql('adopt_paid'),
-        [id, step.stripeId, `reconcile: adopted Stripe transfer ${step.stripeId} found at Stripe`]);
+      const {
+        rows: [r],
+      } = await db.query<{ ok: boolean }>(sql('adopt_paid'), [
+        id,
+        step.stripeId,
+        `reconcile: adopted Stripe transfer ${step.stripeId} found at Stripe`,
+      ]);
       return r?.ok === true;
     }
     case 'reverse_seller_transfer': {
@@ -278,8 +333,14 @@ async function runStep(db: pg.Client, id: string, step: FixStep): Promise<boolea
       return true;
     }
     case 'mark_seller_transfer_reversed': {
-      const { rows: [r] } = await db.query<{ ok: boolean }>(sql('adopt_reversed'),
-        [id, step.stripeId, step.amount, `reconcile: adopted Stripe reversal ${step.stripeId} found at Stripe`]);
+      const {
+        rows: [r],
+      } = await db.query<{ ok: boolean }>(sql('adopt_reversed'), [
+        id,
+        step.stripeId,
+        step.amount,
+        `reconcile: adopted Stripe reversal ${step.stripeId} found at Stripe`,
+      ]);
       return r?.ok === true;
     }
   }

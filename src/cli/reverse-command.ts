@@ -11,12 +11,17 @@ const sql = namedQueries('src/cli/queries.sql');
 export function registerReverseCommand(program: Command): void {
   program
     .command('reverse')
-    .description('request the reversal of a paid transfer (completed -> reversal_pending); the worker creates the Stripe reversal. '
-      + 'A payout carries one reversal (reversed is terminal): a second refund is refused')
+    .description(
+      'request the reversal of a paid transfer (completed -> reversal_pending); the worker creates the Stripe reversal. ' +
+        'A payout carries one reversal (reversed is terminal): a second refund is refused',
+    )
     .argument('<id>', 'seller transfer id (UUID)')
-    .option('--amount <amount>', 'reverse only this much, written in the transfer\'s currency as a person would: '
-      + '12.50 for USD, 500 for JPY (no decimals: zero-decimal), 1.250 for KWD (three decimals); '
-      + 'the decimals come from marketplace.currencies. Default: the whole transfer')
+    .option(
+      '--amount <amount>',
+      "reverse only this much, written in the transfer's currency as a person would: " +
+        '12.50 for USD, 500 for JPY (no decimals: zero-decimal), 1.250 for KWD (three decimals); ' +
+        'the decimals come from marketplace.currencies. Default: the whole transfer',
+    )
     .requiredOption('--reason <text>', 'why (recorded in the history)')
     .option('--json', 'print { transfer, event, dispatch, jobs } as JSON')
     .action(async (rawId: string, opts: { amount?: string; reason: string; json?: boolean }) => {
@@ -32,7 +37,9 @@ export function registerReverseCommand(program: Command): void {
           minor = parsed.minor;
         }
         const r = await runAdminAction(db, 'reverse', id, opts.reason, minor);
-        const { rows: [c] } = await db.query<{ exponent: number }>(sql('currency_exponent'), [r.transfer.currency]);
+        const {
+          rows: [c],
+        } = await db.query<{ exponent: number }>(sql('currency_exponent'), [r.transfer.currency]);
         return { result: r, exponent: c?.exponent ?? null };
       });
       printAdminResult('reverse', result, opts.json, exponent);

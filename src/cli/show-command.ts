@@ -1,5 +1,13 @@
 import type { Command } from 'commander';
-import { transferDetail, transferDispatch, transferHistory, transferJobs, type HistoryEvent, type TransferDetail, type WorkerJob } from '../core/read-model.ts';
+import {
+  transferDetail,
+  transferDispatch,
+  transferHistory,
+  transferJobs,
+  type HistoryEvent,
+  type TransferDetail,
+  type WorkerJob,
+} from '../core/read-model.ts';
 import { eventWho, renderDispatch } from '../core/transfer-text.ts';
 import { formatMinor } from '../money.ts';
 import { duration, oneLineText, print, printJson, table, timestamp } from './format.ts';
@@ -16,11 +24,16 @@ export function renderTransfer(t: TransferDetail): string {
     ['status SLO', slo],
     ['due for the worker now', t.due_now ? 'yes' : 'no'],
     ['amount', `${formatMinor(t.amount_cents, t.currency, t.currency_exponent)} (amount_cents ${t.amount_cents})`],
-    ['source_transaction', t.source_transaction ?? 'none: paid from the platform\'s available balance'],
+    ['source_transaction', t.source_transaction ?? "none: paid from the platform's available balance"],
     ['stripe_account_id', t.stripe_account_id],
     ['stripe_transfer_id', t.stripe_transfer_id],
     ['stripe_reversal_id', t.stripe_reversal_id],
-    ['reversal amount', t.reversal_amount_cents === null ? null : `${formatMinor(t.reversal_amount_cents, t.currency, t.currency_exponent)} (reversal_amount_cents ${t.reversal_amount_cents})`],
+    [
+      'reversal amount',
+      t.reversal_amount_cents === null
+        ? null
+        : `${formatMinor(t.reversal_amount_cents, t.currency, t.currency_exponent)} (reversal_amount_cents ${t.reversal_amount_cents})`,
+    ],
     ['retry_count', t.retry_count],
     ['next_retry_at', t.next_retry_at ? timestamp(t.next_retry_at) : null],
     ['last_error', t.last_error ? oneLineText(t.last_error, 200) : null],
@@ -34,18 +47,33 @@ export function renderTransfer(t: TransferDetail): string {
 }
 
 export function renderHistory(history: HistoryEvent[]): string {
-  return table(['when', 'from', 'to', 'who', 'application', 'why'], history.map((e) => [
-    timestamp(e.occurred_at), e.from_status ?? '(created)', e.to_status, eventWho(e),
-    e.application_name, oneLineText(e.reason, 120),
-  ]));
+  return table(
+    ['when', 'from', 'to', 'who', 'application', 'why'],
+    history.map((e) => [
+      timestamp(e.occurred_at),
+      e.from_status ?? '(created)',
+      e.to_status,
+      eventWho(e),
+      e.application_name,
+      oneLineText(e.reason, 120),
+    ]),
+  );
 }
 
 export function renderJobs(jobs: WorkerJob[]): string {
   if (!jobs.length) return 'no graphile-worker job for this transfer';
-  return table(['job', 'task', 'run_at', 'lease', 'attempts', 'locked_at', 'last_error'], jobs.map((j) => [
-    j.job_id, j.task, timestamp(j.run_at), j.lease ? timestamp(j.lease) : null, `${j.attempts}/${j.max_attempts}`,
-    j.locked_at ? `${timestamp(j.locked_at)} by ${j.locked_by}` : null, oneLineText(j.last_error, 60),
-  ]));
+  return table(
+    ['job', 'task', 'run_at', 'lease', 'attempts', 'locked_at', 'last_error'],
+    jobs.map((j) => [
+      j.job_id,
+      j.task,
+      timestamp(j.run_at),
+      j.lease ? timestamp(j.lease) : null,
+      `${j.attempts}/${j.max_attempts}`,
+      j.locked_at ? `${timestamp(j.locked_at)} by ${j.locked_by}` : null,
+      oneLineText(j.last_error, 60),
+    ]),
+  );
 }
 
 export function registerShowCommand(program: Command): void {
@@ -58,12 +86,16 @@ export function registerShowCommand(program: Command): void {
       const id = transferId(rawId);
       const { config, logger } = operatorContext();
       await withOperatorDb(config, logger, async (db) => {
-        const { transfer, history, dispatch, jobs } = await inTransaction(db, async () => ({
-          transfer: await transferDetail(db, id),
-          history: await transferHistory(db, id),
-          dispatch: await transferDispatch(db, id),
-          jobs: await transferJobs(db, id),
-        }), { readOnly: true });
+        const { transfer, history, dispatch, jobs } = await inTransaction(
+          db,
+          async () => ({
+            transfer: await transferDetail(db, id),
+            history: await transferHistory(db, id),
+            dispatch: await transferDispatch(db, id),
+            jobs: await transferJobs(db, id),
+          }),
+          { readOnly: true },
+        );
         if (opts.json) return printJson({ transfer, history, dispatch, jobs });
         print(renderTransfer(transfer));
         print();

@@ -7,27 +7,50 @@ import { statusStats, type PastSloRow, type StatusStats, type WaitingForFunds } 
 import { inTransaction } from '../db/connection.ts';
 
 export function renderStats(statuses: StatusStats[], pastSlo: PastSloRow[], waitingForFunds: WaitingForFunds[] = []): string {
-  const lines = [table(['status', 'transfers', 'due now', 'longest in status', 'SLO', 'past SLO'], statuses.map((s) => [
-    `${s.status}${s.is_terminal ? ' (terminal)' : ''}`,
-    s.transfers,
-    s.worker_task ? s.due_now : '-',
-    s.oldest_id ? `${duration(s.oldest_seconds_in_status)} ${s.oldest_id}` : '-',
-    s.slo_seconds === null ? '-' : duration(s.slo_seconds),
-    s.slo_seconds === null ? '-' : s.past_slo,
-  ]))];
+  const lines = [
+    table(
+      ['status', 'transfers', 'due now', 'longest in status', 'SLO', 'past SLO'],
+      statuses.map((s) => [
+        `${s.status}${s.is_terminal ? ' (terminal)' : ''}`,
+        s.transfers,
+        s.worker_task ? s.due_now : '-',
+        s.oldest_id ? `${duration(s.oldest_seconds_in_status)} ${s.oldest_id}` : '-',
+        s.slo_seconds === null ? '-' : duration(s.slo_seconds),
+        s.slo_seconds === null ? '-' : s.past_slo,
+      ]),
+    ),
+  ];
   const sum = (k: 'transfers' | 'due_now' | 'past_slo') => statuses.reduce((n, s) => n + Number(s[k]), 0);
   lines.push(`total: ${sum('transfers')} transfers, ${sum('due_now')} due for the worker now, ${sum('past_slo')} past their status SLO`);
   if (waitingForFunds.length) {
-    lines.push('', 'waiting for the platform\'s Stripe balance (balance_insufficient; docs/runbook.md#sellertransferswaitingforfunds):');
-    lines.push(table(['currency', 'payouts', 'amount', 'most attempts'], waitingForFunds.map((w) => [
-      w.currency.toUpperCase(), w.payouts, formatMinor(w.amount_cents, w.currency, w.currency_exponent), w.most_attempts,
-    ])));
+    lines.push('', "waiting for the platform's Stripe balance (balance_insufficient; docs/runbook.md#sellertransferswaitingforfunds):");
+    lines.push(
+      table(
+        ['currency', 'payouts', 'amount', 'most attempts'],
+        waitingForFunds.map((w) => [
+          w.currency.toUpperCase(),
+          w.payouts,
+          formatMinor(w.amount_cents, w.currency, w.currency_exponent),
+          w.most_attempts,
+        ]),
+      ),
+    );
   }
   if (pastSlo.length) {
     lines.push('', `past their SLO (longest first, at most ${pastSlo.length} shown):`);
-    lines.push(table(['id', 'status', 'in status', 'SLO', 'retry_count', 'last_error'], pastSlo.map((p) => [
-      p.id, p.status, duration(p.seconds_in_status), duration(p.slo_seconds), p.retry_count, oneLineText(p.last_error, 50),
-    ])));
+    lines.push(
+      table(
+        ['id', 'status', 'in status', 'SLO', 'retry_count', 'last_error'],
+        pastSlo.map((p) => [
+          p.id,
+          p.status,
+          duration(p.seconds_in_status),
+          duration(p.slo_seconds),
+          p.retry_count,
+          oneLineText(p.last_error, 50),
+        ]),
+      ),
+    );
   }
   return lines.join('\n');
 }
@@ -39,9 +62,12 @@ export function registerStatsCommand(program: Command): void {
     .option('--limit <n>', 'list at most this many rows past their SLO', '20')
     .option('--json', 'print { statuses, past_slo } as JSON')
     .action(async (opts: { limit: string; json?: boolean }) => {
-      if (!/^\d+$/.test(opts.limit) || Number(opts.limit) > 100_000) throw new CliError(`--limit takes a whole number from 0 to 100000, got "${opts.limit}"`, 2);
+      if (!/^\d+$/.test(opts.limit) || Number(opts.limit) > 100_000)
+        throw new CliError(`--limit takes a whole number from 0 to 100000, got "${opts.limit}"`, 2);
       const { config, logger } = operatorContext();
-      const { statuses, pastSlo, waitingForFunds } = await withOperatorDb(config, logger, (db) => inTransaction(db, () => statusStats(db, Number(opts.limit)), { readOnly: true }));
+      const { statuses, pastSlo, waitingForFunds } = await withOperatorDb(config, logger, (db) =>
+        inTransaction(db, () => statusStats(db, Number(opts.limit)), { readOnly: true }),
+      );
       if (opts.json) return printJson({ statuses, past_slo: pastSlo, waiting_for_funds: waitingForFunds });
       print(renderStats(statuses, pastSlo, waitingForFunds));
     });

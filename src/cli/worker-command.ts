@@ -39,8 +39,7 @@ export function registerWorkerCommand(program: Command): void {
         if (isDatabaseConnectionError(reason)) {
           if (worker) worker.noteDatabaseError('unhandled rejection', reason);
           else logger.warn({ err: (reason as Error)?.message ?? String(reason) }, 'database connection error during start-up');
-        }
-        else fatal?.(reason);
+        } else fatal?.(reason);
       });
       const runtime = await resolveRuntime(config, logger, { stripe: true });
       try {

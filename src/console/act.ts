@@ -25,15 +25,24 @@ export function requestedBy(user: string): string {
 /** The action's result, and the status the row had before it (fail of a pending row writes two history rows). */
 export type ConsoleActionResult = Pick<AdminResult, 'transfer' | 'event'> & { fromStatus: string | null };
 
-export async function runConsoleAction(db: ConsoleDb, a: { action: AdminAction; id: string; reason: string; amountCents?: string; user: string; commit: boolean }): Promise<ConsoleActionResult> {
+export async function runConsoleAction(
+  db: ConsoleDb,
+  a: { action: AdminAction; id: string; reason: string; amountCents?: string; user: string; commit: boolean },
+): Promise<ConsoleActionResult> {
   return withOperator(db, async (c: pg.PoolClient) => {
     try {
-      return await inTransaction(c, async () => {
-        await c.query(sql('set_application_name'), [`seller-transfers-console (${a.user})`.slice(0, 63)]);
-        const { rows: [before] } = await c.query<{ status: string }>(sql('status_of'), [a.id]);
-        const result = await adminActionInTransaction(c, a.action, a.id, a.reason, a.amountCents, requestedBy(a.user));
-        return { ...result, fromStatus: before?.status ?? null };
-      }, { rollback: !a.commit });
+      return await inTransaction(
+        c,
+        async () => {
+          await c.query(sql('set_application_name'), [`seller-transfers-console (${a.user})`.slice(0, 63)]);
+          const {
+            rows: [before],
+          } = await c.query<{ status: string }>(sql('status_of'), [a.id]);
+          const result = await adminActionInTransaction(c, a.action, a.id, a.reason, a.amountCents, requestedBy(a.user));
+          return { ...result, fromStatus: before?.status ?? null };
+        },
+        { rollback: !a.commit },
+      );
     } catch (e) {
       const err = e as { code?: string; message?: string; detail?: string };
       if (err.code && REFUSALS.has(err.code)) throw new ActionRefused(`${err.message}${err.detail ? ` (${err.detail})` : ''}`);

@@ -20,24 +20,39 @@ import { SessionStore, type Session } from './sessions.ts';
 export type { ConsoleOptions };
 
 declare module 'fastify' {
-  interface FastifyRequest { session?: Session }
+  interface FastifyRequest {
+    session?: Session;
+  }
 }
 
 const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/;
 
 /** The app, its sessions, and every route it serves (method and pattern: the tests walk them all). */
-export interface ConsoleApp { app: FastifyInstance; sessions: SessionStore; routes: Array<{ method: string; url: string }> }
+export interface ConsoleApp {
+  app: FastifyInstance;
+  sessions: SessionStore;
+  routes: Array<{ method: string; url: string }>;
+}
 
 /** Connection refused or lost, the server shutting down or not accepting connections (SQLSTATE classes 08, 57P). */
 function isDatabaseUnavailable(e: unknown): boolean {
   const code = String((e as { code?: unknown }).code ?? '');
-  return /^(08|57P0[1-3])/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND'].includes(code)
-    || /Connection terminated/.test((e as Error).message ?? '');
+  return (
+    /^(08|57P0[1-3])/.test(code) ||
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND'].includes(code) ||
+    /Connection terminated/.test((e as Error).message ?? '')
+  );
 }
 
 function databaseUnavailable(request: FastifyRequest, reply: FastifyReply): FastifyReply {
   reply.header('Retry-After', '5');
-  return problem(request, reply, 503, 'Database unavailable', 'The console cannot reach its database right now; try again shortly. Nothing was done.');
+  return problem(
+    request,
+    reply,
+    503,
+    'Database unavailable',
+    'The console cannot reach its database right now; try again shortly. Nothing was done.',
+  );
 }
 
 /** Paths anyone may fetch: the login form, the stylesheet, robots.txt, the (empty) favicon. */
@@ -51,10 +66,15 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
     ...(o.https ? { https: o.https } : {}),
   } as FastifyServerOptions) as unknown as FastifyInstance;
   const routes: ConsoleApp['routes'] = [];
-  app.addHook('onRoute', (r) => { for (const method of [r.method].flat()) if (method !== 'HEAD') routes.push({ method, url: r.url }); });
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) if (method !== 'HEAD') routes.push({ method, url: r.url });
+  });
   await app.register(formbody, { bodyLimit: 256 * 1024 });
   const sessions = new SessionStore(o.db.sessions, o.sessionMinutes);
-  const limiter = new LoginLimiter({ maxFailures: o.loginMaxFailures, ...(o.loginFirstDelayMs === undefined ? {} : { firstDelayMs: o.loginFirstDelayMs }) });
+  const limiter = new LoginLimiter({
+    maxFailures: o.loginMaxFailures,
+    ...(o.loginFirstDelayMs === undefined ? {} : { firstDelayMs: o.loginFirstDelayMs }),
+  });
   const log = o.logger;
 
   app.addHook('onRequest', async (request, reply) => {
@@ -90,17 +110,33 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
     const s = request.session!;
     const refused = csrfRefusal(request, s.csrf);
     if (refused) {
-      log.warn({ request_id: request.id, actor: s.user, path: request.url.split('?')[0], why: refused }, 'console: state-changing request refused (CSRF)');
+      log.warn(
+        { request_id: request.id, actor: s.user, path: request.url.split('?')[0], why: refused },
+        'console: state-changing request refused (CSRF)',
+      );
       return problem(request, reply, 403, 'Refused', `${refused}; nothing was done.`);
     }
     if (route !== '/logout' && s.role !== 'operator') {
-      log.warn({ request_id: request.id, actor: s.user, role: s.role, path: request.url.split('?')[0] }, 'console: action refused (viewer)');
+      log.warn(
+        { request_id: request.id, actor: s.user, role: s.role, path: request.url.split('?')[0] },
+        'console: action refused (viewer)',
+      );
       return problem(request, reply, 403, 'Not allowed', `${s.user} is a viewer: only operators act on transfers; nothing was done.`);
     }
   });
 
   app.addHook('onResponse', async (request, reply) => {
-    log.debug({ request_id: request.id, method: request.method, path: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime), actor: request.session?.user }, 'console: request');
+    log.debug(
+      {
+        request_id: request.id,
+        method: request.method,
+        path: request.url.split('?')[0],
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+        actor: request.session?.user,
+      },
+      'console: request',
+    );
   });
 
   app.setNotFoundHandler((request, reply) => problem(request, reply, 404, 'Not found', 'There is no such page.', '/'));
@@ -112,8 +148,15 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
     const status = (error as { statusCode?: number }).statusCode ?? 500;
     if (status >= 500) log.error({ request_id: request.id, err: error }, 'console: request failed');
     // The message of a 4xx (e.g. a malformed body) is safe to show; a 5xx says only where to look.
-    return problem(request, reply, status, status >= 500 ? 'Something went wrong' : 'Bad request',
-      status >= 500 ? `The console could not complete this request (request id ${request.id} in its log); nothing was changed by this page.` : (error as Error).message);
+    return problem(
+      request,
+      reply,
+      status,
+      status >= 500 ? 'Something went wrong' : 'Bad request',
+      status >= 500
+        ? `The console could not complete this request (request id ${request.id} in its log); nothing was changed by this page.`
+        : (error as Error).message,
+    );
   });
 
   registerStaticFiles(app);

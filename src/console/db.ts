@@ -26,7 +26,14 @@ function pool(url: string, role: string, max: number): pg.Pool {
   // first query, and a login that may not take it fails to connect. JIT off: every console query
   // is a short index scan, but a plan that merely contains a never-run table scan (a guarded
   // subquery) costs enough to be JIT-compiled, about half a second per page at 1M rows.
-  const p = new pg.Pool({ connectionString: url, max, application_name: 'seller-transfers-console', types, connectionTimeoutMillis: 10_000, options: `-c role=${role} -c jit=off` });
+  const p = new pg.Pool({
+    connectionString: url,
+    max,
+    application_name: 'seller-transfers-console',
+    types,
+    connectionTimeoutMillis: 10_000,
+    options: `-c role=${role} -c jit=off`,
+  });
   p.on('error', () => {}); // a dropped idle connection: the next query reconnects or fails visibly
   return p;
 }
@@ -35,13 +42,24 @@ export async function openConsoleDb(url: string): Promise<ConsoleDb> {
   const reader = pool(url, READER_ROLE, 8);
   const operator = pool(url, OPERATOR_ROLE, 2);
   const sessions = pool(url, SESSIONS_ROLE, 4);
-  const close = async () => { await Promise.all([reader.end(), operator.end(), sessions.end()]); };
+  const close = async () => {
+    await Promise.all([reader.end(), operator.end(), sessions.end()]);
+  };
   // Fail at start, not on the first page: every role must be one the login may take.
-  for (const [p, role] of [[reader, READER_ROLE], [operator, OPERATOR_ROLE], [sessions, SESSIONS_ROLE]] as const) {
-    const { rows: [r] } = await p.query<{ role: string }>(sql('whoami')).catch(async (e: Error) => {
+  for (const [p, role] of [
+    [reader, READER_ROLE],
+    [operator, OPERATOR_ROLE],
+    [sessions, SESSIONS_ROLE],
+  ] as const) {
+    const {
+      rows: [r],
+    } = await p.query<{ role: string }>(sql('whoami')).catch(async (e: Error) => {
       await close();
       const why = e.message.split('\n')[0] ?? e.message;
-      if (/role .* does not exist/.test(why)) throw new Error(`${why}: the database is not migrated (or not up to date); run \`seller-transfers migrate\` (the worker does it at start)`);
+      if (/role .* does not exist/.test(why))
+        throw new Error(
+          `${why}: the database is not migrated (or not up to date); run \`seller-transfers migrate\` (the worker does it at start)`,
+        );
       throw new Error(`cannot connect as ${role} (GRANT ${role} TO the console's login): ${why}`);
     });
     if (r?.role !== role) throw new Error(`connected as ${r?.role}, not ${role}`);

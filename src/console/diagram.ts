@@ -4,11 +4,35 @@
 // of the statuses table within the column.
 import type { StateGraph } from '../core/state-graph.ts';
 
-export interface DiagramNode { status: string; description: string; x: number; y: number; terminal: boolean; initial: boolean; count: string }
-export interface DiagramEdge { from: string; to: string; description: string; path: string }
-export interface Diagram { width: number; height: number; nodes: DiagramNode[]; edges: DiagramEdge[]; nodeWidth: number; nodeHeight: number }
+export interface DiagramNode {
+  status: string;
+  description: string;
+  x: number;
+  y: number;
+  terminal: boolean;
+  initial: boolean;
+  count: string;
+}
+export interface DiagramEdge {
+  from: string;
+  to: string;
+  description: string;
+  path: string;
+}
+export interface Diagram {
+  width: number;
+  height: number;
+  nodes: DiagramNode[];
+  edges: DiagramEdge[];
+  nodeWidth: number;
+  nodeHeight: number;
+}
 
-const W = 170, H = 46, GAP_X = 70, GAP_Y = 34, PAD = 16;
+const W = 170,
+  H = 46,
+  GAP_X = 70,
+  GAP_Y = 34,
+  PAD = 16;
 
 export function layoutDiagram(g: StateGraph, counts: Map<string, string>): Diagram {
   const depth = new Map<string, number>();
@@ -25,16 +49,26 @@ export function layoutDiagram(g: StateGraph, counts: Map<string, string>): Diagr
     const col = depth.get(s.status) ?? unreachable;
     const row = rowOf.get(col) ?? 0;
     rowOf.set(col, row + 1);
-    return { status: s.status, description: s.description, terminal: s.is_terminal, initial: s.is_initial, count: counts.get(s.status) ?? '',
-      x: PAD + col * (W + GAP_X), y: PAD + row * (H + GAP_Y) };
+    return {
+      status: s.status,
+      description: s.description,
+      terminal: s.is_terminal,
+      initial: s.is_initial,
+      count: counts.get(s.status) ?? '',
+      x: PAD + col * (W + GAP_X),
+      y: PAD + row * (H + GAP_Y),
+    };
   });
   const at = new Map(nodes.map((n) => [n.status, n]));
   const edges = g.transitions.map((t) => {
-    const a = at.get(t.from_status)!, b = at.get(t.to_status)!;
+    const a = at.get(t.from_status)!,
+      b = at.get(t.to_status)!;
     let path: string;
     if (a.x === b.x) {
       // Same column: an arc on the right-hand side.
-      const x = a.x + W, y1 = a.y + H / 2, y2 = b.y + H / 2;
+      const x = a.x + W,
+        y1 = a.y + H / 2,
+        y2 = b.y + H / 2;
       path = `M ${x} ${y1} C ${x + 40} ${y1}, ${x + 40} ${y2}, ${x + 4} ${y2}`;
     } else {
       const [x1, y1] = [a.x + W, a.y + H / 2];

@@ -6,13 +6,20 @@ import { isUuid, UUID } from '../db/connection.ts';
 export const PAGE_SIZE = 50;
 
 export interface ListQuery {
-  status: string; order: 'newest' | 'overdue';
-  seller: string | null; orderId: string | null; account: string | null; stripeId: string | null;
-  min: string | null; max: string | null;
-  createdFrom: Date | null; createdTo: Date | null; updatedFrom: Date | null; updatedTo: Date | null;
+  status: string;
+  order: 'newest' | 'overdue';
+  seller: string | null;
+  orderId: string | null;
+  account: string | null;
+  stripeId: string | null;
+  min: string | null;
+  max: string | null;
+  createdFrom: Date | null;
+  createdTo: Date | null;
+  updatedFrom: Date | null;
+  updatedTo: Date | null;
   after: { at: string; id: string } | null;
 }
-
 
 export class BadFilter extends Error {}
 
@@ -60,21 +67,38 @@ export function parseListQuery(q: Record<string, unknown>, statuses: string[]): 
   if (order !== 'newest' && order !== 'overdue') throw new BadFilter(`order: expected newest or overdue, got "${order.slice(0, 20)}"`);
   const cents = /^\d{1,18}$/;
   return {
-    status, order,
+    status,
+    order,
     seller: match(q, 'seller', UUID, 'a seller id (UUID)'),
     orderId: match(q, 'order_id', UUID, 'an order id (UUID)'),
     account: match(q, 'account', /^acct_[A-Za-z0-9]+$/, 'a Stripe account id (acct_…)'),
     stripeId: match(q, 'stripe_id', /^trr?_[A-Za-z0-9]+$/, 'a Stripe transfer or reversal id (tr_… or trr_…)'),
     min: match(q, 'min', cents, 'a whole number of minor units (cents)'),
     max: match(q, 'max', cents, 'a whole number of minor units (cents)'),
-    createdFrom: date(q, 'created_from'), createdTo: date(q, 'created_to'),
-    updatedFrom: date(q, 'updated_from'), updatedTo: date(q, 'updated_to'),
+    createdFrom: date(q, 'created_from'),
+    createdTo: date(q, 'created_to'),
+    updatedFrom: date(q, 'updated_from'),
+    updatedTo: date(q, 'updated_to'),
     after: cursor(q),
   };
 }
 
 /** The parameters of list_newest / list_overdue ($1..$14), one row more than a page to know if another follows. */
 export function listParams(l: ListQuery): unknown[] {
-  return [l.status, l.after?.at ?? null, l.after?.id ?? null, l.seller, l.orderId, l.account, l.min, l.max,
-    l.createdFrom, l.createdTo, l.updatedFrom, l.updatedTo, l.stripeId, PAGE_SIZE + 1];
+  return [
+    l.status,
+    l.after?.at ?? null,
+    l.after?.id ?? null,
+    l.seller,
+    l.orderId,
+    l.account,
+    l.min,
+    l.max,
+    l.createdFrom,
+    l.createdTo,
+    l.updatedFrom,
+    l.updatedTo,
+    l.stripeId,
+    PAGE_SIZE + 1,
+  ];
 }

@@ -42,7 +42,10 @@ export class LoginLimiter {
   }
 
   fail(name: string, address: string): void {
-    for (const [cache, key] of [[this.names, name], [this.addresses, address]] as const) {
+    for (const [cache, key] of [
+      [this.names, name],
+      [this.addresses, address],
+    ] as const) {
       // Beyond the limit and the delay's cap more timestamps change nothing: keep the list short.
       cache.set(key, [...(cache.get(key) ?? []), Date.now()].slice(-64));
     }

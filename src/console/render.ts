@@ -23,16 +23,40 @@ const helpers = {
   ago: (seconds: number | string | null | undefined) => duration(seconds),
   count: cappedCount,
   qs: (params: Record<string, string | number | null | undefined>) =>
-    new URLSearchParams(Object.entries(params).filter(([, v]) => v !== null && v !== undefined && v !== '').map(([k, v]) => [k, String(v)])).toString(),
+    new URLSearchParams(
+      Object.entries(params)
+        .filter(([, v]) => v !== null && v !== undefined && v !== '')
+        .map(([k, v]) => [k, String(v)]),
+    ).toString(),
 };
 
-export function page(request: FastifyRequest, reply: FastifyReply, view: string, data: Record<string, unknown>, status = 200): FastifyReply {
+export function page(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  view: string,
+  data: Record<string, unknown>,
+  status = 200,
+): FastifyReply {
   const s = request.session;
-  const html = eta.render(view, { ...data, h: helpers, user: s?.user ?? null, role: s?.role ?? null, csrf: data['csrf'] ?? s?.csrf ?? '', requestId: request.id });
+  const html = eta.render(view, {
+    ...data,
+    h: helpers,
+    user: s?.user ?? null,
+    role: s?.role ?? null,
+    csrf: data['csrf'] ?? s?.csrf ?? '',
+    requestId: request.id,
+  });
   return reply.code(status).type('text/html; charset=utf-8').send(html);
 }
 
 /** One clear message on a page of its own (bad input, refused, not found). */
-export function problem(request: FastifyRequest, reply: FastifyReply, status: number, title: string, message: string, back?: string): FastifyReply {
+export function problem(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  status: number,
+  title: string,
+  message: string,
+  back?: string,
+): FastifyReply {
   return page(request, reply, 'problem', { title, message, back: back ?? null }, status);
 }

@@ -25,7 +25,8 @@ export function parseCookies(header: string | undefined): Record<string, string 
 
 export function sameToken(a: unknown, b: string | undefined): boolean {
   if (typeof a !== 'string' || !b) return false;
-  const x = Buffer.from(a), y = Buffer.from(b);
+  const x = Buffer.from(a),
+    y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
 }
 

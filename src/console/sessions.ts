@@ -10,26 +10,43 @@ import type { Role } from './users.ts';
 
 const sql = namedQueries('src/console/queries.sql');
 
-export interface Session { id: string; user: string; role: Role; csrf: string; expiresAt: Date }
+export interface Session {
+  id: string;
+  user: string;
+  role: Role;
+  csrf: string;
+  expiresAt: Date;
+}
 
 /** A token is 32 random bytes, base64url: anything else is no session (and never reaches the database). */
 const TOKEN = /^[\w-]{43}$/;
 
-interface SessionRow { user_name: string; console_role: Role; expires_at: Date }
+interface SessionRow {
+  user_name: string;
+  console_role: Role;
+  expires_at: Date;
+}
 
 export class SessionStore {
-  constructor(private readonly pool: pg.Pool, private readonly ttlMinutes: number) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly ttlMinutes: number,
+  ) {}
 
   async create(user: string, role: Role): Promise<Session> {
     const id = randomBytes(32).toString('base64url');
     await this.pool.query(sql('sessions_sweep'));
-    const { rows: [row] } = await this.pool.query<SessionRow>(sql('session_create'), [id, user, role, this.ttlMinutes]);
+    const {
+      rows: [row],
+    } = await this.pool.query<SessionRow>(sql('session_create'), [id, user, role, this.ttlMinutes]);
     return session(id, row!);
   }
 
   async get(id: string | undefined): Promise<Session | undefined> {
     if (!id || !TOKEN.test(id)) return undefined;
-    const { rows: [row] } = await this.pool.query<SessionRow>(sql('session_get'), [id]);
+    const {
+      rows: [row],
+    } = await this.pool.query<SessionRow>(sql('session_get'), [id]);
     return row ? session(id, row) : undefined;
   }
 
@@ -39,5 +56,11 @@ export class SessionStore {
 }
 
 function session(id: string, row: SessionRow): Session {
-  return { id, user: row.user_name, role: row.console_role, csrf: createHmac('sha256', id).update('console form token').digest('base64url'), expiresAt: row.expires_at };
+  return {
+    id,
+    user: row.user_name,
+    role: row.console_role,
+    csrf: createHmac('sha256', id).update('console form token').digest('base64url'),
+    expiresAt: row.expires_at,
+  };
 }

@@ -5,7 +5,11 @@ import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import { ConfigError } from '../config.ts';
 
 export type Role = 'viewer' | 'operator';
-export interface ConsoleUser { name: string; role: Role; hash: string }
+export interface ConsoleUser {
+  name: string;
+  role: Role;
+  hash: string;
+}
 
 const SCRYPT = { N: 16384, r: 8, p: 1, keylen: 32 };
 const HASH = /^scrypt\$(\d+)\$(\d+)\$(\d+)\$([\w-]+)\$([\w-]+)$/;
@@ -21,7 +25,12 @@ export function verifyPassword(password: string, hash: string): boolean {
   if (!m) return false;
   const [, N, r, p, salt, key] = m;
   const expected = Buffer.from(key!, 'base64url');
-  const actual = scryptSync(password, Buffer.from(salt!, 'base64url'), expected.length, { N: Number(N), r: Number(r), p: Number(p), maxmem: 256 * 1024 * 1024 });
+  const actual = scryptSync(password, Buffer.from(salt!, 'base64url'), expected.length, {
+    N: Number(N),
+    r: Number(r),
+    p: Number(p),
+    maxmem: 256 * 1024 * 1024,
+  });
   return timingSafeEqual(actual, expected);
 }
 
@@ -29,15 +38,27 @@ export function verifyPassword(password: string, hash: string): boolean {
 export const DUMMY_HASH = hashPassword(randomBytes(16).toString('hex'));
 
 export function parseUsers(value: string): ConsoleUser[] {
-  const users = value.split(',').map((s) => s.trim()).filter(Boolean).map((entry) => {
-    const [name, role, hash, ...rest] = entry.split(':');
-    if (!name || !/^[\w.@-]{1,64}$/.test(name) || rest.length) throw new ConfigError(`invalid configuration: CONSOLE_USERS: each entry is name:role:hash (name of letters, digits, . @ _ -), got one starting "${entry.slice(0, 20)}"`);
-    if (role !== 'viewer' && role !== 'operator') throw new ConfigError(`invalid configuration: CONSOLE_USERS: ${name}'s role must be viewer or operator`);
-    if (!hash || !HASH.test(hash)) throw new ConfigError(`invalid configuration: CONSOLE_USERS: ${name}'s hash is not an scrypt hash (make one with \`seller-transfers console --hash-password\`)`);
-    return { name, role, hash } satisfies ConsoleUser;
-  });
+  const users = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      const [name, role, hash, ...rest] = entry.split(':');
+      if (!name || !/^[\w.@-]{1,64}$/.test(name) || rest.length)
+        throw new ConfigError(
+          `invalid configuration: CONSOLE_USERS: each entry is name:role:hash (name of letters, digits, . @ _ -), got one starting "${entry.slice(0, 20)}"`,
+        );
+      if (role !== 'viewer' && role !== 'operator')
+        throw new ConfigError(`invalid configuration: CONSOLE_USERS: ${name}'s role must be viewer or operator`);
+      if (!hash || !HASH.test(hash))
+        throw new ConfigError(
+          `invalid configuration: CONSOLE_USERS: ${name}'s hash is not an scrypt hash (make one with \`seller-transfers console --hash-password\`)`,
+        );
+      return { name, role, hash } satisfies ConsoleUser;
+    });
   if (!users.length) throw new ConfigError('invalid configuration: CONSOLE_USERS lists no user');
-  if (new Set(users.map((u) => u.name)).size !== users.length) throw new ConfigError('invalid configuration: CONSOLE_USERS names a user twice');
+  if (new Set(users.map((u) => u.name)).size !== users.length)
+    throw new ConfigError('invalid configuration: CONSOLE_USERS names a user twice');
   return users;
 }
 

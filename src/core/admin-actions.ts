@@ -30,10 +30,21 @@ export interface AdminResult {
  * the OS user; the console: the signed-in user), next to the database role as actor. The
  * console also calls this in a transaction it rolls back, to show what an action would do.
  */
-export async function adminActionInTransaction(db: Queryable, action: AdminAction, id: string, reason: string, amountCents: string | undefined, requestedBy: string): Promise<Pick<AdminResult, 'transfer' | 'event'>> {
+export async function adminActionInTransaction(
+  db: Queryable,
+  action: AdminAction,
+  id: string,
+  reason: string,
+  amountCents: string | undefined,
+  requestedBy: string,
+): Promise<Pick<AdminResult, 'transfer' | 'event'>> {
   await db.query(sql('set_requested_by'), [requestedBy]);
   const params: unknown[] = action === 'reverse' ? [id, reason, amountCents ?? null] : [id, reason];
-  const { rows: [transfer] } = await db.query<AdminResult['transfer']>(SQL[action](), params);
-  const { rows: [event] } = await db.query<NonNullable<AdminResult['event']>>(sql('admin_event'), [id]);
+  const {
+    rows: [transfer],
+  } = await db.query<AdminResult['transfer']>(SQL[action](), params);
+  const {
+    rows: [event],
+  } = await db.query<NonNullable<AdminResult['event']>>(sql('admin_event'), [id]);
   return { transfer: transfer!, event: event ?? null };
 }

@@ -7,7 +7,11 @@ import { namedQueries } from '../db/named-queries.ts';
 
 const sql = namedQueries('src/core/queries.sql');
 
-export interface AuditProblem { transfer_id: string; problem: string; detail: string }
+export interface AuditProblem {
+  transfer_id: string;
+  problem: string;
+  detail: string;
+}
 
 /** Rows listed in the text table; the summary counts all of them and --json prints all. */
 export const AUDIT_LIST_LIMIT = 500;

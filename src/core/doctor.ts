@@ -6,7 +6,12 @@ import { namedQueries } from '../db/named-queries.ts';
 
 const sql = namedQueries('src/core/queries.sql');
 
-export interface DoctorCheck { check: string; status: 'ok' | 'warn' | 'problem'; detail: string; fix: string }
+export interface DoctorCheck {
+  check: string;
+  status: 'ok' | 'warn' | 'problem';
+  detail: string;
+  fix: string;
+}
 
 /** applied == committed: every committed file applied, nothing applied that this build lacks. Read on db's own connection (its role). */
 export async function migrationCheck(db: Queryable): Promise<DoctorCheck> {
@@ -15,17 +20,41 @@ export async function migrationCheck(db: Queryable): Promise<DoctorCheck> {
   const pad = (n: number) => String(n).padStart(6, '0');
   const missing = committed.filter((n) => !applied.includes(n));
   const unknown = applied.filter((n) => !committed.includes(n));
-  if (!missing.length && !unknown.length) return { check: 'migrations current', status: 'ok', detail: `${applied.length} applied, latest ${pad(Math.max(0, ...applied))}`, fix: '' };
-  if (missing.length) return { check: 'migrations current', status: 'problem', detail: `not applied: ${missing.map(pad).join(', ')}`, fix: 'run `seller-transfers migrate`' };
-  return { check: 'migrations current', status: 'problem', detail: `applied but unknown to this build: ${unknown.map(pad).join(', ')}`, fix: 'run a release that has these migrations (this one is older than the database)' };
+  if (!missing.length && !unknown.length)
+    return {
+      check: 'migrations current',
+      status: 'ok',
+      detail: `${applied.length} applied, latest ${pad(Math.max(0, ...applied))}`,
+      fix: '',
+    };
+  if (missing.length)
+    return {
+      check: 'migrations current',
+      status: 'problem',
+      detail: `not applied: ${missing.map(pad).join(', ')}`,
+      fix: 'run `seller-transfers migrate`',
+    };
+  return {
+    check: 'migrations current',
+    status: 'problem',
+    detail: `applied but unknown to this build: ${unknown.map(pad).join(', ')}`,
+    fix: 'run a release that has these migrations (this one is older than the database)',
+  };
 }
 
 /** Every check: the migrations (from the files) and marketplace.seller_transfer_doctor(); for the CLI and the console. */
 export async function doctorChecks(db: Queryable): Promise<DoctorCheck[]> {
   const result = [await migrationCheck(db)];
-  const { rows: [has] } = await db.query<{ ok: boolean }>(sql('has_doctor'));
+  const {
+    rows: [has],
+  } = await db.query<{ ok: boolean }>(sql('has_doctor'));
   if (!has?.ok) {
-    result.push({ check: 'doctor functions', status: 'problem', detail: 'marketplace.seller_transfer_doctor() is missing: the schema is older than this build', fix: 'run `seller-transfers migrate`' });
+    result.push({
+      check: 'doctor functions',
+      status: 'problem',
+      detail: 'marketplace.seller_transfer_doctor() is missing: the schema is older than this build',
+      fix: 'run `seller-transfers migrate`',
+    });
     return result;
   }
   const { rows } = await db.query<{ check_name: string; status: DoctorCheck['status']; detail: string; fix: string }>(sql('doctor'));

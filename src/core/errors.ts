@@ -3,7 +3,10 @@
 // show it as it is: the CLI prints it on one line (src/cli/main.ts), the console on a problem
 // page. Any other error is a bug or an outage and is reported as such.
 export class UserError extends Error {
-  constructor(message: string, readonly exitCode = 1) {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
     super(message);
   }
 }

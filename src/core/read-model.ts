@@ -9,25 +9,51 @@ import { TransferNotFound } from './errors.ts';
 const sql = namedQueries('src/core/queries.sql');
 
 export interface TransferDetail {
-  id: string; order_id: string; seller_id: string; stripe_account_id: string; amount_cents: number; currency: string;
+  id: string;
+  order_id: string;
+  seller_id: string;
+  stripe_account_id: string;
+  amount_cents: number;
+  currency: string;
   /** Decimals of the currency (marketplace.currencies); null when the table does not know it. */
-  currency_exponent: number | null; source_transaction: string | null;
-  status: string; status_description: string; is_terminal: boolean;
-  stripe_transfer_id: string | null; stripe_reversal_id: string | null; reversal_amount_cents: number | null;
-  retry_count: number; next_retry_at: Date | null; last_error: string | null;
-  created_at: Date; updated_at: Date; status_since: Date | null; seconds_in_status: number | null;
-  due_now: boolean; slo_seconds: number | null; past_slo: boolean;
+  currency_exponent: number | null;
+  source_transaction: string | null;
+  status: string;
+  status_description: string;
+  is_terminal: boolean;
+  stripe_transfer_id: string | null;
+  stripe_reversal_id: string | null;
+  reversal_amount_cents: number | null;
+  retry_count: number;
+  next_retry_at: Date | null;
+  last_error: string | null;
+  created_at: Date;
+  updated_at: Date;
+  status_since: Date | null;
+  seconds_in_status: number | null;
+  due_now: boolean;
+  slo_seconds: number | null;
+  past_slo: boolean;
 }
 
 export async function transferDetail(db: Queryable, id: string): Promise<TransferDetail> {
-  const { rows: [row] } = await db.query<TransferDetail>(sql('transfer_detail'), [id]);
+  const {
+    rows: [row],
+  } = await db.query<TransferDetail>(sql('transfer_detail'), [id]);
   if (!row) throw new TransferNotFound(id);
   return row;
 }
 
 export interface HistoryEvent {
-  id: number; occurred_at: Date; from_status: string | null; to_status: string;
-  actor: string; requested_by: string | null; application_name: string | null; reason: string | null; xact_id: string;
+  id: number;
+  occurred_at: Date;
+  from_status: string | null;
+  to_status: string;
+  actor: string;
+  requested_by: string | null;
+  application_name: string | null;
+  reason: string | null;
+  xact_id: string;
 }
 
 export async function transferHistory(db: Queryable, id: string): Promise<HistoryEvent[]> {
@@ -36,8 +62,16 @@ export async function transferHistory(db: Queryable, id: string): Promise<Histor
 }
 
 export interface WorkerJob {
-  job_id: number; task: string; job_key: string; run_at: Date; attempts: number; max_attempts: number;
-  locked_at: Date | null; locked_by: string | null; last_error: string | null; created_at: Date;
+  job_id: number;
+  task: string;
+  job_key: string;
+  run_at: Date;
+  attempts: number;
+  max_attempts: number;
+  locked_at: Date | null;
+  locked_by: string | null;
+  last_error: string | null;
+  created_at: Date;
   /** The lease the dispatcher gave this job (the row's next_retry_at while the job holds it). */
   lease: Date | null;
 }
@@ -54,33 +88,71 @@ export async function transferJobs(db: Queryable, id: string): Promise<WorkerJob
  */
 export interface DispatchState {
   state: 'idle' | 'due' | 'handed' | 'scheduled';
-  status: string; is_terminal: boolean; worker_task: string | null; due_now: boolean; next_retry_at: Date | null;
-  job_id: number | null; job_task: string | null; lease: Date | null; run_at: Date | null;
-  attempts: number | null; max_attempts: number | null; locked_at: Date | null; locked_by: string | null; last_error: string | null;
+  status: string;
+  is_terminal: boolean;
+  worker_task: string | null;
+  due_now: boolean;
+  next_retry_at: Date | null;
+  job_id: number | null;
+  job_task: string | null;
+  lease: Date | null;
+  run_at: Date | null;
+  attempts: number | null;
+  max_attempts: number | null;
+  locked_at: Date | null;
+  locked_by: string | null;
+  last_error: string | null;
 }
 
 export async function transferDispatch(db: Queryable, id: string): Promise<DispatchState> {
-  const { rows: [row] } = await db.query<DispatchState>(sql('transfer_dispatch'), [id]);
+  const {
+    rows: [row],
+  } = await db.query<DispatchState>(sql('transfer_dispatch'), [id]);
   if (!row) throw new TransferNotFound(id);
   return row;
 }
 
 export interface StatusStats {
-  status: string; is_initial: boolean; is_terminal: boolean; worker_task: string | null;
-  transfers: number; due_now: number; oldest_id: string | null; oldest_since: Date | null;
-  oldest_seconds_in_status: number | null; slo_seconds: number | null; past_slo: number;
+  status: string;
+  is_initial: boolean;
+  is_terminal: boolean;
+  worker_task: string | null;
+  transfers: number;
+  due_now: number;
+  oldest_id: string | null;
+  oldest_since: Date | null;
+  oldest_seconds_in_status: number | null;
+  slo_seconds: number | null;
+  past_slo: number;
 }
 
 export interface PastSloRow {
-  id: string; status: string; status_since: Date; seconds_in_status: number; slo_seconds: number;
-  amount_cents: number; currency: string; stripe_account_id: string; retry_count: number;
-  next_retry_at: Date | null; last_error: string | null;
+  id: string;
+  status: string;
+  status_since: Date;
+  seconds_in_status: number;
+  slo_seconds: number;
+  amount_cents: number;
+  currency: string;
+  stripe_account_id: string;
+  retry_count: number;
+  next_retry_at: Date | null;
+  last_error: string | null;
 }
 
 /** Payouts waiting for the platform's balance (marketplace.seller_transfers_waiting_for_funds), per currency. */
-export interface WaitingForFunds { currency: string; currency_exponent: number | null; payouts: string; amount_cents: string; most_attempts: number }
+export interface WaitingForFunds {
+  currency: string;
+  currency_exponent: number | null;
+  payouts: string;
+  amount_cents: string;
+  most_attempts: number;
+}
 
-export async function statusStats(db: Queryable, pastSloLimit: number): Promise<{ statuses: StatusStats[]; pastSlo: PastSloRow[]; waitingForFunds: WaitingForFunds[] }> {
+export async function statusStats(
+  db: Queryable,
+  pastSloLimit: number,
+): Promise<{ statuses: StatusStats[]; pastSlo: PastSloRow[]; waitingForFunds: WaitingForFunds[] }> {
   const { rows: statuses } = await db.query<StatusStats>(sql('status_stats'));
   const { rows: pastSlo } = await db.query<PastSloRow>(sql('past_slo'), [pastSloLimit]);
   const { rows: waitingForFunds } = await db.query<WaitingForFunds>(sql('waiting_for_funds'));

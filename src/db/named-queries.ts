@@ -25,7 +25,7 @@ const files = new Map<string, Map<string, string>>();
 export function namedQueries(file: string): (name: string) => string {
   return (name) => {
     let queries = files.get(file);
-    if (!queries) files.set(file, queries = parseNamedQueries(readFileSync(path.join(projectRoot, file), 'utf8')));
+    if (!queries) files.set(file, (queries = parseNamedQueries(readFileSync(path.join(projectRoot, file), 'utf8'))));
     const text = queries.get(name);
     if (text === undefined) throw new Error(`no query named ${name} in ${file}`);
     return text;

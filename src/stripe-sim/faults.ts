@@ -4,7 +4,10 @@
 import { mulberry32 } from './random.ts';
 import type { FaultKind, FaultSpec, Operation, RandomFaults } from './types.ts';
 
-export interface DrawnFault { kind: FaultKind; latencyMs: number }
+export interface DrawnFault {
+  kind: FaultKind;
+  latencyMs: number;
+}
 
 const DEFAULT_LATENCY_MS = 100;
 

@@ -23,14 +23,29 @@
 import { int, invalid, metadata, missing, newId, rejectUnknown, str, type Params } from './wire.ts';
 
 export interface SimCharge {
-  id: string; object: 'charge'; amount: number; amount_captured: number; currency: string; paid: true; captured: true;
-  status: 'succeeded'; transfer_group: string | null; metadata: Record<string, string>; description: string | null;
-  created: number; livemode: false;
+  id: string;
+  object: 'charge';
+  amount: number;
+  amount_captured: number;
+  currency: string;
+  paid: true;
+  captured: true;
+  status: 'succeeded';
+  transfer_group: string | null;
+  metadata: Record<string, string>;
+  description: string | null;
+  created: number;
+  livemode: false;
   /** Sim-only fields (Stripe keeps them on the balance transaction): when the funds become available, and how much transfers took. */
-  available_on: number; amount_transferred: number;
+  available_on: number;
+  amount_transferred: number;
 }
 
-export interface PlatformBalance { currency: string; available: number | null; pending: number }
+export interface PlatformBalance {
+  currency: string;
+  available: number | null;
+  pending: number;
+}
 
 const now = () => Math.floor(Date.now() / 1000);
 /** Seconds until a charge made through POST /v1/charges is available: Stripe's usual 2 days in the US. */
@@ -53,15 +68,33 @@ export class PlatformFunds {
   }
 
   /** A charge whose funds are pending until `availableInSeconds` from now (0: available at once). */
-  makeCharge(p: { amount: number; currency: string; availableInSeconds?: number; transferGroup?: string | null;
-    metadata?: Record<string, string>; description?: string | null }): SimCharge {
+  makeCharge(p: {
+    amount: number;
+    currency: string;
+    availableInSeconds?: number;
+    transferGroup?: string | null;
+    metadata?: Record<string, string>;
+    description?: string | null;
+  }): SimCharge {
     const currency = p.currency.toLowerCase();
     if (!this.own.has(currency)) this.own.set(currency, 0); // the model is on for this currency from now
     const created = now();
     const ch: SimCharge = {
-      id: newId('ch_'), object: 'charge', amount: p.amount, amount_captured: p.amount, currency, paid: true, captured: true,
-      status: 'succeeded', transfer_group: p.transferGroup ?? null, metadata: p.metadata ?? {}, description: p.description ?? null,
-      created, livemode: false, available_on: created + (p.availableInSeconds ?? DEFAULT_CHARGE_AVAILABLE_AFTER_SECONDS), amount_transferred: 0,
+      id: newId('ch_'),
+      object: 'charge',
+      amount: p.amount,
+      amount_captured: p.amount,
+      currency,
+      paid: true,
+      captured: true,
+      status: 'succeeded',
+      transfer_group: p.transferGroup ?? null,
+      metadata: p.metadata ?? {},
+      description: p.description ?? null,
+      created,
+      livemode: false,
+      available_on: created + (p.availableInSeconds ?? DEFAULT_CHARGE_AVAILABLE_AFTER_SECONDS),
+      amount_transferred: 0,
     };
     this.charges.set(ch.id, ch);
     return structuredClone(ch);
@@ -73,7 +106,13 @@ export class PlatformFunds {
     const amount = int(p, 'amount', { required: true, min: 1 })!;
     const currency = str(p, 'currency', true)!.toLowerCase();
     if (!/^[a-z]{3}$/.test(currency)) throw invalid(`Invalid currency: ${currency}.`, 'currency', 'invalid_currency');
-    return this.makeCharge({ amount, currency, transferGroup: str(p, 'transfer_group'), metadata: metadata(p), description: str(p, 'description') });
+    return this.makeCharge({
+      amount,
+      currency,
+      transferGroup: str(p, 'transfer_group'),
+      metadata: metadata(p),
+      description: str(p, 'description'),
+    });
   }
 
   retrieveCharge(id: string): SimCharge {
@@ -92,9 +131,12 @@ export class PlatformFunds {
     if (available === null) return () => {};
     if (amount > available) {
       // Stripe's own text points at automatic payouts emptying the balance; paraphrased.
-      throw invalid('You have insufficient available funds in your Stripe account to make this transfer (simulated). '
-        + 'Transfers without a source_transaction are paid from the available balance; automatic payouts may have emptied it.',
-      undefined, 'balance_insufficient');
+      throw invalid(
+        'You have insufficient available funds in your Stripe account to make this transfer (simulated). ' +
+          'Transfers without a source_transaction are paid from the available balance; automatic payouts may have emptied it.',
+        undefined,
+        'balance_insufficient',
+      );
     }
     return () => this.spendAvailable(currency, amount);
   }
@@ -119,14 +161,22 @@ export class PlatformFunds {
     // A PaymentIntent id (pi_…) is not a charge either: Stripe wants the charge it made.
     if (!ch) throw invalid(`No such charge: '${id}'`, 'source_transaction', 'resource_missing');
     if (ch.currency !== currency) {
-      throw invalid(`The currency of the transfer (${currency}) must match the currency of the source_transaction ${id} (${ch.currency}) (simulated).`, 'currency');
+      throw invalid(
+        `The currency of the transfer (${currency}) must match the currency of the source_transaction ${id} (${ch.currency}) (simulated).`,
+        'currency',
+      );
     }
     const left = ch.amount - ch.amount_transferred;
     if (amount > left) {
-      throw invalid(`The transfer amount (${amount}) exceeds what is left to transfer from source_transaction ${id} (${left} of ${ch.amount} ${ch.currency}) (simulated).`, 'amount');
+      throw invalid(
+        `The transfer amount (${amount}) exceeds what is left to transfer from source_transaction ${id} (${left} of ${ch.amount} ${ch.currency}) (simulated).`,
+        'amount',
+      );
     }
     // Pending or available, the charge funds it: the request succeeds at once (see the top).
-    return () => { ch.amount_transferred += amount; };
+    return () => {
+      ch.amount_transferred += amount;
+    };
   }
 
   private available(currency: string): number | null {
@@ -152,9 +202,14 @@ export class PlatformFunds {
   balanceObject(): unknown {
     const currencies = [...this.own.keys()].sort();
     return {
-      object: 'balance', livemode: false,
+      object: 'balance',
+      livemode: false,
       available: currencies.map((c) => ({ amount: this.available(c)!, currency: c, source_types: { card: this.available(c)! } })),
-      pending: currencies.map((c) => ({ amount: this.pendingFromCharges(c), currency: c, source_types: { card: this.pendingFromCharges(c) } })),
+      pending: currencies.map((c) => ({
+        amount: this.pendingFromCharges(c),
+        currency: c,
+        source_types: { card: this.pendingFromCharges(c) },
+      })),
     };
   }
 }

@@ -2,7 +2,13 @@
 // executing; the same key with the same params replays it, other params are an error, and
 // a key whose first request is still running is "in use" (409, nothing saved).
 
-export interface SavedResponse { fingerprint: string; status: number; body: string; requestId: string; savedAt: number }
+export interface SavedResponse {
+  fingerprint: string;
+  status: number;
+  body: string;
+  requestId: string;
+  savedAt: number;
+}
 
 export type Begin =
   | { kind: 'new' } // reserved: caller must call save() when done
@@ -20,7 +26,8 @@ export class IdempotencyStore {
   begin(key: string, fingerprint: string): Begin {
     if (this.inFlight.has(key)) return { kind: 'in_use' };
     const s = this.saved.get(key);
-    if (s && Date.now() - s.savedAt > this.ttlMs) this.saved.delete(key); // Stripe prunes keys after 24h
+    if (s && Date.now() - s.savedAt > this.ttlMs)
+      this.saved.delete(key); // Stripe prunes keys after 24h
     else if (s) return s.fingerprint === fingerprint ? { kind: 'replay', saved: s } : { kind: 'mismatch' };
     this.inFlight.add(key);
     return { kind: 'new' };
@@ -32,6 +39,11 @@ export class IdempotencyStore {
   }
 
   /** Forget saved results but keep in-flight reservations: a running request still owns its key. */
-  expireAll(): void { this.saved.clear(); }
-  clear(): void { this.saved.clear(); this.inFlight.clear(); }
+  expireAll(): void {
+    this.saved.clear();
+  }
+  clear(): void {
+    this.saved.clear();
+    this.inFlight.clear();
+  }
 }

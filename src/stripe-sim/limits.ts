@@ -38,10 +38,15 @@ class SlidingWindow {
   private head = 0;
   count(now: number): number {
     while (this.head < this.times.length && this.times[this.head]! <= now - WINDOW_MS) this.head++;
-    if (this.head > 1024 && this.head * 2 > this.times.length) { this.times = this.times.slice(this.head); this.head = 0; }
+    if (this.head > 1024 && this.head * 2 > this.times.length) {
+      this.times = this.times.slice(this.head);
+      this.head = 0;
+    }
     return this.times.length - this.head;
   }
-  add(now: number): void { this.times.push(now); }
+  add(now: number): void {
+    this.times.push(now);
+  }
 }
 
 export class Limiter {
@@ -50,9 +55,13 @@ export class Limiter {
   private global = new SlidingWindow();
   private endpoints = new Map<string, SlidingWindow>();
 
-  constructor(limits: Partial<SimLimits> = {}) { this.limits = { ...UNLIMITED, ...limits }; }
+  constructor(limits: Partial<SimLimits> = {}) {
+    this.limits = { ...UNLIMITED, ...limits };
+  }
 
-  set(limits: Partial<SimLimits>): void { this.limits = { ...this.limits, ...limits }; }
+  set(limits: Partial<SimLimits>): void {
+    this.limits = { ...this.limits, ...limits };
+  }
 
   /** Admit (and count) the request, or say which limiter refuses it. Caller must release() admitted ones. */
   admit(endpoint: string, now = performance.now()): RateLimitedReason | null {
@@ -68,7 +77,9 @@ export class Limiter {
     return null;
   }
 
-  release(): void { this.inFlight--; }
+  release(): void {
+    this.inFlight--;
+  }
 }
 
 export class LatencyModel {
@@ -98,8 +109,17 @@ export class LatencyModel {
   }
 }
 
-export interface EndpointStats { calls: number; admitted: number; limited: Partial<Record<RateLimitedReason, number>> }
-export interface SecondStats { second: number; calls: number; limited: number; byEndpoint: Record<string, { calls: number; limited: number }> }
+export interface EndpointStats {
+  calls: number;
+  admitted: number;
+  limited: Partial<Record<RateLimitedReason, number>>;
+}
+export interface SecondStats {
+  second: number;
+  calls: number;
+  limited: number;
+  byEndpoint: Record<string, { calls: number; limited: number }>;
+}
 export interface SimStats {
   /** When the counters started (start, reset, or POST /_sim/stats/reset), ISO. */
   since: string;
@@ -154,7 +174,11 @@ export class TrafficStats {
     }
     b.calls++;
     be.calls++;
-    if (limited) { b.limited++; be.limited++; return; }
+    if (limited) {
+      b.limited++;
+      be.limited++;
+      return;
+    }
     const now = performance.now();
     this.windows.global.add(now);
     this.peakGlobal = Math.max(this.peakGlobal, this.windows.global.count(now));

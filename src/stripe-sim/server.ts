@@ -15,17 +15,28 @@ import { SimState } from './state.ts';
 import type { CallRecord, FaultSpec, Operation, RandomFaults, StripeSimulator, StripeSimulatorOptions } from './types.ts';
 import { ApiError, canonicalForm, newId, parseForm, type Params, type StripeErrorBody } from './wire.ts';
 
-interface Route { operation: Operation; endpoint: string; run: (s: SimState, p: Params, key: string | null) => unknown }
-interface Reply { status: number; body: string; outcome: string }
+interface Route {
+  operation: Operation;
+  endpoint: string;
+  run: (s: SimState, p: Params, key: string | null) => unknown;
+}
+interface Reply {
+  status: number;
+  body: string;
+  outcome: string;
+}
 
 /** The platform's side: charges that fund transfers, and its balance (src/stripe-sim/funding.ts). */
 function platformRoute(method: string, path: string): Route | null {
-  if (method === 'GET' && path === '/v1/balance') return { operation: 'balance.retrieve', endpoint: 'GET /v1/balance', run: (s) => s.platform.balanceObject() };
+  if (method === 'GET' && path === '/v1/balance')
+    return { operation: 'balance.retrieve', endpoint: 'GET /v1/balance', run: (s) => s.platform.balanceObject() };
   const m = /^\/v1\/charges(?:\/([^/]+))?$/.exec(path);
   if (!m) return null;
   const id = m[1] === undefined ? null : decodeURIComponent(m[1]);
-  if (method === 'POST' && id === null) return { operation: 'charge.create', endpoint: 'POST /v1/charges', run: (s, p) => s.platform.createCharge(p) };
-  if (method === 'GET' && id !== null) return { operation: 'charge.retrieve', endpoint: 'GET /v1/charges/{id}', run: (s) => s.platform.retrieveCharge(id) };
+  if (method === 'POST' && id === null)
+    return { operation: 'charge.create', endpoint: 'POST /v1/charges', run: (s, p) => s.platform.createCharge(p) };
+  if (method === 'GET' && id !== null)
+    return { operation: 'charge.retrieve', endpoint: 'GET /v1/charges/{id}', run: (s) => s.platform.retrieveCharge(id) };
   return null;
 }
 
@@ -37,17 +48,26 @@ function route(method: string, path: string): Route | null {
   // endpoint: Stripe's limiter key, the method and the path with ids as {id}.
   const endpoint = `${method} /v1/transfers${id === null ? '' : '/{id}'}${m[2] ? '/reversals' : ''}`;
   switch (op) {
-    case 'POST -': return { operation: 'transfer.create', endpoint, run: (s, p, key) => s.createTransfer(p, key) };
-    case 'GET -': return { operation: 'transfer.list', endpoint, run: (s, p) => s.listTransfers(p) };
-    case 'GET id': return { operation: 'transfer.retrieve', endpoint, run: (s) => s.retrieveTransfer(id!) };
-    case 'POST id reversals': return { operation: 'reversal.create', endpoint, run: (s, p, key) => s.createReversal(id!, p, key) };
-    case 'GET id reversals': return { operation: 'reversal.list', endpoint, run: (s, p) => s.listReversals(id!, p) };
-    default: return null;
+    case 'POST -':
+      return { operation: 'transfer.create', endpoint, run: (s, p, key) => s.createTransfer(p, key) };
+    case 'GET -':
+      return { operation: 'transfer.list', endpoint, run: (s, p) => s.listTransfers(p) };
+    case 'GET id':
+      return { operation: 'transfer.retrieve', endpoint, run: (s) => s.retrieveTransfer(id!) };
+    case 'POST id reversals':
+      return { operation: 'reversal.create', endpoint, run: (s, p, key) => s.createReversal(id!, p, key) };
+    case 'GET id reversals':
+      return { operation: 'reversal.list', endpoint, run: (s, p) => s.listReversals(id!, p) };
+    default:
+      return null;
   }
 }
 
-const errorReply = (status: number, error: StripeErrorBody, outcome = `error:${error.code ?? error.type}`): Reply =>
-  ({ status, body: JSON.stringify({ error }), outcome });
+const errorReply = (status: number, error: StripeErrorBody, outcome = `error:${error.code ?? error.type}`): Reply => ({
+  status,
+  body: JSON.stringify({ error }),
+  outcome,
+});
 const apiError = (outcome: string): Reply =>
   errorReply(500, { type: 'api_error', message: 'An unknown error occurred while processing your request (simulated).' }, outcome);
 
@@ -80,26 +100,66 @@ export class Simulator implements StripeSimulator {
     this.latencyModel = new LatencyModel(opts.latency);
   }
 
-  limits(): SimLimits { return { ...this.limiter.limits }; }
-  setLimits(l: Partial<SimLimits>): SimLimits { this.limiter.set(l); return this.limits(); }
-  latency(): SimLatency { return structuredClone(this.latencyModel.latency); }
-  setLatency(l: Partial<SimLatency>): SimLatency { this.latencyModel.set(l); return this.latency(); }
-  stats(): SimStats { return this.traffic.snapshot(); }
-  resetStats(): void { this.traffic.reset(); }
+  limits(): SimLimits {
+    return { ...this.limiter.limits };
+  }
+  setLimits(l: Partial<SimLimits>): SimLimits {
+    this.limiter.set(l);
+    return this.limits();
+  }
+  latency(): SimLatency {
+    return structuredClone(this.latencyModel.latency);
+  }
+  setLatency(l: Partial<SimLatency>): SimLatency {
+    this.latencyModel.set(l);
+    return this.latency();
+  }
+  stats(): SimStats {
+    return this.traffic.snapshot();
+  }
+  resetStats(): void {
+    this.traffic.reset();
+  }
 
-  setBalance(account: string, currency: string, cents: number): void { this.state.setBalance(account, currency, cents); }
-  balance(account: string, currency: string): number { return this.state.balance(account, currency); }
-  removeAccount(account: string): void { this.state.removeAccount(account); }
-  platformBalance(currency: string): PlatformBalance { return this.state.platform.balance(currency); }
-  setPlatformBalance(currency: string, amount: number): void { this.state.platform.setAvailable(currency, amount); }
-  makeCharge(c: Parameters<StripeSimulator['makeCharge']>[0]): SimCharge { return this.state.platform.makeCharge(c); }
-  injectFault(f: FaultSpec): void { this.faults.inject(f); }
-  setRandomFaults(r: RandomFaults | null): void { this.faults.setRandom(r); }
-  clearFaults(): void { this.faults.clear(); }
-  expireIdempotencyKeys(): void { this.keys.expireAll(); }
-  ledger() { return structuredClone(this.state.ledger); }
-  calls() { return structuredClone(this.log); }
-  transfers() { return this.state.transfers(); }
+  setBalance(account: string, currency: string, cents: number): void {
+    this.state.setBalance(account, currency, cents);
+  }
+  balance(account: string, currency: string): number {
+    return this.state.balance(account, currency);
+  }
+  removeAccount(account: string): void {
+    this.state.removeAccount(account);
+  }
+  platformBalance(currency: string): PlatformBalance {
+    return this.state.platform.balance(currency);
+  }
+  setPlatformBalance(currency: string, amount: number): void {
+    this.state.platform.setAvailable(currency, amount);
+  }
+  makeCharge(c: Parameters<StripeSimulator['makeCharge']>[0]): SimCharge {
+    return this.state.platform.makeCharge(c);
+  }
+  injectFault(f: FaultSpec): void {
+    this.faults.inject(f);
+  }
+  setRandomFaults(r: RandomFaults | null): void {
+    this.faults.setRandom(r);
+  }
+  clearFaults(): void {
+    this.faults.clear();
+  }
+  expireIdempotencyKeys(): void {
+    this.keys.expireAll();
+  }
+  ledger() {
+    return structuredClone(this.state.ledger);
+  }
+  calls() {
+    return structuredClone(this.log);
+  }
+  transfers() {
+    return this.state.transfers();
+  }
   reset(): void {
     this.state = new SimState(this.opts.defaultBalanceCents ?? 0);
     this.faults.clear();
@@ -123,11 +183,20 @@ export class Simulator implements StripeSimulator {
 
     const method = req.method ?? 'GET';
     const requestId = newId('req_');
-    const key = method === 'POST' ? (req.headers['idempotency-key'] as string | undefined) ?? null : null; // Stripe ignores keys on GET
+    const key = method === 'POST' ? ((req.headers['idempotency-key'] as string | undefined) ?? null) : null; // Stripe ignores keys on GET
     const r = route(method, url.pathname);
     const call: CallRecord = {
-      seq: this.log.length + 1, method, path: url.pathname, operation: r?.operation ?? null, endpoint: r?.endpoint ?? null,
-      idempotencyKey: key, outcome: 'ok', status: null, fault: null, rateLimitedReason: null, at: new Date().toISOString(),
+      seq: this.log.length + 1,
+      method,
+      path: url.pathname,
+      operation: r?.operation ?? null,
+      endpoint: r?.endpoint ?? null,
+      idempotencyKey: key,
+      outcome: 'ok',
+      status: null,
+      fault: null,
+      rateLimitedReason: null,
+      at: new Date().toISOString(),
     };
     this.log.push(call);
     const send = (reply: Reply, headers: Record<string, string> = {}) => {
@@ -139,8 +208,12 @@ export class Simulator implements StripeSimulator {
 
     const auth = req.headers.authorization;
     if (!auth || !/^Bearer sk_\S+$/.test(auth)) {
-      return send(errorReply(401, { type: 'invalid_request_error', message: auth
-        ? 'Invalid API Key provided. Secret keys start with sk_.' : 'You did not provide an API key.' }));
+      return send(
+        errorReply(401, {
+          type: 'invalid_request_error',
+          message: auth ? 'Invalid API Key provided. Secret keys start with sk_.' : 'You did not provide an API key.',
+        }),
+      );
     }
     if (!r) {
       return send(errorReply(404, { type: 'invalid_request_error', message: `Unrecognized request URL (${method}: ${url.pathname}).` }));
@@ -152,10 +225,20 @@ export class Simulator implements StripeSimulator {
     this.traffic.record(r.endpoint, limited, limiter.inFlight);
     if (limited) {
       call.rateLimitedReason = limited;
-      return send(errorReply(429, { type: 'invalid_request_error', code: 'rate_limit', message: limited.endsWith('concurrency')
-        ? 'This request was rate limited: too many concurrent requests (simulated).'
-        : 'Request rate limit exceeded. You can learn more about rate limits here https://stripe.com/docs/rate-limits (simulated).' },
-      `rate_limited:${limited}`), { 'Stripe-Rate-Limited-Reason': limited });
+      return send(
+        errorReply(
+          429,
+          {
+            type: 'invalid_request_error',
+            code: 'rate_limit',
+            message: limited.endsWith('concurrency')
+              ? 'This request was rate limited: too many concurrent requests (simulated).'
+              : 'Request rate limit exceeded. You can learn more about rate limits here https://stripe.com/docs/rate-limits (simulated).',
+          },
+          `rate_limited:${limited}`,
+        ),
+        { 'Stripe-Rate-Limited-Reason': limited },
+      );
     }
     try {
       await this.admitted(r, req, res, body, url, method, key, requestId, call, send);
@@ -164,13 +247,29 @@ export class Simulator implements StripeSimulator {
     }
   }
 
-  private async admitted(r: Route, req: IncomingMessage, res: ServerResponse, body: string, url: URL, method: string,
-    key: string | null, requestId: string, call: CallRecord, send: (reply: Reply, headers?: Record<string, string>) => void): Promise<void> {
+  private async admitted(
+    r: Route,
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: string,
+    url: URL,
+    method: string,
+    key: string | null,
+    requestId: string,
+    call: CallRecord,
+    send: (reply: Reply, headers?: Record<string, string>) => void,
+  ): Promise<void> {
     // Draw synchronously on arrival so the fault sequence follows request order (reproducible chaos).
     const fault = this.faults.draw(r.operation);
     call.fault = fault?.kind ?? null;
     if (fault?.kind === 'rate_limit') {
-      return send(errorReply(429, { type: 'invalid_request_error', code: 'rate_limit', message: 'Too many requests hit the API too quickly (simulated).' }, 'fault:rate_limit'));
+      return send(
+        errorReply(
+          429,
+          { type: 'invalid_request_error', code: 'rate_limit', message: 'Too many requests hit the API too quickly (simulated).' },
+          'fault:rate_limit',
+        ),
+      );
     }
 
     const raw = method === 'POST' ? body : url.search.slice(1);
@@ -186,9 +285,17 @@ export class Simulator implements StripeSimulator {
       reply = { status: idem.saved.status, body: idem.saved.body, outcome: 'replayed' };
       Object.assign(headers, { 'Idempotent-Replayed': 'true', 'Original-Request': idem.saved.requestId });
     } else if (idem.kind === 'mismatch') {
-      reply = errorReply(400, { type: 'idempotency_error', message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${key}' if you meant to execute a different request.` });
+      reply = errorReply(400, {
+        type: 'idempotency_error',
+        message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${key}' if you meant to execute a different request.`,
+      });
     } else if (idem.kind === 'in_use') {
-      reply = errorReply(409, { type: 'invalid_request_error', code: 'idempotency_key_in_use', message: 'There is currently another in-progress request using this Stripe token (that probably means you clicked twice), and the server is unable to determine whether this request conflicts with the earlier one.' });
+      reply = errorReply(409, {
+        type: 'invalid_request_error',
+        code: 'idempotency_key_in_use',
+        message:
+          'There is currently another in-progress request using this Stripe token (that probably means you clicked twice), and the server is unable to determine whether this request conflicts with the earlier one.',
+      });
     } else {
       reply = this.execute(r, parseForm(raw), key, fault);
       // The endpoint started executing, so its outcome (success, 4xx, or 500) belongs to the key.

@@ -5,7 +5,12 @@ import { PlatformFunds } from './funding.ts';
 import type { LedgerEntry, SimReversal, SimTransfer } from './types.ts';
 import { int, invalid, metadata, missing, newId, rejectUnknown, str, type Params } from './wire.ts';
 
-export interface List<T> { object: 'list'; data: T[]; has_more: boolean; url: string }
+export interface List<T> {
+  object: 'list';
+  data: T[];
+  has_more: boolean;
+  url: string;
+}
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -25,8 +30,12 @@ export class SimState {
   setBalance(account: string, currency: string, cents: number): void {
     this.balances.set(`${account}:${currency.toLowerCase()}`, cents);
   }
-  removeAccount(account: string): void { this.removed.add(account); }
-  transfers(): SimTransfer[] { return structuredClone([...this.byId.values()]); }
+  removeAccount(account: string): void {
+    this.removed.add(account);
+  }
+  transfers(): SimTransfer[] {
+    return structuredClone([...this.byId.values()]);
+  }
 
   createTransfer(p: Params, idempotencyKey: string | null): SimTransfer {
     rejectUnknown(p, ['amount', 'currency', 'destination', 'transfer_group', 'metadata', 'description', 'source_transaction', 'expand']);
@@ -41,9 +50,20 @@ export class SimState {
     const sourceTransaction = str(p, 'source_transaction');
     const takeFunds = this.platform.fund(amount, currency, sourceTransaction);
     const t: SimTransfer = {
-      id: newId('tr_'), object: 'transfer', amount, amount_reversed: 0, currency, destination,
-      transfer_group: str(p, 'transfer_group'), metadata: metadata(p), reversed: false, created: now(),
-      livemode: false, description: str(p, 'description'), source_transaction: sourceTransaction, reversals: { object: 'list', data: [], has_more: false, total_count: 0, url: '' },
+      id: newId('tr_'),
+      object: 'transfer',
+      amount,
+      amount_reversed: 0,
+      currency,
+      destination,
+      transfer_group: str(p, 'transfer_group'),
+      metadata: metadata(p),
+      reversed: false,
+      created: now(),
+      livemode: false,
+      description: str(p, 'description'),
+      source_transaction: sourceTransaction,
+      reversals: { object: 'list', data: [], has_more: false, total_count: 0, url: '' },
     };
     t.reversals.url = `/v1/transfers/${t.id}/reversals`;
     takeFunds();
@@ -61,7 +81,8 @@ export class SimState {
     rejectUnknown(q, ['limit', 'starting_after', 'transfer_group', 'destination', 'expand']);
     const group = str(q, 'transfer_group');
     const dest = str(q, 'destination');
-    const all = [...this.byId.values()].reverse() // newest first, as Stripe lists
+    const all = [...this.byId.values()]
+      .reverse() // newest first, as Stripe lists
       .filter((t) => (group === null || t.transfer_group === group) && (dest === null || t.destination === dest));
     return paginate(all, q, '/v1/transfers');
   }
@@ -80,8 +101,15 @@ export class SimState {
       throw invalid('Insufficient funds in the connected account to reverse this transfer.', undefined, 'balance_insufficient');
     }
     const r: SimReversal = {
-      id: newId('trr_'), object: 'transfer_reversal', amount, currency: t.currency, transfer: t.id,
-      metadata: metadata(p), created: now(), destination_payment_refund: null, source_refund: null,
+      id: newId('trr_'),
+      object: 'transfer_reversal',
+      amount,
+      currency: t.currency,
+      transfer: t.id,
+      metadata: metadata(p),
+      created: now(),
+      destination_payment_refund: null,
+      source_refund: null,
     };
     this.setBalance(t.destination, t.currency, this.balance(t.destination, t.currency) - amount);
     t.amount_reversed += amount;
@@ -104,10 +132,26 @@ export class SimState {
     return t;
   }
 
-  private record(type: LedgerEntry['type'], id: string, t: SimTransfer, amount: number, meta: Record<string, string>, key: string | null): void {
+  private record(
+    type: LedgerEntry['type'],
+    id: string,
+    t: SimTransfer,
+    amount: number,
+    meta: Record<string, string>,
+    key: string | null,
+  ): void {
     this.ledger.push({
-      seq: this.ledger.length + 1, type, id, transfer: t.id, amount, currency: t.currency, destination: t.destination,
-      transferGroup: t.transfer_group, metadata: { ...meta }, idempotencyKey: key, at: new Date().toISOString(),
+      seq: this.ledger.length + 1,
+      type,
+      id,
+      transfer: t.id,
+      amount,
+      currency: t.currency,
+      destination: t.destination,
+      transferGroup: t.transfer_group,
+      metadata: { ...meta },
+      idempotencyKey: key,
+      at: new Date().toISOString(),
     });
   }
 }

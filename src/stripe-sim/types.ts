@@ -3,12 +3,30 @@
 import type { PlatformBalance, SimCharge } from './funding.ts';
 import type { RateLimitedReason, SimLatency, SimLimits, SimStats } from './limits.ts';
 
-export type Operation = 'transfer.create' | 'transfer.retrieve' | 'transfer.list' | 'reversal.create' | 'reversal.list'
-  | 'charge.create' | 'charge.retrieve' | 'balance.retrieve';
+export type Operation =
+  | 'transfer.create'
+  | 'transfer.retrieve'
+  | 'transfer.list'
+  | 'reversal.create'
+  | 'reversal.list'
+  | 'charge.create'
+  | 'charge.retrieve'
+  | 'balance.retrieve';
 export type FaultKind = 'latency' | 'rate_limit' | 'error_before' | 'error_after' | 'drop_after';
 
-export interface FaultSpec { operation: Operation | 'any'; kind: FaultKind; times?: number /* default 1 */; latencyMs?: number }
-export interface RandomFaults { rate: number; kinds: FaultKind[]; operations?: Operation[]; latencyMs?: number; seed?: number }
+export interface FaultSpec {
+  operation: Operation | 'any';
+  kind: FaultKind;
+  times?: number /* default 1 */;
+  latencyMs?: number;
+}
+export interface RandomFaults {
+  rate: number;
+  kinds: FaultKind[];
+  operations?: Operation[];
+  latencyMs?: number;
+  seed?: number;
+}
 
 export interface StripeSimulatorOptions {
   port?: number; // 0 = random
@@ -50,14 +68,31 @@ export interface CallRecord {
 }
 
 export interface SimReversal {
-  id: string; object: 'transfer_reversal'; amount: number; currency: string; transfer: string;
-  metadata: Record<string, string>; created: number; destination_payment_refund: null; source_refund: null;
+  id: string;
+  object: 'transfer_reversal';
+  amount: number;
+  currency: string;
+  transfer: string;
+  metadata: Record<string, string>;
+  created: number;
+  destination_payment_refund: null;
+  source_refund: null;
 }
 
 export interface SimTransfer {
-  id: string; object: 'transfer'; amount: number; amount_reversed: number; currency: string; destination: string;
-  transfer_group: string | null; metadata: Record<string, string>; reversed: boolean; created: number;
-  livemode: false; description: string | null; source_transaction: string | null;
+  id: string;
+  object: 'transfer';
+  amount: number;
+  amount_reversed: number;
+  currency: string;
+  destination: string;
+  transfer_group: string | null;
+  metadata: Record<string, string>;
+  reversed: boolean;
+  created: number;
+  livemode: false;
+  description: string | null;
+  source_transaction: string | null;
   reversals: { object: 'list'; data: SimReversal[]; has_more: false; total_count: number; url: string };
 }
 

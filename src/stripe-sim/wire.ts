@@ -2,7 +2,9 @@
 // errors as {error:{type, code?, message, param?}} so stripe-node picks the right error class.
 import { randomBytes } from 'node:crypto';
 
-export interface Params { [key: string]: string | Params }
+export interface Params {
+  [key: string]: string | Params;
+}
 
 /** `metadata[a]=1&amount=5` → {metadata:{a:'1'}, amount:'5'}. Null-prototype nodes so `__proto__[x]` cannot pollute. */
 export function parseForm(text: string): Params {
@@ -21,7 +23,10 @@ export function parseForm(text: string): Params {
 
 /** Order-independent form of a body, so idempotency compares parameters rather than their serialisation. */
 export function canonicalForm(text: string): string {
-  return [...new URLSearchParams(text)].map(([k, v]) => `${k}=${v}`).sort().join('&');
+  return [...new URLSearchParams(text)]
+    .map(([k, v]) => `${k}=${v}`)
+    .sort()
+    .join('&');
 }
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
@@ -29,11 +34,21 @@ export function newId(prefix: string): string {
   return prefix + [...randomBytes(24)].map((b) => ALPHABET[b % ALPHABET.length]).join('');
 }
 
-export interface StripeErrorBody { type: string; message: string; code?: string; param?: string }
+export interface StripeErrorBody {
+  type: string;
+  message: string;
+  code?: string;
+  param?: string;
+}
 
 /** Thrown by endpoint code; the server turns it into the Stripe error JSON. */
 export class ApiError extends Error {
-  constructor(readonly status: number, readonly body: StripeErrorBody) { super(body.message); }
+  constructor(
+    readonly status: number,
+    readonly body: StripeErrorBody,
+  ) {
+    super(body.message);
+  }
 }
 
 export const invalid = (message: string, param?: string, code?: string): ApiError =>
@@ -64,8 +79,10 @@ export function int(p: Params, name: string, opts: { required?: boolean; min?: n
   if (raw === null) return null;
   const n = Number(raw);
   if (!/^-?\d+$/.test(raw) || !Number.isSafeInteger(n)) throw invalid(`Invalid integer: ${raw}`, name, 'parameter_invalid_integer');
-  if (opts.min !== undefined && n < opts.min) throw invalid(`This value must be greater than or equal to ${opts.min}.`, name, 'parameter_invalid_integer');
-  if (opts.max !== undefined && n > opts.max) throw invalid(`This value must be less than or equal to ${opts.max}.`, name, 'parameter_invalid_integer');
+  if (opts.min !== undefined && n < opts.min)
+    throw invalid(`This value must be greater than or equal to ${opts.min}.`, name, 'parameter_invalid_integer');
+  if (opts.max !== undefined && n > opts.max)
+    throw invalid(`This value must be less than or equal to ${opts.max}.`, name, 'parameter_invalid_integer');
   return n;
 }
 

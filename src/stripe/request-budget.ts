@@ -82,7 +82,12 @@ export interface BudgetState {
 }
 
 /** factor: new rate / old rate (0.95 for a stray 429, 0.5 for repeated ones, 1 within the hold-off). */
-export interface RateLimitReport { budget: string; currentPerSecond: number; decreased: boolean; factor: number }
+export interface RateLimitReport {
+  budget: string;
+  currentPerSecond: number;
+  decreased: boolean;
+  factor: number;
+}
 
 export interface RequestBudget {
   /** Resolves when a slot for one request to `endpoint` has come. Rejects if the reservation fails or the budget is closed. */
@@ -107,7 +112,8 @@ interface Waiter {
 
 /** The Stripe-Rate-Limited-Reason of a 429 from stripe-node, or null. */
 export function rateLimitedReason(err: unknown): string | null {
-  if (!(err instanceof Stripe.errors.StripeError) || (err.statusCode !== 429 && !(err instanceof Stripe.errors.StripeRateLimitError))) return null;
+  if (!(err instanceof Stripe.errors.StripeError) || (err.statusCode !== 429 && !(err instanceof Stripe.errors.StripeRateLimitError)))
+    return null;
   const h = err.headers?.['stripe-rate-limited-reason'];
   return typeof h === 'string' && h !== '' ? h : 'unknown';
 }
@@ -136,7 +142,13 @@ export function createRequestBudget(pool: pg.Pool, options: RequestBudgetOptions
   let clock: { offsetMs: number; errorMs: number; at: number } | null = null;
 
   const later = (ms: number, fn: () => void) => {
-    const t = setTimeout(() => { timers.delete(t); fn(); }, Math.max(0, ms));
+    const t = setTimeout(
+      () => {
+        timers.delete(t);
+        fn();
+      },
+      Math.max(0, ms),
+    );
     timers.add(t);
     return t;
   };
@@ -147,9 +159,16 @@ export function createRequestBudget(pool: pg.Pool, options: RequestBudgetOptions
 
   function schedulePump(at: number): void {
     if (at >= wakeAt) return;
-    if (wake) { clearTimeout(wake); timers.delete(wake); }
+    if (wake) {
+      clearTimeout(wake);
+      timers.delete(wake);
+    }
     wakeAt = at;
-    wake = later(at - performance.now(), () => { wake = undefined; wakeAt = Infinity; void pump(); });
+    wake = later(at - performance.now(), () => {
+      wake = undefined;
+      wakeAt = Infinity;
+      void pump();
+    });
   }
 
   async function pump(): Promise<void> {
@@ -168,8 +187,13 @@ export function createRequestBudget(pool: pg.Pool, options: RequestBudgetOptions
       configured ??= pool.query(sql('configure_budget'), [requestsPerSecond, endpointPerSecond]);
       await configured;
       const t0 = performance.now();
-      const { rows } = await pool.query<{ first_ms: number; reserved_ms: number; spacing_ms: number; global_per_second: number; endpoint_per_second: number | null }>(
-        sql('reserve_slots'), [endpoint, batch.length]);
+      const { rows } = await pool.query<{
+        first_ms: number;
+        reserved_ms: number;
+        spacing_ms: number;
+        global_per_second: number;
+        endpoint_per_second: number | null;
+      }>(sql('reserve_slots'), [endpoint, batch.length]);
       const t1 = performance.now();
       const r = rows[0];
       if (!r) throw new Error('no Stripe request budget row (is the stripe request budget migration applied?)');
@@ -183,14 +207,26 @@ export function createRequestBudget(pool: pg.Pool, options: RequestBudgetOptions
       counters.slotsReserved += batch.length;
       batch.forEach((w, i) => {
         const at = base + i * r.spacing_ms;
-        later(at - performance.now(), () => { detach(w); w.resolve(); });
+        later(at - performance.now(), () => {
+          detach(w);
+          w.resolve();
+        });
       });
       heldUntil = Math.max(heldUntil, base + (batch.length - 1) * r.spacing_ms);
-      options.onReservation?.({ endpoint, slots: batch.length, firstDelayMs, spacingMs: r.spacing_ms,
-        globalPerSecond: r.global_per_second, endpointPerSecond: r.endpoint_per_second });
+      options.onReservation?.({
+        endpoint,
+        slots: batch.length,
+        firstDelayMs,
+        spacingMs: r.spacing_ms,
+        globalPerSecond: r.global_per_second,
+        endpointPerSecond: r.endpoint_per_second,
+      });
     } catch (e) {
       if (configured && options.configure !== false) configured = null; // try configuring again next time
-      for (const w of batch) { detach(w); w.reject(e); }
+      for (const w of batch) {
+        detach(w);
+        w.reject(e);
+      }
     } finally {
       reserving = false;
     }
@@ -219,18 +255,33 @@ export function createRequestBudget(pool: pg.Pool, options: RequestBudgetOptions
 
     async rateLimited(endpoint, reason) {
       const { rows } = await pool.query<{ budget: string; current_per_second: number; decreased: boolean; factor: number }>(
-        sql('report_rate_limited'), [endpoint, reason ?? null]);
+        sql('report_rate_limited'),
+        [endpoint, reason ?? null],
+      );
       for (const r of rows) ratePerSecond = Math.min(ratePerSecond, r.current_per_second);
       return rows.map((r) => ({ budget: r.budget, currentPerSecond: r.current_per_second, decreased: r.decreased, factor: r.factor }));
     },
 
     async read() {
-      const { rows } = await pool.query<{ budget: string; configured_per_second: number; current_per_second: number; backlog_ms: number;
-        rate_limited_at: Date | null; rate_limited_reason: string | null; rate_limited_total: string; reserved_total: string }>(sql('budget_status'));
+      const { rows } = await pool.query<{
+        budget: string;
+        configured_per_second: number;
+        current_per_second: number;
+        backlog_ms: number;
+        rate_limited_at: Date | null;
+        rate_limited_reason: string | null;
+        rate_limited_total: string;
+        reserved_total: string;
+      }>(sql('budget_status'));
       return rows.map((r) => ({
-        budget: r.budget, configuredPerSecond: r.configured_per_second, currentPerSecond: r.current_per_second, backlogMs: r.backlog_ms,
-        rateLimitedAt: r.rate_limited_at, rateLimitedReason: r.rate_limited_reason,
-        rateLimitedTotal: Number(r.rate_limited_total), reservedTotal: Number(r.reserved_total),
+        budget: r.budget,
+        configuredPerSecond: r.configured_per_second,
+        currentPerSecond: r.current_per_second,
+        backlogMs: r.backlog_ms,
+        rateLimitedAt: r.rate_limited_at,
+        rateLimitedReason: r.rate_limited_reason,
+        rateLimitedTotal: Number(r.rate_limited_total),
+        reservedTotal: Number(r.reserved_total),
       }));
     },
 
@@ -240,7 +291,10 @@ export function createRequestBudget(pool: pg.Pool, options: RequestBudgetOptions
       closed = true;
       for (const t of timers) clearTimeout(t);
       timers.clear();
-      for (const w of queue.splice(0)) { detach(w); w.reject(new Error('request budget closed')); }
+      for (const w of queue.splice(0)) {
+        detach(w);
+        w.reject(new Error('request budget closed'));
+      }
     },
   };
 }
@@ -252,7 +306,7 @@ export function createRequestBudget(pool: pg.Pool, options: RequestBudgetOptions
 export function registerRequestBudgetMetrics(registry: client.Registry, budget: RequestBudget): void {
   new client.Gauge({
     name: 'seller_transfers_stripe_budget_requests_per_second',
-    help: 'The fleet\'s Stripe request budget per budget (global or endpoint): configured rate and current (adaptive, lowered after 429s) rate.',
+    help: "The fleet's Stripe request budget per budget (global or endpoint): configured rate and current (adaptive, lowered after 429s) rate.",
     labelNames: ['budget', 'kind'] as const,
     registers: [registry],
     async collect() {

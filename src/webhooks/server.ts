@@ -52,22 +52,33 @@ export async function handleStripeWebhook(deps: WebhookDeps, body: Buffer, signa
   const latest = [...reversals.data].sort((a, b) => b.created - a.created)[0];
   if (!latest) return { status: 200, body: 'no reversal at Stripe\n' };
 
-  const { rows: [r] } = await deps.pool.query<{ outcome: string }>(sql('record_external_reversal'),
-    [transfer.metadata?.seller_transfer_id ?? null, transfer.id, latest.id, latest.amount, `stripe webhook ${event.id}: ${event.type}`]);
+  const {
+    rows: [r],
+  } = await deps.pool.query<{ outcome: string }>(sql('record_external_reversal'), [
+    transfer.metadata?.seller_transfer_id ?? null,
+    transfer.id,
+    latest.id,
+    latest.amount,
+    `stripe webhook ${event.id}: ${event.type}`,
+  ]);
   const outcome = r?.outcome ?? 'unknown';
   deps.logger.info({ eventId: event.id, stripeTransferId: transfer.id, stripeReversalId: latest.id, outcome }, 'webhook processed');
   // amount_differs: the row already asks for a reversal of another amount (write-once); a
   // person decides (docs/runbook.md#transfersheldforreview), Stripe need not send it again.
   if (outcome === 'amount_differs') {
-    deps.logger.error({ eventId: event.id, stripeTransferId: transfer.id, stripeReversalId: latest.id, amount: latest.amount },
-      'Stripe has a reversal whose amount differs from the one this row asks for; not recorded, needs a person');
+    deps.logger.error(
+      { eventId: event.id, stripeTransferId: transfer.id, stripeReversalId: latest.id, amount: latest.amount },
+      'Stripe has a reversal whose amount differs from the one this row asks for; not recorded, needs a person',
+    );
   }
   // extra_reversal: the payout was already reversed (one reversal per payout) and someone reversed
   // its transfer again at Stripe (the Dashboard). Recorded in seller_transfer_external_reversals,
   // counted by a metric and shown on the console's transfer page; not a status change.
   if (outcome === 'extra_reversal') {
-    deps.logger.error({ eventId: event.id, stripeTransferId: transfer.id, stripeReversalId: latest.id, amount: latest.amount },
-      'Stripe has a second reversal of a payout that is already reversed (made outside seller-transfers); recorded for a person, see docs/runbook.md#reversals-made-outside');
+    deps.logger.error(
+      { eventId: event.id, stripeTransferId: transfer.id, stripeReversalId: latest.id, amount: latest.amount },
+      'Stripe has a second reversal of a payout that is already reversed (made outside seller-transfers); recorded for a person, see docs/runbook.md#reversals-made-outside',
+    );
   }
   // busy: a worker is acting on this row right now; Stripe retries the delivery later.
   return outcome === 'busy' ? { status: 503, body: 'busy, retry later\n' } : { status: 200, body: `${outcome}\n` };

@@ -13,7 +13,10 @@ import type { AppLogger } from '../logger.ts';
 
 const sql = namedQueries('src/worker/queries.sql');
 
-export interface DispatchTick { dispatched: number; oldestDueSeconds: number | null }
+export interface DispatchTick {
+  dispatched: number;
+  oldestDueSeconds: number | null;
+}
 
 export interface DispatcherOptions {
   pool: pg.Pool;
@@ -55,7 +58,9 @@ export function startDispatcher(opts: DispatcherOptions): Dispatcher {
     waiting = waitMs > 0;
     try {
       // A named (prepared) statement: a call is one Bind/Execute, no parse or plan.
-      const { rows: [r] } = await c.query<{ dispatched: number; oldest_due_seconds: number | null }>({
+      const {
+        rows: [r],
+      } = await c.query<{ dispatched: number; oldest_due_seconds: number | null }>({
         name: 'seller-transfers-dispatch',
         text: sql('dispatch'),
         values: [opts.maxWaitingJobs, opts.leaseSeconds, waitMs, opts.intervalMs],

@@ -34,19 +34,20 @@ export function startHeartbeat(pool: pg.Pool, logger: AppLogger, opts: Heartbeat
   let failing = false;
   let inFlight: Promise<void> = Promise.resolve();
 
-  const beat = (stopping: boolean) => pool
-    .query<{ at: Date }>(sql('heartbeat'),
-      [workerId, os.hostname(), process.pid, startedAt, stopping])
-    .then(({ rows: [row] }) => {
-      // Local clock: "how long ago" is measured here, whatever the database clock says.
-      last = new Date();
-      if (failing) logger.info({ workerId }, 'heartbeat recorded again');
-      failing = false;
-      opts.onBeat?.(row?.at ?? last);
-    }, (err: unknown) => {
-      if (!failing) logger.warn({ err, workerId }, 'heartbeat failed (the database did not answer); retrying');
-      failing = true;
-    });
+  const beat = (stopping: boolean) =>
+    pool.query<{ at: Date }>(sql('heartbeat'), [workerId, os.hostname(), process.pid, startedAt, stopping]).then(
+      ({ rows: [row] }) => {
+        // Local clock: "how long ago" is measured here, whatever the database clock says.
+        last = new Date();
+        if (failing) logger.info({ workerId }, 'heartbeat recorded again');
+        failing = false;
+        opts.onBeat?.(row?.at ?? last);
+      },
+      (err: unknown) => {
+        if (!failing) logger.warn({ err, workerId }, 'heartbeat failed (the database did not answer); retrying');
+        failing = true;
+      },
+    );
 
   const tick = () => {
     inFlight = inFlight.then(() => beat(false));
@@ -58,10 +59,11 @@ export function startHeartbeat(pool: pg.Pool, logger: AppLogger, opts: Heartbeat
   return {
     workerId,
     lastSuccess: () => last,
-    stop: () => (stopped ??= (async () => {
-      clearInterval(timer);
-      await inFlight;
-      await beat(true);
-    })()),
+    stop: () =>
+      (stopped ??= (async () => {
+        clearInterval(timer);
+        await inFlight;
+        await beat(true);
+      })()),
   };
 }

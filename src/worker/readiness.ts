@@ -33,7 +33,9 @@ export async function createReadinessProbe(opts: ReadinessOptions): Promise<Read
         timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
       });
       query.catch(() => {}); // settled after the timeout won: nobody is waiting for it
-      const { rows: [row] } = await Promise.race([query, timeout]);
+      const {
+        rows: [row],
+      } = await Promise.race([query, timeout]);
       const latest = row?.latest ? migrationNumber(row.latest) : 0;
       if (latest !== expected) return { ready: false, reason: `database schema at migration ${latest}, this build expects ${expected}` };
     } catch (e) {

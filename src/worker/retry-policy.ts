@@ -20,7 +20,12 @@ export interface RetryPolicy {
  * only looks the object up and then gives up (see attemptsExhausted).
  * Exponential: base * 2^(failedAttempts - 1), capped at maxSeconds, minus up to `jitter` of it.
  */
-export function retryDelaySeconds(policy: RetryPolicy, failedAttempts: number, kind: FailureKind, random: () => number = Math.random): number | null {
+export function retryDelaySeconds(
+  policy: RetryPolicy,
+  failedAttempts: number,
+  kind: FailureKind,
+  random: () => number = Math.random,
+): number | null {
   if (kind === 'permanent') return null;
   if (kind === 'balance_insufficient') {
     if (failedAttempts >= policy.balanceMaxAttempts) return null;
@@ -37,8 +42,12 @@ export function attemptsExhausted(policy: RetryPolicy, retryCount: number, lastE
 }
 
 export function retryPolicyFromConfig(c: {
-  RETRY_MAX_ATTEMPTS: number; RETRY_BASE_SECONDS: number; RETRY_MAX_SECONDS: number; RETRY_JITTER: number;
-  BALANCE_RETRY_SECONDS: number; BALANCE_MAX_ATTEMPTS: number;
+  RETRY_MAX_ATTEMPTS: number;
+  RETRY_BASE_SECONDS: number;
+  RETRY_MAX_SECONDS: number;
+  RETRY_JITTER: number;
+  BALANCE_RETRY_SECONDS: number;
+  BALANCE_MAX_ATTEMPTS: number;
 }): RetryPolicy {
   return {
     maxAttempts: c.RETRY_MAX_ATTEMPTS,

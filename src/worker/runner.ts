@@ -59,9 +59,21 @@ export interface WorkerOptions {
   onStripeCall?: StripeCallObserver;
 }
 
-const CONNECTION_ERROR_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
-  '57P01', '57P02', '57P03', '53300']);
-const CONNECTION_ERROR_TEXT = /Connection terminated|terminating connection|ECONNRESET|ECONNREFUSED|EPIPE|the database system is (starting up|shutting down|in recovery mode)|Client has encountered a connection error|Connection ended|timeout exceeded when trying to connect|Client was closed and is not queryable|Cannot use a pool after calling end/i;
+const CONNECTION_ERROR_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+]);
+const CONNECTION_ERROR_TEXT =
+  /Connection terminated|terminating connection|ECONNRESET|ECONNREFUSED|EPIPE|the database system is (starting up|shutting down|in recovery mode)|Client has encountered a connection error|Connection ended|timeout exceeded when trying to connect|Client was closed and is not queryable|Cannot use a pool after calling end/i;
 
 /** True for errors that mean "the database connection is gone" (restart, failover, network), not a bug or a refusal. */
 export function isDatabaseConnectionError(err: unknown): boolean {
@@ -94,24 +106,36 @@ function createOutageLog(logger: AppLogger): OutageLog {
       sources.add(source);
       if (since !== undefined) return;
       since = Date.now();
-      logger.warn({ source, err: err instanceof Error ? err.message : String(err) },
-        'database connection lost (restart or failover?): in-flight rows will be retried under the same idempotency keys; the worker keeps running and reconnects by itself');
+      logger.warn(
+        { source, err: err instanceof Error ? err.message : String(err) },
+        'database connection lost (restart or failover?): in-flight rows will be retried under the same idempotency keys; the worker keeps running and reconnects by itself',
+      );
     },
     recovered() {
       if (since === undefined) return;
-      logger.info({ outageMs: Date.now() - since, errorsDuringOutage: errors, sources: [...sources] }, 'database reachable again: worker resumed');
+      logger.info(
+        { outageMs: Date.now() - since, errorsDuringOutage: errors, sources: [...sources] },
+        'database reachable again: worker resumed',
+      );
       since = undefined;
       errors = 0;
       sources.clear();
     },
-    get active() { return since !== undefined; },
+    get active() {
+      return since !== undefined;
+    },
   };
 }
 
 function graphileLogger(logger: AppLogger, outage: OutageLog): WorkerLogger {
   return new WorkerLogger((scope) => (level, message, meta) => {
-    const child = logger.child({ component: 'graphile-worker', ...(scope.taskIdentifier && { task: scope.taskIdentifier }), ...(scope.jobId && { jobId: scope.jobId }) });
-    let method: 'error' | 'warn' | 'info' | 'debug' = level === 'error' ? 'error' : level === 'warning' ? 'warn' : level === 'info' ? 'info' : 'debug';
+    const child = logger.child({
+      component: 'graphile-worker',
+      ...(scope.taskIdentifier && { task: scope.taskIdentifier }),
+      ...(scope.jobId && { jobId: scope.jobId }),
+    });
+    let method: 'error' | 'warn' | 'info' | 'debug' =
+      level === 'error' ? 'error' : level === 'warning' ? 'warn' : level === 'info' ? 'info' : 'debug';
     if (method === 'error' || method === 'warn') {
       const m = meta as { error?: unknown; fatalError?: unknown } | undefined;
       const err = m?.error ?? m?.fatalError;
@@ -134,7 +158,11 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   // gives it back before its job completes; graphile-worker takes one briefly to fetch and to
   // complete jobs. Concurrency plus a few keeps a busy worker from queueing on its own pool
   // without claiming connections it never uses (the server's max_connections is shared).
-  const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: config.WORKER_CONCURRENCY + 4, application_name: 'seller-transfers-worker' });
+  const pool = new pg.Pool({
+    connectionString: opts.databaseUrl,
+    max: config.WORKER_CONCURRENCY + 4,
+    application_name: 'seller-transfers-worker',
+  });
   const outage = createOutageLog(logger.child({ component: 'database' }));
   const onConnectionError = (source: string) => (err: Error) => {
     if (isDatabaseConnectionError(err)) outage.failing(source, err);
@@ -149,9 +177,14 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     ? createRequestBudget(pool, { requestsPerSecond: budgetConfig.requestsPerSecond, endpointPerSecond: budgetConfig.endpointPerSecond })
     : undefined;
   if (budget && metrics) registerRequestBudgetMetrics(metrics.registry, budget);
-  logger.info(budget
-    ? { stripeRequestsPerSecond: budgetConfig.requestsPerSecond, stripeEndpointRequestsPerSecond: budgetConfig.endpointPerSecond }
-    : {}, budget ? 'Stripe calls paced by the fleet\'s request budget' : 'Stripe calls not paced (a Stripe-compatible server without STRIPE_REQUESTS_PER_SECOND); 429s still wait, never count as failures');
+  logger.info(
+    budget
+      ? { stripeRequestsPerSecond: budgetConfig.requestsPerSecond, stripeEndpointRequestsPerSecond: budgetConfig.endpointPerSecond }
+      : {},
+    budget
+      ? "Stripe calls paced by the fleet's request budget"
+      : 'Stripe calls not paced (a Stripe-compatible server without STRIPE_REQUESTS_PER_SECOND); 429s still wait, never count as failures',
+  );
   const stopSignal = new AbortController();
   const deps: WorkerDeps = {
     pool,
@@ -161,7 +194,10 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     budget,
     stopping: stopSignal.signal,
     // A job waiting out 429s must hand its row back well before the row's lease runs out.
-    rateLimitWaitMs: Math.min(config.STRIPE_RATE_LIMIT_WAIT_MS, Math.max(0, config.DISPATCH_LEASE_SECONDS * 1000 / 2 - config.STRIPE_TIMEOUT_MS)),
+    rateLimitWaitMs: Math.min(
+      config.STRIPE_RATE_LIMIT_WAIT_MS,
+      Math.max(0, (config.DISPATCH_LEASE_SECONDS * 1000) / 2 - config.STRIPE_TIMEOUT_MS),
+    ),
     onStripeCall: (op, outcome, seconds) => {
       metrics?.onStripeCall(op, outcome, seconds);
       opts.onStripeCall?.(op, outcome, seconds);
@@ -187,8 +223,12 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const attach = (r: Runner) => {
     if (metrics) r.events.on('job:start', ({ job }) => metrics.observeJobStart(new Date(job.run_at)));
     r.promise.then(
-      () => { if (!stopRequested) restarting ??= restart(new Error('graphile-worker runner stopped by itself')); },
-      (err: unknown) => { if (!stopRequested) restarting ??= restart(err); },
+      () => {
+        if (!stopRequested) restarting ??= restart(new Error('graphile-worker runner stopped by itself'));
+      },
+      (err: unknown) => {
+        if (!stopRequested) restarting ??= restart(err);
+      },
     );
   };
   // graphile-worker's runner ended while we did not ask it to: start a new one on the same pool,
@@ -204,7 +244,10 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       if (stopRequested) break;
       try {
         const next = await run(runnerOptions);
-        if (stopRequested) { await next.stop(); break; }
+        if (stopRequested) {
+          await next.stop();
+          break;
+        }
         runner = next;
         restarts++;
         attach(next);
@@ -222,12 +265,18 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const heartbeat = startHeartbeat(pool, logger, { onBeat: metrics?.observeHeartbeat });
   let metricsServer: Server | undefined;
   if (metrics) {
-    metricsServer = await metrics.serve(config.METRICS_PORT, await createReadinessProbe({ pool, heartbeat, isStopping: () => stopRequested, maxHeartbeatAgeMs: 30_000 }));
+    metricsServer = await metrics.serve(
+      config.METRICS_PORT,
+      await createReadinessProbe({ pool, heartbeat, isStopping: () => stopRequested, maxHeartbeatAgeMs: 30_000 }),
+    );
     logger.info({ metricsPort: config.METRICS_PORT }, `Prometheus metrics on :${config.METRICS_PORT}/metrics`);
   }
   let webhookServer: Server | undefined;
   if (config.WEBHOOK_PORT > 0 && config.STRIPE_WEBHOOK_SECRET) {
-    webhookServer = await startWebhookServer({ pool, stripe: deps.stripe, secret: config.STRIPE_WEBHOOK_SECRET, logger }, config.WEBHOOK_PORT);
+    webhookServer = await startWebhookServer(
+      { pool, stripe: deps.stripe, secret: config.STRIPE_WEBHOOK_SECRET, logger },
+      config.WEBHOOK_PORT,
+    );
     logger.info({ webhookPort: config.WEBHOOK_PORT }, `Stripe webhooks on :${config.WEBHOOK_PORT}/stripe/webhook`);
   }
   // The table is the queue: due rows become jobs here, whoever wrote them and whenever.
@@ -245,21 +294,27 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   logger.info({ concurrency: config.WORKER_CONCURRENCY, dispatchIntervalMs: config.DISPATCH_INTERVAL_MS }, 'worker started');
 
   let stopping: Promise<void> | undefined;
-  const stop = () => (stopping ??= (async () => {
-    stopRequested = true;
-    stopSignal.abort();
-    logger.info('worker stopping: finishing in-flight jobs, taking no new ones');
-    await dispatcher.stop();
-    await restarting;
-    await runner.stop().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'graphile-worker runner did not stop cleanly'));
-    budget?.close();
-    await heartbeat.stop();
-    for (const server of [metricsServer, webhookServer]) await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
-    await pool.end();
-    logger.info('worker stopped');
-  })());
+  const stop = () =>
+    (stopping ??= (async () => {
+      stopRequested = true;
+      stopSignal.abort();
+      logger.info('worker stopping: finishing in-flight jobs, taking no new ones');
+      await dispatcher.stop();
+      await restarting;
+      await runner
+        .stop()
+        .catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'graphile-worker runner did not stop cleanly'));
+      budget?.close();
+      await heartbeat.stop();
+      for (const server of [metricsServer, webhookServer])
+        await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+      await pool.end();
+      logger.info('worker stopped');
+    })());
   return {
-    get runner() { return runner; },
+    get runner() {
+      return runner;
+    },
     pool,
     dispatcher,
     budget,

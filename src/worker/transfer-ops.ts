@@ -39,7 +39,11 @@ export type TransferTask = (typeof TRANSFER_TASKS)[number];
 const LOOKUP_WHEN_OLDER_THAN_MS = 12 * 3600 * 1000;
 
 export interface StripeCallObserver {
-  (operation: 'transfer.create' | 'transfer.lookup' | 'transfer.retrieve' | 'reversal.create' | 'reversal.lookup', outcome: string, seconds: number): void;
+  (
+    operation: 'transfer.create' | 'transfer.lookup' | 'transfer.retrieve' | 'reversal.create' | 'reversal.lookup',
+    outcome: string,
+    seconds: number,
+  ): void;
 }
 
 /** How long one job keeps a rate-limited row, re-sending as the budget allows, before handing it back. */
@@ -70,9 +74,19 @@ interface ClaimedRow extends TransferRow {
 }
 
 interface TransferRow {
-  id: string; status: string; stripe_account_id: string; amount_cents: string; currency: string;
-  order_id: string; seller_id: string; stripe_transfer_id: string | null; reversal_amount_cents: string | null;
-  retry_count: number; last_error: string | null; stripe_key_generation: number; stripe_request_in_doubt: boolean;
+  id: string;
+  status: string;
+  stripe_account_id: string;
+  amount_cents: string;
+  currency: string;
+  order_id: string;
+  seller_id: string;
+  stripe_transfer_id: string | null;
+  reversal_amount_cents: string | null;
+  retry_count: number;
+  last_error: string | null;
+  stripe_key_generation: number;
+  stripe_request_in_doubt: boolean;
   state_since: Date | null;
   /** The charge (ch_…/py_…) the transfer is funded from, or null: the platform's available balance. */
   source_transaction: string | null;
@@ -90,12 +104,25 @@ export class RowBusyError extends Error {
   }
 }
 
-export type TaskOutcome = 'missing' | 'not_actionable' | 'completed' | 'reversed' | 'adopted' | 'failed' | 'permanently_failed' | 'rescheduled' | 'rate_limited' | 'held_for_review'
+export type TaskOutcome =
+  | 'missing'
+  | 'not_actionable'
+  | 'completed'
+  | 'reversed'
+  | 'adopted'
+  | 'failed'
+  | 'permanently_failed'
+  | 'rescheduled'
+  | 'rate_limited'
+  | 'held_for_review'
   | 'not_recorded';
 
 /** Thrown out of a Stripe call that stayed rate limited for as long as one job waits. */
 class StillRateLimited extends Error {
-  constructor(readonly reason: string, readonly tries: number) {
+  constructor(
+    readonly reason: string,
+    readonly tries: number,
+  ) {
     super(`rate limited by Stripe (${reason}) ${tries} time(s)`);
   }
 }
@@ -118,11 +145,16 @@ export function rateLimitedMessage(reason: string, previous: string | null): str
   return `rate limited by Stripe (${reason}); waiting for the request budget${before ? `; previous error: ${before}` : ''}`.slice(0, 2000);
 }
 
-const sleep = (ms: number, signal?: AbortSignal) => new Promise<void>((resolve) => {
-  const t = setTimeout(done, ms);
-  function done() { clearTimeout(t); signal?.removeEventListener('abort', done); resolve(); }
-  signal?.addEventListener('abort', done, { once: true });
-});
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
 
 /**
  * Runs one task for one row: claim (lock + read, one round trip), at most one Stripe call
@@ -134,7 +166,9 @@ export async function runTransferTask(deps: WorkerDeps, task: TransferTask, job:
   let broken: Error | undefined;
   let op: RowOperation | undefined;
   try {
-    const { rows: [row] } = await client.query<ClaimedRow>({
+    const {
+      rows: [row],
+    } = await client.query<ClaimedRow>({
       name: 'seller-transfers-claim',
       text: sql('claim'),
       values: [job.id, task, job.lease ?? null],
@@ -157,11 +191,17 @@ class RowOperation {
   /** The outcome was recorded and the row handed back (at that statement's commit). */
   released = false;
 
-  constructor(private deps: WorkerDeps, private db: pg.PoolClient, private row: TransferRow) {}
+  constructor(
+    private deps: WorkerDeps,
+    private db: pg.PoolClient,
+    private row: TransferRow,
+  ) {}
 
   /** Records an outcome and releases the row in one statement: one round trip, one commit. */
   private async record<R extends pg.QueryResultRow>(name: string, text: string, values: unknown[]): Promise<R | undefined> {
-    const { rows: [r] } = await this.db.query<R>({
+    const {
+      rows: [r],
+    } = await this.db.query<R>({
       name: `seller-transfers-${name}`,
       text,
       values,
@@ -191,8 +231,12 @@ class RowOperation {
   private async giveUp(): Promise<TaskOutcome> {
     const { row } = this;
     const message = `gave up after ${row.retry_count} failed attempts; Stripe has no ${row.status === 'reversal_pending' ? 'reversal' : 'transfer'} for this row. Last error: ${row.last_error ?? 'none'}`;
-    const r = await this.record<{ result: string | null }>('give-up', sql('record_give_up'),
-      [row.id, row.status, message, `worker: retry limit reached (${row.retry_count} attempts)`]);
+    const r = await this.record<{ result: string | null }>('give-up', sql('record_give_up'), [
+      row.id,
+      row.status,
+      message,
+      `worker: retry limit reached (${row.retry_count} attempts)`,
+    ]);
     if (!r?.result) return this.notRecorded('give-up', { error: message });
     this.deps.onTransition?.(row.status, 'permanently_failed');
     this.log.error({ error: message }, 'retry limit reached');
@@ -227,7 +271,7 @@ class RowOperation {
     const waitMs = deps.rateLimitWaitMs ?? RATE_LIMIT_WAIT_MS;
     const maxTries = deps.rateLimitTries ?? RATE_LIMIT_TRIES;
     let limitedSince: number | undefined;
-    for (let tries = 0; ; ) {
+    for (let tries = 0; ;) {
       if (limitedSince !== undefined && deps.stopping?.aborted) throw new StillRateLimited(this.limitedReason ?? 'unknown', tries);
       await deps.budget?.acquire(endpoint);
       try {
@@ -239,8 +283,9 @@ class RowOperation {
         limitedSince ??= Date.now();
         this.limitedReason = reason;
         // The fleet slows down; a failure to tell it (database trouble) must not turn into a failed attempt.
-        await deps.budget?.rateLimited(endpoint, reason).catch((err: unknown) =>
-          this.log.warn({ err: (err as Error).message }, 'could not report a Stripe 429 to the request budget'));
+        await deps.budget
+          ?.rateLimited(endpoint, reason)
+          .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'could not report a Stripe 429 to the request budget'));
         if (tries === 1) await this.showWaiting(reason);
         if (tries >= maxTries || Date.now() - limitedSince >= waitMs || deps.stopping?.aborted) throw new StillRateLimited(reason, tries);
         // With a budget the next slot is the wait; without one, a short capped back-off with jitter.
@@ -267,11 +312,17 @@ class RowOperation {
     const { row } = this;
     const retryAt = new Date(Date.now() + 1000 + Math.random() * 2000);
     const message = rateLimitedMessage(limited.reason, row.last_error);
-    const r = await this.record<{ result: string | null }>('record-rate-limited', sql('record_rate_limited'),
-      [row.id, row.status, message, retryAt]);
+    const r = await this.record<{ result: string | null }>('record-rate-limited', sql('record_rate_limited'), [
+      row.id,
+      row.status,
+      message,
+      retryAt,
+    ]);
     if (!r?.result) return this.notRecorded('record-rate-limited', { reason: limited.reason });
-    this.log.warn({ reason: limited.reason, tries: limited.tries, nextRetryAt: retryAt },
-      'still rate limited by Stripe: row handed back unchanged (not a failed attempt), due again shortly');
+    this.log.warn(
+      { reason: limited.reason, tries: limited.tries, nextRetryAt: retryAt },
+      'still rate limited by Stripe: row handed back unchanged (not a failed attempt), due again shortly',
+    );
     return 'rate_limited';
   }
 
@@ -280,9 +331,12 @@ class RowOperation {
     const group = `seller_transfer_${row.id}`;
     try {
       if (this.mustLookUp()) {
-        const found = await this.stripeCall('transfer.lookup', STRIPE_ENDPOINTS.transferList, () => deps.stripe.transfers.list({ transfer_group: group, limit: 10 }));
+        const found = await this.stripeCall('transfer.lookup', STRIPE_ENDPOINTS.transferList, () =>
+          deps.stripe.transfers.list({ transfer_group: group, limit: 10 }),
+        );
         const ours = found.data.filter((t) => t.metadata?.seller_transfer_id === row.id).sort((a, b) => a.created - b.created);
-        if (ours.length > 1) this.log.error({ stripeTransferIds: ours.map((t) => t.id) }, 'more than one Stripe transfer for one row: adopting the oldest');
+        if (ours.length > 1)
+          this.log.error({ stripeTransferIds: ours.map((t) => t.id) }, 'more than one Stripe transfer for one row: adopting the oldest');
         const existing = ours[0];
         if (existing) {
           const mismatch = this.differs(existing);
@@ -291,16 +345,21 @@ class RowOperation {
         }
         if (this.exhausted) return this.giveUp();
       }
-      const transfer = await this.stripeCall('transfer.create', STRIPE_ENDPOINTS.transferCreate, () => deps.stripe.transfers.create({
-        amount: Number(row.amount_cents),
-        currency: row.currency,
-        destination: row.stripe_account_id,
-        transfer_group: group,
-        description: `seller payout for order ${row.order_id}`,
-        metadata: { seller_transfer_id: row.id, order_id: row.order_id, seller_id: row.seller_id },
-        // Funded from the order's charge: Stripe accepts it while the charge's funds are pending.
-        ...(row.source_transaction !== null && { source_transaction: row.source_transaction }),
-      }, { idempotencyKey: this.key('transfer') }));
+      const transfer = await this.stripeCall('transfer.create', STRIPE_ENDPOINTS.transferCreate, () =>
+        deps.stripe.transfers.create(
+          {
+            amount: Number(row.amount_cents),
+            currency: row.currency,
+            destination: row.stripe_account_id,
+            transfer_group: group,
+            description: `seller payout for order ${row.order_id}`,
+            metadata: { seller_transfer_id: row.id, order_id: row.order_id, seller_id: row.seller_id },
+            // Funded from the order's charge: Stripe accepts it while the charge's funds are pending.
+            ...(row.source_transaction !== null && { source_transaction: row.source_transaction }),
+          },
+          { idempotencyKey: this.key('transfer') },
+        ),
+      );
       return await this.markPaid(transfer.id, `worker: Stripe transfer ${transfer.id} created`, 'completed');
     } catch (e) {
       return this.afterStripeError(e);
@@ -315,21 +374,34 @@ class RowOperation {
       const notOurs = await this.transferNotOurs(transferId);
       if (notOurs) return this.holdForReview(notOurs);
       if (this.mustLookUp()) {
-        const found = await this.stripeCall('reversal.lookup', STRIPE_ENDPOINTS.reversalList, () => deps.stripe.transfers.listReversals(transferId, { limit: 100 }));
+        const found = await this.stripeCall('reversal.lookup', STRIPE_ENDPOINTS.reversalList, () =>
+          deps.stripe.transfers.listReversals(transferId, { limit: 100 }),
+        );
         const existing = found.data.find((r) => r.metadata?.seller_transfer_id === row.id);
         if (existing) {
           if (existing.amount !== amount) {
             return this.holdForReview(`Stripe reversal ${existing.id} for this row differs: amount ${existing.amount} != ${amount}`);
           }
-          return this.markReversed(existing.id, existing.amount, `worker: adopted Stripe reversal ${existing.id} found by lookup`, 'adopted');
+          return this.markReversed(
+            existing.id,
+            existing.amount,
+            `worker: adopted Stripe reversal ${existing.id} found by lookup`,
+            'adopted',
+          );
         }
         if (this.exhausted) return this.giveUp();
       }
-      const reversal = await this.stripeCall('reversal.create', STRIPE_ENDPOINTS.reversalCreate, () => deps.stripe.transfers.createReversal(transferId, {
-        amount,
-        description: `reversal of seller payout ${row.id}`,
-        metadata: { seller_transfer_id: row.id, order_id: row.order_id },
-      }, { idempotencyKey: this.key('reversal') }));
+      const reversal = await this.stripeCall('reversal.create', STRIPE_ENDPOINTS.reversalCreate, () =>
+        deps.stripe.transfers.createReversal(
+          transferId,
+          {
+            amount,
+            description: `reversal of seller payout ${row.id}`,
+            metadata: { seller_transfer_id: row.id, order_id: row.order_id },
+          },
+          { idempotencyKey: this.key('reversal') },
+        ),
+      );
       return await this.markReversed(reversal.id, reversal.amount, `worker: Stripe reversal ${reversal.id} created`, 'reversed');
     } catch (e) {
       return this.afterStripeError(e);
@@ -349,7 +421,7 @@ class RowOperation {
     if (t.amount !== Number(row.amount_cents)) return `amount ${t.amount} != ${row.amount_cents}`;
     if (t.currency !== row.currency) return `currency ${t.currency} != ${row.currency}`;
     if (destination !== row.stripe_account_id) return `destination ${destination} != ${row.stripe_account_id}`;
-    const source = typeof t.source_transaction === 'string' ? t.source_transaction : t.source_transaction?.id ?? null;
+    const source = typeof t.source_transaction === 'string' ? t.source_transaction : (t.source_transaction?.id ?? null);
     if (source !== row.source_transaction) return `source_transaction ${source ?? 'none'} != ${row.source_transaction ?? 'none'}`;
     return null;
   }
@@ -361,9 +433,12 @@ class RowOperation {
    */
   private async holdForReview(message: string): Promise<TaskOutcome> {
     const { row } = this;
-    const r = await this.record<{ result: string | null }>('hold-for-review', sql('record_hold_for_review'),
-      [row.id, row.status, `${message}; held for review: Stripe moved money, the row is not given up (see docs/runbook.md#transfersheldforreview)`,
-       'worker: Stripe differs from the row; held for review']);
+    const r = await this.record<{ result: string | null }>('hold-for-review', sql('record_hold_for_review'), [
+      row.id,
+      row.status,
+      `${message}; held for review: Stripe moved money, the row is not given up (see docs/runbook.md#transfersheldforreview)`,
+      'worker: Stripe differs from the row; held for review',
+    ]);
     const newStatus = r?.result ?? null;
     if (!newStatus) return this.notRecorded('hold-for-review', { error: message });
     if (newStatus !== row.status) this.deps.onTransition?.(row.status, newStatus);
@@ -379,20 +454,26 @@ class RowOperation {
    */
   private async transferNotOurs(transferId: string): Promise<string | null> {
     const { row, deps } = this;
-    const { rows: [recorded] } = await this.db.query<{ stripe_transfer_id: string | null; transfer_recorded_by: string | null }>({
+    const {
+      rows: [recorded],
+    } = await this.db.query<{ stripe_transfer_id: string | null; transfer_recorded_by: string | null }>({
       name: 'seller-transfers-recorded-stripe-ids',
       text: sql('recorded_stripe_ids'),
       values: [row.id],
     });
     if (recorded?.transfer_recorded_by === 'worker') {
-      return recorded.stripe_transfer_id === transferId ? null
+      return recorded.stripe_transfer_id === transferId
+        ? null
         : `the row names Stripe transfer ${transferId}, but the worker recorded ${recorded.stripe_transfer_id} for it`;
     }
     let transfer: Stripe.Transfer;
     try {
-      transfer = await this.stripeCall('transfer.retrieve', STRIPE_ENDPOINTS.transferRetrieve, () => deps.stripe.transfers.retrieve(transferId));
+      transfer = await this.stripeCall('transfer.retrieve', STRIPE_ENDPOINTS.transferRetrieve, () =>
+        deps.stripe.transfers.retrieve(transferId),
+      );
     } catch (e) {
-      if (e instanceof StripeCallFailed && (e.original as { statusCode?: number }).statusCode === 404) return `Stripe has no transfer ${transferId}`;
+      if (e instanceof StripeCallFailed && (e.original as { statusCode?: number }).statusCode === 404)
+        return `Stripe has no transfer ${transferId}`;
       throw e;
     }
     const owner = transfer.metadata?.seller_transfer_id;
@@ -409,21 +490,30 @@ class RowOperation {
   private async notRecorded(operation: string, what: Record<string, unknown>): Promise<TaskOutcome> {
     const { row } = this;
     this.deps.onOutcomeNotRecorded?.(operation);
-    const { rows: [now] } = await this.db.query<{ status: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null }>({
+    const {
+      rows: [now],
+    } = await this.db.query<{ status: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null }>({
       name: 'seller-transfers-row-now',
       text: sql('row_now'),
       values: [row.id],
     });
-    this.log.error({ ...what, operation, statusNow: now?.status ?? 'missing' },
-      `the database did not record the worker's outcome: seller transfer ${row.id} moved from ${row.status} meanwhile`);
+    this.log.error(
+      { ...what, operation, statusNow: now?.status ?? 'missing' },
+      `the database did not record the worker's outcome: seller transfer ${row.id} moved from ${row.status} meanwhile`,
+    );
     if (now) {
       const held = await this.db.query<{ result: string | null }>({
         name: 'seller-transfers-hold-not-recorded',
         text: sql('hold_not_recorded'),
-        values: [row.id, now.status, `outcome not recorded (${operation}: ${JSON.stringify(what)}): the row moved from ${row.status} to ${now.status} meanwhile; held for review`,
-          'worker: outcome not recorded; held for review'],
+        values: [
+          row.id,
+          now.status,
+          `outcome not recorded (${operation}: ${JSON.stringify(what)}): the row moved from ${row.status} to ${now.status} meanwhile; held for review`,
+          'worker: outcome not recorded; held for review',
+        ],
       });
-      if (held.rows[0]?.result) this.log.error({ heldIn: held.rows[0].result }, 'held for review: see docs/runbook.md#transfersheldforreview');
+      if (held.rows[0]?.result)
+        this.log.error({ heldIn: held.rows[0].result }, 'held for review: see docs/runbook.md#transfersheldforreview');
     }
     return 'not_recorded';
   }
@@ -436,9 +526,18 @@ class RowOperation {
     return outcome;
   }
 
-  private async markReversed(stripeReversalId: string, amount: number, reason: string, outcome: 'reversed' | 'adopted'): Promise<TaskOutcome> {
-    const r = await this.record<{ result: boolean }>('mark-reversed', sql('record_reversed'),
-      [this.row.id, stripeReversalId, amount, reason]);
+  private async markReversed(
+    stripeReversalId: string,
+    amount: number,
+    reason: string,
+    outcome: 'reversed' | 'adopted',
+  ): Promise<TaskOutcome> {
+    const r = await this.record<{ result: boolean }>('mark-reversed', sql('record_reversed'), [
+      this.row.id,
+      stripeReversalId,
+      amount,
+      reason,
+    ]);
     if (!r?.result) return this.notRecorded('mark-reversed', { stripeReversalId, amount });
     this.deps.onTransition?.(this.row.status, 'reversed');
     this.log.info({ stripeReversalId, amount }, reason);
@@ -450,8 +549,15 @@ class RowOperation {
     const delay = retryDelaySeconds(this.deps.policy, row.retry_count + 1, failure.kind);
     const retryAt = delay === null ? null : new Date(Date.now() + delay * 1000);
     const reason = `worker: ${failure.kind}: ${failure.message}`.slice(0, 500);
-    const r = await this.record<{ result: string | null }>('record-failure', sql('record_failure'),
-      [row.id, row.status, failure.message, retryAt, reason, needsNewKey(failure.kind), failure.kind === 'unanswered']);
+    const r = await this.record<{ result: string | null }>('record-failure', sql('record_failure'), [
+      row.id,
+      row.status,
+      failure.message,
+      retryAt,
+      reason,
+      needsNewKey(failure.kind),
+      failure.kind === 'unanswered',
+    ]);
     const newStatus = r?.result ?? null;
     if (!newStatus) return this.notRecorded('record-failure', { failure: failure.kind, error: failure.message });
     this.deps.onTransition?.(row.status, newStatus);

@@ -33,10 +33,14 @@ order by 1`;
 export async function catalogSnapshot(url: string, schemas: string[] = ['marketplace', 'graphile_worker']): Promise<string[]> {
   return withConnection(url, async (c) => {
     const { rows } = await c.query<{ line: string }>(SNAPSHOT, [schemas]);
-    const data = await c.query<{ line: string }>(`
+    const data = await c
+      .query<{ line: string }>(
+        `
       select format('status %s', row_to_json(s)) as line from marketplace.seller_transfer_statuses s
       union all select format('transition %s', row_to_json(t)) from marketplace.seller_transfer_transitions t
-      order by 1`).catch(() => ({ rows: [] as Array<{ line: string }> }));
+      order by 1`,
+      )
+      .catch(() => ({ rows: [] as Array<{ line: string }> }));
     return [...rows.map((r) => r.line), ...data.rows.map((r) => r.line)];
   });
 }

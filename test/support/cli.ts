@@ -5,23 +5,32 @@ import type pg from 'pg';
 import { expect } from 'vitest';
 import { projectRoot } from '../../src/paths/project.ts';
 
-export interface CliRun { code: number; stdout: string; stderr: string }
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 export function runCli(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 60_000): Promise<CliRun> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'silent', NODE_ENV: 'test', ...env };
   for (const [k, v] of Object.entries(childEnv)) if (v === undefined) delete childEnv[k];
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [path.join(projectRoot, 'bin/seller-transfers.js'), ...args], { cwd: projectRoot, env: childEnv, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+    execFile(
+      process.execPath,
+      [path.join(projectRoot, 'bin/seller-transfers.js'), ...args],
+      { cwd: projectRoot, env: childEnv, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
         if (err && typeof err.code !== 'number') return reject(err);
         resolve({ code: typeof err?.code === 'number' ? err.code : 0, stdout, stderr });
-      });
+      },
+    );
   });
 }
 
 /** A CLI bound to one database: `cli(db.url)('show', id)`. Stripe settings unset unless given. */
 export function cliFor(databaseUrl: () => string, extraEnv: Record<string, string | undefined> = {}) {
-  return (...args: string[]) => runCli(args, { DATABASE_URL: databaseUrl(), STRIPE_SECRET_KEY: undefined, STRIPE_API_BASE: undefined, ...extraEnv });
+  return (...args: string[]) =>
+    runCli(args, { DATABASE_URL: databaseUrl(), STRIPE_SECRET_KEY: undefined, STRIPE_API_BASE: undefined, ...extraEnv });
 }
 
 /** The failure contract: non-zero exit, exactly one line on stderr (matching `message`), nothing on stdout. */

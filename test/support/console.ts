@@ -11,21 +11,59 @@ import type { StripeMode } from '../../src/config.ts';
 export const VIEWER = { name: 'vera', password: 'viewer-password-1' };
 export const OPERATOR = { name: 'otto', password: 'operator-password-1' };
 
-export interface TestConsole extends ConsoleApp { url: string; db: ConsoleDb; logs: Array<Record<string, unknown>>; close(): Promise<void> }
+export interface TestConsole extends ConsoleApp {
+  url: string;
+  db: ConsoleDb;
+  logs: Array<Record<string, unknown>>;
+  close(): Promise<void>;
+}
 
-export async function startTestConsole(databaseUrl: string, opts: { stripeMode?: StripeMode; bulkMax?: number; loginMaxFailures?: number; trustProxy?: false | string[]; loginFirstDelayMs?: number } = {}): Promise<TestConsole> {
+export async function startTestConsole(
+  databaseUrl: string,
+  opts: {
+    stripeMode?: StripeMode;
+    bulkMax?: number;
+    loginMaxFailures?: number;
+    trustProxy?: false | string[];
+    loginFirstDelayMs?: number;
+  } = {},
+): Promise<TestConsole> {
   const users: ConsoleUser[] = [
     { name: VIEWER.name, role: 'viewer', hash: hashPassword(VIEWER.password) },
     { name: OPERATOR.name, role: 'operator', hash: hashPassword(OPERATOR.password) },
   ];
   const logs: Array<Record<string, unknown>> = [];
-  const sink = new Writable({ write(chunk: Buffer, _enc, done) { for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line)); done(); } });
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line));
+      done();
+    },
+  });
   const logger = pino({ level: 'info' }, sink);
   const db = await openConsoleDb(databaseUrl);
-  const built = await buildConsoleApp({ db, users, logger, stripeMode: opts.stripeMode ?? 'test', secureCookies: false, sessionMinutes: 60,
-    bulkMax: opts.bulkMax ?? 100, loginMaxFailures: opts.loginMaxFailures ?? 5, loopbackOnly: true,
-    trustProxy: opts.trustProxy ?? false, loginFirstDelayMs: opts.loginFirstDelayMs ?? 20 });
+  const built = await buildConsoleApp({
+    db,
+    users,
+    logger,
+    stripeMode: opts.stripeMode ?? 'test',
+    secureCookies: false,
+    sessionMinutes: 60,
+    bulkMax: opts.bulkMax ?? 100,
+    loginMaxFailures: opts.loginMaxFailures ?? 5,
+    loopbackOnly: true,
+    trustProxy: opts.trustProxy ?? false,
+    loginFirstDelayMs: opts.loginFirstDelayMs ?? 20,
+  });
   await built.app.listen({ host: '127.0.0.1', port: 0 });
   const url = `http://127.0.0.1:${(built.app.server.address() as AddressInfo).port}`;
-  return { ...built, url, db, logs, close: async () => { await built.app.close(); await db.close(); } };
+  return {
+    ...built,
+    url,
+    db,
+    logs,
+    close: async () => {
+      await built.app.close();
+      await db.close();
+    },
+  };
 }

@@ -27,7 +27,10 @@ async function binaries(major: number): Promise<{ initdb: string; postgres: stri
 function runAs(): { uid?: number; gid?: number } {
   if (process.getuid?.() !== 0) return {};
   try {
-    return { uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })) };
+    return {
+      uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })),
+      gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })),
+    };
   } catch {
     execFileSync('useradd', ['--system', '--user-group', 'postgres']);
     return runAs();
@@ -54,7 +57,11 @@ export async function startEmbeddedMajor(major: number): Promise<{ adminUrl: str
   if (ids.uid !== undefined) await chown(data, ids.uid, ids.gid!);
   await run(bin.initdb, [`--pgdata=${data}`, '--username=postgres', '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync'], ids);
   const port = await freePort();
-  const server = spawn(bin.postgres, ['-D', data, '-p', String(port), '-k', data, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'], { ...ids, stdio: 'ignore' });
+  const server = spawn(
+    bin.postgres,
+    ['-D', data, '-p', String(port), '-k', data, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'],
+    { ...ids, stdio: 'ignore' },
+  );
   const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
   const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
   for (let i = 0; ; i++) {

@@ -28,7 +28,12 @@ export function pathTo(target: Status): Status[] {
   while (queue.length) {
     const s = queue.shift()!;
     if (s === target) break;
-    for (const n of LEGAL_MOVES[s]) if (!seen.has(n)) { seen.add(n); prev.set(n, s); queue.push(n); }
+    for (const n of LEGAL_MOVES[s])
+      if (!seen.has(n)) {
+        seen.add(n);
+        prev.set(n, s);
+        queue.push(n);
+      }
   }
   const path: Status[] = [target];
   while (path[0] !== 'pending') {
@@ -54,7 +59,11 @@ export const MOVE_OWNERS: Readonly<Record<string, readonly Authority[]>> = {
 };
 
 /** What a plain UPDATE of status by `authority` ('owner': the table owner) gets: accepted, the matrix's refusal, or the owner's. */
-export function expectedMove(authority: Authority | 'owner', from: string, to: string): 'accepted' | 'seller_transfer_status_transition' | 'seller_transfer_move_owner' {
+export function expectedMove(
+  authority: Authority | 'owner',
+  from: string,
+  to: string,
+): 'accepted' | 'seller_transfer_status_transition' | 'seller_transfer_move_owner' {
   if (!expectedAllowed(from, to)) return 'seller_transfer_status_transition';
   if (from === to || authority === 'owner') return 'accepted';
   return MOVE_OWNERS[`${from}>${to}`]!.includes(authority) ? 'accepted' : 'seller_transfer_move_owner';

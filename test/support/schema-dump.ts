@@ -11,7 +11,9 @@ export const SCHEMA_DUMP_FILE = path.join(projectRoot, 'migrations', 'schema.sql
 export const SCHEMA_DUMP_MAJOR = 15;
 
 export async function serverMajor(url: string): Promise<number> {
-  return withConnection(url, async (c) => Math.floor(Number((await c.query<{ v: string }>("select current_setting('server_version_num') as v")).rows[0]!.v) / 10_000));
+  return withConnection(url, async (c) =>
+    Math.floor(Number((await c.query<{ v: string }>("select current_setting('server_version_num') as v")).rows[0]!.v) / 10_000),
+  );
 }
 
 /** The dump's first line names the PostgreSQL major it was generated on: deparsed SQL may differ between majors. */
@@ -27,8 +29,8 @@ export async function renderSchemaDump(url: string): Promise<string> {
   const header = [
     `-- generated on PostgreSQL ${major} by \`npm run schema:dump\` from a database migrated from scratch; do not edit.`,
     '-- The marketplace schema as migrations/committed/ leaves it: tables with their constraints, indexes,',
-    '-- triggers and comments; views; every function as it is now; grants; the state machine\'s rows.',
-    '-- A migration changes this file: commit both, so the review shows the migration\'s effect.',
+    "-- triggers and comments; views; every function as it is now; grants; the state machine's rows.",
+    "-- A migration changes this file: commit both, so the review shows the migration's effect.",
   ].join('\n');
   return `${header}\n\n${rows.map((r) => r.body).join('\n\n')}\n`;
 }

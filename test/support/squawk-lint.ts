@@ -7,9 +7,23 @@ import { promisify } from 'node:util';
 import JSON5 from 'json5';
 import { projectRoot } from '../../src/paths/project.ts';
 
-export interface Finding { file: string; line: number; rule: string; message: string }
-export interface BaselineEntry { file: string; rule: string; count: number; reason: string }
-export interface LintResult { findings: Finding[]; unjustified: Finding[]; stale: string[] }
+export interface Finding {
+  file: string;
+  line: number;
+  rule: string;
+  message: string;
+}
+export interface BaselineEntry {
+  file: string;
+  rule: string;
+  count: number;
+  reason: string;
+}
+export interface LintResult {
+  findings: Finding[];
+  unjustified: Finding[];
+  stale: string[];
+}
 
 const run = promisify(execFile);
 // The squawk binary from its platform package (`@squawk-cli/linux-x64`, pinned as an optional
@@ -19,7 +33,9 @@ const squawkBin = path.join(projectRoot, 'node_modules', '@squawk-cli', `${proce
 
 /** migrations/committed/*.sql, and migrations/current.sql when it holds anything. */
 export async function migrationFiles(): Promise<string[]> {
-  const committed = (await readdir(path.join(projectRoot, 'migrations', 'committed'))).filter((f) => f.endsWith('.sql')).sort()
+  const committed = (await readdir(path.join(projectRoot, 'migrations', 'committed')))
+    .filter((f) => f.endsWith('.sql'))
+    .sort()
     .map((f) => path.join('migrations', 'committed', f));
   const current = path.join('migrations', 'current.sql');
   const body = await readFile(path.join(projectRoot, current), 'utf8').catch(() => '');
@@ -30,12 +46,18 @@ export async function squawk(files: string[], inTransaction: boolean): Promise<F
   if (!files.length) return [];
   const args = ['--reporter', 'json', ...(inTransaction ? [] : ['--no-assume-in-transaction']), ...files];
   // squawk exits 1 when it finds anything; its report is on stdout either way.
-  const { stdout } = await run(squawkBin, args, { cwd: projectRoot, maxBuffer: 64 << 20 }).catch((e: { stdout?: string; code?: number; stderr?: string }) => {
-    if (e.code === 1 && e.stdout) return { stdout: e.stdout };
-    throw new Error(`squawk failed: ${e.stderr ?? String(e)}`);
-  });
-  return (JSON.parse(stdout) as Array<{ file: string; line: number; rule_name: string; message: string }>)
-    .map((f) => ({ file: path.basename(f.file), line: f.line, rule: f.rule_name, message: f.message }));
+  const { stdout } = await run(squawkBin, args, { cwd: projectRoot, maxBuffer: 64 << 20 }).catch(
+    (e: { stdout?: string; code?: number; stderr?: string }) => {
+      if (e.code === 1 && e.stdout) return { stdout: e.stdout };
+      throw new Error(`squawk failed: ${e.stderr ?? String(e)}`);
+    },
+  );
+  return (JSON.parse(stdout) as Array<{ file: string; line: number; rule_name: string; message: string }>).map((f) => ({
+    file: path.basename(f.file),
+    line: f.line,
+    rule: f.rule_name,
+    message: f.message,
+  }));
 }
 
 export async function readBaseline(): Promise<BaselineEntry[]> {
@@ -47,8 +69,14 @@ export async function lintMigrations(): Promise<LintResult> {
   const noTx = new Set<string>();
   for (const f of files) if (/^--! no-transaction\b/m.test(await readFile(path.join(projectRoot, f), 'utf8'))) noTx.add(f);
   const findings = [
-    ...(await squawk(files.filter((f) => !noTx.has(f)), true)),
-    ...(await squawk(files.filter((f) => noTx.has(f)), false)),
+    ...(await squawk(
+      files.filter((f) => !noTx.has(f)),
+      true,
+    )),
+    ...(await squawk(
+      files.filter((f) => noTx.has(f)),
+      false,
+    )),
   ];
   const baseline = await readBaseline();
   const unjustified: Finding[] = [];

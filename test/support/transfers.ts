@@ -44,8 +44,10 @@ export async function transferIn(db: Queryable, status: Status): Promise<string>
     if (step === 'completed') {
       await db.query(`select marketplace.mark_seller_transfer_paid($1, $2, '')`, [id, `tr_${id.replaceAll('-', '')}`]);
     } else if (step === 'reversed') {
-      await db.query(`select marketplace.mark_seller_transfer_reversed(t.id, $2, t.amount_cents, '') from marketplace.seller_transfers t where t.id = $1`,
-        [id, `trr_${id.replaceAll('-', '')}`]);
+      await db.query(
+        `select marketplace.mark_seller_transfer_reversed(t.id, $2, t.amount_cents, '') from marketplace.seller_transfers t where t.id = $1`,
+        [id, `trr_${id.replaceAll('-', '')}`],
+      );
     } else {
       await setStatus(db, id, step);
     }
@@ -64,7 +66,13 @@ export async function statusOf(db: Queryable, id: string): Promise<string> {
   return rows[0]!.status;
 }
 
-export interface HistoryRow { from_status: string | null; to_status: string; actor: string; reason: string | null; application_name: string | null }
+export interface HistoryRow {
+  from_status: string | null;
+  to_status: string;
+  actor: string;
+  reason: string | null;
+  application_name: string | null;
+}
 
 export async function historyOf(db: Queryable, id: string): Promise<HistoryRow[]> {
   const { rows } = await db.query<HistoryRow>(
@@ -88,17 +96,25 @@ export async function pgError(fn: () => Promise<unknown>): Promise<pg.DatabaseEr
 export async function asRole<T>(pool: pg.Pool, role: string | null, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   try {
-    return await inTransaction(client, async () => {
-      if (role) await client.query(`set local role ${role}`);
-      return fn(client);
-    }, { rollback: true });
+    return await inTransaction(
+      client,
+      async () => {
+        if (role) await client.query(`set local role ${role}`);
+        return fn(client);
+      },
+      { rollback: true },
+    );
   } finally {
     client.release();
   }
 }
 
 /** Runs `fn` as `role` (SET LOCAL ROLE; null: the pool's own) in a transaction it commits; returns the database error (rolled back) or null. */
-export async function committedAs(pool: pg.Pool, role: string | null, fn: (c: pg.PoolClient) => Promise<unknown>): Promise<pg.DatabaseError | null> {
+export async function committedAs(
+  pool: pg.Pool,
+  role: string | null,
+  fn: (c: pg.PoolClient) => Promise<unknown>,
+): Promise<pg.DatabaseError | null> {
   const client = await pool.connect();
   try {
     await inTransaction(client, async () => {

@@ -37,15 +37,36 @@ export const FAST_ENV: Record<string, string> = {
 };
 
 export async function startTestWorker(databaseUrl: string, sim: StripeSimulator, env: Record<string, string> = {}): Promise<WorkerHandle> {
-  const config = loadConfig({ ...FAST_ENV, WORKER_CONCURRENCY: '5', ...env, DATABASE_URL: databaseUrl, STRIPE_SECRET_KEY: TEST_STRIPE_KEY, STRIPE_API_BASE: sim.url });
-  return startWorker({ config, logger: createLogger(config.LOG_LEVEL), databaseUrl, stripe: { secretKey: TEST_STRIPE_KEY, apiBase: sim.url, timeoutMs: config.STRIPE_TIMEOUT_MS } });
+  const config = loadConfig({
+    ...FAST_ENV,
+    WORKER_CONCURRENCY: '5',
+    ...env,
+    DATABASE_URL: databaseUrl,
+    STRIPE_SECRET_KEY: TEST_STRIPE_KEY,
+    STRIPE_API_BASE: sim.url,
+  });
+  return startWorker({
+    config,
+    logger: createLogger(config.LOG_LEVEL),
+    databaseUrl,
+    stripe: { secretKey: TEST_STRIPE_KEY, apiBase: sim.url, timeoutMs: config.STRIPE_TIMEOUT_MS },
+  });
 }
 
 /** `seller-transfers worker` as a real child process (what kill -9 tests need). */
 export function spawnWorker(databaseUrl: string, simUrl: string, env: Record<string, string> = {}): ChildProcess {
   const child = spawn(process.execPath, [path.join(projectRoot, 'bin/seller-transfers.js'), 'worker', '--no-migrate'], {
     cwd: projectRoot,
-    env: { ...process.env, ...FAST_ENV, WORKER_CONCURRENCY: '5', ...env, DATABASE_URL: databaseUrl, STRIPE_SECRET_KEY: TEST_STRIPE_KEY, STRIPE_API_BASE: simUrl, NODE_ENV: 'test' },
+    env: {
+      ...process.env,
+      ...FAST_ENV,
+      WORKER_CONCURRENCY: '5',
+      ...env,
+      DATABASE_URL: databaseUrl,
+      STRIPE_SECRET_KEY: TEST_STRIPE_KEY,
+      STRIPE_API_BASE: simUrl,
+      NODE_ENV: 'test',
+    },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   child.stderr?.on('data', (d: Buffer) => process.stderr.write(`[worker ${child.pid}] ${d}`));
@@ -60,10 +81,14 @@ export async function killHard(child: ChildProcess): Promise<void> {
 }
 
 export async function waitForStatus(pool: pg.Pool, id: string, statuses: string[], timeoutMs = 30_000): Promise<string> {
-  return waitFor(`transfer ${id} to reach ${statuses.join('|')}`, async () => {
-    const { rows } = await pool.query<{ status: string }>('select status from marketplace.seller_transfers where id = $1', [id]);
-    return rows[0] && statuses.includes(rows[0].status) ? rows[0].status : undefined;
-  }, timeoutMs);
+  return waitFor(
+    `transfer ${id} to reach ${statuses.join('|')}`,
+    async () => {
+      const { rows } = await pool.query<{ status: string }>('select status from marketplace.seller_transfers where id = $1', [id]);
+      return rows[0] && statuses.includes(rows[0].status) ? rows[0].status : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 /**
@@ -85,8 +110,14 @@ export async function expectDatabaseMatchesLedger(pool: pg.Pool, sim: StripeSimu
   for (const [row, entries] of transfersByRow) expect(entries.length, `Stripe transfers for row ${row}`).toBe(1);
   for (const [row, entries] of reversalsByRow) expect(entries.length, `Stripe reversals for row ${row}`).toBe(1);
 
-  const { rows } = await pool.query<{ id: string; status: string; amount_cents: string; stripe_transfer_id: string | null; stripe_reversal_id: string | null; reversal_amount_cents: string | null }>(
-    'select id, status, amount_cents, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents from marketplace.seller_transfers');
+  const { rows } = await pool.query<{
+    id: string;
+    status: string;
+    amount_cents: string;
+    stripe_transfer_id: string | null;
+    stripe_reversal_id: string | null;
+    reversal_amount_cents: string | null;
+  }>('select id, status, amount_cents, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents from marketplace.seller_transfers');
   const byId = new Map(rows.map((r) => [r.id, r]));
   for (const e of transfers) {
     const row = byId.get(e.metadata.seller_transfer_id!);

@@ -28,14 +28,16 @@ export function registerActionPages(app: FastifyInstance, o: ConsoleOptions): vo
       const reason = field(body, 'reason');
       const amountText = field(body, 'amount');
       const user = request.session!.user;
-      if (!isUuid(rawId)) return problem(request, reply, 404, 'Not found', `"${rawId.slice(0, 60)}" is not a seller transfer id; nothing was done.`, '/');
+      if (!isUuid(rawId))
+        return problem(request, reply, 404, 'Not found', `"${rawId.slice(0, 60)}" is not a seller transfer id; nothing was done.`, '/');
       const id = rawId.toLowerCase();
       if (!ACTIONS.includes(action)) return problem(request, reply, 400, 'Refused', 'Unknown action; nothing was done.', back);
       let t;
       try {
         t = await readSnapshot(o.db, (c) => transferDetail(c, id));
       } catch (e) {
-        if (e instanceof TransferNotFound) return problem(request, reply, 404, 'Not found', `No seller transfer ${id}; nothing was done.`, '/');
+        if (e instanceof TransferNotFound)
+          return problem(request, reply, 404, 'Not found', `No seller transfer ${id}; nothing was done.`, '/');
         throw e;
       }
       let amountCents: string | undefined;
@@ -44,13 +46,26 @@ export function registerActionPages(app: FastifyInstance, o: ConsoleOptions): vo
         if ('error' in parsed) return problem(request, reply, 400, 'Refused', `Amount ${parsed.error}; nothing was done.`, back);
         amountCents = parsed.minor;
       }
-      const logged = { request_id: request.id, actor: user, role: request.session!.role, action, transfer_id: id, reason, amount_cents: amountCents ?? null };
+      const logged = {
+        request_id: request.id,
+        actor: user,
+        role: request.session!.role,
+        action,
+        transfer_id: id,
+        reason,
+        amount_cents: amountCents ?? null,
+      };
       try {
         const result = await runConsoleAction(o.db, { action, id, reason, amountCents, user, commit: step === 'act' });
         if (step === 'preview') {
           const reversed = action === 'reverse' ? Number(amountCents ?? t.amount_cents) : null;
           return page(request, reply, 'confirm', {
-            title: `Confirm: ${action}`, t, action, reason, amountText, result,
+            title: `Confirm: ${action}`,
+            t,
+            action,
+            reason,
+            amountText,
+            result,
             reversedText: reversed === null ? null : formatMinor(reversed, t.currency, t.currency_exponent),
             remainingText: reversed === null ? null : formatMinor(Number(t.amount_cents) - reversed, t.currency, t.currency_exponent),
           });

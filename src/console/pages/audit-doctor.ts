@@ -13,15 +13,43 @@ export function registerAuditDoctorPages(app: FastifyInstance, o: ConsoleOptions
     const sinceText = typeof raw === 'string' && raw.trim() ? raw.trim() : '';
     const since = sinceText ? new Date(sinceText) : new Date(Date.now() - 24 * 3600_000);
     if (Number.isNaN(since.getTime()) || (sinceText && !/^\d{4}-\d{2}-\d{2}/.test(sinceText))) {
-      return page(request, reply, 'audit', { title: 'Audit', since: sinceText, problems: [], total: 0, transfers: 0, limit: AUDIT_LIST_LIMIT, note: null, error: `since: expected a date such as 2025-01-31, got "${sinceText.slice(0, 40)}"` }, 400);
+      return page(
+        request,
+        reply,
+        'audit',
+        {
+          title: 'Audit',
+          since: sinceText,
+          problems: [],
+          total: 0,
+          transfers: 0,
+          limit: AUDIT_LIST_LIMIT,
+          note: null,
+          error: `since: expected a date such as 2025-01-31, got "${sinceText.slice(0, 40)}"`,
+        },
+        400,
+      );
     }
     const { problems, unrecordedFacts } = await readSnapshot(o.db, (c) => auditFindings(c, since));
-    return page(request, reply, 'audit', { title: 'Audit', since: since.toISOString(), problems: problems.slice(0, AUDIT_LIST_LIMIT), total: problems.length, note: unrecordedFactsNote(unrecordedFacts),
-      transfers: new Set(problems.map((p) => p.transfer_id)).size, limit: AUDIT_LIST_LIMIT, error: null });
+    return page(request, reply, 'audit', {
+      title: 'Audit',
+      since: since.toISOString(),
+      problems: problems.slice(0, AUDIT_LIST_LIMIT),
+      total: problems.length,
+      note: unrecordedFactsNote(unrecordedFacts),
+      transfers: new Set(problems.map((p) => p.transfer_id)).size,
+      limit: AUDIT_LIST_LIMIT,
+      error: null,
+    });
   });
 
   app.get('/doctor', async (request, reply) => {
     const checks = await readSnapshot(o.db, (c) => doctorChecks(c));
-    return page(request, reply, 'doctor', { title: 'Doctor', checks, problems: checks.filter((c) => c.status === 'problem').length, warnings: checks.filter((c) => c.status === 'warn').length });
+    return page(request, reply, 'doctor', {
+      title: 'Doctor',
+      checks,
+      problems: checks.filter((c) => c.status === 'problem').length,
+      warnings: checks.filter((c) => c.status === 'warn').length,
+    });
   });
 }

@@ -8,7 +8,13 @@ import type { ConsoleOptions } from '../options.ts';
 import { isUuid } from '../../db/connection.ts';
 import { page, problem } from '../render.ts';
 
-interface Outcome { id: string; ok: boolean; from: string | null; to: string | null; message: string | null }
+interface Outcome {
+  id: string;
+  ok: boolean;
+  from: string | null;
+  to: string | null;
+  message: string | null;
+}
 
 function ids(body: Record<string, unknown>): string[] {
   const raw = body['ids'];
@@ -24,14 +30,47 @@ export function registerBulkPages(app: FastifyInstance, o: ConsoleOptions): void
       const reason = typeof body['reason'] === 'string' ? body['reason'].trim() : '';
       const selected = ids(body);
       const user = request.session!.user;
-      if (action !== 'retry' && action !== 'fail') return problem(request, reply, 400, 'Refused', 'Bulk actions are retry or fail; nothing was done.', '/transfers');
-      if (!selected.length) return problem(request, reply, 400, 'Refused', 'No transfer selected: tick the rows to act on; nothing was done.', '/transfers');
-      if (selected.length > o.bulkMax) return problem(request, reply, 400, 'Refused', `${selected.length} transfers selected; at most ${o.bulkMax} at once (CONSOLE_BULK_MAX); nothing was done.`, '/transfers');
+      if (action !== 'retry' && action !== 'fail')
+        return problem(request, reply, 400, 'Refused', 'Bulk actions are retry or fail; nothing was done.', '/transfers');
+      if (!selected.length)
+        return problem(request, reply, 400, 'Refused', 'No transfer selected: tick the rows to act on; nothing was done.', '/transfers');
+      if (selected.length > o.bulkMax)
+        return problem(
+          request,
+          reply,
+          400,
+          'Refused',
+          `${selected.length} transfers selected; at most ${o.bulkMax} at once (CONSOLE_BULK_MAX); nothing was done.`,
+          '/transfers',
+        );
       const bad = selected.find((id) => !isUuid(id));
-      if (bad) return problem(request, reply, 400, 'Refused', `"${bad.slice(0, 60)}" is not a seller transfer id; nothing was done.`, '/transfers');
-      if (!reason) return problem(request, reply, 400, 'Refused', 'A reason is required: say why (it is recorded in the history); nothing was done.', '/transfers');
+      if (bad)
+        return problem(
+          request,
+          reply,
+          400,
+          'Refused',
+          `"${bad.slice(0, 60)}" is not a seller transfer id; nothing was done.`,
+          '/transfers',
+        );
+      if (!reason)
+        return problem(
+          request,
+          reply,
+          400,
+          'Refused',
+          'A reason is required: say why (it is recorded in the history); nothing was done.',
+          '/transfers',
+        );
       if (step === 'act' && String(body['confirm_count'] ?? '') !== String(selected.length)) {
-        return problem(request, reply, 400, 'Refused', `The confirmation was for ${String(body['confirm_count'] ?? 'no')} transfers, the request has ${selected.length}; nothing was done.`, '/transfers');
+        return problem(
+          request,
+          reply,
+          400,
+          'Refused',
+          `The confirmation was for ${String(body['confirm_count'] ?? 'no')} transfers, the request has ${selected.length}; nothing was done.`,
+          '/transfers',
+        );
       }
       const outcomes: Outcome[] = [];
       for (const id of selected) {
@@ -44,11 +83,28 @@ export function registerBulkPages(app: FastifyInstance, o: ConsoleOptions): void
         }
       }
       if (step === 'act') {
-        o.logger.info({ request_id: request.id, actor: user, role: request.session!.role, action, reason, transfer_ids: selected,
-          done: outcomes.filter((x) => x.ok).length, refused: outcomes.filter((x) => !x.ok).map((x) => ({ id: x.id, why: x.message })) }, 'console: bulk action done');
+        o.logger.info(
+          {
+            request_id: request.id,
+            actor: user,
+            role: request.session!.role,
+            action,
+            reason,
+            transfer_ids: selected,
+            done: outcomes.filter((x) => x.ok).length,
+            refused: outcomes.filter((x) => !x.ok).map((x) => ({ id: x.id, why: x.message })),
+          },
+          'console: bulk action done',
+        );
       }
-      return page(request, reply, 'bulk', { title: step === 'act' ? `Bulk ${action}: done` : `Confirm bulk ${action}`, step, action, reason, outcomes,
-        ok: outcomes.filter((x) => x.ok).length });
+      return page(request, reply, 'bulk', {
+        title: step === 'act' ? `Bulk ${action}: done` : `Confirm bulk ${action}`,
+        step,
+        action,
+        reason,
+        outcomes,
+        ok: outcomes.filter((x) => x.ok).length,
+      });
     });
   }
 }

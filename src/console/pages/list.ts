@@ -11,7 +11,10 @@ import { namedQueries } from '../../db/named-queries.ts';
 
 const sql = namedQueries('src/console/queries.sql');
 
-interface StatusRow { status: string; worker_task: string | null }
+interface StatusRow {
+  status: string;
+  worker_task: string | null;
+}
 
 export function registerListPages(app: FastifyInstance, o: ConsoleOptions): void {
   app.get('/transfers', async (request, reply) => {
@@ -20,10 +23,19 @@ export function registerListPages(app: FastifyInstance, o: ConsoleOptions): void
       const statuses = (await c.query<StatusRow>(sql('status_names'))).rows;
       let list;
       try {
-        list = parseListQuery(q, statuses.map((s) => s.status));
+        list = parseListQuery(
+          q,
+          statuses.map((s) => s.status),
+        );
       } catch (e) {
         if (!(e instanceof BadFilter)) throw e;
-        return page(request, reply, 'list', { title: 'Transfers', statuses, list: null, filters: q, rows: [], next: null, error: e.message, bulkMax: o.bulkMax }, 400);
+        return page(
+          request,
+          reply,
+          'list',
+          { title: 'Transfers', statuses, list: null, filters: q, rows: [], next: null, error: e.message, bulkMax: o.bulkMax },
+          400,
+        );
       }
       // "Longest due" only means something where the worker has work.
       const overdue = list.order === 'overdue' && statuses.some((s) => s.status === list.status && s.worker_task);
@@ -32,7 +44,16 @@ export function registerListPages(app: FastifyInstance, o: ConsoleOptions): void
       const shown = rows.slice(0, PAGE_SIZE);
       const last = shown.at(-1);
       const next = more && last ? encodeCursor(overdue ? last['due_since'] : last['created_at'], last['id']) : null;
-      return page(request, reply, 'list', { title: `Transfers: ${list.status}`, statuses, list: { ...list, overdue }, filters: q, rows: shown, next, error: null, bulkMax: o.bulkMax });
+      return page(request, reply, 'list', {
+        title: `Transfers: ${list.status}`,
+        statuses,
+        list: { ...list, overdue },
+        filters: q,
+        rows: shown,
+        next,
+        error: null,
+        bulkMax: o.bulkMax,
+      });
     });
   });
 
@@ -41,12 +62,33 @@ export function registerListPages(app: FastifyInstance, o: ConsoleOptions): void
     const term = typeof raw === 'string' ? raw.trim() : '';
     let found: Array<{ id: string; status: string }> = [];
     if (isUuid(term)) found = await readSnapshot(o.db, async (c) => (await c.query(sql('find'), [term.toLowerCase()])).rows);
-    else if (/^trr?_[A-Za-z0-9]+$/.test(term)) found = await readSnapshot(o.db, async (c) => (await c.query(sql('find_stripe'), [term])).rows);
-    else if (/^acct_[A-Za-z0-9]+$/.test(term)) return reply.redirect(`/transfers?status=completed&account=${encodeURIComponent(term)}`, 303);
+    else if (/^trr?_[A-Za-z0-9]+$/.test(term))
+      found = await readSnapshot(o.db, async (c) => (await c.query(sql('find_stripe'), [term])).rows);
+    else if (/^acct_[A-Za-z0-9]+$/.test(term))
+      return reply.redirect(`/transfers?status=completed&account=${encodeURIComponent(term)}`, 303);
     else {
-      return page(request, reply, 'find', { title: 'Find', term, found: [], error: term ? `"${term.slice(0, 80)}" is not a transfer id, order id, tr_…, trr_… or acct_… id` : 'Type a transfer id, order id, tr_…, trr_… or acct_… id' }, 400);
+      return page(
+        request,
+        reply,
+        'find',
+        {
+          title: 'Find',
+          term,
+          found: [],
+          error: term
+            ? `"${term.slice(0, 80)}" is not a transfer id, order id, tr_…, trr_… or acct_… id`
+            : 'Type a transfer id, order id, tr_…, trr_… or acct_… id',
+        },
+        400,
+      );
     }
     if (found.length === 1) return reply.redirect(`/transfers/${found[0]!.id}`, 303);
-    return page(request, reply, 'find', { title: 'Find', term, found, error: found.length ? null : `No transfer matches "${term}"` }, found.length ? 200 : 404);
+    return page(
+      request,
+      reply,
+      'find',
+      { title: 'Find', term, found, error: found.length ? null : `No transfer matches "${term}"` },
+      found.length ? 200 : 404,
+    );
   });
 }

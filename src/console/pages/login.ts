@@ -17,13 +17,26 @@ import { DUMMY_HASH, verifyPassword, type ConsoleUser } from '../users.ts';
 export const SESSION_COOKIE = 'st_console_session';
 const LOGIN_COOKIE = 'st_console_login';
 
-interface LoginDeps { users: ConsoleUser[]; sessions: SessionStore; limiter: LoginLimiter; secureCookies: boolean; sessionMinutes: number; log: AppLogger }
+interface LoginDeps {
+  users: ConsoleUser[];
+  sessions: SessionStore;
+  limiter: LoginLimiter;
+  secureCookies: boolean;
+  sessionMinutes: number;
+  log: AppLogger;
+}
 
 export function registerLoginPages(app: FastifyInstance, d: LoginDeps): void {
   const cookie = (name: string, value: string, maxAge: number) =>
     `${name}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${d.secureCookies ? '; Secure' : ''}`;
 
-  const form = (request: Parameters<typeof page>[0], reply: Parameters<typeof page>[1], next: string, error: string | null, status = 200) => {
+  const form = (
+    request: Parameters<typeof page>[0],
+    reply: Parameters<typeof page>[1],
+    next: string,
+    error: string | null,
+    status = 200,
+  ) => {
     // Keep a token the browser already holds: a second login tab (or any page load in between)
     // must not invalidate the form of the first.
     const held = parseCookies(request.headers.cookie)[LOGIN_COOKIE];
@@ -48,7 +61,10 @@ export function registerLoginPages(app: FastifyInstance, d: LoginDeps): void {
       return form(request, reply, next, `Log-in refused: ${refused}.`, 403);
     }
     if (d.limiter.addressBlocked(request.ip)) {
-      d.log.warn({ request_id: request.id, user: name, address: request.ip }, 'console: login refused (too many failures from this address)');
+      d.log.warn(
+        { request_id: request.id, user: name, address: request.ip },
+        'console: login refused (too many failures from this address)',
+      );
       return form(request, reply, next, 'Too many failed log-ins from this address: wait 15 minutes and try again.', 429);
     }
     const wait = d.limiter.delayMs(name);
@@ -73,5 +89,4 @@ export function registerLoginPages(app: FastifyInstance, d: LoginDeps): void {
     reply.header('Set-Cookie', cookie(SESSION_COOKIE, '', 0));
     return reply.redirect('/login', 303);
   });
-
 }

@@ -35,9 +35,17 @@ export function registerOverviewPage(app: FastifyInstance, o: ConsoleOptions): v
       graph: await loadStateGraph(c),
     }));
     const statuses = data.statuses;
-    const counts = new Map(statuses.map((s: Record<string, unknown>) => [s['status'] as string, cappedCount(s['transfers'] as number, COUNT_CAP)]));
+    const counts = new Map(
+      statuses.map((s: Record<string, unknown>) => [s['status'] as string, cappedCount(s['transfers'] as number, COUNT_CAP)]),
+    );
     return page(request, reply, 'overview', {
-      title: 'Overview', cap: COUNT_CAP, alertCap: ALERT_CAP, statuses, budget: data.budget, heartbeats: data.heartbeats, waitingForFunds: data.waitingForFunds,
+      title: 'Overview',
+      cap: COUNT_CAP,
+      alertCap: ALERT_CAP,
+      statuses,
+      budget: data.budget,
+      heartbeats: data.heartbeats,
+      waitingForFunds: data.waitingForFunds,
       diagram: layoutDiagram(data.graph, counts),
     });
   });

@@ -6,7 +6,9 @@ import { consoleFilesDir } from '../../paths/project.ts';
 
 export function registerStaticFiles(app: FastifyInstance): void {
   const css = readFileSync(path.join(consoleFilesDir, 'static', 'console.css'));
-  app.get('/static/console.css', async (_request, reply) => reply.type('text/css; charset=utf-8').header('Cache-Control', 'private, max-age=300').send(css));
+  app.get('/static/console.css', async (_request, reply) =>
+    reply.type('text/css; charset=utf-8').header('Cache-Control', 'private, max-age=300').send(css),
+  );
   app.get('/favicon.ico', async (_request, reply) => reply.code(204).send());
   app.get('/robots.txt', async (_request, reply) => reply.type('text/plain; charset=utf-8').send('User-agent: *\nDisallow: /\n'));
 }

@@ -41,9 +41,14 @@ export function registerTransferPage(app: FastifyInstance, o: ConsoleOptions): v
     const reversal = t.reversal_amount_cents ?? (['reversal_pending', 'reversed'].includes(t.status) ? t.amount_cents : null);
     const done = (request.query as Record<string, unknown>)['done'];
     return page(request, reply, 'transfer', {
-      title: `Transfer ${t.id}`, t, history: data.history, externalReversals: data.externalReversals,
-      dispatchLines: renderDispatch(data.dispatch), dispatch: data.dispatch,
-      reversal, remaining: reversal === null ? null : Number(t.amount_cents) - Number(reversal),
+      title: `Transfer ${t.id}`,
+      t,
+      history: data.history,
+      externalReversals: data.externalReversals,
+      dispatchLines: renderDispatch(data.dispatch),
+      dispatch: data.dispatch,
+      reversal,
+      remaining: reversal === null ? null : Number(t.amount_cents) - Number(reversal),
       links: { account: dashboardUrl(o.stripeMode, t.stripe_account_id), transfer: dashboardUrl(o.stripeMode, t.stripe_transfer_id) },
       actions: offeredActions(t.status, t.is_terminal),
       done: typeof done === 'string' && /^(reverse|retry|fail)$/.test(done) ? done : null,
