@@ -1,5 +1,7 @@
-// One Stripe request budget for the whole fleet, kept in PostgreSQL (migration
-// "stripe request budget": marketplace.stripe_request_budgets and its functions).
+// The fleet's Stripe request budget, this process's side. What the budget is, its rates and how
+// it reacts to 429s: docs/operating.md#stripe-request-budget. The shared schedule is SQL
+// (marketplace.reserve_stripe_request_slots, marketplace.report_stripe_rate_limited in
+// migrations/schema.sql); this file decides when to reserve and releases each request at its slot.
 //
 // Every Stripe call first awaits acquire(endpoint). A process keeps one FIFO queue of waiting
 // requests (all endpoints together). Its dispatcher takes the oldest waiter's endpoint E and

@@ -2,10 +2,9 @@
 // tasks, the fleet's Stripe request budget, and a graceful stop (in-flight jobs finish, no new
 // ones start).
 //
-// The database may go away (restart, failover) while transfers are in flight. Nothing is lost:
-// a task whose statement fails destroys its connection (its row's advisory lock dies with it),
-// the row's lease runs out and the row is dispatched again, and its unchanged idempotency key
-// makes Stripe replay the first answer. What this file adds is that the PROCESS survives it:
+// The database may go away (restart, failover) while transfers are in flight; why no payout is
+// lost or paid twice then: docs/operating.md#database-restarts-and-failovers. What this file adds
+// is that the PROCESS survives it:
 // - graphile-worker 0.17.3 completes and fails jobs with promises nobody awaits
 //   (worker.ts: `completeJob(job)`, `failJob(...)`); unbatched, their withRetries retries only
 //   a few error codes, so an ECONNRESET/ECONNREFUSED there is an unhandled rejection, which

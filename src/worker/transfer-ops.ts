@@ -3,24 +3,11 @@
 // and release the row at that commit. A failure's next_retry_at makes the row due again later:
 // the table is the queue.
 //
-// Exactly-once money effect, whatever crashes:
-// - the idempotency key is derived from the row, the operation and stripe_key_generation, which
-//   moves only when a failure is recorded after Stripe answered; so a crash between the Stripe
-//   call and the commit, a timeout or a dropped connection re-send the same key, and Stripe
-//   replays the saved result (or answers 409 while the first request still runs);
-// - after any recorded failure (retry_count > 0), or when the row has waited long enough that
-//   Stripe may have pruned the key (24 h), the object is first looked up in Stripe (transfers by
-//   transfer_group, reversals of the transfer by metadata) and adopted if it exists; a new key is
-//   only ever used after Stripe answered and such a lookup proved that nothing was created;
-// - one worker per row at a time (advisory lock), and no transaction open across the call.
-//
-// Stripe's limiters: every Stripe call first waits for a slot of the fleet's request budget
-// (src/stripe/request-budget.ts). A 429 is not a failed attempt (Stripe did nothing): the
-// budget is told (the whole fleet slows down) and the same request, same key, is sent again
-// when a new slot comes, within the job, holding the row. Past RATE_LIMIT_WAIT_MS (or
-// rateLimitTries 429s) the row is handed back with next_retry_at and last_error only
-// (record_seller_transfer_rate_limited): status, retry_count and the key are unchanged, so
-// rate limiting never uses up attempts and never gives a payout or reversal up.
+// Why that moves each payout and each reversal exactly once, whatever crashes (idempotency keys
+// from stripe_key_generation, a lookup before any new key, one worker per row, no transaction
+// open across a Stripe call): docs/architecture.md#exactly-once-money. Why a 429 is not a failed
+// attempt, and how long a job keeps a rate-limited row (RATE_LIMIT_WAIT_MS, RATE_LIMIT_TRIES)
+// before handing it back unchanged: docs/operating.md#stripe-request-budget.
 import type pg from 'pg';
 import type Stripe from 'stripe';
 import { classifyStripeError, needsNewKey, type ClassifiedFailure } from '../stripe/errors.ts';
