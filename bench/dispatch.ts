@@ -12,6 +12,7 @@
 import type pg from 'pg';
 import { connect } from '../src/db/connection.ts';
 import { fmt, median, ms, percentile, progress, rowsLabel, stopwatch, type BenchContext, type FigureResult, type Ratio } from './lib.ts';
+import { planNodes, type PlanNode } from '../test/support/plans.ts';
 
 const TICK = 'select * from marketplace.dispatch_seller_transfers(20, 120)';
 
@@ -31,15 +32,6 @@ const PARTS: Record<string, string> = {
     .join(' union all '),
 };
 
-interface PlanNode {
-  'Node Type': string;
-  'Index Name'?: string;
-  'Relation Name'?: string;
-  Plans?: PlanNode[];
-  'Shared Hit Blocks'?: number;
-  'Shared Read Blocks'?: number;
-}
-const planNodes = (p: PlanNode): PlanNode[] => [p, ...(p.Plans ?? []).flatMap(planNodes)];
 const scans = (p: PlanNode) =>
   [
     ...new Set(

@@ -19,6 +19,7 @@ import {
   type FigureResult,
   type Ratio,
 } from './lib.ts';
+import { planNodes, type PlanNode } from '../test/support/plans.ts';
 
 const REAL = 'marketplace.seller_transfers';
 const SEED = 'bench.hot_seed';
@@ -53,16 +54,6 @@ select md5('hp' || k)::uuid, md5('o' || k)::uuid, md5('s' || k)::uuid, 'acct_hp'
               when m in (1, 4, 5) then now() - make_interval(secs => (k % 86400) + 1)
               when m in (2, 3, 6, 7) then now() + interval '1 hour' + make_interval(secs => k % 86400) end as next_retry_at) s`;
 
-interface PlanNode {
-  'Node Type': string;
-  'Index Name'?: string;
-  Plans?: PlanNode[];
-  'Shared Hit Blocks'?: number;
-  'Shared Read Blocks'?: number;
-  'Sort Method'?: string;
-  'Plan Rows'?: number;
-  'Actual Rows'?: number;
-}
 interface Explained {
   Plan: PlanNode;
   'Execution Time': number;
@@ -70,10 +61,8 @@ interface Explained {
   JIT?: { Timing?: { Total?: number } };
 }
 
-const nodes = (p: PlanNode): PlanNode[] => [p, ...(p.Plans ?? []).flatMap(nodes)];
-
 function planText(p: PlanNode): string {
-  return nodes(p)
+  return planNodes(p)
     .map((n) => `${n['Node Type']}${n['Index Name'] ? ` (${n['Index Name']})` : ''}${n['Sort Method'] ? ` [${n['Sort Method']}]` : ''}`)
     .join(' > ');
 }
@@ -110,7 +99,7 @@ async function measure(c: pg.Client, sql: string, explainRuns: number, timedRuns
     await c.query({ name, text: sql });
     rt.push(t());
   }
-  const all = nodes(last!.Plan);
+  const all = planNodes(last!.Plan);
   const scan = all.find((n) => n['Index Name']);
   // The scan under Limit/Sort: what the planner expected it to return versus what it did.
   const below = all.find((n) => n['Node Type'] !== 'Limit' && n['Node Type'] !== 'Sort');

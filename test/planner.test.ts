@@ -2,6 +2,7 @@
 // ORDER BY order, under the Limit, with no Sort, reading a handful of buffers.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/database.ts';
+import { planNodes, type PlanNode } from './support/plans.ts';
 
 const db = useTestDatabase();
 
@@ -24,18 +25,6 @@ const PENDING_FRESH = `select id from marketplace.seller_transfers
 const PENDING_LEASE_EXPIRED = `select id from marketplace.seller_transfers
   where status = 'pending' and next_retry_at <= now()
   order by next_retry_at nulls first, created_at limit 20`;
-
-interface PlanNode {
-  'Node Type': string;
-  'Index Name'?: string;
-  Plans?: PlanNode[];
-  'Shared Hit Blocks'?: number;
-  'Shared Read Blocks'?: number;
-}
-
-function nodes(plan: PlanNode): PlanNode[] {
-  return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
-}
 
 async function explain(sql: string): Promise<PlanNode> {
   const { rows } = await db.pool.query(`explain (analyze, buffers, format json) ${sql}`);
@@ -81,7 +70,7 @@ describe.each([
     const child = plan.Plans?.[0];
     expect(child?.['Node Type']).toBe('Index Scan');
     expect(child?.['Index Name']).toBe(index);
-    expect(nodes(plan).map((n) => n['Node Type'])).not.toContain('Sort');
+    expect(planNodes(plan).map((n) => n['Node Type'])).not.toContain('Sort');
   });
 
   it('stops early: a few buffers, not every due row', async () => {

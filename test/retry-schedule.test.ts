@@ -1,12 +1,10 @@
 // The retry schedule: exponential, capped, jittered within bounds, limited; and what the row shows.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
 import { attemptsExhausted, retryDelaySeconds, type RetryPolicy } from '../src/worker/retry-policy.ts';
-import type { WorkerHandle } from '../src/worker/runner.ts';
 import { useTestDatabase } from './support/database.ts';
 import { insertTransfer } from './support/transfers.ts';
-import { startTestWorker, waitForStatus } from './support/worker.ts';
+import { useTestWorker, waitForStatus } from './support/worker.ts';
 
 const policy: RetryPolicy = {
   maxAttempts: 5,
@@ -57,20 +55,11 @@ describe('retryDelaySeconds', () => {
 
 describe('the schedule on the row', () => {
   const db = useTestDatabase();
-  let sim: StripeSimulator;
-  let worker: WorkerHandle;
-  beforeAll(async () => {
-    sim = await startStripeSimulator();
-    worker = await startTestWorker(db.url, sim, {
-      RETRY_BASE_SECONDS: '0.2',
-      RETRY_MAX_SECONDS: '0.8',
-      RETRY_JITTER: '0',
-      RETRY_MAX_ATTEMPTS: '5',
-    });
-  });
-  afterAll(async () => {
-    await worker?.stop();
-    await sim?.close();
+  const { sim } = useTestWorker(db, {
+    RETRY_BASE_SECONDS: '0.2',
+    RETRY_MAX_SECONDS: '0.8',
+    RETRY_JITTER: '0',
+    RETRY_MAX_ATTEMPTS: '5',
   });
 
   it('grows and caps as configured; past the limit the row is permanently_failed with the last error', async () => {

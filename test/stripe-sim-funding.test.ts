@@ -4,19 +4,11 @@
 import { describe, it, expect, beforeAll, afterAll, beforeEach } from 'vitest';
 import Stripe from 'stripe';
 import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
+import { failure } from './support/stripe-errors.ts';
 
 let sim: StripeSimulator;
 let stripe: Stripe;
 const DEST = 'acct_seller1';
-
-async function failure(p: Promise<unknown>): Promise<Stripe.errors.StripeError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Stripe.errors.StripeError;
-  }
-  throw new Error('expected the Stripe call to fail');
-}
 
 const transfer = (amount: number, currency: string, source_transaction?: string) =>
   stripe.transfers.create({ amount, currency, destination: DEST, ...(source_transaction && { source_transaction }) });

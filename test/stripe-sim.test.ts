@@ -3,22 +3,13 @@
 import { describe, it, expect, beforeAll, afterAll, beforeEach } from 'vitest';
 import Stripe from 'stripe';
 import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
+import { failure } from './support/stripe-errors.ts';
 
 let sim: StripeSimulator;
 let stripe: Stripe;
 const DEST = 'acct_seller1';
 
 const client = (key = 'sk_test_sim') => new Stripe(key, { host: '127.0.0.1', port: sim.port, protocol: 'http', maxNetworkRetries: 0 });
-
-/** Resolves to the rejection of `p`, failing the test if it resolved instead. */
-async function failure(p: Promise<unknown>): Promise<Stripe.errors.StripeError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Stripe.errors.StripeError;
-  }
-  throw new Error('expected the Stripe call to fail');
-}
 
 const create = (amount: number, extra: Partial<Stripe.TransferCreateParams> = {}, idempotencyKey?: string) =>
   stripe.transfers.create({ amount, currency: 'usd', destination: DEST, ...extra }, idempotencyKey ? { idempotencyKey } : {});

@@ -4,32 +4,20 @@
 // and an operator retries it; charges Stripe refuses end the row where docs/service-authors.md says.
 import { randomUUID } from 'node:crypto';
 import Stripe from 'stripe';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { createWorkerMetrics } from '../src/metrics.ts';
-import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
-import type { WorkerHandle } from '../src/worker/runner.ts';
 import { useTestDatabase } from './support/database.ts';
 import { rowOf } from './support/transfers.ts';
-import { startTestWorker, TEST_STRIPE_KEY, waitFor, waitForStatus } from './support/worker.ts';
+import { TEST_STRIPE_KEY, useTestWorker, waitFor, waitForStatus } from './support/worker.ts';
 
 const db = useTestDatabase();
-let sim: StripeSimulator;
-let worker: WorkerHandle;
-
-beforeAll(async () => {
-  sim = await startStripeSimulator();
-  // Slow ordinary retries and balance retries: what moves a row here is the worker's first
-  // attempt or an operator's retry, never the clock.
-  worker = await startTestWorker(db.url, sim, {
-    RETRY_BASE_SECONDS: '60',
-    RETRY_MAX_SECONDS: '60',
-    BALANCE_RETRY_SECONDS: '60',
-    BALANCE_MAX_ATTEMPTS: '5',
-  });
-});
-afterAll(async () => {
-  await worker?.stop();
-  await sim?.close();
+// Slow ordinary retries and balance retries: what moves a row here is the worker's first
+// attempt or an operator's retry, never the clock.
+const { sim } = useTestWorker(db, {
+  RETRY_BASE_SECONDS: '60',
+  RETRY_MAX_SECONDS: '60',
+  BALANCE_RETRY_SECONDS: '60',
+  BALANCE_MAX_ATTEMPTS: '5',
 });
 beforeEach(() => {
   sim.reset();

@@ -1,26 +1,14 @@
 // A Stripe request that outlives the client's timeout is still running at Stripe, where no
 // lookup can see it yet. The retry must re-send the same idempotency key (Stripe answers 409
 // while the first request runs, then replays its result), never create a second object.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startStripeSimulator, type StripeSimulator } from '../src/stripe-sim/index.ts';
-import type { WorkerHandle } from '../src/worker/runner.ts';
+import { describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/database.ts';
 import { insertTransfer } from './support/transfers.ts';
-import { expectDatabaseMatchesLedger, startTestWorker, waitFor, waitForStatus } from './support/worker.ts';
+import { expectDatabaseMatchesLedger, useTestWorker, waitFor, waitForStatus } from './support/worker.ts';
 
 const db = useTestDatabase();
-let sim: StripeSimulator;
-let worker: WorkerHandle;
 const SLOW_MS = 2500;
-
-beforeAll(async () => {
-  sim = await startStripeSimulator();
-  worker = await startTestWorker(db.url, sim, { STRIPE_TIMEOUT_MS: '400', RETRY_MAX_ATTEMPTS: '3' });
-});
-afterAll(async () => {
-  await worker?.stop();
-  await sim?.close();
-});
+const { sim } = useTestWorker(db, { STRIPE_TIMEOUT_MS: '400', RETRY_MAX_ATTEMPTS: '3' });
 
 const ledgerFor = (id: string) => sim.ledger().filter((e) => e.metadata.seller_transfer_id === id);
 const settle = () => new Promise((r) => setTimeout(r, SLOW_MS + 500)); // let the slow request finish at Stripe

@@ -1,24 +1,13 @@
 // Each Stripe fault, alone, on transfer creation and on reversal: the final state is right and
 // the simulator's ledger shows exactly one transfer and at most one reversal per row.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startStripeSimulator, type FaultKind, type StripeSimulator } from '../src/stripe-sim/index.ts';
-import type { WorkerHandle } from '../src/worker/runner.ts';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { FaultKind } from '../src/stripe-sim/index.ts';
 import { useTestDatabase } from './support/database.ts';
 import { historyOf, insertTransfer, rowOf } from './support/transfers.ts';
-import { expectDatabaseMatchesLedger, startTestWorker, waitFor, waitForStatus } from './support/worker.ts';
+import { expectDatabaseMatchesLedger, useTestWorker, waitFor, waitForStatus } from './support/worker.ts';
 
 const db = useTestDatabase();
-let sim: StripeSimulator;
-let worker: WorkerHandle;
-
-beforeAll(async () => {
-  sim = await startStripeSimulator();
-  worker = await startTestWorker(db.url, sim, { RETRY_MAX_ATTEMPTS: '4', BALANCE_MAX_ATTEMPTS: '3' });
-});
-afterAll(async () => {
-  await worker?.stop();
-  await sim?.close();
-});
+const { sim } = useTestWorker(db, { RETRY_MAX_ATTEMPTS: '4', BALANCE_MAX_ATTEMPTS: '3' });
 beforeEach(() => sim.clearFaults());
 
 const row = (id: string) => rowOf(db.pool, id);

@@ -4,13 +4,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type pg from 'pg';
 import type Stripe from 'stripe';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { projectRoot } from '../../src/paths/project.ts';
 import { createStripeClient } from '../../src/stripe/client.ts';
 import { startStripeSimulator, type StripeSimulator } from '../../src/stripe-sim/index.ts';
 import { startWorker, type WorkerHandle } from '../../src/worker/runner.ts';
+import type { TestDatabase } from './database.ts';
 import { waitFor } from './wait.ts';
 
 export { waitFor };
@@ -50,6 +51,36 @@ export async function startTestWorker(databaseUrl: string, sim: StripeSimulator,
     logger: createLogger(config.LOG_LEVEL),
     databaseUrl,
     stripe: { secretKey: TEST_STRIPE_KEY, apiBase: sim.url, timeoutMs: config.STRIPE_TIMEOUT_MS },
+  });
+}
+
+/**
+ * A Stripe simulator and an in-process worker on it (startTestWorker with `env`), started before
+ * the tests of the file (or of the describe block it is called in) and stopped after them: the
+ * worker first, then the simulator. The handles may be used from the tests and hooks on.
+ */
+export function useTestWorker(db: TestDatabase, env: Record<string, string> = {}): { sim: StripeSimulator; worker: WorkerHandle } {
+  const started: { sim?: StripeSimulator; worker?: WorkerHandle } = {};
+  beforeAll(async () => {
+    started.sim = await startStripeSimulator();
+    started.worker = await startTestWorker(db.url, started.sim, env);
+  });
+  afterAll(async () => {
+    await started.worker?.stop();
+    await started.sim?.close();
+  });
+  return { sim: startedLater(() => started.sim, 'simulator'), worker: startedLater(() => started.worker, 'worker') };
+}
+
+/** Stands for what `get` returns once a beforeAll has started it; used earlier, it says so. */
+function startedLater<T extends object>(get: () => T | undefined, what: string): T {
+  return new Proxy({} as T, {
+    get(_, key) {
+      const target = get();
+      if (!target) throw new Error(`the test ${what} is started by useTestWorker's beforeAll: use it from a test or a later hook`);
+      const value = Reflect.get(target, key, target) as unknown;
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
   });
 }
 
