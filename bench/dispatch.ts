@@ -23,10 +23,10 @@ const PARTS: Record<string, string> = {
        join marketplace.seller_transfer_statuses s on s.worker_task = t.identifier) limit 20) waiting`,
   'due rows (5 index ranges, limit 20 each)': [
     "pending' and t.next_retry_at is null order by t.next_retry_at nulls first, t.created_at",
-    "pending' and t.next_retry_at <= now() order by t.next_retry_at nulls first, t.created_at",
-    "failed' and t.next_retry_at <= now() order by t.next_retry_at",
+    "pending' and t.next_retry_at <= (select now()) order by t.next_retry_at nulls first, t.created_at",
+    "failed' and t.next_retry_at <= (select now()) order by t.next_retry_at",
     "reversal_pending' and t.next_retry_at is null order by t.next_retry_at nulls first",
-    "reversal_pending' and t.next_retry_at <= now() order by t.next_retry_at nulls first",
+    "reversal_pending' and t.next_retry_at <= (select now()) order by t.next_retry_at nulls first",
   ]
     .map((w) => `(select t.id from marketplace.seller_transfers t where t.status = '${w} limit 20)`)
     .join(' union all '),

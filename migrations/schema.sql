@@ -884,14 +884,15 @@ begin
       snap := pg_current_snapshot()::text;
       if snap is not distinct from seen and (next_due is null or at < next_due) then
         want := 0;
-      -- Anything due at all? Five bounded index probes (IS NULL and <= at are index conditions).
+      -- Anything due at all? Five bounded index probes (IS NULL and <= at are index conditions;
+      -- at is read as (select at): docs/architecture.md#due-rows-in-index-order-whatever-the-statistics-say).
       -- Only then: is there room in graphile-worker's queue?
       elsif exists (
            select 1 from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at is null
-           union all select 1 from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at <= at
-           union all select 1 from marketplace.seller_transfers t where t.status = 'failed' and t.next_retry_at <= at
+           union all select 1 from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at <= (select at)
+           union all select 1 from marketplace.seller_transfers t where t.status = 'failed' and t.next_retry_at <= (select at)
            union all select 1 from marketplace.seller_transfers t where t.status = 'reversal_pending' and t.next_retry_at is null
-           union all select 1 from marketplace.seller_transfers t where t.status = 'reversal_pending' and t.next_retry_at <= at) then
+           union all select 1 from marketplace.seller_transfers t where t.status = 'reversal_pending' and t.next_retry_at <= (select at)) then
         select max_jobs - count(*) into want
           from (select 1 from graphile_worker._private_jobs j
                  where j.is_available
@@ -907,11 +908,11 @@ begin
         -- Ordered like each partial index, so each is one index entry however many rows are leased
         -- (min() would want NULLS LAST, which the NULLS FIRST indexes cannot give in order).
         next_due := least(
-          (select t.next_retry_at from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at > at
+          (select t.next_retry_at from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at > (select at)
             order by t.next_retry_at nulls first limit 1),
-          (select t.next_retry_at from marketplace.seller_transfers t where t.status = 'failed' and t.next_retry_at > at
+          (select t.next_retry_at from marketplace.seller_transfers t where t.status = 'failed' and t.next_retry_at > (select at)
             order by t.next_retry_at limit 1),
-          (select t.next_retry_at from marketplace.seller_transfers t where t.status = 'reversal_pending' and t.next_retry_at > at
+          (select t.next_retry_at from marketplace.seller_transfers t where t.status = 'reversal_pending' and t.next_retry_at > (select at)
             order by t.next_retry_at nulls first limit 1));
       end if;
       if want > 0 then
@@ -925,16 +926,16 @@ begin
             where t.status = 'pending' and t.next_retry_at is null order by t.next_retry_at nulls first, t.created_at limit want)
           union all
           (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
-            where t.status = 'pending' and t.next_retry_at <= at order by t.next_retry_at nulls first, t.created_at limit want)
+            where t.status = 'pending' and t.next_retry_at <= (select at) order by t.next_retry_at nulls first, t.created_at limit want)
           union all
           (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
-            where t.status = 'failed' and t.next_retry_at <= at order by t.next_retry_at limit want)
+            where t.status = 'failed' and t.next_retry_at <= (select at) order by t.next_retry_at limit want)
           union all
           (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
             where t.status = 'reversal_pending' and t.next_retry_at is null order by t.next_retry_at nulls first limit want)
           union all
           (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
-            where t.status = 'reversal_pending' and t.next_retry_at <= at order by t.next_retry_at nulls first limit want)
+            where t.status = 'reversal_pending' and t.next_retry_at <= (select at) order by t.next_retry_at nulls first limit want)
         ), fair as (
           -- Round robin over the statuses, longest due first within each.
           select c.id

@@ -5,6 +5,10 @@ export interface PlanNode {
   'Node Type': string;
   'Index Name'?: string;
   'Relation Name'?: string;
+  /** Outer, Inner, InitPlan, SubPlan...: how the node feeds its parent. */
+  'Parent Relationship'?: string;
+  'Index Cond'?: string;
+  'Recheck Cond'?: string;
   Plans?: PlanNode[];
   'Shared Hit Blocks'?: number;
   'Shared Read Blocks'?: number;
