@@ -63,8 +63,10 @@ interface Explained {
   JIT?: { Timing?: { Total?: number } };
 }
 
+/** The plan's nodes top down, leaving out the InitPlan that reads the clock. */
 function planText(p: PlanNode): string {
   return planNodes(p)
+    .filter((n) => n['Parent Relationship'] !== 'InitPlan')
     .map((n) => `${n['Node Type']}${n['Index Name'] ? ` (${n['Index Name']})` : ''}${n['Sort Method'] ? ` [${n['Sort Method']}]` : ''}`)
     .join(' > ');
 }
