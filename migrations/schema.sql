@@ -2015,6 +2015,40 @@ grant EXECUTE on function marketplace.reverse_seller_transfer(uuid,text,bigint) 
 grant EXECUTE on function marketplace.reverse_seller_transfer(uuid,text,bigint) to marketplace_writer;
 revoke execute on function marketplace.reverse_seller_transfer(uuid,text,bigint) from public;
 
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_admin_actions(status text)
+ RETURNS text[]
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  select array_remove(array[
+           -- reverse_seller_transfer: the operator's move into reversal_pending (not a second one).
+           case when st.status <> 'reversal_pending' and exists (
+                  select 1 from marketplace.seller_transfer_move_owners o
+                   where o.from_status = st.status and o.to_status = 'reversal_pending' and o.authority = 'operator')
+                then 'reverse' end,
+           -- retry_seller_transfer: makes the worker's next attempt due now, so only in a worker status.
+           case when st.worker_task is not null then 'retry' end,
+           -- fail_seller_transfer: the operator's move into permanently_failed, directly or through failed.
+           case when exists (
+                  select 1 from marketplace.seller_transfer_move_owners o
+                   where o.from_status = st.status and o.authority = 'operator'
+                     and (o.to_status = 'permanently_failed'
+                          or o.to_status = 'failed' and exists (
+                               select 1 from marketplace.seller_transfer_move_owners p
+                                where p.from_status = 'failed' and p.to_status = 'permanently_failed' and p.authority = 'operator')))
+                then 'fail' end],
+         null)
+    from marketplace.seller_transfer_statuses st
+   where st.status = seller_transfer_admin_actions.status
+$function$;
+comment on function marketplace.seller_transfer_admin_actions(text) is 'The admin actions (reverse, retry, fail) that apply to a seller transfer in this status, from the matrix and its move owners: what the console offers. The functions still check everything else (in doubt, in flight, amounts).';
+grant EXECUTE on function marketplace.seller_transfer_admin_actions(text) to marketplace_definer;
+grant EXECUTE on function marketplace.seller_transfer_admin_actions(text) to marketplace_operator;
+grant EXECUTE on function marketplace.seller_transfer_admin_actions(text) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_admin_actions(text) to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_admin_actions(text) to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_admin_actions(text) from public;
+
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_authority(who name)
  RETURNS text
  LANGUAGE sql

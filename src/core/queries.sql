@@ -11,6 +11,7 @@ select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.cur
        t.retry_count, t.next_retry_at, t.last_error, t.created_at, t.updated_at,
        since.at as status_since, floor(extract(epoch from now() - since.at))::bigint as seconds_in_status,
        marketplace.seller_transfer_is_due(t.status, t.next_retry_at) as due_now,
+       marketplace.seller_transfer_admin_actions(t.status) as admin_actions,
        slo.max_seconds as slo_seconds,
        exists (select 1 from marketplace.seller_transfers_past_slo p where p.id = t.id) as past_slo
   from marketplace.seller_transfers t

@@ -1,8 +1,9 @@
 // The read model both front ends show: one transfer (its row, history, jobs and dispatch state)
 // and the per-status stats (the CLI's show, stats and demo; the console's transfer page). Every
-// rule (due-ness, time in status, SLOs, job keys, dispatch state) is a SQL function or view from
+// rule (due-ness, time in status, SLOs, job keys, dispatch state, admin actions) is a SQL function or view from
 // the migrations; these only select.
 import type { Queryable } from '../db/connection.ts';
+import type { AdminAction } from './admin-actions.ts';
 import { namedQueries } from '../db/named-queries.ts';
 import { TransferNotFound } from './errors.ts';
 
@@ -32,6 +33,8 @@ export interface TransferDetail {
   status_since: Date | null;
   seconds_in_status: number | null;
   due_now: boolean;
+  /** What an operator may do to it now (marketplace.seller_transfer_admin_actions, from the matrix). */
+  admin_actions: AdminAction[];
   slo_seconds: number | null;
   past_slo: boolean;
 }

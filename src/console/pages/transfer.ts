@@ -15,12 +15,6 @@ import { dashboardUrl } from '../stripe-links.ts';
 
 const sql = namedQueries('src/console/queries.sql');
 
-/** Which action forms the page offers; the database still decides (the guard and the admin functions). */
-export function offeredActions(status: string, terminal: boolean): Array<'reverse' | 'retry' | 'fail'> {
-  if (status === 'completed') return ['reverse'];
-  return terminal ? [] : ['retry', 'fail'];
-}
-
 export function registerTransferPage(app: FastifyInstance, o: ConsoleOptions): void {
   app.get('/transfers/:id', async (request, reply) => {
     const { id } = request.params as { id: string };
@@ -50,7 +44,9 @@ export function registerTransferPage(app: FastifyInstance, o: ConsoleOptions): v
       reversal,
       remaining: reversal === null ? null : Number(t.amount_cents) - Number(reversal),
       links: { account: dashboardUrl(o.stripeMode, t.stripe_account_id), transfer: dashboardUrl(o.stripeMode, t.stripe_transfer_id) },
-      actions: offeredActions(t.status, t.is_terminal),
+      // The action forms: what marketplace.seller_transfer_admin_actions() says applies; the admin
+      // functions still decide (in doubt, in flight, amounts).
+      actions: t.admin_actions,
       done: typeof done === 'string' && /^(reverse|retry|fail)$/.test(done) ? done : null,
     });
   });
