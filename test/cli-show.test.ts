@@ -34,6 +34,7 @@ describe.concurrent('show', () => {
     expect(run.stdout).toMatch(/^reversal amount +3.00 USD \(reversal_amount_cents 300\)$/m);
     expect(run.stdout).toMatch(/^source_transaction +none: paid from the platform.s available balance$/m);
     expect(run.stdout).toMatch(/^due for the worker now +yes$/m);
+    expect(run.stdout).toMatch(/^operator actions +retry, fail$/m);
     expect(run.stdout).toContain('refund of order 42');
     expect(run.stdout).toContain('(created)');
     expect(run.stdout).toContain('seller-transfers-test'); // application_name of the writer

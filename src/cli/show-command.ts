@@ -23,6 +23,7 @@ export function renderTransfer(t: TransferDetail): string {
     ['in status since', since],
     ['status SLO', slo],
     ['due for the worker now', t.due_now ? 'yes' : 'no'],
+    ['operator actions', t.admin_actions.length ? t.admin_actions.join(', ') : 'none'],
     ['amount', `${formatMinor(t.amount_cents, t.currency, t.currency_exponent)} (amount_cents ${t.amount_cents})`],
     ['source_transaction', t.source_transaction ?? "none: paid from the platform's available balance"],
     ['stripe_account_id', t.stripe_account_id],
