@@ -3,11 +3,11 @@
 // it commits) and the console (committed, or rolled back to preview what it would do).
 import type { Queryable } from '../db/connection.ts';
 import { namedQueries } from '../db/named-queries.ts';
-import type { DispatchState, WorkerJob } from './read-model.ts';
+import type { AdminAction, DispatchState, WorkerJob } from './read-model.ts';
 
 const sql = namedQueries('src/core/queries.sql');
 
-export type AdminAction = 'reverse' | 'retry' | 'fail';
+export type { AdminAction };
 
 const SQL: Record<AdminAction, () => string> = {
   reverse: () => sql('admin_reverse'),

@@ -3,11 +3,13 @@
 // rule (due-ness, time in status, SLOs, job keys, dispatch state, admin actions) is a SQL function or view from
 // the migrations; these only select.
 import type { Queryable } from '../db/connection.ts';
-import type { AdminAction } from './admin-actions.ts';
 import { namedQueries } from '../db/named-queries.ts';
 import { TransferNotFound } from './errors.ts';
 
 const sql = namedQueries('src/core/queries.sql');
+
+/** An operator's action on one transfer (admin-actions.ts runs it). */
+export type AdminAction = 'reverse' | 'retry' | 'fail';
 
 export interface TransferDetail {
   id: string;
