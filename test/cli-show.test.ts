@@ -2,7 +2,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { useTestDatabase } from './support/database.ts';
 import { insertTransfer, transferIn } from './support/transfers.ts';
-import { cliFor, expectOneLineError } from './support/cli.ts';
+import { cliFor, expectOneLineError, runCliIntoClosedPipe } from './support/cli.ts';
 
 // Each CLI run is a fresh node + tsx process (seconds on a loaded machine): allow for it.
 vi.setConfig({ testTimeout: 180_000 });
@@ -174,4 +174,11 @@ describe.concurrent('show: mistakes', () => {
       1,
     );
   });
+});
+
+it('ends quietly, with status 0, when the reader of its output has gone (show <id> | head)', async () => {
+  const id = await transferIn(db.pool, 'completed');
+  const run = await runCliIntoClosedPipe(['show', id], { DATABASE_URL: db.url });
+  expect(run.stderr).toBe('');
+  expect(run.code).toBe(0);
 });

@@ -34,6 +34,16 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   console: async () => (await import('./console-command.ts')).registerConsoleCommand,
 };
 const requested = process.argv.slice(2).find((a) => !a.startsWith('-'));
+
+// A reader that stops early (`show <id> | head`) closes the pipe: a command that prints a result
+// then ends quietly with status 0, as other command line tools do, instead of with a stack trace.
+// The long-running worker and console are left alone: they log through pino.
+if (requested !== 'worker' && requested !== 'console') {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(0);
+  });
+}
 const selected = requested !== undefined && Object.hasOwn(COMMANDS, requested) ? [requested] : Object.keys(COMMANDS);
 for (const register of await Promise.all(selected.map((name) => COMMANDS[name]!()))) register(program);
 

@@ -1,5 +1,5 @@
 // Runs the real CLI (`node bin/seller-transfers.js …`) as a child process against a test database.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import path from 'node:path';
 import type pg from 'pg';
 import { expect } from 'vitest';
@@ -24,6 +24,25 @@ export function runCli(args: string[], env: Record<string, string | undefined> =
         resolve({ code: typeof err?.code === 'number' ? err.code : 0, stdout, stderr });
       },
     );
+  });
+}
+
+/** Runs the CLI with its standard output closed before it writes (a reader like `head` that is already gone). */
+export function runCliIntoClosedPipe(
+  args: string[],
+  env: Record<string, string | undefined>,
+): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [path.join(projectRoot, 'bin/seller-transfers.js'), ...args], {
+    cwd: projectRoot,
+    env: { ...process.env, LOG_LEVEL: 'silent', NODE_ENV: 'test', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr }));
   });
 }
 
