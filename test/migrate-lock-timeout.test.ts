@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDatabase, dropDatabase, withDatabase } from '../src/db/connection.ts';
-import { MigrationLockError, backoffMs, type LockRetryEvent } from '../src/db/lock-retry.ts';
+import { MigrationLockError, backoffMs, withLockRetry, type LockRetryEvent } from '../src/db/lock-retry.ts';
 import { appliedMigrations, committedMigrations, migrateDatabase, rollbackTo } from '../src/db/migrate.ts';
 
 const { adminUrl, template } = inject('testDb');
@@ -110,4 +110,52 @@ describe('migrate under a long reader', () => {
     expect(backoffMs(20, () => 1)).toBe(5_000);
     expect(new Set(Array.from({ length: 20 }, () => backoffMs(4))).size).toBeGreaterThan(1);
   });
+});
+
+it('retries a step that lost a deadlock, as it retries a lock timeout (PostgreSQL rolled it back)', async () => {
+  // The step locks table a, then b; a writer holds b and then wants a. The step's deadlock_timeout
+  // is the shorter, so PostgreSQL cancels the step (40P01) and the writer goes on.
+  const setup = new pg.Client({ connectionString: url });
+  await setup.connect();
+  await setup.query('create table if not exists public.deadlock_a (x int); create table if not exists public.deadlock_b (x int)');
+  const writer = new pg.Client({ connectionString: url, application_name: 'writer' });
+  await writer.connect();
+  await writer.query(`begin; set local deadlock_timeout = '10s'; lock table public.deadlock_b in row exclusive mode`);
+  const applicationName = `deadlock-step-${randomBytes(3).toString('hex')}`;
+  const retries: LockRetryEvent[] = [];
+  let attempts = 0;
+  let writerDone: Promise<unknown> = Promise.resolve();
+  await withLockRetry(
+    {
+      connectionString: url,
+      applicationName,
+      lockTimeoutMs: 5_000,
+      retryForMs: 30_000,
+      onRetry: (e) => retries.push(e),
+      step: async () => 'deadlock step',
+    },
+    async () => {
+      attempts++;
+      const step = new pg.Client({ connectionString: url, application_name: applicationName });
+      await step.connect();
+      try {
+        await step.query(
+          `begin; set local deadlock_timeout = '200ms'; set local lock_timeout = '5s'; lock table public.deadlock_a in access exclusive mode`,
+        );
+        if (attempts === 1)
+          writerDone = writer.query('lock table public.deadlock_a in row exclusive mode').then(() => writer.query('commit'));
+        await new Promise((r) => setTimeout(r, 100));
+        await step.query('lock table public.deadlock_b in access exclusive mode');
+        await step.query('commit');
+      } finally {
+        await step.end();
+      }
+    },
+  );
+  await writerDone;
+  await writer.end();
+  await setup.query('drop table public.deadlock_a, public.deadlock_b');
+  await setup.end();
+  expect(attempts).toBe(2);
+  expect(retries).toHaveLength(1);
 });

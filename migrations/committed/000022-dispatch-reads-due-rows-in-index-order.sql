@@ -1,5 +1,5 @@
 --! Previous: sha1:311698e7d78555e720014b60e9b54e161d343984
---! Hash: sha1:5f07da628e00098372c95e101fe73a493011a496
+--! Hash: sha1:f631af57cd96012ae3bbee53ff89f24b90e55d7b
 --! Message: dispatch reads due rows in index order
 
 -- Dispatch reads due rows in index order whatever the statistics say: every due-row range
@@ -7,8 +7,7 @@
 -- value made it underestimate due rows 40-100 times and sometimes sort them all
 -- (docs/architecture.md#due-rows-in-index-order-whatever-the-statistics-say).
 --
--- Online: replaces one function; no table lock.
-set lock_timeout = '2s';
+-- Online: replaces one function, under migrate's lock_timeout; no table lock.
 
 create or replace function marketplace.dispatch_seller_transfers(
   max_jobs integer, lease_seconds double precision default 120, wait_ms integer default 0, poll_ms integer default 10)

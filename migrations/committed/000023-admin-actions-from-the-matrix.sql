@@ -1,13 +1,12 @@
---! Previous: sha1:5f07da628e00098372c95e101fe73a493011a496
---! Hash: sha1:2655f4e989dc95729d1dbfcc7dffe20f69a9a114
+--! Previous: sha1:f631af57cd96012ae3bbee53ff89f24b90e55d7b
+--! Hash: sha1:3cccdf36ecfe6556d3d83b2d0b8e521ba3faa2d0
 --! Message: admin actions from the matrix
 
 -- The admin actions that apply to a status, derived from the matrix and its owners, so the console
 -- offers exactly what reverse_, retry_ and fail_seller_transfer accept instead of keeping its own
 -- copy of the rule.
 --
--- Online: one new function; no table lock.
-set lock_timeout = '2s';
+-- Online: one new function, under migrate's lock_timeout; no table lock.
 
 create or replace function marketplace.seller_transfer_admin_actions(status text)
 returns text[]

@@ -1,6 +1,5 @@
 -- Down for 000022-dispatch-reads-due-rows-in-index-order.sql: 000011's dispatch (compares
 -- next_retry_at with at itself).
-set lock_timeout = '2s';
 
 create or replace function marketplace.dispatch_seller_transfers(
   max_jobs integer, lease_seconds double precision default 120, wait_ms integer default 0, poll_ms integer default 10)

@@ -1,7 +1,9 @@
 // Online migrations: every migration step runs with a short lock_timeout, so it never waits in a
 // table's lock queue (where every writer would queue behind it) for longer than that. A step that
-// timed out on a lock (SQLSTATE 55P03) was rolled back by PostgreSQL; it is retried with jittered
-// back-off until a total time is spent, and the sessions that held the lock are reported.
+// timed out on a lock (SQLSTATE 55P03), or lost a deadlock with a writer (40P01: a migration file may
+// raise its own lock_timeout past deadlock_timeout, and graphile-migrate keeps such a SET for the
+// rest of the run), was rolled back by PostgreSQL; it is retried with jittered back-off until a
+// total time is spent, and the sessions that held the lock are reported.
 import { connect } from './connection.ts';
 import { namedQueries } from './named-queries.ts';
 
@@ -44,6 +46,7 @@ export class MigrationLockError extends Error {
 }
 
 export const LOCK_NOT_AVAILABLE = '55P03';
+export const DEADLOCK_DETECTED = '40P01';
 
 /**
  * Watches, from a second connection, which sessions block the backends named `applicationName`
@@ -93,7 +96,7 @@ export function describeBlocker(b: LockBlocker): string {
 
 /**
  * Runs `attempt` (which must leave nothing behind when it fails, as a migration in a rolled-back
- * transaction does) until it succeeds, retrying only lock timeouts. `step()` names what was
+ * transaction does) until it succeeds, retrying only lock timeouts and lost deadlocks. `step()` names what was
  * waiting, for the messages (e.g. the first pending migration).
  */
 export async function withLockRetry(
@@ -112,7 +115,8 @@ export async function withLockRetry(
     } finally {
       await watcher.stop();
     }
-    if ((error as { code?: string }).code !== LOCK_NOT_AVAILABLE) throw error;
+    const code = (error as { code?: string }).code;
+    if (code !== LOCK_NOT_AVAILABLE && code !== DEADLOCK_DETECTED) throw error;
     const blockers = watcher.last();
     const step = await opts.step();
     const delayMs = backoffMs(n);
