@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { projectRoot } from '../src/paths/project.ts';
 import { expectOneLineError, runCli } from './support/cli.ts';
+import { postLogin, sessionCookie } from './support/console.ts';
 import { useTestDatabase } from './support/database.ts';
 import { waitFor } from './support/worker.ts';
 
@@ -53,20 +54,9 @@ describe('seller-transfers console', () => {
       60_000,
       100,
     );
-    const form = await fetch(`${url}/login`);
-    const cookie = form.headers.get('set-cookie')!.split(';')[0]!;
-    const token = /name="_csrf" value="([^"]+)"/.exec(await form.text())![1]!;
-    const login = await fetch(`${url}/login`, {
-      method: 'POST',
-      redirect: 'manual',
-      headers: { cookie, 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' },
-      body: new URLSearchParams({ _csrf: token, user: 'dev', password: password!, next: '/' }),
-    });
+    const login = await postLogin(url!, 'dev', password!, { 'sec-fetch-site': 'same-origin' });
     expect(login.status).toBe(303);
-    const session = login.headers
-      .getSetCookie()
-      .find((c) => c.startsWith('st_console_session='))!
-      .split(';')[0]!;
+    const session = sessionCookie(login);
     expect(await (await fetch(`${url}/`, { headers: { cookie: session } })).text()).toContain('dev (operator)');
     // Printed once, on the terminal: never in the log.
     expect(stderr.split(password!).length - 1).toBe(1);

@@ -5,7 +5,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SESSION_COOKIE } from '../src/console/pages/login.ts';
 import { useTestDatabase } from './support/database.ts';
-import { OPERATOR, startTestConsole, type TestConsole } from './support/console.ts';
+import { OPERATOR, startTestConsole, type TestConsole, postLogin } from './support/console.ts';
 
 const db = useTestDatabase();
 let c: TestConsole;
@@ -57,17 +57,7 @@ describe('the console without its database', () => {
   });
 
   it('a login attempt answers 503, not 500', async () => {
-    const page = await fetch(`${c.url}/login`);
-    const form = {
-      cookie: page.headers.get('set-cookie')!.split(';')[0]!,
-      csrf: /name="_csrf" value="([^"]+)"/.exec(await page.text())![1]!,
-    };
-    const res = await fetch(`${c.url}/login`, {
-      method: 'POST',
-      redirect: 'manual',
-      headers: { cookie: form.cookie, 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ _csrf: form.csrf, user: OPERATOR.name, password: OPERATOR.password, next: '/' }).toString(),
-    });
+    const res = await postLogin(c.url, OPERATOR.name, OPERATOR.password);
     expect(res.status).toBe(503);
     expect(await res.text()).toContain('cannot reach its database');
   });

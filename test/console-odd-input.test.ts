@@ -6,7 +6,7 @@ import net from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localPath } from '../src/console/local-path.ts';
-import { OPERATOR, startTestConsole, VIEWER, type TestConsole } from './support/console.ts';
+import { csrfOf, OPERATOR, startTestConsole, VIEWER, type TestConsole } from './support/console.ts';
 import { useTestDatabase } from './support/database.ts';
 import { transferIn } from './support/transfers.ts';
 
@@ -59,7 +59,7 @@ const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
 
 async function loginForm(): Promise<{ cookie: string; csrf: string }> {
   const res = await request('GET', '/login', {});
-  return { cookie: /set-cookie: ([^;]+)/i.exec(res.head)![1]!, csrf: /name="_csrf" value="([^"]+)"/.exec(res.body)![1]! };
+  return { cookie: /set-cookie: ([^;]+)/i.exec(res.head)![1]!, csrf: csrfOf(res.body) };
 }
 
 async function login(user: { name: string; password: string }, next: string): Promise<Raw> {
@@ -75,7 +75,7 @@ async function login(user: { name: string; password: string }, next: string): Pr
 async function session(user: { name: string; password: string }): Promise<{ cookie: string; csrf: string }> {
   const res = await login(user, '/');
   const cookie = /set-cookie: (st_console_session=[^;]+)/i.exec(res.head)![1]!;
-  return { cookie, csrf: /name="_csrf" value="([^"]+)"/.exec((await request('GET', '/', { cookie })).body)![1]! };
+  return { cookie, csrf: csrfOf((await request('GET', '/', { cookie })).body) };
 }
 
 // Known ways out of a "starts with one slash" check: whitespace and control characters browsers

@@ -5,7 +5,7 @@
 // Sessions: marketplace_console. Never the console's own login role.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OPERATOR, startTestConsole, type TestConsole } from './support/console.ts';
+import { OPERATOR, startTestConsole, type TestConsole, csrfOf, postLogin, sessionCookie } from './support/console.ts';
 import { useTestDatabase } from './support/database.ts';
 import { transferIn } from './support/transfers.ts';
 
@@ -49,22 +49,8 @@ let cookie: string;
 let csrf: string;
 beforeAll(async () => {
   c = await startTestConsole(db.url);
-  const form = await fetch(`${c.url}/login`);
-  const res = await fetch(`${c.url}/login`, {
-    method: 'POST',
-    redirect: 'manual',
-    headers: { cookie: form.headers.get('set-cookie')!.split(';')[0]!, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      _csrf: /name="_csrf" value="([^"]+)"/.exec(await form.text())![1]!,
-      user: OPERATOR.name,
-      password: OPERATOR.password,
-    }),
-  });
-  cookie = res.headers
-    .getSetCookie()
-    .find((s) => s.startsWith('st_console_session='))!
-    .split(';')[0]!;
-  csrf = /name="_csrf" value="([^"]+)"/.exec(await (await fetch(`${c.url}/`, { headers: { cookie } })).text())![1]!;
+  cookie = sessionCookie(await postLogin(c.url, OPERATOR.name, OPERATOR.password));
+  csrf = csrfOf(await (await fetch(`${c.url}/`, { headers: { cookie } })).text());
 });
 afterAll(async () => {
   await c?.close();

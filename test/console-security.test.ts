@@ -5,7 +5,7 @@ import { ConfigError, consoleConfig, loadConfig } from '../src/config.ts';
 import { LoginLimiter } from '../src/console/login-limiter.ts';
 import { formatMinor, parseMajor } from '../src/money.ts';
 import { hashPassword, parseUsers, verifyPassword } from '../src/console/users.ts';
-import { OPERATOR, startTestConsole, VIEWER, type TestConsole } from './support/console.ts';
+import { OPERATOR, startTestConsole, VIEWER, type TestConsole, csrfOf, postLogin, sessionCookie } from './support/console.ts';
 import { useTestDatabase } from './support/database.ts';
 import { transferIn } from './support/transfers.ts';
 
@@ -23,30 +23,16 @@ interface Session {
   csrf: string;
 }
 
-async function loginForm(at: TestConsole = c): Promise<{ cookie: string; csrf: string }> {
-  const res = await fetch(`${at.url}/login`);
-  return { cookie: res.headers.get('set-cookie')!.split(';')[0]!, csrf: /name="_csrf" value="([^"]+)"/.exec(await res.text())![1]! };
-}
-
-async function login(user: string, password: string, headers: Record<string, string> = {}, at: TestConsole = c): Promise<Response> {
-  const form = await loginForm(at);
-  return fetch(`${at.url}/login`, {
-    method: 'POST',
-    redirect: 'manual',
-    headers: { cookie: form.cookie, 'content-type': 'application/x-www-form-urlencoded', ...headers },
-    body: new URLSearchParams({ _csrf: form.csrf, user, password, next: '/' }),
-  });
+function login(user: string, password: string, headers: Record<string, string> = {}, at: TestConsole = c): Promise<Response> {
+  return postLogin(at.url, user, password, headers);
 }
 
 async function session(user: { name: string; password: string }): Promise<Session> {
   const res = await login(user.name, user.password);
   expect(res.status).toBe(303);
-  const cookie = res.headers
-    .getSetCookie()
-    .find((s) => s.startsWith('st_console_session='))!
-    .split(';')[0]!;
+  const cookie = sessionCookie(res);
   const page = await (await fetch(`${c.url}/`, { headers: { cookie } })).text();
-  return { cookie, csrf: /name="_csrf" value="([^"]+)"/.exec(page)![1]! };
+  return { cookie, csrf: csrfOf(page) };
 }
 
 function post(

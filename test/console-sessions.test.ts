@@ -3,7 +3,7 @@
 // holds only a hash of each token, readable and writable by marketplace_console alone.
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OPERATOR, startTestConsole, VIEWER, type TestConsole } from './support/console.ts';
+import { csrfOf, OPERATOR, postLogin, sessionCookie, startTestConsole, VIEWER, type TestConsole } from './support/console.ts';
 import { useTestDatabase } from './support/database.ts';
 import { asRole, pgError, transferIn } from './support/transfers.ts';
 
@@ -19,22 +19,9 @@ afterAll(async () => {
 });
 
 async function login(at: TestConsole, user: { name: string; password: string }): Promise<string> {
-  const form = await fetch(`${at.url}/login`);
-  const res = await fetch(`${at.url}/login`, {
-    method: 'POST',
-    redirect: 'manual',
-    headers: { cookie: form.headers.get('set-cookie')!.split(';')[0]!, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      _csrf: /name="_csrf" value="([^"]+)"/.exec(await form.text())![1]!,
-      user: user.name,
-      password: user.password,
-    }),
-  });
+  const res = await postLogin(at.url, user.name, user.password);
   expect(res.status).toBe(303);
-  return res.headers
-    .getSetCookie()
-    .find((s) => s.startsWith('st_console_session='))!
-    .split(';')[0]!;
+  return sessionCookie(res);
 }
 
 /** The page's user line, or null when the request was sent to the login page. */
@@ -45,7 +32,7 @@ async function who(at: TestConsole, cookie: string): Promise<string | null> {
 }
 
 async function csrfOn(at: TestConsole, cookie: string): Promise<string> {
-  return /name="_csrf" value="([^"]+)"/.exec(await (await fetch(`${at.url}/`, { headers: { cookie } })).text())![1]!;
+  return csrfOf(await (await fetch(`${at.url}/`, { headers: { cookie } })).text());
 }
 
 describe('sessions shared by console processes on one database', () => {

@@ -11,14 +11,21 @@ export interface CliRun {
   stderr: string;
 }
 
-export function runCli(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 60_000): Promise<CliRun> {
+const cliArgs = (args: string[]) => [path.join(projectRoot, 'bin/seller-transfers.js'), ...args];
+
+/** The CLI's environment: this one with logging off, plus `env` (undefined: unset). */
+function cliEnv(env: Record<string, string | undefined>): NodeJS.ProcessEnv {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'silent', NODE_ENV: 'test', ...env };
   for (const [k, v] of Object.entries(childEnv)) if (v === undefined) delete childEnv[k];
+  return childEnv;
+}
+
+export function runCli(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 60_000): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      [path.join(projectRoot, 'bin/seller-transfers.js'), ...args],
-      { cwd: projectRoot, env: childEnv, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+      cliArgs(args),
+      { cwd: projectRoot, env: cliEnv(env), timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
         if (err && typeof err.code !== 'number') return reject(err);
         resolve({ code: typeof err?.code === 'number' ? err.code : 0, stdout, stderr });
@@ -32,11 +39,7 @@ export function runCliIntoClosedPipe(
   args: string[],
   env: Record<string, string | undefined>,
 ): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, [path.join(projectRoot, 'bin/seller-transfers.js'), ...args], {
-    cwd: projectRoot,
-    env: { ...process.env, LOG_LEVEL: 'silent', NODE_ENV: 'test', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(process.execPath, cliArgs(args), { cwd: projectRoot, env: cliEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.destroy();
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));

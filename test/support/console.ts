@@ -67,3 +67,33 @@ export async function startTestConsole(
     },
   };
 }
+
+/** The CSRF token of a console page's forms. */
+export function csrfOf(html: string): string {
+  return /name="_csrf" value="([^"]+)"/.exec(html)![1]!;
+}
+
+/** A fresh login page's form: its CSRF cookie and token. */
+export async function loginForm(baseUrl: string): Promise<{ cookie: string; csrf: string }> {
+  const res = await fetch(`${baseUrl}/login`);
+  return { cookie: res.headers.get('set-cookie')!.split(';')[0]!, csrf: csrfOf(await res.text()) };
+}
+
+/** Posts a fresh login form as `user`; the response (303 on success) is not followed. */
+export async function postLogin(baseUrl: string, user: string, password: string, headers: Record<string, string> = {}): Promise<Response> {
+  const form = await loginForm(baseUrl);
+  return fetch(`${baseUrl}/login`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { cookie: form.cookie, 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams({ _csrf: form.csrf, user, password, next: '/' }),
+  });
+}
+
+/** The session cookie a successful login set. */
+export function sessionCookie(login: Response): string {
+  return login.headers
+    .getSetCookie()
+    .find((s) => s.startsWith('st_console_session='))!
+    .split(';')[0]!;
+}
