@@ -5,7 +5,7 @@ import { ConfigError, consoleConfig, loadConfig } from '../src/config.ts';
 import { LoginLimiter } from '../src/console/login-limiter.ts';
 import { formatMinor, parseMajor } from '../src/money.ts';
 import { hashPassword, parseUsers, verifyPassword } from '../src/console/users.ts';
-import { OPERATOR, startTestConsole, VIEWER, type TestConsole, csrfOf, postLogin, sessionCookie } from './support/console.ts';
+import { OPERATOR, startTestConsole, VIEWER, type TestConsole, csrfOf, loginForm, postLogin, sessionCookie } from './support/console.ts';
 import { useTestDatabase } from './support/database.ts';
 import { transferIn } from './support/transfers.ts';
 
@@ -81,14 +81,14 @@ describe('configuration: never anonymous, never plain HTTP off the machine', () 
     expect(consoleConfig(loadConfig({})).host).toBe('127.0.0.1');
     expect(() => consoleConfig(loadConfig({ CONSOLE_HOST: '10.0.0.5', CONSOLE_BEHIND_TLS_PROXY: 'true' }))).toThrow(/set CONSOLE_USERS/);
   });
-  it('CONSOLE_USERS entries are checked: role, hash, duplicates', () => {
+  it('CONSOLE_USERS entries are checked: role, hash, duplicates', async () => {
     const h = hashPassword('long-enough-password');
     expect(() => parseUsers(`a:admin:${h}`)).toThrow(ConfigError);
     expect(() => parseUsers('a:viewer:plaintext')).toThrow(/not an scrypt hash/);
     expect(() => parseUsers(`a:viewer:${h},a:operator:${h}`)).toThrow(/twice/);
     expect(parseUsers(`a:viewer:${h}, b:operator:${h}`).map((u) => u.role)).toEqual(['viewer', 'operator']);
-    expect(verifyPassword('long-enough-password', h)).toBe(true);
-    expect(verifyPassword('long-enough-passwore', h)).toBe(false);
+    expect(await verifyPassword('long-enough-password', h)).toBe(true);
+    expect(await verifyPassword('long-enough-passwore', h)).toBe(false);
   });
   it('bad console variables fail fast naming the variable', () => {
     expect(() => loadConfig({ CONSOLE_PORT: 'x' })).toThrow(/CONSOLE_PORT/);
@@ -212,10 +212,94 @@ describe("login limit: the address is the socket's or the configured proxy's, ne
   });
 
   it('its memory is bounded: 30,000 names and addresses keep at most the cap', () => {
-    const limiter = new LoginLimiter({ maxFailures: 5, maxEntries: 1_000 });
-    for (let i = 0; i < 30_000; i++) limiter.fail(`name-${i}`, `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
+    const limiter = new LoginLimiter({ maxFailures: 1, maxEntries: 1_000 });
+    for (let i = 0; i < 30_000; i++) expect(limiter.attempt(`name-${i}`, `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`)).not.toBeNull();
     expect(limiter.size).toEqual({ addresses: 1_000, names: 1_000 });
-    expect(limiter.addressBlocked('10.0.0.0')).toBe(false); // evicted: the oldest go first
+    expect(limiter.attempt('name-x', '10.0.117.47')).toBeNull(); // the last address tried: its one try is used up
+    expect(limiter.attempt('name-x', '10.0.0.0')).not.toBeNull(); // evicted: the oldest go first
+  });
+
+  it('60 wrong passwords posted at once from one address: at most the limit checked, then the right one refused', async () => {
+    // A try counts before its password is checked, so requests in flight together cannot all
+    // pass the limit: each 401 is a password checked and found wrong, each 429 a try refused
+    // before any check (the log says the same).
+    const at = await startTestConsole(db.url, { loginMaxFailures: 5, loginFirstDelayMs: 20 });
+    try {
+      const statuses = (await Promise.all(Array.from({ length: 60 }, (_, i) => login(OPERATOR.name, `wrong-${i}`, {}, at)))).map(
+        (r) => r.status,
+      );
+      const counts = statuses.reduce<Record<number, number>>((n, s) => ({ ...n, [s]: (n[s] ?? 0) + 1 }), {});
+      expect(counts).toEqual({ 401: 5, 429: 55 });
+      expect(at.logs.filter((l) => l['msg'] === 'console: login failed')).toHaveLength(5);
+      const right = await login(OPERATOR.name, OPERATOR.password, {}, at);
+      expect(right.status).toBe(429);
+      expect(right.headers.getSetCookie().some((s) => s.startsWith('st_console_session='))).toBe(false);
+    } finally {
+      await at.close();
+    }
+  });
+
+  it('a right password in a parallel burst still counts one try, and a success gives its try back', async () => {
+    const at = await startTestConsole(db.url, { loginMaxFailures: 3, loginFirstDelayMs: 1 });
+    try {
+      // Three successes in a row from one address use up nothing.
+      for (let i = 0; i < 3; i++) expect((await login(VIEWER.name, VIEWER.password, {}, at)).status).toBe(303);
+      const statuses = (
+        await Promise.all([
+          login(VIEWER.name, VIEWER.password, {}, at),
+          ...Array.from({ length: 10 }, (_, i) => login(`nobody-${i}`, 'x', {}, at)),
+        ])
+      ).map((r) => r.status);
+      // However the burst interleaves, no more than three passwords were checked.
+      expect(statuses.filter((s) => s !== 429).length).toBeLessThanOrEqual(3);
+    } finally {
+      await at.close();
+    }
+  });
+
+  it('password checks do not block the event loop: /robots.txt answers within a second during a burst of logins', async () => {
+    const at = await startTestConsole(db.url, { loginMaxFailures: 1_000, loginFirstDelayMs: 1 });
+    try {
+      // Sixty scrypt checks posted at once (distinct names: no per-name wait), each tens of ms of
+      // CPU: on the event loop they would hold every other request up for seconds.
+      const forms = await Promise.all(Array.from({ length: 60 }, () => loginForm(at.url)));
+      const burst = Promise.all(
+        forms.map((f, i) =>
+          fetch(`${at.url}/login`, {
+            method: 'POST',
+            redirect: 'manual',
+            headers: { cookie: f.cookie, 'content-type': 'application/x-www-form-urlencoded' },
+            body: new URLSearchParams({ _csrf: f.csrf, user: `burst-${i}`, password: `wrong-${i}`, next: '/' }),
+          }),
+        ),
+      );
+      // Asked 100 ms into the burst. The test shares the console's event loop, so a blocked loop
+      // delays the asking too: the time counts from when it was meant to be asked.
+      const askedAt = performance.now() + 100;
+      const robots = await new Promise<{ status: number; ms: number; checked: number }>((resolve, reject) =>
+        setTimeout(
+          () =>
+            fetch(`${at.url}/robots.txt`)
+              .then((r) =>
+                resolve({
+                  status: r.status,
+                  ms: performance.now() - askedAt,
+                  checked: at.logs.filter((l) => l['msg'] === 'console: login failed').length,
+                }),
+              )
+              .catch(reject),
+          100,
+        ),
+      );
+      const done = await burst;
+      expect(done.map((r) => r.status)).toEqual(Array(60).fill(401));
+      expect(robots.status).toBe(200);
+      expect(robots.ms).toBeLessThan(1_000);
+      // The burst was still going when robots.txt answered: not every password had been checked.
+      expect(robots.checked).toBeLessThan(60);
+    } finally {
+      await at.close();
+    }
   });
 
   it('CONSOLE_TRUSTED_PROXIES: unset trusts nobody; addresses and CIDRs; anything else (a hop count too) fails naming it', () => {

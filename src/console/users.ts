@@ -1,7 +1,10 @@
 // Who may log in: CONSOLE_USERS ("name:role:hash", comma-separated), or in development with
 // nothing configured, one operator "dev" with a password generated at start and printed once.
-// Hashes are scrypt (node:crypto): "scrypt$N$r$p$salt$key", salt and key base64url.
-import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+// Hashes are scrypt (node:crypto): "scrypt$N$r$p$salt$key", salt and key base64url. A log-in's
+// check runs scrypt on libuv's thread pool (crypto.scrypt), never on the event loop: a burst of
+// log-ins must not hold up every other request. Making a hash (at start, --hash-password) is
+// synchronous.
+import { randomBytes, scrypt, scryptSync, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { ConfigError } from '../config.ts';
 
 export type Role = 'viewer' | 'operator';
@@ -20,12 +23,16 @@ export function hashPassword(password: string): string {
   return `scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$${salt.toString('base64url')}$${key.toString('base64url')}`;
 }
 
-export function verifyPassword(password: string, hash: string): boolean {
+function scryptAsync(password: string, salt: Buffer, keylen: number, options: ScryptOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) => scrypt(password, salt, keylen, options, (err, key) => (err ? reject(err) : resolve(key))));
+}
+
+export async function verifyPassword(password: string, hash: string): Promise<boolean> {
   const m = HASH.exec(hash);
   if (!m) return false;
   const [, N, r, p, salt, key] = m;
   const expected = Buffer.from(key!, 'base64url');
-  const actual = scryptSync(password, Buffer.from(salt!, 'base64url'), expected.length, {
+  const actual = await scryptAsync(password, Buffer.from(salt!, 'base64url'), expected.length, {
     N: Number(N),
     r: Number(r),
     p: Number(p),

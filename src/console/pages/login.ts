@@ -2,7 +2,8 @@
 // form: a cross-site page can make the browser send the cookie, never read it). A failed login
 // is logged with the user name and address, never the password; past CONSOLE_LOGIN_MAX_FAILURES
 // within 15 minutes further tries from that address are refused, and each failure for a name
-// makes its next try wait longer (src/console/login-limiter.ts).
+// makes its next try wait longer (src/console/login-limiter.ts). A try counts before its
+// password is checked, and the check (scrypt) runs off the event loop.
 import { randomBytes } from 'node:crypto';
 import { setTimeout } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
@@ -60,24 +61,25 @@ export function registerLoginPages(app: FastifyInstance, d: LoginDeps): void {
       d.log.warn({ request_id: request.id, user: name, address: request.ip, why: refused }, 'console: login refused (CSRF)');
       return form(request, reply, next, `Log-in refused: ${refused}.`, 403);
     }
-    if (d.limiter.addressBlocked(request.ip)) {
+    // The try counts now, before its password is checked: tries posted at once cannot all pass.
+    const attempt = d.limiter.attempt(name, request.ip);
+    if (!attempt) {
       d.log.warn(
         { request_id: request.id, user: name, address: request.ip },
         'console: login refused (too many failures from this address)',
       );
       return form(request, reply, next, 'Too many failed log-ins from this address: wait 15 minutes and try again.', 429);
     }
-    const wait = d.limiter.delayMs(name);
+    const wait = attempt.waitMs;
     if (wait) await setTimeout(wait);
     const user = d.users.find((u) => u.name === name);
     // Unknown names cost one scrypt too, so timing does not tell which names exist.
-    const ok = verifyPassword(password, user?.hash ?? DUMMY_HASH) && !!user;
+    const ok = (await verifyPassword(password, user?.hash ?? DUMMY_HASH)) && !!user;
     if (!ok) {
-      d.limiter.fail(name, request.ip);
       d.log.warn({ request_id: request.id, user: name, address: request.ip, waited_ms: wait }, 'console: login failed');
       return form(request, reply, next, 'Wrong user name or password.', 401);
     }
-    d.limiter.succeed(name);
+    attempt.succeeded();
     const session = await d.sessions.create(user.name, user.role);
     d.log.info({ request_id: request.id, actor: user.name, role: user.role, address: request.ip }, 'console: logged in');
     reply.header('Set-Cookie', [cookie(SESSION_COOKIE, session.id, d.sessionMinutes * 60), cookie(LOGIN_COOKIE, '', 0)]);
