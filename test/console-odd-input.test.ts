@@ -301,3 +301,231 @@ describe('odd input gives 4xx or is ignored, never 500', () => {
     expect(errors).toEqual([]);
   }, 120_000);
 });
+
+// Values a person (or a script) can put in the console's own fields, sent with a real session,
+// its form token and same-origin metadata, so they get past every check before the page's own:
+// page cursors, filters, find, audit's since, reasons, amounts, ids and the login form.
+describe('crafted values with a valid session reach the pages, which answer 4xx with a message, never 5xx', () => {
+  let operator: { cookie: string; csrf: string };
+  let failedId: string;
+  let completedId: string;
+  let logged: number;
+  beforeAll(async () => {
+    operator = await session(OPERATOR);
+    failedId = await transferIn(db.pool, 'failed');
+    completedId = await transferIn(db.pool, 'completed');
+  });
+
+  const cursorOf = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const get = (path: string) => request('GET', path, { cookie: operator.cookie });
+  const postForm = (path: string, fields: Array<[string, string]>, headers: Record<string, string> = {}) =>
+    request(
+      'POST',
+      path,
+      { ...FORM, cookie: operator.cookie, 'sec-fetch-site': 'same-origin', ...headers },
+      new URLSearchParams([['_csrf', operator.csrf], ...fields]).toString(),
+    );
+  const noServerError = (res: Raw, what: string) => {
+    if (res.status < 200 || res.status >= 500 || STACK.test(res.body)) throw new Error(`${what}: ${res.status}: ${res.body.slice(0, 300)}`);
+  };
+  const errorsLogged = () => c.logs.slice(logged).filter((l) => Number(l['level']) >= 50 || JSON.stringify(l).includes('"stack"'));
+
+  /** Times PostgreSQL refuses or JavaScript reads differently, and ordinary ones. */
+  const ODD_TIMES = [
+    '0',
+    '-271821-04-20T00:00:00.000Z',
+    '+275760-09-13T00:00:00.000Z',
+    '-000001-01-01T00:00:00.000Z',
+    '0000-01-01T00:00:00.000Z',
+    '0000-01-01T00:00:00.000000Z',
+    '2025-02-30T00:00:00.000000Z',
+    '2025-01-01T24:00:00.000000Z',
+    '2025-01-01T00:00:00.0000000Z',
+    '2025-01-01',
+    '1',
+    '99999',
+    'infinity',
+    '-infinity',
+    'epoch',
+    'now',
+    'today',
+    'allballs',
+    'J2451187',
+    '1e999',
+    '2025-01-01T00:00:00+99:00',
+    '2025-01-01T00:00:00.000\u0000Z',
+    '',
+  ];
+  const nasty = fc.oneof(
+    fc.constantFrom(...ODD_TIMES),
+    fc.string({ maxLength: 30 }),
+    fc.string({ unit: 'binary', maxLength: 30 }),
+    fc.string({ unit: fc.constantFrom('\u0000', '\ud800', '\uffff', 'a', '0', '-', ':', '.', '%', ' ', 'é'), maxLength: 20 }),
+    fc.integer({ min: 200, max: 6000 }).map((n) => 'x'.repeat(n)),
+    fc.bigInt({ min: -(10n ** 30n), max: 10n ** 30n }).map(String),
+    fc.date({ noInvalidDate: true }).map((d) => d.toISOString()),
+  );
+  const uuidish = fc.oneof(
+    fc.uuid(),
+    fc.constantFrom('aaaaaaaa-0000-0000-0000-000000000001', '00000000-0000-0000-0000-000000000000'),
+    nasty,
+  );
+
+  it('page cursors holding "0", the smallest JavaScript date and other odd times: 400 naming the cursor', async () => {
+    logged = c.logs.length;
+    for (const at of ODD_TIMES) {
+      for (const status of ['pending', 'failed']) {
+        for (const order of ['newest', 'overdue']) {
+          const res = await get(`/transfers?status=${status}&order=${order}&after=${cursorOf([at, failedId])}`);
+          expect(res.status, `${at} ${order}`).toBe(400);
+          expect(res.body).toContain('after: not a page cursor from this console');
+        }
+      }
+    }
+    expect(errorsLogged()).toEqual([]);
+  });
+
+  it('a NUL byte or an over-long reason: 400 saying so, on one transfer and in bulk, nothing written', async () => {
+    logged = c.logs.length;
+    const before = await db.pool.query('select count(*) from marketplace.seller_transfer_events');
+    for (const step of ['preview', 'act']) {
+      const nul = await postForm(`/transfers/${failedId}/${step}`, [
+        ['action', 'retry'],
+        ['reason', 'topped\u0000up'],
+      ]);
+      expect(nul.status, step).toBe(400);
+      expect(nul.body).toContain('a reason cannot hold a NUL character');
+      const long = await postForm(`/transfers/${completedId}/${step}`, [
+        ['action', 'reverse'],
+        ['reason', 'r'.repeat(20_000)],
+      ]);
+      expect(long.status, step).toBe(400);
+      expect(long.body).toContain('at most 500 characters');
+      const bulk = await postForm(`/bulk/${step}`, [
+        ['action', 'fail'],
+        ['reason', '\u0000'],
+        ['ids', failedId],
+        ['confirm_count', '1'],
+      ]);
+      expect(bulk.status, step).toBe(400);
+      expect(bulk.body).toContain('a reason cannot hold a NUL character');
+    }
+    expect((await db.pool.query('select count(*) from marketplace.seller_transfer_events')).rows).toEqual(before.rows);
+    expect(errorsLogged()).toEqual([]);
+  });
+
+  it('generated cursors and list filters', async () => {
+    logged = c.logs.length;
+    // Mostly well-formed around the one odd value, so most requests get as far as the query.
+    const mostly = (good: fc.Arbitrary<string>) => fc.oneof({ weight: 4, arbitrary: good }, { weight: 1, arbitrary: nasty });
+    const sane = fc.date({ min: new Date('2000-01-01'), max: new Date('2100-01-01'), noInvalidDate: true }).map((d) => d.toISOString());
+    const cursor = fc.oneof(
+      { weight: 4, arbitrary: fc.tuple(nasty, mostly(fc.uuid())).map(cursorOf) },
+      fc.jsonValue().map(cursorOf),
+      nasty.map((s) => Buffer.from(s).toString('base64url')),
+      nasty,
+    );
+    const filters = fc.record(
+      {
+        status: mostly(fc.constantFrom('pending', 'failed', 'completed', 'reversal_pending')),
+        order: mostly(fc.constantFrom('newest', 'overdue')),
+        after: cursor,
+        seller: mostly(fc.uuid()),
+        order_id: mostly(fc.uuid()),
+        account: mostly(fc.stringMatching(/^acct_[A-Za-z0-9]{1,20}$/)),
+        stripe_id: mostly(fc.stringMatching(/^trr?_[A-Za-z0-9]{1,20}$/)),
+        min: mostly(fc.bigInt({ min: 0n, max: 10n ** 18n - 1n }).map(String)),
+        max: mostly(fc.bigInt({ min: 0n, max: 10n ** 18n - 1n }).map(String)),
+        created_from: mostly(sane),
+        created_to: mostly(sane),
+        updated_from: mostly(sane),
+        updated_to: mostly(sane),
+      },
+      { requiredKeys: ['after', 'status'] },
+    );
+    await fc.assert(
+      fc.asyncProperty(filters, async (f) => {
+        const path = `/transfers?${new URLSearchParams(Object.entries(f) as Array<[string, string]>).toString()}`;
+        noServerError(await get(path.slice(0, 8_000)), path.slice(0, 200));
+      }),
+      { numRuns: 300 },
+    );
+    expect(errorsLogged()).toEqual([]);
+  }, 120_000);
+
+  it('generated find terms, audit windows, transfer ids and page flags', async () => {
+    logged = c.logs.length;
+    const paths = fc.oneof(
+      nasty.map((q) => `/find?${new URLSearchParams({ q })}`),
+      nasty.map((q) => `/find?${new URLSearchParams({ q: `tr_${q}` })}`),
+      nasty.map((since) => `/audit?${new URLSearchParams({ since })}`),
+      fc
+        .tuple(uuidish, nasty)
+        .map(([id, done]) => `/transfers/${encodeURIComponent(Buffer.from(id).toString())}?${new URLSearchParams({ done })}`),
+    );
+    await fc.assert(
+      fc.asyncProperty(paths, async (path) => noServerError(await get(path.slice(0, 8_000)), path.slice(0, 200))),
+      { numRuns: 200 },
+    );
+    expect(errorsLogged()).toEqual([]);
+  }, 120_000);
+
+  it('generated action forms: reasons, amounts, actions, ids, and the headers a browser sends with them', async () => {
+    logged = c.logs.length;
+    const form = fc.record({
+      target: fc.oneof(
+        fc.constantFrom(`/transfers/${failedId}/preview`, `/transfers/${completedId}/preview`, `/bulk/preview`),
+        fc.constantFrom(`/transfers/${failedId}/act`, `/transfers/${completedId}/act`, `/bulk/act`),
+        uuidish.map((id) => `/transfers/${encodeURIComponent(Buffer.from(id).toString())}/preview`),
+      ),
+      action: fc.oneof(fc.constantFrom('reverse', 'retry', 'fail'), nasty),
+      reason: fc.oneof(fc.constantFrom('topped up', 'a\u0000b', '\u0000', ' '), nasty),
+      amount: fc.oneof(fc.constantFrom('', '1', '0.01', '10.00', '1e3', '-1', '99999999999999999999'), nasty),
+      ids: fc.array(fc.oneof(fc.constantFrom(failedId, completedId), uuidish), { maxLength: 3 }),
+      confirm: fc.oneof(fc.constantFrom('1', '2', '3'), nasty),
+      contentType: fc.constantFrom(
+        'application/x-www-form-urlencoded',
+        'application/x-www-form-urlencoded; charset=utf-8',
+        'application/x-www-form-urlencoded; charset=bogus',
+      ),
+      site: fc.constantFrom('same-origin', 'none', 'same-site'),
+    });
+    await fc.assert(
+      fc.asyncProperty(form, async (f) => {
+        const fields: Array<[string, string]> = [
+          ['action', f.action],
+          ['reason', f.reason],
+          ['amount', f.amount],
+          ['confirm_count', f.confirm],
+          ...f.ids.map((id): [string, string] => ['ids', id]),
+        ];
+        const res = await postForm(f.target, fields, { 'content-type': f.contentType, 'sec-fetch-site': f.site });
+        noServerError(res, `${f.target} ${JSON.stringify(fields).slice(0, 200)}`);
+      }),
+      { numRuns: 300 },
+    );
+    expect(errorsLogged()).toEqual([]);
+  }, 120_000);
+
+  it('generated login forms', async () => {
+    logged = c.logs.length;
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.record({ user: nasty, password: nasty, next: nasty }), async (f) => {
+        // A name of its own each time: a name's wrong tries make its next try wait (up to 8 s).
+        f.user = `${f.user.slice(0, 40)}#${n++}`;
+        const form = await loginForm();
+        const res = await request(
+          'POST',
+          '/login',
+          { ...FORM, cookie: form.cookie },
+          new URLSearchParams({ _csrf: form.csrf, user: f.user, password: f.password, next: f.next }).toString(),
+        );
+        noServerError(res, JSON.stringify(f).slice(0, 200));
+        expect([401, 303]).toContain(res.status);
+      }),
+      { numRuns: 100 },
+    );
+    expect(errorsLogged()).toEqual([]);
+  }, 120_000);
+});

@@ -13,8 +13,13 @@ const sql = namedQueries('src/console/queries.sql');
 
 export const ACTIONS: readonly AdminAction[] = ['reverse', 'retry', 'fail'];
 
-/** SQLSTATEs the admin functions and the guard raise for what a person asked for. */
-const REFUSALS = new Set(['22023', 'P0002', '55P03', '55000', '23514', '22P02', '22003']);
+/**
+ * SQLSTATEs the admin functions and the guard raise for what a person asked for, and class 22
+ * (data exception: a value the database will not take, such as a reason past a length limit it
+ * sets): a message to show, not a server error. The pages check what they can first.
+ */
+const REFUSALS = new Set(['P0002', '55P03', '55000', '23514']);
+const isRefusal = (code: string) => REFUSALS.has(code) || code.startsWith('22');
 
 export class ActionRefused extends Error {}
 
@@ -45,7 +50,7 @@ export async function runConsoleAction(
       );
     } catch (e) {
       const err = e as { code?: string; message?: string; detail?: string };
-      if (err.code && REFUSALS.has(err.code)) throw new ActionRefused(`${err.message}${err.detail ? ` (${err.detail})` : ''}`);
+      if (err.code && isRefusal(err.code)) throw new ActionRefused(`${err.message}${err.detail ? ` (${err.detail})` : ''}`);
       throw e;
     }
   });

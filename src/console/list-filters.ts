@@ -23,9 +23,14 @@ export interface ListQuery {
 
 export class BadFilter extends Error {}
 
+/** No filter (nor the cursor) is longer than this: a longer value is a mistake, said so, not a query. */
+const MAX_FILTER_LENGTH = 200;
+
 function text(q: Record<string, unknown>, key: string): string | null {
   const v = q[key];
-  return typeof v === 'string' && v.trim() !== '' ? v.trim() : null;
+  if (typeof v !== 'string' || v.trim() === '') return null;
+  if (v.length > MAX_FILTER_LENGTH) throw new BadFilter(`${key}: at most ${MAX_FILTER_LENGTH} characters, got ${v.length}`);
+  return v.trim();
 }
 
 function match(q: Record<string, unknown>, key: string, re: RegExp, what: string): string | null {
@@ -44,16 +49,36 @@ function date(q: Record<string, unknown>, key: string): Date | null {
   return d;
 }
 
-export function encodeCursor(at: Date | string, id: string): string {
-  return Buffer.from(JSON.stringify([new Date(at).toISOString(), id])).toString('base64url');
+/** A sort key as the list queries give it (cursor_at): UTC, to the microsecond. */
+const CURSOR_AT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})Z$/;
+
+export function encodeCursor(at: string, id: string): string {
+  return Buffer.from(JSON.stringify([at, id])).toString('base64url');
+}
+
+/**
+ * A cursor's time, checked before PostgreSQL sees it: exactly the form the queries write, a
+ * real date and time (no February 30th, no 24:00) from year 1 to 9999. JavaScript's Date reads
+ * far more ("0", years beyond PostgreSQL's range) than PostgreSQL takes (22007, 22008).
+ */
+function cursorTime(at: unknown): string | null {
+  if (typeof at !== 'string') return null;
+  const m = CURSOR_AT.exec(at);
+  if (!m || m[1] === '0000') return null;
+  const d = new Date(`${at.slice(0, 23)}Z`);
+  return !Number.isNaN(d.getTime()) && d.toISOString().slice(0, 23) === at.slice(0, 23) ? at : null;
 }
 
 function cursor(q: Record<string, unknown>): ListQuery['after'] {
   const v = text(q, 'after');
   if (v === null) return null;
   try {
-    const [at, id] = JSON.parse(Buffer.from(v, 'base64url').toString()) as [string, string];
-    if (typeof at === 'string' && !Number.isNaN(new Date(at).getTime()) && isUuid(id)) return { at, id };
+    const value: unknown = JSON.parse(Buffer.from(v, 'base64url').toString());
+    if (Array.isArray(value) && value.length === 2) {
+      const [at, id] = value as unknown[];
+      const time = cursorTime(at);
+      if (time !== null && typeof id === 'string' && isUuid(id)) return { at: time, id };
+    }
   } catch {
     // fall through: not one of ours
   }

@@ -65,10 +65,14 @@ select worker_id, hostname, pid, started_at, last_seen_at, stopped_at,
 
 -- name: list_newest
 -- One page of a status, newest first, after the keyset cursor ($2 created_at, $3 id; null: first page).
--- Filters are null when unset; each one narrows the same index range scan.
+-- Filters are null when unset; each one narrows the same index range scan. cursor_at is the sort
+-- key to the microsecond, in UTC (a JavaScript Date keeps milliseconds: a cursor made from one
+-- would skip or repeat rows written in the same millisecond); null for an infinite time.
 select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.currency, t.status,
        (select c.exponent from marketplace.currencies c where c.code = t.currency) as currency_exponent,
-       t.stripe_transfer_id, t.stripe_reversal_id, t.retry_count, t.next_retry_at, t.created_at, t.updated_at
+       t.stripe_transfer_id, t.stripe_reversal_id, t.retry_count, t.next_retry_at, t.created_at, t.updated_at,
+       case when isfinite(t.created_at)
+            then to_char(t.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') end as cursor_at
   from marketplace.seller_transfers t
  where t.status = $1
    and ($2::timestamptz is null or (t.created_at, t.id) < ($2::timestamptz, $3::uuid))
@@ -87,11 +91,13 @@ select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.cur
 
 -- name: list_overdue
 -- One page of a status, longest due first (due since: next_retry_at, or created_at when it has
--- none), after the keyset cursor ($2 due since, $3 id). Same filters as list_newest.
+-- none), after the keyset cursor ($2 due since, $3 id). Same filters and cursor_at as list_newest.
 select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.currency, t.status,
        (select c.exponent from marketplace.currencies c where c.code = t.currency) as currency_exponent,
        t.stripe_transfer_id, t.stripe_reversal_id, t.retry_count, t.next_retry_at, t.created_at, t.updated_at,
-       coalesce(t.next_retry_at, t.created_at) as due_since
+       coalesce(t.next_retry_at, t.created_at) as due_since,
+       case when isfinite(coalesce(t.next_retry_at, t.created_at))
+            then to_char(coalesce(t.next_retry_at, t.created_at) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') end as cursor_at
   from marketplace.seller_transfers t
  where t.status = $1
    and ($2::timestamptz is null or (coalesce(t.next_retry_at, t.created_at), t.id) > ($2::timestamptz, $3::uuid))

@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import type { AdminAction } from '../../core/admin-actions.ts';
 import { TransferNotFound } from '../../core/errors.ts';
 import { transferDetail } from '../../core/read-model.ts';
+import { reasonProblem } from '../../core/reason.ts';
 import { ACTIONS, ActionRefused, runConsoleAction } from '../act.ts';
 import type { ConsoleOptions } from '../options.ts';
 import { readSnapshot } from '../db.ts';
@@ -32,6 +33,8 @@ export function registerActionPages(app: FastifyInstance, o: ConsoleOptions): vo
         return problem(request, reply, 404, 'Not found', `"${rawId.slice(0, 60)}" is not a seller transfer id; nothing was done.`, '/');
       const id = rawId.toLowerCase();
       if (!ACTIONS.includes(action)) return problem(request, reply, 400, 'Refused', 'Unknown action; nothing was done.', back);
+      const badReason = reasonProblem(reason);
+      if (badReason) return problem(request, reply, 400, 'Refused', `${badReason}; nothing was done.`, back);
       let t;
       try {
         t = await readSnapshot(o.db, (c) => transferDetail(c, id));

@@ -4,6 +4,7 @@
 // so one row the worker is busy with does not hold up the others; every outcome is listed and logged.
 import type { FastifyInstance } from 'fastify';
 import { ActionRefused, runConsoleAction } from '../act.ts';
+import { reasonProblem } from '../../core/reason.ts';
 import type { ConsoleOptions } from '../options.ts';
 import { isUuid } from '../../db/connection.ts';
 import { page, problem } from '../render.ts';
@@ -53,15 +54,8 @@ export function registerBulkPages(app: FastifyInstance, o: ConsoleOptions): void
           `"${bad.slice(0, 60)}" is not a seller transfer id; nothing was done.`,
           '/transfers',
         );
-      if (!reason)
-        return problem(
-          request,
-          reply,
-          400,
-          'Refused',
-          'A reason is required: say why (it is recorded in the history); nothing was done.',
-          '/transfers',
-        );
+      const badReason = reasonProblem(reason);
+      if (badReason) return problem(request, reply, 400, 'Refused', `${badReason}; nothing was done.`, '/transfers');
       if (step === 'act' && String(body['confirm_count'] ?? '') !== String(selected.length)) {
         return problem(
           request,

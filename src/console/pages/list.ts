@@ -43,7 +43,7 @@ export function registerListPages(app: FastifyInstance, o: ConsoleOptions): void
       const more = rows.length > PAGE_SIZE;
       const shown = rows.slice(0, PAGE_SIZE);
       const last = shown.at(-1);
-      const next = more && last ? encodeCursor(overdue ? last['due_since'] : last['created_at'], last['id']) : null;
+      const next = more && last?.['cursor_at'] ? encodeCursor(last['cursor_at'], last['id']) : null;
       return page(request, reply, 'list', {
         title: `Transfers: ${list.status}`,
         statuses,
