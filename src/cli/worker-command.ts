@@ -13,14 +13,20 @@ export function registerWorkerCommand(program: Command): void {
     .action(async (opts: { migrate: boolean }) => {
       const { config, logger } = cliConfig();
       // Listen before anything starts: a signal during start-up still means a graceful stop
-      // (Node's default would end the process at once).
+      // (Node's default would end the process at once). Later signals change nothing and must
+      // not end the process half-way either: a Ctrl-C under `npm start` arrives twice (from the
+      // terminal to the process group, and forwarded by npm), and a supervisor may repeat its
+      // SIGTERM. The hard stop is SIGKILL.
+      let stopping = false;
       const stopRequested = new Promise<void>((resolve) => {
         const onSignal = (signal: NodeJS.Signals) => {
+          if (stopping) return logger.debug({ signal }, 'signal received again: already stopping');
+          stopping = true;
           logger.info({ signal }, 'signal received');
           resolve();
         };
-        process.once('SIGTERM', onSignal);
-        process.once('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+        process.on('SIGINT', onSignal);
       });
       // Last resort, for a promise some library leaves unawaited (graphile-worker's job
       // completion did, unbatched): a lost database connection there is part of an outage the
