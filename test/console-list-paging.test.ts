@@ -23,8 +23,8 @@ async function walk(first: string): Promise<{ ids: string[]; pages: number }> {
   let path: string | null = first;
   let pages = 0;
   while (path) {
-    const res = await fetch(`${c.url}${path}`, { headers: { cookie } });
-    const html = await res.text();
+    const res: Response = await fetch(`${c.url}${path}`, { headers: { cookie } });
+    const html: string = await res.text();
     expect(res.status, html.slice(0, 500)).toBe(200);
     pages++;
     ids.push(...[...html.matchAll(/<a href="\/transfers\/([0-9a-f-]{36})">/g)].map((m) => m[1]!));
