@@ -4,28 +4,18 @@
 // (not to the process group, as a terminal's Ctrl-C does). Everything it started stops within
 // 10 s (npm, the worker, the embedded PostgreSQL, esbuild's service), npm exits 0, and no
 // PostgreSQL is left behind.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, runningServer } from '../src/db/embedded.ts';
-import { projectRoot } from '../src/paths/project.ts';
-import { waitFor } from './support/wait.ts';
+import { runningServer } from '../src/db/embedded.ts';
+import { devCheckout, npmStart, workerStarted, type DevCheckout } from './support/npm-start.ts';
 
-let dataDir: string;
-let port: number;
-
+let checkout: DevCheckout;
 beforeAll(async () => {
-  dataDir = await mkdtemp(path.join(tmpdir(), 'seller-transfers-npm-start-'));
-  await chmod(dataDir, 0o755); // run as root, PostgreSQL runs as the postgres user and must enter it
-  port = await freePort();
+  checkout = await devCheckout();
 });
 afterAll(async () => {
-  const left = dataDir && runningServer(path.join(dataDir, 'pg'));
-  if (left) process.kill(left.pid, 'SIGINT');
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  await checkout?.remove();
 });
 
 /** Process id -> parent id, for every process now (Linux /proc). */
@@ -70,38 +60,13 @@ function commandOf(pid: number): string {
   }
 }
 
-interface Started {
-  npm: ChildProcess;
-  output: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function npmStart(): Started {
-  const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir, EMBEDDED_PORT: String(port), LOG_FORMAT: 'json', LOG_LEVEL: 'info' };
-  for (const k of ['DATABASE_URL', 'STRIPE_SECRET_KEY', 'STRIPE_API_BASE', 'NODE_ENV']) delete env[k];
-  // A process group of its own: the signal below goes to npm's PID only, nothing else gets one.
-  const npm = spawn('npm', ['start'], { cwd: projectRoot, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let out = '';
-  npm.stdout!.on('data', (d: Buffer) => (out += d));
-  npm.stderr!.on('data', (d: Buffer) => (out += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    npm.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-  return { npm, output: () => out, exited };
-}
-
 describe('npm start under a supervisor', () => {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     it(`${signal} to the PID of \`npm start\`: npm, the worker and the embedded PostgreSQL stop within 10 s, exit 0, no orphan`, async () => {
-      const s = npmStart();
+      const s = npmStart(checkout);
       try {
-        await waitFor(
-          'npm start to start the worker',
-          async () => s.output().includes('"msg":"worker started"') || s.npm.exitCode !== null,
-          90_000,
-        );
-        expect(s.npm.exitCode, s.output()).toBeNull();
-        const server = runningServer(path.join(dataDir, 'pg'));
+        await workerStarted(s);
+        const server = runningServer(path.join(checkout.dataDir, 'pg'));
         expect(server, 'the embedded PostgreSQL runs').toBeDefined();
         // The worker detaches PostgreSQL into a process group of its own, but it stays its child.
         const started = tree(s.npm.pid!);
@@ -118,22 +83,13 @@ describe('npm start under a supervisor', () => {
           started.filter(running).map((pid) => `${pid} ${commandOf(pid)}`),
           `still running 10 s after ${signal}`,
         ).toEqual([]);
-        expect(runningServer(path.join(dataDir, 'pg')), 'no PostgreSQL left on the data directory').toBeUndefined();
-        const said = s
-          .output()
-          .split('\n')
-          .filter((l) => l.startsWith('{'))
-          .map((l) => (JSON.parse(l) as { msg: string }).msg);
-        expect(said).toEqual(expect.arrayContaining(['signal received', 'worker stopped', 'database stopped']));
+        expect(runningServer(path.join(checkout.dataDir, 'pg')), 'no PostgreSQL left on the data directory').toBeUndefined();
+        expect(s.said()).toEqual(expect.arrayContaining(['signal received', 'worker stopped', 'database stopped']));
       } finally {
         // Whatever is left in its process group (npm, an orphaned worker) when the test failed;
         // an orphaned PostgreSQL is stopped here too.
-        try {
-          process.kill(-s.npm.pid!, 'SIGKILL');
-        } catch {
-          // nothing left
-        }
-        const server = runningServer(path.join(dataDir, 'pg'));
+        s.kill();
+        const server = runningServer(path.join(checkout.dataDir, 'pg'));
         if (server) process.kill(server.pid, 'SIGINT');
       }
     }, 150_000);

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { resolveStripe } from '../runtime.ts';
+import { simulatorRecordPath, stripeOfRunningWorker } from '../runtime.ts';
 import { createStripeClient } from '../stripe/client.ts';
 import { CliError } from './context.ts';
 import { oneLineText, print, printJson, table } from './format.ts';
@@ -49,22 +49,19 @@ export function registerReconcileCommand(program: Command): void {
     .action(async (opts: { since?: string; fix?: boolean; json?: boolean }) => {
       const since = opts.since === undefined ? null : parseSince(opts.since);
       const { config, logger } = operatorContext();
-      if (!config.STRIPE_SECRET_KEY && !config.STRIPE_API_BASE) {
+      const stripe = stripeOfRunningWorker(config, logger);
+      if (!stripe) {
         throw new CliError(
-          'reconcile needs the Stripe to compare with: set STRIPE_SECRET_KEY (or STRIPE_API_BASE for a Stripe-compatible server)',
+          config.DATABASE_URL
+            ? 'reconcile needs the Stripe to compare with: set STRIPE_SECRET_KEY (or STRIPE_API_BASE for a Stripe-compatible server)'
+            : `reconcile needs the Stripe to compare with: no STRIPE_SECRET_KEY, and no worker of this checkout is running the Stripe simulator ` +
+                `(its record: ${simulatorRecordPath(config)}): start \`npm start\`, or set STRIPE_SECRET_KEY (or STRIPE_API_BASE for a Stripe-compatible server)`,
           2,
         );
       }
-      const stripe = await resolveStripe(config, logger);
-      try {
-        const report = await withOperatorDb(config, logger, (db) =>
-          reconcile(db, createStripeClient(stripe.target), { since, fix: !!opts.fix }),
-        );
-        if (opts.json) printJson(report);
-        else print(render(report));
-        if (report.remaining > 0) process.exitCode = DISAGREEMENT_EXIT_CODE;
-      } finally {
-        await stripe.close();
-      }
+      const report = await withOperatorDb(config, logger, (db) => reconcile(db, createStripeClient(stripe), { since, fix: !!opts.fix }));
+      if (opts.json) printJson(report);
+      else print(render(report));
+      if (report.remaining > 0) process.exitCode = DISAGREEMENT_EXIT_CODE;
     });
 }

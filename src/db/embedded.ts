@@ -29,6 +29,13 @@ export interface EmbeddedDatabase {
   stop(): Promise<void>;
 }
 
+/** The server could not listen: another program (another checkout's embedded server, say) has the port. */
+export class PortInUse extends Error {
+  constructor(readonly port: number) {
+    super(`port ${port} on 127.0.0.1 is taken`);
+  }
+}
+
 /** The development password of the loopback-only embedded server (not a secret: nothing but this machine reaches it). */
 export const EMBEDDED_PASSWORD = 'postgres';
 const READY_TIMEOUT_MS = 60_000;
@@ -118,6 +125,15 @@ function lastLines(file: string, n = 3): string {
   }
 }
 
+/** What the server wrote to its log since `offset` (this start's lines). */
+function logSince(file: string, offset: number): string {
+  try {
+    return readFileSync(file).subarray(offset).toString('utf8');
+  } catch {
+    return '';
+  }
+}
+
 async function initialise(dir: string, initdb: string, user: { uid: number; gid: number } | undefined): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   if (user) await chown(dir, user.uid, user.gid);
@@ -169,6 +185,10 @@ export async function startEmbeddedPostgres(opts: { dir: string; persistent: boo
   if (!(await exists(path.join(dir, 'PG_VERSION')))) await initialise(dir, initdb, user);
   const port = opts.port ?? (await freePort());
   const logFile = `${dir}.log`;
+  const logStart = await stat(logFile).then(
+    (st) => st.size,
+    () => 0,
+  );
   const log = openSync(logFile, 'a');
   if (user) await chown(logFile, user.uid, user.gid).catch(() => {});
   const child = spawn(postgres, ['-D', dir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='], {
@@ -185,7 +205,12 @@ export async function startEmbeddedPostgres(opts: { dir: string; persistent: boo
   });
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
-    if (exited) throw new Error(`embedded PostgreSQL on ${dir} did not start (${exited}): ${lastLines(logFile) || 'no log'}`);
+    if (exited) {
+      // PostgreSQL says "could not bind IPv4 address ... Address already in use" and then
+      // "could not create any TCP/IP sockets": name the port instead.
+      if (/Address already in use/.test(logSince(logFile, logStart))) throw new PortInUse(port);
+      throw new Error(`embedded PostgreSQL on ${dir} did not start (${exited}): ${lastLines(logFile) || 'no log'}`);
+    }
     const r = runningServer(dir);
     if (r?.ready && r.pid === child.pid) break;
     if (Date.now() > deadline)
