@@ -47,7 +47,11 @@ async function otherProcessesConnected(url: string): Promise<number> {
  * there (started by `npm start` or another command), else one this process starts. On close the
  * server is stopped by the last seller-transfers process using it, whoever started it.
  */
-export async function resolveDatabase(config: Config, logger: AppLogger): Promise<{ url: string; close(): Promise<void> }> {
+export async function resolveDatabase(
+  config: Config,
+  logger: AppLogger,
+  opts: { announceReuse?: boolean } = {},
+): Promise<{ url: string; close(): Promise<void> }> {
   if (config.DATABASE_URL) return { url: config.DATABASE_URL, close: async () => {} };
   const dir = path.resolve(config.DATA_DIR, 'pg');
   let server: EmbeddedDatabase;
@@ -71,7 +75,10 @@ export async function resolveDatabase(config: Config, logger: AppLogger): Promis
     throw new Error(`no DATABASE_URL, and the embedded PostgreSQL at 127.0.0.1:${port} (data in ${dir}) refused us: ${describeError(e)}`);
   }
   const url = withDatabase(server.url, EMBEDDED_DATABASE);
-  logger.info(
+  // Said once per start of the server (and by the worker, whose first lines tell where its
+  // database is); a command using the server that is already running says it at debug level,
+  // not on every run.
+  logger[server.started || opts.announceReuse ? 'info' : 'debug'](
     { dataDir: dir, port, psql: embeddedPsqlCommand(port) },
     server.started
       ? `no DATABASE_URL: started an embedded PostgreSQL at 127.0.0.1:${port}, data in ${dir}`
@@ -190,9 +197,9 @@ export function stripeOfRunningWorker(config: Config, logger: AppLogger): Stripe
 export async function resolveRuntime(
   config: Config,
   logger: AppLogger,
-  need: { stripe: boolean; recordSimulator?: boolean },
+  need: { stripe: boolean; recordSimulator?: boolean; announceReuse?: boolean },
 ): Promise<Runtime> {
-  const db = await resolveDatabase(config, logger);
+  const db = await resolveDatabase(config, logger, { announceReuse: need.announceReuse ?? false });
   try {
     const stripe = need.stripe
       ? await resolveStripe(config, logger, { recordSimulator: need.recordSimulator ?? false })

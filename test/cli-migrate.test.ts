@@ -57,7 +57,35 @@ describe('seller-transfers migrate', () => {
     }
     const again = await cli('migrate');
     expect(again.code, again.stderr).toBe(0);
-    expect(await applied()).toHaveLength((await committedMigrations()).length);
+    const committed = await committedMigrations();
+    expect(await applied()).toHaveLength(committed.length);
+    // What this run applied, not the whole history.
+    const latest = `${String(committed.length).padStart(6, '0')}.sql`;
+    expect(again.stdout).toBe(
+      `applied ${committed.length - 6} migrations: ${Array.from({ length: committed.length - 6 }, (_, i) => `${String(i + 7).padStart(6, '0')}.sql`).join(', ')} (${committed.length} migrations applied, the latest ${latest})\n`,
+    );
+  });
+
+  it('with nothing pending, says so in one line instead of listing every applied migration', async () => {
+    const first = await cli('migrate');
+    expect(first.code, first.stderr).toBe(0);
+    const run = await cli('migrate');
+    expect(run.code, run.stderr).toBe(0);
+    const committed = await committedMigrations();
+    expect(run.stdout).toBe(
+      `nothing to apply: the database is up to date (${committed.length} migrations applied, the latest ${String(committed.length).padStart(6, '0')}.sql)\n`,
+    );
+    expect(run.stdout).not.toContain('000001.sql');
+  });
+
+  it('--rollback-to says what it rolled back and where the database stands', async () => {
+    const run = await cli('migrate', '--rollback-to', String((await committedMigrations()).length - 1));
+    expect(run.code, run.stderr).toBe(0);
+    const n = (await committedMigrations()).length;
+    expect(run.stdout).toBe(
+      `rolled back: ${String(n).padStart(6, '0')}.sql (${n - 1} migrations applied, the latest ${String(n - 1).padStart(6, '0')}.sql)\n`,
+    );
+    expect((await cli('migrate')).stdout).toMatch(/^applied 1 migration: /);
   });
 
   it('refuses --dry-run with --rollback-to', async () => {

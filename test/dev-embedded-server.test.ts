@@ -132,7 +132,10 @@ describe('the CLI while npm start runs the embedded server', () => {
         ['matrix', '--json'],
         ['doctor', '--json'],
       ]) {
-        const run = await runCli(args, { ...devEnv(), LOG_LEVEL: 'info', LOG_FORMAT: 'json' });
+        // Which server a command uses is said at debug level: not on every run at info.
+        const quiet = await runCli(args, { ...devEnv(), LOG_LEVEL: 'info', LOG_FORMAT: 'json' });
+        expect(quiet.stderr).not.toContain('using the embedded PostgreSQL');
+        const run = await runCli(args, { ...devEnv(), LOG_LEVEL: 'debug', LOG_FORMAT: 'json' });
         expect(run.stderr).not.toMatch(/undefined|\[object Object\]/);
         expect(run.stderr).toContain('using the embedded PostgreSQL already running');
         if (args[0] !== 'doctor') expect(run.code, run.stderr).toBe(0);

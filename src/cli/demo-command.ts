@@ -5,6 +5,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Command } from 'commander';
 import type pg from 'pg';
 import { appliedMigrations, migrateDatabase } from '../db/migrate.ts';
+import { migrationSummary } from './migrate-summary.ts';
 import { resolveRuntime } from '../runtime.ts';
 import { startWorker } from '../worker/runner.ts';
 import { printAdminResult, runAdminAction, type AdminAction } from './admin-action.ts';
@@ -76,8 +77,9 @@ export function registerDemoCommand(program: Command): void {
       const runtime = await resolveRuntime(config, logger, { stripe: true });
       try {
         print(`== 1. migrate ${runtime.databaseUrl.replace(/:[^:@/]*@/, ':***@')}`);
+        const before = await appliedMigrations(runtime.databaseUrl);
         await migrateDatabase(runtime.databaseUrl);
-        print(`  applied: ${(await appliedMigrations(runtime.databaseUrl)).map((m) => m.filename).join(', ')}`);
+        print(`  ${migrationSummary(before, await appliedMigrations(runtime.databaseUrl))}`);
 
         print(`== 2. start the worker (Stripe at ${runtime.stripe.apiBase ?? 'api.stripe.com'})`);
         const worker = await startWorker({ config, logger, databaseUrl: runtime.databaseUrl, stripe: runtime.stripe });

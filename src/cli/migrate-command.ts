@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { migrateDatabase, rollbackTo, appliedMigrations } from '../db/migrate.ts';
 import { printDryRun } from './migrate-dry-run.ts';
+import { migrationSummary } from './migrate-summary.ts';
 import { migrateOptions } from './migrate-options.ts';
 import { resolveDatabase } from '../runtime.ts';
 import { CliError, cliConfig } from './context.ts';
@@ -28,12 +29,16 @@ export function registerMigrateCommand(program: Command): void {
           if (!/^\d+$/.test(opts.rollbackTo))
             throw new CliError(`--rollback-to takes a migration number (0 or more), got "${opts.rollbackTo}"`, 2);
           const undone = await rollbackTo(db.url, Number(opts.rollbackTo));
-          console.log(undone.length ? `rolled back: ${undone.join(', ')}` : 'nothing to roll back');
+          const left = await appliedMigrations(db.url);
+          console.log(
+            `${undone.length ? `rolled back: ${undone.join(', ')}` : 'nothing to roll back'} ` +
+              `(${left.length ? `${left.length} migration${left.length === 1 ? '' : 's'} applied, the latest ${left.at(-1)!.filename}` : 'no migration applied'})`,
+          );
         } else {
+          const before = await appliedMigrations(db.url);
           await migrateDatabase(db.url, migrateOptions(config, logger));
+          console.log(migrationSummary(before, await appliedMigrations(db.url)));
         }
-        const applied = await appliedMigrations(db.url);
-        console.log(`applied migrations: ${applied.map((m) => m.filename).join(', ') || 'none'}`);
       } finally {
         await db.close();
       }

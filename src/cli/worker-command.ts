@@ -47,7 +47,7 @@ export function registerWorkerCommand(program: Command): void {
           else logger.warn({ err: (reason as Error)?.message ?? String(reason) }, 'database connection error during start-up');
         } else fatal?.(reason);
       });
-      const runtime = await resolveRuntime(config, logger, { stripe: true, recordSimulator: true });
+      const runtime = await resolveRuntime(config, logger, { stripe: true, recordSimulator: true, announceReuse: true });
       try {
         if (opts.migrate) await migrateDatabase(runtime.databaseUrl, migrateOptions(config, logger));
         worker = await startWorker({ config, logger, databaseUrl: runtime.databaseUrl, stripe: runtime.stripe });
