@@ -42,6 +42,41 @@ describe.concurrent('seller-transfers --help', () => {
   });
 });
 
+describe.concurrent('the actions: --reason is required and said so; the id is checked first', () => {
+  it.each(['reverse', 'retry', 'fail'])('%s --help marks --reason required, in the usage line and beside the option', async (command) => {
+    const run = await runCli([command, '--help']);
+    expect(run.stdout).toContain(`Usage: seller-transfers ${command} <id> --reason <text> [options]`);
+    expect(run.stdout).toMatch(/^\s+--reason <text>\s+required: why/m);
+  });
+
+  it('fail --help says it takes a pending transfer (cancelled before it is paid) as well', async () => {
+    const text = (await runCli(['fail', '--help'])).stdout.replace(/\s+/g, ' ');
+    expect(text).toMatch(/pending \(cancelled before it is paid: pending -> failed -> permanently_failed/);
+    expect(text).toContain('reversal_pending -> permanently_failed');
+  });
+
+  it.each(['reverse', 'retry', 'fail'])('%s not-a-uuid without --reason: the bad id is reported first', async (command) => {
+    expectOneLineError(await runCli([command, 'not-a-uuid']), '"not-a-uuid" is not a seller transfer id', 2);
+  });
+
+  it.each(['reverse', 'retry', 'fail'])(
+    '%s <uuid> without --reason: the missing reason, before any database is needed',
+    async (command) => {
+      const run = await runCli([command, '2f1d7c3e-8a4b-4c1e-9d2f-5b6a7c8d9e0f'], {
+        DATABASE_URL: 'postgres://postgres@127.0.0.1:1/nothing_here',
+      });
+      expectOneLineError(run, "required option '--reason <text>' not specified", 2);
+    },
+  );
+
+  it('a reason longer than the history takes is refused before any database is needed', async () => {
+    const run = await runCli(['retry', '2f1d7c3e-8a4b-4c1e-9d2f-5b6a7c8d9e0f', '--reason', 'x'.repeat(501)], {
+      DATABASE_URL: 'postgres://postgres@127.0.0.1:1/nothing_here',
+    });
+    expectOneLineError(run, '--reason: a reason is at most 500 characters, this one has 501', 2);
+  });
+});
+
 describe.concurrent('mistakes before any data is read', () => {
   it('an unknown command', async () => {
     expectOneLineError(await runCli(['frobnicate']), "unknown command 'frobnicate'", 2);

@@ -3,16 +3,39 @@
 // finds it when it is due; what the worker will do next is read back
 // (seller_transfer_dispatch_state) after the commit. A refusal is the database's error, printed
 // in one line by main.ts; nothing is half-written.
+import { Option } from 'commander';
 import type pg from 'pg';
+import { reasonProblem } from '../core/reason.ts';
 import { adminActionInTransaction, type AdminAction, type AdminResult } from '../core/admin-actions.ts';
 import { transferDispatch, transferJobs } from '../core/read-model.ts';
 import { renderDispatch } from '../core/transfer-text.ts';
 import { formatMinor, type Exponent } from '../money.ts';
+import { CliError } from './context.ts';
 import { print, printJson, timestamp } from './format.ts';
 import { cliRequester } from './operator-db.ts';
 import { inTransaction } from '../db/connection.ts';
 
 export type { AdminAction, AdminResult };
+
+/**
+ * `--reason <text>`, which every action needs. Checked in the action, after the transfer id,
+ * not by commander (which checks a mandatory option before any argument): `reverse not-a-uuid`
+ * is told about the id first. Help marks it required, in the usage line and beside the option.
+ */
+export function reasonOption(what: string): Option {
+  return new Option('--reason <text>', `required: why, ${what}`);
+}
+
+/** The usage line of an action: the id and --reason first, as they are required. */
+export const ACTION_USAGE = '<id> --reason <text> [options]';
+
+/** The reason given, or the usage error a missing one is; a blank one is the database's refusal. */
+export function requiredReason(reason: string | undefined): string {
+  if (reason === undefined) throw new CliError("required option '--reason <text>' not specified", 2);
+  const problem = reason.trim() ? reasonProblem(reason) : null;
+  if (problem) throw new CliError(`--reason: ${problem}`, 2);
+  return reason;
+}
 
 export async function runAdminAction(
   db: pg.ClientBase,

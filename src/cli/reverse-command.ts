@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { parseMajor } from '../money.ts';
-import { printAdminResult, runAdminAction } from './admin-action.ts';
+import { ACTION_USAGE, printAdminResult, reasonOption, requiredReason, runAdminAction } from './admin-action.ts';
 import { CliError } from './context.ts';
 import { operatorContext, transferId, withOperatorDb } from './operator-db.ts';
 import { transferDetail } from '../core/read-model.ts';
@@ -15,6 +15,7 @@ export function registerReverseCommand(program: Command): void {
       'request the reversal of a paid transfer (completed -> reversal_pending); the worker creates the Stripe reversal. ' +
         'A payout carries one reversal (reversed is terminal): a second refund is refused',
     )
+    .usage(ACTION_USAGE)
     .argument('<id>', 'seller transfer id (UUID)')
     .option(
       '--amount <amount>',
@@ -22,10 +23,11 @@ export function registerReverseCommand(program: Command): void {
         '12.50 for USD, 500 for JPY (no decimals: zero-decimal), 1.250 for KWD (three decimals); ' +
         'the decimals come from marketplace.currencies. Default: the whole transfer',
     )
-    .requiredOption('--reason <text>', 'why (recorded in the history)')
+    .addOption(reasonOption('recorded in the history'))
     .option('--json', 'print { transfer, event, dispatch, jobs } as JSON')
-    .action(async (rawId: string, opts: { amount?: string; reason: string; json?: boolean }) => {
+    .action(async (rawId: string, opts: { amount?: string; reason?: string; json?: boolean }) => {
       const id = transferId(rawId);
+      const reason = requiredReason(opts.reason);
       const { config, logger } = operatorContext();
       const { result, exponent } = await withOperatorDb(config, logger, async (db) => {
         let minor: string | undefined;
@@ -36,7 +38,7 @@ export function registerReverseCommand(program: Command): void {
           if ('error' in parsed) throw new CliError(`--amount ${parsed.error}`, 2);
           minor = parsed.minor;
         }
-        const r = await runAdminAction(db, 'reverse', id, opts.reason, minor);
+        const r = await runAdminAction(db, 'reverse', id, reason, minor);
         const {
           rows: [c],
         } = await db.query<{ exponent: number }>(sql('currency_exponent'), [r.transfer.currency]);
