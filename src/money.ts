@@ -6,16 +6,21 @@
 /** An exponent the database gave for a row's currency; null: the currency is not in marketplace.currencies. */
 export type Exponent = number | string | null | undefined;
 
+/** 123456 (2) -> "1234.56"; 1200 (0) -> "1200"; 5 (3) -> "0.005": the amount in the currency's unit, for machines (CSV, JSON). Exact for any bigint. */
+export function majorUnits(minor: number | string | bigint, exponent: number | string): string {
+  const digits = Number(exponent);
+  const v = BigInt(minor);
+  const abs = (v < 0n ? -v : v).toString().padStart(digits + 1, '0');
+  const frac = digits ? `.${abs.slice(abs.length - digits)}` : '';
+  return `${v < 0n ? '-' : ''}${abs.slice(0, abs.length - digits)}${frac}`;
+}
+
 /** 123456 usd (2) -> "1,234.56 USD"; 1200 jpy (0) -> "1,200 JPY"; 1250 kwd (3) -> "1.250 KWD". Exact for any bigint. */
 export function formatMinor(minor: number | string | bigint, currency: string, exponent: Exponent): string {
   if (exponent === null || exponent === undefined)
     return `${BigInt(minor)} ${currency.toUpperCase()} (minor units; currency not in marketplace.currencies)`;
-  const digits = Number(exponent);
-  const v = BigInt(minor);
-  const abs = (v < 0n ? -v : v).toString().padStart(digits + 1, '0');
-  const whole = abs.slice(0, abs.length - digits).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
-  const frac = digits ? `.${abs.slice(abs.length - digits)}` : '';
-  return `${v < 0n ? '-' : ''}${whole}${frac} ${currency.toUpperCase()}`;
+  const [whole, frac] = majorUnits(minor, exponent).split('.');
+  return `${whole!.replace(/\B(?=(\d{3})+(?!\d))/g, ',')}${frac === undefined ? '' : `.${frac}`} ${currency.toUpperCase()}`;
 }
 
 /**

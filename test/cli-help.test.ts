@@ -14,6 +14,7 @@ const COMMANDS = [
   'matrix',
   'graph',
   'show',
+  'list',
   'reverse',
   'retry',
   'fail',
@@ -24,7 +25,7 @@ const COMMANDS = [
   'demo',
   'console',
 ];
-const DATA_COMMANDS = ['matrix', 'show', 'reverse', 'retry', 'fail', 'stats', 'reconcile', 'audit', 'doctor'];
+const DATA_COMMANDS = ['matrix', 'show', 'list', 'reverse', 'retry', 'fail', 'stats', 'reconcile', 'audit', 'doctor'];
 
 describe.concurrent('seller-transfers --help', () => {
   it('lists every command', async () => {

@@ -11,6 +11,8 @@ import { useTestDatabase } from './support/database.ts';
 
 const db = useTestDatabase();
 const queries = parseNamedQueries(readFileSync(path.join(projectRoot, 'src/console/queries.sql'), 'utf8'));
+// The CLI's `list` reads through the shared core's query.
+const coreQueries = parseNamedQueries(readFileSync(path.join(projectRoot, 'src/core/queries.sql'), 'utf8'));
 let sample: { id: string; order_id: string; seller_id: string; stripe_transfer_id: string };
 
 /**
@@ -29,7 +31,7 @@ function scans(plan: Record<string, unknown>): string[] {
   return [...own, ...children.flatMap(scans)];
 }
 
-async function planOf(name: string, params: unknown[]): Promise<string[]> {
+async function planOf(name: string, params: unknown[], from = queries): Promise<string[]> {
   const c = await db.pool.connect();
   try {
     // ANALYZE: the plan as run, so a guarded subquery that never runs (due now of a status the
@@ -37,7 +39,7 @@ async function planOf(name: string, params: unknown[]): Promise<string[]> {
     await c.query('set jit = off');
     const {
       rows: [r],
-    } = await c.query(`explain (analyze, format json) ${queries.get(name)}`, params);
+    } = await c.query(`explain (analyze, format json) ${from.get(name)}`, params);
     return scans((r['QUERY PLAN'] as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan);
   } finally {
     c.release();
@@ -145,6 +147,28 @@ describe('console query plans read indexes', () => {
     expect(plan.join(', ')).toMatch(/\((seller_transfers_seller_created_idx|seller_transfers_status_created_idx)\)/);
     expect(plan.filter((s) => !/Index|Bitmap Heap Scan \(/.test(s))).toEqual([]);
   });
+
+  // list_transfers: $1 cursor time, $2 cursor id, $3 statuses, $4 seller, $5 account, $6 currency, $7 before, $8 since, $9 limit + 1.
+  const cliLists: Array<[string, unknown[]]> = [
+    ['every status, newest first', [...none(8), 51]],
+    ['every status, next page', [new Date(Date.now() - 3600_000), '00000000-0000-4000-8000-000000000000', ...none(6), 51]],
+    [
+      'two statuses, a currency and an age',
+      [null, null, ['failed', 'pending'], null, null, 'usd', new Date(Date.now() - 60_000), null, 51],
+    ],
+    ['one seller', [null, null, null, '00000000-0000-4000-8000-000000000042', ...none(4), 51]],
+  ];
+  for (const [what, params] of cliLists) {
+    it(`the CLI's list: ${what}: index range scans only, one per status at most`, async () => {
+      const plan = await planOf('list_transfers', params, coreQueries);
+      expect(plan.length, plan.join(', ')).toBeGreaterThan(0);
+      expect(plan.length, plan.join(', ')).toBeLessThanOrEqual(6);
+      expect(
+        plan.filter((s) => !/^(Index( Only)? Scan|Bitmap Heap Scan) .*\(seller_transfers_\w+_idx/.test(s)),
+        plan.join(', '),
+      ).toEqual([]);
+    });
+  }
 
   it('find: our id and order id, tr_ and trr_', async () => {
     for (const [name, params] of [

@@ -23,6 +23,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   matrix: async () => (await import('./matrix-command.ts')).registerMatrixCommand,
   graph: async () => (await import('./graph-command.ts')).registerGraphCommand,
   show: async () => (await import('./show-command.ts')).registerShowCommand,
+  list: async () => (await import('./list-command.ts')).registerListCommand,
   reverse: async () => (await import('./reverse-command.ts')).registerReverseCommand,
   retry: async () => (await import('./retry-command.ts')).registerRetryCommand,
   fail: async () => (await import('./fail-command.ts')).registerFailCommand,

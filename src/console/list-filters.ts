@@ -1,7 +1,8 @@
 // The list's query string as a person (or a bookmark) gives it: each filter checked, the first
 // mistake reported in one sentence. The keyset cursor is opaque to people: the last row's sort
 // key and id, base64url JSON.
-import { isUuid, UUID } from '../db/connection.ts';
+import { decodeCursor, encodeCursor } from '../core/cursor.ts';
+import { UUID } from '../db/connection.ts';
 
 export const PAGE_SIZE = 50;
 
@@ -49,40 +50,14 @@ function date(q: Record<string, unknown>, key: string): Date | null {
   return d;
 }
 
-/** A sort key as the list queries give it (cursor_at): UTC, to the microsecond. */
-const CURSOR_AT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})Z$/;
-
-export function encodeCursor(at: string, id: string): string {
-  return Buffer.from(JSON.stringify([at, id])).toString('base64url');
-}
-
-/**
- * A cursor's time, checked before PostgreSQL sees it: exactly the form the queries write, a
- * real date and time (no February 30th, no 24:00) from year 1 to 9999. JavaScript's Date reads
- * far more ("0", years beyond PostgreSQL's range) than PostgreSQL takes (22007, 22008).
- */
-function cursorTime(at: unknown): string | null {
-  if (typeof at !== 'string') return null;
-  const m = CURSOR_AT.exec(at);
-  if (!m || m[1] === '0000') return null;
-  const d = new Date(`${at.slice(0, 23)}Z`);
-  return !Number.isNaN(d.getTime()) && d.toISOString().slice(0, 23) === at.slice(0, 23) ? at : null;
-}
+export { encodeCursor };
 
 function cursor(q: Record<string, unknown>): ListQuery['after'] {
   const v = text(q, 'after');
   if (v === null) return null;
-  try {
-    const value: unknown = JSON.parse(Buffer.from(v, 'base64url').toString());
-    if (Array.isArray(value) && value.length === 2) {
-      const [at, id] = value as unknown[];
-      const time = cursorTime(at);
-      if (time !== null && typeof id === 'string' && isUuid(id)) return { at: time, id };
-    }
-  } catch {
-    // fall through: not one of ours
-  }
-  throw new BadFilter('after: not a page cursor from this console (start again from the first page)');
+  const c = decodeCursor(v);
+  if (!c) throw new BadFilter('after: not a page cursor from this console (start again from the first page)');
+  return c;
 }
 
 export function parseListQuery(q: Record<string, unknown>, statuses: string[]): ListQuery {

@@ -82,3 +82,38 @@ select * from marketplace.fail_seller_transfer($1, $2);
 -- The status change this action wrote to the history (this transaction's), if any.
 select e.from_status, e.to_status, e.reason from marketplace.seller_transfer_events e
  where e.transfer_id = $1 and e.xact_id = pg_current_xact_id() order by e.id desc limit 1;
+
+-- name: list_transfers
+-- `list`: one page of transfers, newest first by (created_at, id), after the keyset cursor ($1
+-- created_at as cursor_at wrote it, $2 id; null: the first page). Each status is read through its
+-- own (status, created_at desc, id desc) index range, at most a page from each, then merged: the
+-- page costs the same whatever the table's size and whichever statuses are asked for ($3: null
+-- for all). Filters are null when unset: seller ($4), Stripe account ($5), currency ($6), created
+-- before ($7) and at or after ($8). cursor_at is the sort key to the microsecond in UTC (null
+-- for an infinite time). $9 is the page size plus one, to know whether another page follows.
+select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.currency,
+       (select c.exponent from marketplace.currencies c where c.code = t.currency) as currency_exponent,
+       t.status, t.stripe_transfer_id, t.stripe_reversal_id, t.reversal_amount_cents,
+       t.retry_count, t.next_retry_at, t.last_error, t.created_at, t.updated_at,
+       case when isfinite(t.created_at)
+            then to_char(t.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') end as cursor_at
+  from marketplace.seller_transfer_statuses s
+ cross join lateral (
+   select t.*
+     from marketplace.seller_transfers t
+    where t.status = s.status
+      and ($1::timestamptz is null or (t.created_at, t.id) < ($1::timestamptz, $2::uuid))
+      and ($4::uuid is null or t.seller_id = $4)
+      and ($5::text is null or t.stripe_account_id = $5)
+      and ($6::text is null or t.currency = $6)
+      and ($7::timestamptz is null or t.created_at < $7)
+      and ($8::timestamptz is null or t.created_at >= $8)
+    order by t.created_at desc, t.id desc
+    limit $9) t
+ where $3::text[] is null or s.status = any ($3::text[])
+ order by t.created_at desc, t.id desc
+ limit $9;
+
+-- name: currency_codes
+-- The currencies marketplace.currencies knows (`list --currency` checks against them).
+select code from marketplace.currencies order by code;

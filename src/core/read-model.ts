@@ -4,6 +4,7 @@
 // the migrations; these only select.
 import type { Queryable } from '../db/connection.ts';
 import { namedQueries } from '../db/named-queries.ts';
+import { encodeCursor, type Cursor } from './cursor.ts';
 import { TransferNotFound } from './errors.ts';
 
 const sql = namedQueries('src/core/queries.sql');
@@ -162,4 +163,65 @@ export async function statusStats(
   const { rows: pastSlo } = await db.query<PastSloRow>(sql('past_slo'), [pastSloLimit]);
   const { rows: waitingForFunds } = await db.query<WaitingForFunds>(sql('waiting_for_funds'));
   return { statuses, pastSlo, waitingForFunds };
+}
+
+/** What `list` narrows to; null: no filter. */
+export interface TransferListFilter {
+  statuses: string[] | null;
+  seller: string | null;
+  account: string | null;
+  currency: string | null;
+  createdBefore: Date | null;
+  createdSince: Date | null;
+  after: Cursor | null;
+  limit: number;
+}
+
+export interface TransferListRow {
+  id: string;
+  order_id: string;
+  seller_id: string;
+  stripe_account_id: string;
+  amount_cents: number | string;
+  currency: string;
+  currency_exponent: number | null;
+  status: string;
+  stripe_transfer_id: string | null;
+  stripe_reversal_id: string | null;
+  reversal_amount_cents: number | string | null;
+  retry_count: number;
+  next_retry_at: Date | null;
+  last_error: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+/** One page of transfers, newest first, and the cursor of the next page (null: this is the last). */
+export async function listTransfers(db: Queryable, f: TransferListFilter): Promise<{ rows: TransferListRow[]; next: string | null }> {
+  const { rows } = await db.query<TransferListRow & { cursor_at: string | null }>(sql('list_transfers'), [
+    f.after?.at ?? null,
+    f.after?.id ?? null,
+    f.statuses,
+    f.seller,
+    f.account,
+    f.currency,
+    f.createdBefore,
+    f.createdSince,
+    f.limit + 1,
+  ]);
+  const page = rows.slice(0, f.limit);
+  const last = page.at(-1);
+  const next = rows.length > f.limit && last?.cursor_at ? encodeCursor(last.cursor_at, last.id) : null;
+  for (const row of page) delete (row as Partial<typeof row>).cursor_at;
+  return { rows: page, next };
+}
+
+/** The currency codes marketplace.currencies knows. */
+export async function currencyCodes(db: Queryable): Promise<string[]> {
+  return (await db.query<{ code: string }>(sql('currency_codes'))).rows.map((r) => r.code);
+}
+
+/** The status names, in the table's order. */
+export async function statusNames(db: Queryable): Promise<string[]> {
+  return (await db.query<{ status: string }>(sql('statuses'))).rows.map((r) => r.status);
 }
