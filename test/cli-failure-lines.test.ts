@@ -65,7 +65,8 @@ const MODES: Record<string, { env: () => Record<string, string | undefined>; exp
   },
   'embedded server cannot start': {
     env: () => ({ DATABASE_URL: undefined, DATA_DIR: busyDir, EMBEDDED_PORT: String(portOf(busyPort)) }), // its port is taken
-    expect: /no DATABASE_URL, and the embedded PostgreSQL under \S+ cannot listen on 127\.0\.0\.1:\d+: the port is taken .*Set EMBEDDED_PORT to a free port/,
+    expect:
+      /no DATABASE_URL, and the embedded PostgreSQL under \S+ cannot listen on 127\.0\.0\.1:\d+: the port is taken .*Set EMBEDDED_PORT to a free port/,
   },
 };
 
