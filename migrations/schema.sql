@@ -31,6 +31,36 @@ alter table marketplace.currencies add constraint currencies_pkey PRIMARY KEY (c
 comment on table marketplace.currencies is 'Currencies a seller transfer may be in: Stripe''s supported currencies, with the minor-unit exponent Stripe''s API counts amounts in (amount_cents = amount * 10^exponent). The console and the CLI read exponents from here.';
 comment on column marketplace.currencies.exponent is 'Decimals of the amount Stripe''s API takes: 0 for zero-decimal currencies (jpy: 1200 is 1,200 JPY), 2 for most, 3 for bhd jod kwd omr tnd.';
 
+create table marketplace.seller_transfer_audit_findings (
+  transfer_id uuid not null,
+  problem text not null,
+  detail text not null,
+  first_found_at timestamp with time zone not null,
+  last_found_at timestamp with time zone not null,
+  acknowledged_at timestamp with time zone,
+  acknowledged_by text,
+  acknowledge_reason text
+);
+alter table marketplace.seller_transfer_audit_findings add constraint seller_transfer_audit_finding_acknowledged CHECK ((((acknowledged_at IS NULL) = (acknowledged_by IS NULL)) AND ((acknowledged_at IS NULL) = (acknowledge_reason IS NULL))));
+alter table marketplace.seller_transfer_audit_findings add constraint seller_transfer_audit_findings_pkey PRIMARY KEY (transfer_id, problem, detail);
+comment on table marketplace.seller_transfer_audit_findings is 'What the audit found (marketplace.run_seller_transfer_audit), kept until a later run finds the row fixed (the finding is deleted) or an operator acknowledges it (acknowledge_seller_transfer_audit_finding). Doctor and the console read it instead of auditing live.';
+
+create table marketplace.seller_transfer_audit_state (
+  singleton boolean default true not null,
+  next_xact xid8,
+  next_created_at timestamp with time zone,
+  started_at timestamp with time zone,
+  finished_at timestamp with time zone,
+  was_full boolean,
+  transfers_audited bigint,
+  problems_found bigint
+);
+alter table marketplace.seller_transfer_audit_state add constraint seller_transfer_audit_state_pkey PRIMARY KEY (singleton);
+alter table marketplace.seller_transfer_audit_state add constraint seller_transfer_audit_state_singleton_check CHECK (singleton);
+comment on table marketplace.seller_transfer_audit_state is 'The incremental audit''s watermark (marketplace.run_seller_transfer_audit): the next run audits transfers with a history event written by a transaction at or after next_xact (every transaction before it had ended when the last run began), or created at or after next_created_at; and what the last run did. One row; written only by run_seller_transfer_audit.';
+comment on column marketplace.seller_transfer_audit_state.next_xact is 'The oldest transaction of this database still running when the last run began (else the next transaction id): history written by it or later is audited again. Null: no run yet (the first run audits everything).';
+comment on column marketplace.seller_transfer_audit_state.next_created_at is 'The last run''s start minus 10 minutes: rows created since then are audited again even without history (a row inserted past the history trigger).';
+
 create table marketplace.seller_transfer_authorities (
   authority text not null,
   "position" bigint not null,
@@ -61,6 +91,7 @@ create table marketplace.seller_transfer_events (
   source_transaction text
 );
 alter table marketplace.seller_transfer_events add constraint seller_transfer_events_pkey PRIMARY KEY (id);
+CREATE INDEX seller_transfer_events_time_brin ON marketplace.seller_transfer_events USING brin (occurred_at, (((xact_id)::text)::bigint));
 CREATE INDEX seller_transfer_events_transfer_idx ON marketplace.seller_transfer_events USING btree (transfer_id, id);
 comment on table marketplace.seller_transfer_events is 'Append-only history: one row per insert and per status change of a seller transfer, written by trigger.';
 comment on column marketplace.seller_transfer_events.amount_cents is 'Insert events: the amount the transfer was created with (null on status changes, and on inserts before migration 000010).';
@@ -415,6 +446,34 @@ create view marketplace.stripe_request_budget_status as
    FROM marketplace.stripe_request_budgets b;
 comment on view marketplace.stripe_request_budget_status is 'The fleet''s Stripe request budget now: configured vs current rate per budget, how far ahead slots are reserved (backlog), the last 429.';
 
+CREATE OR REPLACE FUNCTION marketplace.acknowledge_seller_transfer_audit_finding(transfer_id uuid, problem text, reason text, acknowledged_by text)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  n bigint;
+begin
+  if coalesce(btrim(reason), '') = '' then
+    raise exception 'a reason is required to acknowledge an audit finding' using errcode = '22023';
+  end if;
+  if coalesce(btrim(acknowledged_by), '') = '' then
+    raise exception 'say who acknowledges the finding' using errcode = '22023';
+  end if;
+  update marketplace.seller_transfer_audit_findings a
+     set acknowledged_at = now(), acknowledged_by = left(acknowledge_seller_transfer_audit_finding.acknowledged_by, 200),
+         acknowledge_reason = left(reason, 1000)
+   where a.transfer_id = acknowledge_seller_transfer_audit_finding.transfer_id
+     and (acknowledge_seller_transfer_audit_finding.problem is null or a.problem = acknowledge_seller_transfer_audit_finding.problem)
+     and a.acknowledged_at is null;
+  get diagnostics n = row_count;
+  return n;
+end $function$;
+comment on function marketplace.acknowledge_seller_transfer_audit_finding(uuid,text,text,text) is 'An operator says a stored audit finding is understood (problem null: every open finding of the transfer): it no longer counts in doctor, and stays in seller_transfer_audit_findings with who, when and why until the row is fixed. Returns how many findings it acknowledged.';
+grant EXECUTE on function marketplace.acknowledge_seller_transfer_audit_finding(uuid,text,text,text) to marketplace_operator;
+revoke execute on function marketplace.acknowledge_seller_transfer_audit_finding(uuid,text,text,text) from public;
+
 CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_move(old marketplace.seller_transfers, new marketplace.seller_transfers)
  RETURNS void
  LANGUAGE plpgsql
@@ -571,101 +630,18 @@ CREATE OR REPLACE FUNCTION marketplace.audit_seller_transfers(since timestamp wi
  LANGUAGE plpgsql
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 begin
-  -- plpgsql plans this with the value of `since` known, so `since is null` folds away and the
-  -- full audit is two sequential scans, one sort and a hash join.
-  return query
-  with scope as materialized (
-    select t.id from marketplace.seller_transfers t where since is not null and t.created_at >= since
-    union
-    select e.transfer_id from marketplace.seller_transfer_events e where since is not null and e.occurred_at >= since
-  ), ev as (
-    select e.transfer_id, e.id, e.from_status, e.to_status, e.amount_cents, e.currency, e.stripe_account_id, e.source_transaction,
-           e.authority, e.stripe_transfer_id, e.stripe_reversal_id,
-           row_number() over w as n,
-           lag(e.to_status) over w as prev_to,
-           last_value(e.to_status) over (w rows between unbounded preceding and unbounded following) as last_to
-      from marketplace.seller_transfer_events e
-     where since is null or e.transfer_id in (select s.id from scope s)
-    window w as (partition by e.transfer_id order by e.id)
-  ), steps as (
-    select ev.transfer_id, 'first_event_not_insert'::text as problem,
-           format('event %s: %s -> %s, expected the insert (from nothing)', ev.id, ev.from_status, ev.to_status) as detail
-      from ev where ev.n = 1 and ev.from_status is not null
-    union all
-    select ev.transfer_id, 'initial_status_not_initial',
-           format('event %s: created as %s, which is not an initial status', ev.id, ev.to_status)
-      from ev
-      left join marketplace.seller_transfer_statuses s on s.status = ev.to_status
-     where ev.n = 1 and ev.from_status is null and not coalesce(s.is_initial, false)
-    union all
-    select ev.transfer_id, 'broken_chain',
-           format('event %s: %s -> %s, but the previous event ended in %s', ev.id, coalesce(ev.from_status, '(insert)'), ev.to_status, ev.prev_to)
-      from ev where ev.n > 1 and ev.from_status is distinct from ev.prev_to
-    union all
-    select ev.transfer_id, 'same_state_step',
-           format('event %s: %s -> %s (a same-state update is never recorded)', ev.id, ev.from_status, ev.to_status)
-      from ev where ev.n > 1 and ev.from_status = ev.to_status
-    union all
-    select ev.transfer_id, 'illegal_step',
-           format('event %s: %s -> %s is not in seller_transfer_transitions', ev.id, ev.from_status, ev.to_status)
-      from ev
-      left join marketplace.seller_transfer_transitions tr on tr.from_status = ev.from_status and tr.to_status = ev.to_status
-     where ev.n > 1 and ev.from_status is not null and ev.from_status <> ev.to_status and tr.from_status is null
-  ), firsts as (
-    select ev.transfer_id, ev.id, ev.last_to, ev.from_status, ev.amount_cents, ev.currency, ev.stripe_account_id, ev.source_transaction from ev where ev.n = 1
-  ), rows_in_scope as (
-    select t.id, t.status, t.amount_cents, t.currency, t.stripe_account_id, t.source_transaction, t.stripe_transfer_id, t.stripe_reversal_id from marketplace.seller_transfers t
-     where since is null or t.id in (select s.id from scope s)
-  ), rows_vs_history as (
-    select coalesce(t.id, l.transfer_id) as transfer_id,
-           case when l.transfer_id is null then 'no_history'
-                when t.id is null then 'history_without_row'
-                else 'status_mismatch' end as problem,
-           case when l.transfer_id is null then format('status %s, but no history event', t.status)
-                when t.id is null then format('history ends in %s, but there is no such row', l.last_to)
-                else format('status %s, but the history ends in %s', t.status, l.last_to) end as detail
-      from rows_in_scope t
-      full join firsts l on l.transfer_id = t.id
-     where l.transfer_id is null or t.id is null or t.status is distinct from l.last_to
-  ), facts as (
-    select t.id as transfer_id, 'money_facts_changed'::text as problem,
-           format('event %s: created as %s %s to %s%s, the row now says %s %s to %s%s', f.id,
-                  f.amount_cents, f.currency, f.stripe_account_id, coalesce(' from ' || f.source_transaction, ''),
-                  t.amount_cents, t.currency, t.stripe_account_id, coalesce(' from ' || t.source_transaction, '')) as detail
-      from rows_in_scope t
-      join firsts f on f.transfer_id = t.id and f.from_status is null and f.amount_cents is not null
-     where (t.amount_cents, t.currency, t.stripe_account_id, t.source_transaction) is distinct from (f.amount_cents, f.currency, f.stripe_account_id, f.source_transaction)
-  ), stripe_ids as (
-    -- A Stripe id on the row must be the one the worker recorded with the move that set it. Judged
-    -- only where the history records it: rows created, paid or reversed since migration 000017.
-    select t.id as transfer_id, 'stripe_id_not_from_worker'::text as problem,
-           format('%s %s on the row, but the history %s', k.col, k.on_row,
-                  case when r.id is null then 'records no such id'
-                       else format('records %s (event %s, by %s)', r.recorded, r.id, coalesce(r.authority, 'unknown')) end) as detail
-      from rows_in_scope t
-     cross join lateral (values ('stripe_transfer_id', t.stripe_transfer_id, 'completed'),
-                                ('stripe_reversal_id', t.stripe_reversal_id, 'reversed')) k(col, on_row, sets_it)
-      left join lateral (select ev.id, ev.authority,
-                                case k.col when 'stripe_transfer_id' then ev.stripe_transfer_id else ev.stripe_reversal_id end as recorded
-                           from ev
-                          where ev.transfer_id = t.id
-                            and case k.col when 'stripe_transfer_id' then ev.stripe_transfer_id else ev.stripe_reversal_id end is not null
-                          order by ev.id desc limit 1) r on true
-     where k.on_row is not null
-       and exists (select 1 from ev where ev.transfer_id = t.id and ev.authority is not null
-                      and (ev.from_status is null or ev.to_status = k.sets_it))
-       and (r.id is null or r.recorded is distinct from k.on_row or r.authority is distinct from 'worker')
-  )
-  select x.transfer_id, x.problem, x.detail from steps x
-  union all
-  select r.transfer_id, r.problem, r.detail from rows_vs_history r
-  union all
-  select m.transfer_id, m.problem, m.detail from facts m
-  union all
-  select i.transfer_id, i.problem, i.detail from stripe_ids i
-  order by 1, 2, 3;
+  -- JIT compiles this query's expressions for longer than they run (about a second at 100k rows).
+  -- EXECUTE plans the query for this call with `since` known: the full audit is scans, sorts and
+  -- hash joins (linear in the history); --since is index-driven (BRIN on the events' time, the
+  -- rows' (status, created_at) index).
+  if since is null then
+    return query execute marketplace.seller_transfer_audit_query('full');
+  else
+    return query execute marketplace.seller_transfer_audit_query('since') using since;
+  end if;
 end $function$;
 comment on function marketplace.audit_seller_transfers(timestamp with time zone) is 'Rows whose history does not prove their status or their money facts (a write past the guard or the history triggers), one row per problem. since: only transfers created or with a history event since then (null = all).';
 grant EXECUTE on function marketplace.audit_seller_transfers(timestamp with time zone) to marketplace_definer;
@@ -1003,12 +979,30 @@ CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_audit(since timest
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  select 'audit of rows touched in the last day',
-         case when count(*) = 0 then 'ok' else 'problem' end,
-         case when count(*) = 0 then 'every history leads to its row''s status'
-              else format('%s problem(s) on %s transfer(s): %s', count(*), count(distinct a.transfer_id), string_agg(distinct a.problem, ', ')) end,
-         case when count(*) = 0 then '' else format('`seller-transfers audit --since %s` lists them', to_char(since at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')) end
-    from marketplace.audit_seller_transfers(since) a
+  with st as (select * from marketplace.seller_transfer_audit_state s where s.singleton),
+  unacked as (
+    -- Capped: doctor never counts more than 10,001 findings.
+    select a.transfer_id, a.problem from marketplace.seller_transfer_audit_findings a where a.acknowledged_at is null limit 10001
+  ), o as (
+    select count(*) as n, count(distinct transfer_id) as transfers, string_agg(distinct problem, ', ') as problems from unacked
+  )
+  select 'audit findings (incremental audit)',
+         case when o.n > 0 then 'problem'
+              when st.finished_at is null or st.finished_at < since then 'warn'
+              else 'ok' end,
+         concat_ws('; ',
+           case when o.n > 0 then format('%s%s open finding(s) on %s transfer(s): %s', case when o.n > 10000 then 'over ' else '' end,
+                                         least(o.n, 10000), o.transfers, o.problems) end,
+           case when st.finished_at is null then 'the incremental audit has never run'
+                else format('last run %s (%s, %s transfer(s) audited)%s',
+                            to_char(st.finished_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                            case when st.was_full then 'full' else 'incremental' end, st.transfers_audited,
+                            case when st.finished_at < since then format(', before %s', to_char(since at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')) else '' end) end,
+           case when o.n = 0 and st.finished_at is not null then 'every history it audited leads to its row''s status' end),
+         case when o.n > 0 then '`seller-transfers audit --findings` lists them (docs/runbook.md#audit); fix the row or acknowledge the finding'
+              when st.finished_at is null or st.finished_at < since then 'run `seller-transfers audit --since-last` every few minutes (docs/operating.md#audit)'
+              else '' end
+    from st cross join o
 $function$;
 grant EXECUTE on function marketplace.doctor_seller_transfer_audit(timestamp with time zone) to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_audit(timestamp with time zone) from public;
@@ -1019,14 +1013,15 @@ CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_currencies()
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  with unknown as (
-    select t.currency, count(*) as n, min(t.id::text) as example
-      from marketplace.seller_transfers t
-     where not exists (select 1 from marketplace.currencies c where c.code = t.currency)
-     group by t.currency
-  ), fk as (
+  with fk as (
     select c.convalidated from pg_constraint c
      where c.conrelid = 'marketplace.seller_transfers'::regclass and c.conname = 'seller_transfer_currency_known'
+  ), unknown as (
+    select t.currency, count(*) as n, min(t.id::text) as example
+      from marketplace.seller_transfers t
+     where not coalesce((select f.convalidated from fk f), false)
+       and not exists (select 1 from marketplace.currencies c where c.code = t.currency)
+     group by t.currency
   )
   select 'currencies of seller transfers',
          case when (select count(*) from unknown) > 0 or not coalesce((select convalidated from fk), false) then 'problem' else 'ok' end,
@@ -1339,9 +1334,17 @@ AS $function$
   select 'rows past their status SLO',
          case when count(*) = 0 then 'ok' else 'problem' end,
          case when count(*) = 0 then 'none'
-              else format('%s row(s): %s', count(*), string_agg(distinct p.status, ', ')) end,
+              else format('%s%s row(s): %s', case when count(*) > 10000 then 'over ' else '' end, least(count(*), 10000),
+                          string_agg(distinct p.status, ', ')) end,
          case when count(*) = 0 then '' else '`seller-transfers stats` lists them; `seller-transfers show <id>` says why; see docs/runbook.md' end
-    from marketplace.seller_transfers_past_slo p
+    from (select t.status
+            from marketplace.seller_transfer_status_slos slo
+            join marketplace.seller_transfer_statuses s on s.status = slo.status and not s.is_terminal
+           cross join lateral (select t.id, t.status, t.created_at from marketplace.seller_transfers t
+                                where t.status = slo.status and t.created_at < now() - make_interval(secs => slo.max_seconds)
+                               offset 0) t
+           where coalesce(marketplace.seller_transfer_status_since(t.id), t.created_at) < now() - make_interval(secs => slo.max_seconds)
+           limit 10001) p
 $function$;
 grant EXECUTE on function marketplace.doctor_seller_transfer_slos() to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_slos() from public;
@@ -2015,6 +2018,106 @@ grant EXECUTE on function marketplace.reverse_seller_transfer(uuid,text,bigint) 
 grant EXECUTE on function marketplace.reverse_seller_transfer(uuid,text,bigint) to marketplace_writer;
 revoke execute on function marketplace.reverse_seller_transfer(uuid,text,bigint) from public;
 
+CREATE OR REPLACE FUNCTION marketplace.run_seller_transfer_audit(full_audit boolean DEFAULT false)
+ RETURNS TABLE(was_full boolean, transfers_audited bigint, problems_found bigint, findings_new bigint, findings_fixed bigint, findings_open bigint, started_at timestamp with time zone)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET jit TO 'off'
+AS $function$
+#variable_conflict use_column
+declare
+  st        marketplace.seller_transfer_audit_state;
+  snap      pg_snapshot;
+  xmin_now  xid8;
+  started   timestamptz := clock_timestamp();
+  first_x   bigint;
+  audited   bigint;
+  found     bigint;
+  added     bigint;
+  fixed     bigint;
+  open_n    bigint;
+begin
+  begin
+    select * into st from marketplace.seller_transfer_audit_state s where s.singleton for update nowait;
+  exception when lock_not_available then
+    raise exception 'an audit run is already in progress' using errcode = '55P03',
+      hint = 'wait for it to finish (marketplace.seller_transfer_audit_state.started_at says when it began)';
+  end;
+  -- The oldest transaction of this database still running (taken before the audit's own
+  -- snapshot: every transaction of this database older than it had ended, and its history is
+  -- visible to the queries below), or the next transaction id when none runs. Transactions of
+  -- other databases on the server cannot write this history: a long one there (a report, a dump)
+  -- does not hold the watermark back. A transaction not known to run elsewhere counts as ours.
+  snap := pg_current_snapshot();
+  select coalesce(min(x), pg_snapshot_xmax(snap)) into xmin_now
+    from pg_snapshot_xip(snap) x
+   where not exists (select 1
+                       from pg_locks l
+                       join pg_stat_activity a on a.pid = l.pid
+                      where l.locktype = 'transactionid' and l.transactionid = xid(x)
+                        and a.datid <> (select d.oid from pg_database d where d.datname = current_database()));
+  full_audit := coalesce(full_audit, false) or st.next_xact is null;
+  first_x := (st.next_xact::text)::bigint;
+
+  create temporary table if not exists seller_transfer_audit_found (transfer_id uuid, problem text, detail text) on commit drop;
+  truncate seller_transfer_audit_found;
+  if full_audit then
+    execute format('insert into seller_transfer_audit_found %s', marketplace.seller_transfer_audit_query('full'));
+    select count(*) into audited from marketplace.seller_transfers t;
+  else
+    execute format('insert into seller_transfer_audit_found %s', marketplace.seller_transfer_audit_query('incremental'))
+      using first_x, st.next_created_at;
+    select count(*) into audited
+      from (select c.id
+              from marketplace.seller_transfer_statuses s
+             cross join lateral (select t.id from marketplace.seller_transfers t where t.status = s.status and t.created_at >= st.next_created_at) c
+            union
+            select e.transfer_id from marketplace.seller_transfer_events e where (e.xact_id::text)::bigint >= first_x) x;
+  end if;
+  select count(*) into found from seller_transfer_audit_found;
+
+  -- Fixed: a stored finding of an audited transfer that the audit no longer reports (on a full
+  -- run, any). The stored findings are few: each is checked against the scope by index.
+  with gone as (
+    delete from marketplace.seller_transfer_audit_findings a
+     where (full_audit
+            or exists (select 1 from marketplace.seller_transfer_events e
+                        where e.transfer_id = a.transfer_id and (e.xact_id::text)::bigint >= first_x)
+            or exists (select 1 from marketplace.seller_transfers t where t.id = a.transfer_id and t.created_at >= st.next_created_at))
+       and not exists (select 1 from seller_transfer_audit_found f
+                        where f.transfer_id = a.transfer_id and f.problem = a.problem and f.detail = a.detail)
+    returning 1
+  )
+  select count(*) into fixed from gone;
+
+  with upserted as (
+    insert into marketplace.seller_transfer_audit_findings as a (transfer_id, problem, detail, first_found_at, last_found_at)
+    select distinct f.transfer_id, f.problem, f.detail, started, started from seller_transfer_audit_found f
+    on conflict (transfer_id, problem, detail) do update set last_found_at = excluded.last_found_at
+    returning (a.xmax = 0) as inserted
+  )
+  select count(*) filter (where u.inserted) into added from upserted u;
+
+  select count(*) into open_n from marketplace.seller_transfer_audit_findings a where a.acknowledged_at is null;
+
+  update marketplace.seller_transfer_audit_state s
+     set next_xact = xmin_now,
+         next_created_at = started - interval '10 minutes',
+         started_at = started,
+         finished_at = clock_timestamp(),
+         was_full = full_audit,
+         transfers_audited = audited,
+         problems_found = found
+   where s.singleton;
+  drop table seller_transfer_audit_found;
+  return query select full_audit, audited, found, added, fixed, open_n, started;
+end $function$;
+comment on function marketplace.run_seller_transfer_audit(boolean) is 'The incremental audit (seller-transfers audit --since-last): audits the transfers with history written since the last run (all of them on the first run, or with full_audit => true), keeps what it finds in seller_transfer_audit_findings until the row is fixed or the finding acknowledged, and moves the watermark in seller_transfer_audit_state.';
+grant EXECUTE on function marketplace.run_seller_transfer_audit(boolean) to marketplace_operator;
+grant EXECUTE on function marketplace.run_seller_transfer_audit(boolean) to marketplace_worker;
+revoke execute on function marketplace.run_seller_transfer_audit(boolean) from public;
+
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_admin_actions(status text)
  RETURNS text[]
  LANGUAGE sql
@@ -2048,6 +2151,158 @@ grant EXECUTE on function marketplace.seller_transfer_admin_actions(text) to mar
 grant EXECUTE on function marketplace.seller_transfer_admin_actions(text) to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_admin_actions(text) to marketplace_writer;
 revoke execute on function marketplace.seller_transfer_admin_actions(text) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_audit_query(scope text)
+ RETURNS text
+ LANGUAGE plpgsql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  scope_cte text;
+  ev_from   text;
+  rows_from text;
+begin
+  if scope = 'full' then
+    scope_cte := 'scope as (select null::uuid as id where false)';
+    ev_from := 'marketplace.seller_transfer_events e';
+    rows_from := 'marketplace.seller_transfers t';
+  elsif scope in ('since', 'incremental') then
+    scope_cte := format($s$scope as materialized (
+    select c.id
+      from marketplace.seller_transfer_statuses s
+     cross join lateral (select t.id from marketplace.seller_transfers t where t.status = s.status and t.created_at >= %s) c
+    union
+    select e.transfer_id from marketplace.seller_transfer_events e where %s
+  )$s$,
+      case scope when 'since' then '$1' else '$2' end,
+      case scope when 'since' then 'e.occurred_at >= $1' else '(e.xact_id::text)::bigint >= $1' end);
+    -- Each transfer in scope is looked up by index (OFFSET 0 keeps the lookup a nested loop: a
+    -- merge or hash join would read the whole table to find a day's rows).
+    ev_from := 'scope s cross join lateral (select e.* from marketplace.seller_transfer_events e where e.transfer_id = s.id offset 0) e';
+    rows_from := 'scope s cross join lateral (select t.* from marketplace.seller_transfers t where t.id = s.id offset 0) t';
+  else
+    raise exception 'unknown audit scope %', scope using errcode = '22023';
+  end if;
+  return format($q$
+  with %1$s, ev as (
+    -- One sort of the history by (transfer_id, id), one pass of window functions: each step with
+    -- the one before it, and on every row what the whole history says (where it ends; for each
+    -- Stripe id the last event that recorded one, and whether the history judges it: recorded
+    -- since migration 000017, an authority on the insert or on the move that sets the id).
+    select e.transfer_id, e.id, e.from_status, e.to_status, e.amount_cents, e.currency, e.stripe_account_id, e.source_transaction,
+           e.authority, e.stripe_transfer_id, e.stripe_reversal_id,
+           row_number() over w as n,
+           lag(e.to_status) over w as prev_to,
+           last_value(e.to_status) over wa as last_to,
+           max(e.id) filter (where e.stripe_transfer_id is not null) over wa as transfer_id_event,
+           coalesce(bool_or(e.authority is not null and (e.from_status is null or e.to_status = 'completed')) over wa, false) as transfer_id_judged,
+           max(e.id) filter (where e.stripe_reversal_id is not null) over wa as reversal_id_event,
+           coalesce(bool_or(e.authority is not null and (e.from_status is null or e.to_status = 'reversed')) over wa, false) as reversal_id_judged
+      from %2$s
+    window w as (partition by e.transfer_id order by e.id),
+           wa as (w rows between unbounded preceding and unbounded following)
+  ), steps as (
+    select ev.transfer_id, 'first_event_not_insert'::text as problem,
+           format('event %%s: %%s -> %%s, expected the insert (from nothing)', ev.id, ev.from_status, ev.to_status) as detail
+      from ev where ev.n = 1 and ev.from_status is not null
+    union all
+    select ev.transfer_id, 'initial_status_not_initial',
+           format('event %%s: created as %%s, which is not an initial status', ev.id, ev.to_status)
+      from ev
+      left join marketplace.seller_transfer_statuses s on s.status = ev.to_status
+     where ev.n = 1 and ev.from_status is null and not coalesce(s.is_initial, false)
+    union all
+    select ev.transfer_id, 'broken_chain',
+           format('event %%s: %%s -> %%s, but the previous event ended in %%s', ev.id, coalesce(ev.from_status, '(insert)'), ev.to_status, ev.prev_to)
+      from ev where ev.n > 1 and ev.from_status is distinct from ev.prev_to
+    union all
+    select ev.transfer_id, 'same_state_step',
+           format('event %%s: %%s -> %%s (a same-state update is never recorded)', ev.id, ev.from_status, ev.to_status)
+      from ev where ev.n > 1 and ev.from_status = ev.to_status
+    union all
+    select ev.transfer_id, 'illegal_step',
+           format('event %%s: %%s -> %%s is not in seller_transfer_transitions', ev.id, ev.from_status, ev.to_status)
+      from ev
+      left join marketplace.seller_transfer_transitions tr on tr.from_status = ev.from_status and tr.to_status = ev.to_status
+     where ev.n > 1 and ev.from_status is not null and ev.from_status <> ev.to_status and tr.from_status is null
+  ), per_transfer as (
+    -- One row per transfer with history: its first event carries the whole history's verdicts.
+    select ev.transfer_id, ev.id as first_id, ev.last_to, ev.from_status is null as first_is_insert,
+           ev.amount_cents, ev.currency, ev.stripe_account_id, ev.source_transaction,
+           ev.transfer_id_event, ev.transfer_id_judged, ev.reversal_id_event, ev.reversal_id_judged
+      from ev where ev.n = 1
+  ), recorded as (
+    -- The events that last recorded a Stripe id, one or two per transfer.
+    select ev.transfer_id, ev.id, ev.authority, ev.stripe_transfer_id, ev.stripe_reversal_id
+      from ev where ev.id = ev.transfer_id_event or ev.id = ev.reversal_id_event
+  ), rows_in_scope as (
+    select t.id, t.status, t.amount_cents, t.currency, t.stripe_account_id, t.source_transaction, t.stripe_transfer_id, t.stripe_reversal_id
+      from %3$s
+  ), joined as (
+    select t.id as row_id, p.transfer_id as history_id, t.status, t.amount_cents, t.currency, t.stripe_account_id, t.source_transaction,
+           t.stripe_transfer_id, t.stripe_reversal_id, p.first_id, p.last_to, p.first_is_insert,
+           p.amount_cents as first_amount_cents, p.currency as first_currency, p.stripe_account_id as first_stripe_account_id,
+           p.source_transaction as first_source_transaction,
+           p.transfer_id_event, p.transfer_id_judged, p.reversal_id_event, p.reversal_id_judged
+      from rows_in_scope t
+      full join per_transfer p on p.transfer_id = t.id
+  ), rows_vs_history as (
+    select coalesce(j.row_id, j.history_id) as transfer_id,
+           case when j.history_id is null then 'no_history'
+                when j.row_id is null then 'history_without_row'
+                else 'status_mismatch' end as problem,
+           case when j.history_id is null then format('status %%s, but no history event', j.status)
+                when j.row_id is null then format('history ends in %%s, but there is no such row', j.last_to)
+                else format('status %%s, but the history ends in %%s', j.status, j.last_to) end as detail
+      from joined j
+     where j.history_id is null or j.row_id is null or j.status is distinct from j.last_to
+  ), facts as (
+    select j.row_id as transfer_id, 'money_facts_changed'::text as problem,
+           format('event %%s: created as %%s %%s to %%s%%s, the row now says %%s %%s to %%s%%s', j.first_id,
+                  j.first_amount_cents, j.first_currency, j.first_stripe_account_id, coalesce(' from ' || j.first_source_transaction, ''),
+                  j.amount_cents, j.currency, j.stripe_account_id, coalesce(' from ' || j.source_transaction, '')) as detail
+      from joined j
+     where j.row_id is not null and j.history_id is not null and j.first_is_insert and j.first_amount_cents is not null
+       and (j.amount_cents, j.currency, j.stripe_account_id, j.source_transaction)
+           is distinct from (j.first_amount_cents, j.first_currency, j.first_stripe_account_id, j.first_source_transaction)
+  ), stripe_claims as (
+    -- A Stripe id on the row must be the one the worker recorded with the move that set it.
+    select j.row_id, k.col, k.on_row, k.event_id
+      from joined j
+     cross join lateral (values ('stripe_transfer_id', j.stripe_transfer_id, j.transfer_id_judged, j.transfer_id_event),
+                                ('stripe_reversal_id', j.stripe_reversal_id, j.reversal_id_judged, j.reversal_id_event)) k(col, on_row, judged, event_id)
+     where j.row_id is not null and j.history_id is not null and k.on_row is not null and k.judged
+  ), stripe_ids as (
+    select c.row_id as transfer_id, 'stripe_id_not_from_worker'::text as problem,
+           format('%%s %%s on the row, but the history %%s', c.col, c.on_row,
+                  case when r.id is null then 'records no such id'
+                       else format('records %%s (event %%s, by %%s)', r.recorded, r.id, coalesce(r.authority, 'unknown')) end) as detail
+      from stripe_claims c
+      left join (select x.transfer_id, x.id, x.authority, 'stripe_transfer_id' as col, x.stripe_transfer_id as recorded from recorded x
+                 where x.stripe_transfer_id is not null
+                 union all
+                 select x.transfer_id, x.id, x.authority, 'stripe_reversal_id', x.stripe_reversal_id from recorded x
+                 where x.stripe_reversal_id is not null) r
+        on r.transfer_id = c.row_id and r.col = c.col and r.id = c.event_id
+     where r.id is null or r.recorded is distinct from c.on_row or r.authority is distinct from 'worker'
+  )
+  select x.transfer_id, x.problem, x.detail from steps x
+  union all
+  select r.transfer_id, r.problem, r.detail from rows_vs_history r
+  union all
+  select m.transfer_id, m.problem, m.detail from facts m
+  union all
+  select i.transfer_id, i.problem, i.detail from stripe_ids i
+  order by 1, 2, 3$q$, scope_cte, ev_from, rows_from);
+end $function$;
+comment on function marketplace.seller_transfer_audit_query(text) is 'The audit''s query for a scope (full | since: $1 timestamptz | incremental: $1 first xid as bigint, $2 created since), as text: audit_seller_transfers and run_seller_transfer_audit execute it; EXPLAIN it to see the plan.';
+grant EXECUTE on function marketplace.seller_transfer_audit_query(text) to marketplace_definer;
+grant EXECUTE on function marketplace.seller_transfer_audit_query(text) to marketplace_operator;
+grant EXECUTE on function marketplace.seller_transfer_audit_query(text) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_audit_query(text) to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_audit_query(text) to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_audit_query(text) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_authority(who name)
  RETURNS text
@@ -2118,8 +2373,8 @@ AS $function$
   select s.status, count(t.id),
          extract(epoch from now() - min(marketplace.seller_transfer_due_since(t.id, t.status, t.next_retry_at, t.created_at)))
     from marketplace.seller_transfer_statuses s
-    left join marketplace.seller_transfers t
-      on t.status = s.status and (t.next_retry_at is null or t.next_retry_at <= now())
+    left join lateral (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
+                        where t.status = s.status and (t.next_retry_at is null or t.next_retry_at <= now()) offset 0) t on true
    where s.worker_task is not null
    group by s.status, s.position
    order by s.position
@@ -2303,17 +2558,36 @@ revoke execute on function marketplace.seller_transfer_status_since(uuid) from p
 
 CREATE OR REPLACE FUNCTION marketplace.seller_transfers_without_recorded_facts(since timestamp with time zone DEFAULT NULL::timestamp with time zone)
  RETURNS bigint
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
-  select count(*)
-    from marketplace.seller_transfer_events e
-    join marketplace.seller_transfers t on t.id = e.transfer_id
-   where e.from_status is null and e.amount_cents is null
-     and (since is null or t.created_at >= since
-          or e.transfer_id in (select x.transfer_id from marketplace.seller_transfer_events x where x.occurred_at >= since))
-$function$;
+declare
+  n bigint;
+begin
+  if since is null then
+    select count(*) into n
+      from marketplace.seller_transfer_events e
+      join marketplace.seller_transfers t on t.id = e.transfer_id
+     where e.from_status is null and e.amount_cents is null;
+  else
+    -- The same scope as the audit's, index-driven.
+    with scope as materialized (
+      select c.id
+        from marketplace.seller_transfer_statuses s
+       cross join lateral (select t.id from marketplace.seller_transfers t where t.status = s.status and t.created_at >= since) c
+      union
+      select e.transfer_id from marketplace.seller_transfer_events e where e.occurred_at >= since
+    )
+    select count(*) into n
+      from scope s
+      join marketplace.seller_transfers t on t.id = s.id
+      join marketplace.seller_transfer_events e on e.transfer_id = s.id
+     where e.from_status is null and e.amount_cents is null;
+  end if;
+  return n;
+end $function$;
 comment on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) is 'How many transfers (in scope) were created before their money facts were recorded in the history (before migration 000010): audit judges their facts by what they hold today.';
 grant EXECUTE on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) to marketplace_definer;
 grant EXECUTE on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) to marketplace_operator;
@@ -2400,6 +2674,26 @@ grant SELECT on marketplace.currencies to marketplace_reader;
 grant SELECT on marketplace.currencies to marketplace_worker;
 
 grant SELECT on marketplace.currencies to marketplace_writer;
+
+grant DELETE, INSERT, SELECT, UPDATE on marketplace.seller_transfer_audit_findings to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfer_audit_findings to marketplace_operator;
+
+grant SELECT on marketplace.seller_transfer_audit_findings to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_audit_findings to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_audit_findings to marketplace_writer;
+
+grant SELECT, UPDATE on marketplace.seller_transfer_audit_state to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfer_audit_state to marketplace_operator;
+
+grant SELECT on marketplace.seller_transfer_audit_state to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_audit_state to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_audit_state to marketplace_writer;
 
 grant SELECT on marketplace.seller_transfer_authorities to marketplace_admin;
 
