@@ -59,6 +59,30 @@ select transfer_id, problem, detail from marketplace.audit_seller_transfers($1);
 -- name: unrecorded_facts
 select marketplace.seller_transfers_without_recorded_facts($1) as n;
 
+-- name: audit_run
+-- The incremental audit: the transfers with history since the watermark ($1: everything), stored.
+select was_full, transfers_audited, problems_found, findings_new, findings_fixed, findings_open, started_at
+  from marketplace.run_seller_transfer_audit($1);
+
+-- name: audit_state
+select started_at, finished_at, was_full, transfers_audited, problems_found
+  from marketplace.seller_transfer_audit_state where singleton;
+
+-- name: audit_stored_findings
+-- Open findings first (oldest first), then acknowledged ones; capped ($1) by the primary key's order.
+select transfer_id, problem, detail, first_found_at, last_found_at, acknowledged_at, acknowledged_by, acknowledge_reason
+  from marketplace.seller_transfer_audit_findings
+ order by acknowledged_at is not null, first_found_at, transfer_id, problem, detail
+ limit $1;
+
+-- name: audit_stored_counts
+select count(*) filter (where acknowledged_at is null) as open, count(*) filter (where acknowledged_at is not null) as acknowledged,
+       count(distinct transfer_id) filter (where acknowledged_at is null) as open_transfers
+  from marketplace.seller_transfer_audit_findings;
+
+-- name: audit_acknowledge
+select marketplace.acknowledge_seller_transfer_audit_finding($1, $2, $3, $4) as n;
+
 -- name: has_doctor
 select to_regprocedure('marketplace.seller_transfer_doctor()') is not null as ok;
 
