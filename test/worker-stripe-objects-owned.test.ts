@@ -93,13 +93,14 @@ describe("a row that names another row's Stripe transfer", () => {
         `stripe_transfer_id ${a.transfer} on the row, but the history records ${own}`,
       );
       expect(problems.filter((p) => p.transfer_id === forged).map((p) => p.problem)).toContain('stripe_id_not_from_worker');
+      expect((await cli('audit', '--since-last')).code).toBe(3); // doctor reports what the incremental audit stored
       const doctor = JSON.parse((await cli('doctor', '--json')).stdout) as {
         checks: Array<{ check: string; status: string; detail: string }>;
       };
       const heldCheck = doctor.checks.find((k) => k.check === 'rows held for review (Stripe differs)')!;
       expect(heldCheck.status).toBe('problem');
       expect(heldCheck.detail).toMatch(/^2 row\(s\)/);
-      expect(doctor.checks.find((k) => k.check === 'audit of rows touched in the last day')!.detail).toContain('stripe_id_not_from_worker');
+      expect(doctor.checks.find((k) => k.check === 'audit findings (incremental audit)')!.detail).toContain('stripe_id_not_from_worker');
     } finally {
       await worker.stop();
     }
