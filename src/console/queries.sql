@@ -10,6 +10,8 @@
 -- the status SLO (the rule of the view seller_transfers_past_slo, which
 -- test/console-plans.test.ts holds this count to), capped at $3 + 1 (each costs a history
 -- lookup). Every subquery is ordered like an index, so it is a range scan that stops at its cap.
+-- A row planted with an infinite time (past the guard) gives no "longest due" (null), not an
+-- error: PostgreSQL cannot subtract an infinite timestamp.
 select s.status, s.is_initial, s.is_terminal, s.worker_task, s.description, slo.max_seconds as slo_seconds,
        (select count(*) from (
           select 1 from marketplace.seller_transfers t where t.status = $1
@@ -19,8 +21,9 @@ select s.status, s.is_initial, s.is_terminal, s.worker_task, s.description, slo.
            where s.worker_task is not null and t.status = $1
              and coalesce(t.next_retry_at, t.created_at) <= now() and marketplace.seller_transfer_is_due(t.status, t.next_retry_at)
            order by t.status, coalesce(t.next_retry_at, t.created_at), t.id limit $3 + 1) c) as due_now,
-       (select extract(epoch from now() - marketplace.seller_transfer_due_since(t.id, t.status, t.next_retry_at, t.created_at))::double precision
+       (select case when isfinite(d.since) then extract(epoch from now() - d.since)::double precision end
           from marketplace.seller_transfers t
+         cross join lateral (select marketplace.seller_transfer_due_since(t.id, t.status, t.next_retry_at, t.created_at) as since) d
          where s.worker_task is not null and t.status = $1
            and coalesce(t.next_retry_at, t.created_at) <= now() and marketplace.seller_transfer_is_due(t.status, t.next_retry_at)
          order by t.status, coalesce(t.next_retry_at, t.created_at), t.id limit 1) as oldest_due_seconds,

@@ -1,9 +1,16 @@
 // Text formatting both front ends use for values from the database: timestamps, durations, one
 // line of free text. Plain strings, no colours: the same on a terminal, in a pipe, in a page.
 
-export function timestamp(value: Date | string | null | undefined): string {
+/**
+ * A time from the database in ISO form. PostgreSQL's infinite times (node-postgres reads them
+ * as ±Infinity) and anything else a Date cannot hold are shown as what they are, never thrown
+ * on: one odd row must not stop a page or a command from showing the others.
+ */
+export function timestamp(value: Date | string | number | null | undefined): string {
   if (value === null || value === undefined) return '-';
-  return (value instanceof Date ? value : new Date(value)).toISOString();
+  if (value === Infinity || value === -Infinity) return value > 0 ? 'infinity' : '-infinity';
+  const d = value instanceof Date ? value : new Date(value);
+  return Number.isNaN(d.getTime()) ? String(value) : d.toISOString();
 }
 
 /** 93784 -> "1d 2h", 3725 -> "1h 2m", 125 -> "2m 5s", 7 -> "7s". */
