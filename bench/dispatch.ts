@@ -11,7 +11,19 @@
 // Ratio: the tick with 10k rows handed out over the tick with none (flat = 1x), per state.
 import type pg from 'pg';
 import { connect } from '../src/db/connection.ts';
-import { fmt, median, ms, percentile, progress, rowsLabel, stopwatch, type BenchContext, type FigureResult, type Ratio } from './lib.ts';
+import {
+  fmt,
+  median,
+  ms,
+  percentile,
+  progress,
+  rowsLabel,
+  stopwatch,
+  type BenchContext,
+  type FigureResult,
+  type Ratio,
+  emptyPayoutTables,
+} from './lib.ts';
 import { planNodes, type PlanNode } from '../test/support/plans.ts';
 
 const TICK = 'select * from marketplace.dispatch_seller_transfers(20, 120)';
@@ -85,7 +97,7 @@ async function tick(c: pg.Client, state: State): Promise<Sample> {
 
 export async function dispatchFigure(ctx: BenchContext): Promise<FigureResult> {
   const { pool, sizes } = ctx;
-  await pool.query('truncate marketplace.seller_transfers, marketplace.seller_transfer_events cascade');
+  await emptyPayoutTables(pool);
   await pool.query('delete from graphile_worker._private_jobs');
   const c = await connect(ctx.url, { application_name: 'seller-transfers-bench' });
   const samples = new Map<string, Sample[]>();
@@ -173,7 +185,7 @@ export async function dispatchFigure(ctx: BenchContext): Promise<FigureResult> {
     }
   } finally {
     await c.end();
-    await pool.query('truncate marketplace.seller_transfers, marketplace.seller_transfer_events cascade');
+    await emptyPayoutTables(pool);
     await pool.query('delete from graphile_worker._private_jobs');
   }
 

@@ -18,6 +18,7 @@ import {
   type BenchContext,
   type FigureResult,
   type Ratio,
+  emptyPayoutTables,
 } from './lib.ts';
 import { planNodes, type PlanNode } from '../test/support/plans.ts';
 
@@ -156,7 +157,7 @@ async function relSize(pool: pg.Pool, name: string): Promise<number> {
 export async function hotPathsFigure(ctx: BenchContext): Promise<FigureResult> {
   const { pool, sizes } = ctx;
   // The worker figures left rows behind; this figure owns the real table from here on.
-  await pool.query('truncate marketplace.seller_transfers, marketplace.seller_transfer_events cascade');
+  await emptyPayoutTables(pool);
   await pool.query('delete from graphile_worker._private_jobs');
   await pool.query('create schema if not exists bench');
   await pool.query(`drop table if exists ${SEED}`);

@@ -212,3 +212,15 @@ export async function withoutIndexes(pool: pg.Pool, table: string, load: () => P
     for (const i of indexes) await pool.query(i.def);
   }
 }
+
+/**
+ * Empties the payouts table between figures. Paid payouts are never truncated (the
+ * seller_transfer_kept trigger); the bench runs as a superuser on its own database, so it does
+ * what only a superuser can: TRUNCATE with session_replication_role = replica (no trigger fires).
+ */
+export async function emptyPayoutTables(
+  pool: import('pg').Pool,
+  tables = 'marketplace.seller_transfers, marketplace.seller_transfer_events',
+): Promise<void> {
+  await pool.query(`begin; set local session_replication_role = replica; truncate ${tables} cascade; commit`);
+}

@@ -8,7 +8,7 @@
 // transfer / per reversal are counted from pg_stat_database.
 import type { LedgerEntry, SimStats } from '../src/stripe-sim/index.ts';
 import { waitFor } from '../test/support/wait.ts';
-import { fmt, progress, ratio, sleep, type BenchContext, type FigureResult } from './lib.ts';
+import { fmt, progress, ratio, sleep, type BenchContext, type FigureResult, emptyPayoutTables } from './lib.ts';
 import { spawnWorkerProcess, startRemoteSimulator, stopWorkerProcess, type WorkerProcess } from './worker-process.ts';
 
 const PROCESSES = 3;
@@ -46,7 +46,7 @@ export async function payoutDayFigure(ctx: BenchContext): Promise<FigureResult> 
   try {
     await control('POST', '/_sim/limits', { globalPerSecond: SIM_LIMIT, endpointPerSecond: SIM_LIMIT });
     await control('POST', '/_sim/latency', { distribution: { kind: 'lognormal', p50Ms: 250, p99Ms: 1500, seed: 7 } });
-    await ctx.pool.query('truncate marketplace.seller_transfers cascade');
+    await emptyPayoutTables(ctx.pool, 'marketplace.seller_transfers');
     for (let i = 0; i < PROCESSES; i++)
       children.push(
         spawnWorkerProcess(ctx, sim.url, {

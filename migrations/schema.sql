@@ -71,6 +71,22 @@ alter table marketplace.seller_transfer_authorities add constraint seller_transf
 alter table marketplace.seller_transfer_authorities add constraint seller_transfer_authorities_position_key UNIQUE ("position");
 comment on table marketplace.seller_transfer_authorities is 'Who may speak for a seller transfer. The guard tells them apart by the role a statement runs as (marketplace.seller_transfer_authority).';
 
+create table marketplace.seller_transfer_claims (
+  transfer_id uuid not null,
+  backend_pid integer not null,
+  task text not null,
+  claimed_at timestamp with time zone default now() not null
+);
+alter table marketplace.seller_transfer_claims add constraint seller_transfer_claims_pkey PRIMARY KEY (transfer_id);
+comment on table marketplace.seller_transfer_claims is 'The worker session acting on a seller transfer right now (its Stripe call in flight). Live while that backend is (seller_transfer_claim_is_live); written only by claim_seller_transfer and the release functions.';
+
+create table marketplace.seller_transfer_dispatch_mutex (
+  singleton boolean default true not null
+);
+alter table marketplace.seller_transfer_dispatch_mutex add constraint seller_transfer_dispatch_mutex_pkey PRIMARY KEY (singleton);
+alter table marketplace.seller_transfer_dispatch_mutex add constraint seller_transfer_dispatch_mutex_singleton_check CHECK (singleton);
+comment on table marketplace.seller_transfer_dispatch_mutex is 'One row, locked by the transaction that dispatches for the fleet (dispatch_seller_transfers). Only the definer may lock it.';
+
 create table marketplace.seller_transfer_events (
   id bigint generated always as identity not null,
   transfer_id uuid not null,
@@ -203,6 +219,7 @@ create table marketplace.seller_transfers (
 alter table marketplace.seller_transfers add constraint seller_transfer_currency_known FOREIGN KEY (currency) REFERENCES marketplace.currencies(code);
 alter table marketplace.seller_transfers add constraint seller_transfer_reversal_amount CHECK (((reversal_amount_cents > 0) AND (reversal_amount_cents <= amount_cents)));
 alter table marketplace.seller_transfers add constraint seller_transfer_source_transaction_format CHECK ((source_transaction ~ '^(ch|py)_[A-Za-z0-9]+$'::text));
+alter table marketplace.seller_transfers add constraint seller_transfer_times_in_range CHECK (((created_at >= '2000-01-01 00:00:00+00'::timestamp with time zone) AND (created_at < '2200-01-01 00:00:00+00'::timestamp with time zone) AND (updated_at >= '2000-01-01 00:00:00+00'::timestamp with time zone) AND (updated_at < '2200-01-01 00:00:00+00'::timestamp with time zone) AND ((next_retry_at IS NULL) OR ((next_retry_at >= '2000-01-01 00:00:00+00'::timestamp with time zone) AND (next_retry_at < '2200-01-01 00:00:00+00'::timestamp with time zone)) OR ((next_retry_at = 'infinity'::timestamp with time zone) AND stripe_request_in_doubt))));
 alter table marketplace.seller_transfers add constraint seller_transfers_amount_cents_check CHECK ((amount_cents > 0));
 alter table marketplace.seller_transfers add constraint seller_transfers_currency_check CHECK ((currency ~ '^[a-z]{3}$'::text));
 alter table marketplace.seller_transfers add constraint seller_transfers_pkey PRIMARY KEY (id);
@@ -227,6 +244,9 @@ CREATE TRIGGER seller_transfer_history_by_worker AFTER UPDATE OF status ON marke
 CREATE TRIGGER seller_transfer_history_on_insert AFTER INSERT ON marketplace.seller_transfers REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION marketplace.record_seller_transfer_inserts();
 CREATE TRIGGER seller_transfer_history_on_update AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status AND (CURRENT_USER <> ALL (ARRAY['marketplace_recorder'::name, 'marketplace_admin'::name]))) EXECUTE FUNCTION marketplace.record_seller_transfer_status_change();
 CREATE TRIGGER seller_transfer_initial_status BEFORE INSERT ON marketplace.seller_transfers FOR EACH ROW WHEN (new.status <> 'pending'::text) EXECUTE FUNCTION marketplace.refuse_non_initial_insert();
+CREATE TRIGGER seller_transfer_insert_time BEFORE INSERT ON marketplace.seller_transfers FOR EACH ROW WHEN (new.created_at < (now() - '1 day'::interval) OR new.created_at > (now() + '00:05:00'::interval)) EXECUTE FUNCTION marketplace.refuse_insert_time();
+CREATE TRIGGER seller_transfer_kept AFTER DELETE ON marketplace.seller_transfers FOR EACH ROW EXECUTE FUNCTION marketplace.refuse_deleting_seen_payout();
+CREATE TRIGGER seller_transfer_kept_on_truncate BEFORE TRUNCATE ON marketplace.seller_transfers FOR EACH STATEMENT EXECUTE FUNCTION marketplace.refuse_deleting_seen_payout();
 CREATE TRIGGER seller_transfer_status_transition AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status AND NOT COALESCE(
         CASE
             WHEN CURRENT_USER = 'marketplace_recorder'::name THEN 'worker'::text
@@ -262,7 +282,7 @@ CREATE TRIGGER seller_transfer_status_transition AFTER UPDATE OF status ON marke
             END
             ELSE NULL::text[]
         END), false)) EXECUTE FUNCTION marketplace.refuse_illegal_status_transition();
-CREATE TRIGGER seller_transfer_write_once AFTER UPDATE OF id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents, stripe_request_in_doubt ON marketplace.seller_transfers FOR EACH ROW WHEN (old.id IS DISTINCT FROM new.id OR old.order_id IS DISTINCT FROM new.order_id OR old.seller_id IS DISTINCT FROM new.seller_id OR old.stripe_account_id IS DISTINCT FROM new.stripe_account_id OR old.amount_cents IS DISTINCT FROM new.amount_cents OR old.currency IS DISTINCT FROM new.currency OR old.source_transaction IS DISTINCT FROM new.source_transaction OR old.created_at IS DISTINCT FROM new.created_at OR old.stripe_transfer_id IS NOT NULL AND new.stripe_transfer_id IS DISTINCT FROM old.stripe_transfer_id OR old.stripe_reversal_id IS NOT NULL AND new.stripe_reversal_id IS DISTINCT FROM old.stripe_reversal_id OR old.reversal_amount_cents IS DISTINCT FROM new.reversal_amount_cents AND NOT (new.status = 'reversal_pending'::text AND old.status IS DISTINCT FROM 'reversal_pending'::text) OR old.stripe_request_in_doubt AND NOT new.stripe_request_in_doubt AND CURRENT_USER <> 'marketplace_recorder'::name) EXECUTE FUNCTION marketplace.refuse_write_once_change();
+CREATE TRIGGER seller_transfer_write_once AFTER UPDATE OF id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents, stripe_request_in_doubt, stripe_key_generation ON marketplace.seller_transfers FOR EACH ROW WHEN (old.id IS DISTINCT FROM new.id OR old.order_id IS DISTINCT FROM new.order_id OR old.seller_id IS DISTINCT FROM new.seller_id OR old.stripe_account_id IS DISTINCT FROM new.stripe_account_id OR old.amount_cents IS DISTINCT FROM new.amount_cents OR old.currency IS DISTINCT FROM new.currency OR old.source_transaction IS DISTINCT FROM new.source_transaction OR old.created_at IS DISTINCT FROM new.created_at OR old.stripe_transfer_id IS NOT NULL AND new.stripe_transfer_id IS DISTINCT FROM old.stripe_transfer_id OR old.stripe_reversal_id IS NOT NULL AND new.stripe_reversal_id IS DISTINCT FROM old.stripe_reversal_id OR old.reversal_amount_cents IS DISTINCT FROM new.reversal_amount_cents AND NOT (new.status = 'reversal_pending'::text AND old.status IS DISTINCT FROM 'reversal_pending'::text) OR old.stripe_request_in_doubt AND NOT new.stripe_request_in_doubt AND CURRENT_USER <> 'marketplace_recorder'::name OR old.stripe_key_generation IS DISTINCT FROM new.stripe_key_generation AND CURRENT_USER <> 'marketplace_recorder'::name) EXECUTE FUNCTION marketplace.refuse_write_once_change();
 comment on table marketplace.seller_transfers is 'One Stripe Connect payout to a seller. status moves only along marketplace.seller_transfer_transitions.';
 comment on column marketplace.seller_transfers.stripe_key_generation is 'Suffix of the idempotency key of the current Stripe operation; moves only after Stripe answered and nothing was created.';
 comment on column marketplace.seller_transfers.stripe_request_in_doubt is 'The last Stripe request ended without an answer (timeout, dropped connection, key in use): it may still run at Stripe.';
@@ -560,6 +580,7 @@ CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_transition(id uuid
  RETURNS void
  LANGUAGE plpgsql
  STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   allowed text;
@@ -607,6 +628,7 @@ begin
   raise exception 'seller transfer %: % is %', old.id, col,
       case when col in ('stripe_transfer_id', 'stripe_reversal_id') then 'written once, by the worker, and never changes or clears'
            when col = 'reversal_amount_cents' then 'chosen with the move into reversal_pending and never changes after it'
+           when col = 'stripe_key_generation' then 'moved only by the worker, when it records what Stripe answered (it decides whether the worker looks Stripe up before a new idempotency key)'
            else 'fixed once the transfer exists' end
     using errcode = 'check_violation',
           constraint = 'seller_transfer_write_once',
@@ -655,6 +677,7 @@ CREATE OR REPLACE FUNCTION marketplace.can_transition_transfer_status(from_statu
  RETURNS boolean
  LANGUAGE sql
  STABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select coalesce(
     exists (select 1 from marketplace.seller_transfer_statuses s where s.status = $1)
@@ -675,19 +698,13 @@ revoke execute on function marketplace.can_transition_transfer_status(text,text)
 CREATE OR REPLACE FUNCTION marketplace.claim_seller_transfer(transfer_id uuid, task text, lease timestamp with time zone DEFAULT NULL::timestamp with time zone)
  RETURNS TABLE(outcome text, id uuid, status text, stripe_account_id text, amount_cents bigint, currency text, order_id uuid, seller_id uuid, stripe_transfer_id text, reversal_amount_cents bigint, retry_count integer, next_retry_at timestamp with time zone, last_error text, stripe_key_generation integer, stripe_request_in_doubt boolean, state_since timestamp with time zone, source_transaction text)
  LANGUAGE plpgsql
+ SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
-  wanted     uuid := claim_seller_transfer.transfer_id;
-  lock_class integer := 'marketplace.seller_transfers'::regclass::oid::integer;
-  lock_key   integer := hashtext(claim_seller_transfer.transfer_id::text);
+  wanted uuid := claim_seller_transfer.transfer_id;
+  holder integer;
 begin
-  if not pg_try_advisory_lock(lock_class, lock_key) then
-    outcome := 'busy';
-    id := wanted;
-    return next;
-    return;
-  end if;
   select case when s.worker_task = claim_seller_transfer.task
                and (marketplace.seller_transfer_is_due(t.status, t.next_retry_at) or t.next_retry_at = claim_seller_transfer.lease)
               then 'claimed' else 'not_actionable' end,
@@ -699,18 +716,25 @@ begin
          stripe_key_generation, stripe_request_in_doubt, state_since, source_transaction
     from marketplace.seller_transfers t
     join marketplace.seller_transfer_statuses s on s.status = t.status
-   where t.id = wanted;
+   where t.id = wanted
+     for key share of t;
   if not found then
     outcome := 'missing';
     id := wanted;
-  end if;
-  if outcome <> 'claimed' then
-    perform pg_advisory_unlock(lock_class, lock_key);
+  elsif outcome = 'claimed' then
+    insert into marketplace.seller_transfer_claims as c (transfer_id, backend_pid, task)
+    values (wanted, pg_backend_pid(), claim_seller_transfer.task)
+    on conflict on constraint seller_transfer_claims_pkey do update
+       set backend_pid = excluded.backend_pid, task = excluded.task, claimed_at = now()
+     where c.backend_pid = pg_backend_pid() or not marketplace.seller_transfer_claim_is_live(c.backend_pid)
+    returning c.backend_pid into holder;
+    if holder is null then
+      outcome := 'busy';
+    end if;
   end if;
   return next;
 end $function$;
-comment on function marketplace.claim_seller_transfer(uuid,text,timestamp with time zone) is 'Worker: takes the row''s advisory lock and reads the row in one round trip. outcome: claimed (the lock is held), busy, missing or not_actionable (not held).';
-grant EXECUTE on function marketplace.claim_seller_transfer(uuid,text,timestamp with time zone) to marketplace_definer;
+comment on function marketplace.claim_seller_transfer(uuid,text,timestamp with time zone) is 'Worker: reads the row and takes its claim in one round trip. outcome: claimed (this session holds the claim), busy (another live session does), missing or not_actionable (nothing taken).';
 grant EXECUTE on function marketplace.claim_seller_transfer(uuid,text,timestamp with time zone) to marketplace_worker;
 revoke execute on function marketplace.claim_seller_transfer(uuid,text,timestamp with time zone) from public;
 
@@ -742,7 +766,7 @@ begin
   authority_of := format($a$CASE WHEN %1$s = 'marketplace_recorder'::name THEN 'worker' WHEN %1$s = 'marketplace_admin'::name THEN 'operator' WHEN pg_catalog.pg_has_role(%1$s, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(%1$s, %2$L, 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(%1$s, %2$L, 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(%1$s, 'marketplace_worker', 'USAGE') THEN 'worker' END$a$, '%1$s', owner_name);
   execute format($f$
     create or replace function marketplace.seller_transfer_authority(who name)
-    returns text language sql stable parallel safe as $b$ select %s $b$ $f$, format(authority_of, 'who'));
+    returns text language sql stable parallel safe set search_path = pg_catalog, pg_temp as $b$ select %s $b$ $f$, format(authority_of, 'who'));
 
   -- coalesce(<authority> = ANY (CASE old.status WHEN 'pending' THEN CASE new.status WHEN 'completed'
   -- THEN '{owner,worker}' ... END ... END), false): true for a legal move made by one of its
@@ -838,16 +862,19 @@ declare
   added       integer;
   snap        text;         -- pg_current_snapshot() of this round
   seen        text;         -- ... of the round that last looked at the table
+  looking     boolean;
+  orphans     uuid[] := '{}';  -- rows in a worker status claimed by a session that is gone
   next_due    timestamptz;  -- when the earliest not-yet-due row (retry time or lease) falls due
-  -- Computed once: an idle round is a handful of simple expressions and the sleep.
-  lock_key    integer := 'marketplace.seller_transfer_statuses'::regclass::oid::integer;
   pause       double precision := poll_ms / 1000.0;
   slept       text;
 begin
   loop
-    -- Single-flight: the first process to get this lock dispatches (and polls) for the fleet;
-    -- the others only retry the lock, which costs next to nothing.
-    have_lock := have_lock or pg_try_advisory_xact_lock(lock_key, 0);
+    -- Single-flight: the first transaction to lock the mutex row dispatches (and polls) for the
+    -- fleet; the others only retry it, which costs next to nothing. Only the definer may lock it.
+    if not have_lock then
+      perform 1 from marketplace.seller_transfer_dispatch_mutex m for update skip locked;
+      have_lock := found;
+    end if;
     if have_lock then
       at := clock_timestamp();
       -- Has anything changed since the last look? A row becomes due by a commit (a writer's, a
@@ -855,15 +882,27 @@ begin
       -- next_retry_at. The snapshot (xmin, xmax, running xids) is unchanged exactly while no
       -- transaction of the cluster has ended, so an idle round costs one call, not five index
       -- probes. It is read before the probes: a commit between the two is seen by the probes and
-      -- again by the next round. The first round of every call looks regardless (a lock held by
-      -- a transaction without an xid, e.g. a worker's advisory lock, ends without changing it).
+      -- again by the next round. The first round of every call looks regardless (a worker session
+      -- that died without an xid ends without changing it).
       snap := pg_current_snapshot()::text;
-      if snap is not distinct from seen and (next_due is null or at < next_due) then
+      looking := snap is distinct from seen or (next_due is not null and at >= next_due);
+      if looking then
+        -- Claims of sessions that are gone: their rows are due again now (a killed worker's rows
+        -- are taken over in seconds, not after the lease). Activity is re-read, not this
+        -- transaction's cached copy.
+        perform pg_stat_clear_snapshot();
+        select coalesce(array_agg(c.transfer_id), '{}') into orphans
+          from marketplace.seller_transfer_claims c
+          join marketplace.seller_transfers t on t.id = c.transfer_id
+          join marketplace.seller_transfer_statuses s on s.status = t.status and s.worker_task is not null
+         where not marketplace.seller_transfer_claim_is_live(c.backend_pid);
+      end if;
+      if not looking then
         want := 0;
       -- Anything due at all? Five bounded index probes (IS NULL and <= at are index conditions;
       -- at is read as (select at): docs/architecture.md#due-rows-in-index-order-whatever-the-statistics-say).
       -- Only then: is there room in graphile-worker's queue?
-      elsif exists (
+      elsif cardinality(orphans) > 0 or exists (
            select 1 from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at is null
            union all select 1 from marketplace.seller_transfers t where t.status = 'pending' and t.next_retry_at <= (select at)
            union all select 1 from marketplace.seller_transfers t where t.status = 'failed' and t.next_retry_at <= (select at)
@@ -878,7 +917,7 @@ begin
       else
         want := 0;
       end if;
-      if snap is distinct from seen or at >= next_due then
+      if looking then
         -- Looked: remember what was seen, and when the next row falls due without a commit.
         seen := snap;
         -- Ordered like each partial index, so each is one index entry however many rows are leased
@@ -894,8 +933,8 @@ begin
       if want > 0 then
         lease_until := at + make_interval(secs => lease_seconds);
         -- A block of its own (a subtransaction): a round that hands nothing out (every due row is
-        -- held by a writer or a worker) rolls back the row and advisory locks it took, instead of
-        -- holding them while this call keeps waiting.
+        -- held by a writer or a worker) rolls back the row locks it took, instead of holding them
+        -- while this call keeps waiting.
         begin
         with candidates as (
           (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
@@ -912,8 +951,11 @@ begin
           union all
           (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
             where t.status = 'reversal_pending' and t.next_retry_at <= (select at) order by t.next_retry_at nulls first limit want)
+          union all
+          (select t.id, t.status, null::timestamptz, t.created_at from marketplace.seller_transfers t
+            where t.id = any (orphans) limit want)
         ), fair as (
-          -- Round robin over the statuses, longest due first within each.
+          -- Round robin over the statuses, longest due first within each (a killed worker's rows first).
           select c.id
             from (select c.*, row_number() over (partition by c.status order by c.next_retry_at nulls first, c.created_at) as turn
                     from candidates c) c
@@ -926,14 +968,12 @@ begin
             from marketplace.seller_transfers t
             join marketplace.seller_transfer_statuses s on s.status = t.status and s.worker_task is not null
            where t.id = any (array(select f.id from fair f))
-             and (t.next_retry_at is null or t.next_retry_at <= at)
+             and (t.next_retry_at is null or t.next_retry_at <= at or t.id = any (orphans))
              for update of t skip locked
         ), free as (
-          -- ... and so are rows a worker is acting on (their advisory lock is held). A step of its
-          -- own over the picked rows only: as a filter of the scan above, the planner could test
-          -- (and take) the lock of rows the scan then drops, and hold them for the transaction.
+          -- ... and so are rows a live worker session claims (its Stripe request in flight).
           select l.* from locked l
-           where pg_try_advisory_xact_lock_shared('marketplace.seller_transfers'::regclass::oid::integer, hashtext(l.id::text))
+           where not marketplace.seller_transfer_claimed(l.id)
         ), leased as (
           update marketplace.seller_transfers t
              set next_retry_at = lease_until
@@ -944,23 +984,25 @@ begin
                              marketplace.seller_transfer_job_key(l.id), null, null)::graphile_worker.job_spec),
                -- Lag from what the rows carried (no history read on this path): a fresh reversal's
                -- due time is in its history only, so it counts in seller_transfer_due_counts() instead.
-               (select extract(epoch from at - min(case when k.status = 'pending' then coalesce(k.next_retry_at, k.created_at) else k.next_retry_at end))
-                  from free k)
+               -- A time that is not finite (planted past the guard) is left out, never an error.
+               (select extract(epoch from at - min(x.since) filter (where isfinite(x.since)))
+                  from (select case when k.status = 'pending' then coalesce(k.next_retry_at, k.created_at)
+                                    when k.next_retry_at > at then null else k.next_retry_at end as since from free k) x)
           into specs, lag
           from leased l
           join marketplace.seller_transfer_statuses s on s.status = l.status;
         if specs is null then
           raise exception using errcode = 'STX01', message = 'nothing handed out this round';
         end if;
-        -- add_jobs clears the key of a job that is locked (already running) and adds a new one;
-        -- a job locked between those two steps is skipped (graphile-worker #580): that row keeps
-        -- its lease and is handed out again when it runs out.
+        -- add_jobs clears the key of a job that is locked (already running, or locked by a worker
+        -- that died) and adds a new one; a job locked between those two steps is skipped
+        -- (graphile-worker #580): that row keeps its lease and is handed out again when it runs out.
         select count(*) into added from graphile_worker.add_jobs(specs);
         -- Return at once: the jobs become visible (and graphile-worker is notified) at commit.
         return query select added, lag;
         return;
         exception when sqlstate 'STX01' then
-          null;  -- nothing handed out: this round's locks are gone with its subtransaction
+          null;  -- nothing handed out: this round's row locks are gone with its subtransaction
         end;
       end if;
     end if;
@@ -1006,6 +1048,34 @@ AS $function$
 $function$;
 grant EXECUTE on function marketplace.doctor_seller_transfer_audit(timestamp with time zone) to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_audit(timestamp with time zone) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_blockers()
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  with waiting as (
+    -- Worker sessions (dispatch, claims, recording) waiting for a lock, and who holds it. pg_locks
+    -- and each session's pid, user and application are visible to every role.
+    select distinct w.pid as waiter, b.pid as blocker, l.waitstart
+      from pg_catalog.pg_stat_activity w
+      join pg_catalog.pg_locks l on l.pid = w.pid and not l.granted
+     cross join lateral unnest(pg_catalog.pg_blocking_pids(w.pid)) b(pid)
+     where w.datname = current_database() and w.application_name like 'seller-transfers-worker%'
+  )
+  select 'sessions holding up the worker',
+         case when count(*) = 0 then 'ok' else 'problem' end,
+         case when count(*) = 0 then 'no worker session is waiting for a lock'
+              else string_agg(format('pid %s (user %s, application %s) blocks worker pid %s since %s',
+                                     x.blocker, coalesce(a.usename::text, '?'), coalesce(nullif(a.application_name, ''), '?'), x.waiter,
+                                     coalesce(to_char(x.waitstart at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), '?')), '; ' order by x.waitstart) end,
+         case when count(*) = 0 then '' else 'end the blocking session''s transaction (or SELECT pg_terminate_backend(<pid>) as a superuser) ; see docs/runbook.md' end
+    from waiting x
+    left join pg_catalog.pg_stat_activity a on a.pid = x.blocker
+$function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_blockers() to marketplace_definer;
+revoke execute on function marketplace.doctor_seller_transfer_blockers() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_currencies()
  RETURNS TABLE(check_name text, status text, detail text, fix text)
@@ -1349,6 +1419,47 @@ $function$;
 grant EXECUTE on function marketplace.doctor_seller_transfer_slos() to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_slos() from public;
 
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_times()
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  -- Bounded: index probes per status at the two ends of created_at (status_created_idx) and of the
+  -- worker statuses' next_retry_at (the partial indexes); a valid constraint makes them all empty.
+  with odd as (
+    select x.id, x.col, x.v
+      from marketplace.seller_transfer_statuses s
+     cross join lateral (
+       (select t.id, 'created_at' as col, t.created_at as v from marketplace.seller_transfers t
+         where t.status = s.status and t.created_at < '2000-01-01 00:00:00+00' order by t.created_at limit 5)
+       union all
+       (select t.id, 'created_at', t.created_at from marketplace.seller_transfers t
+         where t.status = s.status and t.created_at >= '2200-01-01 00:00:00+00' order by t.created_at desc limit 5)) x
+    union all
+    (select t.id, 'next_retry_at', t.next_retry_at from marketplace.seller_transfers t
+      where t.status = 'pending' and (t.next_retry_at < '2000-01-01 00:00:00+00' or t.next_retry_at >= '2200-01-01 00:00:00+00') limit 5)
+    union all
+    (select t.id, 'next_retry_at', t.next_retry_at from marketplace.seller_transfers t
+      where t.status = 'failed' and (t.next_retry_at < '2000-01-01 00:00:00+00'
+                                     or t.next_retry_at >= '2200-01-01 00:00:00+00' and not t.stripe_request_in_doubt) limit 5)
+    union all
+    (select t.id, 'next_retry_at', t.next_retry_at from marketplace.seller_transfers t
+      where t.status = 'reversal_pending' and (t.next_retry_at < '2000-01-01 00:00:00+00'
+                                               or t.next_retry_at >= '2200-01-01 00:00:00+00' and not t.stripe_request_in_doubt) limit 5)
+  )
+  select 'times of seller transfers',
+         case when count(*) = 0 then 'ok' else 'problem' end,
+         case when count(*) = 0 then 'every created_at and due time is finite and plausible'
+              else format('%s row(s) with an implausible time: %s', count(*),
+                          string_agg(format('%s %s = %s', o.id, o.col, o.v), '; ' order by o.id)) end,
+         case when count(*) = 0 then ''
+              else 'a write past the guard (replica mode, a disabled trigger) planted these; dispatch and metrics skip the time, not the row. As the owner: set session_replication_role = replica only to repair the column, then run `seller-transfers audit`' end
+    from odd o
+$function$;
+grant EXECUTE on function marketplace.doctor_seller_transfer_times() to marketplace_definer;
+revoke execute on function marketplace.doctor_seller_transfer_times() from public;
+
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_triggers()
  RETURNS TABLE(check_name text, status text, detail text, fix text)
  LANGUAGE sql
@@ -1373,9 +1484,12 @@ AS $function$
                  ('marketplace.seller_transfers', 'seller_transfer_history_on_update', 6),
                  ('marketplace.seller_transfers', 'seller_transfer_history_by_worker', 7),
                  ('marketplace.seller_transfers', 'seller_transfer_history_by_operator', 8),
-                 ('marketplace.seller_transfer_statuses', 'seller_transfer_statuses_changed', 9),
-                 ('marketplace.seller_transfer_transitions', 'seller_transfer_transitions_changed', 10),
-                 ('marketplace.seller_transfer_move_owners', 'seller_transfer_move_owners_changed', 11)) x(rel, tgname, ord)
+                 ('marketplace.seller_transfers', 'seller_transfer_insert_time', 9),
+                 ('marketplace.seller_transfers', 'seller_transfer_kept', 10),
+                 ('marketplace.seller_transfers', 'seller_transfer_kept_on_truncate', 11),
+                 ('marketplace.seller_transfer_statuses', 'seller_transfer_statuses_changed', 12),
+                 ('marketplace.seller_transfer_transitions', 'seller_transfer_transitions_changed', 13),
+                 ('marketplace.seller_transfer_move_owners', 'seller_transfer_move_owners_changed', 14)) x(rel, tgname, ord)
     left join pg_trigger t on t.tgrelid = to_regclass(x.rel) and t.tgname = x.tgname and not t.tgisinternal
    order by x.ord
 $function$;
@@ -1431,6 +1545,15 @@ begin
   else
     perform marketplace.assert_seller_transfer_transition(t.id, t.status, 'permanently_failed');
   end if;
+  -- Then who asks: a service cancels a payout before it is paid (no Stripe transfer), nothing else.
+  if current_setting('marketplace.caller_authority', true) is distinct from 'operator' and t.stripe_transfer_id is not null then
+    raise exception 'seller transfer move % -> permanently_failed belongs to the operator; a service may cancel only a payout not yet paid', t.status
+      using errcode = 'insufficient_privilege',
+            constraint = 'seller_transfer_move_owner',
+            schema = 'marketplace', table = 'seller_transfers', column = 'status',
+            detail = format('seller transfer %s: %s -> permanently_failed is legal, but not a service''s to make', t.id, t.status),
+            hint = 'Ask an operator (seller-transfers fail <id>); see SELECT * FROM marketplace.seller_transfer_transition_owners';
+  end if;
   if t.stripe_request_in_doubt then
     raise exception 'seller transfer % is not given up: stripe_request_in_doubt (its last Stripe request got no answer, so Stripe may have %)',
         t.id, case when t.status = 'reversal_pending' then 'reversed it' else 'paid it' end
@@ -1471,7 +1594,7 @@ revoke execute on function marketplace.fail_seller_transfer(uuid,text) from publ
 CREATE OR REPLACE FUNCTION marketplace.first_write_once_violation(old marketplace.seller_transfers, new marketplace.seller_transfers)
  RETURNS text
  LANGUAGE sql
- IMMUTABLE
+ STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select case
@@ -1487,6 +1610,8 @@ AS $function$
     when old.stripe_reversal_id is not null and new.stripe_reversal_id is distinct from old.stripe_reversal_id then 'stripe_reversal_id'
     when old.reversal_amount_cents is distinct from new.reversal_amount_cents
          and not (new.status = 'reversal_pending' and old.status is distinct from 'reversal_pending') then 'reversal_amount_cents'
+    when old.stripe_key_generation is distinct from new.stripe_key_generation
+         and current_user <> 'marketplace_recorder' then 'stripe_key_generation'
   end
 $function$;
 comment on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) is 'The first write-once column an update from old to new would change (null: none).';
@@ -1532,22 +1657,32 @@ CREATE OR REPLACE FUNCTION marketplace.lock_seller_transfer_for_admin(id uuid, r
 AS $function$
 declare
   t marketplace.seller_transfers;
+  caller text := coalesce(nullif(current_setting('role'), 'none'), session_user);
 begin
   if reason is null or btrim(reason) = '' then
     raise exception 'a reason is required: say why (it is recorded in the history)'
       using errcode = 'invalid_parameter_value';
   end if;
+  if length(reason) > 500 then
+    raise exception 'a reason is at most 500 characters (got %)', length(reason)
+      using errcode = 'string_data_right_truncation';
+  end if;
   select * into t from marketplace.seller_transfers s where s.id = lock_seller_transfer_for_admin.id for update;
   if not found then
     raise exception 'seller transfer % not found', lock_seller_transfer_for_admin.id using errcode = 'no_data_found';
   end if;
-  -- The worker holds this advisory lock (session level) while it talks to Stripe for the row.
-  -- Acting now could contradict what Stripe is about to do, so refuse instead of waiting.
-  if not pg_try_advisory_xact_lock('marketplace.seller_transfers'::regclass::oid::integer, hashtext(t.id::text)) then
+  -- A live worker claim: its Stripe request is in flight; acting now could contradict what Stripe
+  -- is about to do, so refuse instead of waiting.
+  if marketplace.seller_transfer_claimed(t.id) then
     raise exception 'seller transfer % is being processed by the worker right now; try again in a moment', t.id
       using errcode = 'lock_not_available';
   end if;
   perform set_config('marketplace.transition_reason', btrim(reason), true);
+  -- Who is asking, as the database knows it: an operator (or the owner), or a service.
+  perform set_config('marketplace.caller_authority',
+                     case when pg_has_role(caller, 'marketplace_operator', 'MEMBER')
+                            or marketplace.seller_transfer_authority(caller::name) = 'owner' then 'operator'
+                          else coalesce(marketplace.seller_transfer_authority(caller::name), 'none') end, true);
   return t;
 end $function$;
 grant EXECUTE on function marketplace.lock_seller_transfer_for_admin(uuid,text) to marketplace_admin;
@@ -1593,6 +1728,7 @@ revoke execute on function marketplace.mark_seller_transfer_reversed(uuid,text,b
 CREATE OR REPLACE FUNCTION marketplace.recompile_seller_transfer_guards()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 begin
   perform marketplace.compile_seller_transfer_guards();
@@ -1621,16 +1757,20 @@ begin
   -- A reversed payout reversed again, at Stripe: kept where people look, never ignored.
   if t.status = 'reversed' and t.stripe_reversal_id is distinct from $3 then
     insert into marketplace.seller_transfer_external_reversals (stripe_reversal_id, transfer_id, stripe_transfer_id, amount_cents, reason)
-    values ($3, t.id, $2, $4, reason)
+    values ($3, t.id, $2, $4, left(reason, 1000))
     on conflict on constraint seller_transfer_external_reversals_pkey do nothing;
     return 'extra_reversal';
   end if;
   if t.status not in ('completed', 'reversal_pending') then
     return 'unchanged';
   end if;
-  -- Conflicts with the worker's session lock on the same row; released at commit.
-  if not pg_try_advisory_xact_lock('marketplace.seller_transfers'::regclass::oid::integer, hashtext(t.id::text)) then
+  -- The row locked, then no live worker claim on it.
+  select * into t from marketplace.seller_transfers s where s.id = t.id for update;
+  if marketplace.seller_transfer_claimed(t.id) then
     return 'busy';
+  end if;
+  if t.status not in ('completed', 'reversal_pending') then
+    return 'unchanged';
   end if;
   asked := case when $4 = t.amount_cents then null else $4 end;
   if t.status = 'reversal_pending' and t.reversal_amount_cents is distinct from asked then
@@ -1698,14 +1838,19 @@ declare
   -- Evaluated once per statement, not once per row: a bulk statement is one moment, one actor.
   at     timestamptz := clock_timestamp();
   actor  text := coalesce(nullif(current_setting('role'), 'none'), session_user);
+  said   text := marketplace.seller_transfer_authority(actor::name);
   app    text := nullif(current_setting('application_name'), '');
   reason text := nullif(current_setting('marketplace.transition_reason', true), '');
   xid    xid8 := pg_current_xact_id();
 begin
+  if length(reason) > 1000 then
+    raise exception 'marketplace.transition_reason is at most 1000 characters (got %)', length(reason)
+      using errcode = 'string_data_right_truncation', hint = 'Say why in a sentence; keep long diagnostics in your own logs.';
+  end if;
   insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
                                                   amount_cents, currency, stripe_account_id, authority, stripe_transfer_id, stripe_reversal_id, source_transaction)
   select n.id, null, n.status, at, actor, app, reason, xid, n.amount_cents, n.currency, n.stripe_account_id,
-         marketplace.seller_transfer_authority(actor::name), n.stripe_transfer_id, n.stripe_reversal_id, n.source_transaction
+         said, n.stripe_transfer_id, n.stripe_reversal_id, n.source_transaction
     from new_rows n;
   return null;
 end $function$;
@@ -1737,14 +1882,26 @@ AS $function$
 declare
   actor text := coalesce(nullif(current_setting('role'), 'none'), session_user);
   app   text := nullif(current_setting('application_name'), '');
-  said  text := coalesce(tg_argv[0], marketplace.seller_transfer_authority(actor::name));
+  said  text := case when tg_argv[0] = 'operator'
+                       then case current_setting('marketplace.caller_authority', true) when 'service' then 'service' else 'operator' end
+                     else coalesce(tg_argv[0], marketplace.seller_transfer_authority(actor::name)) end;
+  why   text := nullif(current_setting('marketplace.transition_reason', true), '');
+  asker text := case when said = 'operator' then nullif(current_setting('marketplace.requested_by', true), '') end;
 begin
+  -- The history keeps no unbounded text: a clear error, not a 50 MB row.
+  if length(why) > 1000 or length(asker) > 200 then
+    raise exception '% is at most % characters (got %)',
+        case when length(why) > 1000 then 'marketplace.transition_reason' else 'marketplace.requested_by' end,
+        case when length(why) > 1000 then 1000 else 200 end,
+        case when length(why) > 1000 then length(why) else length(asker) end
+      using errcode = 'string_data_right_truncation', hint = 'Say why in a sentence; keep long diagnostics in your own logs.';
+  end if;
   insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
                                                   requested_by, authority, stripe_transfer_id, stripe_reversal_id)
   values (new.id, old.status, new.status, clock_timestamp(), actor, app,
-          nullif(current_setting('marketplace.transition_reason', true), ''),
+          why,
           pg_current_xact_id(),
-          case when said = 'operator' then nullif(current_setting('marketplace.requested_by', true), '') end,
+          asker,
           said,
           case when new.stripe_transfer_id is distinct from old.stripe_transfer_id then new.stripe_transfer_id end,
           case when new.stripe_reversal_id is distinct from old.stripe_reversal_id then new.stripe_reversal_id end);
@@ -1807,6 +1964,38 @@ end $function$;
 grant EXECUTE on function marketplace.refuse_broken_coupling() to marketplace_definer;
 revoke execute on function marketplace.refuse_broken_coupling() from public;
 
+CREATE OR REPLACE FUNCTION marketplace.refuse_deleting_seen_payout()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  if tg_op = 'TRUNCATE' then
+    if exists (select 1 from marketplace.seller_transfers t
+                where t.status <> 'pending' or t.stripe_transfer_id is not null or t.stripe_request_in_doubt
+                   or t.stripe_key_generation > 0 or t.retry_count > 0) then
+      raise exception 'seller_transfers is not truncated: it holds payouts Stripe may have seen'
+        using errcode = 'check_violation', constraint = 'seller_transfer_kept',
+              schema = 'marketplace', table = 'seller_transfers',
+              hint = 'A payout Stripe may have seen is kept with its history: stop it (seller-transfers fail <id>) or reverse it instead.';
+    end if;
+    return null;
+  end if;
+  if old.status = 'pending' and old.stripe_transfer_id is null and old.stripe_reversal_id is null
+     and not old.stripe_request_in_doubt and old.stripe_key_generation = 0 and old.retry_count = 0
+     and not marketplace.seller_transfer_claimed(old.id) then
+    return null;
+  end if;
+  raise exception 'seller transfer % is not deleted: Stripe may have seen it (status %)', old.id, old.status
+    using errcode = 'check_violation', constraint = 'seller_transfer_kept',
+          schema = 'marketplace', table = 'seller_transfers',
+          detail = format('seller transfer %s: status %s, stripe_transfer_id %s, stripe_reversal_id %s, attempts %s, in doubt %s',
+                          old.id, old.status, coalesce(old.stripe_transfer_id, 'none'), coalesce(old.stripe_reversal_id, 'none'),
+                          old.retry_count, old.stripe_request_in_doubt),
+          hint = 'Only a pending payout the worker never attempted may be deleted. Stop a payout with seller-transfers fail <id>, or reverse it once paid.';
+end $function$;
+revoke execute on function marketplace.refuse_deleting_seen_payout() from public;
+
 CREATE OR REPLACE FUNCTION marketplace.refuse_illegal_status_transition()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -1822,9 +2011,25 @@ grant EXECUTE on function marketplace.refuse_illegal_status_transition() to mark
 grant EXECUTE on function marketplace.refuse_illegal_status_transition() to marketplace_writer;
 revoke execute on function marketplace.refuse_illegal_status_transition() from public;
 
+CREATE OR REPLACE FUNCTION marketplace.refuse_insert_time()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  raise exception 'seller transfer %: created_at % is not now (a new payout is created within a day before and five minutes after now(), %)',
+      new.id, new.created_at, now()
+    using errcode = 'check_violation',
+          constraint = 'seller_transfer_insert_time',
+          schema = 'marketplace', table = 'seller_transfers', column = 'created_at',
+          hint = 'Insert without created_at (it defaults to now()).';
+end $function$;
+revoke execute on function marketplace.refuse_insert_time() from public;
+
 CREATE OR REPLACE FUNCTION marketplace.refuse_non_initial_insert()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   initial text;
@@ -1864,12 +2069,13 @@ revoke execute on function marketplace.refuse_write_once_change() from public;
 CREATE OR REPLACE FUNCTION marketplace.release_seller_transfer_at_commit(id uuid)
  RETURNS boolean
  LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  select pg_advisory_xact_lock('marketplace.seller_transfers'::regclass::oid::integer, hashtext($1::text)) is not null
-     and pg_advisory_unlock('marketplace.seller_transfers'::regclass::oid::integer, hashtext($1::text))
+  with gone as (delete from marketplace.seller_transfer_claims c where c.transfer_id = $1 and c.backend_pid = pg_backend_pid() returning 1)
+  select true from (select count(*) from gone) x
 $function$;
-comment on function marketplace.release_seller_transfer_at_commit(uuid) is 'Worker: converts the row''s session advisory lock into a transaction lock, so it is released when the current transaction ends.';
-grant EXECUTE on function marketplace.release_seller_transfer_at_commit(uuid) to marketplace_definer;
+comment on function marketplace.release_seller_transfer_at_commit(uuid) is 'Worker: gives up this session''s claim on the row when the current transaction commits (with the outcome it records).';
 grant EXECUTE on function marketplace.release_seller_transfer_at_commit(uuid) to marketplace_worker;
 revoke execute on function marketplace.release_seller_transfer_at_commit(uuid) from public;
 
@@ -2308,10 +2514,41 @@ CREATE OR REPLACE FUNCTION marketplace.seller_transfer_authority(who name)
  RETURNS text
  LANGUAGE sql
  STABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$ select CASE WHEN who = 'marketplace_recorder'::name THEN 'worker' WHEN who = 'marketplace_admin'::name THEN 'operator' WHEN pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') THEN 'worker' END $function$;
 comment on function marketplace.seller_transfer_authority(name) is 'The authority (service, worker, operator, owner; null: none) a statement run as this role speaks with. Rewritten by compile_seller_transfer_guards() with the table''s owner.';
 grant EXECUTE on function marketplace.seller_transfer_authority(name) to marketplace_definer;
 grant EXECUTE on function marketplace.seller_transfer_authority(name) to public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_claim_is_live(backend_pid integer)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select exists (select 1 from pg_catalog.pg_stat_get_activity($1) a where a.pid = $1)
+$function$;
+comment on function marketplace.seller_transfer_claim_is_live(integer) is 'True while the session with this pid exists: a claim by a session that is gone (a killed worker) is free to take over.';
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_claimed(id uuid)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  -- This session's own claim does not count: a worker (or reconcile) holding the row acts on it.
+  select exists (select 1 from marketplace.seller_transfer_claims c
+                  where c.transfer_id = $1 and c.backend_pid <> pg_backend_pid()
+                    and marketplace.seller_transfer_claim_is_live(c.backend_pid))
+$function$;
+comment on function marketplace.seller_transfer_claimed(uuid) is 'True while another live worker session holds the seller transfer''s claim (its Stripe request may be in flight).';
+grant EXECUTE on function marketplace.seller_transfer_claimed(uuid) to marketplace_admin;
+grant EXECUTE on function marketplace.seller_transfer_claimed(uuid) to marketplace_operator;
+grant EXECUTE on function marketplace.seller_transfer_claimed(uuid) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_claimed(uuid) to marketplace_recorder;
+grant EXECUTE on function marketplace.seller_transfer_claimed(uuid) to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_claimed(uuid) to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_claimed(uuid) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_dispatch_state(id uuid)
  RETURNS TABLE(state text, status text, is_terminal boolean, worker_task text, due_now boolean, next_retry_at timestamp with time zone, job_id bigint, job_task text, lease timestamp with time zone, run_at timestamp with time zone, attempts smallint, max_attempts smallint, locked_at timestamp with time zone, locked_by text, last_error text)
@@ -2351,11 +2588,13 @@ AS $function$
   union all select * from marketplace.doctor_seller_transfer_definers()
   union all select * from marketplace.doctor_seller_transfer_jobs()
   union all select * from marketplace.doctor_seller_transfer_dispatch()
+  union all select * from marketplace.doctor_seller_transfer_blockers()
   union all select * from marketplace.doctor_seller_transfer_workers()
   union all select * from marketplace.doctor_seller_transfer_slos()
   union all select * from marketplace.doctor_seller_transfer_held()
   union all select * from marketplace.doctor_seller_transfer_funds()
   union all select * from marketplace.doctor_seller_transfer_currencies()
+  union all select * from marketplace.doctor_seller_transfer_times()
   union all select * from marketplace.doctor_seller_transfer_audit()
 $function$;
 comment on function marketplace.seller_transfer_doctor() is 'Health checks of the installation, one row each: (check_name, ok | warn | problem, detail, fix). What `seller-transfers doctor` prints.';
@@ -2369,12 +2608,14 @@ CREATE OR REPLACE FUNCTION marketplace.seller_transfer_due_counts()
  RETURNS TABLE(status text, due_now bigint, oldest_due_seconds double precision)
  LANGUAGE sql
  STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select s.status, count(t.id),
-         extract(epoch from now() - min(marketplace.seller_transfer_due_since(t.id, t.status, t.next_retry_at, t.created_at)))
+         extract(epoch from now() - min(d.since) filter (where isfinite(d.since)))
     from marketplace.seller_transfer_statuses s
     left join lateral (select t.id, t.status, t.next_retry_at, t.created_at from marketplace.seller_transfers t
                         where t.status = s.status and (t.next_retry_at is null or t.next_retry_at <= now()) offset 0) t on true
+    left join lateral (select marketplace.seller_transfer_due_since(t.id, t.status, t.next_retry_at, t.created_at) as since) d on true
    where s.worker_task is not null
    group by s.status, s.position
    order by s.position
@@ -2404,6 +2645,7 @@ CREATE OR REPLACE FUNCTION marketplace.seller_transfer_guard_in_sync()
  RETURNS boolean
  LANGUAGE sql
  STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select count(*) = 2
     from pg_catalog.pg_trigger tg
@@ -2520,6 +2762,7 @@ CREATE OR REPLACE FUNCTION marketplace.seller_transfer_status_counts()
  RETURNS TABLE(status text, total bigint, stuck bigint)
  LANGUAGE sql
  STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   with c as (select t.status, count(*) as n from marketplace.seller_transfers t group by t.status),
        p as (select p.status, count(*) as n from marketplace.seller_transfers_past_slo p group by p.status)
@@ -2555,6 +2798,32 @@ grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to mark
 grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to marketplace_writer;
 revoke execute on function marketplace.seller_transfer_status_since(uuid) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_worker_job_access()
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select case
+    when to_regclass('graphile_worker._private_jobs') is null
+      then 'graphile_worker''s schema is missing: run `seller-transfers migrate`'
+    when not has_table_privilege('graphile_worker._private_jobs', 'select, update, delete')
+      or not has_table_privilege('graphile_worker._private_tasks', 'select')
+      then format('role %s may not read and update graphile_worker._private_jobs: grant it marketplace_worker (README "Roles")', current_user)
+    when row_security_active('graphile_worker._private_jobs')
+         and not exists (select 1 from pg_policies p
+                          where p.schemaname = 'graphile_worker' and p.tablename = '_private_jobs'
+                            and ('public' = any (p.roles) or exists (select 1 from unnest(p.roles) r(name)
+                                                                     where pg_has_role(current_user, r.name, 'MEMBER'))))
+      then format('row-level security on graphile_worker._private_jobs hides every job from role %s: grant it marketplace_worker (README "Roles"), and run `seller-transfers migrate`', current_user)
+  end
+$function$;
+comment on function marketplace.seller_transfer_worker_job_access() is 'Null when the calling role can see and run graphile-worker''s jobs; else why not. The worker refuses to start otherwise.';
+grant EXECUTE on function marketplace.seller_transfer_worker_job_access() to marketplace_definer;
+grant EXECUTE on function marketplace.seller_transfer_worker_job_access() to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_worker_job_access() to marketplace_worker;
+revoke execute on function marketplace.seller_transfer_worker_job_access() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.seller_transfers_without_recorded_facts(since timestamp with time zone DEFAULT NULL::timestamp with time zone)
  RETURNS bigint
@@ -2630,20 +2899,30 @@ revoke execute on function marketplace.stripe_request_budget_rate(double precisi
 CREATE OR REPLACE FUNCTION marketplace.try_lock_seller_transfer(id uuid)
  RETURNS boolean
  LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  select pg_try_advisory_lock('marketplace.seller_transfers'::regclass::oid::integer, hashtext($1::text))
+  insert into marketplace.seller_transfer_claims as c (transfer_id, backend_pid, task)
+  values ($1, pg_backend_pid(), 'manual')
+  on conflict on constraint seller_transfer_claims_pkey do update
+     set backend_pid = excluded.backend_pid, task = excluded.task, claimed_at = now()
+   where c.backend_pid = pg_backend_pid() or not marketplace.seller_transfer_claim_is_live(c.backend_pid)
+  returning true
 $function$;
-grant EXECUTE on function marketplace.try_lock_seller_transfer(uuid) to marketplace_definer;
+comment on function marketplace.try_lock_seller_transfer(uuid) is 'Worker: takes the row''s claim for this session unless another live session holds it (null: busy).';
 grant EXECUTE on function marketplace.try_lock_seller_transfer(uuid) to marketplace_worker;
 revoke execute on function marketplace.try_lock_seller_transfer(uuid) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.unlock_seller_transfer(id uuid)
  RETURNS boolean
  LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  select pg_advisory_unlock('marketplace.seller_transfers'::regclass::oid::integer, hashtext($1::text))
+  with gone as (delete from marketplace.seller_transfer_claims c where c.transfer_id = $1 and c.backend_pid = pg_backend_pid() returning 1)
+  select exists (select 1 from gone)
 $function$;
-grant EXECUTE on function marketplace.unlock_seller_transfer(uuid) to marketplace_definer;
+comment on function marketplace.unlock_seller_transfer(uuid) is 'Worker: gives up this session''s claim on the row now.';
 grant EXECUTE on function marketplace.unlock_seller_transfer(uuid) to marketplace_worker;
 revoke execute on function marketplace.unlock_seller_transfer(uuid) from public;
 
@@ -2708,6 +2987,18 @@ grant SELECT on marketplace.seller_transfer_authorities to marketplace_recorder;
 grant SELECT on marketplace.seller_transfer_authorities to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_authorities to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_claims to marketplace_admin;
+
+grant DELETE, INSERT, SELECT, UPDATE on marketplace.seller_transfer_claims to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfer_claims to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_claims to marketplace_recorder;
+
+grant SELECT, UPDATE on marketplace.seller_transfer_dispatch_mutex to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfer_dispatch_mutex to marketplace_reader;
 
 grant INSERT, SELECT on marketplace.seller_transfer_events to marketplace_definer;
 

@@ -41,14 +41,14 @@ async function transferScans(): Promise<number> {
 
 const clear = async () => {
   await db.pool.query('delete from graphile_worker._private_jobs');
-  await db.pool.query(`update marketplace.seller_transfers set next_retry_at = 'infinity' where status = 'pending'`);
+  await db.pool.query(`update marketplace.seller_transfers set next_retry_at = now() + interval '100 years' where status = 'pending'`);
 };
 
 describe('a waiting dispatch call', () => {
   it('reads the table again only after a transaction of the cluster has ended', async () => {
     await clear();
     await insertTransfer(db.pool); // a table with a row in it: the probes have something to read
-    await db.pool.query(`update marketplace.seller_transfers set next_retry_at = 'infinity' where status = 'pending'`);
+    await db.pool.query(`update marketplace.seller_transfers set next_retry_at = now() + interval '100 years' where status = 'pending'`);
     const before = await transferScans();
     const call = await waitingCall(1000, 10); // about 100 rounds
     // Other tests on this server commit too: count how often the cluster's snapshot changed meanwhile.

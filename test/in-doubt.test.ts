@@ -188,8 +188,8 @@ describe("services never write the worker's columns, by INSERT or COPY", () => {
     );
     expect(rows).toEqual([
       { to_status: 'pending', authority: 'service' },
-      { to_status: 'failed', authority: 'operator' },
-      { to_status: 'permanently_failed', authority: 'operator' },
+      { to_status: 'failed', authority: 'service' },
+      { to_status: 'permanently_failed', authority: 'service' },
     ]);
   });
 });

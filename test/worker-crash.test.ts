@@ -1,7 +1,7 @@
 // kill -9 of a real worker process at the three moments that matter for money, for both
 // operations (creating the Stripe transfer, and reversing it after a refund):
 //
-//   before_stripe  the worker took the job and the row's advisory lock, but has not called Stripe;
+//   before_stripe  the worker took the job and is claiming the row, but has not called Stripe;
 //   before_commit  Stripe has done it (the ledger shows it), the worker's UPDATE is not committed;
 //   after_commit   the new status is committed (the job may or may not be marked done).
 //
@@ -12,8 +12,8 @@
 // The moments are made deterministic from outside, with PostgreSQL locks held by the test,
 // never with hooks in production code:
 //   - before_stripe: the test holds ACCESS EXCLUSIVE on marketplace.seller_transfer_events.
-//     The task's claim (marketplace.claim_seller_transfer) takes the row's advisory lock and then
-//     reads that table, so it blocks after graphile-worker locked the job and the lock is held.
+//     The task's claim (marketplace.claim_seller_transfer) reads that table in the transaction that
+//     takes the row's claim, so it blocks after graphile-worker locked the job.
 //     (Dispatch does not read the history, so the row is handed out as usual.)
 //   - before_commit: Stripe is slowed down once (simulator latency) so the test can take the row
 //     FOR UPDATE after dispatch has handed it out and the task has claimed it; the worker then
@@ -89,7 +89,7 @@ async function workerBlockedBy(blockerPid: number, queryPart: string): Promise<n
 
 /**
  * A killed client's backend lives on until it next touches its socket; one that holds the row's
- * advisory lock makes dispatch skip the row as if the dead worker were still acting on it. PostgreSQL
+ * claim makes dispatch skip the row as if the dead worker were still acting on it. PostgreSQL
  * notices a dead idle client at once and a busy one when its query ends, so the test waits for
  * that (as any restart a second later would) before starting the next worker.
  */
@@ -162,21 +162,14 @@ async function crashAndRecover(operation: Operation, point: CrashPoint): Promise
     });
   const blockerPid = async () => (await blocker!.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
   const rowLockHeld = async () =>
-    (
-      await db.pool.query<{ held: boolean }>(
-        `select exists (select 1 from pg_locks where locktype = 'advisory' and granted
-                      and classid = 'marketplace.seller_transfers'::regclass::oid and objid = hashtext($1::text)::oid) as held`,
-        [id],
-      )
-    ).rows[0]!.held;
+    (await db.pool.query<{ held: boolean }>(`select marketplace.seller_transfer_claimed($1) as held`, [id])).rows[0]!.held;
 
   const first = startWorkerProcess();
   try {
     if (point === 'before_stripe') {
       const pid = await blockerPid();
       await waitFor('the worker to block reading the row', () => workerBlockedBy(pid, 'claim_seller_transfer'), WAIT_MS);
-      // The worker holds the row's advisory lock (taken before the read) and has not called Stripe.
-      expect(await rowLockHeld()).toBe(true);
+      // The worker is inside its claim (the read, then the claims row, one transaction) and has not called Stripe.
       expect(ledgerFor(id, operation)).toHaveLength(0);
     } else if (point === 'before_commit') {
       // The task has claimed the row and is in its (slowed) Stripe call: lock the row now.
@@ -216,6 +209,9 @@ async function crashAndRecover(operation: Operation, point: CrashPoint): Promise
 
   // What the crash left behind: before the commit the row is untouched but for its lease, and
   // its job is still locked by the dead worker (graphile-worker would only free it after 4 hours).
+  // The row itself may already be handed out again with a new job: a claim whose session is gone
+  // is taken over at once (the dead process's dispatcher may even do it, in the moments its busy
+  // backend outlives the process).
   const crashed = await rowOf(id);
   if (point === 'after_commit') {
     expect(crashed.status).toBe(op.to);
@@ -226,7 +222,7 @@ async function crashAndRecover(operation: Operation, point: CrashPoint): Promise
     const {
       rows: [job],
     } = await db.pool.query<{ locked: boolean }>(
-      'select locked_at is not null as locked from graphile_worker._private_jobs where key = marketplace.seller_transfer_job_key($1)',
+      `select bool_or(locked_at is not null) as locked from graphile_worker._private_jobs where payload ->> 'id' = $1::text`,
       [id],
     );
     expect(job?.locked, 'the dead worker still holds the job').toBe(true);

@@ -1,7 +1,7 @@
 -- The worker's statements, one named query each (`-- name: x`), loaded by src/db/named-queries.ts.
 -- The rules are SQL functions from the migrations (claim, record, release, dispatch); these call
 -- them. Outcomes are recorded together with release_seller_transfer_at_commit in one statement:
--- the row's lock is handed to that transaction and released exactly when the outcome commits.
+-- the row's claim is given up exactly when the outcome commits.
 
 -- name: dispatch
 select dispatched, oldest_due_seconds from marketplace.dispatch_seller_transfers($1, $2, $3, $4);
@@ -15,8 +15,12 @@ select marketplace.record_seller_transfer_worker_heartbeat($1, $2, $3, $4, $5) a
 -- name: readiness
 select 1 as one, (select max(filename) from graphile_migrate.migrations) as latest;
 
+-- name: job_access
+-- Null when this role can see and run graphile-worker's jobs; else why not (checked at start).
+select marketplace.seller_transfer_worker_job_access() as problem;
+
 -- name: claim
--- The row's session advisory lock, then a read of the row, in one round trip.
+-- A read of the row and its claim for this session (seller_transfer_claims), in one round trip.
 select * from marketplace.claim_seller_transfer($1, $2, $3);
 
 -- name: unlock

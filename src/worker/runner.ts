@@ -35,6 +35,9 @@ import { retryPolicyFromConfig } from './retry-policy.ts';
 import { startHeartbeat } from './heartbeat.ts';
 import { createReadinessProbe } from './readiness.ts';
 import type { StripeCallObserver, WorkerDeps } from './transfer-ops.ts';
+import { namedQueries } from '../db/named-queries.ts';
+
+const sql = namedQueries('src/worker/queries.sql');
 
 export interface WorkerHandle {
   /** The current graphile-worker runner (a new one after a restart). */
@@ -153,7 +156,7 @@ const RESTART_MAX_MS = 15_000;
 
 export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const { config, logger } = opts;
-  // Each running task holds one connection across its Stripe call (the row's advisory lock) and
+  // Each running task holds one connection across its Stripe call (the row's claim lives with it) and
   // gives it back before its job completes; graphile-worker takes one briefly to fetch and to
   // complete jobs. Concurrency plus a few keeps a busy worker from queueing on its own pool
   // without claiming connections it never uses (the server's max_connections is shared).
@@ -215,6 +218,23 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     logger: graphileLogger(logger, outage),
     taskList: buildTaskList(deps),
   };
+  // A role that cannot see graphile-worker's jobs (row-level security) would lease rows and add
+  // jobs that never run, silently: refuse to start instead, saying which grant is missing.
+  const {
+    rows: [access],
+  } = await pool.query<{ problem: string | null }>(sql('job_access')).catch(async (e: unknown) => {
+    await pool.end().catch(() => {});
+    const code = (e as { code?: string }).code;
+    if (code === '42501' || code === '3F000' || code === '42883')
+      throw new Error(
+        `the worker cannot run jobs: ${(e as Error).message}: grant its login marketplace_worker (README "Roles") and run \`seller-transfers migrate\``,
+      );
+    throw e;
+  });
+  if (access?.problem) {
+    await pool.end().catch(() => {});
+    throw new Error(`the worker cannot run jobs: ${access.problem}`);
+  }
   let stopRequested = false;
   let runner = await run(runnerOptions);
   let restarts = 0;

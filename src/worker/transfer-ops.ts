@@ -165,7 +165,7 @@ export async function runTransferTask(deps: WorkerDeps, task: TransferTask, job:
     op = new RowOperation(deps, client, row);
     return task === 'seller_transfer_reverse' ? await op.reverse() : await op.pay();
   } catch (e) {
-    // A connection in doubt is destroyed, which also drops its advisory lock.
+    // A connection in doubt is destroyed: its session ends, and with it the row's claim.
     if (!(e instanceof RowBusyError)) broken = e as Error;
     throw e;
   } finally {
@@ -201,9 +201,21 @@ class RowOperation {
     return this.deps.logger.child({ transferId: this.row.id, status: this.row.status, attempt: this.row.retry_count + 1 });
   }
 
+  /**
+   * Look Stripe up before calling it: after any attempt whose outcome Stripe may hold (a new key
+   * generation, a request in doubt), and for a row whose state is old enough for Stripe to have
+   * pruned its keys. Decided from the columns only the worker's recording functions write
+   * (stripe_key_generation, stripe_request_in_doubt): nothing a service writes can skip it.
+   */
   private mustLookUp(): boolean {
     const since = this.row.state_since?.getTime() ?? 0;
-    return this.row.retry_count > 0 || Date.now() - since > LOOKUP_WHEN_OLDER_THAN_MS;
+    return (
+      this.row.stripe_key_generation > 0 ||
+      this.row.stripe_request_in_doubt ||
+      this.row.retry_count > 0 ||
+      !Number.isFinite(since) ||
+      Date.now() - since > LOOKUP_WHEN_OLDER_THAN_MS
+    );
   }
 
   /**

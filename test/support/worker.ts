@@ -13,6 +13,7 @@ import { startStripeSimulator, type StripeSimulator } from '../../src/stripe-sim
 import { startWorker, type WorkerHandle } from '../../src/worker/runner.ts';
 import type { TestDatabase } from './database.ts';
 import { waitFor } from './wait.ts';
+import { asWorkerLogin } from './worker-login.ts';
 
 export { waitFor };
 
@@ -37,7 +38,9 @@ export const FAST_ENV: Record<string, string> = {
   LOG_LEVEL: 'silent',
 };
 
-export async function startTestWorker(databaseUrl: string, sim: StripeSimulator, env: Record<string, string> = {}): Promise<WorkerHandle> {
+/** An in-process worker, connected as the least-privilege worker login (worker-login.ts). */
+export async function startTestWorker(ownerUrl: string, sim: StripeSimulator, env: Record<string, string> = {}): Promise<WorkerHandle> {
+  const databaseUrl = asWorkerLogin(ownerUrl);
   const config = loadConfig({
     ...FAST_ENV,
     WORKER_CONCURRENCY: '5',
@@ -85,7 +88,9 @@ function startedLater<T extends object>(get: () => T | undefined, what: string):
 }
 
 /** `seller-transfers worker` as a real child process (what kill -9 tests need). */
-export function spawnWorker(databaseUrl: string, simUrl: string, env: Record<string, string> = {}): ChildProcess {
+/** A worker process (`seller-transfers worker`), connected as the least-privilege worker login. */
+export function spawnWorker(ownerUrl: string, simUrl: string, env: Record<string, string> = {}): ChildProcess {
+  const databaseUrl = asWorkerLogin(ownerUrl);
   const child = spawn(process.execPath, [path.join(projectRoot, 'bin/seller-transfers.js'), 'worker', '--no-migrate'], {
     cwd: projectRoot,
     env: {
