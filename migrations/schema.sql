@@ -104,7 +104,8 @@ create table marketplace.seller_transfer_events (
   authority text,
   stripe_transfer_id text,
   stripe_reversal_id text,
-  source_transaction text
+  source_transaction text,
+  action text
 );
 alter table marketplace.seller_transfer_events add constraint seller_transfer_events_pkey PRIMARY KEY (id);
 CREATE INDEX seller_transfer_events_time_brin ON marketplace.seller_transfer_events USING brin (occurred_at, (((xact_id)::text)::bigint));
@@ -118,6 +119,7 @@ comment on column marketplace.seller_transfer_events.authority is 'Who made the 
 comment on column marketplace.seller_transfer_events.stripe_transfer_id is 'The Stripe transfer id this move wrote on the row (null when the move did not set it).';
 comment on column marketplace.seller_transfer_events.stripe_reversal_id is 'The Stripe reversal id this move wrote on the row (null when the move did not set it).';
 comment on column marketplace.seller_transfer_events.source_transaction is 'Insert events: the source_transaction the transfer was created with (null: none, or an insert before this column existed).';
+comment on column marketplace.seller_transfer_events.action is 'An operator''s (or a service''s) action on the row that moved no status, e.g. retry (from_status = to_status); null for an insert or a status change.';
 
 create table marketplace.seller_transfer_external_reversals (
   stripe_reversal_id text not null,
@@ -217,11 +219,11 @@ create table marketplace.seller_transfers (
   source_transaction text
 );
 alter table marketplace.seller_transfers add constraint seller_transfer_currency_known FOREIGN KEY (currency) REFERENCES marketplace.currencies(code);
+alter table marketplace.seller_transfers add constraint seller_transfer_currency_lowercase CHECK ((currency ~ '^[a-z]{3}$'::text));
 alter table marketplace.seller_transfers add constraint seller_transfer_reversal_amount CHECK (((reversal_amount_cents > 0) AND (reversal_amount_cents <= amount_cents)));
 alter table marketplace.seller_transfers add constraint seller_transfer_source_transaction_format CHECK ((source_transaction ~ '^(ch|py)_[A-Za-z0-9]+$'::text));
 alter table marketplace.seller_transfers add constraint seller_transfer_times_in_range CHECK (((created_at >= '2000-01-01 00:00:00+00'::timestamp with time zone) AND (created_at < '2200-01-01 00:00:00+00'::timestamp with time zone) AND (updated_at >= '2000-01-01 00:00:00+00'::timestamp with time zone) AND (updated_at < '2200-01-01 00:00:00+00'::timestamp with time zone) AND ((next_retry_at IS NULL) OR ((next_retry_at >= '2000-01-01 00:00:00+00'::timestamp with time zone) AND (next_retry_at < '2200-01-01 00:00:00+00'::timestamp with time zone)) OR ((next_retry_at = 'infinity'::timestamp with time zone) AND stripe_request_in_doubt))));
 alter table marketplace.seller_transfers add constraint seller_transfers_amount_cents_check CHECK ((amount_cents > 0));
-alter table marketplace.seller_transfers add constraint seller_transfers_currency_check CHECK ((currency ~ '^[a-z]{3}$'::text));
 alter table marketplace.seller_transfers add constraint seller_transfers_pkey PRIMARY KEY (id);
 alter table marketplace.seller_transfers add constraint seller_transfers_retry_count_check CHECK ((retry_count >= 0));
 alter table marketplace.seller_transfers add constraint seller_transfers_status_fkey FOREIGN KEY (status) REFERENCES marketplace.seller_transfer_statuses(status);
@@ -1181,8 +1183,9 @@ AS $function$
          case when count(*) = 0 then 'ok' else 'problem' end,
          case when count(*) = 0 then 'none'
               else format('%s payout(s) refused by Stripe for the platform''s available balance (balance_insufficient): %s; most attempts so far %s',
-                          count(*), (select string_agg(format('%s %s', x.n, upper(x.currency)), ', ')
-                                       from (select w.currency, count(*) as n from marketplace.seller_transfers_waiting_for_funds w group by w.currency order by 1) x),
+                          count(*), (select string_agg(format('%s payout(s), %s', x.n, marketplace.seller_transfer_amount_text(x.total, x.currency)), '; ')
+                                       from (select w.currency, count(*) as n, sum(w.amount_cents)::bigint as total
+                                               from marketplace.seller_transfers_waiting_for_funds w group by w.currency order by 1) x),
                           max(w.retry_count)) end,
          case when count(*) = 0 then ''
               else 'top the platform''s Stripe balance up, then retry them (docs/runbook.md#sellertransferswaitingforfunds); services should pass source_transaction' end
@@ -1803,6 +1806,28 @@ comment on function marketplace.record_external_seller_transfer_reversal(uuid,te
 grant EXECUTE on function marketplace.record_external_seller_transfer_reversal(uuid,text,text,bigint,text) to marketplace_worker;
 revoke execute on function marketplace.record_external_seller_transfer_reversal(uuid,text,text,bigint,text) from public;
 
+CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_action(id uuid, action text)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  said text := case current_setting('marketplace.caller_authority', true) when 'service' then 'service' else 'operator' end;
+begin
+  insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
+                                                  requested_by, authority, action)
+  select t.id, t.status, t.status, clock_timestamp(), coalesce(nullif(current_setting('role'), 'none'), session_user),
+         nullif(current_setting('application_name'), ''), nullif(current_setting('marketplace.transition_reason', true), ''),
+         pg_current_xact_id(),
+         case when said = 'operator' then left(nullif(current_setting('marketplace.requested_by', true), ''), 200) end,
+         said, record_seller_transfer_action.action
+    from marketplace.seller_transfers t where t.id = record_seller_transfer_action.id;
+end $function$;
+comment on function marketplace.record_seller_transfer_action(uuid,text) is 'The admin functions: records an action that moved no status (a retry) in the history, with the caller''s authority, reason and person.';
+grant EXECUTE on function marketplace.record_seller_transfer_action(uuid,text) to marketplace_admin;
+revoke execute on function marketplace.record_seller_transfer_action(uuid,text) from public;
+
 CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_failure(id uuid, from_status text, error text, retry_at timestamp with time zone, reason text, new_key boolean DEFAULT true, in_doubt boolean DEFAULT false)
  RETURNS text
  LANGUAGE plpgsql
@@ -2186,14 +2211,30 @@ CREATE OR REPLACE FUNCTION marketplace.retry_seller_transfer(id uuid, reason tex
 AS $function$
 declare
   t marketplace.seller_transfers;
+  st marketplace.seller_transfer_statuses;
 begin
   t := marketplace.lock_seller_transfer_for_admin(id, reason);
+  select * into st from marketplace.seller_transfer_statuses s where s.status = t.status;
+  -- A retry makes the worker's next attempt due now: what has no attempt to make says why.
+  if st.worker_task is null and not marketplace.can_transition_transfer_status(t.status, 'failed') then
+    raise exception 'seller transfer % is %: %', t.id, t.status,
+        case when st.is_terminal and t.status = 'reversed' then 'its reversal exists at Stripe, so there is nothing to retry (it is terminal)'
+             when st.is_terminal then format('it was given up (last_error: %s), so there is nothing to retry (it is terminal); create a new payout if it is still owed',
+                                             coalesce(left(regexp_replace(t.last_error, '\s+', ' ', 'g'), 200), 'none'))
+             when t.status = 'completed' then 'Stripe paid it, so there is nothing to retry; to take the money back, reverse it'
+             else 'the worker has nothing to do for it, so there is nothing to retry' end
+      using errcode = 'object_not_in_prerequisite_state',
+            hint = 'retry applies to pending, failed and reversal_pending payouts (seller-transfers list --status failed)';
+  end if;
   update marketplace.seller_transfers s
      set status = case when st.worker_task is not null then s.status else 'failed' end,
          next_retry_at = now(), updated_at = now()
-    from marketplace.seller_transfer_statuses st
-   where s.id = t.id and st.status = s.status
+   where s.id = t.id
   returning s.* into t;
+  if st.worker_task is not null then
+    -- Same status: no move, so no event from the guard; the retry is recorded as an action.
+    perform marketplace.record_seller_transfer_action(t.id, 'retry');
+  end if;
   return t;
 end $function$;
 comment on function marketplace.retry_seller_transfer(uuid,text) is 'Makes the worker''s next attempt on a seller transfer due now (next_retry_at = now()); terminal rows are refused by the matrix.';
@@ -2211,16 +2252,18 @@ declare
   t marketplace.seller_transfers;
 begin
   if amount_cents is not null and amount_cents <= 0 then
-    raise exception 'reversal amount must be a positive number of cents, got %', amount_cents
+    raise exception 'a reversal amount must be positive (in the currency''s minor unit), got %', amount_cents
       using errcode = 'invalid_parameter_value';
   end if;
   t := marketplace.lock_seller_transfer_for_admin(id, reason);
   if amount_cents > t.amount_cents then
-    raise exception 'reversal amount % cents exceeds the transfer amount of % cents', amount_cents, t.amount_cents
+    raise exception 'reversal amount % exceeds the transfer amount of %',
+        marketplace.seller_transfer_amount_text(amount_cents, t.currency), marketplace.seller_transfer_amount_text(t.amount_cents, t.currency)
       using errcode = 'invalid_parameter_value';
   end if;
   if t.status = 'reversal_pending' then
-    raise exception 'seller transfer % is already reversal_pending (% cents)', t.id, coalesce(t.reversal_amount_cents, t.amount_cents)
+    raise exception 'seller transfer % is already reversal_pending (%)', t.id,
+        marketplace.seller_transfer_amount_text(coalesce(t.reversal_amount_cents, t.amount_cents), t.currency)
       using errcode = 'object_not_in_prerequisite_state';
   end if;
   perform marketplace.assert_seller_transfer_transition(t.id, t.status, 'reversal_pending');
@@ -2375,6 +2418,29 @@ grant EXECUTE on function marketplace.seller_transfer_admin_actions(text) to mar
 grant EXECUTE on function marketplace.seller_transfer_admin_actions(text) to marketplace_writer;
 revoke execute on function marketplace.seller_transfer_admin_actions(text) from public;
 
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_amount_text(minor bigint, currency text)
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select case when c.exponent is null then format('%s %s (minor units; currency not in marketplace.currencies)', minor, upper(currency))
+              else format('%s%s%s %s', case when minor < 0 then '-' else '' end,
+                          regexp_replace((abs(minor) / (10::bigint ^ c.exponent)::bigint)::text, '(\d)(?=(\d{3})+$)', '\1,', 'g'),
+                          case when c.exponent > 0 then '.' || lpad((abs(minor) % (10::bigint ^ c.exponent)::bigint)::text, c.exponent, '0') else '' end,
+                          upper(currency)) end
+    from (select (select x.exponent from marketplace.currencies x where x.code = lower(currency)) as exponent) c
+$function$;
+comment on function marketplace.seller_transfer_amount_text(bigint,text) is 'An amount in minor units as a person reads it, in its currency''s unit: 123456 usd -> 1,234.56 USD, 1200 jpy -> 1,200 JPY (the exponent from marketplace.currencies).';
+grant EXECUTE on function marketplace.seller_transfer_amount_text(bigint,text) to marketplace_admin;
+grant EXECUTE on function marketplace.seller_transfer_amount_text(bigint,text) to marketplace_definer;
+grant EXECUTE on function marketplace.seller_transfer_amount_text(bigint,text) to marketplace_operator;
+grant EXECUTE on function marketplace.seller_transfer_amount_text(bigint,text) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_amount_text(bigint,text) to marketplace_recorder;
+grant EXECUTE on function marketplace.seller_transfer_amount_text(bigint,text) to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_amount_text(bigint,text) to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_amount_text(bigint,text) from public;
+
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_audit_query(scope text)
  RETURNS text
  LANGUAGE plpgsql
@@ -2423,6 +2489,7 @@ begin
            max(e.id) filter (where e.stripe_reversal_id is not null) over wa as reversal_id_event,
            coalesce(bool_or(e.authority is not null and (e.from_status is null or e.to_status = 'reversed')) over wa, false) as reversal_id_judged
       from %2$s
+     where e.action is null  -- an operator's action on a status (a retry) is not a step
     window w as (partition by e.transfer_id order by e.id),
            wa as (w rows between unbounded preceding and unbounded following)
   ), steps as (
@@ -2804,7 +2871,7 @@ CREATE OR REPLACE FUNCTION marketplace.seller_transfer_status_since(id uuid)
 AS $function$
   select e.occurred_at
     from marketplace.seller_transfer_events e
-   where e.transfer_id = $1
+   where e.transfer_id = $1 and e.action is null
    order by e.id desc
    limit 1
 $function$;
@@ -2961,11 +3028,15 @@ grant USAGE on schema marketplace to marketplace_writer;
 
 grant DELETE, INSERT, SELECT on marketplace.console_sessions to marketplace_console;
 
+grant SELECT on marketplace.currencies to marketplace_admin;
+
 grant SELECT on marketplace.currencies to marketplace_definer;
 
 grant SELECT on marketplace.currencies to marketplace_operator;
 
 grant SELECT on marketplace.currencies to marketplace_reader;
+
+grant SELECT on marketplace.currencies to marketplace_recorder;
 
 grant SELECT on marketplace.currencies to marketplace_worker;
 

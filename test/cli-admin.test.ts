@@ -79,7 +79,7 @@ describe.concurrent('reverse: mistakes change nothing', () => {
     await expectRefused(
       id,
       ['reverse', id, '--amount', '0', '--reason', 'x'],
-      'reversal amount must be a positive number of cents, got 0 [SQLSTATE 22023]',
+      "a reversal amount must be positive (in the currency's minor unit), got 0 [SQLSTATE 22023]",
       1,
     );
     await expectRefused(
@@ -91,7 +91,7 @@ describe.concurrent('reverse: mistakes change nothing', () => {
     await expectRefused(
       id,
       ['reverse', id, '--amount', '10.01', '--reason', 'x'],
-      'reversal amount 1001 cents exceeds the transfer amount of 1000 cents',
+      'reversal amount 10.01 USD exceeds the transfer amount of 10.00 USD',
       1,
     );
   });
@@ -175,13 +175,14 @@ describe.concurrent('retry', () => {
     expect(new Date(out.transfer.next_retry_at).getTime()).toBeLessThanOrEqual(Date.now() + 1000);
   });
 
-  it.each(['completed', 'reversed', 'permanently_failed'] as const)(
-    'a %s transfer: the matrix refuses, nothing changes',
-    async (status) => {
-      const id = await transferIn(db.pool, status);
-      await expectRefused(id, ['retry', id, '--reason', 'try again'], `illegal seller transfer status transition: ${status} -> failed`, 1);
-    },
-  );
+  it.each([
+    ['completed', 'Stripe paid it, so there is nothing to retry; to take the money back, reverse it'],
+    ['reversed', 'its reversal exists at Stripe, so there is nothing to retry (it is terminal)'],
+    ['permanently_failed', 'it was given up (last_error: none), so there is nothing to retry (it is terminal)'],
+  ] as const)('a %s transfer: the refusal says why it cannot be retried, nothing changes', async (status, why) => {
+    const id = await transferIn(db.pool, status);
+    await expectRefused(id, ['retry', id, '--reason', 'try again'], `seller transfer ${id} is ${status}: ${why}`, 1);
+  });
 
   it('a missing reason, an unknown id', async () => {
     const id = await transferIn(db.pool, 'failed');
@@ -400,9 +401,10 @@ describe('the SQL functions, as the roles', () => {
                                        and occurred_at >= now() order by id`,
           [[paid, failed]],
         );
-        // What the database knows of the caller, not what it claims: a service is recorded as a service.
+        // What the database knows of the caller, not what it claims: a service is recorded as a
+        // service. Three rows: the reversal, the retry (an action: same status), the give-up.
         const said = role === 'marketplace_writer' ? 'service' : 'operator';
-        expect(rows.map((r) => r.authority)).toEqual([said, said]);
+        expect(rows.map((r) => r.authority)).toEqual([said, said, said]);
         expect((await c.query('select * from marketplace.seller_transfer_stats')).rowCount).toBe(6);
       });
     },

@@ -187,7 +187,7 @@ describe('console in Chromium', () => {
     await form.getByRole('button', { name: 'Review…' }).click();
     expect(await countOf(page.getByRole('alert'))).toBe(1);
     expect(await textOf(page.getByRole('alert'))).toContain(
-      'reversal amount 4201 cents exceeds the transfer amount of 4200 cents; nothing was done',
+      'reversal amount 42.01 USD exceeds the transfer amount of 42.00 USD; nothing was done',
     );
     await checkAxe('problem');
     await page.goto(`${consoleApp.url}/transfers/${paidId}`);

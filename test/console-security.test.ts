@@ -422,7 +422,7 @@ describe('state changes', () => {
         `/transfers/${id}/act`,
         { action: 'reverse', reason: 'too much', amount: '10.01' },
         400,
-        /reversal amount 1001 cents exceeds the transfer amount of 1000 cents; nothing was done/,
+        /reversal amount 10.01 USD exceeds the transfer amount of 10.00 USD; nothing was done/,
       ],
       [`/transfers/${id}/preview`, { action: 'reverse', reason: '   ' }, 400, /a reason is required/],
       [

@@ -64,7 +64,7 @@ describe('funding a payout', () => {
     expect(await waiting()).toEqual([id]);
     expect(await doctorFunds()).toMatchObject({
       status: 'problem',
-      detail: expect.stringMatching(/^1 payout\(s\) .*: 1 USD; most attempts so far 1$/),
+      detail: expect.stringMatching(/^1 payout\(s\) .*: 1 payout\(s\), \d[\d,]*\.\d\d USD; most attempts so far 1$/),
     });
     expect(sim.ledger()).toEqual([]);
     const metrics = createWorkerMetrics(db.pool);

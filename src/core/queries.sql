@@ -103,9 +103,10 @@ select * from marketplace.retry_seller_transfer($1, $2);
 select * from marketplace.fail_seller_transfer($1, $2);
 
 -- name: admin_event
--- The status change this action wrote to the history (this transaction's), if any.
+-- The status change this action wrote to the history (this transaction's), if any; a retry's
+-- action row (same status) is not a change.
 select e.from_status, e.to_status, e.reason from marketplace.seller_transfer_events e
- where e.transfer_id = $1 and e.xact_id = pg_current_xact_id() order by e.id desc limit 1;
+ where e.transfer_id = $1 and e.xact_id = pg_current_xact_id() and e.action is null order by e.id desc limit 1;
 
 -- name: list_transfers
 -- `list`: one page of transfers, newest first by (created_at, id), after the keyset cursor ($1
