@@ -240,51 +240,16 @@ CREATE INDEX seller_transfers_reversal_due_idx ON marketplace.seller_transfers U
 CREATE INDEX seller_transfers_seller_created_idx ON marketplace.seller_transfers USING btree (seller_id, created_at DESC, id DESC);
 CREATE INDEX seller_transfers_status_created_idx ON marketplace.seller_transfers USING btree (status, created_at DESC, id DESC);
 CREATE INDEX seller_transfers_status_due_since_idx ON marketplace.seller_transfers USING btree (status, COALESCE(next_retry_at, created_at), id) WHERE (status = ANY (ARRAY['pending'::text, 'failed'::text, 'reversal_pending'::text]));
-CREATE TRIGGER seller_transfer_column_couplings AFTER INSERT OR UPDATE OF status, stripe_transfer_id, stripe_reversal_id, next_retry_at, stripe_request_in_doubt ON marketplace.seller_transfers FOR EACH ROW WHEN (NOT (((new.status <> ALL (ARRAY['completed'::text, 'reversal_pending'::text, 'reversed'::text])) OR new.stripe_transfer_id IS NOT NULL) AND (new.status <> 'reversed'::text OR new.stripe_reversal_id IS NOT NULL) AND (new.stripe_reversal_id IS NULL OR new.stripe_transfer_id IS NOT NULL) AND (new.status <> 'failed'::text OR new.next_retry_at IS NOT NULL) AND (new.status <> 'permanently_failed'::text OR NOT new.stripe_request_in_doubt))) EXECUTE FUNCTION marketplace.refuse_broken_coupling();
-CREATE TRIGGER seller_transfer_history_by_operator AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status AND CURRENT_USER = 'marketplace_admin'::name) EXECUTE FUNCTION marketplace.record_seller_transfer_status_change('operator');
-CREATE TRIGGER seller_transfer_history_by_worker AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status AND CURRENT_USER = 'marketplace_recorder'::name) EXECUTE FUNCTION marketplace.record_seller_transfer_status_change('worker');
+CREATE TRIGGER seller_transfer_column_couplings AFTER INSERT ON marketplace.seller_transfers FOR EACH ROW WHEN (NOT (((new.status <> ALL (ARRAY['completed'::text, 'reversal_pending'::text, 'reversed'::text])) OR new.stripe_transfer_id IS NOT NULL) AND (new.status <> 'reversed'::text OR new.stripe_reversal_id IS NOT NULL) AND (new.stripe_reversal_id IS NULL OR new.stripe_transfer_id IS NOT NULL) AND (new.status <> 'failed'::text OR new.next_retry_at IS NOT NULL) AND (new.status <> 'permanently_failed'::text OR NOT new.stripe_request_in_doubt))) EXECUTE FUNCTION marketplace.refuse_broken_coupling();
 CREATE TRIGGER seller_transfer_history_on_insert AFTER INSERT ON marketplace.seller_transfers REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION marketplace.record_seller_transfer_inserts();
-CREATE TRIGGER seller_transfer_history_on_update AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status AND (CURRENT_USER <> ALL (ARRAY['marketplace_recorder'::name, 'marketplace_admin'::name]))) EXECUTE FUNCTION marketplace.record_seller_transfer_status_change();
 CREATE TRIGGER seller_transfer_initial_status BEFORE INSERT ON marketplace.seller_transfers FOR EACH ROW WHEN (new.status <> 'pending'::text) EXECUTE FUNCTION marketplace.refuse_non_initial_insert();
 CREATE TRIGGER seller_transfer_insert_time BEFORE INSERT ON marketplace.seller_transfers FOR EACH ROW WHEN (new.created_at < (now() - '1 day'::interval) OR new.created_at > (now() + '00:05:00'::interval)) EXECUTE FUNCTION marketplace.refuse_insert_time();
 CREATE TRIGGER seller_transfer_kept AFTER DELETE ON marketplace.seller_transfers FOR EACH ROW EXECUTE FUNCTION marketplace.refuse_deleting_seen_payout();
 CREATE TRIGGER seller_transfer_kept_on_truncate BEFORE TRUNCATE ON marketplace.seller_transfers FOR EACH STATEMENT EXECUTE FUNCTION marketplace.refuse_deleting_seen_payout();
-CREATE TRIGGER seller_transfer_status_transition AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status AND NOT COALESCE(
-        CASE
-            WHEN CURRENT_USER = 'marketplace_recorder'::name THEN 'worker'::text
-            WHEN CURRENT_USER = 'marketplace_admin'::name THEN 'operator'::text
-            WHEN pg_has_role(CURRENT_USER, 'marketplace_writer'::name, 'USAGE'::text) AND NOT pg_has_role(CURRENT_USER, 'postgres'::name, 'USAGE'::text) THEN 'service'::text
-            WHEN pg_has_role(CURRENT_USER, 'postgres'::name, 'USAGE'::text) THEN 'owner'::text
-            WHEN pg_has_role(CURRENT_USER, 'marketplace_worker'::name, 'USAGE'::text) THEN 'worker'::text
-            ELSE NULL::text
-        END = ANY (
-        CASE old.status
-            WHEN 'completed'::text THEN
-            CASE new.status
-                WHEN 'reversal_pending'::text THEN '{operator,owner,service,worker}'::text[]
-                ELSE NULL::text[]
-            END
-            WHEN 'failed'::text THEN
-            CASE new.status
-                WHEN 'completed'::text THEN '{owner,worker}'::text[]
-                WHEN 'permanently_failed'::text THEN '{operator,owner,worker}'::text[]
-                ELSE NULL::text[]
-            END
-            WHEN 'pending'::text THEN
-            CASE new.status
-                WHEN 'completed'::text THEN '{owner,worker}'::text[]
-                WHEN 'failed'::text THEN '{operator,owner,worker}'::text[]
-                ELSE NULL::text[]
-            END
-            WHEN 'reversal_pending'::text THEN
-            CASE new.status
-                WHEN 'permanently_failed'::text THEN '{operator,owner,worker}'::text[]
-                WHEN 'reversed'::text THEN '{owner,worker}'::text[]
-                ELSE NULL::text[]
-            END
-            ELSE NULL::text[]
-        END), false)) EXECUTE FUNCTION marketplace.refuse_illegal_status_transition();
-CREATE TRIGGER seller_transfer_write_once AFTER UPDATE OF id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents, stripe_request_in_doubt, stripe_key_generation ON marketplace.seller_transfers FOR EACH ROW WHEN (old.id IS DISTINCT FROM new.id OR old.order_id IS DISTINCT FROM new.order_id OR old.seller_id IS DISTINCT FROM new.seller_id OR old.stripe_account_id IS DISTINCT FROM new.stripe_account_id OR old.amount_cents IS DISTINCT FROM new.amount_cents OR old.currency IS DISTINCT FROM new.currency OR old.source_transaction IS DISTINCT FROM new.source_transaction OR old.created_at IS DISTINCT FROM new.created_at OR old.stripe_transfer_id IS NOT NULL AND new.stripe_transfer_id IS DISTINCT FROM old.stripe_transfer_id OR old.stripe_reversal_id IS NOT NULL AND new.stripe_reversal_id IS DISTINCT FROM old.stripe_reversal_id OR old.reversal_amount_cents IS DISTINCT FROM new.reversal_amount_cents AND NOT (new.status = 'reversal_pending'::text AND old.status IS DISTINCT FROM 'reversal_pending'::text) OR old.stripe_request_in_doubt AND NOT new.stripe_request_in_doubt AND CURRENT_USER <> 'marketplace_recorder'::name OR old.stripe_key_generation IS DISTINCT FROM new.stripe_key_generation AND CURRENT_USER <> 'marketplace_recorder'::name) EXECUTE FUNCTION marketplace.refuse_write_once_change();
+CREATE TRIGGER seller_transfer_retry_couplings AFTER UPDATE OF next_retry_at, stripe_request_in_doubt ON marketplace.seller_transfers FOR EACH ROW WHEN (new.status = 'failed'::text AND new.next_retry_at IS NULL OR new.status = 'permanently_failed'::text AND new.stripe_request_in_doubt) EXECUTE FUNCTION marketplace.refuse_broken_coupling();
+CREATE TRIGGER seller_transfer_status_transition AFTER UPDATE OF status, id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents, stripe_request_in_doubt, stripe_key_generation ON marketplace.seller_transfers FOR EACH ROW WHEN (CURRENT_USER <> ALL ('{marketplace_recorder,marketplace_admin}'::name[])) EXECUTE FUNCTION marketplace.guard_seller_transfer_update();
+CREATE TRIGGER seller_transfer_status_transition_by_operator AFTER UPDATE OF status, id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents, stripe_request_in_doubt, stripe_key_generation ON marketplace.seller_transfers FOR EACH ROW WHEN (CURRENT_USER = 'marketplace_admin'::name) EXECUTE FUNCTION marketplace.guard_seller_transfer_update('admin');
+CREATE TRIGGER seller_transfer_status_transition_by_worker AFTER UPDATE OF status, id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents ON marketplace.seller_transfers FOR EACH ROW WHEN (CURRENT_USER = 'marketplace_recorder'::name) EXECUTE FUNCTION marketplace.guard_seller_transfer_update('recorder');
 comment on table marketplace.seller_transfers is 'One Stripe Connect payout to a seller. status moves only along marketplace.seller_transfer_transitions.';
 comment on column marketplace.seller_transfers.stripe_key_generation is 'Suffix of the idempotency key of the current Stripe operation; moves only after Stripe answered and nothing was created.';
 comment on column marketplace.seller_transfers.stripe_request_in_doubt is 'The last Stripe request ended without an answer (timeout, dropped connection, key in use): it may still run at Stripe.';
@@ -496,6 +461,42 @@ comment on function marketplace.acknowledge_seller_transfer_audit_finding(uuid,t
 grant EXECUTE on function marketplace.acknowledge_seller_transfer_audit_finding(uuid,text,text,text) to marketplace_operator;
 revoke execute on function marketplace.acknowledge_seller_transfer_audit_finding(uuid,text,text,text) from public;
 
+CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_couplings(new marketplace.seller_transfers)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  name text;
+  missing text;
+begin
+  if new.status in ('completed', 'reversal_pending', 'reversed') and new.stripe_transfer_id is null then
+    name := 'seller_transfer_paid_has_stripe_transfer';
+    missing := format('status %s requires stripe_transfer_id (the Stripe transfer that paid it)', new.status);
+  elsif new.status = 'reversed' and new.stripe_reversal_id is null then
+    name := 'seller_transfer_reversed_has_stripe_reversal';
+    missing := 'status reversed requires stripe_reversal_id (the Stripe reversal that took the money back)';
+  elsif new.stripe_reversal_id is not null and new.stripe_transfer_id is null then
+    name := 'seller_transfer_reversal_needs_transfer';
+    missing := 'stripe_reversal_id requires stripe_transfer_id (a reversal reverses a transfer)';
+  elsif new.status = 'failed' and new.next_retry_at is null then
+    name := 'seller_transfer_failed_is_scheduled';
+    missing := 'status failed requires next_retry_at (when the worker tries again)';
+  else
+    return;
+  end if;
+  raise exception 'seller transfer %: %', new.id, missing
+    using errcode = 'check_violation', constraint = name, schema = 'marketplace', table = 'seller_transfers';
+end $function$;
+comment on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) is 'Raises 23514 naming the coupling a row breaks: a paid status without its Stripe transfer, reversed without its reversal, a reversal without a transfer, failed without next_retry_at.';
+grant EXECUTE on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) to marketplace_admin;
+grant EXECUTE on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) to marketplace_definer;
+grant EXECUTE on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) to marketplace_recorder;
+grant EXECUTE on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) to marketplace_worker;
+grant EXECUTE on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) to marketplace_writer;
+revoke execute on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) from public;
+
 CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_move(old marketplace.seller_transfers, new marketplace.seller_transfers)
  RETURNS void
  LANGUAGE plpgsql
@@ -514,31 +515,48 @@ grant EXECUTE on function marketplace.assert_seller_transfer_move(marketplace.se
 grant EXECUTE on function marketplace.assert_seller_transfer_move(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_writer;
 revoke execute on function marketplace.assert_seller_transfer_move(marketplace.seller_transfers,marketplace.seller_transfers) from public;
 
-CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_move_owner(id uuid, from_status text, to_status text)
+CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_move_by(id uuid, from_status text, to_status text, said text, speaker text)
  RETURNS void
  LANGUAGE plpgsql
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
-  said   text := marketplace.seller_transfer_authority(current_user);
   owners text;
 begin
+  -- The matrix speaks first (23514 seller_transfer_status_transition); an unknown target is the foreign key's.
+  perform marketplace.assert_seller_transfer_transition($1, $2, $3);
   if $2 = $3 or said = 'owner' or not marketplace.can_transition_transfer_status($2, $3)
      or exists (select 1 from marketplace.seller_transfer_move_owners o
                  where o.from_status = $2 and o.to_status = $3 and o.authority = said) then
     return;
   end if;
   select made_by into owners from marketplace.seller_transfer_transition_owners v where v.from_status = $2 and v.to_status = $3;
-  raise exception 'seller transfer move % -> % belongs to %; % speaks as %', $2, $3, owners, current_user, coalesce(said, 'no authority')
+  raise exception 'seller transfer move % -> % belongs to %; % speaks as %', $2, $3, owners, speaker, coalesce(said, 'no authority')
     using errcode = 'insufficient_privilege',
           constraint = 'seller_transfer_move_owner',
           schema = 'marketplace', table = 'seller_transfers', column = 'status',
-          detail = format('seller transfer %s: %s -> %s is legal, but not %s''s to make', $1, $2, $3, coalesce(said, current_user::text)),
+          detail = format('seller transfer %s: %s -> %s is legal, but not %s''s to make', $1, $2, $3, coalesce(said, speaker)),
           hint = case when $3 = 'permanently_failed' or ($2 = 'pending' and $3 = 'failed')
                       then 'To stop a payout, call marketplace.fail_seller_transfer(id, reason); only the worker records what Stripe did. See SELECT * FROM marketplace.seller_transfer_transition_owners'
                       else 'Only the worker records what Stripe did. See SELECT * FROM marketplace.seller_transfer_transition_owners' end;
 end $function$;
+comment on function marketplace.assert_seller_transfer_move_by(uuid,text,text,text,text) is 'Raises the matrix''s error (23514) for an illegal move, else 42501 (seller_transfer_move_owner) when authority said (speaker: the role, for the message) does not own the legal move $2 -> $3.';
+grant EXECUTE on function marketplace.assert_seller_transfer_move_by(uuid,text,text,text,text) to marketplace_admin;
+grant EXECUTE on function marketplace.assert_seller_transfer_move_by(uuid,text,text,text,text) to marketplace_definer;
+grant EXECUTE on function marketplace.assert_seller_transfer_move_by(uuid,text,text,text,text) to marketplace_recorder;
+grant EXECUTE on function marketplace.assert_seller_transfer_move_by(uuid,text,text,text,text) to marketplace_worker;
+grant EXECUTE on function marketplace.assert_seller_transfer_move_by(uuid,text,text,text,text) to marketplace_writer;
+revoke execute on function marketplace.assert_seller_transfer_move_by(uuid,text,text,text,text) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_move_owner(id uuid, from_status text, to_status text)
+ RETURNS void
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select marketplace.assert_seller_transfer_move_by($1, $2, $3, marketplace.seller_transfer_authority(current_user), current_user::text)
+$function$;
 comment on function marketplace.assert_seller_transfer_move_owner(uuid,text,text) is 'Raises 42501 (seller_transfer_move_owner) when the current role''s authority does not own the legal move $2 -> $3.';
 grant EXECUTE on function marketplace.assert_seller_transfer_move_owner(uuid,text,text) to marketplace_admin;
 grant EXECUTE on function marketplace.assert_seller_transfer_move_owner(uuid,text,text) to marketplace_definer;
@@ -548,6 +566,22 @@ grant EXECUTE on function marketplace.assert_seller_transfer_move_owner(uuid,tex
 revoke execute on function marketplace.assert_seller_transfer_move_owner(uuid,text,text) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_not_given_up_in_doubt(old marketplace.seller_transfers, new marketplace.seller_transfers)
+ RETURNS void
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new, marketplace.seller_transfer_authority(current_user))
+$function$;
+comment on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) is 'Raises 23514 (seller_transfer_in_doubt) when a row would become permanently_failed while in doubt, or someone but the worker clears the flag.';
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_admin;
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_definer;
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_recorder;
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_worker;
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_writer;
+revoke execute on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_not_given_up_in_doubt(old marketplace.seller_transfers, new marketplace.seller_transfers, said text)
  RETURNS void
  LANGUAGE plpgsql
  STABLE
@@ -559,8 +593,7 @@ begin
   if new.status = 'permanently_failed' and new.stripe_request_in_doubt then
     what := format('may not become permanently_failed while stripe_request_in_doubt: its last Stripe request got no answer, so Stripe may have %s',
                    case when coalesce(old.status, new.status) = 'reversal_pending' or new.stripe_transfer_id is not null then 'reversed it' else 'paid it' end);
-  elsif old.stripe_request_in_doubt and not new.stripe_request_in_doubt
-        and marketplace.seller_transfer_authority(current_user) is distinct from 'worker' then
+  elsif old.stripe_request_in_doubt and not new.stripe_request_in_doubt and said is distinct from 'worker' then
     what := 'stripe_request_in_doubt is cleared only by the worker, when it records what Stripe answered';
   else
     return;
@@ -570,13 +603,13 @@ begin
           schema = 'marketplace', table = 'seller_transfers', column = 'stripe_request_in_doubt',
           hint = 'The worker''s next attempt looks the request up in Stripe first and records the answer; act then. A held row: see docs/runbook.md#transfersheldforreview';
 end $function$;
-comment on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) is 'Raises 23514 (seller_transfer_in_doubt) when a row would become permanently_failed while in doubt, or someone but the worker clears the flag.';
-grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_admin;
-grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_definer;
-grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_recorder;
-grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_worker;
-grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_writer;
-revoke execute on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers) from public;
+comment on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers,text) is 'Raises 23514 (seller_transfer_in_doubt) when a row would become permanently_failed while in doubt, or the flag is cleared by an authority other than the worker.';
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers,text) to marketplace_admin;
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers,text) to marketplace_definer;
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers,text) to marketplace_recorder;
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers,text) to marketplace_worker;
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers,text) to marketplace_writer;
+revoke execute on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers,text) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_transition(id uuid, from_status text, to_status text)
  RETURNS void
@@ -756,13 +789,13 @@ CREATE OR REPLACE FUNCTION marketplace.compile_seller_transfer_guards()
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
-  legal_case  text;
-  initial_set text;
-  matrix_cols text;
-  bad         text;
-  owner_name  text := (select c.relowner::regrole::text from pg_class c where c.oid = 'marketplace.seller_transfers'::regclass);
-  authority_of text;
-  compiled    text := 'compiled from the statuses and transitions tables, fingerprint ' || marketplace.seller_transfer_matrix_fingerprint();
+  owned_case   text;
+  initial_set  text;
+  matrix_cols  text;
+  bad          text;
+  fixed_test   text;
+  fixed_case   text;
+  compiled     text := 'compiled from the statuses and transitions tables, fingerprint ' || marketplace.seller_transfer_matrix_fingerprint();
 begin
   select string_agg(t.from_status, ', ') into bad
     from marketplace.seller_transfer_transitions t
@@ -772,38 +805,127 @@ begin
     raise exception 'terminal statuses cannot have outgoing transitions: %', bad using errcode = 'check_violation';
   end if;
 
-  -- Who speaks, from the role a statement runs as, with the table's owner baked in. One
-  -- expression, written into the guard's WHEN clause (stored parsed in pg_trigger) and into
-  -- seller_transfer_authority(who) for the functions and the history.
-  authority_of := format($a$CASE WHEN %1$s = 'marketplace_recorder'::name THEN 'worker' WHEN %1$s = 'marketplace_admin'::name THEN 'operator' WHEN pg_catalog.pg_has_role(%1$s, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(%1$s, %2$L, 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(%1$s, %2$L, 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(%1$s, 'marketplace_worker', 'USAGE') THEN 'worker' END$a$, '%1$s', owner_name);
   execute format($f$
     create or replace function marketplace.seller_transfer_authority(who name)
-    returns text language sql stable parallel safe set search_path = pg_catalog, pg_temp as $b$ select %s $b$ $f$, format(authority_of, 'who'));
+    returns text language sql stable parallel safe set search_path = pg_catalog, pg_temp as $b$ select %s $b$ $f$,
+    marketplace.seller_transfer_authority_expression('who'));
 
-  -- coalesce(<authority> = ANY (CASE old.status WHEN 'pending' THEN CASE new.status WHEN 'completed'
-  -- THEN '{owner,worker}' ... END ... END), false): true for a legal move made by one of its
-  -- owners. The authority appears once: the clause stays small, so preparing it per statement is
-  -- about as cheap as the matrix alone (a copy per arm cost a writer 0.3 ms per statement).
-  select format('coalesce((%s) = ANY (CASE old.status %s END), false)', format(authority_of, 'current_user'), coalesce(string_agg(arm, ' '), ''))
-    into legal_case
-    from (select format('WHEN %L THEN CASE new.status %s END', t.from_status,
-                        string_agg(format('WHEN %L THEN %L::text[]', t.to_status,
+  -- CASE from_status WHEN 'pending' THEN CASE to_status WHEN 'completed' THEN authority = ANY ('{owner,worker}') ...
+  -- The table's owner may make every legal move. Same-state and unknown moves are not asked here.
+  select format('CASE from_status %s ELSE false END', coalesce(string_agg(arm, ' '), ''))
+    into owned_case
+    from (select format('WHEN %L THEN CASE to_status %s ELSE false END', t.from_status,
+                        string_agg(format('WHEN %L THEN coalesce(authority = ANY (%L::text[]), false)', t.to_status,
                                           (select '{' || string_agg(a, ',' order by a) || '}'
                                              from (select o.authority as a from marketplace.seller_transfer_move_owners o
                                                     where o.from_status = t.from_status and o.to_status = t.to_status
                                                    union all select 'owner') x)),
                                    ' ' order by t.to_status)) as arm
             from marketplace.seller_transfer_transitions t group by t.from_status order by t.from_status) arms;
+  -- A SQL-standard body: parsed here, under this function's search_path, and inlined by the planner
+  -- into the guard's expression (no call at run time).
+  execute format($f$
+    create or replace function marketplace.seller_transfer_move_owned(from_status text, to_status text, authority text)
+    returns boolean language sql immutable parallel safe
+    begin atomic
+      select %s;
+    end $f$, owned_case);
+  execute format('comment on function marketplace.seller_transfer_move_owned(text, text, text) is %L',
+                 'True when authority may move a seller transfer from_status -> to_status (a legal move it owns; the owner owns every legal move). '
+                 || compiled);
+
+  -- The write-once tests, from seller_transfer_write_once_rules().
+  select string_agg(case r.rule
+                      when 'fixed' then format('old.%1$I IS DISTINCT FROM new.%1$I', r.column_name)
+                      when 'once' then format('(old.%1$I IS NOT NULL AND new.%1$I IS DISTINCT FROM old.%1$I)', r.column_name)
+                      when 'with the move into reversal_pending' then
+                        format('(old.%1$I IS DISTINCT FROM new.%1$I AND NOT (new.status = ''reversal_pending'' AND old.status <> ''reversal_pending''))', r.column_name)
+                      when 'by the worker' then format('(old.%1$I IS DISTINCT FROM new.%1$I AND NOT by_worker)', r.column_name)
+                    end, ' OR ' order by ord),
+         string_agg(format('WHEN %s THEN %L',
+                           case r.rule
+                             when 'fixed' then format('old.%1$I IS DISTINCT FROM new.%1$I', r.column_name)
+                             when 'once' then format('old.%1$I IS NOT NULL AND new.%1$I IS DISTINCT FROM old.%1$I', r.column_name)
+                             when 'with the move into reversal_pending' then
+                               format('old.%1$I IS DISTINCT FROM new.%1$I AND NOT (new.status = ''reversal_pending'' AND old.status IS DISTINCT FROM ''reversal_pending'')', r.column_name)
+                             when 'by the worker' then format('old.%1$I IS DISTINCT FROM new.%1$I AND current_user <> ''marketplace_recorder''', r.column_name)
+                           end, r.column_name), ' ' order by ord)
+    into fixed_test, fixed_case
+    from marketplace.seller_transfer_write_once_rules() with ordinality r(column_name, rule, ord);
+  execute format($f$
+    create or replace function marketplace.first_write_once_violation(old marketplace.seller_transfers, new marketplace.seller_transfers)
+    returns text language sql stable set search_path = pg_catalog, pg_temp as $b$ select CASE %s END $b$ $f$, fixed_case);
+
+  -- The guard. SECURITY DEFINER owned by marketplace_definer, so the history row is written with its
+  -- rights, not the writer's; the trigger's argument says who runs the statement (recorder, admin,
+  -- or nobody: then the session's role speaks).
+  execute format($f$
+    create or replace function marketplace.guard_seller_transfer_update()
+    returns trigger language plpgsql security definer set search_path = pg_catalog, pg_temp as $body$
+-- %1$s.
+-- Generated by marketplace.compile_seller_transfer_guards() from seller_transfer_transitions,
+-- seller_transfer_move_owners and seller_transfer_write_once_rules(): change those, not this.
+declare
+  by_worker boolean := tg_argv[0] = 'recorder';
+  moved     boolean := old.status <> new.status;
+  who       name;
+  said      text;
+  why       text;
+  asker     text;
+begin
+  if moved or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt) then
+    who := coalesce(nullif(current_setting('role'), 'none')::name, session_user);
+    said := case tg_argv[0] when 'recorder' then 'worker' when 'admin' then 'operator' else %2$s end;
+    -- 1. The matrix, then the move's owner.
+    if moved and not marketplace.seller_transfer_move_owned(old.status, new.status, said) then
+      perform marketplace.assert_seller_transfer_move_by(old.id, old.status, new.status, said,
+                                                         case tg_argv[0] when 'recorder' then 'marketplace_recorder' when 'admin' then 'marketplace_admin' else who::text end);
+    end if;
+  end if;
+  -- 2. The write-once facts.
+  if %3$s then
+    perform marketplace.assert_seller_transfer_write_once(old, new);
+  end if;
+  -- 3. Nothing given up while Stripe may hold it; only the worker clears the doubt.
+  if (new.status = 'permanently_failed' and new.stripe_request_in_doubt)
+     or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and said is distinct from 'worker') then
+    perform marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new, said);
+  end if;
+  -- 4. The column couplings.
+  if (new.status in ('completed', 'reversal_pending', 'reversed') and new.stripe_transfer_id is null)
+     or (new.status = 'reversed' and new.stripe_reversal_id is null)
+     or (new.stripe_reversal_id is not null and new.stripe_transfer_id is null)
+     or (new.status = 'failed' and new.next_retry_at is null) then
+    perform marketplace.assert_seller_transfer_couplings(new);
+  end if;
+  -- 5. The history row of a move: who, as what, why, and the Stripe id the move records.
+  if moved then
+    why := nullif(current_setting('marketplace.transition_reason', true), '');
+    if tg_argv[0] = 'admin' then
+      said := case current_setting('marketplace.caller_authority', true) when 'service' then 'service' else 'operator' end;
+      asker := case when said = 'operator' then nullif(current_setting('marketplace.requested_by', true), '') end;
+    end if;
+    if length(why) > 1000 or length(asker) > 200 then
+      raise exception '%% is at most %% characters (got %%)',
+          case when length(why) > 1000 then 'marketplace.transition_reason' else 'marketplace.requested_by' end,
+          case when length(why) > 1000 then 1000 else 200 end,
+          case when length(why) > 1000 then length(why) else length(asker) end
+        using errcode = 'string_data_right_truncation', hint = 'Say why in a sentence; keep long diagnostics in your own logs.';
+    end if;
+    insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
+                                                    requested_by, authority, stripe_transfer_id, stripe_reversal_id)
+    values (new.id, old.status, new.status, clock_timestamp(), who, nullif(current_setting('application_name'), ''), why, pg_current_xact_id(),
+            asker, said,
+            case when new.stripe_transfer_id is distinct from old.stripe_transfer_id then new.stripe_transfer_id end,
+            case when new.stripe_reversal_id is distinct from old.stripe_reversal_id then new.stripe_reversal_id end);
+  end if;
+  return null;
+end
+$body$ $f$, compiled, marketplace.seller_transfer_authority_expression('who'), fixed_test);
+  execute format('comment on function marketplace.guard_seller_transfer_update() is %L', compiled);
+
   select string_agg(quote_literal(status), ', ' order by position) into initial_set
     from marketplace.seller_transfer_statuses where is_initial;
-
-  execute format($t$
-    create or replace trigger seller_transfer_status_transition
-      after update of status on marketplace.seller_transfers
-      for each row
-      when (old.status is distinct from new.status and not (%s))
-      execute function marketplace.refuse_illegal_status_transition()$t$, legal_case);
-  execute format('comment on trigger seller_transfer_status_transition on marketplace.seller_transfers is %L', compiled);
 
   execute format($t$
     create or replace trigger seller_transfer_initial_status
@@ -1196,33 +1318,19 @@ revoke execute on function marketplace.doctor_seller_transfer_funds() from publi
 
 CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_guard_drift()
  RETURNS TABLE(from_status text, to_status text, in_table boolean)
- LANGUAGE plpgsql
+ LANGUAGE sql
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-declare
-  refuses text;
-begin
-  select substring(pg_get_triggerdef(tg.oid) from '\sWHEN \((.*)\) EXECUTE (?:FUNCTION|PROCEDURE) ') into refuses
-    from pg_trigger tg
-   where tg.tgrelid = 'marketplace.seller_transfers'::regclass and tg.tgname = 'seller_transfer_status_transition';
-  if refuses is null then
-    return;
-  end if;
-  -- Evaluated as the table's owner, who may make every legal move: the clause reduces to the matrix.
-  refuses := replace(refuses, 'CURRENT_USER', format('%L::name', (select c.relowner::regrole::text from pg_class c where c.oid = 'marketplace.seller_transfers'::regclass)));
-  -- The clause is true when the guard refuses old.status -> new.status; the move drifted when
-  -- the guard refuses what the table allows, or allows what the table refuses.
-  return query execute format($q$
-    select f.status, t.status, marketplace.can_transition_transfer_status(f.status, t.status)
-      from marketplace.seller_transfer_statuses f
-     cross join marketplace.seller_transfer_statuses t
-     cross join lateral (select f.status) old(status)
-     cross join lateral (select t.status) new(status)
-     where f.status <> t.status
-       and marketplace.can_transition_transfer_status(f.status, t.status) = coalesce((%s), false)
-     order by f.position, t.position$q$, refuses);
-end $function$;
+  -- The compiled matrix as the owner sees it (the owner may make every legal move) against the table.
+  select f.status, t.status, marketplace.can_transition_transfer_status(f.status, t.status)
+    from marketplace.seller_transfer_statuses f
+   cross join marketplace.seller_transfer_statuses t
+   where f.status <> t.status
+     and marketplace.can_transition_transfer_status(f.status, t.status)
+         <> coalesce(marketplace.seller_transfer_move_owned(f.status, t.status, 'owner'), false)
+   order by f.position, t.position
+$function$;
 grant EXECUTE on function marketplace.doctor_seller_transfer_guard_drift() to marketplace_definer;
 revoke execute on function marketplace.doctor_seller_transfer_guard_drift() from public;
 
@@ -1237,13 +1345,13 @@ declare
   drift     text;
 begin
   check_name := 'guard compiled from the transitions table';
-  select count(*) = 2 into guards_on
+  select count(*) = 4 into guards_on
     from pg_trigger tg
    where tg.tgrelid = 'marketplace.seller_transfers'::regclass
-     and tg.tgname in ('seller_transfer_status_transition', 'seller_transfer_initial_status')
+     and tg.tgname in ('seller_transfer_status_transition', 'seller_transfer_status_transition_by_worker',
+                       'seller_transfer_status_transition_by_operator', 'seller_transfer_initial_status')
      and tg.tgenabled in ('O', 'A');
   if not guards_on then
-    -- The trigger checks above already name it; a fingerprint of a missing trigger says nothing more.
     status := 'warn';
     detail := 'not checked while a guard trigger is missing or disabled (see the trigger checks)';
     fix := '';
@@ -1257,8 +1365,8 @@ begin
       into drift
       from marketplace.doctor_seller_transfer_guard_drift() d;
     status := 'problem';
-    detail := 'the guard trigger was not compiled from the current seller_transfer_transitions'
-              || coalesce(': ' || drift, ' (its initial statuses differ)');
+    detail := 'the guard was not compiled from the current seller_transfer_transitions'
+              || coalesce(': ' || drift, ' (its initial statuses or move owners differ)');
     fix := 'as the owner: ALTER TABLE marketplace.seller_transfer_transitions ENABLE TRIGGER seller_transfer_transitions_changed; SELECT marketplace.compile_seller_transfer_guards(); then `seller-transfers audit`';
   end if;
   return next;
@@ -1486,25 +1594,24 @@ AS $function$
          case when t.oid is null then format('missing on %s', x.rel)
               when t.tgenabled in ('O', 'A') then format('enabled on %s', x.rel)
               else format('disabled on %s (tgenabled = %s)', x.rel, t.tgenabled) end,
-         case when t.oid is null and x.rel = 'marketplace.seller_transfers' and x.tgname in ('seller_transfer_status_transition', 'seller_transfer_initial_status')
+         case when t.oid is null and x.rel = 'marketplace.seller_transfers' and x.tgname = 'seller_transfer_initial_status'
                 then 'as the owner: SELECT marketplace.compile_seller_transfer_guards(); then run `seller-transfers audit`'
               when t.oid is null then 'the schema is damaged: restore the trigger from migrations/committed (or roll back and migrate again)'
               when t.tgenabled in ('O', 'A') then ''
               else format('as the owner: ALTER TABLE %s ENABLE TRIGGER %s; then run `seller-transfers audit` for writes made meanwhile', x.rel, x.tgname) end
     from (values ('marketplace.seller_transfers', 'seller_transfer_status_transition', 1),
-                 ('marketplace.seller_transfers', 'seller_transfer_initial_status', 2),
-                 ('marketplace.seller_transfers', 'seller_transfer_write_once', 3),
-                 ('marketplace.seller_transfers', 'seller_transfer_column_couplings', 4),
-                 ('marketplace.seller_transfers', 'seller_transfer_history_on_insert', 5),
-                 ('marketplace.seller_transfers', 'seller_transfer_history_on_update', 6),
-                 ('marketplace.seller_transfers', 'seller_transfer_history_by_worker', 7),
-                 ('marketplace.seller_transfers', 'seller_transfer_history_by_operator', 8),
-                 ('marketplace.seller_transfers', 'seller_transfer_insert_time', 9),
-                 ('marketplace.seller_transfers', 'seller_transfer_kept', 10),
-                 ('marketplace.seller_transfers', 'seller_transfer_kept_on_truncate', 11),
-                 ('marketplace.seller_transfer_statuses', 'seller_transfer_statuses_changed', 12),
-                 ('marketplace.seller_transfer_transitions', 'seller_transfer_transitions_changed', 13),
-                 ('marketplace.seller_transfer_move_owners', 'seller_transfer_move_owners_changed', 14)) x(rel, tgname, ord)
+                 ('marketplace.seller_transfers', 'seller_transfer_status_transition_by_worker', 2),
+                 ('marketplace.seller_transfers', 'seller_transfer_status_transition_by_operator', 3),
+                 ('marketplace.seller_transfers', 'seller_transfer_initial_status', 4),
+                 ('marketplace.seller_transfers', 'seller_transfer_retry_couplings', 5),
+                 ('marketplace.seller_transfers', 'seller_transfer_column_couplings', 6),
+                 ('marketplace.seller_transfers', 'seller_transfer_history_on_insert', 7),
+                 ('marketplace.seller_transfers', 'seller_transfer_insert_time', 8),
+                 ('marketplace.seller_transfers', 'seller_transfer_kept', 9),
+                 ('marketplace.seller_transfers', 'seller_transfer_kept_on_truncate', 10),
+                 ('marketplace.seller_transfer_statuses', 'seller_transfer_statuses_changed', 11),
+                 ('marketplace.seller_transfer_transitions', 'seller_transfer_transitions_changed', 12),
+                 ('marketplace.seller_transfer_move_owners', 'seller_transfer_move_owners_changed', 13)) x(rel, tgname, ord)
     left join pg_trigger t on t.tgrelid = to_regclass(x.rel) and t.tgname = x.tgname and not t.tgisinternal
    order by x.ord
 $function$;
@@ -1611,24 +1718,7 @@ CREATE OR REPLACE FUNCTION marketplace.first_write_once_violation(old marketplac
  LANGUAGE sql
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
-  select case
-    when old.id is distinct from new.id then 'id'
-    when old.order_id is distinct from new.order_id then 'order_id'
-    when old.seller_id is distinct from new.seller_id then 'seller_id'
-    when old.stripe_account_id is distinct from new.stripe_account_id then 'stripe_account_id'
-    when old.amount_cents is distinct from new.amount_cents then 'amount_cents'
-    when old.currency is distinct from new.currency then 'currency'
-    when old.source_transaction is distinct from new.source_transaction then 'source_transaction'
-    when old.created_at is distinct from new.created_at then 'created_at'
-    when old.stripe_transfer_id is not null and new.stripe_transfer_id is distinct from old.stripe_transfer_id then 'stripe_transfer_id'
-    when old.stripe_reversal_id is not null and new.stripe_reversal_id is distinct from old.stripe_reversal_id then 'stripe_reversal_id'
-    when old.reversal_amount_cents is distinct from new.reversal_amount_cents
-         and not (new.status = 'reversal_pending' and old.status is distinct from 'reversal_pending') then 'reversal_amount_cents'
-    when old.stripe_key_generation is distinct from new.stripe_key_generation
-         and current_user <> 'marketplace_recorder' then 'stripe_key_generation'
-  end
-$function$;
+AS $function$ select CASE WHEN old.id IS DISTINCT FROM new.id THEN 'id' WHEN old.order_id IS DISTINCT FROM new.order_id THEN 'order_id' WHEN old.seller_id IS DISTINCT FROM new.seller_id THEN 'seller_id' WHEN old.stripe_account_id IS DISTINCT FROM new.stripe_account_id THEN 'stripe_account_id' WHEN old.amount_cents IS DISTINCT FROM new.amount_cents THEN 'amount_cents' WHEN old.currency IS DISTINCT FROM new.currency THEN 'currency' WHEN old.source_transaction IS DISTINCT FROM new.source_transaction THEN 'source_transaction' WHEN old.created_at IS DISTINCT FROM new.created_at THEN 'created_at' WHEN old.stripe_transfer_id IS NOT NULL AND new.stripe_transfer_id IS DISTINCT FROM old.stripe_transfer_id THEN 'stripe_transfer_id' WHEN old.stripe_reversal_id IS NOT NULL AND new.stripe_reversal_id IS DISTINCT FROM old.stripe_reversal_id THEN 'stripe_reversal_id' WHEN old.reversal_amount_cents IS DISTINCT FROM new.reversal_amount_cents AND NOT (new.status = 'reversal_pending' AND old.status IS DISTINCT FROM 'reversal_pending') THEN 'reversal_amount_cents' WHEN old.stripe_key_generation IS DISTINCT FROM new.stripe_key_generation AND current_user <> 'marketplace_recorder' THEN 'stripe_key_generation' END $function$;
 comment on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) is 'The first write-once column an update from old to new would change (null: none).';
 grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_admin;
 grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_definer;
@@ -1638,6 +1728,75 @@ grant EXECUTE on function marketplace.first_write_once_violation(marketplace.sel
 grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_worker;
 grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_writer;
 revoke execute on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.guard_seller_transfer_update()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+-- compiled from the statuses and transitions tables, fingerprint b9b6627a6d067bd48ccbc610d7cb59dd.
+-- Generated by marketplace.compile_seller_transfer_guards() from seller_transfer_transitions,
+-- seller_transfer_move_owners and seller_transfer_write_once_rules(): change those, not this.
+declare
+  by_worker boolean := tg_argv[0] = 'recorder';
+  moved     boolean := old.status <> new.status;
+  who       name;
+  said      text;
+  why       text;
+  asker     text;
+begin
+  if moved or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt) then
+    who := coalesce(nullif(current_setting('role'), 'none')::name, session_user);
+    said := case tg_argv[0] when 'recorder' then 'worker' when 'admin' then 'operator' else CASE WHEN who = 'marketplace_recorder'::name THEN 'worker' WHEN who = 'marketplace_admin'::name THEN 'operator' WHEN pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') THEN 'worker' END end;
+    -- 1. The matrix, then the move's owner.
+    if moved and not marketplace.seller_transfer_move_owned(old.status, new.status, said) then
+      perform marketplace.assert_seller_transfer_move_by(old.id, old.status, new.status, said,
+                                                         case tg_argv[0] when 'recorder' then 'marketplace_recorder' when 'admin' then 'marketplace_admin' else who::text end);
+    end if;
+  end if;
+  -- 2. The write-once facts.
+  if old.id IS DISTINCT FROM new.id OR old.order_id IS DISTINCT FROM new.order_id OR old.seller_id IS DISTINCT FROM new.seller_id OR old.stripe_account_id IS DISTINCT FROM new.stripe_account_id OR old.amount_cents IS DISTINCT FROM new.amount_cents OR old.currency IS DISTINCT FROM new.currency OR old.source_transaction IS DISTINCT FROM new.source_transaction OR old.created_at IS DISTINCT FROM new.created_at OR (old.stripe_transfer_id IS NOT NULL AND new.stripe_transfer_id IS DISTINCT FROM old.stripe_transfer_id) OR (old.stripe_reversal_id IS NOT NULL AND new.stripe_reversal_id IS DISTINCT FROM old.stripe_reversal_id) OR (old.reversal_amount_cents IS DISTINCT FROM new.reversal_amount_cents AND NOT (new.status = 'reversal_pending' AND old.status <> 'reversal_pending')) OR (old.stripe_key_generation IS DISTINCT FROM new.stripe_key_generation AND NOT by_worker) then
+    perform marketplace.assert_seller_transfer_write_once(old, new);
+  end if;
+  -- 3. Nothing given up while Stripe may hold it; only the worker clears the doubt.
+  if (new.status = 'permanently_failed' and new.stripe_request_in_doubt)
+     or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and said is distinct from 'worker') then
+    perform marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new, said);
+  end if;
+  -- 4. The column couplings.
+  if (new.status in ('completed', 'reversal_pending', 'reversed') and new.stripe_transfer_id is null)
+     or (new.status = 'reversed' and new.stripe_reversal_id is null)
+     or (new.stripe_reversal_id is not null and new.stripe_transfer_id is null)
+     or (new.status = 'failed' and new.next_retry_at is null) then
+    perform marketplace.assert_seller_transfer_couplings(new);
+  end if;
+  -- 5. The history row of a move: who, as what, why, and the Stripe id the move records.
+  if moved then
+    why := nullif(current_setting('marketplace.transition_reason', true), '');
+    if tg_argv[0] = 'admin' then
+      said := case current_setting('marketplace.caller_authority', true) when 'service' then 'service' else 'operator' end;
+      asker := case when said = 'operator' then nullif(current_setting('marketplace.requested_by', true), '') end;
+    end if;
+    if length(why) > 1000 or length(asker) > 200 then
+      raise exception '% is at most % characters (got %)',
+          case when length(why) > 1000 then 'marketplace.transition_reason' else 'marketplace.requested_by' end,
+          case when length(why) > 1000 then 1000 else 200 end,
+          case when length(why) > 1000 then length(why) else length(asker) end
+        using errcode = 'string_data_right_truncation', hint = 'Say why in a sentence; keep long diagnostics in your own logs.';
+    end if;
+    insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
+                                                    requested_by, authority, stripe_transfer_id, stripe_reversal_id)
+    values (new.id, old.status, new.status, clock_timestamp(), who, nullif(current_setting('application_name'), ''), why, pg_current_xact_id(),
+            asker, said,
+            case when new.stripe_transfer_id is distinct from old.stripe_transfer_id then new.stripe_transfer_id end,
+            case when new.stripe_reversal_id is distinct from old.stripe_reversal_id then new.stripe_reversal_id end);
+  end if;
+  return null;
+end
+$function$;
+comment on function marketplace.guard_seller_transfer_update() is 'compiled from the statuses and transitions tables, fingerprint b9b6627a6d067bd48ccbc610d7cb59dd';
+revoke execute on function marketplace.guard_seller_transfer_update() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.hold_seller_transfer_for_review(id uuid, from_status text, error text, reason text)
  RETURNS text
@@ -1848,6 +2007,18 @@ begin
     end if;
     current_status := 'failed';
   end if;
+  if retry_at is not null and current_status <> 'pending' then
+    update marketplace.seller_transfers t
+       set retry_count = t.retry_count + 1,
+           next_retry_at = retry_at,
+           last_error = left(error, 2000),
+           stripe_key_generation = t.stripe_key_generation + case when new_key then 1 else 0 end,
+           stripe_request_in_doubt = in_doubt,
+           updated_at = now()
+     where t.id = record_seller_transfer_failure.id and t.status = current_status
+    returning t.status into result;
+    return result;
+  end if;
   update marketplace.seller_transfers t
      set status = case when retry_at is null then 'permanently_failed'
                        when t.status = 'pending' then 'failed'
@@ -1910,42 +2081,6 @@ comment on function marketplace.record_seller_transfer_rate_limited(uuid,text,te
 grant EXECUTE on function marketplace.record_seller_transfer_rate_limited(uuid,text,text,timestamp with time zone) to marketplace_worker;
 revoke execute on function marketplace.record_seller_transfer_rate_limited(uuid,text,text,timestamp with time zone) from public;
 
-CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_status_change()
- RETURNS trigger
- LANGUAGE plpgsql
- SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
-declare
-  actor text := coalesce(nullif(current_setting('role'), 'none'), session_user);
-  app   text := nullif(current_setting('application_name'), '');
-  said  text := case when tg_argv[0] = 'operator'
-                       then case current_setting('marketplace.caller_authority', true) when 'service' then 'service' else 'operator' end
-                     else coalesce(tg_argv[0], marketplace.seller_transfer_authority(actor::name)) end;
-  why   text := nullif(current_setting('marketplace.transition_reason', true), '');
-  asker text := case when said = 'operator' then nullif(current_setting('marketplace.requested_by', true), '') end;
-begin
-  -- The history keeps no unbounded text: a clear error, not a 50 MB row.
-  if length(why) > 1000 or length(asker) > 200 then
-    raise exception '% is at most % characters (got %)',
-        case when length(why) > 1000 then 'marketplace.transition_reason' else 'marketplace.requested_by' end,
-        case when length(why) > 1000 then 1000 else 200 end,
-        case when length(why) > 1000 then length(why) else length(asker) end
-      using errcode = 'string_data_right_truncation', hint = 'Say why in a sentence; keep long diagnostics in your own logs.';
-  end if;
-  insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
-                                                  requested_by, authority, stripe_transfer_id, stripe_reversal_id)
-  values (new.id, old.status, new.status, clock_timestamp(), actor, app,
-          why,
-          pg_current_xact_id(),
-          asker,
-          said,
-          case when new.stripe_transfer_id is distinct from old.stripe_transfer_id then new.stripe_transfer_id end,
-          case when new.stripe_reversal_id is distinct from old.stripe_reversal_id then new.stripe_reversal_id end);
-  return null;
-end $function$;
-revoke execute on function marketplace.record_seller_transfer_status_change() from public;
-
 CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_worker_heartbeat(worker_id text, hostname text, pid integer, started_at timestamp with time zone, stopping boolean DEFAULT false)
  RETURNS timestamp with time zone
  LANGUAGE sql
@@ -1969,9 +2104,6 @@ CREATE OR REPLACE FUNCTION marketplace.refuse_broken_coupling()
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-declare
-  name text;
-  missing text;
 begin
   if tg_op = 'UPDATE' then
     perform marketplace.assert_seller_transfer_move(old, new);
@@ -1980,23 +2112,8 @@ begin
   else
     perform marketplace.assert_seller_transfer_not_given_up_in_doubt(null, new);
   end if;
-  if new.status in ('completed', 'reversal_pending', 'reversed') and new.stripe_transfer_id is null then
-    name := 'seller_transfer_paid_has_stripe_transfer';
-    missing := format('status %s requires stripe_transfer_id (the Stripe transfer that paid it)', new.status);
-  elsif new.status = 'reversed' and new.stripe_reversal_id is null then
-    name := 'seller_transfer_reversed_has_stripe_reversal';
-    missing := 'status reversed requires stripe_reversal_id (the Stripe reversal that took the money back)';
-  elsif new.stripe_reversal_id is not null and new.stripe_transfer_id is null then
-    name := 'seller_transfer_reversal_needs_transfer';
-    missing := 'stripe_reversal_id requires stripe_transfer_id (a reversal reverses a transfer)';
-  elsif new.status = 'failed' and new.next_retry_at is null then
-    name := 'seller_transfer_failed_is_scheduled';
-    missing := 'status failed requires next_retry_at (when the worker tries again)';
-  else
-    return null;
-  end if;
-  raise exception 'seller transfer %: %', new.id, missing
-    using errcode = 'check_violation', constraint = name, schema = 'marketplace', table = 'seller_transfers';
+  perform marketplace.assert_seller_transfer_couplings(new);
+  return null;
 end $function$;
 grant EXECUTE on function marketplace.refuse_broken_coupling() to marketplace_definer;
 revoke execute on function marketplace.refuse_broken_coupling() from public;
@@ -2032,21 +2149,6 @@ begin
           hint = 'Only a pending payout the worker never attempted may be deleted. Stop a payout with seller-transfers fail <id>, or reverse it once paid.';
 end $function$;
 revoke execute on function marketplace.refuse_deleting_seen_payout() from public;
-
-CREATE OR REPLACE FUNCTION marketplace.refuse_illegal_status_transition()
- RETURNS trigger
- LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
-begin
-  -- The tables are the authority; the WHEN clause only decides when we get here.
-  perform marketplace.assert_seller_transfer_move(old, new);
-  return null;
-end $function$;
-grant EXECUTE on function marketplace.refuse_illegal_status_transition() to marketplace_definer;
-grant EXECUTE on function marketplace.refuse_illegal_status_transition() to marketplace_worker;
-grant EXECUTE on function marketplace.refuse_illegal_status_transition() to marketplace_writer;
-revoke execute on function marketplace.refuse_illegal_status_transition() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.refuse_insert_time()
  RETURNS trigger
@@ -2087,21 +2189,6 @@ grant EXECUTE on function marketplace.refuse_non_initial_insert() to marketplace
 grant EXECUTE on function marketplace.refuse_non_initial_insert() to marketplace_worker;
 grant EXECUTE on function marketplace.refuse_non_initial_insert() to marketplace_writer;
 revoke execute on function marketplace.refuse_non_initial_insert() from public;
-
-CREATE OR REPLACE FUNCTION marketplace.refuse_write_once_change()
- RETURNS trigger
- LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
-begin
-  -- The matrix speaks first: an illegal move that also rewrites a fact reports the move.
-  perform marketplace.assert_seller_transfer_move(old, new);
-  perform marketplace.assert_seller_transfer_write_once(old, new);
-  perform marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new);
-  return null;
-end $function$;
-grant EXECUTE on function marketplace.refuse_write_once_change() to marketplace_definer;
-revoke execute on function marketplace.refuse_write_once_change() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.release_seller_transfer_at_commit(id uuid)
  RETURNS boolean
@@ -2604,6 +2691,17 @@ comment on function marketplace.seller_transfer_authority(name) is 'The authorit
 grant EXECUTE on function marketplace.seller_transfer_authority(name) to marketplace_definer;
 grant EXECUTE on function marketplace.seller_transfer_authority(name) to public;
 
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_authority_expression(who text)
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select format($a$CASE WHEN %1$s = 'marketplace_recorder'::name THEN 'worker' WHEN %1$s = 'marketplace_admin'::name THEN 'operator' WHEN pg_catalog.pg_has_role(%1$s, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(%1$s, %2$L, 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(%1$s, %2$L, 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(%1$s, 'marketplace_worker', 'USAGE') THEN 'worker' END$a$,
+                who, (select c.relowner::regrole::text from pg_class c where c.oid = 'marketplace.seller_transfers'::regclass))
+$function$;
+revoke execute on function marketplace.seller_transfer_authority_expression(text) from public;
+
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_claim_is_live(backend_pid integer)
  RETURNS boolean
  LANGUAGE sql
@@ -2731,12 +2829,18 @@ CREATE OR REPLACE FUNCTION marketplace.seller_transfer_guard_in_sync()
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  select count(*) = 2
-    from pg_catalog.pg_trigger tg
-   where tg.tgrelid = 'marketplace.seller_transfers'::regclass
-     and tg.tgname in ('seller_transfer_status_transition', 'seller_transfer_initial_status')
-     and tg.tgenabled in ('O', 'A')
-     and pg_catalog.obj_description(tg.oid, 'pg_trigger')
+  select (select count(*) = 4
+            from pg_catalog.pg_trigger tg
+           where tg.tgrelid = 'marketplace.seller_transfers'::regclass
+             and tg.tgname in ('seller_transfer_status_transition', 'seller_transfer_status_transition_by_worker',
+                               'seller_transfer_status_transition_by_operator', 'seller_transfer_initial_status')
+             and tg.tgenabled in ('O', 'A'))
+     and pg_catalog.obj_description('marketplace.guard_seller_transfer_update()'::regprocedure, 'pg_proc')
+         = 'compiled from the statuses and transitions tables, fingerprint ' || marketplace.seller_transfer_matrix_fingerprint()
+     and pg_catalog.obj_description('marketplace.seller_transfer_move_owned(text, text, text)'::regprocedure, 'pg_proc')
+         like '%compiled from the statuses and transitions tables, fingerprint ' || marketplace.seller_transfer_matrix_fingerprint()
+     and (select pg_catalog.obj_description(tg.oid, 'pg_trigger') from pg_catalog.pg_trigger tg
+           where tg.tgrelid = 'marketplace.seller_transfers'::regclass and tg.tgname = 'seller_transfer_initial_status')
          = 'compiled from the statuses and transitions tables, fingerprint ' || marketplace.seller_transfer_matrix_fingerprint()
 $function$;
 comment on function marketplace.seller_transfer_guard_in_sync() is 'True when the guard triggers are present, enabled, and compiled from the current statuses and transitions tables.';
@@ -2819,6 +2923,42 @@ grant EXECUTE on function marketplace.seller_transfer_matrix_fingerprint() to ma
 grant EXECUTE on function marketplace.seller_transfer_matrix_fingerprint() to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_matrix_fingerprint() to marketplace_writer;
 revoke execute on function marketplace.seller_transfer_matrix_fingerprint() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_move_owned(from_status text, to_status text, authority text)
+ RETURNS boolean
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+ SELECT
+         CASE from_status
+             WHEN 'completed'::text THEN
+             CASE to_status
+                 WHEN 'reversal_pending'::text THEN COALESCE((authority = ANY ('{operator,owner,service,worker}'::text[])), false)
+                 ELSE false
+             END
+             WHEN 'failed'::text THEN
+             CASE to_status
+                 WHEN 'completed'::text THEN COALESCE((authority = ANY ('{owner,worker}'::text[])), false)
+                 WHEN 'permanently_failed'::text THEN COALESCE((authority = ANY ('{operator,owner,worker}'::text[])), false)
+                 ELSE false
+             END
+             WHEN 'pending'::text THEN
+             CASE to_status
+                 WHEN 'completed'::text THEN COALESCE((authority = ANY ('{owner,worker}'::text[])), false)
+                 WHEN 'failed'::text THEN COALESCE((authority = ANY ('{operator,owner,worker}'::text[])), false)
+                 ELSE false
+             END
+             WHEN 'reversal_pending'::text THEN
+             CASE to_status
+                 WHEN 'permanently_failed'::text THEN COALESCE((authority = ANY ('{operator,owner,worker}'::text[])), false)
+                 WHEN 'reversed'::text THEN COALESCE((authority = ANY ('{owner,worker}'::text[])), false)
+                 ELSE false
+             END
+             ELSE false
+         END AS "case";
+END;
+comment on function marketplace.seller_transfer_move_owned(text,text,text) is 'True when authority may move a seller transfer from_status -> to_status (a legal move it owns; the owner owns every legal move). compiled from the statuses and transitions tables, fingerprint b9b6627a6d067bd48ccbc610d7cb59dd';
+grant EXECUTE on function marketplace.seller_transfer_move_owned(text,text,text) to public;
 
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_recorded_stripe_ids(id uuid)
  RETURNS TABLE(stripe_transfer_id text, transfer_recorded_by text, stripe_reversal_id text, reversal_recorded_by text)
@@ -2908,6 +3048,26 @@ grant EXECUTE on function marketplace.seller_transfer_worker_job_access() to mar
 grant EXECUTE on function marketplace.seller_transfer_worker_job_access() to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_worker_job_access() to marketplace_worker;
 revoke execute on function marketplace.seller_transfer_worker_job_access() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_write_once_rules()
+ RETURNS TABLE(column_name text, rule text)
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  values ('id', 'fixed'), ('order_id', 'fixed'), ('seller_id', 'fixed'), ('stripe_account_id', 'fixed'),
+         ('amount_cents', 'fixed'), ('currency', 'fixed'), ('source_transaction', 'fixed'), ('created_at', 'fixed'),
+         ('stripe_transfer_id', 'once'), ('stripe_reversal_id', 'once'),
+         ('reversal_amount_cents', 'with the move into reversal_pending'),
+         ('stripe_key_generation', 'by the worker')
+$function$;
+comment on function marketplace.seller_transfer_write_once_rules() is 'The write-once columns of seller_transfers and their rule: fixed (never changes), once (written once, never changes or clears), with the move into reversal_pending, by the worker (only the worker''s recording functions move it). The guard is generated from this list.';
+grant EXECUTE on function marketplace.seller_transfer_write_once_rules() to marketplace_definer;
+grant EXECUTE on function marketplace.seller_transfer_write_once_rules() to marketplace_operator;
+grant EXECUTE on function marketplace.seller_transfer_write_once_rules() to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_write_once_rules() to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_write_once_rules() to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_write_once_rules() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.seller_transfers_without_recorded_facts(since timestamp with time zone DEFAULT NULL::timestamp with time zone)
  RETURNS bigint
