@@ -1,6 +1,8 @@
-// SECURITY DEFINER functions cannot leak privileges: each pins search_path and is owned by one of
-// the three NOLOGIN, non-superuser roles made for them, listed from the catalog (a new function
-// that forgets either fails here), and doctor says the same.
+// SECURITY DEFINER functions cannot leak privileges: each pins search_path (or, like the guard,
+// resolves nothing through it: marketplace.seller_transfer_body_is_path_free, and
+// guard-search-path.test.ts under a hostile path) and is owned by one of the three NOLOGIN,
+// non-superuser roles made for them, listed from the catalog (a new function that forgets either
+// fails here), and doctor says the same.
 import { describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/database.ts';
 
@@ -13,11 +15,13 @@ interface Definer {
   superuser: boolean;
   login: boolean;
   config: string[] | null;
+  pathFree: string | null;
 }
 
 async function definers(c: { query: typeof db.pool.query } = db.pool): Promise<Definer[]> {
   const { rows } = await c.query<Definer>(
-    `select p.oid::regprocedure::text as fn, r.rolname as owner, r.rolsuper as superuser, r.rolcanlogin as login, p.proconfig as config
+    `select p.oid::regprocedure::text as fn, r.rolname as owner, r.rolsuper as superuser, r.rolcanlogin as login, p.proconfig as config,
+            marketplace.seller_transfer_body_is_path_free(p.prosrc) as "pathFree"
        from pg_proc p join pg_roles r on r.oid = p.proowner
       where p.pronamespace = 'marketplace'::regnamespace and p.prosecdef order by 1`,
   );
@@ -25,11 +29,13 @@ async function definers(c: { query: typeof db.pool.query } = db.pool): Promise<D
 }
 
 describe('SECURITY DEFINER functions', () => {
-  it('every one pins search_path and is owned by a NOLOGIN non-superuser role made for it', async () => {
+  it('every one pins search_path (or its body resolves nothing through it) and is owned by a NOLOGIN non-superuser role made for it', async () => {
     const list = await definers();
     expect(list.length).toBeGreaterThanOrEqual(18);
+    const unpinned = list.filter((d) => !(d.config ?? []).includes('search_path=pg_catalog, pg_temp')).map((d) => d.fn);
+    expect(unpinned).toEqual(['marketplace.guard_seller_transfer_update()']);
     for (const d of list) {
-      expect(d.config ?? [], d.fn).toContain('search_path=pg_catalog, pg_temp');
+      if (!(d.config ?? []).includes('search_path=pg_catalog, pg_temp')) expect(d.pathFree, d.fn).toBeNull();
       expect(OWNERS, d.fn).toContain(d.owner);
       expect(d.superuser, d.fn).toBe(false);
       expect(d.login, d.fn).toBe(false);

@@ -1,5 +1,5 @@
 --! Previous: sha1:1402904b17d2fc176bc5a45cc0676ee296f49a24
---! Hash: sha1:47f620d2b3bdd7420a861f374a0a2745e7d3bdbd
+--! Hash: sha1:30f37652e5fe7ebce83cc4dea4e52ee1e56a21c0
 --! Message: A write costs what its history row costs: one guard trigger body per move, no WHEN clauses to prepare
 
 --
@@ -43,7 +43,7 @@ returns text
 language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
-  select format($a$CASE WHEN %1$s = 'marketplace_recorder'::name THEN 'worker' WHEN %1$s = 'marketplace_admin'::name THEN 'operator' WHEN pg_catalog.pg_has_role(%1$s, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(%1$s, %2$L, 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(%1$s, %2$L, 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(%1$s, 'marketplace_worker', 'USAGE') THEN 'worker' END$a$,
+  select format($a$CASE WHEN %1$s OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN %1$s OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(%1$s, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(%1$s, %2$L, 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(%1$s, %2$L, 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(%1$s, 'marketplace_worker', 'USAGE') THEN 'worker' END$a$,
                 who, (select c.relowner::regrole::text from pg_class c where c.oid = 'marketplace.seller_transfers'::regclass))
 $$;
 revoke execute on function marketplace.seller_transfer_authority_expression(text) from public;
@@ -172,6 +172,54 @@ begin
   return null;
 end $$;
 
+-- The history keeps no unbounded text: a clear error, not a 50 MB row.
+create or replace function marketplace.assert_seller_transfer_history_text(reason text, requested_by text)
+returns void
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if length(reason) > 1000 or length(requested_by) > 200 then
+    raise exception '% is at most % characters (got %)',
+        case when length(reason) > 1000 then 'marketplace.transition_reason' else 'marketplace.requested_by' end,
+        case when length(reason) > 1000 then 1000 else 200 end,
+        case when length(reason) > 1000 then length(reason) else length(requested_by) end
+      using errcode = 'string_data_right_truncation', hint = 'Say why in a sentence; keep long diagnostics in your own logs.';
+  end if;
+end $$;
+revoke execute on function marketplace.assert_seller_transfer_history_text(text, text) from public;
+grant execute on function marketplace.assert_seller_transfer_history_text(text, text) to marketplace_definer;
+
+-- What in a function body would resolve through the caller's search_path (null: nothing): an
+-- operator not written OPERATOR(pg_catalog.x), an unqualified function or type, IS DISTINCT FROM,
+-- NULLIF, IN (...) or a simple CASE. For SECURITY DEFINER functions that pin no search_path.
+create or replace function marketplace.seller_transfer_body_is_path_free(body text)
+returns text
+language sql immutable parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+  with stripped as (
+    select regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(lower(body),
+             '--[^\n]*', ' ', 'g'),                                       -- comments
+             '''([^'']|'''')*''', ' ', 'g'),                               -- string literals
+             'operator\(pg_catalog\.[^)]+\)', ' ', 'g'),                    -- qualified operators
+             '(pg_catalog|marketplace)\.[a-z_0-9]+(\[\])?', ' q ', 'g'),    -- qualified names
+             ':=', ';', 'g') as t
+  )
+  select coalesce(
+    (select 'operator ' || m[1] from stripped, regexp_matches(replace(t, '::', ' '), '([=<>!~+*/%^&|#@?-]+)') m limit 1),
+    (select 'unqualified type after :: (' || m[1] || ')' from stripped, regexp_matches(t, '::\s*([a-z_]+)') m where m[1] <> 'q' limit 1),
+    (select m[1] from stripped, regexp_matches(t, '\m(is\s+(not\s+)?distinct|nullif|in\s*\()') m limit 1),
+    (select 'simple CASE (' || m[1] || ')' from stripped, regexp_matches(t, '\mcase\s+([a-z_][a-z_0-9.\[\]]*)\s+when\M') m limit 1),
+    (select 'unqualified call ' || m[1] from stripped, regexp_matches(t, '\m([a-z_][a-z_0-9]*)\s*\(', 'g') m
+      where m[1] not in ('coalesce', 'any', 'values', 'and', 'or', 'not', 'if', 'elsif', 'when', 'then', 'else', 'return', 'q', 'in') limit 1),
+    (select 'unqualified type ' || m[2] from stripped, regexp_matches(coalesce(substring(t from '\mdeclare\M(.*?)\mbegin\M'), ''), '(?:^|\n|;)\s*([a-z_]+)\s+([a-z_]+)\s*(:=|;)', 'g') m
+      where m[2] <> 'q' limit 1))
+$$;
+comment on function marketplace.seller_transfer_body_is_path_free(text) is 'Null when nothing in a plpgsql body resolves through the caller''s search_path (operators OPERATOR(pg_catalog.x), functions and types schema-qualified, no IS DISTINCT FROM, NULLIF, IN (...) or simple CASE); else the first thing that would. What lets the guard pin no search_path.';
+revoke execute on function marketplace.seller_transfer_body_is_path_free(text) from public;
+grant execute on function marketplace.seller_transfer_body_is_path_free(text) to marketplace_definer, marketplace_reader;
+
 -- The compiler: the matrix and its owners become seller_transfer_move_owned(), a CASE PostgreSQL
 -- inlines into the guard's body; the write-once rules and the authority become the body's tests.
 create or replace function marketplace.compile_seller_transfer_guards()
@@ -226,13 +274,15 @@ begin
                  || compiled);
 
   -- The write-once tests, from seller_transfer_write_once_rules().
+  -- Written with OPERATOR(pg_catalog.=) and without IS DISTINCT FROM (which finds its = through the
+  -- caller's search_path): the guard pins no search_path (see its comment).
   select string_agg(case r.rule
-                      when 'fixed' then format('old.%1$I IS DISTINCT FROM new.%1$I', r.column_name)
-                      when 'once' then format('(old.%1$I IS NOT NULL AND new.%1$I IS DISTINCT FROM old.%1$I)', r.column_name)
+                      when 'fixed' then format('NOT coalesce(old.%1$I OPERATOR(pg_catalog.=) new.%1$I, old.%1$I IS NULL AND new.%1$I IS NULL)', r.column_name)
+                      when 'once' then format('(old.%1$I IS NOT NULL AND NOT coalesce(new.%1$I OPERATOR(pg_catalog.=) old.%1$I, false))', r.column_name)
                       when 'with the move into reversal_pending' then
-                        format('(old.%1$I IS DISTINCT FROM new.%1$I AND NOT (new.status = ''reversal_pending'' AND old.status <> ''reversal_pending''))', r.column_name)
-                      when 'by the worker' then format('(old.%1$I IS DISTINCT FROM new.%1$I AND NOT by_worker)', r.column_name)
-                    end, ' OR ' order by ord),
+                        format('(NOT coalesce(old.%1$I OPERATOR(pg_catalog.=) new.%1$I, old.%1$I IS NULL AND new.%1$I IS NULL) AND NOT (new.status OPERATOR(pg_catalog.=) ''reversal_pending'' AND old.status OPERATOR(pg_catalog.<>) ''reversal_pending''))', r.column_name)
+                      when 'by the worker' then format('(NOT coalesce(old.%1$I OPERATOR(pg_catalog.=) new.%1$I, old.%1$I IS NULL AND new.%1$I IS NULL) AND NOT by_worker)', r.column_name)
+                    end, E'\n     OR ' order by ord),
          string_agg(format('WHEN %s THEN %L',
                            case r.rule
                              when 'fixed' then format('old.%1$I IS DISTINCT FROM new.%1$I', r.column_name)
@@ -249,28 +299,38 @@ begin
 
   -- The guard. SECURITY DEFINER owned by marketplace_definer, so the history row is written with its
   -- rights, not the writer's; the trigger's argument says who runs the statement (recorder, admin,
-  -- or nobody: then the session's role speaks).
+  -- or nobody: then the session's role speaks). No SET search_path: that costs every call a GUC
+  -- save and restore. Instead nothing in the body resolves through the caller's search_path: every
+  -- function and type is schema-qualified, every operator is OPERATOR(pg_catalog.x), no IS DISTINCT
+  -- FROM, NULLIF, IN (...) or simple CASE (they find = through the path), errors are raised by
+  -- functions that pin it. marketplace.seller_transfer_body_is_path_free() checks this text, and
+  -- test/guard-search-path.test.ts runs every path through it under a hostile search_path.
   execute format($f$
     create or replace function marketplace.guard_seller_transfer_update()
-    returns trigger language plpgsql security definer set search_path = pg_catalog, pg_temp as $body$
+    returns trigger language plpgsql security definer as $body$
 -- %1$s.
 -- Generated by marketplace.compile_seller_transfer_guards() from seller_transfer_transitions,
 -- seller_transfer_move_owners and seller_transfer_write_once_rules(): change those, not this.
 declare
-  by_worker boolean := tg_argv[0] = 'recorder';
-  moved     boolean := old.status <> new.status;
-  who       name;
-  said      text;
-  why       text;
-  asker     text;
+  via       pg_catalog.text := tg_argv[0];
+  by_worker pg_catalog.bool := coalesce(via OPERATOR(pg_catalog.=) 'recorder', false);
+  by_admin  pg_catalog.bool := coalesce(via OPERATOR(pg_catalog.=) 'admin', false);
+  moved     pg_catalog.bool := old.status OPERATOR(pg_catalog.<>) new.status;
+  role_set  pg_catalog.text;
+  who       pg_catalog.name;
+  said      pg_catalog.text;
+  why       pg_catalog.text;
+  asker     pg_catalog.text;
+  app       pg_catalog.text;
 begin
   if moved or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt) then
-    who := coalesce(nullif(current_setting('role'), 'none')::name, session_user);
-    said := case tg_argv[0] when 'recorder' then 'worker' when 'admin' then 'operator' else %2$s end;
+    role_set := pg_catalog.current_setting('role');
+    who := case when role_set OPERATOR(pg_catalog.=) 'none' then session_user else role_set::pg_catalog.name end;
+    said := case when by_worker then 'worker' when by_admin then 'operator' else %2$s end;
     -- 1. The matrix, then the move's owner.
-    if moved and not marketplace.seller_transfer_move_owned(old.status, new.status, said) then
+    if moved and not coalesce(marketplace.seller_transfer_move_owned(old.status, new.status, said), false) then
       perform marketplace.assert_seller_transfer_move_by(old.id, old.status, new.status, said,
-                                                         case tg_argv[0] when 'recorder' then 'marketplace_recorder' when 'admin' then 'marketplace_admin' else who::text end);
+                                                         case when by_worker then 'marketplace_recorder' when by_admin then 'marketplace_admin' else who::pg_catalog.text end);
     end if;
   end if;
   -- 2. The write-once facts.
@@ -278,37 +338,40 @@ begin
     perform marketplace.assert_seller_transfer_write_once(old, new);
   end if;
   -- 3. Nothing given up while Stripe may hold it; only the worker clears the doubt.
-  if (new.status = 'permanently_failed' and new.stripe_request_in_doubt)
-     or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and said is distinct from 'worker') then
+  if (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
+     or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and not coalesce(said OPERATOR(pg_catalog.=) 'worker', false)) then
     perform marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new, said);
   end if;
   -- 4. The column couplings.
-  if (new.status in ('completed', 'reversal_pending', 'reversed') and new.stripe_transfer_id is null)
-     or (new.status = 'reversed' and new.stripe_reversal_id is null)
+  if (new.status OPERATOR(pg_catalog.=) ANY ('{completed,reversal_pending,reversed}'::pg_catalog.text[]) and new.stripe_transfer_id is null)
+     or (new.status OPERATOR(pg_catalog.=) 'reversed' and new.stripe_reversal_id is null)
      or (new.stripe_reversal_id is not null and new.stripe_transfer_id is null)
-     or (new.status = 'failed' and new.next_retry_at is null) then
+     or (new.status OPERATOR(pg_catalog.=) 'failed' and new.next_retry_at is null) then
     perform marketplace.assert_seller_transfer_couplings(new);
   end if;
   -- 5. The history row of a move: who, as what, why, and the Stripe id the move records.
   if moved then
-    why := nullif(current_setting('marketplace.transition_reason', true), '');
-    if tg_argv[0] = 'admin' then
-      said := case current_setting('marketplace.caller_authority', true) when 'service' then 'service' else 'operator' end;
-      asker := case when said = 'operator' then nullif(current_setting('marketplace.requested_by', true), '') end;
+    why := pg_catalog.current_setting('marketplace.transition_reason', true);
+    if why OPERATOR(pg_catalog.=) '' then why := null; end if;
+    app := pg_catalog.current_setting('application_name');
+    if app OPERATOR(pg_catalog.=) '' then app := null; end if;
+    if by_admin then
+      said := case when coalesce(pg_catalog.current_setting('marketplace.caller_authority', true) OPERATOR(pg_catalog.=) 'service', false)
+                   then 'service' else 'operator' end;
+      if said OPERATOR(pg_catalog.=) 'operator' then
+        asker := pg_catalog.current_setting('marketplace.requested_by', true);
+        if asker OPERATOR(pg_catalog.=) '' then asker := null; end if;
+      end if;
     end if;
-    if length(why) > 1000 or length(asker) > 200 then
-      raise exception '%% is at most %% characters (got %%)',
-          case when length(why) > 1000 then 'marketplace.transition_reason' else 'marketplace.requested_by' end,
-          case when length(why) > 1000 then 1000 else 200 end,
-          case when length(why) > 1000 then length(why) else length(asker) end
-        using errcode = 'string_data_right_truncation', hint = 'Say why in a sentence; keep long diagnostics in your own logs.';
+    if pg_catalog.length(why) OPERATOR(pg_catalog.>) 1000 or pg_catalog.length(asker) OPERATOR(pg_catalog.>) 200 then
+      perform marketplace.assert_seller_transfer_history_text(why, asker);
     end if;
     insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
                                                     requested_by, authority, stripe_transfer_id, stripe_reversal_id)
-    values (new.id, old.status, new.status, clock_timestamp(), who, nullif(current_setting('application_name'), ''), why, pg_current_xact_id(),
+    values (new.id, old.status, new.status, pg_catalog.clock_timestamp(), who, app, why, pg_catalog.pg_current_xact_id(),
             asker, said,
-            case when new.stripe_transfer_id is distinct from old.stripe_transfer_id then new.stripe_transfer_id end,
-            case when new.stripe_reversal_id is distinct from old.stripe_reversal_id then new.stripe_reversal_id end);
+            case when old.stripe_transfer_id is null and new.stripe_transfer_id is not null then new.stripe_transfer_id end,
+            case when old.stripe_reversal_id is null and new.stripe_reversal_id is not null then new.stripe_reversal_id end);
   end if;
   return null;
 end
@@ -546,3 +609,31 @@ as $$
     left join pg_trigger t on t.tgrelid = to_regclass(x.rel) and t.tgname = x.tgname and not t.tgisinternal
    order by x.ord
 $$;
+
+-- Doctor: a definer function may leave search_path unpinned only when nothing in its body resolves through it.
+create or replace function marketplace.doctor_seller_transfer_definers()
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  with bad as (
+    select format('%s (%s)', p.oid::regprocedure,
+                  concat_ws(', ',
+                    case when not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) c where c like 'search_path=%') then 'search_path not pinned' || coalesce(' and its body is not path-free: ' || marketplace.seller_transfer_body_is_path_free(p.prosrc), '') end,
+                    case when r.rolsuper then format('owned by superuser %s', r.rolname) end,
+                    case when r.rolcanlogin then format('owned by login role %s', r.rolname) end,
+                    case when r.rolname not in ('marketplace_definer', 'marketplace_recorder', 'marketplace_admin') then format('owned by %s', r.rolname) end)) as what
+      from pg_proc p join pg_roles r on r.oid = p.proowner
+     where p.pronamespace = 'marketplace'::regnamespace and p.prosecdef
+       and (r.rolsuper or r.rolcanlogin or r.rolname not in ('marketplace_definer', 'marketplace_recorder', 'marketplace_admin')
+            or (not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) c where c like 'search_path=%')
+                and marketplace.seller_transfer_body_is_path_free(p.prosrc) is not null))
+  )
+  select 'SECURITY DEFINER functions',
+         case when count(*) = 0 then 'ok' else 'problem' end,
+         case when count(*) = 0 then 'owned by marketplace_definer, _recorder or _admin (NOLOGIN, not superusers), search_path pinned or nothing in the body resolved through it'
+              else string_agg(b.what, '; ') end,
+         case when count(*) = 0 then '' else 'as the owner: ALTER FUNCTION ... SET search_path = pg_catalog, pg_temp; ALTER FUNCTION ... OWNER TO marketplace_definer (README "Roles")' end
+    from bad b
+$function$;

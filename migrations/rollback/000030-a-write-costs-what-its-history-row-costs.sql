@@ -1060,3 +1060,30 @@ drop function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketpla
 drop function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers);
 drop function marketplace.seller_transfer_authority_expression(text);
 drop function marketplace.seller_transfer_write_once_rules();
+drop function marketplace.assert_seller_transfer_history_text(text, text);
+CREATE OR REPLACE FUNCTION marketplace.doctor_seller_transfer_definers()
+ RETURNS TABLE(check_name text, status text, detail text, fix text)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  with bad as (
+    select format('%s (%s)', p.oid::regprocedure,
+                  concat_ws(', ',
+                    case when not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) c where c like 'search_path=%') then 'search_path not pinned' end,
+                    case when r.rolsuper then format('owned by superuser %s', r.rolname) end,
+                    case when r.rolcanlogin then format('owned by login role %s', r.rolname) end,
+                    case when r.rolname not in ('marketplace_definer', 'marketplace_recorder', 'marketplace_admin') then format('owned by %s', r.rolname) end)) as what
+      from pg_proc p join pg_roles r on r.oid = p.proowner
+     where p.pronamespace = 'marketplace'::regnamespace and p.prosecdef
+       and (r.rolsuper or r.rolcanlogin or r.rolname not in ('marketplace_definer', 'marketplace_recorder', 'marketplace_admin')
+            or not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) c where c like 'search_path=%'))
+  )
+  select 'SECURITY DEFINER functions',
+         case when count(*) = 0 then 'ok' else 'problem' end,
+         case when count(*) = 0 then 'owned by marketplace_definer, _recorder or _admin (NOLOGIN, not superusers), search_path pinned'
+              else string_agg(b.what, '; ') end,
+         case when count(*) = 0 then '' else 'as the owner: ALTER FUNCTION ... SET search_path = pg_catalog, pg_temp; ALTER FUNCTION ... OWNER TO marketplace_definer (README "Roles")' end
+    from bad b
+$function$;
+drop function marketplace.seller_transfer_body_is_path_free(text);
