@@ -33,10 +33,10 @@ import { connect, createDatabase, dropDatabase, withDatabase } from '../src/db/c
 import { migrateDatabase, rollbackTo } from '../src/db/migrate.ts';
 import { fmt, median, onCpuNs, percentile, progress, ratio, stopwatch, type BenchContext, type FigureResult, type Ratio } from './lib.ts';
 
-const BEFORE = 16;
+const BEFORE = 29;
 type VariantKey = 'real' | 'hand-written' | 'before';
 const VARIANTS: VariantKey[] = ['real', 'hand-written', 'before'];
-type MoveKey = 'pending-completed' | 'completed-reversal' | 'lease';
+type MoveKey = 'pending-completed' | 'completed-reversal' | 'completed-reversal-owner' | 'bump' | 'insert' | 'lease';
 
 interface Move {
   key: MoveKey;
@@ -62,6 +62,27 @@ const MOVES: Move[] = [
     first: (rows) => rows / 2 + 1,
   },
   {
+    key: 'completed-reversal-owner',
+    label: 'completed -> reversal_pending, as the owner',
+    role: null,
+    how: "the table's owner: plain UPDATE",
+    first: (rows) => rows / 2 + rows / 8 + 1,
+  },
+  {
+    key: 'bump',
+    label: 'failed -> failed (a recorded failure, no status change)',
+    role: 'marketplace_worker',
+    how: 'the worker: record_seller_transfer_failure',
+    first: (rows) => (rows * 3) / 4 + 1,
+  },
+  {
+    key: 'insert',
+    label: 'INSERT of a pending payout',
+    role: 'marketplace_writer',
+    how: 'a service: plain INSERT',
+    first: (rows) => rows + 1,
+  },
+  {
     key: 'lease',
     label: 'pending, next_retry_at moved (no status change)',
     role: null,
@@ -79,6 +100,21 @@ function statementOf(move: MoveKey, v: VariantKey): string {
       ? `select bench.mark_seller_transfer_paid_by_hand(${idOf('$1::int')}, 'tr_p' || $1::int, 'bench')`
       : `select marketplace.mark_seller_transfer_paid(${idOf('$1::int')}, 'tr_p' || $1::int, 'bench')`;
   }
+  if (move === 'bump') {
+    return v === 'hand-written'
+      ? `select bench.record_failure_by_hand(${idOf('$1::int')})`
+      : `select marketplace.record_seller_transfer_failure(${idOf('$1::int')}, 'failed', 'bench: declined', now() + interval '1 hour', 'bench', false, false)`;
+  }
+  if (move === 'insert') {
+    const insert = (table: string) =>
+      `insert into ${table} (id, order_id, seller_id, stripe_account_id, amount_cents, currency)
+       values (${idOf('$1::int')}, md5('o' || $1::int)::uuid, md5('s' || $1::int)::uuid, 'acct_bench1', 1000 + $1::int % 5000, 'usd')`;
+    if (v !== 'hand-written') return insert('marketplace.seller_transfers');
+    return `with i as (${insert('bench.hand_transfers')} returning id, status, amount_cents, currency, stripe_account_id, source_transaction)
+insert into bench.hand_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id, amount_cents, currency, stripe_account_id, authority, source_transaction)
+select i.id, null, i.status, clock_timestamp(), current_user, nullif(current_setting('application_name'), ''),
+       nullif(current_setting('marketplace.transition_reason', true), ''), pg_current_xact_id(), i.amount_cents, i.currency, i.stripe_account_id, 'service', i.source_transaction from i`;
+  }
   if (move === 'lease') {
     return `update ${v === 'hand-written' ? 'bench.hand_transfers' : 'marketplace.seller_transfers'} set next_retry_at = now() + interval '2 minutes', updated_at = now() where id = ${idOf('$1::int')} and status = 'pending'`;
   }
@@ -88,7 +124,7 @@ function statementOf(move: MoveKey, v: VariantKey): string {
   return `with u as (${update('bench.hand_transfers')} returning id, status)
 insert into bench.hand_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id, authority)
 select u.id, 'completed', u.status, clock_timestamp(), current_user, nullif(current_setting('application_name'), ''),
-       nullif(current_setting('marketplace.transition_reason', true), ''), pg_current_xact_id(), 'service' from u`;
+       nullif(current_setting('marketplace.transition_reason', true), ''), pg_current_xact_id(), '${move === 'completed-reversal' ? 'service' : 'owner'}' from u`;
 }
 
 /** The hand-written tables and the worker's hand-written function, in the database at the latest migration. */
@@ -114,20 +150,37 @@ const HAND_SETUP = [
      return found;
    end $$`,
   'alter function bench.mark_seller_transfer_paid_by_hand(uuid, text, text) owner to marketplace_recorder',
+  `create function bench.record_failure_by_hand(id uuid)
+   returns text language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+   declare
+     result text;
+   begin
+     perform set_config('marketplace.transition_reason', 'bench', true);
+     update bench.hand_transfers t
+        set retry_count = t.retry_count + 1, next_retry_at = now() + interval '1 hour', last_error = left('bench: declined', 2000),
+            stripe_key_generation = t.stripe_key_generation + 0, stripe_request_in_doubt = false, updated_at = now()
+      where t.id = $1 and t.status = 'failed'
+     returning t.status into result;
+     return result;
+   end $$`,
+  'alter function bench.record_failure_by_hand(uuid) owner to marketplace_recorder',
+  'revoke execute on function bench.record_failure_by_hand(uuid) from public',
+  'grant execute on function bench.record_failure_by_hand(uuid) to marketplace_worker',
   'revoke execute on function bench.mark_seller_transfer_paid_by_hand(uuid, text, text) from public',
   'grant execute on function bench.mark_seller_transfer_paid_by_hand(uuid, text, text) to marketplace_worker',
   'grant usage on schema bench to marketplace_recorder, marketplace_writer, marketplace_worker',
-  'grant select, update on bench.hand_transfers to marketplace_recorder, marketplace_writer',
+  'grant select, insert, update on bench.hand_transfers to marketplace_recorder, marketplace_writer',
   'grant insert on bench.hand_events to marketplace_recorder, marketplace_writer',
 ];
 
-/** `rows` transfers, k = 1..rows: the first half pending, the second completed (with its Stripe transfer). Triggers off while loading. */
+/** `rows` transfers, k = 1..rows: the first half pending, the third quarter completed (with its Stripe transfer), the last failed (due in an hour). Triggers off while loading. */
 async function load(db: pg.Client, table: string, rows: number): Promise<void> {
   await db.query('set session_replication_role = replica');
   await db.query(
-    `insert into ${table} (id, order_id, seller_id, stripe_account_id, amount_cents, currency, status, stripe_transfer_id, created_at, updated_at)
+    `insert into ${table} (id, order_id, seller_id, stripe_account_id, amount_cents, currency, status, stripe_transfer_id, next_retry_at, created_at, updated_at)
      select ${idOf('k')}, md5('o' || k)::uuid, md5('s' || k)::uuid, 'acct_bench' || (k % 1000), 1000 + k % 5000, 'usd',
-            case when k <= $2 then 'pending' else 'completed' end, case when k > $2 then 'tr_c' || k end,
+            case when k <= $2 then 'pending' when k <= $2 * 3 / 2 then 'completed' else 'failed' end, case when k > $2 then 'tr_c' || k end,
+            case when k > $2 * 3 / 2 then now() + interval '1 hour' end,
             timestamptz '2026-01-01' + k * interval '1 second', timestamptz '2026-01-01' + k * interval '1 second'
        from generate_series(1, $1::int) k`,
     [rows, rows / 2],
@@ -172,7 +225,7 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
   const rounds = quick ? 4 : 11;
   const warmup = 30;
   const rows = quick ? 20_000 : 100_000;
-  if (rounds * perRound + warmup > rows / 4) throw new Error('statement-cost: too few rows for the rounds');
+  if (rounds * perRound + warmup > rows / 8) throw new Error('statement-cost: too few rows for the rounds');
   const suffix = randomBytes(3).toString('hex');
   const names = { after: `seller_transfers_bench_cost_${suffix}`, before: `seller_transfers_bench_cost_${suffix}_${BEFORE}` };
   const urls = { after: withDatabase(ctx.adminUrl, names.after), before: withDatabase(ctx.adminUrl, names.before) };
@@ -241,7 +294,9 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
     const runOne = async (r: Runner, k: number) => {
       const res = await r.client.query({ name: `${r.move.key}/${r.variant}`, text: statementOf(r.move.key, r.variant), values: [k] });
       const row = res.rows[0] as Record<string, unknown> | undefined;
-      return r.move.key === 'pending-completed' ? row?.[Object.keys(row)[0]!] === true : res.rowCount === 1;
+      if (r.move.key === 'pending-completed') return row?.[Object.keys(row)[0]!] === true;
+      if (r.move.key === 'bump') return row?.[Object.keys(row)[0]!] === 'failed';
+      return res.rowCount === 1;
     };
     // Warm-up: plans, function compilation, catalog caches; then a checkpoint, so every round
     // starts without one pending.
@@ -332,7 +387,7 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
       for (const v of VARIANTS) {
         const xs = of(m.key, v);
         if (xs.some((x) => x.failed > 0)) allChanged = false;
-        if (xs.some((x) => x.events !== (m.key === 'lease' ? 0 : perRound))) historyOk = false;
+        if (xs.some((x) => x.events !== (m.key === 'lease' || m.key === 'bump' ? 0 : perRound))) historyOk = false;
         absRows.push([
           m.label,
           v,
@@ -375,7 +430,7 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
     const notes: string[] = [];
     notes.push(
       allChanged && historyOk
-        ? `Every measured transaction moved exactly one row, and every round left exactly ${perRound} history rows per variant for the status changes, none for the lease.`
+        ? `Every measured transaction moved exactly one row, and every round left exactly ${perRound} history rows per variant for the inserts and status changes, none for the lease and the recorded failure.`
         : '**Not every transaction moved a row, or the history rows did not match** (a round ran past its rows): those rounds understate the cost.',
     );
     if (unread.length)
@@ -391,7 +446,7 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
           [k0, k0 + perRound - 1],
         )
       ).rows[0]?.s ?? 'none';
-    for (const m of MOVES.filter((x) => x.key !== 'lease')) {
+    for (const m of MOVES.filter((x) => x.key !== 'lease' && x.key !== 'bump')) {
       const [real, hand] = [
         await shape(adminAfter, 'marketplace.seller_transfer_events', m.first(rows)),
         await shape(adminAfter, 'bench.hand_events', m.first(rows)),
@@ -405,12 +460,14 @@ export async function statementCostFigure(ctx: BenchContext): Promise<FigureResu
     const method = [
       `Single client, ${perRound} one-statement transactions per round and variant, ${rounds} rounds; in every round the variants run back to back in an order rotated (and reversed every other round), each on its own connection whose role is set once.`,
       `**real**: \`marketplace.seller_transfers\` at the latest migration; pending -> completed as the worker makes it (\`SET ROLE marketplace_worker\`, \`${statementOf('pending-completed', 'real')}\`),`,
-      `completed -> reversal_pending as a service (\`SET ROLE marketplace_writer\`, \`${statementOf('completed-reversal', 'real')}\`);`,
+      `completed -> reversal_pending as a service (\`SET ROLE marketplace_writer\`, \`${statementOf('completed-reversal', 'real')}\`), and the same UPDATE as the table's owner (the session's superuser);`,
+      `failed -> failed, a recorded failure that keeps the status, as the worker records it (\`SET ROLE marketplace_worker\`, \`${statementOf('bump', 'real')}\`);`,
+      `an INSERT as a service (\`SET ROLE marketplace_writer\`, \`${statementOf('insert', 'real').replace(/\s+/g, ' ')}\`);`,
       `the dispatcher's lease, no status change, as the session's superuser: \`${statementOf('lease', 'real')}\` (hand-written: the same UPDATE on the copy without triggers).`,
-      '**hand-written**: the same in the same database, on copies of the table and of the history without triggers (`LIKE ... INCLUDING ALL`): the worker through a function of the same shape as mark_seller_transfer_paid (plpgsql, SECURITY DEFINER owned by marketplace_recorder, pinned search_path) that updates the row and inserts the history row with the columns the real trigger writes (actor, application name, reason, transaction id, authority `worker`, the Stripe transfer id);',
-      `the service as one statement: \`${statementOf('completed-reversal', 'hand-written').replace(/\s+/g, ' ')}\`.`,
-      `**before**: the real writers on a database migrated to ${String(BEFORE).padStart(6, '0')} and no further (\`rollbackTo\`), i.e. before the move owners of 000017.`,
-      `Each table holds the same ${fmt(rows)} rows (half pending, half completed; same ids, same physical order) and in every round each variant moves the same row numbers. ${warmup} unmeasured transactions per connection, then one CHECKPOINT, before the first round.`,
+      '**hand-written**: the same in the same database, on copies of the table and of the history without triggers (`LIKE ... INCLUDING ALL`): the worker through a function of the same shape as mark_seller_transfer_paid (plpgsql, SECURITY DEFINER owned by marketplace_recorder, pinned search_path) that updates the row and inserts the history row with the columns the real trigger writes (actor, application name, reason, transaction id, authority `worker`, the Stripe transfer id); the recorded failure through a function of the same shape as record_seller_transfer_failure (SECURITY DEFINER owned by marketplace_recorder) running the same UPDATE;',
+      `the service as one statement: \`${statementOf('completed-reversal', 'hand-written').replace(/\s+/g, ' ')}\` (as the owner: authority \`owner\`); the INSERT as one statement: \`${statementOf('insert', 'hand-written').replace(/\s+/g, ' ')}\`.`,
+      `**before**: the real writers on a database migrated to ${String(BEFORE).padStart(6, '0')} and no further (\`rollbackTo\`), i.e. the guard of five WHEN-clause triggers that 000030 replaced.`,
+      `Each table holds the same ${fmt(rows)} rows (half pending, a quarter completed, a quarter failed; same ids, same physical order) and in every round each variant moves the same row numbers. ${warmup} unmeasured transactions per connection, then one CHECKPOINT, before the first round.`,
       '**CPU** = on-CPU time of the backend serving the client (`/proc/<pg_backend_pid()>/schedstat`, field 1) over the round, divided by the transactions: execution, triggers, commit; not the client, not the WAL writer or other processes (with synchronous_commit on, the backend flushes its own commit).',
       walinspect
         ? '**WAL** = bytes of the WAL records whose transaction id is one of the round\'s (the xmin of the rows the round changed; `pg_walinspect`), full-page images included (they fall from round to round after the CHECKPOINT, as the pages get their first image; the column without them counts the records alone), divided by the transactions; records without a transaction id (e.g. page pruning) are not counted, nor is WAL from other sessions. The "window" column is the whole insert-LSN difference over the round, everything the server wrote meanwhile.'
