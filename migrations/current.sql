@@ -123,7 +123,7 @@ create or replace view marketplace.seller_transfers_past_slo as
   where since.at < now() - make_interval(secs => slo.max_seconds::double precision);
 
 -- Counts of the statuses a payout rests in, counted by refresh_seller_transfer_status_counts.
-create table marketplace.seller_transfer_status_count_snapshots (
+create table if not exists marketplace.seller_transfer_status_count_snapshots (
   status     text primary key references marketplace.seller_transfer_statuses (status),
   transfers  bigint not null,
   counted_at timestamptz not null
@@ -204,7 +204,8 @@ create or replace view marketplace.seller_transfer_stats as
     floor(extract(epoch from now() - o.since))::bigint as oldest_seconds_in_status,
     slo.max_seconds as slo_seconds,
     c.past_slo,
-    c.counted_at
+    c.counted_at,
+    floor(extract(epoch from now() - c.counted_at))::bigint as counted_seconds_ago
    from marketplace.seller_transfer_statuses s
      join marketplace.seller_transfer_status_totals() c on c.status = s.status
      left join marketplace.seller_transfer_due_counts() d on d.status = s.status

@@ -107,21 +107,42 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
     registers: [registry],
   });
 
-  let cached: { at: number; rows: Array<{ status: string; total: string; stuck: string }> } | undefined;
+  // The resting statuses (completed, the terminal ones) are counted in full at most every 5
+  // minutes by one process of the fleet (refresh_status_counts), in the background: a scrape
+  // reads that count and counts only the backlog live, so its work does not grow with the table.
+  let refreshing: Promise<unknown> | undefined;
+  const refreshCounts = () => {
+    refreshing ??= pool
+      .query(sql('refresh_status_counts'))
+      .catch(() => {}) // a failed count leaves the last one; its age gauge says how old
+      .finally(() => (refreshing = undefined));
+  };
+  type StatusCountRow = { status: string; total: string; stuck: string; counted_seconds_ago: number };
+  let cached: { at: number; rows: StatusCountRow[] } | undefined;
   const snapshot = async () => {
     if (!cached || Date.now() - cached.at > SCRAPE_CACHE_MS) {
-      const { rows } = await pool.query<{ status: string; total: string; stuck: string }>(sql('status_counts'));
+      const { rows } = await pool.query<StatusCountRow>(sql('status_counts'));
       cached = { at: Date.now(), rows };
+      refreshCounts();
     }
     return cached.rows;
   };
   new client.Gauge({
     name: 'seller_transfers_by_status',
-    help: 'Seller transfers per status (read from the database).',
+    help: 'Seller transfers per status: live for the worker statuses, for the others the last full count (seller_transfers_by_status_count_age_seconds says how old).',
     labelNames: ['status'] as const,
     registers: [registry],
     async collect() {
       for (const r of await snapshot()) this.set({ status: r.status }, Number(r.total));
+    },
+  });
+  new client.Gauge({
+    name: 'seller_transfers_by_status_count_age_seconds',
+    help: 'How old seller_transfers_by_status is per status: 0 for the worker statuses (counted at each scrape), the age of the last full count (every 5 minutes) for the others.',
+    labelNames: ['status'] as const,
+    registers: [registry],
+    async collect() {
+      for (const r of await snapshot()) this.set({ status: r.status }, Math.round(r.counted_seconds_ago));
     },
   });
   new client.Gauge({

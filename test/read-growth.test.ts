@@ -75,11 +75,8 @@ describe('stats and the metrics scrape', () => {
   });
 
   it('and the answers are the table: counts of 3N, the longest in status the first row loaded', () => {
-    const by = (rows: unknown) =>
-      Object.fromEntries((rows as Array<{ status: string }>).map((r) => [r.status, r])) as Record<
-        string,
-        { transfers: string; oldest_id: string | null }
-      >;
+    type Row = { status: string; transfers: string; oldest_id: string | null };
+    const by = (rows: unknown) => Object.fromEntries((rows as Row[]).map((r) => [r.status, r]));
     const n = by(rowsN);
     const n3 = by(rows3N);
     expect(Number(n.completed!.transfers)).toBe((N * 40) / 50);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { doctorChecks, type DoctorCheck } from '../core/doctor.ts';
 import { print, printJson } from './format.ts';
-import { operatorContext, withOperatorDb } from './operator-db.ts';
+import { CLI_READ_TIMEOUT, operatorContext, withOperatorDb } from './operator-db.ts';
 
 /** Exit code when a check finds a problem (warnings do not count). */
 export const DOCTOR_PROBLEM_EXIT_CODE = 3;
@@ -25,7 +25,7 @@ export function registerDoctorCommand(program: Command): void {
     .option('--json', 'print { ok, checks: [{ check, status, detail, fix }] } as JSON')
     .action(async (opts: { json?: boolean }) => {
       const { config, logger } = operatorContext();
-      const checks = await withOperatorDb(config, logger, (db) => doctorChecks(db));
+      const checks = await withOperatorDb(config, logger, (db) => doctorChecks(db), { statementTimeout: CLI_READ_TIMEOUT });
       const ok = !checks.some((c) => c.status === 'problem');
       if (opts.json) printJson({ ok, checks });
       else print(renderDoctor(checks));

@@ -9,7 +9,7 @@ import { formatMinor, majorUnits } from '../money.ts';
 import { isUuid } from '../db/connection.ts';
 import { CliError } from './context.ts';
 import { oneLineText, print, printJson, table, timestamp } from './format.ts';
-import { operatorContext, withOperatorDb } from './operator-db.ts';
+import { CLI_READ_TIMEOUT, operatorContext, withOperatorDb } from './operator-db.ts';
 
 const MAX_LIMIT = 1_000;
 const FORMATS = ['table', 'json', 'csv'] as const;
@@ -156,25 +156,30 @@ export function registerListCommand(program: Command): void {
       const currency = opts.currency?.trim().toLowerCase() ?? null;
 
       const { config, logger } = operatorContext();
-      const page = await withOperatorDb(config, logger, async (db) => {
-        if (statuses) {
-          const known = await statusNames(db);
-          const unknown = statuses.find((s) => !known.includes(s));
-          if (unknown !== undefined) throw new CliError(`--status: "${unknown}" is not a status (${known.join(', ')})`, 2);
-        }
-        if (currency !== null && !(await currencyCodes(db)).includes(currency))
-          throw new CliError(`--currency: "${opts.currency}" is not in marketplace.currencies`, 2);
-        return listTransfers(db, {
-          statuses,
-          seller: opts.seller?.toLowerCase() ?? null,
-          account: opts.account ?? null,
-          currency,
-          createdBefore: olderThan === null ? null : new Date(now - olderThan * 1000),
-          createdSince: newerThan === null ? null : new Date(now - newerThan * 1000),
-          after,
-          limit: Number(opts.limit),
-        });
-      });
+      const page = await withOperatorDb(
+        config,
+        logger,
+        async (db) => {
+          if (statuses) {
+            const known = await statusNames(db);
+            const unknown = statuses.find((s) => !known.includes(s));
+            if (unknown !== undefined) throw new CliError(`--status: "${unknown}" is not a status (${known.join(', ')})`, 2);
+          }
+          if (currency !== null && !(await currencyCodes(db)).includes(currency))
+            throw new CliError(`--currency: "${opts.currency}" is not in marketplace.currencies`, 2);
+          return listTransfers(db, {
+            statuses,
+            seller: opts.seller?.toLowerCase() ?? null,
+            account: opts.account ?? null,
+            currency,
+            createdBefore: olderThan === null ? null : new Date(now - olderThan * 1000),
+            createdSince: newerThan === null ? null : new Date(now - newerThan * 1000),
+            after,
+            limit: Number(opts.limit),
+          });
+        },
+        { statementTimeout: CLI_READ_TIMEOUT },
+      );
 
       if (format === 'json') return printJson({ transfers: page.rows.map(jsonRow), next: page.next });
       if (format === 'csv') {

@@ -47,22 +47,48 @@ function where(url: string): string {
   }
 }
 
+/**
+ * The statement timeout of the CLI's reads (stats, show, list, doctor): each is bounded (index
+ * ranges, capped counts), so one that runs this long is stuck behind a lock or a broken plan, and
+ * is better stopped with its SQLSTATE (57014) than left holding a snapshot.
+ */
+export const CLI_READ_TIMEOUT = '30s';
+
+export interface OperatorDbOptions {
+  /** statement_timeout of the session (PostgreSQL's units, e.g. '30s'); none when absent (the full audit, actions). */
+  statementTimeout?: string;
+}
+
 /** Connects to the database (DATABASE_URL, or the embedded default), runs `fn`, always closes. */
-export async function withOperatorDb<T>(config: Config, logger: AppLogger, fn: (db: pg.Client, url: string) => Promise<T>): Promise<T> {
+export async function withOperatorDb<T>(
+  config: Config,
+  logger: AppLogger,
+  fn: (db: pg.Client, url: string) => Promise<T>,
+  options: OperatorDbOptions = {},
+): Promise<T> {
   const database = await resolveDatabase(config, logger);
   try {
-    return await withCliConnection(database.url, fn);
+    return await withCliConnection(database.url, fn, options);
   } finally {
     await database.close();
   }
 }
 
-/** One connection as the CLI (its application_name); what goes wrong is one CliError line where it can be. */
-export async function withCliConnection<T>(url: string, fn: (db: pg.Client, url: string) => Promise<T>): Promise<T> {
+/**
+ * One connection as the CLI (its application_name); what goes wrong is one CliError line where it
+ * can be. JIT off: the CLI's statements are index ranges or one-off scans that JIT compiles for
+ * longer than they run (0.7-1.5 s per audit or stats call at a million rows).
+ */
+export async function withCliConnection<T>(
+  url: string,
+  fn: (db: pg.Client, url: string) => Promise<T>,
+  options: OperatorDbOptions = {},
+): Promise<T> {
   try {
     return await withConnection(url, (client) => fn(client, url), {
       application_name: cliApplicationName(),
       connectionTimeoutMillis: 10_000,
+      options: `-c jit=off${options.statementTimeout ? ` -c statement_timeout=${options.statementTimeout}` : ''}`,
       types,
       connectError: (e) => new CliError(`cannot connect to PostgreSQL at ${where(url)}: ${describeError(e)}`),
     });

@@ -11,7 +11,7 @@ import {
 import { eventWho, renderDispatch } from '../core/transfer-text.ts';
 import { formatMinor } from '../money.ts';
 import { duration, oneLineText, print, printJson, table, timestamp } from './format.ts';
-import { operatorContext, transferId, withOperatorDb } from './operator-db.ts';
+import { CLI_READ_TIMEOUT, operatorContext, transferId, withOperatorDb } from './operator-db.ts';
 import { inTransaction } from '../db/connection.ts';
 
 export function renderTransfer(t: TransferDetail): string {
@@ -86,26 +86,31 @@ export function registerShowCommand(program: Command): void {
     .action(async (rawId: string, opts: { json?: boolean }) => {
       const id = transferId(rawId);
       const { config, logger } = operatorContext();
-      await withOperatorDb(config, logger, async (db) => {
-        const { transfer, history, dispatch, jobs } = await inTransaction(
-          db,
-          async () => ({
-            transfer: await transferDetail(db, id),
-            history: await transferHistory(db, id),
-            dispatch: await transferDispatch(db, id),
-            jobs: await transferJobs(db, id),
-          }),
-          { readOnly: true },
-        );
-        if (opts.json) return printJson({ transfer, history, dispatch, jobs });
-        print(renderTransfer(transfer));
-        print();
-        print('history');
-        print(renderHistory(history));
-        print();
-        print('worker');
-        for (const line of renderDispatch(dispatch)) print(`dispatch: ${line}`);
-        print(renderJobs(jobs));
-      });
+      await withOperatorDb(
+        config,
+        logger,
+        async (db) => {
+          const { transfer, history, dispatch, jobs } = await inTransaction(
+            db,
+            async () => ({
+              transfer: await transferDetail(db, id),
+              history: await transferHistory(db, id),
+              dispatch: await transferDispatch(db, id),
+              jobs: await transferJobs(db, id),
+            }),
+            { readOnly: true },
+          );
+          if (opts.json) return printJson({ transfer, history, dispatch, jobs });
+          print(renderTransfer(transfer));
+          print();
+          print('history');
+          print(renderHistory(history));
+          print();
+          print('worker');
+          for (const line of renderDispatch(dispatch)) print(`dispatch: ${line}`);
+          print(renderJobs(jobs));
+        },
+        { statementTimeout: CLI_READ_TIMEOUT },
+      );
     });
 }

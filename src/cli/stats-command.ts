@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { CliError } from './context.ts';
 import { duration, oneLineText, print, printJson, table } from './format.ts';
-import { operatorContext, withOperatorDb } from './operator-db.ts';
+import { CLI_READ_TIMEOUT, operatorContext, withOperatorDb } from './operator-db.ts';
 import { formatMinor } from '../money.ts';
 import { statusStats, type PastSloRow, type StatusStats, type WaitingForFunds } from '../core/read-model.ts';
 import { inTransaction } from '../db/connection.ts';
@@ -12,7 +12,9 @@ export function renderStats(statuses: StatusStats[], pastSlo: PastSloRow[], wait
       ['status', 'transfers', 'due now', 'longest in status', 'SLO', 'past SLO'],
       statuses.map((s) => [
         `${s.status}${s.is_terminal ? ' (terminal)' : ''}`,
-        s.transfers,
+        // A count older than the statement is the last full count of a resting status (refreshed
+        // every 5 minutes by the worker): say how old.
+        Number(s.counted_seconds_ago) >= 1 ? `${s.transfers} (counted ${duration(s.counted_seconds_ago)} ago)` : s.transfers,
         s.worker_task ? s.due_now : '-',
         s.oldest_id ? `${duration(s.oldest_seconds_in_status)} ${s.oldest_id}` : '-',
         s.slo_seconds === null ? '-' : duration(s.slo_seconds),
@@ -65,8 +67,11 @@ export function registerStatsCommand(program: Command): void {
       if (!/^\d+$/.test(opts.limit) || Number(opts.limit) > 100_000)
         throw new CliError(`--limit takes a whole number from 0 to 100000, got "${opts.limit}"`, 2);
       const { config, logger } = operatorContext();
-      const { statuses, pastSlo, waitingForFunds } = await withOperatorDb(config, logger, (db) =>
-        inTransaction(db, () => statusStats(db, Number(opts.limit)), { readOnly: true }),
+      const { statuses, pastSlo, waitingForFunds } = await withOperatorDb(
+        config,
+        logger,
+        (db) => inTransaction(db, () => statusStats(db, Number(opts.limit)), { readOnly: true }),
+        { statementTimeout: CLI_READ_TIMEOUT },
       );
       if (opts.json) return printJson({ statuses, past_slo: pastSlo, waiting_for_funds: waitingForFunds });
       print(renderStats(statuses, pastSlo, waitingForFunds));

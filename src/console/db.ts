@@ -21,7 +21,14 @@ export interface ConsoleDb {
   close(): Promise<void>;
 }
 
-function pool(url: string, role: string, max: number): pg.Pool {
+/**
+ * The reader's statement timeout: every page is index ranges and capped counts (under a second at
+ * 3M payouts); a page that runs this long is stuck behind a lock or a broken plan, and answers
+ * with the database's error (57014) instead of holding a connection of the pool.
+ */
+export const READER_STATEMENT_TIMEOUT = '15s';
+
+function pool(url: string, role: string, max: number, settings = ''): pg.Pool {
   // The role is a start-up parameter (like SET ROLE at connect): a connection has it before its
   // first query, and a login that may not take it fails to connect. JIT off: every console query
   // is a short index scan, but a plan that merely contains a never-run table scan (a guarded
@@ -32,14 +39,14 @@ function pool(url: string, role: string, max: number): pg.Pool {
     application_name: 'seller-transfers-console',
     types,
     connectionTimeoutMillis: 10_000,
-    options: `-c role=${role} -c jit=off`,
+    options: `-c role=${role} -c jit=off${settings}`,
   });
   p.on('error', () => {}); // a dropped idle connection: the next query reconnects or fails visibly
   return p;
 }
 
 export async function openConsoleDb(url: string): Promise<ConsoleDb> {
-  const reader = pool(url, READER_ROLE, 8);
+  const reader = pool(url, READER_ROLE, 8, ` -c statement_timeout=${READER_STATEMENT_TIMEOUT}`);
   const operator = pool(url, OPERATOR_ROLE, 2);
   const sessions = pool(url, SESSIONS_ROLE, 4);
   const close = async () => {

@@ -130,6 +130,9 @@ export interface StatusStats {
   oldest_seconds_in_status: number | null;
   slo_seconds: number | null;
   past_slo: number;
+  /** When `transfers` was counted: now for the worker statuses, the last full count for the others. */
+  counted_at: Date;
+  counted_seconds_ago: number;
 }
 
 export interface PastSloRow {
