@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick | --full] [--only=statement-cost,bulk,hot-paths,dispatch,payout-day,upgrade [--update-docs]]`
+// `npm run bench [-- --quick | --full] [--only=statement-cost,bulk,hot-paths,dispatch,payout-day,upgrade,read-scale [--update-docs]]`
 //
 // PostgreSQL: BENCH_DATABASE_URL, else TEST_DATABASE_URL (a superuser connection to a maintenance
 // database on the server), else an embedded PostgreSQL in a temporary directory. A dedicated
@@ -13,6 +13,7 @@ import { createDatabase, dropDatabase, withDatabase } from '../src/db/connection
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { appliedMigrations, committedMigrations, migrateDatabase, migrationNumber } from '../src/db/migrate.ts';
 import { projectRoot } from '../src/paths/project.ts';
+import { applyCurrentMigration } from '../test/support/current-migration.ts';
 import { bulkFigure } from './bulk.ts';
 import { createCopy } from './copy-table.ts';
 import { dispatchFigure } from './dispatch.ts';
@@ -29,11 +30,12 @@ import {
   type Mode,
 } from './lib.ts';
 import { payoutDayFigure } from './payout-day.ts';
+import { readScaleFigure } from './read-scale.ts';
 import { ratiosTable, updateReport, writeReport, type MachineInfo } from './report.ts';
 import { statementCostFigure } from './statement-cost.ts';
 import { upgradeFigure } from './upgrade.ts';
 
-const FIGURES = ['statement-cost', 'bulk', 'hot-paths', 'dispatch', 'payout-day', 'upgrade'] as const;
+const FIGURES = ['statement-cost', 'bulk', 'hot-paths', 'dispatch', 'payout-day', 'upgrade', 'read-scale'] as const;
 type FigureKey = (typeof FIGURES)[number];
 
 function parseArgs(argv: string[]): { mode: Mode; only: Set<FigureKey>; updateDocs: boolean } {
@@ -157,6 +159,7 @@ async function main(): Promise<void> {
     await dropDatabase(server.adminUrl, dbName);
     await createDatabase(server.adminUrl, dbName);
     await migrateDatabase(url);
+    if (await applyCurrentMigration(url)) progress('applied migrations/current.sql (the migration being written)');
     pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'seller-transfers-bench' });
     pool.on('error', () => {});
     const {
@@ -204,6 +207,7 @@ async function main(): Promise<void> {
     await runFigure('payout-day', '5. payout day', () => payoutDayFigure(ctx));
     // In a database of its own, at migration 000006.
     await runFigure('upgrade', '6. upgrade under load', () => upgradeFigure(ctx));
+    await runFigure('read-scale', '7. reads at a year of payouts', () => readScaleFigure(ctx));
 
     const ordered = FIGURES.map((k) => results.get(k)).filter((r): r is FigureResult => !!r);
     for (const f of ordered) {
