@@ -148,6 +148,15 @@ alter table marketplace.seller_transfer_move_owners add constraint seller_transf
 CREATE TRIGGER seller_transfer_move_owners_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON marketplace.seller_transfer_move_owners FOR EACH STATEMENT EXECUTE FUNCTION marketplace.recompile_seller_transfer_guards();
 comment on table marketplace.seller_transfer_move_owners is 'Which authorities own each legal move (the owner owns all of them implicitly). The status guard is compiled from this table and the transitions.';
 
+create table marketplace.seller_transfer_status_count_snapshots (
+  status text not null,
+  transfers bigint not null,
+  counted_at timestamp with time zone not null
+);
+alter table marketplace.seller_transfer_status_count_snapshots add constraint seller_transfer_status_count_snapshots_pkey PRIMARY KEY (status);
+alter table marketplace.seller_transfer_status_count_snapshots add constraint seller_transfer_status_count_snapshots_status_fkey FOREIGN KEY (status) REFERENCES marketplace.seller_transfer_statuses(status);
+comment on table marketplace.seller_transfer_status_count_snapshots is 'Rows per status as last counted in full (marketplace.refresh_seller_transfer_status_counts, at most every few minutes, by one session of the fleet): what the metrics and stats report for the statuses a payout rests in (completed, the terminal ones), with counted_at. The worker statuses are always counted live.';
+
 create table marketplace.seller_transfer_status_slos (
   status text not null,
   max_seconds integer not null,
@@ -288,41 +297,26 @@ comment on column marketplace.stripe_request_budgets.decrease_factor is 'The las
 comment on column marketplace.stripe_request_budgets.rate_limited_total_at_decrease is 'rate_limited_total right after the last decrease: the 429s since then are rate_limited_total minus this.';
 
 create view marketplace.seller_transfer_stats as
- WITH counts AS (
-         SELECT t.status,
-            count(*) AS transfers,
-            count(*) FILTER (WHERE marketplace.seller_transfer_is_due(t.status, t.next_retry_at)) AS due_now
-           FROM marketplace.seller_transfers t
-          GROUP BY t.status
-        ), past AS (
-         SELECT p_1.status,
-            count(*) AS past_slo
-           FROM marketplace.seller_transfers_past_slo p_1
-          GROUP BY p_1.status
-        )
  SELECT s.status,
     s.is_initial,
     s.is_terminal,
     s.worker_task,
-    COALESCE(c.transfers, 0::bigint) AS transfers,
-    COALESCE(c.due_now, 0::bigint) AS due_now,
+    c.transfers,
+    COALESCE(d.due_now, 0::bigint) AS due_now,
     o.id AS oldest_id,
-    o.at AS oldest_since,
-    floor(EXTRACT(epoch FROM now() - o.at))::bigint AS oldest_seconds_in_status,
+    o.since AS oldest_since,
+    floor(EXTRACT(epoch FROM now() - o.since))::bigint AS oldest_seconds_in_status,
     slo.max_seconds AS slo_seconds,
-    COALESCE(p.past_slo, 0::bigint) AS past_slo
+    c.past_slo,
+    c.counted_at,
+    floor(EXTRACT(epoch FROM now() - c.counted_at))::bigint AS counted_seconds_ago
    FROM marketplace.seller_transfer_statuses s
-     LEFT JOIN counts c ON c.status = s.status
-     LEFT JOIN past p ON p.status = s.status
+     JOIN marketplace.seller_transfer_status_totals() c(status, transfers, counted_at, past_slo) ON c.status = s.status
+     LEFT JOIN marketplace.seller_transfer_due_counts() d(status, due_now, oldest_due_seconds) ON d.status = s.status
      LEFT JOIN marketplace.seller_transfer_status_slos slo ON slo.status = s.status
-     LEFT JOIN LATERAL ( SELECT t.id,
-            COALESCE(marketplace.seller_transfer_status_since(t.id), t.created_at) AS at
-           FROM marketplace.seller_transfers t
-          WHERE t.status = s.status AND NOT s.is_terminal
-          ORDER BY (COALESCE(marketplace.seller_transfer_status_since(t.id), t.created_at)), t.id
-         LIMIT 1) o ON true
+     LEFT JOIN LATERAL marketplace.seller_transfer_longest_in_status(s.status) o(id, since) ON true
   ORDER BY s."position";
-comment on view marketplace.seller_transfer_stats is 'Per status: row count, rows due for the worker now, the row longest in the status (non-terminal only), its SLO and rows past it.';
+comment on view marketplace.seller_transfer_stats is 'Per status: row count (counted_at: when; live for the worker statuses, a snapshot for the others), rows due for the worker now, the row longest in the status (non-terminal only), its SLO and rows past it. Bounded by the backlog, not the table.';
 
 create view marketplace.seller_transfer_transition_matrix as
  SELECT f.status AS from_status,
@@ -400,9 +394,29 @@ create view marketplace.seller_transfers_past_slo as
     t.retry_count,
     t.next_retry_at,
     t.last_error
-   FROM marketplace.seller_transfers t
-     JOIN marketplace.seller_transfer_status_slos slo ON slo.status = t.status
-     JOIN marketplace.seller_transfer_statuses s ON s.status = t.status AND NOT s.is_terminal
+   FROM marketplace.seller_transfer_status_slos slo
+     JOIN marketplace.seller_transfer_statuses s ON s.status = slo.status AND NOT s.is_terminal
+     CROSS JOIN LATERAL ( SELECT t_1.id,
+            t_1.order_id,
+            t_1.seller_id,
+            t_1.stripe_account_id,
+            t_1.amount_cents,
+            t_1.currency,
+            t_1.status,
+            t_1.stripe_transfer_id,
+            t_1.stripe_reversal_id,
+            t_1.reversal_amount_cents,
+            t_1.retry_count,
+            t_1.next_retry_at,
+            t_1.last_error,
+            t_1.created_at,
+            t_1.updated_at,
+            t_1.stripe_key_generation,
+            t_1.stripe_request_in_doubt,
+            t_1.source_transaction
+           FROM marketplace.seller_transfers t_1
+          WHERE t_1.status = slo.status
+         OFFSET 0) t
      CROSS JOIN LATERAL ( SELECT COALESCE(marketplace.seller_transfer_status_since(t.id), t.created_at) AS at) since
   WHERE since.at < (now() - make_interval(secs => slo.max_seconds::double precision));
 comment on view marketplace.seller_transfers_past_slo is 'Seller transfers stuck in a non-terminal status longer than marketplace.seller_transfer_status_slos allows (time in status from the last history event).';
@@ -2151,6 +2165,38 @@ comment on function marketplace.record_seller_transfer_worker_heartbeat(text,tex
 grant EXECUTE on function marketplace.record_seller_transfer_worker_heartbeat(text,text,integer,timestamp with time zone,boolean) to marketplace_worker;
 revoke execute on function marketplace.record_seller_transfer_worker_heartbeat(text,text,integer,timestamp with time zone,boolean) from public;
 
+CREATE OR REPLACE FUNCTION marketplace.refresh_seller_transfer_status_counts(max_age interval DEFAULT '00:05:00'::interval)
+ RETURNS timestamp with time zone
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET jit TO 'off'
+AS $function$
+declare
+  last_counted timestamptz;
+begin
+  select min(c.counted_at) into last_counted from marketplace.seller_transfer_status_count_snapshots c;
+  if last_counted is not null and last_counted > now() - max_age then
+    return last_counted;
+  end if;
+  if not pg_try_advisory_xact_lock(hashtext('marketplace.refresh_seller_transfer_status_counts')) then
+    return last_counted;
+  end if;
+  insert into marketplace.seller_transfer_status_count_snapshots as c (status, transfers, counted_at)
+  select s.status, coalesce(n.transfers, 0), now()
+    from marketplace.seller_transfer_statuses s
+    left join (select t.status, count(*) as transfers from marketplace.seller_transfers t group by t.status) n on n.status = s.status
+  on conflict on constraint seller_transfer_status_count_snapshots_pkey
+  do update set transfers = excluded.transfers, counted_at = excluded.counted_at;
+  delete from marketplace.seller_transfer_status_count_snapshots c
+   where not exists (select 1 from marketplace.seller_transfer_statuses s where s.status = c.status);
+  return now();
+end $function$;
+comment on function marketplace.refresh_seller_transfer_status_counts(interval) is 'Counts the rows of every status into seller_transfer_status_count_snapshots when the snapshot is older than max_age (one session at a time); returns when the snapshot was counted.';
+grant EXECUTE on function marketplace.refresh_seller_transfer_status_counts(interval) to marketplace_operator;
+grant EXECUTE on function marketplace.refresh_seller_transfer_status_counts(interval) to marketplace_worker;
+revoke execute on function marketplace.refresh_seller_transfer_status_counts(interval) from public;
+
 CREATE OR REPLACE FUNCTION marketplace.refuse_broken_coupling()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -2981,6 +3027,96 @@ grant EXECUTE on function marketplace.seller_transfer_jobs(uuid) to marketplace_
 grant EXECUTE on function marketplace.seller_transfer_jobs(uuid) to marketplace_writer;
 revoke execute on function marketplace.seller_transfer_jobs(uuid) from public;
 
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_longest_in_status(status text, OUT id uuid, OUT since timestamp with time zone)
+ RETURNS record
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET jit TO 'off'
+AS $function$
+declare
+  s record;
+  b_id uuid;
+  b_since timestamptz;
+  start_at timestamptz;
+  lo timestamptz;
+  hi timestamptz;
+  step interval := interval '1 second';
+  e_id uuid;
+  e_since timestamptz;
+begin
+  select st.is_terminal, st.worker_task is not null as is_worker into s
+    from marketplace.seller_transfer_statuses st where st.status = seller_transfer_longest_in_status.status;
+  if not found or s.is_terminal then
+    return;
+  end if;
+  if s.is_worker then
+    select t.id, coalesce(marketplace.seller_transfer_status_since(t.id), t.created_at) as at into id, since
+      from marketplace.seller_transfers t
+     where t.status = seller_transfer_longest_in_status.status
+     order by 2, 1 limit 1;
+    return;
+  end if;
+
+  -- The upper bound: the row created first in the status (the (status, created_at) index, backwards).
+  select t.id, coalesce(marketplace.seller_transfer_status_since(t.id), t.created_at) into b_id, b_since
+    from marketplace.seller_transfers t
+   where t.status = seller_transfer_longest_in_status.status
+   order by t.status, t.created_at, t.id limit 1;
+  if not found then
+    return;
+  end if;
+  id := b_id;
+  since := b_since;
+  -- Rows with no history stand in the status since their creation: those created before the bound.
+  select t.id, t.created_at into e_id, e_since
+    from marketplace.seller_transfers t
+   where t.status = seller_transfer_longest_in_status.status and t.created_at <= b_since
+     and not exists (select 1 from marketplace.seller_transfer_events e where e.transfer_id = t.id and e.action is null)
+   order by t.created_at, t.id limit 1;
+  if found and (e_since, e_id) < (since, id) then
+    id := e_id;
+    since := e_since;
+  end if;
+  if not isfinite(b_since) then
+    -- a time planted past the guard: no walk to an infinite bound
+    return;
+  end if;
+  select e.occurred_at into start_at from marketplace.seller_transfer_events e order by e.id limit 1;
+  if start_at is null or not isfinite(start_at) then
+    start_at := b_since;
+  end if;
+  hi := least(start_at + step, b_since);
+  loop
+    select e.transfer_id, e.occurred_at into e_id, e_since
+      from marketplace.seller_transfer_events e
+      join marketplace.seller_transfers t on t.id = e.transfer_id
+     where e.occurred_at <= hi and (lo is null or e.occurred_at > lo) and e.action is null
+       and t.status = seller_transfer_longest_in_status.status
+       and not exists (select 1 from marketplace.seller_transfer_events l
+                        where l.transfer_id = e.transfer_id and l.id > e.id and l.action is null)
+     order by e.occurred_at, e.transfer_id limit 1;
+    if found then
+      if (e_since, e_id) < (since, id) then
+        id := e_id;
+        since := e_since;
+      end if;
+      return;
+    end if;
+    exit when hi >= b_since;
+    lo := hi;
+    step := step * 2;
+    hi := case when step > interval '200 years' then b_since else least(start_at + step, b_since) end;
+  end loop;
+end $function$;
+comment on function marketplace.seller_transfer_longest_in_status(text) is 'The row in the status that has stood in it longest (time in status from its last history event, as seller_transfer_status_since) and since when; nothing for a terminal status. Reads the backlog for a worker status, the history up to that row for a resting one (completed), never the whole table.';
+grant EXECUTE on function marketplace.seller_transfer_longest_in_status(text) to marketplace_definer;
+grant EXECUTE on function marketplace.seller_transfer_longest_in_status(text) to marketplace_operator;
+grant EXECUTE on function marketplace.seller_transfer_longest_in_status(text) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_longest_in_status(text) to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_longest_in_status(text) to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_longest_in_status(text) from public;
+
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_matrix_fingerprint()
  RETURNS text
  LANGUAGE sql
@@ -3069,15 +3205,9 @@ CREATE OR REPLACE FUNCTION marketplace.seller_transfer_status_counts()
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  with c as (select t.status, count(*) as n from marketplace.seller_transfers t group by t.status),
-       p as (select p.status, count(*) as n from marketplace.seller_transfers_past_slo p group by p.status)
-  select s.status, coalesce(c.n, 0), coalesce(p.n, 0)
-    from marketplace.seller_transfer_statuses s
-    left join c on c.status = s.status
-    left join p on p.status = s.status
-   order by s.position
+  select c.status, c.transfers, c.past_slo from marketplace.seller_transfer_status_totals() c
 $function$;
-comment on function marketplace.seller_transfer_status_counts() is 'Per status: how many seller transfers, and how many are past their SLO (used by the worker''s metrics).';
+comment on function marketplace.seller_transfer_status_counts() is 'Per status: how many seller transfers (from seller_transfer_status_totals: live for the worker statuses, the last snapshot for the others) and how many are past their SLO.';
 grant EXECUTE on function marketplace.seller_transfer_status_counts() to marketplace_definer;
 grant EXECUTE on function marketplace.seller_transfer_status_counts() to marketplace_operator;
 grant EXECUTE on function marketplace.seller_transfer_status_counts() to marketplace_reader;
@@ -3103,6 +3233,31 @@ grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to mark
 grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_status_since(uuid) to marketplace_writer;
 revoke execute on function marketplace.seller_transfer_status_since(uuid) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_status_totals()
+ RETURNS TABLE(status text, transfers bigint, counted_at timestamp with time zone, past_slo bigint)
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET jit TO 'off'
+AS $function$
+  select s.status,
+         case when s.worker_task is not null or c.status is null
+              then (select count(*) from marketplace.seller_transfers t where t.status = s.status)
+              else c.transfers end,
+         case when s.worker_task is not null or c.status is null then now() else c.counted_at end,
+         (select count(*) from marketplace.seller_transfers_past_slo p where p.status = s.status)
+    from marketplace.seller_transfer_statuses s
+    left join marketplace.seller_transfer_status_count_snapshots c on c.status = s.status
+   order by s.position
+$function$;
+comment on function marketplace.seller_transfer_status_totals() is 'Per status: rows (live for the worker statuses; for the others from seller_transfer_status_count_snapshots, counted_at saying when), and rows past the status SLO (live). Bounded by the backlog, not the table.';
+grant EXECUTE on function marketplace.seller_transfer_status_totals() to marketplace_definer;
+grant EXECUTE on function marketplace.seller_transfer_status_totals() to marketplace_operator;
+grant EXECUTE on function marketplace.seller_transfer_status_totals() to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_status_totals() to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_status_totals() to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_status_totals() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_worker_job_access()
  RETURNS text
@@ -3374,6 +3529,16 @@ grant SELECT on marketplace.seller_transfer_stats to marketplace_reader;
 grant SELECT on marketplace.seller_transfer_stats to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_stats to marketplace_writer;
+
+grant DELETE, INSERT, SELECT, UPDATE on marketplace.seller_transfer_status_count_snapshots to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfer_status_count_snapshots to marketplace_operator;
+
+grant SELECT on marketplace.seller_transfer_status_count_snapshots to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_status_count_snapshots to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_status_count_snapshots to marketplace_writer;
 
 grant SELECT on marketplace.seller_transfer_status_slos to marketplace_definer;
 
