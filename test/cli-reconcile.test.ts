@@ -157,8 +157,12 @@ describe('reconcile', () => {
       expect(report.disagreements.find((d) => d.transfer_id === s.gaveUpButPaid)!.fix).toContain(
         'permanently_failed -> completed is not a legal move',
       );
-      expect(report.disagreements.find((d) => d.transfer_id === s.differs)!.detail).toContain('amount 1001 at Stripe, 1000 in the row');
-      expect(report.disagreements.find((d) => d.transfer_id === s.failedOtherAmount)!.detail).toContain('differs: amount 999 at Stripe');
+      expect(report.disagreements.find((d) => d.transfer_id === s.differs)!.detail).toContain(
+        'amount 10.01 USD at Stripe, 10.00 USD in the row',
+      );
+      expect(report.disagreements.find((d) => d.transfer_id === s.failedOtherAmount)!.detail).toContain(
+        'differs: amount 9.99 USD at Stripe',
+      );
       expect(report.disagreements.find((d) => d.transfer_id === s.dashboardReversal)!.fix).toContain(
         'completed -> reversal_pending -> reversed',
       );

@@ -9,7 +9,7 @@ import { reasonProblem } from '../core/reason.ts';
 import { adminActionInTransaction, type AdminAction, type AdminResult } from '../core/admin-actions.ts';
 import { transferDispatch, transferJobs } from '../core/read-model.ts';
 import { renderDispatch } from '../core/transfer-text.ts';
-import { formatMinor, type Exponent } from '../money.ts';
+import { formatMinor } from '../money.ts';
 import { CliError } from './context.ts';
 import { print, printJson, timestamp } from './format.ts';
 import { cliRequester } from './operator-db.ts';
@@ -51,13 +51,15 @@ export async function runAdminAction(
   return { ...result, dispatch: await transferDispatch(db, id), jobs: await transferJobs(db, id) };
 }
 
-export function printAdminResult(action: AdminAction, r: AdminResult, json: boolean | undefined, exponent?: Exponent): void {
+/** The action's result: the move (or the retry), the reversal asked for, what the worker does next. */
+export function printAdminResult(action: AdminAction, r: AdminResult, json: boolean | undefined): void {
   if (json) return printJson(r);
   const t = r.transfer;
+  // The amount in the currency's unit: the exponent came back with the row (src/core/queries.sql).
+  const money = (minor: unknown) => formatMinor(String(minor), String(t.currency), t.currency_exponent as number | null);
   if (r.event) print(`seller transfer ${t.id}: ${r.event.from_status} -> ${r.event.to_status} (reason: ${r.event.reason ?? '-'})`);
   else print(`seller transfer ${t.id}: still ${t.status}; next attempt due ${timestamp(t.next_retry_at as Date | null)}`);
-  if (action === 'reverse')
-    print(`reversal of ${formatMinor(String(t.reversal_amount_cents ?? t.amount_cents), String(t.currency), exponent)} requested`);
+  if (action === 'reverse') print(`reversal of ${money(t.reversal_amount_cents ?? t.amount_cents)} requested`);
   if (action === 'fail') print(`last_error: ${t.last_error}`);
   for (const line of renderDispatch(r.dispatch)) print(`worker: ${line}`);
 }

@@ -11,6 +11,7 @@ import { startWorker } from '../worker/runner.ts';
 import { printAdminResult, runAdminAction, type AdminAction } from './admin-action.ts';
 import { CliError } from './context.ts';
 import { print } from './format.ts';
+import { formatMinor } from '../money.ts';
 import { operatorContext, stderrLogger, withCliConnection } from './operator-db.ts';
 import { statusStats, transferHistory } from '../core/read-model.ts';
 import { renderHistory } from './show-command.ts';
@@ -20,6 +21,8 @@ import { namedQueries } from '../db/named-queries.ts';
 const sql = namedQueries('src/cli/queries.sql');
 
 const AMOUNTS = [2500, 1200, 800];
+/** The partial refund, in minor units (5.00 USD). */
+const PARTIAL = 500;
 
 async function waitForStatus(
   db: pg.Client,
@@ -87,26 +90,29 @@ export function registerDemoCommand(program: Command): void {
           await withCliConnection(runtime.databaseUrl, async (db) => {
             print(`== 3. a service creates ${AMOUNTS.length} seller transfers (plain INSERTs; they start pending)`);
             const ids: string[] = [];
+            let money = (minor: number) => formatMinor(minor, 'usd', null);
             for (const amount of AMOUNTS) {
               const {
                 rows: [row],
-              } = await db.query<{ id: string; status: string }>(sql('demo_insert'), [
+              } = await db.query<{ id: string; status: string; currency: string; currency_exponent: number | null }>(sql('demo_insert'), [
                 randomUUID(),
                 randomUUID(),
                 `acct_demo${randomBytes(4).toString('hex')}`,
                 amount,
               ]);
               ids.push(row!.id);
-              print(`  ${row!.id}  ${amount} usd cents  ${row!.status}`);
+              // The amount in the currency's unit, with the exponent the database gave for it.
+              money = (minor) => formatMinor(minor, row!.currency, row!.currency_exponent);
+              print(`  ${row!.id}  ${money(amount)}  ${row!.status}`);
             }
 
             print('== 4. the worker pays them');
             for (const r of await waitForStatus(db, ids, 'completed', timeoutMs)) print(`  ${r.id}  ${r.status}  ${r.stripe_transfer_id}`);
 
             const [full, partial, kept] = ids as [string, string, string];
-            print('== 5. two orders are refunded: one whole, one 500 cents of it');
+            print(`== 5. two orders are refunded: one whole, ${money(PARTIAL)} of another`);
             printAdminResult('reverse', await runAdminAction(db, 'reverse', full, 'demo: order refunded'), false);
-            printAdminResult('reverse', await runAdminAction(db, 'reverse', partial, 'demo: partial refund', '500'), false);
+            printAdminResult('reverse', await runAdminAction(db, 'reverse', partial, 'demo: partial refund', String(PARTIAL)), false);
             for (const r of await waitForStatus(db, [full, partial], 'reversed', timeoutMs))
               print(`  ${r.id}  ${r.status}  ${r.stripe_reversal_id}`);
 

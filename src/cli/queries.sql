@@ -32,15 +32,17 @@ select marketplace.reverse_seller_transfer($1, $2, $3);
 -- name: adopt_reversed
 select marketplace.mark_seller_transfer_reversed($1, $2, $3, $4) as ok;
 
--- name: currency_exponent
-select exponent from marketplace.currencies where code = $1;
+-- name: currency_exponents
+-- Every known currency's exponent, for amounts that come from Stripe (reconcile).
+select code, exponent from marketplace.currencies;
 
 -- name: demo_rows
 select id, status, stripe_transfer_id, stripe_reversal_id from marketplace.seller_transfers where id = any($1::uuid[]) order by amount_cents desc;
 
 -- name: demo_insert
 insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
-values ($1, $2, $3, $4, 'usd') returning id, status;
+values ($1, $2, $3, $4, 'usd')
+returning id, status, currency, (select c.exponent from marketplace.currencies c where c.code = currency) as currency_exponent;
 
 -- name: index_tables
 -- The table of each index a pending migration builds (an index that does not exist yet: none).

@@ -8,6 +8,7 @@ import Stripe from 'stripe';
 import { CliError } from './context.ts';
 import { inTransaction, isUuid } from '../db/connection.ts';
 import { namedQueries } from '../db/named-queries.ts';
+import { formatMinor } from '../money.ts';
 
 const sql = namedQueries('src/cli/queries.sql');
 
@@ -66,12 +67,15 @@ function ownerOf(t: Stripe.Transfer): string | null {
   return group ? group[1]!.toLowerCase() : null;
 }
 
+/** An amount as a person reads it (1,234.56 USD, 1,200 JPY), the exponent from marketplace.currencies. */
+type Money = (minor: number | string, currency: string) => string;
+
 const destinationOf = (t: Stripe.Transfer) => (typeof t.destination === 'string' ? t.destination : (t.destination?.id ?? null));
 
-function differences(row: Row, t: Stripe.Transfer): string[] {
+function differences(row: Row, t: Stripe.Transfer, money: Money): string[] {
   const out: string[] = [];
-  if (t.amount !== Number(row.amount_cents)) out.push(`amount ${t.amount} at Stripe, ${row.amount_cents} in the row`);
-  if (t.currency !== row.currency) out.push(`currency ${t.currency} at Stripe, ${row.currency} in the row`);
+  if (t.amount !== Number(row.amount_cents) || t.currency !== row.currency)
+    out.push(`amount ${money(t.amount, t.currency)} at Stripe, ${money(row.amount_cents, row.currency)} in the row`);
   if (destinationOf(t) !== row.stripe_account_id)
     out.push(`destination ${destinationOf(t)} at Stripe, ${row.stripe_account_id} in the row`);
   const owner = ownerOf(t);
@@ -115,6 +119,9 @@ export async function reconcile(db: pg.Client, stripe: Stripe, opts: { since: Da
 
   const ownerIds = [...new Set(stripeTransfers.map(ownerOf).filter((id): id is string => id !== null && isUuid(id)))];
   const { rows } = await db.query<Row>(sql('reconcile_rows'), [opts.since, ownerIds]);
+  const { rows: currencies } = await db.query<{ code: string; exponent: number }>(sql('currency_exponents'));
+  const exponents = new Map(currencies.map((c) => [c.code, c.exponent]));
+  const money: Money = (minor, currency) => formatMinor(minor, currency, exponents.get(currency.toLowerCase()) ?? null);
   const { rows: moves } = await db.query<{ from_status: string; to_status: string; ok: boolean }>(sql('legal_moves'));
   const legal = new Set(moves.filter((m) => m.ok && m.from_status !== m.to_status).map((m) => `${m.from_status}>${m.to_status}`));
   const canMove = (from: string, to: string) => legal.has(`${from}>${to}`);
@@ -133,7 +140,7 @@ export async function reconcile(db: pg.Client, stripe: Stripe, opts: { since: Da
         transfer_id: owner,
         row_status: null,
         stripe_id: t.id,
-        detail: `${t.amount} ${t.currency} to ${destinationOf(t)}; no seller transfer ${owner} in the database`,
+        detail: `${money(t.amount, t.currency)} to ${destinationOf(t)}; no seller transfer ${owner} in the database`,
       });
       continue;
     }
@@ -157,7 +164,7 @@ export async function reconcile(db: pg.Client, stripe: Stripe, opts: { since: Da
           detail: `the row records ${row.stripe_transfer_id}, which Stripe does not have`,
         });
       } else {
-        const diff = differences(row, transfer);
+        const diff = differences(row, transfer, money);
         if (diff.length)
           add({ kind: 'transfer_differs', transfer_id: row.id, row_status: row.status, stripe_id: transfer.id, detail: diff.join('; ') });
       }
@@ -167,19 +174,19 @@ export async function reconcile(db: pg.Client, stripe: Stripe, opts: { since: Da
           transfer_id: row.id,
           row_status: row.status,
           stripe_id: other.id,
-          detail: `Stripe also has ${other.id} (${other.amount} ${other.currency}) for this row, which records ${row.stripe_transfer_id}`,
+          detail: `Stripe also has ${other.id} (${money(other.amount, other.currency)}) for this row, which records ${row.stripe_transfer_id}`,
         });
       }
     } else if (atStripe.length) {
       const only = atStripe.length === 1 ? atStripe[0]! : null;
-      const diff = only ? differences(row, only) : [];
+      const diff = only ? differences(row, only, money) : [];
       for (const t of atStripe) {
         const d: Omit<Disagreement, 'fixed' | 'fix'> & { fix?: string } = {
           kind: 'transfer_not_recorded',
           transfer_id: row.id,
           row_status: row.status,
           stripe_id: t.id,
-          detail: `Stripe has ${t.amount} ${t.currency} to ${destinationOf(t)} for this ${row.status} row${only ? '' : ` (${atStripe.length} transfers for one row)`}`,
+          detail: `Stripe has ${money(t.amount, t.currency)} to ${destinationOf(t)} for this ${row.status} row${only ? '' : ` (${atStripe.length} transfers for one row)`}`,
         };
         if (only && diff.length) d.detail += `, but it differs: ${diff.join('; ')}`;
         else if (only && canMove(status, 'completed')) {
@@ -215,7 +222,7 @@ export async function reconcile(db: pg.Client, stripe: Stripe, opts: { since: Da
             transfer_id: row.id,
             row_status: row.status,
             stripe_id: recorded.id,
-            detail: `reversal amount ${recorded.amount} at Stripe, ${expected} in the row`,
+            detail: `reversal amount ${money(recorded.amount, recorded.currency)} at Stripe, ${money(expected, row.currency)} in the row`,
           });
         }
       }
@@ -226,14 +233,14 @@ export async function reconcile(db: pg.Client, stripe: Stripe, opts: { since: Da
           transfer_id: row.id,
           row_status: row.status,
           stripe_id: r.id,
-          detail: `Stripe has a reversal of ${r.amount} ${r.currency} on ${transfer.id} that this ${row.status} row does not record`,
+          detail: `Stripe has a reversal of ${money(r.amount, r.currency)} on ${transfer.id} that this ${row.status} row does not record`,
         };
         const asked = Number(row.reversal_amount_cents ?? row.amount_cents);
         if (row.stripe_reversal_id || unrecorded.length > 1) {
           d.detail += row.stripe_reversal_id ? ` (it records ${row.stripe_reversal_id})` : ` (${unrecorded.length} reversals for one row)`;
         } else if (status === 'reversal_pending' && r.amount !== asked) {
           // The reversal amount is write-once: it was chosen when the refund was requested.
-          d.fix = `needs a person: Stripe reversed ${r.amount}, the row asks for ${asked} (the reversal amount is fixed once requested)`;
+          d.fix = `needs a person: Stripe reversed ${money(r.amount, r.currency)}, the row asks for ${money(asked, row.currency)} (the reversal amount is fixed once requested)`;
         } else if (canMove(status, 'reversed')) {
           d.fix = `adopt: ${status} -> reversed with ${r.id}`;
           d.steps = [{ fn: 'mark_seller_transfer_reversed', stripeId: r.id, amount: r.amount }];

@@ -4,9 +4,6 @@ import { ACTION_USAGE, printAdminResult, reasonOption, requiredReason, runAdminA
 import { CliError } from './context.ts';
 import { operatorContext, transferId, withOperatorDb } from './operator-db.ts';
 import { transferDetail } from '../core/read-model.ts';
-import { namedQueries } from '../db/named-queries.ts';
-
-const sql = namedQueries('src/cli/queries.sql');
 
 export function registerReverseCommand(program: Command): void {
   program
@@ -29,7 +26,7 @@ export function registerReverseCommand(program: Command): void {
       const id = transferId(rawId);
       const reason = requiredReason(opts.reason);
       const { config, logger } = operatorContext();
-      const { result, exponent } = await withOperatorDb(config, logger, async (db) => {
+      const result = await withOperatorDb(config, logger, async (db) => {
         let minor: string | undefined;
         if (opts.amount !== undefined) {
           // The row's currency says how to read the amount; whether it fits is the database's call.
@@ -38,12 +35,8 @@ export function registerReverseCommand(program: Command): void {
           if ('error' in parsed) throw new CliError(`--amount ${parsed.error}`, 2);
           minor = parsed.minor;
         }
-        const r = await runAdminAction(db, 'reverse', id, reason, minor);
-        const {
-          rows: [c],
-        } = await db.query<{ exponent: number }>(sql('currency_exponent'), [r.transfer.currency]);
-        return { result: r, exponent: c?.exponent ?? null };
+        return runAdminAction(db, 'reverse', id, reason, minor);
       });
-      printAdminResult('reverse', result, opts.json, exponent);
+      printAdminResult('reverse', result, opts.json);
     });
 }

@@ -94,13 +94,18 @@ select * from marketplace.seller_transfer_doctor();
 select set_config('marketplace.requested_by', $1, true);
 
 -- name: admin_reverse
-select * from marketplace.reverse_seller_transfer($1, $2, $3::bigint);
+-- Each action returns the row it left, with its currency's exponent (marketplace.currencies) for
+-- the amounts the front ends print.
+select t.*, (select c.exponent from marketplace.currencies c where c.code = t.currency) as currency_exponent
+  from marketplace.reverse_seller_transfer($1, $2, $3::bigint) t;
 
 -- name: admin_retry
-select * from marketplace.retry_seller_transfer($1, $2);
+select t.*, (select c.exponent from marketplace.currencies c where c.code = t.currency) as currency_exponent
+  from marketplace.retry_seller_transfer($1, $2) t;
 
 -- name: admin_fail
-select * from marketplace.fail_seller_transfer($1, $2);
+select t.*, (select c.exponent from marketplace.currencies c where c.code = t.currency) as currency_exponent
+  from marketplace.fail_seller_transfer($1, $2) t;
 
 -- name: admin_event
 -- The status change this action wrote to the history (this transaction's), if any; a retry's
