@@ -5,7 +5,8 @@
 import { Option, type Command } from 'commander';
 import { currencyCodes, listTransfers, statusNames, type TransferListRow } from '../core/read-model.ts';
 import { decodeCursor } from '../core/cursor.ts';
-import { formatMinor, majorUnits } from '../money.ts';
+import { formatMinor } from '../money.ts';
+import { csv, transferJson } from '../core/transfer-export.ts';
 import { isUuid } from '../db/connection.ts';
 import { CliError } from './context.ts';
 import { oneLineText, print, printJson, table, timestamp } from './format.ts';
@@ -35,73 +36,6 @@ export function parseAge(option: string, value: string): number {
     throw new CliError(`${option} takes an age such as 90s, 15m, 2h, 3d or 1h30m, got "${value}"`, 2);
   const [d, h, min, s] = m.slice(1).map((p) => Number(p ?? 0));
   return d! * 86_400 + h! * 3_600 + min! * 60 + s!;
-}
-
-/** The amount in the currency's unit for machines; null when marketplace.currencies does not know the currency. */
-function amount(minor: number | string | null, exponent: number | null): string | null {
-  return minor === null || exponent === null ? null : majorUnits(minor, exponent);
-}
-
-function jsonRow(r: TransferListRow) {
-  return {
-    id: r.id,
-    status: r.status,
-    amount: amount(r.amount_cents, r.currency_exponent),
-    currency: r.currency,
-    amount_minor: r.amount_cents,
-    reversal_amount: amount(r.reversal_amount_cents, r.currency_exponent),
-    reversal_amount_minor: r.reversal_amount_cents,
-    seller_id: r.seller_id,
-    order_id: r.order_id,
-    stripe_account_id: r.stripe_account_id,
-    stripe_transfer_id: r.stripe_transfer_id,
-    stripe_reversal_id: r.stripe_reversal_id,
-    retry_count: r.retry_count,
-    next_retry_at: r.next_retry_at,
-    last_error: r.last_error,
-    created_at: r.created_at,
-    updated_at: r.updated_at,
-  };
-}
-
-/**
- * One CSV field (RFC 4180: quoted when it holds a comma, a quote or a line break). Text that a
- * spreadsheet would run as a formula (=, +, -, @, tab, carriage return first) is prefixed with
- * a quote mark: an error text from Stripe must not become a formula in finance's spreadsheet.
- */
-export function csvField(value: unknown, { text = true } = {}): string {
-  if (value === null || value === undefined) return '';
-  let s = value instanceof Date ? value.toISOString() : String(value);
-  if (text && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
-  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
-}
-
-const CSV_COLUMNS = [
-  'id',
-  'status',
-  'amount',
-  'currency',
-  'reversal_amount',
-  'seller_id',
-  'order_id',
-  'stripe_account_id',
-  'stripe_transfer_id',
-  'stripe_reversal_id',
-  'retry_count',
-  'next_retry_at',
-  'last_error',
-  'created_at',
-  'updated_at',
-] as const;
-const CSV_NUMBERS = new Set(['amount', 'reversal_amount', 'retry_count']);
-
-function csv(rows: TransferListRow[]): string {
-  const lines = [CSV_COLUMNS.join(',')];
-  for (const r of rows) {
-    const j = jsonRow(r) as Record<string, unknown>;
-    lines.push(CSV_COLUMNS.map((c) => csvField(j[c], { text: !CSV_NUMBERS.has(c) })).join(','));
-  }
-  return lines.join('\r\n');
 }
 
 function renderTable(rows: TransferListRow[]): string {
@@ -181,7 +115,7 @@ export function registerListCommand(program: Command): void {
         { statementTimeout: CLI_READ_TIMEOUT },
       );
 
-      if (format === 'json') return printJson({ transfers: page.rows.map(jsonRow), next: page.next });
+      if (format === 'json') return printJson({ transfers: page.rows.map(transferJson), next: page.next });
       if (format === 'csv') {
         print(csv(page.rows));
         // stdout is the data; where the next page starts goes beside it.
