@@ -58,6 +58,7 @@ export function registerConsoleCommand(program: Command): void {
         users: users ?? [devLogin!.user],
         logger,
         stripeMode: stripeRequestBudget(config).mode,
+        stripeApiBase: !!config.STRIPE_API_BASE,
         secureCookies: settings.secureCookies,
         sessionMinutes: config.CONSOLE_SESSION_MINUTES,
         bulkMax: config.CONSOLE_BULK_MAX,

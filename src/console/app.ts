@@ -9,6 +9,7 @@ import { registerBulkPages } from './pages/bulk.ts';
 import { registerListPages } from './pages/list.ts';
 import { registerLoginPages, SESSION_COOKIE } from './pages/login.ts';
 import { registerOverviewPage } from './pages/overview.ts';
+import { registerPreferencePages } from './pages/preferences.ts';
 import { registerStaticFiles } from './pages/static.ts';
 import { registerTransferPage } from './pages/transfer.ts';
 import { problem } from './render.ts';
@@ -103,7 +104,8 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
     }
   });
 
-  // Every POST after the session check: the CSRF check; every POST but logout: the operator role.
+  // Every POST after the session check: the CSRF check; every POST but logout and the viewer's
+  // own display preferences (the time zone): the operator role.
   app.addHook('preHandler', async (request, reply) => {
     const route = request.routeOptions.url;
     if (request.method !== 'POST' || route === '/login') return;
@@ -116,7 +118,7 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
       );
       return problem(request, reply, 403, 'Refused', `${refused}; nothing was done.`);
     }
-    if (route !== '/logout' && s.role !== 'operator') {
+    if (route !== '/logout' && route !== '/preferences' && s.role !== 'operator') {
       log.warn(
         { request_id: request.id, actor: s.user, role: s.role, path: request.url.split('?')[0] },
         'console: action refused (viewer)',
@@ -159,7 +161,9 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
     );
   });
 
+  app.decorate('consoleEnv', { mode: o.stripeMode, apiBase: o.stripeApiBase ?? false });
   registerStaticFiles(app);
+  registerPreferencePages(app, o.secureCookies);
   registerLoginPages(app, { users: o.users, sessions, limiter, secureCookies: o.secureCookies, sessionMinutes: o.sessionMinutes, log });
   registerOverviewPage(app, o);
   registerListPages(app, o);

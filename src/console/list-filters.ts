@@ -6,13 +6,18 @@ import { UUID } from '../db/connection.ts';
 
 export const PAGE_SIZE = 50;
 
+/** The list of every status (status=all). */
+export const ALL = 'all';
+
 export interface ListQuery {
+  /** A status, or ALL. */
   status: string;
   order: 'newest' | 'overdue';
   seller: string | null;
   orderId: string | null;
   account: string | null;
   stripeId: string | null;
+  currency: string | null;
   min: string | null;
   max: string | null;
   createdFrom: Date | null;
@@ -62,7 +67,8 @@ function cursor(q: Record<string, unknown>): ListQuery['after'] {
 
 export function parseListQuery(q: Record<string, unknown>, statuses: string[]): ListQuery {
   const status = text(q, 'status') ?? statuses[0]!;
-  if (!statuses.includes(status)) throw new BadFilter(`status: expected one of ${statuses.join(', ')}, got "${status.slice(0, 40)}"`);
+  if (status !== ALL && !statuses.includes(status))
+    throw new BadFilter(`status: expected ${ALL} or one of ${statuses.join(', ')}, got "${status.slice(0, 40)}"`);
   const order = text(q, 'order') ?? 'newest';
   if (order !== 'newest' && order !== 'overdue') throw new BadFilter(`order: expected newest or overdue, got "${order.slice(0, 20)}"`);
   const cents = /^\d{1,18}$/;
@@ -73,6 +79,7 @@ export function parseListQuery(q: Record<string, unknown>, statuses: string[]): 
     orderId: match(q, 'order_id', UUID, 'an order id (UUID)'),
     account: match(q, 'account', /^acct_[A-Za-z0-9]+$/, 'a Stripe account id (acct_…)'),
     stripeId: match(q, 'stripe_id', /^trr?_[A-Za-z0-9]+$/, 'a Stripe transfer or reversal id (tr_… or trr_…)'),
+    currency: match(q, 'currency', /^[A-Za-z]{3}$/, 'a currency code (usd, jpy, …)')?.toLowerCase() ?? null,
     min: match(q, 'min', cents, 'a whole number of minor units (cents)'),
     max: match(q, 'max', cents, 'a whole number of minor units (cents)'),
     createdFrom: date(q, 'created_from'),
@@ -83,12 +90,15 @@ export function parseListQuery(q: Record<string, unknown>, statuses: string[]): 
   };
 }
 
-/** The parameters of list_newest / list_overdue ($1..$14), one row more than a page to know if another follows. */
-export function listParams(l: ListQuery): unknown[] {
+/**
+ * The parameters of list_newest / list_overdue / list_all ($1..$15); $14 the rows to read: by
+ * default one more than a page, to know if another follows.
+ */
+export function listParams(l: ListQuery, after: ListQuery['after'] = l.after, rows = PAGE_SIZE + 1): unknown[] {
   return [
     l.status,
-    l.after?.at ?? null,
-    l.after?.id ?? null,
+    after?.at ?? null,
+    after?.id ?? null,
     l.seller,
     l.orderId,
     l.account,
@@ -99,6 +109,7 @@ export function listParams(l: ListQuery): unknown[] {
     l.updatedFrom,
     l.updatedTo,
     l.stripeId,
-    PAGE_SIZE + 1,
+    rows,
+    l.currency,
   ];
 }

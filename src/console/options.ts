@@ -9,7 +9,10 @@ export interface ConsoleOptions {
   db: ConsoleDb;
   users: ConsoleUser[];
   logger: AppLogger;
+  /** The configured key's mode (config.ts stripeRequestBudget): the badge on every page. */
   stripeMode: StripeMode;
+  /** STRIPE_API_BASE is set (a Stripe-compatible server): the badge says so. */
+  stripeApiBase?: boolean;
   secureCookies: boolean;
   sessionMinutes: number;
   bulkMax: number;

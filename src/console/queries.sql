@@ -40,7 +40,61 @@ select s.status, s.is_initial, s.is_terminal, s.worker_task, s.description, slo.
  where s.status = $1;
 
 -- name: status_names
-select status, worker_task, is_terminal from marketplace.seller_transfer_statuses order by position;
+-- The statuses, and the bulk actions (retry, fail) the admin functions offer in each
+-- (seller_transfer_admin_actions: none in a terminal status, none in completed).
+select status, worker_task, is_terminal,
+       array(select a from unnest(marketplace.seller_transfer_admin_actions(status)) a where a in ('retry', 'fail')) as bulk_actions
+  from marketplace.seller_transfer_statuses order by position;
+
+-- name: money_period
+-- The overview's money period as instants: 'today' from midnight in the viewer's time zone ($2),
+-- '7d' the last 7 days, 'range' the days $3 to $4 (both included) in that time zone. to_at null:
+-- up to now (a row is never created more than minutes in the future: the insert-time guard).
+select case $1::text when 'today' then date_trunc('day', now() at time zone $2::text) at time zone $2::text
+                     when '7d' then now() - interval '7 days'
+                     else $3::date::timestamp at time zone $2::text end as from_at,
+       case $1::text when 'range' then ($4::date + 1)::timestamp at time zone $2::text end as to_at;
+
+-- name: money_totals
+-- Money per currency and status of the payouts created in [$1, $2) ($2 null: up to now): count,
+-- sum of amounts and of reversal amounts, in minor units (the page formats them with the
+-- currency's exponent). Each status is read through its own (status, created_at desc, id desc)
+-- index range, so this reads the rows created in the period and nothing else, whatever the
+-- table's size: linear in the period's payouts (today's at 1M a day: 1M index entries and rows),
+-- which is why the page runs it under a statement timeout and says so when it is reached.
+select s.status, s.is_terminal, m.currency,
+       (select c.exponent from marketplace.currencies c where c.code = m.currency) as currency_exponent,
+       m.payouts, m.amount_minor, m.reversal_minor
+  from marketplace.seller_transfer_statuses s
+ cross join lateral (
+   select t.currency, count(*) as payouts, sum(t.amount_cents) as amount_minor, sum(t.reversal_amount_cents) as reversal_minor
+     from marketplace.seller_transfers t
+    where t.status = s.status and t.created_at >= $1::timestamptz and ($2::timestamptz is null or t.created_at < $2::timestamptz)
+    group by t.currency) m
+ order by m.currency, s.position;
+
+-- name: past_slo_money
+-- Money stuck past its status SLO (the rule of the view seller_transfers_past_slo, as in
+-- status_counts), per status and currency: at most $1 + 1 rows per status are read (each costs a
+-- history lookup), so a status with more says "at least".
+select s.status, x.currency, (select c.exponent from marketplace.currencies c where c.code = x.currency) as currency_exponent,
+       count(*) as payouts, sum(x.amount_cents) as amount_minor
+  from marketplace.seller_transfer_statuses s
+  join marketplace.seller_transfer_status_slos slo on slo.status = s.status
+ cross join lateral (
+   select t.currency, t.amount_cents
+     from marketplace.seller_transfers t
+    where not s.is_terminal and t.status = s.status
+      and t.created_at < now() - make_interval(secs => slo.max_seconds)
+      and coalesce(marketplace.seller_transfer_status_since(t.id), t.created_at) < now() - make_interval(secs => slo.max_seconds)
+    order by t.status, t.created_at desc, t.id desc
+    limit $1 + 1) x
+ group by s.status, s.position, x.currency
+ order by x.currency, s.position;
+
+-- name: set_statement_timeout
+-- For the rest of this transaction (or until the savepoint it follows is rolled back).
+select set_config('statement_timeout', $1::text, true);
 
 -- name: request_budget
 select budget, configured_per_second, current_per_second, extract(epoch from backlog)::double precision as backlog_seconds,
@@ -61,6 +115,12 @@ select w.currency, (select c.exponent from marketplace.currencies c where c.code
 select x.stripe_reversal_id, x.amount_cents, x.seen_at, x.reason
   from marketplace.seller_transfer_external_reversals x where x.transfer_id = $1 order by x.seen_at;
 
+-- name: transfer_jobs
+-- The graphile-worker jobs of one payout (by its job key; the function reads graphile_worker's
+-- private tables for the reader): at most one or two, a unique-key lookup.
+select j.job_id, j.task, j.run_at, j.attempts, j.max_attempts, j.locked_at, j.locked_by, j.last_error, j.created_at, j.lease
+  from marketplace.seller_transfer_jobs($1::uuid) j;
+
 -- name: heartbeats
 select worker_id, hostname, pid, started_at, last_seen_at, stopped_at,
        extract(epoch from now() - last_seen_at)::double precision as seen_seconds_ago
@@ -68,12 +128,13 @@ select worker_id, hostname, pid, started_at, last_seen_at, stopped_at,
 
 -- name: list_newest
 -- One page of a status, newest first, after the keyset cursor ($2 created_at, $3 id; null: first page).
--- Filters are null when unset; each one narrows the same index range scan. cursor_at is the sort
+-- Filters are null when unset ($15: the currency); each one narrows the same index range scan. cursor_at is the sort
 -- key to the microsecond, in UTC (a JavaScript Date keeps milliseconds: a cursor made from one
 -- would skip or repeat rows written in the same millisecond); null for an infinite time.
 select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.currency, t.status,
        (select c.exponent from marketplace.currencies c where c.code = t.currency) as currency_exponent,
-       t.stripe_transfer_id, t.stripe_reversal_id, t.retry_count, t.next_retry_at, t.created_at, t.updated_at,
+       t.stripe_transfer_id, t.stripe_reversal_id, t.reversal_amount_cents, t.retry_count, t.next_retry_at, t.last_error,
+       t.created_at, t.updated_at,
        case when isfinite(t.created_at)
             then to_char(t.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') end as cursor_at
   from marketplace.seller_transfers t
@@ -89,6 +150,41 @@ select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.cur
    and ($11::timestamptz is null or t.updated_at >= $11)
    and ($12::timestamptz is null or t.updated_at < $12)
    and ($13::text is null or t.stripe_transfer_id = $13 or t.stripe_reversal_id = $13)
+   and ($15::text is null or t.currency = $15)
+ order by t.created_at desc, t.id desc
+ limit $14;
+
+-- name: list_all
+-- One page across every status, newest first: each status read through its own (status,
+-- created_at desc, id desc) range, at most a page from each, then merged (as the CLI's
+-- list_transfers), so the page costs the same whatever the table's size. $1: 'all' (or one
+-- status); the other parameters as list_newest's, so the page and the export build them once.
+select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.currency, t.status,
+       (select c.exponent from marketplace.currencies c where c.code = t.currency) as currency_exponent,
+       t.stripe_transfer_id, t.stripe_reversal_id, t.reversal_amount_cents, t.retry_count, t.next_retry_at, t.last_error,
+       t.created_at, t.updated_at,
+       case when isfinite(t.created_at)
+            then to_char(t.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') end as cursor_at
+  from marketplace.seller_transfer_statuses s
+ cross join lateral (
+   select t.*
+     from marketplace.seller_transfers t
+    where t.status = s.status
+      and ($2::timestamptz is null or (t.created_at, t.id) < ($2::timestamptz, $3::uuid))
+      and ($4::uuid is null or t.seller_id = $4)
+      and ($5::uuid is null or t.order_id = $5)
+      and ($6::text is null or t.stripe_account_id = $6)
+      and ($7::bigint is null or t.amount_cents >= $7)
+      and ($8::bigint is null or t.amount_cents <= $8)
+      and ($9::timestamptz is null or t.created_at >= $9)
+      and ($10::timestamptz is null or t.created_at < $10)
+      and ($11::timestamptz is null or t.updated_at >= $11)
+      and ($12::timestamptz is null or t.updated_at < $12)
+      and ($13::text is null or t.stripe_transfer_id = $13 or t.stripe_reversal_id = $13)
+      and ($15::text is null or t.currency = $15)
+    order by t.created_at desc, t.id desc
+    limit $14) t
+ where $1::text = 'all' or s.status = $1
  order by t.created_at desc, t.id desc
  limit $14;
 
@@ -97,7 +193,8 @@ select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.cur
 -- none), after the keyset cursor ($2 due since, $3 id). Same filters and cursor_at as list_newest.
 select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.currency, t.status,
        (select c.exponent from marketplace.currencies c where c.code = t.currency) as currency_exponent,
-       t.stripe_transfer_id, t.stripe_reversal_id, t.retry_count, t.next_retry_at, t.created_at, t.updated_at,
+       t.stripe_transfer_id, t.stripe_reversal_id, t.reversal_amount_cents, t.retry_count, t.next_retry_at, t.last_error,
+       t.created_at, t.updated_at,
        coalesce(t.next_retry_at, t.created_at) as due_since,
        case when isfinite(coalesce(t.next_retry_at, t.created_at))
             then to_char(coalesce(t.next_retry_at, t.created_at) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') end as cursor_at
@@ -114,23 +211,26 @@ select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.cur
    and ($11::timestamptz is null or t.updated_at >= $11)
    and ($12::timestamptz is null or t.updated_at < $12)
    and ($13::text is null or t.stripe_transfer_id = $13 or t.stripe_reversal_id = $13)
+   and ($15::text is null or t.currency = $15)
  order by coalesce(t.next_retry_at, t.created_at), t.id
  limit $14;
 
 -- name: find
--- "Find": our id or an order id (UUIDs), a Stripe transfer (tr_) or reversal (trr_) id. At most
--- a few rows; each branch is a unique or plain index lookup.
-select t.id, t.status from marketplace.seller_transfers t where t.id = $1::uuid
+-- The header's search box, for a UUID: our id, an order id (a few rows), or a seller id (whether
+-- the seller has any payout; the page then lists them). Each branch is a unique or plain index
+-- lookup (the seller's: seller_transfers_seller_created_idx, one entry).
+select t.id, t.status, 'id' as matched from marketplace.seller_transfers t where t.id = $1::uuid
 union all
-select t.id, t.status from marketplace.seller_transfers t where t.order_id = $1::uuid
- limit 50;
+(select t.id, t.status, 'order' from marketplace.seller_transfers t where t.order_id = $1::uuid limit 50)
+union all
+(select t.seller_id, null, 'seller' from marketplace.seller_transfers t where t.seller_id = $1::uuid limit 1);
 
 -- name: status_of
 -- The status an action starts from (read in the action's transaction, before it).
 select status from marketplace.seller_transfers where id = $1;
 
 -- name: find_stripe
-select t.id, t.status from marketplace.seller_transfers t where t.stripe_transfer_id = $1 or t.stripe_reversal_id = $1;
+select t.id, t.status, 'stripe' as matched from marketplace.seller_transfers t where t.stripe_transfer_id = $1 or t.stripe_reversal_id = $1;
 
 -- Sessions (marketplace.console_sessions, as marketplace_console): the table holds the SHA-256
 -- of the token, never the token; a row past expires_at is no session, whatever the clock of the
@@ -160,3 +260,11 @@ select current_user as role;
 -- name: set_application_name
 -- The person acting, in application_name (the history records it), for this transaction.
 select set_config('application_name', $1, true);
+
+-- name: savepoint_totals
+-- The overview's money totals run under a statement timeout inside this savepoint: a period too
+-- big for it rolls back to here and the rest of the page still shows.
+savepoint money_totals;
+
+-- name: rollback_to_totals
+rollback to savepoint money_totals;

@@ -1,5 +1,7 @@
 // Templates (views/*.eta) with escaping on by default: `<%= %>` escapes, and no template uses
-// the raw form on data. Every page gets the session's user, role and CSRF token for its forms.
+// the raw form on data (only on partials, which escape). Every page gets the session's user,
+// role and CSRF token for its forms, the Stripe environment badge (from the server's
+// configuration: ConsoleEnv), and times in the viewer's time zone (viewer-time.ts).
 import path from 'node:path';
 import { Eta } from 'eta';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -7,6 +9,68 @@ import { duration, timestamp } from '../core/text.ts';
 import { eventWho } from '../core/transfer-text.ts';
 import { formatMinor } from '../money.ts';
 import { consoleFilesDir } from '../paths/project.ts';
+import type { StripeMode } from '../config.ts';
+import { parseCookies } from './security.ts';
+import { DEFAULT_ZONE, knownZone, shownTime, TZ_COOKIE } from './viewer-time.ts';
+
+/** Which Stripe this console's payouts go to, from its configuration (never from a request). */
+export interface ConsoleEnv {
+  mode: StripeMode;
+  /** STRIPE_API_BASE is set: a Stripe-compatible server, not Stripe itself. */
+  apiBase: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    consoleEnv: ConsoleEnv;
+  }
+}
+
+/** The badge's words: what a screenshot in a ticket must say. */
+export function envBadge(env: ConsoleEnv): { label: string; detail: string } {
+  if (env.mode === 'simulator') return { label: 'simulator', detail: 'the built-in Stripe simulator (no STRIPE_SECRET_KEY): no real money' };
+  const where = env.apiBase ? 'a Stripe-compatible server (STRIPE_API_BASE)' : 'Stripe';
+  if (env.mode === 'live') return { label: 'live', detail: `${where}, live mode (sk_live_ key): real money` };
+  return { label: 'test', detail: `${where}, test mode (sk_test_ key): no real money` };
+}
+
+/** The refresh intervals a page offers (seconds). */
+export const REFRESH_CHOICES = [5, 10, 30, 60] as const;
+
+/** A page's live refresh: every `seconds` (null: off), and the links that change it. */
+export interface Live {
+  seconds: number | null;
+  links: Array<{ label: string; href: string; current: boolean }>;
+}
+
+/**
+ * The refresh a page asks for (`refresh` in its query: off or one of REFRESH_CHOICES; else the
+ * page's default). The page reloads itself with <meta http-equiv="refresh">: the CSP allows no
+ * script, and a reload keeps the URL, so the filters and the period stay.
+ */
+export function liveRefresh(request: FastifyRequest, byDefault: number | null): Live {
+  const q = request.query as Record<string, unknown>;
+  const asked = q['refresh'];
+  const seconds =
+    asked === 'off' ? null : REFRESH_CHOICES.find((c) => String(c) === asked) ?? byDefault;
+  const url = new URL(request.url, 'http://console.invalid');
+  const href = (v: string) => {
+    url.searchParams.set('refresh', v);
+    return `${url.pathname}?${url.searchParams.toString()}`;
+  };
+  return {
+    seconds,
+    links: [
+      { label: 'off', href: href('off'), current: seconds === null },
+      ...REFRESH_CHOICES.map((c) => ({ label: `${c} s`, href: href(String(c)), current: seconds === c })),
+    ],
+  };
+}
+
+/** The viewer's time zone (their cookie, when it names a zone this Node knows), else UTC. */
+export function viewerZone(request: FastifyRequest): string {
+  return knownZone(parseCookies(request.headers.cookie)[TZ_COOKIE]) ?? DEFAULT_ZONE;
+}
 
 const eta = new Eta({ views: path.join(consoleFilesDir, 'views'), autoEscape: true, cache: true });
 
@@ -16,7 +80,7 @@ export function cappedCount(n: number | string, cap: number): string {
 }
 
 /** Helpers the templates call, so formatting rules live in one place (shared with the CLI). */
-const helpers = {
+const shared = {
   money: formatMinor,
   who: eventWho,
   when: (d: Date | string | null | undefined) => timestamp(d),
@@ -38,9 +102,16 @@ export function page(
   status = 200,
 ): FastifyReply {
   const s = request.session;
+  const zone = viewerZone(request);
+  const now = Date.now();
+  const env = envBadge(request.server.consoleEnv);
   const html = eta.render(view, {
     ...data,
-    h: helpers,
+    // t(x): a time for the time partial (relative, the absolute one in the viewer's zone as its title).
+    h: { ...shared, t: (d: Date | string | number | null | undefined) => shownTime(d, zone, now) },
+    zone,
+    env,
+    renderedAt: shownTime(new Date(now), zone, now).title,
     user: s?.user ?? null,
     role: s?.role ?? null,
     csrf: data['csrf'] ?? s?.csrf ?? '',

@@ -1,12 +1,14 @@
-// Overview: per status the capped count, rows due now and the longest wait, rows past the SLO;
-// the fleet's Stripe request budget; worker heartbeats; the state diagram from the database.
-import type { FastifyInstance } from 'fastify';
+// Overview: money per currency and status for a period (today, 7 days or a range of days in the
+// viewer's time zone), with the money waiting for funds and past its SLO called out, each figure
+// a link to its list; per status the capped count, rows due now and the longest wait, rows past
+// the SLO; the fleet's Stripe request budget; worker heartbeats; the state diagram.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { PoolClient } from 'pg';
 import type { ConsoleOptions } from '../options.ts';
 import { loadStateGraph } from '../../core/state-graph.ts';
 import { readSnapshot } from '../db.ts';
 import { layoutDiagram } from '../diagram.ts';
-import { cappedCount, page } from '../render.ts';
+import { cappedCount, liveRefresh, page, viewerZone } from '../render.ts';
 import { namedQueries } from '../../db/named-queries.ts';
 
 const sql = namedQueries('src/console/queries.sql');
@@ -15,6 +17,38 @@ const sql = namedQueries('src/console/queries.sql');
 export const COUNT_CAP = 10_000;
 /** Rows due now and past the SLO: exact up to this ("1,000+"); past the SLO costs a history lookup a row. */
 export const ALERT_CAP = 1_000;
+/** The money totals read every row of their period: past this, the page says to narrow it (the rest still shows). */
+export const MONEY_TIMEOUT_MS = 5_000;
+/** The longest range of days the money totals take. */
+export const MONEY_MAX_DAYS = 366;
+/** The overview reloads itself this often unless the viewer chose otherwise. */
+export const OVERVIEW_REFRESH_SECONDS = 30;
+
+export interface MoneyPeriod {
+  period: 'today' | '7d' | 'range';
+  from: string | null;
+  to: string | null;
+  error: string | null;
+}
+
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+
+/** The period the viewer asked for (period, from, to); a bad one falls back to today, with why. */
+export function parsePeriod(q: Record<string, unknown>): MoneyPeriod {
+  const period = q['period'];
+  if (period === undefined || period === '' || period === 'today') return { period: 'today', from: null, to: null, error: null };
+  if (period === '7d') return { period: '7d', from: null, to: null, error: null };
+  const from = typeof q['from'] === 'string' ? q['from'].trim() : '';
+  const to = typeof q['to'] === 'string' ? q['to'].trim() || from : from;
+  const today = { period: 'today' as const, from: null, to: null };
+  if (period !== 'range') return { ...today, error: 'period: expected today, 7d or range; showing today' };
+  const ok = (d: string) => DAY.test(d) && !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && new Date(`${d}T00:00:00Z`).toISOString().startsWith(d);
+  if (!ok(from) || !ok(to)) return { ...today, error: 'from and to: expected days such as 2025-01-31; showing today' };
+  const days = (Date.parse(to) - Date.parse(from)) / 86_400_000 + 1;
+  if (days < 1) return { ...today, error: `from ${from} is after to ${to}; showing today` };
+  if (days > MONEY_MAX_DAYS) return { ...today, error: `at most ${MONEY_MAX_DAYS} days at once (asked ${days}); showing today` };
+  return { period: 'range', from, to, error: null };
+}
 
 /** One status_counts query per status (in the page's snapshot), so each is planned for its status. */
 async function perStatus(c: PoolClient): Promise<Array<Record<string, unknown>>> {
@@ -25,18 +59,76 @@ async function perStatus(c: PoolClient): Promise<Array<Record<string, unknown>>>
   return out;
 }
 
+interface MoneyRow {
+  status: string;
+  is_terminal: boolean;
+  currency: string;
+  currency_exponent: number | null;
+  payouts: string;
+  amount_minor: string;
+  reversal_minor: string | null;
+}
+
+/** The period's totals under a statement timeout (in a savepoint: a timeout leaves the snapshot usable); null when it was reached. */
+async function moneyTotals(c: PoolClient, fromAt: Date, toAt: Date | null): Promise<MoneyRow[] | null> {
+  await c.query(sql('savepoint_totals'));
+  try {
+    await c.query(sql('set_statement_timeout'), [`${MONEY_TIMEOUT_MS}ms`]);
+    const { rows } = await c.query<MoneyRow>(sql('money_totals'), [fromAt, toAt]);
+    await c.query(sql('rollback_to_totals')); // also ends the timeout (set_config is undone with the savepoint)
+    return rows;
+  } catch (e) {
+    if ((e as { code?: string }).code !== '57014') throw e;
+    await c.query(sql('rollback_to_totals'));
+    return null;
+  }
+}
+
+/** Per currency: its total row and its status rows, in the statuses' order. */
+function byCurrency(rows: MoneyRow[]) {
+  const out = new Map<string, { currency: string; exponent: number | null; payouts: bigint; amount: bigint; rows: MoneyRow[] }>();
+  for (const r of rows) {
+    const c = out.get(r.currency) ?? { currency: r.currency, exponent: r.currency_exponent, payouts: 0n, amount: 0n, rows: [] };
+    c.payouts += BigInt(r.payouts);
+    c.amount += BigInt(r.amount_minor);
+    c.rows.push(r);
+    out.set(r.currency, c);
+  }
+  return [...out.values()];
+}
+
 export function registerOverviewPage(app: FastifyInstance, o: ConsoleOptions): void {
-  app.get('/', async (request, reply) => {
-    const data = await readSnapshot(o.db, async (c) => ({
-      statuses: await perStatus(c),
-      budget: (await c.query(sql('request_budget'))).rows,
-      waitingForFunds: (await c.query(sql('waiting_for_funds'))).rows,
-      heartbeats: (await c.query(sql('heartbeats'))).rows,
-      graph: await loadStateGraph(c),
-    }));
+  app.get('/', async (request: FastifyRequest, reply) => {
+    const q = request.query as Record<string, unknown>;
+    const period = parsePeriod(q);
+    const zone = viewerZone(request);
+    const data = await readSnapshot(o.db, async (c) => {
+      const {
+        rows: [p],
+      } = await c.query<{ from_at: Date; to_at: Date | null }>(sql('money_period'), [period.period, zone, period.from, period.to]);
+      return {
+        period: p!,
+        money: await moneyTotals(c, p!.from_at, p!.to_at),
+        pastSloMoney: (await c.query(sql('past_slo_money'), [ALERT_CAP])).rows,
+        statuses: await perStatus(c),
+        budget: (await c.query(sql('request_budget'))).rows,
+        waitingForFunds: (await c.query(sql('waiting_for_funds'))).rows,
+        heartbeats: (await c.query(sql('heartbeats'))).rows,
+        graph: await loadStateGraph(c),
+      };
+    });
     const statuses = data.statuses;
     const counts = new Map(
       statuses.map((s: Record<string, unknown>) => [s['status'] as string, cappedCount(s['transfers'] as number, COUNT_CAP)]),
+    );
+    // Every figure's list: the same status, currency and created_at window.
+    const window = { created_from: data.period.from_at.toISOString(), created_to: data.period.to_at?.toISOString() ?? null };
+    const pastSloCapped = new Set(
+      Object.entries(
+        data.pastSloMoney.reduce<Record<string, number>>((a, r) => ({ ...a, [r['status']]: (a[r['status']] ?? 0) + Number(r['payouts']) }), {}),
+      )
+        .filter(([, n]) => n > ALERT_CAP)
+        .map(([s]) => s),
     );
     return page(request, reply, 'overview', {
       title: 'Overview',
@@ -46,7 +138,14 @@ export function registerOverviewPage(app: FastifyInstance, o: ConsoleOptions): v
       budget: data.budget,
       heartbeats: data.heartbeats,
       waitingForFunds: data.waitingForFunds,
+      period: { ...period, fromAt: data.period.from_at, toAt: data.period.to_at, window },
+      money: data.money === null ? null : byCurrency(data.money),
+      moneyStatuses: statuses.map((s) => s['status'] as string),
+      moneyTimeoutSeconds: MONEY_TIMEOUT_MS / 1000,
+      pastSloMoney: data.pastSloMoney,
+      pastSloCapped: [...pastSloCapped],
       diagram: layoutDiagram(data.graph, counts),
+      live: liveRefresh(request, OVERVIEW_REFRESH_SECONDS),
     });
   });
 }

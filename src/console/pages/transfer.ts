@@ -1,6 +1,6 @@
 // One transfer: the row (amount from minor units, Stripe ids linked to the Dashboard in the
 // key's mode), reversal vs remaining, retry state, dispatch state, time in status vs SLO, and
-// the timeline from the history; for operators, the action forms. Reads the same queries as
+// the timeline from the history; the graphile-worker jobs that hold it; for operators, the action forms. Reads the same queries as
 // `seller-transfers show`.
 import type { FastifyInstance } from 'fastify';
 import { TransferNotFound } from '../../core/errors.ts';
@@ -26,6 +26,7 @@ export function registerTransferPage(app: FastifyInstance, o: ConsoleOptions): v
         history: await transferHistory(c, id.toLowerCase()),
         dispatch: await transferDispatch(c, id.toLowerCase()),
         externalReversals: (await c.query(sql('external_reversals'), [id.toLowerCase()])).rows,
+        jobs: (await c.query(sql('transfer_jobs'), [id.toLowerCase()])).rows,
       }));
     } catch (e) {
       if (e instanceof TransferNotFound) return problem(request, reply, 404, 'Not found', `No seller transfer ${id}.`, '/');
@@ -39,6 +40,7 @@ export function registerTransferPage(app: FastifyInstance, o: ConsoleOptions): v
       t,
       history: data.history,
       externalReversals: data.externalReversals,
+      jobs: data.jobs,
       dispatchLines: renderDispatch(data.dispatch),
       dispatch: data.dispatch,
       reversal,
