@@ -79,6 +79,15 @@ export function cappedCount(n: number | string, cap: number): string {
   return Number(n) > cap ? `${cap.toLocaleString('en-US')}+` : Number(n).toLocaleString('en-US');
 }
 
+/** The amount reversed or asked to be: the row's reversal amount; in a reversal status without one, the whole amount. */
+export function reversalMinor(r: {
+  status: string;
+  amount_cents: number | string;
+  reversal_amount_cents: number | string | null;
+}): number | string | null {
+  return r.reversal_amount_cents ?? (['reversal_pending', 'reversed'].includes(r.status) ? r.amount_cents : null);
+}
+
 /** Helpers the templates call, so formatting rules live in one place (shared with the CLI). */
 const shared = {
   money: formatMinor,
@@ -86,6 +95,7 @@ const shared = {
   when: (d: Date | string | null | undefined) => timestamp(d),
   ago: (seconds: number | string | null | undefined) => duration(seconds),
   count: cappedCount,
+  reversal: reversalMinor,
   qs: (params: Record<string, string | number | null | undefined>) =>
     new URLSearchParams(
       Object.entries(params)

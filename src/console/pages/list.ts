@@ -67,15 +67,18 @@ function exportStream(o: ConsoleOptions, request: FastifyRequest, list: ListQuer
     let first = true;
     for (;;) {
       const { rows } = await c.query<ListRow>(query, listParams(list, after, EXPORT_BATCH));
+      // One write per batch: one chunk on the wire, not one per row.
+      let text = '';
       for (const r of rows) {
-        if (format === 'csv') await write(`${csvLine(r)}\r\n`);
+        if (format === 'csv') text += `${csvLine(r)}\r\n`;
         else {
           const { cursor_at: _, ...row } = r;
-          await write(`${first ? '' : ','}\n${JSON.stringify(transferJson(row))}`);
+          text += `${first ? '' : ','}\n${JSON.stringify(transferJson(row))}`;
         }
         first = false;
-        if (out.destroyed) return;
       }
+      await write(text);
+      if (out.destroyed) return;
       const last = rows.at(-1);
       if (rows.length < EXPORT_BATCH || !last?.cursor_at) break;
       after = { at: last.cursor_at, id: last.id };

@@ -10,7 +10,7 @@ import { renderDispatch } from '../../core/transfer-text.ts';
 import type { ConsoleOptions } from '../options.ts';
 import { readSnapshot } from '../db.ts';
 import { isUuid } from '../../db/connection.ts';
-import { problem, page } from '../render.ts';
+import { problem, page, reversalMinor } from '../render.ts';
 import { dashboardUrl } from '../stripe-links.ts';
 
 const sql = namedQueries('src/console/queries.sql');
@@ -33,7 +33,7 @@ export function registerTransferPage(app: FastifyInstance, o: ConsoleOptions): v
       throw e;
     }
     const { t } = data;
-    const reversal = t.reversal_amount_cents ?? (['reversal_pending', 'reversed'].includes(t.status) ? t.amount_cents : null);
+    const reversal = reversalMinor(t);
     const done = (request.query as Record<string, unknown>)['done'];
     return page(request, reply, 'transfer', {
       title: `Transfer ${t.id}`,
