@@ -117,19 +117,20 @@ describe('console query plans read indexes', () => {
   });
 
   const lists: Array<[string, string, unknown[]]> = [
-    ['newest first', 'list_newest', ['completed', ...none(12), 51]],
+    ['newest first', 'list_newest', ['completed', ...none(12), 51, null]],
     [
       'newest first, next page',
       'list_newest',
-      ['completed', new Date(Date.now() - 3600_000), '00000000-0000-4000-8000-000000000000', ...none(10), 51],
+      ['completed', new Date(Date.now() - 3600_000), '00000000-0000-4000-8000-000000000000', ...none(10), 51, null],
     ],
-    ['longest due first', 'list_overdue', ['failed', ...none(12), 51]],
+    ['longest due first', 'list_overdue', ['failed', ...none(12), 51, null]],
     [
       'longest due first, next page',
       'list_overdue',
-      ['pending', new Date(Date.now() - 3600_000), '00000000-0000-4000-8000-000000000000', ...none(10), 51],
+      ['pending', new Date(Date.now() - 3600_000), '00000000-0000-4000-8000-000000000000', ...none(10), 51, null],
     ],
-    ['rare status, amount filter', 'list_newest', ['reversal_pending', null, null, null, null, null, '150', '5000', ...none(5), 51]],
+    ['rare status, amount filter', 'list_newest', ['reversal_pending', null, null, null, null, null, '150', '5000', ...none(5), 51, null]],
+    ['a currency, an export batch', 'list_newest', ['completed', ...none(12), 1001, 'usd']],
   ];
   for (const [what, name, params] of lists) {
     it(`list: ${what}`, async () => {
@@ -143,7 +144,7 @@ describe('console query plans read indexes', () => {
   }
 
   it('list: by seller reads the seller index', async () => {
-    const plan = await planOf('list_newest', ['completed', null, null, sample.seller_id, ...none(9), 51]);
+    const plan = await planOf('list_newest', ['completed', null, null, sample.seller_id, ...none(9), 51, null]);
     expect(plan.join(', ')).toMatch(/\((seller_transfers_seller_created_idx|seller_transfers_status_created_idx)\)/);
     expect(plan.filter((s) => !/Index|Bitmap Heap Scan \(/.test(s))).toEqual([]);
   });
@@ -170,9 +171,36 @@ describe('console query plans read indexes', () => {
     });
   }
 
-  it('find: our id and order id, tr_ and trr_', async () => {
+  // list_all: every status, each its own index range (the CLI's shape with the console's filters).
+  for (const [what, params] of [
+    ['every status, newest first', ['all', ...none(12), 51, null]],
+    ['every status, next page, a currency', ['all', new Date(Date.now() - 3600_000), '00000000-0000-4000-8000-000000000000', ...none(10), 51, 'usd']],
+    ['every status, one seller', ['all', null, null, '00000000-0000-4000-8000-000000000042', ...none(9), 51, null]],
+  ] as Array<[string, unknown[]]>) {
+    it(`list: ${what}: index range scans only, one per status at most`, async () => {
+      const plan = await planOf('list_all', params);
+      expect(plan.length, plan.join(', ')).toBeGreaterThan(0);
+      expect(plan.length, plan.join(', ')).toBeLessThanOrEqual(6);
+      expect(plan.filter((s) => !/^(Index( Only)? Scan|Bitmap Heap Scan) .*\(seller_transfers_\w+_idx/.test(s)), plan.join(', ')).toEqual([]);
+    });
+  }
+
+  it("overview money: the period's rows through each status's created_at range, never the table", async () => {
+    // The last hour of the sample (3,600 rows): per status an index range on (status, created_at).
+    const plan = await planOf('money_totals', [new Date(Date.now() - 3600_000), null]);
+    expect(plan.length, plan.join(', ')).toBeGreaterThan(0);
+    expect(plan.length, plan.join(', ')).toBeLessThanOrEqual(6);
+    for (const scan of plan)
+      expect(scan).toMatch(/^(Index( Only)? Scan|Bitmap Heap Scan).*\(seller_transfers_(status_created|status_due_since|reversal_due|retry_due|pending)_idx\)$/);
+    // Past-SLO money: at most the cap per status, through the status index.
+    const slo = await planOf('past_slo_money', [ALERT_CAP]);
+    for (const scan of slo) expect(scan).toMatch(/^(Index( Only)? Scan|Bitmap Heap Scan).*\(seller_transfers_\w+_idx\)$/);
+  });
+
+  it('find: our id, order and seller id, tr_ and trr_', async () => {
     for (const [name, params] of [
       ['find', [sample.order_id]],
+      ['find', [sample.seller_id]],
       ['find', [sample.id]],
       ['find_stripe', [sample.stripe_transfer_id]],
     ] as const) {

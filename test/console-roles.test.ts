@@ -66,6 +66,12 @@ async function plan(): Promise<Record<string, { send: () => Promise<Response>; r
   const failed = await transferIn(db.pool, 'failed');
   const completed = await transferIn(db.pool, 'completed');
   const get = (path: string) => () => fetch(`${c.url}${path}`, { headers: { cookie }, redirect: 'manual' });
+  // An export streams after its headers: read it to the end, so its queries are this route's.
+  const whole = (path: string) => async () => {
+    const res = await get(path)();
+    await res.clone().text();
+    return res;
+  };
   const post =
     (path: string, fields: Record<string, string | string[]>, withCookie = true) =>
     () => {
@@ -87,6 +93,10 @@ async function plan(): Promise<Record<string, { send: () => Promise<Response>; r
     'GET /transfers': { send: get('/transfers?status=failed'), roles: [READER] },
     'GET /find': { send: get(`/find?q=${failed}`), roles: [READER] },
     'GET /transfers/:id': { send: get(`/transfers/${completed}`), roles: [READER] },
+    'GET /transfers.csv': { send: whole('/transfers.csv?status=all'), roles: [READER] },
+    'GET /transfers.json': { send: whole('/transfers.json?status=failed'), roles: [READER] },
+    'GET /preferences': { send: get('/preferences'), roles: [] },
+    'POST /preferences': { send: post('/preferences', { tz: 'Europe/Paris', next: '/' }), roles: [] },
     'GET /audit': { send: get('/audit'), roles: [READER] },
     'GET /doctor': { send: get('/doctor'), roles: [READER] },
     'GET /login': { send: get('/login'), roles: [] },
