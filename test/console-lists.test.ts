@@ -160,6 +160,22 @@ describe('every page', () => {
   });
 });
 
+describe('the jobs behind a payout', () => {
+  it("a payout's page lists its graphile-worker jobs (marketplace.seller_transfer_jobs); one without says so", async () => {
+    const before = await get(`/transfers/${ids['pending']}`);
+    expect(before.html).toContain('No graphile-worker job holds this payout now');
+    await db.pool.query('select * from marketplace.dispatch_seller_transfers(1000, 60)');
+    const {
+      rows: [job],
+    } = await db.pool.query('select * from marketplace.seller_transfer_jobs($1)', [ids['pending']]);
+    expect(job).toBeDefined();
+    const { html } = await get(`/transfers/${ids['pending']}`);
+    const section = /<h2 id="jobs">([\s\S]*?)<\/section>/.exec(html)![1]!;
+    expect(section).toContain(`<td class="num">${job.job_id}</td><td><code>${job.task}</code></td>`);
+    expect(section).toContain(`${job.attempts} of ${job.max_attempts}`);
+  });
+});
+
 describe('export', () => {
   it('CSV and JSON: the columns and lines of `list --format csv|json`, for the filtered list', async () => {
     const seller = (await db.pool.query('select seller_id from marketplace.seller_transfers where id = $1', [ids['reversed']])).rows[0]
