@@ -251,6 +251,34 @@ describe('console in Chromium', () => {
     await checkAxe('doctor');
   });
 
+  it('the overview, refreshing as the viewer asked, updates itself when a row is paid (nobody reloads it); the all-statuses list and preferences pass axe', async () => {
+    // (axe checks the overview with its money as it first shows, without a refresh: the test above.)
+    await page.goto(`${consoleApp.url}/?refresh=5`);
+    const completedUsd = page.locator('table.money a[href*="status=completed&currency=usd"]');
+    const before = await textOf(completedUsd);
+    const asOf = await page.locator('.refreshed time').getAttribute('title');
+    const id = await insertTransfer(db.pool, 1234);
+    await waitForStatus(db.pool, id, ['completed']);
+    // The page's own refresh (no goto, no reload here) shows the new total and a newer "as of".
+    await page.waitForFunction(
+      ([sel, old]) => document.querySelector(sel)?.textContent?.trim() !== old,
+      ['table.money a[href*="status=completed&currency=usd"]', before] as const,
+      { timeout: 20_000 },
+    );
+    const {
+      rows: [sum],
+    } = await db.pool.query(
+      `select marketplace.seller_transfer_amount_text(sum(amount_cents)::bigint, 'usd') as t from marketplace.seller_transfers
+        where status = 'completed' and currency = 'usd' and created_at >= date_trunc('day', now() at time zone 'UTC') at time zone 'UTC'`,
+    );
+    expect(await textOf(completedUsd)).toBe(sum.t);
+    expect(await page.locator('.refreshed time').getAttribute('title')).not.toBe(asOf);
+    await page.goto(`${consoleApp.url}/transfers?status=all`);
+    await checkAxe('all statuses');
+    await page.goto(`${consoleApp.url}/preferences`);
+    await checkAxe('preferences');
+  });
+
   it("a viewer sees no actions, and a POST made from the viewer's page is refused by the server", async () => {
     const id = await transferIn(db.pool, 'completed');
     const before = await snapshot(id);
@@ -288,6 +316,8 @@ describe('console in Chromium', () => {
     // as it would to two processes behind one load balancer.
     await page.goto(`${other}/transfers/${id}`);
     expect(await textOf(page.locator('.who'))).toBe('otto (operator)');
+    // The default path (no STRIPE_SECRET_KEY): the badge says the simulator, from the process's configuration.
+    expect(await textOf(page.locator('header .env'))).toBe('Stripe: simulator');
     const form = page.locator('form.action').filter({ has: page.locator('input[name="action"][value="reverse"]') });
     await form.getByLabel(/Reason/).fill('refund across processes');
     await form.getByRole('button', { name: 'Review…' }).click();

@@ -21,8 +21,12 @@ export const ALERT_CAP = 1_000;
 export const MONEY_TIMEOUT_MS = 5_000;
 /** The longest range of days the money totals take. */
 export const MONEY_MAX_DAYS = 366;
-/** The overview reloads itself this often unless the viewer chose otherwise. */
-export const OVERVIEW_REFRESH_SECONDS = 30;
+/**
+ * The overview does not reload itself unless the viewer asks (refresh=5|10|30|60): a page that
+ * reloads on a timer the person did not choose fails WCAG 2.2.1 (axe: meta-refresh), and the
+ * CSP allows no script that could refresh it in place.
+ */
+export const OVERVIEW_REFRESH_SECONDS = null;
 
 export interface MoneyPeriod {
   period: 'today' | '7d' | 'range';
