@@ -119,7 +119,9 @@ describe('every page', () => {
   it('the environment badge from the configuration, relative times with the absolute time in the title, in the chosen zone', async () => {
     const { html } = await get(`/transfers/${ids['completed']}`);
     expect(html).toMatch(/<span class="env env-live" title="Stripe, live mode[^"]*">Stripe: <strong>live<\/strong><\/span>/);
-    expect(html).toMatch(/<time datetime="[0-9T:.-]+Z" title="\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC \([0-9T:.-]+Z\)">(just now|\d+ s ago)<\/time>/);
+    expect(html).toMatch(
+      /<time datetime="[0-9T:.-]+Z" title="\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC \([0-9T:.-]+Z\)">(just now|\d+ s ago)<\/time>/,
+    );
     // A request cannot change the badge.
     expect((await get('/', operator, { 'x-stripe-mode': 'simulator', cookie: `${operator}; mode=test` })).html).toContain('env-live');
     // The time zone: a POST of the viewer's own (a viewer may), then the titles are in it.
@@ -256,6 +258,8 @@ describe('export', () => {
     expect(lines.length - 1).toBe(100_000);
     expect(lines.slice(1).map((l) => l[0])).toEqual(rows.map((r) => r.id));
     // Amounts in the currency's unit (JPY none, KWD three decimals): the database's own text without its separators.
-    expect(lines.slice(1, 7).map((l) => `${l[2]} ${l[3]!.toUpperCase()}`)).toEqual(rows.slice(0, 6).map((r) => r.shown.replaceAll(',', '')));
+    expect(lines.slice(1, 7).map((l) => `${l[2]} ${l[3]!.toUpperCase()}`)).toEqual(
+      rows.slice(0, 6).map((r) => r.shown.replaceAll(',', '')),
+    );
   }, 60_000);
 });

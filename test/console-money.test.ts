@@ -159,7 +159,12 @@ describe('overview money', () => {
   });
 
   it('a bad period says why and shows today; never a 5xx', async () => {
-    for (const q of ['period=week', 'period=range&from=2025-02-30', 'period=range&from=2025-02-01&to=2025-01-01', 'period=range&from=2020-01-01&to=2025-01-01']) {
+    for (const q of [
+      'period=week',
+      'period=range&from=2025-02-30',
+      'period=range&from=2025-02-01&to=2025-01-01',
+      'period=range&from=2020-01-01&to=2025-01-01',
+    ]) {
       const { status, html } = await get(`/?${q}`);
       expect(status, q).toBe(200);
       expect(html, q).toMatch(/<p class="error" role="alert">[^<]*showing today<\/p>/);

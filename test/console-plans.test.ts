@@ -174,14 +174,20 @@ describe('console query plans read indexes', () => {
   // list_all: every status, each its own index range (the CLI's shape with the console's filters).
   for (const [what, params] of [
     ['every status, newest first', ['all', ...none(12), 51, null]],
-    ['every status, next page, a currency', ['all', new Date(Date.now() - 3600_000), '00000000-0000-4000-8000-000000000000', ...none(10), 51, 'usd']],
+    [
+      'every status, next page, a currency',
+      ['all', new Date(Date.now() - 3600_000), '00000000-0000-4000-8000-000000000000', ...none(10), 51, 'usd'],
+    ],
     ['every status, one seller', ['all', null, null, '00000000-0000-4000-8000-000000000042', ...none(9), 51, null]],
   ] as Array<[string, unknown[]]>) {
     it(`list: ${what}: index range scans only, one per status at most`, async () => {
       const plan = await planOf('list_all', params);
       expect(plan.length, plan.join(', ')).toBeGreaterThan(0);
       expect(plan.length, plan.join(', ')).toBeLessThanOrEqual(6);
-      expect(plan.filter((s) => !/^(Index( Only)? Scan|Bitmap Heap Scan) .*\(seller_transfers_\w+_idx/.test(s)), plan.join(', ')).toEqual([]);
+      expect(
+        plan.filter((s) => !/^(Index( Only)? Scan|Bitmap Heap Scan) .*\(seller_transfers_\w+_idx/.test(s)),
+        plan.join(', '),
+      ).toEqual([]);
     });
   }
 
@@ -191,7 +197,9 @@ describe('console query plans read indexes', () => {
     expect(plan.length, plan.join(', ')).toBeGreaterThan(0);
     expect(plan.length, plan.join(', ')).toBeLessThanOrEqual(6);
     for (const scan of plan)
-      expect(scan).toMatch(/^(Index( Only)? Scan|Bitmap Heap Scan).*\(seller_transfers_(status_created|status_due_since|reversal_due|retry_due|pending)_idx\)$/);
+      expect(scan).toMatch(
+        /^(Index( Only)? Scan|Bitmap Heap Scan).*\(seller_transfers_(status_created|status_due_since|reversal_due|retry_due|pending)_idx\)$/,
+      );
     // Past-SLO money: at most the cap per status, through the status index.
     const slo = await planOf('past_slo_money', [ALERT_CAP]);
     for (const scan of slo) expect(scan).toMatch(/^(Index( Only)? Scan|Bitmap Heap Scan).*\(seller_transfers_\w+_idx\)$/);

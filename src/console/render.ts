@@ -28,7 +28,8 @@ declare module 'fastify' {
 
 /** The badge's words: what a screenshot in a ticket must say. */
 export function envBadge(env: ConsoleEnv): { label: string; detail: string } {
-  if (env.mode === 'simulator') return { label: 'simulator', detail: 'the built-in Stripe simulator (no STRIPE_SECRET_KEY): no real money' };
+  if (env.mode === 'simulator')
+    return { label: 'simulator', detail: 'the built-in Stripe simulator (no STRIPE_SECRET_KEY): no real money' };
   const where = env.apiBase ? 'a Stripe-compatible server (STRIPE_API_BASE)' : 'Stripe';
   if (env.mode === 'live') return { label: 'live', detail: `${where}, live mode (sk_live_ key): real money` };
   return { label: 'test', detail: `${where}, test mode (sk_test_ key): no real money` };
@@ -51,8 +52,7 @@ export interface Live {
 export function liveRefresh(request: FastifyRequest, byDefault: number | null): Live {
   const q = request.query as Record<string, unknown>;
   const asked = q['refresh'];
-  const seconds =
-    asked === 'off' ? null : REFRESH_CHOICES.find((c) => String(c) === asked) ?? byDefault;
+  const seconds = asked === 'off' ? null : (REFRESH_CHOICES.find((c) => String(c) === asked) ?? byDefault);
   const url = new URL(request.url, 'http://console.invalid');
   const href = (v: string) => {
     url.searchParams.set('refresh', v);

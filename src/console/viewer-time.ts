@@ -67,7 +67,8 @@ export interface ShownTime {
 export function shownTime(value: Date | string | number | null | undefined, zone: string, now: number): ShownTime {
   const fallback = timestamp(value);
   const d = value instanceof Date ? value : value === null || value === undefined ? null : new Date(value);
-  if (!d || !Number.isFinite(d.getTime()) || value === Infinity || value === -Infinity) return { iso: null, title: fallback, text: fallback };
+  if (!d || !Number.isFinite(d.getTime()) || value === Infinity || value === -Infinity)
+    return { iso: null, title: fallback, text: fallback };
   const iso = d.toISOString();
   const abs = absoluteTime(d, zone);
   return { iso, title: `${abs} (${iso})`, text: relativeTime((now - d.getTime()) / 1000) };

@@ -71,10 +71,7 @@ function exportStream(o: ConsoleOptions, request: FastifyRequest, list: ListQuer
       let text = '';
       for (const r of rows) {
         if (format === 'csv') text += `${csvLine(r)}\r\n`;
-        else {
-          const { cursor_at: _, ...row } = r;
-          text += `${first ? '' : ','}\n${JSON.stringify(transferJson(row))}`;
-        }
+        else text += `${first ? '' : ','}\n${JSON.stringify(transferJson(r))}`;
         first = false;
       }
       await write(text);
@@ -101,7 +98,15 @@ export function registerListPages(app: FastifyInstance, o: ConsoleOptions): void
     const q = request.query as Record<string, unknown>;
     const statuses = await readSnapshot(o.db, async (c) => (await c.query<StatusRow>(sql('status_names'))).rows);
     try {
-      return { q, statuses, list: parseListQuery(q, statuses.map((s) => s.status)), error: null };
+      return {
+        q,
+        statuses,
+        list: parseListQuery(
+          q,
+          statuses.map((s) => s.status),
+        ),
+        error: null,
+      };
     } catch (e) {
       if (!(e instanceof BadFilter)) throw e;
       return { q, statuses, list: null, error: e.message };
@@ -202,6 +207,12 @@ export function registerListPages(app: FastifyInstance, o: ConsoleOptions): void
     }
     if (found.length === 1 && !sellerList) return reply.redirect(`/transfers/${found[0]!.id}`, 303);
     const any = found.length > 0 || sellerList !== null;
-    return page(request, reply, 'find', { title: 'Find', term, found, sellerList, error: any ? null : `No transfer matches "${term}"` }, any ? 200 : 404);
+    return page(
+      request,
+      reply,
+      'find',
+      { title: 'Find', term, found, sellerList, error: any ? null : `No transfer matches "${term}"` },
+      any ? 200 : 404,
+    );
   });
 }

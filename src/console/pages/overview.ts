@@ -46,7 +46,8 @@ export function parsePeriod(q: Record<string, unknown>): MoneyPeriod {
   const to = typeof q['to'] === 'string' ? q['to'].trim() || from : from;
   const today = { period: 'today' as const, from: null, to: null };
   if (period !== 'range') return { ...today, error: 'period: expected today, 7d or range; showing today' };
-  const ok = (d: string) => DAY.test(d) && !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && new Date(`${d}T00:00:00Z`).toISOString().startsWith(d);
+  const ok = (d: string) =>
+    DAY.test(d) && !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && new Date(`${d}T00:00:00Z`).toISOString().startsWith(d);
   if (!ok(from) || !ok(to)) return { ...today, error: 'from and to: expected days such as 2025-01-31; showing today' };
   const days = (Date.parse(to) - Date.parse(from)) / 86_400_000 + 1;
   if (days < 1) return { ...today, error: `from ${from} is after to ${to}; showing today` };
@@ -129,7 +130,10 @@ export function registerOverviewPage(app: FastifyInstance, o: ConsoleOptions): v
     const window = { created_from: data.period.from_at.toISOString(), created_to: data.period.to_at?.toISOString() ?? null };
     const pastSloCapped = new Set(
       Object.entries(
-        data.pastSloMoney.reduce<Record<string, number>>((a, r) => ({ ...a, [r['status']]: (a[r['status']] ?? 0) + Number(r['payouts']) }), {}),
+        data.pastSloMoney.reduce<Record<string, number>>(
+          (a, r) => ({ ...a, [r['status']]: (a[r['status']] ?? 0) + Number(r['payouts']) }),
+          {},
+        ),
       )
         .filter(([, n]) => n > ALERT_CAP)
         .map(([s]) => s),

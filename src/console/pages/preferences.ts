@@ -15,8 +15,19 @@ export function registerPreferencePages(app: FastifyInstance, secureCookies: boo
   app.post('/preferences', async (request, reply) => {
     const body = (request.body ?? {}) as Record<string, unknown>;
     const zone = knownZone(typeof body['tz'] === 'string' ? body['tz'].trim() : '');
-    if (!zone) return problem(request, reply, 400, 'Refused', 'Not a time zone this console knows (e.g. UTC, Europe/Paris); nothing was changed.', '/preferences');
-    reply.header('Set-Cookie', `${TZ_COOKIE}=${encodeURIComponent(zone)}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000${secureCookies ? '; Secure' : ''}`);
+    if (!zone)
+      return problem(
+        request,
+        reply,
+        400,
+        'Refused',
+        'Not a time zone this console knows (e.g. UTC, Europe/Paris); nothing was changed.',
+        '/preferences',
+      );
+    reply.header(
+      'Set-Cookie',
+      `${TZ_COOKIE}=${encodeURIComponent(zone)}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000${secureCookies ? '; Secure' : ''}`,
+    );
     return reply.redirect(localPath(body['next']), 303);
   });
 }
