@@ -2945,6 +2945,7 @@ AS $function$
   select coalesce($3, case when $2 = 'pending' then $4 else marketplace.seller_transfer_status_since($1) end, $4)
 $function$;
 grant EXECUTE on function marketplace.seller_transfer_due_since(uuid,text,timestamp with time zone,timestamp with time zone) to marketplace_definer;
+grant EXECUTE on function marketplace.seller_transfer_due_since(uuid,text,timestamp with time zone,timestamp with time zone) to marketplace_operator;
 grant EXECUTE on function marketplace.seller_transfer_due_since(uuid,text,timestamp with time zone,timestamp with time zone) to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_due_since(uuid,text,timestamp with time zone,timestamp with time zone) to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_due_since(uuid,text,timestamp with time zone,timestamp with time zone) to marketplace_writer;

@@ -1,5 +1,5 @@
 --! Previous: sha1:30f37652e5fe7ebce83cc4dea4e52ee1e56a21c0
---! Hash: sha1:9d7fb8beae14f9fb841957ad99334dfe7081c4b7
+--! Hash: sha1:eb28235f1fa21fa95f9cd8504edbfa131b9039d3
 --! Message: Reads at a year of payouts
 
 -- Issue 31, the reads that still grew with the table: `stats`' "longest in status", the past-SLO
@@ -217,6 +217,18 @@ create or replace view marketplace.seller_transfer_stats as
      left join lateral marketplace.seller_transfer_longest_in_status(s.status) o on true
   order by s.position;
 comment on view marketplace.seller_transfer_stats is 'Per status: row count (counted_at: when; live for the worker statuses, a snapshot for the others), rows due for the worker now, the row longest in the status (non-terminal only), its SLO and rows past it. Bounded by the backlog, not the table.';
+
+-- The view's grants in one order, whatever order earlier migrations (or their rollbacks) left
+-- them in: CREATE OR REPLACE VIEW keeps the old ACL, and a fresh install and an upgrade must end
+-- with the same catalog.
+revoke all on marketplace.seller_transfer_stats from marketplace_reader, marketplace_writer, marketplace_worker, marketplace_operator, marketplace_definer;
+grant select on marketplace.seller_transfer_stats to marketplace_reader;
+grant select on marketplace.seller_transfer_stats to marketplace_writer;
+grant select on marketplace.seller_transfer_stats to marketplace_worker;
+grant select on marketplace.seller_transfer_stats to marketplace_operator;
+grant select on marketplace.seller_transfer_stats to marketplace_definer;
+-- The view reads the due counts, which use seller_transfer_due_since: operators read stats too.
+grant execute on function marketplace.seller_transfer_due_since(uuid, text, timestamptz, timestamptz) to marketplace_operator;
 
 -- The old full count, for any caller still using it: the same answer, now bounded (above).
 create or replace function marketplace.seller_transfer_status_counts()

@@ -71,11 +71,13 @@ create view marketplace.seller_transfer_stats as
          LIMIT 1) o ON true
   ORDER BY s."position";
 comment on view marketplace.seller_transfer_stats is 'Per status: row count, rows due for the worker now, the row longest in the status (non-terminal only), its SLO and rows past it.';
-grant SELECT on marketplace.seller_transfer_stats to marketplace_definer;
-grant SELECT on marketplace.seller_transfer_stats to marketplace_operator;
-grant SELECT on marketplace.seller_transfer_stats to marketplace_reader;
-grant SELECT on marketplace.seller_transfer_stats to marketplace_worker;
-grant SELECT on marketplace.seller_transfer_stats to marketplace_writer;
+grant select on marketplace.seller_transfer_stats to marketplace_reader;
+grant select on marketplace.seller_transfer_stats to marketplace_writer;
+grant select on marketplace.seller_transfer_stats to marketplace_worker;
+grant select on marketplace.seller_transfer_stats to marketplace_operator;
+grant select on marketplace.seller_transfer_stats to marketplace_definer;
+comment on function marketplace.seller_transfer_status_counts() is 'Per status: how many seller transfers, and how many are past their SLO (used by the worker''s metrics).';
+revoke execute on function marketplace.seller_transfer_due_since(uuid, text, timestamptz, timestamptz) from marketplace_operator;
 
 drop function marketplace.seller_transfer_status_totals();
 drop function marketplace.refresh_seller_transfer_status_counts(interval);
