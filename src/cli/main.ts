@@ -33,6 +33,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   doctor: async () => (await import('./doctor-command.ts')).registerDoctorCommand,
   demo: async () => (await import('./demo-command.ts')).registerDemoCommand,
   console: async () => (await import('./console-command.ts')).registerConsoleCommand,
+  adopt: async () => (await import('./adopt-command.ts')).registerAdoptCommand,
 };
 const requested = process.argv.slice(2).find((a) => !a.startsWith('-'));
 
