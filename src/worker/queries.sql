@@ -57,3 +57,20 @@ select marketplace.mark_seller_transfer_reversed($1, $2, $3, $4) as result, mark
 
 -- name: record_failure
 select marketplace.record_seller_transfer_failure($1, $2, $3, $4, $5, $6, $7) as result, marketplace.release_seller_transfer_at_commit($1) as released;
+
+-- name: adoption_handover
+-- A row brought in by seller-transfers adopt run (docs/adopting.md#handover): its adopted event,
+-- the transfer id the legacy row held then, and when the row was created (what the legacy worker
+-- paid for it at Stripe was created after that). No row: not adopted, nothing to hand over.
+select e.stripe_transfer_id as adopted_transfer_id, t.created_at
+  from marketplace.seller_transfer_events e
+  join marketplace.seller_transfers t on t.id = e.transfer_id
+ where e.transfer_id = $1 and e.action = 'adopted'
+ limit 1;
+
+-- name: stripe_ids_recorded_elsewhere
+-- Which of these Stripe ids another row already records: a legacy transfer or reversal found at
+-- handover is taken by one row only.
+select t.stripe_transfer_id as id from marketplace.seller_transfers t where t.stripe_transfer_id = any($1::text[]) and t.id <> $2
+union all
+select t.stripe_reversal_id from marketplace.seller_transfers t where t.stripe_reversal_id = any($1::text[]) and t.id <> $2;

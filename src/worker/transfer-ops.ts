@@ -329,7 +329,7 @@ class RowOperation {
     const { row, deps } = this;
     const group = `seller_transfer_${row.id}`;
     try {
-      if (this.mustLookUp()) {
+      if (this.mustLookUp() || (await this.adoption())) {
         const found = await this.stripeCall('transfer.lookup', STRIPE_ENDPOINTS.transferList, () =>
           deps.stripe.transfers.list({ transfer_group: group, limit: 10 }),
         );
@@ -342,8 +342,11 @@ class RowOperation {
           if (mismatch) return this.holdForReview(`Stripe transfer ${existing.id} for this row differs: ${mismatch}`);
           return this.markPaid(existing.id, `worker: adopted Stripe transfer ${existing.id} found by lookup`, 'adopted');
         }
-        if (this.exhausted) return this.giveUp();
+        if (this.exhausted && !(await this.adoption())) return this.giveUp();
       }
+      const legacy = await this.legacyTransfer();
+      if (legacy) return this.markPaid(legacy.id, `worker: handover: the legacy system's Stripe transfer ${legacy.id} recorded`, 'adopted');
+      if (this.exhausted && (await this.adoption())) return this.giveUp();
       const transfer = await this.stripeCall('transfer.create', STRIPE_ENDPOINTS.transferCreate, () =>
         deps.stripe.transfers.create(
           {
@@ -372,11 +375,16 @@ class RowOperation {
     try {
       const notOurs = await this.transferNotOurs(transferId);
       if (notOurs) return this.holdForReview(notOurs);
-      if (this.mustLookUp()) {
+      const adopted = await this.adoption();
+      if (this.mustLookUp() || adopted) {
         const found = await this.stripeCall('reversal.lookup', STRIPE_ENDPOINTS.reversalList, () =>
           deps.stripe.transfers.listReversals(transferId, { limit: 100 }),
         );
-        const existing = found.data.find((r) => r.metadata?.seller_transfer_id === row.id);
+        // Handover: on an adopted row, a reversal the legacy worker made (with its own metadata)
+        // and no other row records is this row's.
+        const existing =
+          found.data.find((r) => r.metadata?.seller_transfer_id === row.id) ??
+          (adopted ? await this.notRecordedElsewhere(found.data.filter((r) => !r.metadata?.seller_transfer_id)) : undefined);
         if (existing) {
           if (existing.amount !== amount) {
             return this.holdForReview(`Stripe reversal ${existing.id} for this row differs: amount ${existing.amount} != ${amount}`);
@@ -412,6 +420,53 @@ class RowOperation {
     if (e instanceof StillRateLimited) return this.handBackRateLimited(e);
     if (e instanceof StripeCallFailed) return this.fail(classifyStripeError(e.original));
     throw e;
+  }
+
+  private adopted: Promise<{ adopted_transfer_id: string | null; created_at: Date } | null> | undefined;
+
+  /** The row's adoption (seller-transfers adopt run), or null: read once per task. */
+  private adoption(): Promise<{ adopted_transfer_id: string | null; created_at: Date } | null> {
+    this.adopted ??= this.db
+      .query<{ adopted_transfer_id: string | null; created_at: Date }>({
+        name: 'seller-transfers-adoption-handover',
+        text: sql('adoption_handover'),
+        values: [this.row.id],
+      })
+      .then((r) => r.rows[0] ?? null);
+    return this.adopted;
+  }
+
+  /** The first of these Stripe objects (oldest first) that no other row records. */
+  private async notRecordedElsewhere<T extends { id: string; created: number }>(candidates: T[]): Promise<T | undefined> {
+    if (!candidates.length) return undefined;
+    const { rows } = await this.db.query<{ id: string }>({
+      name: 'seller-transfers-stripe-ids-recorded-elsewhere',
+      text: sql('stripe_ids_recorded_elsewhere'),
+      values: [candidates.map((c) => c.id), this.row.id],
+    });
+    const taken = new Set(rows.map((r) => r.id));
+    return [...candidates].sort((a, b) => a.created - b.created).find((c) => !taken.has(c.id));
+  }
+
+  /**
+   * Handover (docs/adopting.md#handover): before its first transfer for an adopted row, what the
+   * legacy worker may already have paid for it, with keys we do not know: a transfer to the same
+   * destination, for the same amount and currency, created after the row, that no other row records.
+   */
+  private async legacyTransfer(): Promise<Stripe.Transfer | undefined> {
+    const adoption = await this.adoption();
+    if (!adoption) return undefined;
+    const { row, deps } = this;
+    const found = await this.stripeCall('transfer.lookup', STRIPE_ENDPOINTS.transferList, () =>
+      deps.stripe.transfers.list({ destination: row.stripe_account_id, limit: 100 }),
+    );
+    const since = Math.floor(adoption.created_at.getTime() / 1000);
+    return this.notRecordedElsewhere(
+      found.data.filter(
+        (t) =>
+          t.amount === Number(row.amount_cents) && t.currency === row.currency && t.created >= since && !t.metadata?.seller_transfer_id,
+      ),
+    );
   }
 
   private differs(t: Stripe.Transfer): string | null {
@@ -460,6 +515,9 @@ class RowOperation {
       text: sql('recorded_stripe_ids'),
       values: [row.id],
     });
+    // An adopted row's transfer came with the row from the legacy system (its adopted event holds
+    // it): the legacy worker's, not ours to check by our metadata.
+    if (recorded?.transfer_recorded_by !== 'worker' && (await this.adoption())?.adopted_transfer_id === transferId) return null;
     if (recorded?.transfer_recorded_by === 'worker') {
       return recorded.stripe_transfer_id === transferId
         ? null
