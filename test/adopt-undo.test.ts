@@ -1,0 +1,95 @@
+// adopt undo after run: the legacy table is back under its name with its columns, its own
+// trigger and the ledger's foreign key, holding the rows as they are now (those written through
+// the view meanwhile included), without the guard; the history is kept aside, not deleted.
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { useTestDatabase } from './support/database.ts';
+import { cliFor } from './support/cli.ts';
+import { pgError } from './support/transfers.ts';
+import { applyCurrentMigration, fixtureMap, loadLegacyFixture } from './support/adopt.ts';
+
+vi.setConfig({ testTimeout: 60_000 });
+
+const db = useTestDatabase();
+const cli = cliFor(() => db.url);
+const COMPLETED = '10000000-0000-4000-8000-000000000002';
+
+const shape = async () =>
+  (
+    await db.pool.query(
+      `select a.attname, format_type(a.atttypid, a.atttypmod) as type, pg_get_expr(d.adbin, d.adrelid) as default_expr
+         from pg_attribute a left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+        where a.attrelid = 'legacy.seller_transfers'::regclass and a.attnum > 0 and not a.attisdropped order by a.attnum`,
+    )
+  ).rows;
+
+let shapeBefore: unknown[];
+let inserted: string;
+let updatedAtAfterRequest: Date;
+
+beforeAll(async () => {
+  await applyCurrentMigration(db.pool);
+  await loadLegacyFixture(db.pool, 'legacy');
+  shapeBefore = await shape();
+  const run = await cli('adopt', 'run', '--table', 'legacy.seller_transfers', ...fixtureMap('legacy'));
+  expect(run.code, run.stderr).toBe(0);
+  // the services write through the view meanwhile
+  inserted = (
+    await db.pool.query<{ id: string }>(
+      `insert into legacy.seller_transfers (order_id, seller_id, amount, currency)
+       values (gen_random_uuid(), '00000000-0000-4000-8000-00000000000a', 777, 'usd') returning id`,
+    )
+  ).rows[0]!.id;
+  updatedAtAfterRequest = (
+    await db.pool.query<{ updated_at: Date }>(
+      `update legacy.seller_transfers set status = 'reversal_pending' where id = $1 returning updated_at`,
+      [COMPLETED],
+    )
+  ).rows[0]!.updated_at;
+  const undo = await cli('adopt', 'undo', '--table', 'legacy.seller_transfers');
+  expect(undo.code, undo.stderr).toBe(0);
+});
+
+describe('adopt undo', () => {
+  it('gives back a table with the same name, columns, types and defaults', async () => {
+    const { rows } = await db.pool.query(`select relkind from pg_class where oid = 'legacy.seller_transfers'::regclass`);
+    expect(rows).toEqual([{ relkind: 'r' }]);
+    expect(await shape()).toEqual(shapeBefore);
+    expect((await db.pool.query(`select to_regclass('legacy.seller_transfers_before_adoption') as t`)).rows[0].t).toBeNull();
+  });
+
+  it('holds the rows as they are now, including those written during the adoption', async () => {
+    const { rows } = await db.pool.query(`select id, status, amount, updated_at from legacy.seller_transfers order by created_at, id`);
+    expect(rows).toHaveLength(7);
+    expect(rows.find((r) => r.id === inserted)).toMatchObject({ status: 'pending', amount: 777 });
+    const requested = rows.find((r) => r.id === COMPLETED);
+    expect(requested.status).toBe('reversal_pending');
+    expect(requested.updated_at).toEqual(updatedAtAfterRequest);
+  });
+
+  it("the legacy services' statements behave as before adoption: no guard, their own trigger, the ledger's key", async () => {
+    const { rows } = await db.pool.query(
+      `update legacy.seller_transfers set status = 'pending' where id = $1 returning status, updated_at > now() - interval '1 minute' as touched`,
+      [COMPLETED],
+    );
+    expect(rows).toEqual([{ status: 'pending', touched: true }]);
+    const fk = await pgError(() =>
+      db.pool.query(`insert into legacy.seller_transfer_ledger (seller_transfer_id, entry, amount) values (gen_random_uuid(), 'x', 1)`),
+    );
+    expect(fk.code).toBe('23503');
+    const { rows: ref } = await db.pool.query(
+      `select confrelid::regclass::text as target, convalidated from pg_constraint where conrelid = 'legacy.seller_transfer_ledger'::regclass and contype = 'f'`,
+    );
+    expect(ref).toEqual([{ target: 'legacy.seller_transfers', convalidated: true }]);
+  });
+
+  it('leaves marketplace.seller_transfers empty and keeps the history aside', async () => {
+    expect((await db.pool.query('select count(*)::int as n from marketplace.seller_transfers')).rows[0].n).toBe(0);
+    expect((await db.pool.query('select count(*)::int as n from marketplace.seller_transfer_events')).rows[0].n).toBe(0);
+    const { rows } = await db.pool.query(
+      `select count(*)::int as n, count(*) filter (where action = 'adopted')::int as adopted from marketplace.seller_transfer_events_set_aside`,
+    );
+    expect(rows).toEqual([{ n: 8, adopted: 6 }]);
+    const state = await db.pool.query(`select step from marketplace.seller_transfer_adoptions`);
+    expect(state.rows).toEqual([{ step: 'undone' }]);
+  });
+});
