@@ -22,6 +22,13 @@ interface AdoptOptions {
   map: string[];
   mapFile?: string;
   batchRows?: string;
+  switchBelow?: string;
+}
+
+function positive(value: string | undefined, option: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new CliError(`${option} takes a positive whole number, got "${value}"`, 2);
+  return n;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -78,10 +85,10 @@ export function registerAdoptCommand(program: Command): void {
   withMapOptions(adopt.command('run'))
     .description('adopt online and resumably: copy, replay the writes made meanwhile, switch the legacy name to a guarded view')
     .option('--batch-rows <n>', 'rows per copy transaction', '5000')
+    .option('--switch-below <n>', 'switch once fewer legacy writes than this are left to replay (they are replayed under the lock)', '1000')
     .action(async (opts: AdoptOptions) => {
-      const batchRows = Number(opts.batchRows);
-      if (!Number.isInteger(batchRows) || batchRows < 1)
-        throw new CliError(`--batch-rows takes a positive whole number, got "${opts.batchRows}"`, 2);
+      const batchRows = positive(opts.batchRows, '--batch-rows');
+      const switchBelow = positive(opts.switchBelow, '--switch-below');
       await withAdoptDb(async (db, _url, runOpts) => {
         const state = await alreadyAdopted(db, opts.table);
         if (state) return print(state);
@@ -97,7 +104,7 @@ export function registerAdoptCommand(program: Command): void {
           }
           map = plan.map;
         }
-        print(await runAdoption(db, map, { ...runOpts, batchRows }));
+        print(await runAdoption(db, map, { ...runOpts, batchRows, switchBelow }));
       });
     });
 

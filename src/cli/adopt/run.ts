@@ -198,6 +198,7 @@ export async function runAdoption(db: pg.ClientBase, map: AdoptionMap, opts: Run
     const grants = (await db.query<{ statement: string }>(sql('table_grants'), [legacy, legacy])).rows.map((g) => g.statement);
     const [, table] = splitName(map.kept);
     await lockStep(db, opts, 'switch', async () => {
+      opts.progress(`switch: locking ${legacy} (ACCESS EXCLUSIVE, lock_timeout ${opts.lockTimeoutMs} ms)`);
       await db.query((await db.query<{ statement: string }>(sql('lock_exclusive'), [legacy])).rows[0]!.statement);
       let last = 0;
       for (let n = await syncChanges(db, map, legacy, opts.batchRows); n > 0; n = await syncChanges(db, map, legacy, opts.batchRows))
