@@ -63,9 +63,6 @@ update marketplace.seller_transfer_adoptions
 -- name: set_cursor
 update marketplace.seller_transfer_adoptions set copy_cursor = $2, rows_copied = rows_copied + $3 where legacy_table = $1;
 
--- name: project_row_count
-select count(*)::bigint as count from marketplace.seller_transfers;
-
 -- name: lock_timeout
 -- Every lock-taking step runs under migrate's lock_timeout (MIGRATION_LOCK_TIMEOUT_MS), retried.
 select pg_catalog.set_config('lock_timeout', $1 || 'ms', true);
