@@ -140,7 +140,7 @@ select (select count(*) from src)::int as read,
        (select s.id::text from src s order by s.id desc limit 1) as last_id,
        (select count(*) from ev)::int as adopted,
        (select json_agg(json_build_object('id', i.id, 'problems', x.problems))
-          from ins i cross join lateral (select marketplace.seller_transfer_adoption_problems(jsonb_populate_record(null::marketplace.seller_transfers, to_jsonb(i))) as problems) x
+          from ins i cross join lateral (select marketplace.seller_transfer_adoption_problems(row(i.*)::marketplace.seller_transfers) as problems) x
          where cardinality(x.problems) > 0) as problems;
 
 -- name: sync_update_template
