@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick | --full] [--only=statement-cost,bulk,hot-paths,dispatch,payout-day,upgrade,read-scale [--update-docs]]`
+// `npm run bench [-- --quick | --full] [--only=statement-cost,bulk,hot-paths,dispatch,payout-day,upgrade,read-scale,adopt [--update-docs]]`
 //
 // PostgreSQL: BENCH_DATABASE_URL, else TEST_DATABASE_URL (a superuser connection to a maintenance
 // database on the server), else an embedded PostgreSQL in a temporary directory. A dedicated
@@ -34,8 +34,9 @@ import { readScaleFigure } from './read-scale.ts';
 import { ratiosTable, updateReport, writeReport, type MachineInfo } from './report.ts';
 import { statementCostFigure } from './statement-cost.ts';
 import { upgradeFigure } from './upgrade.ts';
+import { adoptFigure } from './adopt.ts';
 
-const FIGURES = ['statement-cost', 'bulk', 'hot-paths', 'dispatch', 'payout-day', 'upgrade', 'read-scale'] as const;
+const FIGURES = ['statement-cost', 'bulk', 'hot-paths', 'dispatch', 'payout-day', 'upgrade', 'read-scale', 'adopt'] as const;
 type FigureKey = (typeof FIGURES)[number];
 
 function parseArgs(argv: string[]): { mode: Mode; only: Set<FigureKey>; updateDocs: boolean } {
@@ -208,6 +209,8 @@ async function main(): Promise<void> {
     // In a database of its own, at migration 000006.
     await runFigure('upgrade', '6. upgrade under load', () => upgradeFigure(ctx));
     await runFigure('read-scale', '7. reads at a year of payouts', () => readScaleFigure(ctx));
+    // In a database of its own, with migrations/current.sql applied until the adoption's migration is committed.
+    await runFigure('adopt', '8. adopting a live table', () => adoptFigure(ctx));
 
     const ordered = FIGURES.map((k) => results.get(k)).filter((r): r is FigureResult => !!r);
     for (const f of ordered) {
