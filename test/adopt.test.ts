@@ -1,6 +1,9 @@
 // seller-transfers adopt on the legacy table DESIGN.md describes (test/fixtures): plan tells the
 // whole truth and writes nothing; run brings the rows under the guard with one adopted event each;
 // afterwards the legacy name still answers its services, and every write through it meets the guard.
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { useTestDatabase } from './support/database.ts';
 import { cliFor } from './support/cli.ts';
@@ -36,6 +39,16 @@ describe('adopt plan', () => {
     expect(await tableBytes(db.pool, 'legacy.seller_transfers')).toEqual(before);
     const { rows } = await db.pool.query('select * from marketplace.seller_transfer_adoptions');
     expect(rows).toEqual([]);
+  });
+
+  it('takes its maps from --map-file as well, and prints the complete map', async () => {
+    const file = path.join(await mkdtemp(path.join(tmpdir(), 'adopt-map-')), 'legacy.map');
+    const maps = fixtureMap('legacy').filter((a) => a !== '--map');
+    await writeFile(file, `# the legacy table's columns\n${maps.join('\n')}\n`);
+    const run = await cli('adopt', 'plan', '--table', 'legacy.seller_transfers', '--map-file', file);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('last_error=error_message');
+    expect(run.stdout).toMatch(/^ {2}retry_count=retry_count$/m);
   });
 
   it('without the destination map: exits 3 naming the column', async () => {

@@ -26,6 +26,7 @@ const COMMANDS: Record<string, string[]> = {
   fail: ['fail', id, '--reason', 'test'],
   reconcile: ['reconcile'],
   migrate: ['migrate'],
+  adopt: ['adopt', 'plan', '--table', 'public.seller_transfers'],
 };
 
 let scram: EmbeddedDatabase; // a server that checks passwords (the test server may trust everyone)

@@ -24,6 +24,7 @@ const COMMANDS = [
   'doctor',
   'demo',
   'console',
+  'adopt',
 ];
 const DATA_COMMANDS = ['matrix', 'show', 'list', 'reverse', 'retry', 'fail', 'stats', 'reconcile', 'audit', 'doctor'];
 

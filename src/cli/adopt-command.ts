@@ -2,17 +2,18 @@
 // live legacy seller_transfers table under the guard (docs/adopting.md). Orchestration only: the
 // SQL is src/cli/adopt/queries.sql, the rules are the database's.
 import type { Command } from 'commander';
-import { withConnection } from '../db/connection.ts';
-import { types } from '../core/pg-types.ts';
+import { namedQueries } from '../db/named-queries.ts';
 import { resolveDatabase } from '../runtime.ts';
 import { MigrationLockError } from '../db/lock-retry.ts';
 import { print, table } from './format.ts';
 import { CliError, cliConfig } from './context.ts';
-import { explainDatabaseError, stderrLogger } from './operator-db.ts';
+import { stderrLogger, withCliConnection } from './operator-db.ts';
 import { mapLines, parseMapOptions, relation, resolveMap } from './adopt/map.ts';
 import { makePlan, printPlan, legacyTable } from './adopt/plan.ts';
 import { adoptionOf, runAdoption, type RunOptions } from './adopt/run.ts';
 import { recordedMap, undoAdoption, verifyAdoption } from './adopt/verify-undo.ts';
+
+const sql = namedQueries('src/cli/adopt/queries.sql');
 
 /** Exit code when plan finds a blocker or verify a difference (as audit and reconcile). */
 export const ADOPT_FINDINGS_EXIT_CODE = 3;
@@ -40,23 +41,21 @@ async function withAdoptDb<T>(fn: (db: import('pg').Client, url: string, opts: R
   // The lock watcher of withLockRetry finds this session by its application_name.
   const applicationName = `seller-transfers adopt ${process.pid}.${Date.now().toString(36)}`;
   try {
-    return await withConnection(
-      database.url,
-      (db) =>
-        fn(db, database.url, {
-          url: database.url,
-          applicationName,
-          lockTimeoutMs: config.MIGRATION_LOCK_TIMEOUT_MS,
-          retryForMs: config.MIGRATION_LOCK_RETRY_SECONDS * 1000,
-          batchRows: 5000,
-          switchBelow: 1000,
-          progress: (line) => process.stderr.write(`adopt ${line}\n`),
-        }),
-      { application_name: applicationName, types, connectionTimeoutMillis: 10_000 },
-    );
+    return await withCliConnection(database.url, async (db) => {
+      await db.query(sql('set_application_name'), [applicationName]);
+      return fn(db, database.url, {
+        url: database.url,
+        applicationName,
+        lockTimeoutMs: config.MIGRATION_LOCK_TIMEOUT_MS,
+        retryForMs: config.MIGRATION_LOCK_RETRY_SECONDS * 1000,
+        batchRows: 5000,
+        switchBelow: 1000,
+        progress: (line) => process.stderr.write(`adopt ${line}\n`),
+      });
+    });
   } catch (e) {
     if (e instanceof MigrationLockError) throw new CliError(e.message, 1);
-    throw explainDatabaseError(e);
+    throw e;
   } finally {
     await database.close();
   }

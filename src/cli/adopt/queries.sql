@@ -3,6 +3,10 @@
 -- table's quoted name, the mapped select list (each map expression AS its project column, over the
 -- legacy row aliased l), column lists. Nothing else is ever spliced in.
 
+-- name: set_application_name
+-- adopt's lock steps are watched (and their blockers named) by this name, as migrate's are.
+select pg_catalog.set_config('application_name', $1, false);
+
 -- name: relation
 -- The table (or, after the switch, the view) the DBA named, and its size for the lock estimates.
 select pg_catalog.format('%I.%I', n.nspname, c.relname) as name, c.relkind::text as kind, n.nspname as schema, c.relname as relname,

@@ -152,6 +152,8 @@ function viewStatements(map: AdoptionMap): string[] {
   ];
 }
 
+const heldMs = (since: number) => `${Math.round(performance.now() - since)} ms`;
+
 export async function runAdoption(db: pg.ClientBase, map: AdoptionMap, opts: RunOptions): Promise<string> {
   let state = await adoptionOf(db, map.legacy);
   if (state?.step === 'done') return `${map.legacy} is already adopted: nothing to do`;
@@ -161,12 +163,14 @@ export async function runAdoption(db: pg.ClientBase, map: AdoptionMap, opts: Run
   }
   const legacy = map.legacy;
   if (state.step === 'capture') {
+    let captureLocked = 0;
     await lockStep(db, opts, 'capture', async () => {
+      captureLocked = performance.now();
       const stmt = (await db.query<{ statement: string }>(sql('create_capture_trigger'), [legacy])).rows[0]?.statement;
       if (stmt) await db.query(stmt);
       await setStep(db, legacy, 'copy');
     });
-    opts.progress('capture: every legacy write from now on is noted');
+    opts.progress(`capture: every legacy write from now on is noted (lock held ${heldMs(captureLocked)})`);
     state = (await adoptionOf(db, legacy))!;
   }
   if (state.step === 'copy') {
@@ -197,9 +201,11 @@ export async function runAdoption(db: pg.ClientBase, map: AdoptionMap, opts: Run
     const fks = (await db.query<{ name: string; table_name: string; definition: string }>(sql('foreign_keys_to'), [legacy])).rows;
     const grants = (await db.query<{ statement: string }>(sql('table_grants'), [legacy, legacy])).rows.map((g) => g.statement);
     const [, table] = splitName(map.kept);
+    let switchLocked = 0;
     await lockStep(db, opts, 'switch', async () => {
       opts.progress(`switch: locking ${legacy} (ACCESS EXCLUSIVE, lock_timeout ${opts.lockTimeoutMs} ms)`);
       await db.query((await db.query<{ statement: string }>(sql('lock_exclusive'), [legacy])).rows[0]!.statement);
+      switchLocked = performance.now();
       let last = 0;
       for (let n = await syncChanges(db, map, legacy, opts.batchRows); n > 0; n = await syncChanges(db, map, legacy, opts.batchRows))
         last += n;
@@ -219,6 +225,7 @@ export async function runAdoption(db: pg.ClientBase, map: AdoptionMap, opts: Run
       await setStep(db, legacy, 'switched');
       opts.progress(`switch: ${last} last legacy writes copied; ${legacy} is now a view over marketplace.seller_transfers`);
     });
+    opts.progress(`switch: ACCESS EXCLUSIVE on ${legacy} held ${heldMs(switchLocked)}, until the commit`);
     state = (await adoptionOf(db, legacy))!;
   }
   if (state.step === 'switched') {
