@@ -33,6 +33,7 @@ export interface Plan {
   findings: Finding[];
   foreignKeys: Array<{ name: string; table_name: string; definition: string }>;
   triggers: Array<{ name: string; definition: string }>;
+  liveWorkers: number;
 }
 
 /** What each finding means, in the words plan prints. */
@@ -89,7 +90,8 @@ export async function makePlan(db: pg.ClientBase, name: string, given: Map<strin
       }
       const foreignKeys = (await db.query<Plan['foreignKeys'][number]>(sql('foreign_keys_to'), [rel.name])).rows;
       const triggers = (await db.query<Plan['triggers'][number]>(sql('triggers_on'), [rel.name])).rows;
-      return { map, relation: rel, statusCounts, findings, foreignKeys, triggers };
+      const liveWorkers = (await db.query<{ count: number }>(sql('live_workers'))).rows[0]!.count;
+      return { map, relation: rel, statusCounts, findings, foreignKeys, triggers, liveWorkers };
     },
     { readOnly: true },
   );
@@ -136,6 +138,7 @@ export function renderPlan(plan: Plan): string {
     `  its triggers (they stay on the kept table; a legacy write through the view does not fire them): ${
       plan.triggers.map((t) => t.name).join(', ') || 'none'
     }`,
+    `  seller-transfers workers running: ${plan.liveWorkers}${plan.liveWorkers ? ' (stop them until the switch: docs/adopting.md#handover)' : ''}`,
     '  locks of adopt run, each under lock_timeout with retries (docs/adopting.md):',
     `    1 capture: SHARE ROW EXCLUSIVE on ${plan.relation.name}, milliseconds (waits for open writes)`,
     `    2 copy: no lock a writer waits for; about ${copySeconds} s for ${total} rows`,

@@ -47,6 +47,12 @@ select pg_catalog.format('grant %s on %s to %s', a.privilege_type, $2::text,
   from pg_catalog.pg_class c cross join lateral pg_catalog.aclexplode(c.relacl) a
  where c.oid = pg_catalog.to_regclass($1) and a.grantee <> c.relowner;
 
+-- name: live_workers
+-- seller-transfers workers that reported within two minutes: they should wait for the switch
+-- (docs/adopting.md#handover).
+select count(*)::int as count from marketplace.seller_transfer_worker_heartbeats
+ where stopped_at is null and last_seen_at > now() - interval '2 minutes';
+
 -- name: adoption
 select legacy_table, kept_as, map, step, rows_copied, copy_cursor::text as copy_cursor, switched_at, finished_at
   from marketplace.seller_transfer_adoptions where legacy_table = $1;

@@ -162,6 +162,13 @@ export async function runAdoption(db: pg.ClientBase, map: AdoptionMap, opts: Run
     state = (await adoptionOf(db, map.legacy))!;
   }
   const legacy = map.legacy;
+  if (state.step !== 'switched') {
+    const live = (await db.query<{ count: number }>(sql('live_workers'))).rows[0]!.count;
+    if (live)
+      opts.progress(
+        `warning: ${live} seller-transfers worker(s) running; until the switch the legacy table is the truth (docs/adopting.md#handover)`,
+      );
+  }
   if (state.step === 'capture') {
     let captureLocked = 0;
     await lockStep(db, opts, 'capture', async () => {
