@@ -152,6 +152,12 @@ function viewStatements(map: AdoptionMap): string[] {
   ];
 }
 
+/**
+ * Noted writes replayed per transaction before the switch. Small: a legacy writer touching a row
+ * of the batch again waits for the batch's commit (its note conflicts with the one being taken).
+ */
+const SYNC_BATCH = 500;
+
 const heldMs = (since: number) => `${Math.round(performance.now() - since)} ms`;
 
 export async function runAdoption(db: pg.ClientBase, map: AdoptionMap, opts: RunOptions): Promise<string> {
@@ -202,7 +208,7 @@ export async function runAdoption(db: pg.ClientBase, map: AdoptionMap, opts: Run
     // Writers may keep noting rows: sync until few are left, then the switch copies those under its lock.
     let synced = 0;
     for (let left = await changesLeft(db, legacy); left >= opts.switchBelow; left = await changesLeft(db, legacy)) {
-      synced += await inTransaction(db, () => syncChanges(db, map, legacy, opts.batchRows));
+      synced += await inTransaction(db, () => syncChanges(db, map, legacy, SYNC_BATCH));
       opts.progress(`sync: ${synced} legacy writes made during the copy replayed, ${await changesLeft(db, legacy)} left`);
     }
     const fks = (await db.query<{ name: string; table_name: string; definition: string }>(sql('foreign_keys_to'), [legacy])).rows;
