@@ -193,6 +193,22 @@ describe('adopt run, then the legacy name', () => {
   });
 });
 
+describe('adopt verify', () => {
+  it('exits 3 naming the rows whose mapped columns no longer agree (a seller whose account moved)', async () => {
+    await db.pool.query(`update legacy.sellers set stripe_account_id = 'acct_moved' where id = '00000000-0000-4000-8000-00000000000b'`);
+    try {
+      const run = await cli('adopt', 'verify', '--table', 'legacy.seller_transfers');
+      expect(run.code, run.stderr).toBe(3);
+      expect(run.stdout).toContain('10000000-0000-4000-8000-000000000003');
+      expect(run.stdout).toContain('differs');
+      expect(run.stdout).not.toContain(PENDING); // seller A's rows agree
+    } finally {
+      await db.pool.query(`update legacy.sellers set stripe_account_id = 'acct_legacyB' where id = '00000000-0000-4000-8000-00000000000b'`);
+    }
+    expect((await cli('adopt', 'verify', '--table', 'legacy.seller_transfers')).code).toBe(0);
+  });
+});
+
 /** Runs `sql` as a legacy service (a marketplace_writer member); the database error, or null. */
 async function asService(sql: string) {
   const c = await db.pool.connect();
