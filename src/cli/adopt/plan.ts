@@ -97,8 +97,8 @@ export async function makePlan(db: pg.ClientBase, name: string, given: Map<strin
   );
 }
 
-/** Rough seconds, from a copy rate measured on a small machine (docs/adopting.md). */
-const COPY_ROWS_PER_SECOND = 20_000;
+/** A conservative copy rate for the estimate: what bench figure 7 measured under four legacy writers on a small, shared machine. */
+const COPY_ROWS_PER_SECOND = 3_000;
 
 export function renderPlan(plan: Plan): string {
   const total = plan.statusCounts.reduce((n, s) => n + s.count, 0);
