@@ -3,9 +3,13 @@
 // the view meanwhile included), without the guard; the history is kept aside, not deleted.
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { useTestDatabase } from './support/database.ts';
-import { cliFor } from './support/cli.ts';
+import { cliFor, type CliRun } from './support/cli.ts';
 import { pgError } from './support/transfers.ts';
-import { applyCurrentMigration, fixtureMap, loadLegacyFixture } from './support/adopt.ts';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import pg from 'pg';
+import { projectRoot } from '../src/paths/project.ts';
+import { applyCurrentMigration, fixtureMap, loadLegacyFixture, tableBytes } from './support/adopt.ts';
 
 vi.setConfig({ testTimeout: 60_000 });
 
@@ -28,6 +32,7 @@ let updatedAtAfterRequest: Date;
 
 beforeAll(async () => {
   await applyCurrentMigration(db.pool);
+  await stoppedHalfWay();
   await loadLegacyFixture(db.pool, 'legacy');
   shapeBefore = await shape();
   const run = await cli('adopt', 'run', '--table', 'legacy.seller_transfers', ...fixtureMap('legacy'));
@@ -86,10 +91,77 @@ describe('adopt undo', () => {
     expect((await db.pool.query('select count(*)::int as n from marketplace.seller_transfers')).rows[0].n).toBe(0);
     expect((await db.pool.query('select count(*)::int as n from marketplace.seller_transfer_events')).rows[0].n).toBe(0);
     const { rows } = await db.pool.query(
-      `select count(*)::int as n, count(*) filter (where action = 'adopted')::int as adopted from marketplace.seller_transfer_events_set_aside`,
+      `select count(*)::int as n, count(*) filter (where action = 'adopted')::int as adopted from marketplace.seller_transfer_events_set_aside where legacy_table = 'legacy.seller_transfers'`,
     );
     expect(rows).toEqual([{ n: 8, adopted: 6 }]);
-    const state = await db.pool.query(`select step from marketplace.seller_transfer_adoptions`);
+    const state = await db.pool.query(
+      `select step from marketplace.seller_transfer_adoptions where legacy_table = 'legacy.seller_transfers'`,
+    );
     expect(state.rows).toEqual([{ step: 'undone' }]);
+  });
+});
+
+/**
+ * Stopping half-way: `adopt run` on another copy of the fixture (schema early) is killed inside
+ * its switch (a report on the ledger keeps the switch waiting in its lock_timeout), so every row
+ * is copied but the legacy name is still the table; `adopt undo` abandons it. Runs first, so that
+ * marketplace.seller_transfers holds only its rows.
+ */
+let halfWay: { undo: CliRun; before: string[]; after: string[]; copied: number; left: number; triggers: string[]; step: string };
+async function stoppedHalfWay(): Promise<void> {
+  await loadLegacyFixture(db.pool, 'early');
+  const before = await tableBytes(db.pool, 'early.seller_transfers');
+  const report = new pg.Client({ connectionString: db.url });
+  await report.connect();
+  await report.query('begin');
+  await report.query('select count(*) from early.seller_transfer_ledger');
+  const child = spawn(
+    process.execPath,
+    [path.join(projectRoot, 'bin/seller-transfers.js'), 'adopt', 'run', '--table', 'early.seller_transfers', ...fixtureMap('early')],
+    {
+      cwd: projectRoot,
+      env: { ...process.env, DATABASE_URL: db.url, LOG_LEVEL: 'silent', MIGRATION_LOCK_TIMEOUT_MS: '200' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  let stderr = '';
+  await new Promise<void>((resolve) => {
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (/switch: locking/.test(stderr)) child.kill('SIGKILL');
+    });
+    child.on('close', () => resolve());
+  });
+  await report.query('rollback');
+  await report.end();
+  const copied = (await db.pool.query<{ n: number }>('select count(*)::int as n from marketplace.seller_transfers')).rows[0]!.n;
+  const undo = await cli('adopt', 'undo', '--table', 'early.seller_transfers');
+  const left = (await db.pool.query<{ n: number }>('select count(*)::int as n from marketplace.seller_transfers')).rows[0]!.n;
+  const triggers = (
+    await db.pool.query<{ tgname: string }>(
+      `select tgname from pg_trigger where tgrelid = 'early.seller_transfers'::regclass and not tgisinternal`,
+    )
+  ).rows.map((r) => r.tgname);
+  const step = (
+    await db.pool.query<{ step: string }>(
+      `select step from marketplace.seller_transfer_adoptions where legacy_table = 'early.seller_transfers'`,
+    )
+  ).rows[0]!.step;
+  halfWay = { undo, before, after: await tableBytes(db.pool, 'early.seller_transfers'), copied, left, triggers, step };
+}
+
+describe('adopt undo before the switch (stopping half-way)', () => {
+  it('abandons the adoption: the table untouched, its trigger gone, no copies left, the history aside', async () => {
+    expect(halfWay.copied).toBe(6);
+    expect(halfWay.undo.code, halfWay.undo.stderr).toBe(0);
+    expect(halfWay.undo.stdout).toContain('abandoned before its switch');
+    expect(halfWay.left).toBe(0);
+    expect(halfWay.after).toEqual(halfWay.before);
+    expect(halfWay.triggers).toEqual(['seller_transfers_touch']);
+    expect(halfWay.step).toBe('undone');
+    const { rows } = await db.pool.query(
+      `select count(*)::int as n from marketplace.seller_transfer_events_set_aside where legacy_table = 'early.seller_transfers'`,
+    );
+    expect(rows).toEqual([{ n: 6 }]);
   });
 });

@@ -11,7 +11,7 @@ import { stderrLogger, withCliConnection } from './operator-db.ts';
 import { mapLines, parseMapOptions, relation, resolveMap } from './adopt/map.ts';
 import { makePlan, printPlan, legacyTable } from './adopt/plan.ts';
 import { adoptionOf, runAdoption, type RunOptions } from './adopt/run.ts';
-import { recordedMap, undoAdoption, verifyAdoption } from './adopt/verify-undo.ts';
+import { abandonAdoption, recordedMap, undoAdoption, verifyAdoption } from './adopt/verify-undo.ts';
 
 const sql = namedQueries('src/cli/adopt/queries.sql');
 
@@ -131,18 +131,20 @@ export function registerAdoptCommand(program: Command): void {
 
   adopt
     .command('undo')
-    .description('take the table back to how it was before run (name, columns, rows as they are now, foreign keys), without the guard')
+    .description(
+      'take the table back to how it was before run (name, columns, rows as they are now, foreign keys), without the guard; before the switch: stop the adoption half-way',
+    )
     .requiredOption('--table <schema.table>', 'the adopted legacy name')
     .action(async (opts: { table: string }) => {
       await withAdoptDb(async (db, _url, runOpts) => {
         const name = (await relation(db, opts.table))?.name ?? opts.table;
         const recorded = await recordedMap(db, name);
-        if (!recorded || (recorded.step !== 'switched' && recorded.step !== 'done'))
-          throw new CliError(
-            `${name} is not adopted${recorded ? ` (adoption at step ${recorded.step}; run it to the end first)` : ''}: nothing to undo`,
-            2,
-          );
-        print(await undoAdoption(db, recorded.map, runOpts));
+        if (!recorded || recorded.step === 'undone') throw new CliError(`${name} is not adopted: nothing to undo`, 2);
+        print(
+          recorded.step === 'switched' || recorded.step === 'done'
+            ? await undoAdoption(db, recorded.map, runOpts)
+            : await abandonAdoption(db, recorded.map, runOpts),
+        );
       });
     });
 }

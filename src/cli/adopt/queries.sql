@@ -206,6 +206,25 @@ with moved as (
 )
 insert into marketplace.seller_transfer_events_set_aside select m.*, now(), $1 from moved m;
 
+-- name: abandon_refusals_template
+-- Before the switch the copies are dropped, never one the project's worker acted on: its Stripe
+-- call would be forgotten and the legacy worker would pay the row again.
+select e.transfer_id::text as id from marketplace.seller_transfer_events e
+ where e.transfer_id in (select l.id from {{legacy}} l) and e.authority = 'worker'
+ limit 5;
+
+-- name: abandon_set_history_aside_template
+with moved as (
+  delete from marketplace.seller_transfer_events e where e.transfer_id in (select l.id from {{legacy}} l) returning e.*
+)
+insert into marketplace.seller_transfer_events_set_aside select m.*, now(), {{legacy_literal}} from moved m;
+
+-- name: abandon_remove_rows_template
+delete from marketplace.seller_transfers t where t.id in (select l.id from {{legacy}} l);
+
+-- name: undo_forget_changes
+delete from marketplace.seller_transfer_adoption_changes where legacy_table = $1;
+
 -- name: undo_remove_rows
 delete from marketplace.seller_transfers;
 

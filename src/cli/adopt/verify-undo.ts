@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { inTransaction } from '../../db/connection.ts';
 import { namedQueries } from '../../db/named-queries.ts';
 import { CliError } from '../context.ts';
-import { fill, ident, repointedTo, resolveMap, splitName, templateVars, type AdoptionMap } from './map.ts';
+import { fill, ident, literal, repointedTo, resolveMap, splitName, templateVars, type AdoptionMap } from './map.ts';
 import { adoptedWriteFunction, adoptionOf, lockStep, type RunOptions } from './run.ts';
 
 const sql = namedQueries('src/cli/adopt/queries.sql');
@@ -81,4 +81,31 @@ export async function undoAdoption(db: pg.ClientBase, map: AdoptionMap, opts: Ru
       await db.query(fill(sql('validate_fk_template'), { table: fk.table_name, name: ident(fk.name) }));
     });
   return `${legacy} is a table again, holding the rows as they are now, without the guard; their history is kept in marketplace.seller_transfer_events_set_aside`;
+}
+
+/**
+ * undo before the switch: the legacy table was never touched but for the capture trigger, so the
+ * adoption is abandoned: the trigger dropped, the copies and the noted ids removed, their history
+ * kept aside; refused for a row the project's worker already acted on. One transaction under
+ * lock_timeout with retries.
+ */
+export async function abandonAdoption(db: pg.ClientBase, map: AdoptionMap, opts: RunOptions): Promise<string> {
+  const legacy = map.legacy;
+  await lockStep(db, opts, 'undo', async () => {
+    await db.query(fill(sql('drop_capture_template'), { legacy }));
+    const vars = { legacy, legacy_literal: literal(legacy) };
+    const acted = (await db.query<{ id: string }>(fill(sql('abandon_refusals_template'), vars))).rows.map((r) => r.id);
+    if (acted.length)
+      throw new CliError(
+        `cannot abandon the adoption: the project's worker already acted on ${acted.join(', ')} at Stripe; ` +
+          'run the adoption to its end (adopt run), then adopt undo if you must',
+        3,
+      );
+    await db.query(sql('replica_role'));
+    await db.query(fill(sql('abandon_set_history_aside_template'), vars));
+    await db.query(fill(sql('abandon_remove_rows_template'), vars));
+    await db.query(sql('undo_forget_changes'), [legacy]);
+    await db.query(sql('set_step'), [legacy, 'undone']);
+  });
+  return `the adoption of ${legacy} is abandoned before its switch: the table is as it was (its capture trigger dropped), marketplace.seller_transfers holds none of its rows, their history is kept in marketplace.seller_transfer_events_set_aside`;
 }
