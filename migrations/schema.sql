@@ -31,6 +31,29 @@ alter table marketplace.currencies add constraint currencies_pkey PRIMARY KEY (c
 comment on table marketplace.currencies is 'Currencies a seller transfer may be in: Stripe''s supported currencies, with the minor-unit exponent Stripe''s API counts amounts in (amount_cents = amount * 10^exponent). The console and the CLI read exponents from here.';
 comment on column marketplace.currencies.exponent is 'Decimals of the amount Stripe''s API takes: 0 for zero-decimal currencies (jpy: 1200 is 1,200 JPY), 2 for most, 3 for bhd jod kwd omr tnd.';
 
+create table marketplace.seller_transfer_adoption_changes (
+  legacy_table text not null,
+  id uuid not null
+);
+alter table marketplace.seller_transfer_adoption_changes add constraint seller_transfer_adoption_changes_pkey PRIMARY KEY (legacy_table, id);
+comment on table marketplace.seller_transfer_adoption_changes is 'Ids of legacy rows written while seller-transfers adopt run copies them: each is copied again (or its move replayed through the guard) before the switch.';
+
+create table marketplace.seller_transfer_adoptions (
+  legacy_table text not null,
+  kept_as text not null,
+  map jsonb not null,
+  step text default 'capture'::text not null,
+  rows_copied bigint default 0 not null,
+  copy_cursor uuid,
+  started_at timestamp with time zone default now() not null,
+  switched_at timestamp with time zone,
+  finished_at timestamp with time zone,
+  undone_at timestamp with time zone
+);
+alter table marketplace.seller_transfer_adoptions add constraint seller_transfer_adoption_step CHECK ((step = ANY (ARRAY['capture'::text, 'copy'::text, 'sync'::text, 'switched'::text, 'done'::text, 'undone'::text])));
+alter table marketplace.seller_transfer_adoptions add constraint seller_transfer_adoptions_pkey PRIMARY KEY (legacy_table);
+comment on table marketplace.seller_transfer_adoptions is 'Tables brought under the guard by seller-transfers adopt run: the legacy name, the name its table is kept under, the column map, and the step reached (run started again continues from it).';
+
 create table marketplace.seller_transfer_audit_findings (
   transfer_id uuid not null,
   problem text not null,
@@ -119,7 +142,31 @@ comment on column marketplace.seller_transfer_events.authority is 'Who made the 
 comment on column marketplace.seller_transfer_events.stripe_transfer_id is 'The Stripe transfer id this move wrote on the row (null when the move did not set it).';
 comment on column marketplace.seller_transfer_events.stripe_reversal_id is 'The Stripe reversal id this move wrote on the row (null when the move did not set it).';
 comment on column marketplace.seller_transfer_events.source_transaction is 'Insert events: the source_transaction the transfer was created with (null: none, or an insert before this column existed).';
-comment on column marketplace.seller_transfer_events.action is 'An operator''s (or a service''s) action on the row that moved no status, e.g. retry (from_status = to_status); null for an insert or a status change.';
+comment on column marketplace.seller_transfer_events.action is 'An operator''s (or a service''s) action on the row that moved no status, e.g. retry (from_status = to_status); adopted: the first event of a row brought in by seller-transfers adopt run (from nothing to the status it held, its timestamps in reason); null for an insert or a status change.';
+
+create table marketplace.seller_transfer_events_set_aside (
+  id bigint not null,
+  transfer_id uuid not null,
+  from_status text,
+  to_status text not null,
+  occurred_at timestamp with time zone not null,
+  actor text not null,
+  application_name text,
+  reason text,
+  xact_id xid8 not null,
+  amount_cents bigint,
+  currency text,
+  stripe_account_id text,
+  requested_by text,
+  authority text,
+  stripe_transfer_id text,
+  stripe_reversal_id text,
+  source_transaction text,
+  action text,
+  set_aside_at timestamp with time zone default now() not null,
+  legacy_table text not null
+);
+comment on table marketplace.seller_transfer_events_set_aside is 'History of seller transfers that seller-transfers adopt undo gave back to their legacy table: kept, never deleted.';
 
 create table marketplace.seller_transfer_external_reversals (
   stripe_reversal_id text not null,
@@ -1965,6 +2012,22 @@ end $function$;
 grant EXECUTE on function marketplace.mark_seller_transfer_reversed(uuid,text,bigint,text) to marketplace_worker;
 revoke execute on function marketplace.mark_seller_transfer_reversed(uuid,text,bigint,text) from public;
 
+CREATE OR REPLACE FUNCTION marketplace.note_seller_transfer_adoption_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  -- One id per row written; the adoption copies it again. tg_argv[0]: the legacy table's name.
+  insert into marketplace.seller_transfer_adoption_changes (legacy_table, id)
+  values (tg_argv[0], case tg_op when 'DELETE' then old.id else new.id end)
+  on conflict do nothing;
+  return null;
+end $function$;
+comment on function marketplace.note_seller_transfer_adoption_change() is 'Trigger on a legacy table while seller-transfers adopt run copies it: notes the id of every row written.';
+revoke execute on function marketplace.note_seller_transfer_adoption_change() from public;
+
 CREATE OR REPLACE FUNCTION marketplace.recompile_seller_transfer_guards()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -2603,6 +2666,40 @@ grant EXECUTE on function marketplace.seller_transfer_admin_actions(text) to mar
 grant EXECUTE on function marketplace.seller_transfer_admin_actions(text) to marketplace_writer;
 revoke execute on function marketplace.seller_transfer_admin_actions(text) from public;
 
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_adoption_problems(r marketplace.seller_transfers)
+ RETURNS text[]
+ LANGUAGE sql
+ STABLE
+AS $function$
+  -- What would make the guard refuse this row, or make money wrong, as an adopted row: the
+  -- statuses, currencies and column couplings of marketplace.seller_transfers, as problem codes.
+  -- No SET search_path (every name is qualified; not a definer): a SET clause keeps the planner
+  -- from inlining it, and adopt run asks it for every row it copies (100x slower with it).
+  select array_remove(array[
+    case when r.id is null then 'null_id' end,
+    case when r.order_id is null then 'null_order_id' end,
+    case when r.seller_id is null then 'null_seller_id' end,
+    case when r.stripe_account_id is null then 'null_stripe_account_id'
+         when r.stripe_account_id !~ '^acct_[A-Za-z0-9]+$' then 'bad_stripe_account_id' end,
+    case when r.amount_cents is null then 'null_amount_cents' when r.amount_cents <= 0 then 'amount_not_positive' end,
+    case when r.currency is null then 'null_currency'
+         when not exists (select 1 from marketplace.currencies c where c.code = r.currency) then 'currency_unknown' end,
+    case when r.status is null then 'null_status'
+         when not exists (select 1 from marketplace.seller_transfer_statuses s where s.status = r.status) then 'status_unknown' end,
+    case when r.created_at is null then 'null_created_at' end,
+    case when r.status in ('completed', 'reversal_pending', 'reversed') and r.stripe_transfer_id is null then 'paid_without_transfer_id' end,
+    case when r.status = 'reversed' and r.stripe_reversal_id is null then 'reversed_without_reversal_id' end,
+    case when r.stripe_reversal_id is not null and r.stripe_transfer_id is null then 'reversal_id_without_transfer_id' end,
+    case when r.status = 'failed' and r.next_retry_at is null then 'failed_without_next_retry_at' end,
+    case when r.stripe_transfer_id !~ '^tr_[A-Za-z0-9]+$' then 'bad_stripe_transfer_id' end,
+    case when r.stripe_reversal_id !~ '^trr_[A-Za-z0-9]+$' then 'bad_stripe_reversal_id' end,
+    case when r.retry_count < 0 then 'retry_count_negative' end
+  ], null)
+$function$;
+comment on function marketplace.seller_transfer_adoption_problems(marketplace.seller_transfers) is 'Why a legacy row, mapped to this table''s columns, cannot be adopted as it is (empty: it can): seller-transfers adopt plan reports them, adopt run refuses a batch holding one.';
+grant EXECUTE on function marketplace.seller_transfer_adoption_problems(marketplace.seller_transfers) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_adoption_problems(marketplace.seller_transfers) to public;
+
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_amount_text(minor bigint, currency text)
  RETURNS text
  LANGUAGE sql
@@ -2665,7 +2762,7 @@ begin
     -- Stripe id the last event that recorded one, and whether the history judges it: recorded
     -- since migration 000017, an authority on the insert or on the move that sets the id).
     select e.transfer_id, e.id, e.from_status, e.to_status, e.amount_cents, e.currency, e.stripe_account_id, e.source_transaction,
-           e.authority, e.stripe_transfer_id, e.stripe_reversal_id,
+           e.authority, e.stripe_transfer_id, e.stripe_reversal_id, e.action,
            row_number() over w as n,
            lag(e.to_status) over w as prev_to,
            last_value(e.to_status) over wa as last_to,
@@ -2674,7 +2771,9 @@ begin
            max(e.id) filter (where e.stripe_reversal_id is not null) over wa as reversal_id_event,
            coalesce(bool_or(e.authority is not null and (e.from_status is null or e.to_status = 'reversed')) over wa, false) as reversal_id_judged
       from %2$s
-     where e.action is null  -- an operator's action on a status (a retry) is not a step
+     -- an operator's action on a status (a retry) is not a step; an adoption (seller-transfers adopt)
+     -- is the first step of a row that lived elsewhere before: the status it held then, from nothing
+     where e.action is null or e.action = 'adopted'
     window w as (partition by e.transfer_id order by e.id),
            wa as (w rows between unbounded preceding and unbounded following)
   ), steps as (
@@ -2686,7 +2785,7 @@ begin
            format('event %%s: created as %%s, which is not an initial status', ev.id, ev.to_status)
       from ev
       left join marketplace.seller_transfer_statuses s on s.status = ev.to_status
-     where ev.n = 1 and ev.from_status is null and not coalesce(s.is_initial, false)
+     where ev.n = 1 and ev.from_status is null and not coalesce(s.is_initial, false) and ev.action is distinct from 'adopted'
     union all
     select ev.transfer_id, 'broken_chain',
            format('event %%s: %%s -> %%s, but the previous event ended in %%s', ev.id, coalesce(ev.from_status, '(insert)'), ev.to_status, ev.prev_to)
@@ -3439,6 +3538,10 @@ grant SELECT on marketplace.currencies to marketplace_worker;
 
 grant SELECT on marketplace.currencies to marketplace_writer;
 
+grant INSERT on marketplace.seller_transfer_adoption_changes to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfer_adoptions to marketplace_reader;
+
 grant DELETE, INSERT, SELECT, UPDATE on marketplace.seller_transfer_audit_findings to marketplace_definer;
 
 grant SELECT on marketplace.seller_transfer_audit_findings to marketplace_operator;
@@ -3494,6 +3597,8 @@ grant SELECT on marketplace.seller_transfer_events to marketplace_reader;
 grant SELECT on marketplace.seller_transfer_events to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_events to marketplace_writer;
+
+grant SELECT on marketplace.seller_transfer_events_set_aside to marketplace_reader;
 
 grant SELECT on marketplace.seller_transfer_external_reversals to marketplace_definer;
 
