@@ -26,6 +26,8 @@ export interface WorkerMetrics {
 }
 
 const SCRAPE_CACHE_MS = 15_000;
+/** The pause switch is one row: read at (nearly) every scrape, so a pause shows at once. */
+const PAUSE_CACHE_MS = 1_000;
 
 export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
   const registry = new client.Registry();
@@ -184,6 +186,35 @@ export function createWorkerMetrics(pool: pg.Pool): WorkerMetrics {
     registers: [registry],
     async collect() {
       for (const r of await snapshot()) this.set({ status: r.status }, Number(r.stuck));
+    },
+  });
+
+  // The fleet's pause switch (issue 28), read at scrape time: one row by primary key.
+  let pauseCache: { at: number; paused: boolean; sinceEpoch: number | null } | undefined;
+  const pauseState = async () => {
+    if (!pauseCache || Date.now() - pauseCache.at > PAUSE_CACHE_MS) {
+      const {
+        rows: [r],
+      } = await pool.query<{ paused: boolean; since_epoch: number | null }>(sql('pause_state'));
+      pauseCache = { at: Date.now(), paused: r?.paused ?? false, sinceEpoch: r?.since_epoch ?? null };
+    }
+    return pauseCache;
+  };
+  new client.Gauge({
+    name: 'seller_transfers_paused',
+    help: '1 while the fleet is paused (seller-transfers pause: no new Stripe call, nothing dispatched), else 0.',
+    registers: [registry],
+    async collect() {
+      this.set((await pauseState()).paused ? 1 : 0);
+    },
+  });
+  new client.Gauge({
+    name: 'seller_transfers_paused_since_timestamp_seconds',
+    help: 'Unix time the pause in force began; 0 when not paused.',
+    registers: [registry],
+    async collect() {
+      const p = await pauseState();
+      this.set(p.paused ? (p.sinceEpoch ?? 0) : 0);
     },
   });
 

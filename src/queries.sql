@@ -28,3 +28,7 @@ select currency, count(*) as n from marketplace.seller_transfers_waiting_for_fun
 
 -- name: external_reversal_count
 select count(*) as n from marketplace.seller_transfer_external_reversals;
+
+-- name: pause_state
+-- The fleet's pause switch (issue 28): paused, and since when (Unix time).
+select paused, extract(epoch from since)::double precision as since_epoch from marketplace.seller_transfer_pause_state();

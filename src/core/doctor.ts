@@ -3,6 +3,7 @@
 import { appliedMigrationsOn, committedMigrations, migrationNumber } from '../db/migrate.ts';
 import type { Queryable } from '../db/connection.ts';
 import { namedQueries } from '../db/named-queries.ts';
+import { pauseLine, pauseState } from './pause.ts';
 
 const sql = namedQueries('src/core/queries.sql');
 
@@ -58,5 +59,23 @@ export async function doctorChecks(db: Queryable): Promise<DoctorCheck[]> {
     return result;
   }
   const { rows } = await db.query<{ check_name: string; status: DoctorCheck['status']; detail: string; fix: string }>(sql('doctor'));
-  return [...result, ...rows.map((r) => ({ check: r.check_name, status: r.status, detail: r.detail, fix: r.fix }))];
+  const pause = await pauseCheck(db);
+  return [
+    ...result,
+    ...(pause ? [pause] : []),
+    ...rows.map((r) => ({ check: r.check_name, status: r.status, detail: r.detail, fix: r.fix })),
+  ];
+}
+
+/** doctor's check: a warning while paused (no payout moves), ok otherwise. */
+export async function pauseCheck(db: Queryable): Promise<DoctorCheck | null> {
+  const s = await pauseState(db);
+  if (!s) return null;
+  if (!s.paused) return { check: 'fleet not paused', status: 'ok', detail: 'the worker may call Stripe', fix: '' };
+  return {
+    check: 'fleet not paused',
+    status: 'warn',
+    detail: `${pauseLine(s)}; no Stripe call is made and nothing is dispatched (rows wait)`,
+    fix: 'when the incident is over: `seller-transfers resume --reason "..."` (docs/runbook.md#sellertransferspaused)',
+  };
 }

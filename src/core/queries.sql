@@ -147,3 +147,20 @@ select t.id, t.order_id, t.seller_id, t.stripe_account_id, t.amount_cents, t.cur
 -- name: currency_codes
 -- The currencies marketplace.currencies knows (`list --currency` checks against them).
 select code from marketplace.currencies order by code;
+
+-- name: has_pause
+-- The pause switch exists (a schema older than it has none).
+select to_regprocedure('marketplace.seller_transfer_pause_state()') is not null as ok;
+
+-- name: pause_state
+select paused, since, actor, requested_by, reason, paused_seconds from marketplace.seller_transfer_pause_state();
+
+-- name: pause_history
+select id, action, occurred_at, actor, requested_by, application_name, reason, paused_since
+  from marketplace.seller_transfer_pause_events order by id desc limit $1;
+
+-- name: pause
+select paused, since, actor, requested_by, reason_now as reason, in_flight from marketplace.pause_seller_transfers($1);
+
+-- name: resume
+select paused, since, actor, requested_by, reason_now as reason, in_flight from marketplace.resume_seller_transfers($1);

@@ -26,6 +26,14 @@ select * from marketplace.claim_seller_transfer($1, $2, $3);
 -- name: unlock
 select marketplace.unlock_seller_transfer($1);
 
+-- name: paused
+-- The pause switch, right before each Stripe call (issue 28): one row by primary key.
+select marketplace.seller_transfers_paused() as paused;
+
+-- name: record_paused
+-- Paused before a Stripe call: due again now (its lease ended), nothing else changed, and released.
+select marketplace.hand_back_paused_seller_transfer($1, $2) as result, marketplace.release_seller_transfer_at_commit($1) as released;
+
 -- name: show_rate_limited
 -- While a job waits out a 429, the row says so (same state: no history row, no other column).
 update marketplace.seller_transfers set last_error = $3, updated_at = now() where id = $1 and status = $2;

@@ -102,7 +102,8 @@ export type TaskOutcome =
   | 'rescheduled'
   | 'rate_limited'
   | 'held_for_review'
-  | 'not_recorded';
+  | 'not_recorded'
+  | 'paused';
 
 /** Thrown out of a Stripe call that stayed rate limited for as long as one job waits. */
 class StillRateLimited extends Error {
@@ -111,6 +112,13 @@ class StillRateLimited extends Error {
     readonly tries: number,
   ) {
     super(`rate limited by Stripe (${reason}) ${tries} time(s)`);
+  }
+}
+
+/** The fleet is paused (marketplace.seller_transfers_paused): no Stripe call was made. */
+class FleetPaused extends Error {
+  constructor() {
+    super('seller transfers are paused: no Stripe call made');
   }
 }
 
@@ -273,6 +281,9 @@ class RowOperation {
     for (let tries = 0; ;) {
       if (limitedSince !== undefined && deps.stopping?.aborted) throw new StillRateLimited(this.limitedReason ?? 'unknown', tries);
       await deps.budget?.acquire(endpoint);
+      // The pause switch, read right before each Stripe call (one row by primary key): once a
+      // pause commits, no new call starts; one already sent finishes and is recorded as usual.
+      await this.refuseWhilePaused();
       try {
         return await this.timed(operation, call);
       } catch (e) {
@@ -294,6 +305,21 @@ class RowOperation {
   }
 
   private limitedReason: string | undefined;
+
+  private async refuseWhilePaused(): Promise<void> {
+    const {
+      rows: [r],
+    } = await this.db.query<{ paused: boolean }>({ name: 'seller-transfers-paused', text: sql('paused') });
+    if (r?.paused) throw new FleetPaused();
+  }
+
+  /** Paused before a Stripe call: the row is due again now and released; nothing else changes. */
+  private async handBackPaused(): Promise<TaskOutcome> {
+    const { row } = this;
+    await this.record<{ result: string | null }>('record-paused', sql('record_paused'), [row.id, row.status]);
+    this.log.info('seller transfers are paused: no Stripe call made; row handed back, due when resumed');
+    return 'paused';
+  }
 
   /** While a job waits out a 429, the row says so (same state: no history row, no other column). */
   private async showWaiting(reason: string): Promise<void> {
@@ -417,6 +443,7 @@ class RowOperation {
 
   /** Only Stripe's answers become outcomes; a database error (the record failed) propagates. */
   private afterStripeError(e: unknown): Promise<TaskOutcome> {
+    if (e instanceof FleetPaused) return this.handBackPaused();
     if (e instanceof StillRateLimited) return this.handBackRateLimited(e);
     if (e instanceof StripeCallFailed) return this.fail(classifyStripeError(e.original));
     throw e;
