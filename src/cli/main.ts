@@ -27,6 +27,8 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   reverse: async () => (await import('./reverse-command.ts')).registerReverseCommand,
   retry: async () => (await import('./retry-command.ts')).registerRetryCommand,
   fail: async () => (await import('./fail-command.ts')).registerFailCommand,
+  pause: async () => (await import('./pause-command.ts')).registerPauseCommand,
+  resume: async () => (await import('./pause-command.ts')).registerResumeCommand,
   stats: async () => (await import('./stats-command.ts')).registerStatsCommand,
   reconcile: async () => (await import('./reconcile-command.ts')).registerReconcileCommand,
   audit: async () => (await import('./audit-command.ts')).registerAuditCommand,

@@ -5,9 +5,17 @@ import { CLI_READ_TIMEOUT, operatorContext, withOperatorDb } from './operator-db
 import { formatMinor } from '../money.ts';
 import { statusStats, type PastSloRow, type StatusStats, type WaitingForFunds } from '../core/read-model.ts';
 import { inTransaction } from '../db/connection.ts';
+import { pauseLine, pauseState, type PauseState } from '../core/pause.ts';
 
-export function renderStats(statuses: StatusStats[], pastSlo: PastSloRow[], waitingForFunds: WaitingForFunds[] = []): string {
+export function renderStats(
+  statuses: StatusStats[],
+  pastSlo: PastSloRow[],
+  waitingForFunds: WaitingForFunds[] = [],
+  pause: PauseState | null = null,
+): string {
   const lines = [
+    // The fleet's pause switch first: while it is on, nothing below moves (docs/runbook.md#sellertransferspaused).
+    ...(pause?.paused ? [`PAUSED: ${pauseLine(pause)}; no Stripe call is made, rows wait (seller-transfers resume --reason "...")`, ''] : []),
     table(
       ['status', 'transfers', 'due now', 'longest in status', 'SLO', 'past SLO'],
       statuses.map((s) => [
@@ -60,20 +68,23 @@ export function renderStats(statuses: StatusStats[], pastSlo: PastSloRow[], wait
 export function registerStatsCommand(program: Command): void {
   program
     .command('stats')
-    .description('counts per status, rows due now, the row longest in each non-terminal status, and rows past their status SLO')
+    .description('whether the fleet is paused, counts per status, rows due now, the row longest in each non-terminal status, and rows past their status SLO')
     .option('--limit <n>', 'list at most this many rows past their SLO', '20')
-    .option('--json', 'print { statuses, past_slo } as JSON')
+    .option('--json', 'print { pause, statuses, past_slo, waiting_for_funds } as JSON')
     .action(async (opts: { limit: string; json?: boolean }) => {
       if (!/^\d+$/.test(opts.limit) || Number(opts.limit) > 100_000)
         throw new CliError(`--limit takes a whole number from 0 to 100000, got "${opts.limit}"`, 2);
       const { config, logger } = operatorContext();
-      const { statuses, pastSlo, waitingForFunds } = await withOperatorDb(
+      const { statuses, pastSlo, waitingForFunds, pause } = await withOperatorDb(
         config,
         logger,
-        (db) => inTransaction(db, () => statusStats(db, Number(opts.limit)), { readOnly: true }),
+        (db) =>
+          inTransaction(db, async () => ({ ...(await statusStats(db, Number(opts.limit))), pause: await pauseState(db) }), {
+            readOnly: true,
+          }),
         { statementTimeout: CLI_READ_TIMEOUT },
       );
-      if (opts.json) return printJson({ statuses, past_slo: pastSlo, waiting_for_funds: waitingForFunds });
-      print(renderStats(statuses, pastSlo, waitingForFunds));
+      if (opts.json) return printJson({ pause, statuses, past_slo: pastSlo, waiting_for_funds: waitingForFunds });
+      print(renderStats(statuses, pastSlo, waitingForFunds, pause));
     });
 }

@@ -1,5 +1,6 @@
 // The console's HTTP application: security on every response, a session on every page but the
-// login, the operator role and a CSRF check on every POST, then the pages (one module each).
+// login, the operator role and a CSRF check on every POST, the pause switch for every page's
+// banner, then the pages (one module each).
 import { randomUUID } from 'node:crypto';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
@@ -9,6 +10,8 @@ import { registerBulkPages } from './pages/bulk.ts';
 import { registerListPages } from './pages/list.ts';
 import { registerLoginPages, SESSION_COOKIE } from './pages/login.ts';
 import { registerOverviewPage } from './pages/overview.ts';
+import { readPauseBanner, registerPausePages } from './pages/pause.ts';
+import type { PauseState } from '../core/pause.ts';
 import { registerPreferencePages } from './pages/preferences.ts';
 import { registerStaticFiles } from './pages/static.ts';
 import { registerTransferPage } from './pages/transfer.ts';
@@ -23,6 +26,8 @@ export type { ConsoleOptions };
 declare module 'fastify' {
   interface FastifyRequest {
     session?: Session;
+    /** The fleet's pause switch, for the banner of every page (null: not known). */
+    pause?: PauseState | null;
   }
 }
 
@@ -58,6 +63,8 @@ function databaseUnavailable(request: FastifyRequest, reply: FastifyReply): Fast
 
 /** Paths anyone may fetch: the login form, the stylesheet, robots.txt, the (empty) favicon. */
 const PUBLIC = new Set(['/login', '/robots.txt', '/static/console.css', '/favicon.ico']);
+/** Routes that render no page: no pause banner to read. */
+const NO_BANNER = new Set(['/logout', '/transfers.csv', '/transfers.json']);
 
 export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
   const app = Fastify({
@@ -127,6 +134,14 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
     }
   });
 
+  // The pause switch, for the banner every page shows while it is on: read for each page a person
+  // sees (not for the public files, logging out or an export), as marketplace_reader.
+  app.addHook('preHandler', async (request) => {
+    const route = request.routeOptions.url ?? '';
+    if (!request.session || PUBLIC.has(route) || NO_BANNER.has(route)) return;
+    request.pause = await readPauseBanner(o.db);
+  });
+
   app.addHook('onResponse', async (request, reply) => {
     log.debug(
       {
@@ -169,6 +184,7 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
   registerListPages(app, o);
   registerTransferPage(app, o);
   registerActionPages(app, o);
+  registerPausePages(app, o);
   registerBulkPages(app, o);
   registerAuditDoctorPages(app, o);
   return { app, sessions, routes };

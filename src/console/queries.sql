@@ -268,3 +268,7 @@ savepoint money_totals;
 
 -- name: rollback_to_totals
 rollback to savepoint money_totals;
+
+-- name: pause_state
+-- The fleet's pause switch, for the banner every page shows while it is on (one row by primary key).
+select paused, since, actor, requested_by, reason, paused_seconds from marketplace.seller_transfer_pause_state();

@@ -125,6 +125,8 @@ export function page(
     user: s?.user ?? null,
     role: s?.role ?? null,
     csrf: data['csrf'] ?? s?.csrf ?? '',
+    // The fleet's pause switch (app.ts reads it for every page): the banner while it is on.
+    pause: request.pause?.paused ? request.pause : null,
     requestId: request.id,
   });
   return reply.code(status).type('text/html; charset=utf-8').send(html);

@@ -1,11 +1,13 @@
 // Overview: money per currency and status for a period (today, 7 days or a range of days in the
 // viewer's time zone), with the money waiting for funds and past its SLO called out, each figure
 // a link to its list; per status the capped count, rows due now and the longest wait, rows past
-// the SLO; the fleet's Stripe request budget; worker heartbeats; the state diagram.
+// the SLO; the fleet's pause switch (and, for operators, its form); the fleet's Stripe request
+// budget; worker heartbeats; the state diagram.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { PoolClient } from 'pg';
 import type { ConsoleOptions } from '../options.ts';
 import { loadStateGraph } from '../../core/state-graph.ts';
+import { pauseHistory, pauseState } from '../../core/pause.ts';
 import { readSnapshot } from '../db.ts';
 import { layoutDiagram } from '../diagram.ts';
 import { cappedCount, liveRefresh, page, viewerZone } from '../render.ts';
@@ -13,6 +15,8 @@ import { namedQueries } from '../../db/named-queries.ts';
 
 const sql = namedQueries('src/console/queries.sql');
 
+/** The latest pauses and resumes the overview lists. */
+export const PAUSE_HISTORY_SHOWN = 5;
 /** Counts are exact up to this, then shown as "10,000+" (a count never reads more rows than this). */
 export const COUNT_CAP = 10_000;
 /** Rows due now and past the SLO: exact up to this ("1,000+"); past the SLO costs a history lookup a row. */
@@ -120,6 +124,8 @@ export function registerOverviewPage(app: FastifyInstance, o: ConsoleOptions): v
         waitingForFunds: (await c.query(sql('waiting_for_funds'))).rows,
         heartbeats: (await c.query(sql('heartbeats'))).rows,
         graph: await loadStateGraph(c),
+        pause: await pauseState(c),
+        pauseHistory: await pauseHistory(c, PAUSE_HISTORY_SHOWN),
       };
     });
     const statuses = data.statuses;
@@ -154,6 +160,9 @@ export function registerOverviewPage(app: FastifyInstance, o: ConsoleOptions): v
       pastSloCapped: [...pastSloCapped],
       diagram: layoutDiagram(data.graph, counts),
       live: liveRefresh(request, OVERVIEW_REFRESH_SECONDS),
+      pauseSwitch: data.pause,
+      pauseHistory: data.pauseHistory,
+      pauseDone: q['done'] === 'pause' || q['done'] === 'resume' ? q['done'] : null,
     });
   });
 }
