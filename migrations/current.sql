@@ -117,7 +117,8 @@ begin
                     coalesce(' for ' || now_p.requested_by, ''), now_p.reason)
         else 'seller transfers are not paused: nothing to resume' end
       using errcode = 'object_not_in_prerequisite_state',
-            hint = case when pause then 'Resume first to pause with another reason (seller-transfers resume --reason ...).' end;
+            hint = case when pause then 'Resume first to pause with another reason (seller-transfers resume --reason ...).'
+                        else 'The workers are calling Stripe; see SELECT * FROM marketplace.seller_transfer_pause_events ORDER BY id DESC.' end;
   end if;
   insert into marketplace.seller_transfer_pause_events (action, actor, requested_by, application_name, reason, paused_since)
   values (word, caller, asker, app, btrim(reason), case when not pause then now_p.since end);
