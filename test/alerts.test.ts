@@ -65,6 +65,15 @@ describe.skipIf(!hasPromtool)('alert rules (promtool)', () => {
     expect(run.out).toContain('WorkerNotTakingWork');
   });
 
+  it('fail when a pause alerts at once instead of after its 30 minutes', async () => {
+    const dir = await copyWith((r) =>
+      r.replace('seller_transfers_paused_since_timestamp_seconds)) > 1800', 'seller_transfers_paused_since_timestamp_seconds)) > 0'),
+    );
+    const run = await promtool(['test', 'rules', 'alerts.test.yml'], dir);
+    expect(run.code).not.toBe(0);
+    expect(run.out).toContain('SellerTransfersPaused');
+  });
+
   it('fail when payouts waiting for funds are summed across workers', async () => {
     const dir = await copyWith((r) =>
       r.replace(

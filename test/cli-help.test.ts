@@ -18,6 +18,8 @@ const COMMANDS = [
   'reverse',
   'retry',
   'fail',
+  'pause',
+  'resume',
   'stats',
   'reconcile',
   'audit',
@@ -26,7 +28,7 @@ const COMMANDS = [
   'console',
   'adopt',
 ];
-const DATA_COMMANDS = ['matrix', 'show', 'list', 'reverse', 'retry', 'fail', 'stats', 'reconcile', 'audit', 'doctor'];
+const DATA_COMMANDS = ['matrix', 'show', 'list', 'reverse', 'retry', 'fail', 'pause', 'resume', 'stats', 'reconcile', 'audit', 'doctor'];
 
 describe.concurrent('seller-transfers --help', () => {
   it('lists every command', async () => {
@@ -48,6 +50,12 @@ describe.concurrent('the actions: --reason is required and said so; the id is ch
   it.each(['reverse', 'retry', 'fail'])('%s --help marks --reason required, in the usage line and beside the option', async (command) => {
     const run = await runCli([command, '--help']);
     expect(run.stdout).toContain(`Usage: seller-transfers ${command} <id> --reason <text> [options]`);
+    expect(run.stdout).toMatch(/^\s+--reason <text>\s+required: why/m);
+  });
+
+  it.each(['pause', 'resume'])('%s --help marks --reason required, in the usage line and beside the option', async (command) => {
+    const run = await runCli([command, '--help']);
+    expect(run.stdout).toContain(`Usage: seller-transfers ${command} --reason <text> [options]`);
     expect(run.stdout).toMatch(/^\s+--reason <text>\s+required: why/m);
   });
 

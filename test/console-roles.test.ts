@@ -59,7 +59,7 @@ afterAll(async () => {
 const READER = 'marketplace_reader';
 const OPERATOR_ROLE = 'marketplace_operator';
 const SESSIONS = 'marketplace_console';
-const ADMIN_CALL = /marketplace\.(reverse|retry|fail)_seller_transfer\(/;
+const ADMIN_CALL = /marketplace\.((reverse|retry|fail)_seller_transfer|(pause|resume)_seller_transfers)\(/;
 
 /** The request each route gets, and the roles its data queries must run as (sessions aside). */
 async function plan(): Promise<Record<string, { send: () => Promise<Response>; roles: string[] }>> {
@@ -95,8 +95,9 @@ async function plan(): Promise<Record<string, { send: () => Promise<Response>; r
     'GET /transfers/:id': { send: get(`/transfers/${completed}`), roles: [READER] },
     'GET /transfers.csv': { send: whole('/transfers.csv?status=all'), roles: [READER] },
     'GET /transfers.json': { send: whole('/transfers.json?status=failed'), roles: [READER] },
-    'GET /preferences': { send: get('/preferences'), roles: [] },
-    'POST /preferences': { send: post('/preferences', { tz: 'Europe/Paris', next: '/' }), roles: [] },
+    // Every page a person sees reads the pause switch for its banner (as the reader).
+    'GET /preferences': { send: get('/preferences'), roles: [READER] },
+    'POST /preferences': { send: post('/preferences', { tz: 'Europe/Paris', next: '/' }), roles: [READER] },
     'GET /audit': { send: get('/audit'), roles: [READER] },
     'GET /doctor': { send: get('/doctor'), roles: [READER] },
     'GET /login': { send: get('/login'), roles: [] },
@@ -111,11 +112,16 @@ async function plan(): Promise<Record<string, { send: () => Promise<Response>; r
       send: post(`/transfers/${failed}/act`, { action: 'retry', reason: 'roles test' }),
       roles: [READER, OPERATOR_ROLE],
     },
-    'POST /bulk/preview': { send: post('/bulk/preview', { action: 'fail', reason: 'roles test', ids: [failed] }), roles: [OPERATOR_ROLE] },
+    'POST /bulk/preview': {
+      send: post('/bulk/preview', { action: 'fail', reason: 'roles test', ids: [failed] }),
+      roles: [READER, OPERATOR_ROLE],
+    },
     'POST /bulk/act': {
       send: post('/bulk/act', { action: 'fail', reason: 'roles test', ids: [failed], confirm_count: '1' }),
-      roles: [OPERATOR_ROLE],
+      roles: [READER, OPERATOR_ROLE],
     },
+    'POST /pause': { send: post('/pause', { reason: 'roles test' }), roles: [READER, OPERATOR_ROLE] },
+    'POST /resume': { send: post('/resume', { reason: 'roles test' }), roles: [READER, OPERATOR_ROLE] },
     'POST /login': { send: post('/login', { user: OPERATOR.name, password: 'wrong-password-1' }, false), roles: [] },
     'POST /logout': { send: post('/logout', {}), roles: [] },
   };

@@ -135,7 +135,9 @@ describe('with a worker running', () => {
     } finally {
       c.release();
     }
-    await waitFor('the job to run', async () => ((await db.pool.query('select 1 from graphile_worker.jobs')).rowCount === 0 ? true : undefined));
+    await waitFor('the job to run', async () =>
+      (await db.pool.query('select 1 from graphile_worker.jobs')).rowCount === 0 ? true : undefined,
+    );
     const {
       rows: [row],
     } = await db.pool.query(
@@ -244,7 +246,9 @@ describe('what the front ends say', () => {
       expect(done.headers.get('location')).toBe('/?done=pause#pause');
       for (const path of ['/', '/transfers?status=all', '/doctor', '/preferences']) {
         const html = await vera.page(path);
-        expect(html, path).toMatch(/<p class="paused" role="alert"><strong>Payouts paused<\/strong> since .*by otto \(console\) as marketplace_operator because: wrong batch from orders-service\./);
+        expect(html, path).toMatch(
+          /<p class="paused" role="alert"><strong>Payouts paused<\/strong> since .*by otto \(console\) as marketplace_operator because: wrong batch from orders-service\./,
+        );
       }
       expect(await otto.page()).toContain('action="/resume"');
       expect((await vera.post('/resume', 'viewer resumes')).status).toBe(403);

@@ -15,8 +15,7 @@ export function renderPause(pause: boolean, r: PauseResult): string {
     `seller transfers ${pauseLine(r)}`,
     'no worker starts a Stripe call and dispatch hands nothing out; writers keep inserting, their rows wait (nothing is lost)',
   ];
-  if (r.in_flight > 0)
-    lines.push(`${r.in_flight} Stripe call(s) were in flight at the pause: they finish and are recorded as usual`);
+  if (r.in_flight > 0) lines.push(`${r.in_flight} Stripe call(s) were in flight at the pause: they finish and are recorded as usual`);
   lines.push('resume with: seller-transfers resume --reason "..."');
   return lines.join('\n');
 }

@@ -15,7 +15,9 @@ export function renderStats(
 ): string {
   const lines = [
     // The fleet's pause switch first: while it is on, nothing below moves (docs/runbook.md#sellertransferspaused).
-    ...(pause?.paused ? [`PAUSED: ${pauseLine(pause)}; no Stripe call is made, rows wait (seller-transfers resume --reason "...")`, ''] : []),
+    ...(pause?.paused
+      ? [`PAUSED: ${pauseLine(pause)}; no Stripe call is made, rows wait (seller-transfers resume --reason "...")`, '']
+      : []),
     table(
       ['status', 'transfers', 'due now', 'longest in status', 'SLO', 'past SLO'],
       statuses.map((s) => [
@@ -68,7 +70,9 @@ export function renderStats(
 export function registerStatsCommand(program: Command): void {
   program
     .command('stats')
-    .description('whether the fleet is paused, counts per status, rows due now, the row longest in each non-terminal status, and rows past their status SLO')
+    .description(
+      'whether the fleet is paused, counts per status, rows due now, the row longest in each non-terminal status, and rows past their status SLO',
+    )
     .option('--limit <n>', 'list at most this many rows past their SLO', '20')
     .option('--json', 'print { pause, statuses, past_slo, waiting_for_funds } as JSON')
     .action(async (opts: { limit: string; json?: boolean }) => {

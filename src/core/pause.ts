@@ -53,12 +53,7 @@ export async function pauseHistory(db: Queryable, limit = 20): Promise<PauseEven
 }
 
 /** Pauses (or resumes) inside the caller's transaction, for the person requestedBy. */
-export async function setPauseInTransaction(
-  db: Queryable,
-  pause: boolean,
-  reason: string,
-  requestedBy: string,
-): Promise<PauseResult> {
+export async function setPauseInTransaction(db: Queryable, pause: boolean, reason: string, requestedBy: string): Promise<PauseResult> {
   await db.query(sql('set_requested_by'), [requestedBy]);
   const {
     rows: [r],
