@@ -195,6 +195,34 @@ alter table marketplace.seller_transfer_move_owners add constraint seller_transf
 CREATE TRIGGER seller_transfer_move_owners_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON marketplace.seller_transfer_move_owners FOR EACH STATEMENT EXECUTE FUNCTION marketplace.recompile_seller_transfer_guards();
 comment on table marketplace.seller_transfer_move_owners is 'Which authorities own each legal move (the owner owns all of them implicitly). The status guard is compiled from this table and the transitions.';
 
+create table marketplace.seller_transfer_pause (
+  singleton boolean default true not null,
+  paused boolean default false not null,
+  since timestamp with time zone,
+  actor text,
+  requested_by text,
+  reason text
+);
+alter table marketplace.seller_transfer_pause add constraint seller_transfer_pause_pkey PRIMARY KEY (singleton);
+alter table marketplace.seller_transfer_pause add constraint seller_transfer_pause_said CHECK (((NOT paused) OR ((since IS NOT NULL) AND (actor IS NOT NULL) AND (reason IS NOT NULL))));
+alter table marketplace.seller_transfer_pause add constraint seller_transfer_pause_singleton_check CHECK (singleton);
+comment on table marketplace.seller_transfer_pause is 'The fleet''s pause switch, one row: while paused no worker starts a Stripe call and dispatch hands nothing out; since, actor (the database role), requested_by (the person) and reason of the pause in force. Set only by pause_seller_transfers / resume_seller_transfers; the history is seller_transfer_pause_events.';
+
+create table marketplace.seller_transfer_pause_events (
+  id bigint generated always as identity not null,
+  action text not null,
+  occurred_at timestamp with time zone default clock_timestamp() not null,
+  actor text not null,
+  requested_by text,
+  application_name text,
+  reason text not null,
+  paused_since timestamp with time zone
+);
+alter table marketplace.seller_transfer_pause_events add constraint seller_transfer_pause_events_action_check CHECK ((action = ANY (ARRAY['pause'::text, 'resume'::text])));
+alter table marketplace.seller_transfer_pause_events add constraint seller_transfer_pause_events_pkey PRIMARY KEY (id);
+CREATE TRIGGER seller_transfer_pause_events_append_only BEFORE DELETE OR UPDATE OR TRUNCATE ON marketplace.seller_transfer_pause_events FOR EACH STATEMENT EXECUTE FUNCTION marketplace.refuse_seller_transfer_pause_event_change();
+comment on table marketplace.seller_transfer_pause_events is 'Every pause and resume of the fleet (pause_seller_transfers, resume_seller_transfers), append-only: action, when, actor (the database role), requested_by (the person the caller named in marketplace.requested_by), application_name, reason; paused_since: for a resume, when the pause it ended began.';
+
 create table marketplace.seller_transfer_status_count_snapshots (
   status text not null,
   transfers bigint not null,
@@ -1095,6 +1123,7 @@ declare
   next_due    timestamptz;  -- when the earliest not-yet-due row (retry time or lease) falls due
   pause       double precision := poll_ms / 1000.0;
   slept       text;
+  paused      boolean := false;  -- the fleet's pause switch, as of the last look
 begin
   loop
     -- Single-flight: the first transaction to lock the mutex row dispatches (and polls) for the
@@ -1114,6 +1143,11 @@ begin
       -- that died without an xid ends without changing it).
       snap := pg_current_snapshot()::text;
       looking := snap is distinct from seen or (next_due is not null and at >= next_due);
+      -- The pause switch (seller_transfer_pause), read with each look: a pause or a resume is a
+      -- commit, so the round after it looks. Paused: nothing is handed out, rows stay due.
+      if looking then
+        paused := marketplace.seller_transfers_paused();
+      end if;
       if looking then
         -- Claims of sessions that are gone: their rows are due again now (a killed worker's rows
         -- are taken over in seconds, not after the lease). Activity is re-read, not this
@@ -1125,7 +1159,7 @@ begin
           join marketplace.seller_transfer_statuses s on s.status = t.status and s.worker_task is not null
          where not marketplace.seller_transfer_claim_is_live(c.backend_pid);
       end if;
-      if not looking then
+      if not looking or paused then
         want := 0;
       -- Anything due at all? Five bounded index probes (IS NULL and <= at are index conditions;
       -- at is read as (select at): docs/architecture.md#due-rows-in-index-order-whatever-the-statistics-say).
@@ -1911,6 +1945,21 @@ $function$;
 comment on function marketplace.guard_seller_transfer_update() is 'compiled from the statuses and transitions tables, fingerprint b9b6627a6d067bd48ccbc610d7cb59dd';
 revoke execute on function marketplace.guard_seller_transfer_update() from public;
 
+CREATE OR REPLACE FUNCTION marketplace.hand_back_paused_seller_transfer(id uuid, from_status text)
+ RETURNS text
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  update marketplace.seller_transfers t
+     set next_retry_at = now()
+   where t.id = $1 and t.status = $2 and t.status in ('pending', 'failed', 'reversal_pending')
+  returning t.status
+$function$;
+comment on function marketplace.hand_back_paused_seller_transfer(uuid,text) is 'Worker: the fleet is paused (seller_transfers_paused), so no Stripe call was made: the row is due again now, with nothing else changed (not a failed attempt). Dispatch hands it out once resumed.';
+grant EXECUTE on function marketplace.hand_back_paused_seller_transfer(uuid,text) to marketplace_worker;
+revoke execute on function marketplace.hand_back_paused_seller_transfer(uuid,text) from public;
+
 CREATE OR REPLACE FUNCTION marketplace.hold_seller_transfer_for_review(id uuid, from_status text, error text, reason text)
  RETURNS text
  LANGUAGE plpgsql
@@ -2027,6 +2076,18 @@ begin
 end $function$;
 comment on function marketplace.note_seller_transfer_adoption_change() is 'Trigger on a legacy table while seller-transfers adopt run copies it: notes the id of every row written.';
 revoke execute on function marketplace.note_seller_transfer_adoption_change() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.pause_seller_transfers(reason text, OUT paused boolean, OUT since timestamp with time zone, OUT actor text, OUT requested_by text, OUT reason_now text, OUT in_flight integer)
+ RETURNS record
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select * from marketplace.set_seller_transfer_pause(true, reason)
+$function$;
+comment on function marketplace.pause_seller_transfers(text) is 'Operator: pauses the fleet (no new Stripe call, dispatch hands nothing out; writers keep inserting, rows wait), recorded in seller_transfer_pause_events with the caller''s role, marketplace.requested_by and the reason (required, at most 500 characters). Refused when already paused. in_flight: Stripe calls that may be running now; they finish and are recorded.';
+grant EXECUTE on function marketplace.pause_seller_transfers(text) to marketplace_operator;
+revoke execute on function marketplace.pause_seller_transfers(text) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.recompile_seller_transfer_guards()
  RETURNS trigger
@@ -2351,6 +2412,18 @@ grant EXECUTE on function marketplace.refuse_non_initial_insert() to marketplace
 grant EXECUTE on function marketplace.refuse_non_initial_insert() to marketplace_writer;
 revoke execute on function marketplace.refuse_non_initial_insert() from public;
 
+CREATE OR REPLACE FUNCTION marketplace.refuse_seller_transfer_pause_event_change()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  raise exception 'marketplace.seller_transfer_pause_events is append-only (% refused)', tg_op
+    using errcode = 'insufficient_privilege';
+end $function$;
+comment on function marketplace.refuse_seller_transfer_pause_event_change() is 'Trigger: the pause history is append-only.';
+revoke execute on function marketplace.refuse_seller_transfer_pause_event_change() from public;
+
 CREATE OR REPLACE FUNCTION marketplace.release_seller_transfer_at_commit(id uuid)
  RETURNS boolean
  LANGUAGE sql
@@ -2450,6 +2523,18 @@ $function$;
 comment on function marketplace.reserve_stripe_request_slots(text,integer) is 'Reserves N Stripe request slots for an endpoint from its budget and the global budget, atomically, in one statement (GCRA). Slot i starts at first_slot_at + i * spacing_ms.';
 grant EXECUTE on function marketplace.reserve_stripe_request_slots(text,integer) to marketplace_worker;
 revoke execute on function marketplace.reserve_stripe_request_slots(text,integer) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.resume_seller_transfers(reason text, OUT paused boolean, OUT since timestamp with time zone, OUT actor text, OUT requested_by text, OUT reason_now text, OUT in_flight integer)
+ RETURNS record
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select * from marketplace.set_seller_transfer_pause(false, reason)
+$function$;
+comment on function marketplace.resume_seller_transfers(text) is 'Operator: resumes the fleet after pause_seller_transfers (the waiting rows are handed out again), recorded in seller_transfer_pause_events with the caller''s role, marketplace.requested_by and the reason (required, at most 500 characters). Refused when not paused.';
+grant EXECUTE on function marketplace.resume_seller_transfers(text) to marketplace_operator;
+revoke execute on function marketplace.resume_seller_transfers(text) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.retry_seller_transfer(id uuid, reason text)
  RETURNS marketplace.seller_transfers
@@ -3277,6 +3362,24 @@ END;
 comment on function marketplace.seller_transfer_move_owned(text,text,text) is 'True when authority may move a seller transfer from_status -> to_status (a legal move it owns; the owner owns every legal move). compiled from the statuses and transitions tables, fingerprint b9b6627a6d067bd48ccbc610d7cb59dd';
 grant EXECUTE on function marketplace.seller_transfer_move_owned(text,text,text) to public;
 
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_pause_state(OUT paused boolean, OUT since timestamp with time zone, OUT actor text, OUT requested_by text, OUT reason text, OUT paused_seconds double precision)
+ RETURNS record
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select p.paused, p.since, p.actor, p.requested_by, p.reason,
+         case when p.paused then extract(epoch from clock_timestamp() - p.since)::double precision end
+    from marketplace.seller_transfer_pause p where p.singleton
+$function$;
+comment on function marketplace.seller_transfer_pause_state() is 'The pause switch: paused, since when, by whom (actor: the database role; requested_by: the person), why, and for how many seconds so far.';
+grant EXECUTE on function marketplace.seller_transfer_pause_state() to marketplace_definer;
+grant EXECUTE on function marketplace.seller_transfer_pause_state() to marketplace_operator;
+grant EXECUTE on function marketplace.seller_transfer_pause_state() to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_pause_state() to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfer_pause_state() to marketplace_writer;
+revoke execute on function marketplace.seller_transfer_pause_state() from public;
+
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_recorded_stripe_ids(id uuid)
  RETURNS TABLE(stripe_transfer_id text, transfer_recorded_by text, stripe_reversal_id text, reversal_recorded_by text)
  LANGUAGE sql
@@ -3405,6 +3508,23 @@ grant EXECUTE on function marketplace.seller_transfer_write_once_rules() to mark
 grant EXECUTE on function marketplace.seller_transfer_write_once_rules() to marketplace_writer;
 revoke execute on function marketplace.seller_transfer_write_once_rules() from public;
 
+CREATE OR REPLACE FUNCTION marketplace.seller_transfers_paused()
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select coalesce((select p.paused from marketplace.seller_transfer_pause p where p.singleton), false)
+$function$;
+comment on function marketplace.seller_transfers_paused() is 'True while the fleet is paused (seller_transfer_pause): no new Stripe call may start.';
+grant EXECUTE on function marketplace.seller_transfers_paused() to marketplace_definer;
+grant EXECUTE on function marketplace.seller_transfers_paused() to marketplace_operator;
+grant EXECUTE on function marketplace.seller_transfers_paused() to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfers_paused() to marketplace_recorder;
+grant EXECUTE on function marketplace.seller_transfers_paused() to marketplace_worker;
+grant EXECUTE on function marketplace.seller_transfers_paused() to marketplace_writer;
+revoke execute on function marketplace.seller_transfers_paused() from public;
+
 CREATE OR REPLACE FUNCTION marketplace.seller_transfers_without_recorded_facts(since timestamp with time zone DEFAULT NULL::timestamp with time zone)
  RETURNS bigint
  LANGUAGE plpgsql
@@ -3444,6 +3564,56 @@ grant EXECUTE on function marketplace.seller_transfers_without_recorded_facts(ti
 grant EXECUTE on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) to marketplace_writer;
 revoke execute on function marketplace.seller_transfers_without_recorded_facts(timestamp with time zone) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.set_seller_transfer_pause(pause boolean, reason text, OUT paused boolean, OUT since timestamp with time zone, OUT actor text, OUT requested_by text, OUT reason_now text, OUT in_flight integer)
+ RETURNS record
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  caller text := coalesce(nullif(current_setting('role'), 'none'), session_user);
+  asker  text := left(nullif(current_setting('marketplace.requested_by', true), ''), 200);
+  app    text := nullif(current_setting('application_name'), '');
+  now_p  marketplace.seller_transfer_pause;
+  word   text := case when pause then 'pause' else 'resume' end;
+begin
+  if reason is null or btrim(reason) = '' then
+    raise exception 'a reason is required: say why (it is recorded in the pause history)'
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if length(reason) > 500 then
+    raise exception 'a reason is at most 500 characters (got %)', length(reason)
+      using errcode = 'string_data_right_truncation';
+  end if;
+  select * into now_p from marketplace.seller_transfer_pause p where p.singleton for update;
+  if now_p.paused = pause then
+    raise exception '%', case when pause
+        then format('seller transfers are already paused (since %s by %s%s: %s)', now_p.since, now_p.actor,
+                    coalesce(' for ' || now_p.requested_by, ''), now_p.reason)
+        else 'seller transfers are not paused: nothing to resume' end
+      using errcode = 'object_not_in_prerequisite_state',
+            hint = case when pause then 'Resume first to pause with another reason (seller-transfers resume --reason ...).'
+                        else 'The workers are calling Stripe; see SELECT * FROM marketplace.seller_transfer_pause_events ORDER BY id DESC.' end;
+  end if;
+  insert into marketplace.seller_transfer_pause_events (action, actor, requested_by, application_name, reason, paused_since)
+  values (word, caller, asker, app, btrim(reason), case when not pause then now_p.since end);
+  update marketplace.seller_transfer_pause p
+     set paused = pause,
+         since = case when pause then clock_timestamp() end,
+         actor = case when pause then caller end,
+         requested_by = case when pause then asker end,
+         reason = case when pause then btrim(set_seller_transfer_pause.reason) end
+   where p.singleton
+  returning p.paused, p.since, p.actor, p.requested_by, p.reason
+       into set_seller_transfer_pause.paused, set_seller_transfer_pause.since, set_seller_transfer_pause.actor,
+            set_seller_transfer_pause.requested_by, set_seller_transfer_pause.reason_now;
+  -- Stripe calls that may be in flight right now (live worker claims): they finish and are
+  -- recorded as usual; no new one starts once this commits.
+  select count(*)::integer into in_flight
+    from marketplace.seller_transfer_claims c where marketplace.seller_transfer_claim_is_live(c.backend_pid);
+end $function$;
+comment on function marketplace.set_seller_transfer_pause(boolean,text) is 'pause_seller_transfers and resume_seller_transfers: sets the switch and appends its history row.';
+revoke execute on function marketplace.set_seller_transfer_pause(boolean,text) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.stripe_request_budget_rate(configured double precision, current_rate double precision, adjusted_at timestamp with time zone, rate_limited_at timestamp with time zone, ceiling double precision, at timestamp with time zone)
  RETURNS double precision
@@ -3625,6 +3795,28 @@ grant SELECT on marketplace.seller_transfer_move_owners to marketplace_recorder;
 grant SELECT on marketplace.seller_transfer_move_owners to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_move_owners to marketplace_writer;
+
+grant SELECT, UPDATE on marketplace.seller_transfer_pause to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfer_pause to marketplace_operator;
+
+grant SELECT on marketplace.seller_transfer_pause to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_pause to marketplace_recorder;
+
+grant SELECT on marketplace.seller_transfer_pause to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_pause to marketplace_writer;
+
+grant INSERT, SELECT on marketplace.seller_transfer_pause_events to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfer_pause_events to marketplace_operator;
+
+grant SELECT on marketplace.seller_transfer_pause_events to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_pause_events to marketplace_worker;
+
+grant SELECT on marketplace.seller_transfer_pause_events to marketplace_writer;
 
 grant SELECT on marketplace.seller_transfer_stats to marketplace_definer;
 
