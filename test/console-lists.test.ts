@@ -263,3 +263,26 @@ describe('export', () => {
     );
   }, 60_000);
 });
+
+describe('amount filter, in the currency', () => {
+  it("reads amounts as a person writes them in the currency's unit, with the currency's decimals, and asks for the currency", async () => {
+    const jpy = randomUUID();
+    await db.pool.query(
+      `insert into marketplace.seller_transfers (id, order_id, seller_id, stripe_account_id, amount_cents, currency)
+       values ($1, $2, $3, 'acct_amountfilter', 1200, 'jpy'), (gen_random_uuid(), $2, $3, 'acct_amountfilter', 1500, 'jpy')`,
+      [jpy, randomUUID(), randomUUID()],
+    );
+    const shown = await get('/transfers?status=pending&account=acct_amountfilter&currency=jpy&min=1,100&max=1200');
+    expect(shown.status).toBe(200);
+    expect(listedIds(shown.html)).toEqual([jpy]);
+    const usd = await get(`/transfers?status=pending&currency=usd&min=10.00&max=10.00`);
+    expect(listedIds(usd.html)).toContain(ids['pending']);
+    const decimals = await get('/transfers?status=pending&currency=jpy&min=12.5');
+    expect(decimals.status).toBe(400);
+    expect(decimals.html).toContain('JPY has no decimals');
+    const noCurrency = await get('/transfers?status=pending&min=10');
+    expect(noCurrency.status).toBe(400);
+    expect(noCurrency.html).toContain('choose a currency too');
+    expect(shown.html).not.toContain('minor units');
+  });
+});

@@ -3,6 +3,7 @@
 // key and id, base64url JSON.
 import { decodeCursor, encodeCursor } from '../core/cursor.ts';
 import { UUID } from '../db/connection.ts';
+import { parseMajor } from '../money.ts';
 
 export const PAGE_SIZE = 50;
 
@@ -18,6 +19,7 @@ export interface ListQuery {
   account: string | null;
   stripeId: string | null;
   currency: string | null;
+  /** In the currency's unit as given ("12.50"), until minorAmounts() reads them. */
   min: string | null;
   max: string | null;
   createdFrom: Date | null;
@@ -71,7 +73,14 @@ export function parseListQuery(q: Record<string, unknown>, statuses: string[]): 
     throw new BadFilter(`status: expected ${ALL} or one of ${statuses.join(', ')}, got "${status.slice(0, 40)}"`);
   const order = text(q, 'order') ?? 'newest';
   if (order !== 'newest' && order !== 'overdue') throw new BadFilter(`order: expected newest or overdue, got "${order.slice(0, 20)}"`);
-  const cents = /^\d{1,18}$/;
+  // Amounts as a person writes them in the currency's unit ("12.50"); minorAmounts() turns them
+  // into minor units with the currency's exponent, so an amount filter needs the currency.
+  const amount = /^\d{1,18}([.,]\d{0,4})?$/;
+  const currency = match(q, 'currency', /^[A-Za-z]{3}$/, 'a currency code (usd, jpy, …)')?.toLowerCase() ?? null;
+  const min = match(q, 'min', amount, 'an amount in the currency, e.g. 12.50');
+  const max = match(q, 'max', amount, 'an amount in the currency, e.g. 12.50');
+  if ((min !== null || max !== null) && currency === null)
+    throw new BadFilter("amount: choose a currency too (an amount is in the currency's unit: 12.50 USD, 1,200 JPY)");
   return {
     status,
     order,
@@ -79,15 +88,30 @@ export function parseListQuery(q: Record<string, unknown>, statuses: string[]): 
     orderId: match(q, 'order_id', UUID, 'an order id (UUID)'),
     account: match(q, 'account', /^acct_[A-Za-z0-9]+$/, 'a Stripe account id (acct_…)'),
     stripeId: match(q, 'stripe_id', /^trr?_[A-Za-z0-9]+$/, 'a Stripe transfer or reversal id (tr_… or trr_…)'),
-    currency: match(q, 'currency', /^[A-Za-z]{3}$/, 'a currency code (usd, jpy, …)')?.toLowerCase() ?? null,
-    min: match(q, 'min', cents, 'a whole number of minor units (cents)'),
-    max: match(q, 'max', cents, 'a whole number of minor units (cents)'),
+    currency,
+    min,
+    max,
     createdFrom: date(q, 'created_from'),
     createdTo: date(q, 'created_to'),
     updatedFrom: date(q, 'updated_from'),
     updatedTo: date(q, 'updated_to'),
     after: cursor(q),
   };
+}
+
+/**
+ * The list with its amount filters in minor units, read with the currency's exponent (from
+ * marketplace.currencies, by the caller): the same reading as `reverse --amount`.
+ */
+export function minorAmounts(l: ListQuery, exponent: number | null | undefined): ListQuery {
+  const read = (key: 'min' | 'max') => {
+    const v = l[key];
+    if (v === null || l.currency === null) return v;
+    const r = parseMajor(v, l.currency, exponent);
+    if ('error' in r) throw new BadFilter(`${key}: ${r.error}`);
+    return r.minor;
+  };
+  return { ...l, min: read('min'), max: read('max') };
 }
 
 /**

@@ -39,6 +39,10 @@ select s.status, s.is_initial, s.is_terminal, s.worker_task, s.description, slo.
   left join marketplace.seller_transfer_status_slos slo on slo.status = s.status
  where s.status = $1;
 
+-- name: currency_exponent
+-- The decimals of a currency (null: not in marketplace.currencies), to read an amount filter.
+select c.exponent from marketplace.currencies c where c.code = $1;
+
 -- name: status_names
 -- The statuses, and the bulk actions (retry, fail) the admin functions offer in each
 -- (seller_transfer_admin_actions: none in a terminal status, none in completed).

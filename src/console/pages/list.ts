@@ -9,7 +9,7 @@ import type { TransferListRow } from '../../core/read-model.ts';
 import { CSV_HEADER, csvLine, transferJson } from '../../core/transfer-export.ts';
 import type { ConsoleOptions } from '../options.ts';
 import { readSnapshot } from '../db.ts';
-import { ALL, BadFilter, encodeCursor, listParams, PAGE_SIZE, parseListQuery, type ListQuery } from '../list-filters.ts';
+import { ALL, BadFilter, encodeCursor, listParams, minorAmounts, PAGE_SIZE, parseListQuery, type ListQuery } from '../list-filters.ts';
 import { isUuid } from '../../db/connection.ts';
 import { liveRefresh, page, problem } from '../render.ts';
 import { namedQueries } from '../../db/named-queries.ts';
@@ -94,6 +94,15 @@ function exportStream(o: ConsoleOptions, request: FastifyRequest, list: ListQuer
 }
 
 export function registerListPages(app: FastifyInstance, o: ConsoleOptions): void {
+  const withMinorAmounts = async (list: ListQuery) => {
+    if (list.currency === null || (list.min === null && list.max === null)) return list;
+    const currency = list.currency;
+    const exponent = await readSnapshot(
+      o.db,
+      async (c) => (await c.query<{ exponent: number }>(sql('currency_exponent'), [currency])).rows[0],
+    );
+    return minorAmounts(list, exponent?.exponent ?? null);
+  };
   const parse = async (request: FastifyRequest) => {
     const q = request.query as Record<string, unknown>;
     const statuses = await readSnapshot(o.db, async (c) => (await c.query<StatusRow>(sql('status_names'))).rows);
@@ -101,9 +110,11 @@ export function registerListPages(app: FastifyInstance, o: ConsoleOptions): void
       return {
         q,
         statuses,
-        list: parseListQuery(
-          q,
-          statuses.map((s) => s.status),
+        list: await withMinorAmounts(
+          parseListQuery(
+            q,
+            statuses.map((s) => s.status),
+          ),
         ),
         error: null,
       };
