@@ -103,6 +103,13 @@ create table marketplace.seller_transfer_claims (
 alter table marketplace.seller_transfer_claims add constraint seller_transfer_claims_pkey PRIMARY KEY (transfer_id);
 comment on table marketplace.seller_transfer_claims is 'The worker session acting on a seller transfer right now (its Stripe call in flight). Live while that backend is (seller_transfer_claim_is_live); written only by claim_seller_transfer and the release functions.';
 
+create table marketplace.seller_transfer_count_refresh_mutex (
+  singleton boolean default true not null
+);
+alter table marketplace.seller_transfer_count_refresh_mutex add constraint seller_transfer_count_refresh_mutex_pkey PRIMARY KEY (singleton);
+alter table marketplace.seller_transfer_count_refresh_mutex add constraint seller_transfer_count_refresh_mutex_singleton_check CHECK (singleton);
+comment on table marketplace.seller_transfer_count_refresh_mutex is 'One row, locked by the session that recounts seller_transfer_status_count_snapshots (refresh_seller_transfer_status_counts). Only the definer may lock it.';
+
 create table marketplace.seller_transfer_dispatch_mutex (
   singleton boolean default true not null
 );
@@ -330,9 +337,9 @@ CREATE TRIGGER seller_transfer_initial_status BEFORE INSERT ON marketplace.selle
 CREATE TRIGGER seller_transfer_insert_time BEFORE INSERT ON marketplace.seller_transfers FOR EACH ROW WHEN (new.created_at < (now() - '1 day'::interval) OR new.created_at > (now() + '00:05:00'::interval)) EXECUTE FUNCTION marketplace.refuse_insert_time();
 CREATE TRIGGER seller_transfer_kept AFTER DELETE ON marketplace.seller_transfers FOR EACH ROW EXECUTE FUNCTION marketplace.refuse_deleting_seen_payout();
 CREATE TRIGGER seller_transfer_kept_on_truncate BEFORE TRUNCATE ON marketplace.seller_transfers FOR EACH STATEMENT EXECUTE FUNCTION marketplace.refuse_deleting_seen_payout();
-CREATE TRIGGER seller_transfer_retry_couplings AFTER UPDATE OF next_retry_at, stripe_request_in_doubt ON marketplace.seller_transfers FOR EACH ROW WHEN (new.status = 'failed'::text AND new.next_retry_at IS NULL OR new.status = 'permanently_failed'::text AND new.stripe_request_in_doubt) EXECUTE FUNCTION marketplace.refuse_broken_coupling();
-CREATE TRIGGER seller_transfer_status_transition AFTER UPDATE OF status, id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents, stripe_request_in_doubt, stripe_key_generation ON marketplace.seller_transfers FOR EACH ROW WHEN (CURRENT_USER <> ALL ('{marketplace_recorder,marketplace_admin}'::name[])) EXECUTE FUNCTION marketplace.guard_seller_transfer_update();
-CREATE TRIGGER seller_transfer_status_transition_by_operator AFTER UPDATE OF status, id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents, stripe_request_in_doubt, stripe_key_generation ON marketplace.seller_transfers FOR EACH ROW WHEN (CURRENT_USER = 'marketplace_admin'::name) EXECUTE FUNCTION marketplace.guard_seller_transfer_update('admin');
+CREATE TRIGGER seller_transfer_retry_couplings AFTER UPDATE OF next_retry_at, stripe_request_in_doubt, stripe_key_generation ON marketplace.seller_transfers FOR EACH ROW WHEN (new.status = 'failed'::text AND new.next_retry_at IS NULL OR new.status = 'permanently_failed'::text AND new.stripe_request_in_doubt OR CURRENT_USER <> 'marketplace_recorder'::name AND (old.stripe_request_in_doubt AND NOT new.stripe_request_in_doubt OR old.stripe_key_generation <> new.stripe_key_generation)) EXECUTE FUNCTION marketplace.refuse_broken_coupling();
+CREATE TRIGGER seller_transfer_status_transition AFTER UPDATE OF status, id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents ON marketplace.seller_transfers FOR EACH ROW WHEN (CURRENT_USER <> ALL ('{marketplace_recorder,marketplace_admin}'::name[])) EXECUTE FUNCTION marketplace.guard_seller_transfer_update();
+CREATE TRIGGER seller_transfer_status_transition_by_operator AFTER UPDATE OF status, id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents ON marketplace.seller_transfers FOR EACH ROW WHEN (CURRENT_USER = 'marketplace_admin'::name) EXECUTE FUNCTION marketplace.guard_seller_transfer_update('admin');
 CREATE TRIGGER seller_transfer_status_transition_by_worker AFTER UPDATE OF status, id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents ON marketplace.seller_transfers FOR EACH ROW WHEN (CURRENT_USER = 'marketplace_recorder'::name) EXECUTE FUNCTION marketplace.guard_seller_transfer_update('recorder');
 comment on table marketplace.seller_transfers is 'One Stripe Connect payout to a seller. status moves only along marketplace.seller_transfer_transitions.';
 comment on column marketplace.seller_transfers.stripe_key_generation is 'Suffix of the idempotency key of the current Stripe operation; moves only after Stripe answered and nothing was created.';
@@ -2303,7 +2310,9 @@ begin
   if last_counted is not null and last_counted > now() - max_age then
     return last_counted;
   end if;
-  if not pg_try_advisory_xact_lock(hashtext('marketplace.refresh_seller_transfer_status_counts')) then
+  -- One session of the fleet counts; the others keep the snapshot they have.
+  perform 1 from marketplace.seller_transfer_count_refresh_mutex m for update skip locked;
+  if not found then
     return last_counted;
   end if;
   insert into marketplace.seller_transfer_status_count_snapshots as c (status, transfers, counted_at)
@@ -3753,6 +3762,8 @@ grant DELETE, INSERT, SELECT, UPDATE on marketplace.seller_transfer_claims to ma
 grant SELECT on marketplace.seller_transfer_claims to marketplace_reader;
 
 grant SELECT on marketplace.seller_transfer_claims to marketplace_recorder;
+
+grant SELECT, UPDATE on marketplace.seller_transfer_count_refresh_mutex to marketplace_definer;
 
 grant SELECT, UPDATE on marketplace.seller_transfer_dispatch_mutex to marketplace_definer;
 
