@@ -1,54 +1,16 @@
 // The audit, the incremental audit and doctor at scale, judged by the work their plans do rather
-// than by time: every statement they run (auto_explain, nested statements, ANALYZE), summed over
-// plan nodes as rows x loops plus the rows each node read and threw away (filters, join filters,
-// index rechecks). A plan that scans a CTE once per row (rows x events) quadruples its work when
-// the data doubles; a linear one doubles it; doctor's must not grow with the table at all.
+// than by time (test/support/plan-work.ts: rows x loops over every plan node of every
+// statement). A plan that scans a CTE once per row (rows x events) quadruples its work when the
+// data doubles; a linear one doubles it; doctor's must not grow with the table at all.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { useTestDatabase } from './support/database.ts';
 import { loadPayouts, settleTables } from './support/audit-load.ts';
+import { workOf as planWork } from './support/plan-work.ts';
 
 const db = useTestDatabase();
 const N = 10_000;
 const M = 2_000;
-
-interface WorkNode {
-  'Node Type'?: string;
-  'Relation Name'?: string;
-  'Index Name'?: string;
-  'CTE Name'?: string;
-  'Actual Rows'?: number;
-  'Actual Loops'?: number;
-  'Rows Removed by Filter'?: number;
-  'Rows Removed by Join Filter'?: number;
-  'Rows Removed by Index Recheck'?: number;
-  Plans?: WorkNode[];
-}
-
-/** Rows a plan node and those below it produced and discarded (EXPLAIN reports them per loop). */
-function work(node: WorkNode): number {
-  const loops = node['Actual Loops'] ?? 1;
-  const own =
-    ((node['Actual Rows'] ?? 0) + (node['Rows Removed by Filter'] ?? 0) + (node['Rows Removed by Join Filter'] ?? 0)) * loops +
-    (node['Rows Removed by Index Recheck'] ?? 0) * loops;
-  return own + (node.Plans ?? []).reduce((sum, p) => sum + work(p), 0);
-}
-
-/** The nodes that did the most work, for the failure message. */
-function heaviest(plans: WorkNode[], n = 6): string[] {
-  const all: Array<[number, string]> = [];
-  const walk = (node: WorkNode, path: string) => {
-    const own = work(node) - (node.Plans ?? []).reduce((sum, p) => sum + work(p), 0);
-    const name = `${path}${node['Node Type']}${node['Relation Name'] ? ` ${node['Relation Name']}` : ''}${node['Index Name'] ? ` ${node['Index Name']}` : ''}${node['CTE Name'] ? ` ${node['CTE Name']}` : ''}`;
-    all.push([own, name]);
-    for (const p of node.Plans ?? []) walk(p, '');
-  };
-  plans.forEach((p, i) => walk(p, `#${i} `));
-  return all
-    .sort((a, b) => b[0] - a[0])
-    .slice(0, n)
-    .map(([w, name]) => `${w} ${name}`);
-}
 
 let c: pg.PoolClient;
 beforeAll(async () => {
@@ -56,33 +18,8 @@ beforeAll(async () => {
 });
 afterAll(() => c?.release());
 
-/** The work of every statement `sql` runs, nested ones included; rolled back when `rollback`. */
-async function workOf(
-  sql: string,
-  params: unknown[] = [],
-  rollback = false,
-): Promise<{ total: number; statements: number; top: string[] }> {
-  const plans: WorkNode[] = [];
-  const onNotice = (n: { message?: string }) => {
-    const at = n.message?.indexOf('plan:\n') ?? -1;
-    if (at >= 0) plans.push((JSON.parse(n.message!.slice(at + 'plan:\n'.length)) as { Plan: WorkNode }).Plan);
-  };
-  await c.query(`load 'auto_explain'`);
-  await c.query(`set auto_explain.log_min_duration = 0; set auto_explain.log_nested_statements = on;
-                 set auto_explain.log_analyze = on; set auto_explain.log_timing = off; set auto_explain.log_format = json;
-                 set auto_explain.log_level = notice; set client_min_messages = notice`);
-  c.on('notice', onNotice);
-  try {
-    if (rollback) await c.query('begin');
-    await c.query(sql, params);
-  } finally {
-    if (rollback) await c.query('rollback');
-    c.off('notice', onNotice);
-    await c.query(`set auto_explain.log_min_duration = -1; reset client_min_messages`);
-  }
-  expect(plans.length).toBeGreaterThan(0);
-  return { total: plans.reduce((sum, p) => sum + work(p), 0), statements: plans.length, top: heaviest(plans) };
-}
+/** The work of every statement `sql` runs (test/support/plan-work.ts); rolled back when `rollback`. */
+const workOf = (sql: string, params: unknown[] = [], rollback = false) => planWork(c, sql, params, rollback);
 
 const daysAgo = (d: number) => new Date(Date.now() - d * 86_400_000).toISOString();
 const FULL = 'select count(*) from marketplace.audit_seller_transfers()';

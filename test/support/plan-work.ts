@@ -1,7 +1,7 @@
 // The work a statement does, judged by its plans rather than by time: every statement it runs
 // (auto_explain, nested statements, ANALYZE), summed over plan nodes as rows x loops plus the rows
-// each node read and threw away (filters, join filters, index rechecks). The same measure as
-// test/audit-growth.test.ts.
+// each node read and threw away (filters, join filters, index rechecks). Used by the growth tests
+// (audit-growth, read-growth).
 import type pg from 'pg';
 
 interface WorkNode {
@@ -48,8 +48,8 @@ function heaviest(plans: WorkNode[], n = 6): string[] {
     .map(([w, name]) => `${w} ${name}`);
 }
 
-/** The work of every statement `sql` runs on `c`, nested ones included. */
-export async function workOf(c: pg.PoolClient | pg.Client, sql: string, params: unknown[] = []): Promise<Work> {
+/** The work of every statement `sql` runs on `c`, nested ones included; rolled back when `rollback`. */
+export async function workOf(c: pg.PoolClient | pg.Client, sql: string, params: unknown[] = [], rollback = false): Promise<Work> {
   const plans: WorkNode[] = [];
   const onNotice = (n: { message?: string }) => {
     const at = n.message?.indexOf('plan:\n') ?? -1;
@@ -61,8 +61,10 @@ export async function workOf(c: pg.PoolClient | pg.Client, sql: string, params: 
                  set auto_explain.log_level = notice; set client_min_messages = notice`);
   c.on('notice', onNotice);
   try {
+    if (rollback) await c.query('begin');
     await c.query(sql, params);
   } finally {
+    if (rollback) await c.query('rollback');
     c.off('notice', onNotice);
     await c.query(`set auto_explain.log_min_duration = -1; reset client_min_messages`);
   }
