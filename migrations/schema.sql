@@ -331,16 +331,13 @@ CREATE INDEX seller_transfers_reversal_due_idx ON marketplace.seller_transfers U
 CREATE INDEX seller_transfers_seller_created_idx ON marketplace.seller_transfers USING btree (seller_id, created_at DESC, id DESC);
 CREATE INDEX seller_transfers_status_created_idx ON marketplace.seller_transfers USING btree (status, created_at DESC, id DESC);
 CREATE INDEX seller_transfers_status_due_since_idx ON marketplace.seller_transfers USING btree (status, COALESCE(next_retry_at, created_at), id) WHERE (status = ANY (ARRAY['pending'::text, 'failed'::text, 'reversal_pending'::text]));
-CREATE TRIGGER seller_transfer_column_couplings AFTER INSERT ON marketplace.seller_transfers FOR EACH ROW WHEN (NOT (((new.status <> ALL (ARRAY['completed'::text, 'reversal_pending'::text, 'reversed'::text])) OR new.stripe_transfer_id IS NOT NULL) AND (new.status <> 'reversed'::text OR new.stripe_reversal_id IS NOT NULL) AND (new.stripe_reversal_id IS NULL OR new.stripe_transfer_id IS NOT NULL) AND (new.status <> 'failed'::text OR new.next_retry_at IS NOT NULL) AND (new.status <> 'permanently_failed'::text OR NOT new.stripe_request_in_doubt))) EXECUTE FUNCTION marketplace.refuse_broken_coupling();
-CREATE TRIGGER seller_transfer_history_on_insert AFTER INSERT ON marketplace.seller_transfers REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION marketplace.record_seller_transfer_inserts();
-CREATE TRIGGER seller_transfer_initial_status BEFORE INSERT ON marketplace.seller_transfers FOR EACH ROW WHEN (new.status <> 'pending'::text) EXECUTE FUNCTION marketplace.refuse_non_initial_insert();
-CREATE TRIGGER seller_transfer_insert_time BEFORE INSERT ON marketplace.seller_transfers FOR EACH ROW WHEN (new.created_at < (now() - '1 day'::interval) OR new.created_at > (now() + '00:05:00'::interval)) EXECUTE FUNCTION marketplace.refuse_insert_time();
+CREATE TRIGGER seller_transfer_history_on_insert AFTER INSERT ON marketplace.seller_transfers FOR EACH ROW EXECUTE FUNCTION marketplace.record_seller_transfer_insert();
+CREATE TRIGGER seller_transfer_initial_status BEFORE INSERT ON marketplace.seller_transfers FOR EACH ROW EXECUTE FUNCTION marketplace.check_seller_transfer_insert();
 CREATE TRIGGER seller_transfer_kept AFTER DELETE ON marketplace.seller_transfers FOR EACH ROW EXECUTE FUNCTION marketplace.refuse_deleting_seen_payout();
 CREATE TRIGGER seller_transfer_kept_on_truncate BEFORE TRUNCATE ON marketplace.seller_transfers FOR EACH STATEMENT EXECUTE FUNCTION marketplace.refuse_deleting_seen_payout();
-CREATE TRIGGER seller_transfer_retry_couplings AFTER UPDATE OF next_retry_at, stripe_request_in_doubt, stripe_key_generation ON marketplace.seller_transfers FOR EACH ROW WHEN (new.status = 'failed'::text AND new.next_retry_at IS NULL OR new.status = 'permanently_failed'::text AND new.stripe_request_in_doubt OR CURRENT_USER <> 'marketplace_recorder'::name AND (old.stripe_request_in_doubt AND NOT new.stripe_request_in_doubt OR old.stripe_key_generation <> new.stripe_key_generation)) EXECUTE FUNCTION marketplace.refuse_broken_coupling();
-CREATE TRIGGER seller_transfer_status_transition AFTER UPDATE OF status, id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents ON marketplace.seller_transfers FOR EACH ROW WHEN (CURRENT_USER <> ALL ('{marketplace_recorder,marketplace_admin}'::name[])) EXECUTE FUNCTION marketplace.guard_seller_transfer_update();
-CREATE TRIGGER seller_transfer_status_transition_by_operator AFTER UPDATE OF status, id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents ON marketplace.seller_transfers FOR EACH ROW WHEN (CURRENT_USER = 'marketplace_admin'::name) EXECUTE FUNCTION marketplace.guard_seller_transfer_update('admin');
-CREATE TRIGGER seller_transfer_status_transition_by_worker AFTER UPDATE OF status, id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents ON marketplace.seller_transfers FOR EACH ROW WHEN (CURRENT_USER = 'marketplace_recorder'::name) EXECUTE FUNCTION marketplace.guard_seller_transfer_update('recorder');
+CREATE TRIGGER seller_transfer_status_transition AFTER UPDATE OF status, stripe_transfer_id, stripe_reversal_id, reversal_amount_cents, stripe_key_generation, stripe_request_in_doubt, next_retry_at ON marketplace.seller_transfers FOR EACH ROW EXECUTE FUNCTION marketplace.check_seller_transfer_update();
+CREATE TRIGGER seller_transfer_write_once AFTER UPDATE OF id, order_id, seller_id, stripe_account_id, amount_cents, currency, source_transaction, created_at ON marketplace.seller_transfers FOR EACH ROW EXECUTE FUNCTION marketplace.check_seller_transfer_facts();
+CREATE TRIGGER seller_transfer_written_to_history AFTER UPDATE OF status ON marketplace.seller_transfers FOR EACH ROW EXECUTE FUNCTION marketplace.record_seller_transfer_move();
 comment on table marketplace.seller_transfers is 'One Stripe Connect payout to a seller. status moves only along marketplace.seller_transfer_transitions.';
 comment on column marketplace.seller_transfers.stripe_key_generation is 'Suffix of the idempotency key of the current Stripe operation; moves only after Stripe answered and nothing was created.';
 comment on column marketplace.seller_transfers.stripe_request_in_doubt is 'The last Stripe request ended without an answer (timeout, dropped connection, key in use): it may still run at Stripe.';
@@ -591,7 +588,7 @@ grant EXECUTE on function marketplace.assert_seller_transfer_couplings(marketpla
 grant EXECUTE on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) to marketplace_recorder;
 grant EXECUTE on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) to marketplace_worker;
 grant EXECUTE on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) to marketplace_writer;
-revoke execute on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) from public;
+grant EXECUTE on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) to public;
 
 CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_history_text(reason text, requested_by text)
  RETURNS void
@@ -610,6 +607,38 @@ begin
 end $function$;
 grant EXECUTE on function marketplace.assert_seller_transfer_history_text(text,text) to marketplace_definer;
 revoke execute on function marketplace.assert_seller_transfer_history_text(text,text) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_insert(new marketplace.seller_transfers)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  initial text;
+begin
+  if exists (select 1 from marketplace.seller_transfer_statuses where status = new.status and not is_initial) then
+    select string_agg(status, ', ' order by position) into initial
+      from marketplace.seller_transfer_statuses where is_initial;
+    raise exception 'seller transfers must be created in an initial status, not %', new.status
+      using errcode = 'check_violation',
+            constraint = 'seller_transfer_initial_status',
+            schema = 'marketplace', table = 'seller_transfers', column = 'status',
+            detail = format('initial statuses: %s', coalesce(initial, 'none')),
+            hint = 'Insert without a status (it defaults to pending).';
+  end if;
+  -- An unknown status: the foreign key refuses it.
+  if new.created_at < now() - interval '1 day' or new.created_at > now() + interval '5 minutes' then
+    raise exception 'seller transfer %: created_at % is not now (a new payout is created within a day before and five minutes after now(), %)',
+        new.id, new.created_at, now()
+      using errcode = 'check_violation',
+            constraint = 'seller_transfer_insert_time',
+            schema = 'marketplace', table = 'seller_transfers', column = 'created_at',
+            hint = 'Insert without created_at (it defaults to now()).';
+  end if;
+end $function$;
+comment on function marketplace.assert_seller_transfer_insert(marketplace.seller_transfers) is 'Raises 23514 for a new row in a non-initial status (seller_transfer_initial_status) or whose created_at is not now (seller_transfer_insert_time).';
+grant EXECUTE on function marketplace.assert_seller_transfer_insert(marketplace.seller_transfers) to public;
 
 CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_move(old marketplace.seller_transfers, new marketplace.seller_transfers)
  RETURNS void
@@ -661,7 +690,7 @@ grant EXECUTE on function marketplace.assert_seller_transfer_move_by(uuid,text,t
 grant EXECUTE on function marketplace.assert_seller_transfer_move_by(uuid,text,text,text,text) to marketplace_recorder;
 grant EXECUTE on function marketplace.assert_seller_transfer_move_by(uuid,text,text,text,text) to marketplace_worker;
 grant EXECUTE on function marketplace.assert_seller_transfer_move_by(uuid,text,text,text,text) to marketplace_writer;
-revoke execute on function marketplace.assert_seller_transfer_move_by(uuid,text,text,text,text) from public;
+grant EXECUTE on function marketplace.assert_seller_transfer_move_by(uuid,text,text,text,text) to public;
 
 CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_move_owner(id uuid, from_status text, to_status text)
  RETURNS void
@@ -723,7 +752,28 @@ grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_dou
 grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers,text) to marketplace_recorder;
 grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers,text) to marketplace_worker;
 grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers,text) to marketplace_writer;
-revoke execute on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers,text) from public;
+grant EXECUTE on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers,text) to public;
+
+CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_speaker(id uuid, claimed text, speaker text)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  raise exception 'seller transfer %: marketplace.speaker is %, but % runs the statement', id,
+      coalesce(quote_literal(nullif(claimed, '')), 'not set'), speaker
+    using errcode = 'insufficient_privilege',
+          constraint = 'seller_transfer_move_owner',
+          schema = 'marketplace', table = 'seller_transfers', column = 'status',
+          detail = 'marketplace.speaker names who speaks in the history; only the worker''s recording functions (recorder) and the admin functions (admin) set it, for their own statements.',
+          hint = case when speaker in ('marketplace_recorder', 'marketplace_admin')
+                      then format('A function owned by %s that moves a payout needs: ALTER FUNCTION ... SET marketplace.speaker = %L', speaker,
+                                  case speaker when 'marketplace_recorder' then 'recorder' else 'admin' end)
+                      else 'Do not set marketplace.speaker; call the function that makes the move (see SELECT * FROM marketplace.seller_transfer_transition_owners).' end;
+end $function$;
+comment on function marketplace.assert_seller_transfer_speaker(uuid,text,text) is 'Raises 42501 (seller_transfer_move_owner) when a statement''s marketplace.speaker does not match the role running it.';
+grant EXECUTE on function marketplace.assert_seller_transfer_speaker(uuid,text,text) to public;
 
 CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_transition(id uuid, from_status text, to_status text)
  RETURNS void
@@ -794,7 +844,7 @@ grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketpl
 grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_recorder;
 grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_worker;
 grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_writer;
-revoke execute on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) from public;
+grant EXECUTE on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) to public;
 
 CREATE OR REPLACE FUNCTION marketplace.audit_seller_transfers(since timestamp with time zone DEFAULT NULL::timestamp with time zone)
  RETURNS TABLE(transfer_id uuid, problem text, detail text)
@@ -854,6 +904,102 @@ grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) 
 grant EXECUTE on function marketplace.can_transition_transfer_status(text,text) to marketplace_writer;
 revoke execute on function marketplace.can_transition_transfer_status(text,text) from public;
 
+CREATE OR REPLACE FUNCTION marketplace.check_seller_transfer_facts()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+-- Generated by marketplace.compile_seller_transfer_guards() from seller_transfer_write_once_rules().
+begin
+  if NOT coalesce(old.id OPERATOR(pg_catalog.=) new.id, old.id IS NULL AND new.id IS NULL)
+     OR NOT coalesce(old.order_id OPERATOR(pg_catalog.=) new.order_id, old.order_id IS NULL AND new.order_id IS NULL)
+     OR NOT coalesce(old.seller_id OPERATOR(pg_catalog.=) new.seller_id, old.seller_id IS NULL AND new.seller_id IS NULL)
+     OR NOT coalesce(old.stripe_account_id OPERATOR(pg_catalog.=) new.stripe_account_id, old.stripe_account_id IS NULL AND new.stripe_account_id IS NULL)
+     OR NOT coalesce(old.amount_cents OPERATOR(pg_catalog.=) new.amount_cents, old.amount_cents IS NULL AND new.amount_cents IS NULL)
+     OR NOT coalesce(old.currency OPERATOR(pg_catalog.=) new.currency, old.currency IS NULL AND new.currency IS NULL)
+     OR NOT coalesce(old.source_transaction OPERATOR(pg_catalog.=) new.source_transaction, old.source_transaction IS NULL AND new.source_transaction IS NULL)
+     OR NOT coalesce(old.created_at OPERATOR(pg_catalog.=) new.created_at, old.created_at IS NULL AND new.created_at IS NULL) then
+    perform marketplace.assert_seller_transfer_write_once(old, new);
+  end if;
+  return null;
+end
+$function$;
+comment on function marketplace.check_seller_transfer_facts() is 'The money facts of seller_transfers never change (generated from seller_transfer_write_once_rules()).';
+revoke execute on function marketplace.check_seller_transfer_facts() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.check_seller_transfer_insert()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+-- compiled from the statuses and transitions tables, fingerprint b9b6627a6d067bd48ccbc610d7cb59dd.
+-- Generated by marketplace.compile_seller_transfer_guards() from seller_transfer_statuses.
+begin
+  if not coalesce(new.status OPERATOR(pg_catalog.=) ANY ('{pending}'::pg_catalog.text[]), false)
+     or (pg_catalog.now() OPERATOR(pg_catalog.-) '1 day'::pg_catalog.interval) OPERATOR(pg_catalog.>) new.created_at
+     or (pg_catalog.now() OPERATOR(pg_catalog.+) '5 minutes'::pg_catalog.interval) OPERATOR(pg_catalog.<) new.created_at then
+    perform marketplace.assert_seller_transfer_insert(new);
+  end if;
+  return new;
+end
+$function$;
+comment on function marketplace.check_seller_transfer_insert() is 'compiled from the statuses and transitions tables, fingerprint b9b6627a6d067bd48ccbc610d7cb59dd';
+revoke execute on function marketplace.check_seller_transfer_insert() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.check_seller_transfer_update()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+-- compiled from the statuses and transitions tables, fingerprint b9b6627a6d067bd48ccbc610d7cb59dd.
+-- Generated by marketplace.compile_seller_transfer_guards() from seller_transfer_transitions,
+-- seller_transfer_move_owners and seller_transfer_write_once_rules(): change those, not this.
+declare
+  who     pg_catalog.name;
+  said    pg_catalog.text;
+  speaker pg_catalog.text;
+begin
+  if old.status OPERATOR(pg_catalog.<>) new.status or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt) then
+    -- Who speaks: the worker's recording functions, the admin functions, else the session's role.
+    if current_user OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name then
+      said := 'worker'; speaker := 'recorder';
+    elsif current_user OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name then
+      said := 'operator'; speaker := 'admin';
+    else
+      who := case when pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none' then session_user else pg_catalog.current_setting('role')::pg_catalog.name end;
+      said := CASE WHEN who OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN who OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') THEN 'worker' END;
+      speaker := '';
+    end if;
+    -- The matrix, then the move's owner; then marketplace.speaker, which the history trigger
+    -- believes, must be this statement's.
+    if old.status OPERATOR(pg_catalog.<>) new.status
+       and (not coalesce(marketplace.seller_transfer_move_owned(old.status, new.status, said), false)
+            or coalesce(pg_catalog.current_setting('marketplace.speaker', true), '') OPERATOR(pg_catalog.<>) speaker) then
+      if not coalesce(marketplace.seller_transfer_move_owned(old.status, new.status, said), false) then
+        perform marketplace.assert_seller_transfer_move_by(old.id, old.status, new.status, said, coalesce(who, current_user));
+      end if;
+      perform marketplace.assert_seller_transfer_speaker(old.id, pg_catalog.current_setting('marketplace.speaker', true), current_user);
+    end if;
+  end if;
+  -- The Stripe ids, the reversal amount and the key generation (the money facts: seller_transfer_write_once);
+  -- nothing given up while Stripe may hold it, only the worker clears the doubt; the column couplings.
+  if (old.stripe_transfer_id IS NOT NULL AND NOT coalesce(new.stripe_transfer_id OPERATOR(pg_catalog.=) old.stripe_transfer_id, false))
+     OR (old.stripe_reversal_id IS NOT NULL AND NOT coalesce(new.stripe_reversal_id OPERATOR(pg_catalog.=) old.stripe_reversal_id, false))
+     OR (NOT coalesce(old.reversal_amount_cents OPERATOR(pg_catalog.=) new.reversal_amount_cents, old.reversal_amount_cents IS NULL AND new.reversal_amount_cents IS NULL) AND NOT (new.status OPERATOR(pg_catalog.=) 'reversal_pending' AND old.status OPERATOR(pg_catalog.<>) 'reversal_pending'))
+     OR (NOT coalesce(old.stripe_key_generation OPERATOR(pg_catalog.=) new.stripe_key_generation, old.stripe_key_generation IS NULL AND new.stripe_key_generation IS NULL) AND current_user OPERATOR(pg_catalog.<>) 'marketplace_recorder'::pg_catalog.name)
+     or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
+     or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and not coalesce(said OPERATOR(pg_catalog.=) 'worker', false))
+     or (new.status OPERATOR(pg_catalog.=) ANY ('{completed,reversal_pending,reversed}'::pg_catalog.text[]) and new.stripe_transfer_id is null)
+     or (new.status OPERATOR(pg_catalog.=) 'reversed' and new.stripe_reversal_id is null)
+     or (new.stripe_reversal_id is not null and new.stripe_transfer_id is null)
+     or (new.status OPERATOR(pg_catalog.=) 'failed' and new.next_retry_at is null) then
+    perform marketplace.assert_seller_transfer_write_once(old, new);
+    perform marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new, said);
+    perform marketplace.assert_seller_transfer_couplings(new);
+  end if;
+  return null;
+end
+$function$;
+comment on function marketplace.check_seller_transfer_update() is 'compiled from the statuses and transitions tables, fingerprint b9b6627a6d067bd48ccbc610d7cb59dd';
+revoke execute on function marketplace.check_seller_transfer_update() from public;
+
 CREATE OR REPLACE FUNCTION marketplace.claim_seller_transfer(transfer_id uuid, task text, lease timestamp with time zone DEFAULT NULL::timestamp with time zone)
  RETURNS TABLE(outcome text, id uuid, status text, stripe_account_id text, amount_cents bigint, currency text, order_id uuid, seller_id uuid, stripe_transfer_id text, reversal_amount_cents bigint, retry_count integer, next_retry_at timestamp with time zone, last_error text, stripe_key_generation integer, stripe_request_in_doubt boolean, state_since timestamp with time zone, source_transaction text)
  LANGUAGE plpgsql
@@ -907,8 +1053,12 @@ declare
   initial_set  text;
   matrix_cols  text;
   bad          text;
+  fixed_cols   text;
   fixed_test   text;
+  later_test   text;
   fixed_case   text;
+  authority    text := marketplace.seller_transfer_authority_expression('who');
+  who          text;
   compiled     text := 'compiled from the statuses and transitions tables, fingerprint ' || marketplace.seller_transfer_matrix_fingerprint();
 begin
   select string_agg(t.from_status, ', ') into bad
@@ -921,8 +1071,7 @@ begin
 
   execute format($f$
     create or replace function marketplace.seller_transfer_authority(who name)
-    returns text language sql stable parallel safe set search_path = pg_catalog, pg_temp as $b$ select %s $b$ $f$,
-    marketplace.seller_transfer_authority_expression('who'));
+    returns text language sql stable parallel safe set search_path = pg_catalog, pg_temp as $b$ select %s $b$ $f$, authority);
 
   -- CASE from_status WHEN 'pending' THEN CASE to_status WHEN 'completed' THEN authority = ANY ('{owner,worker}') ...
   -- The table's owner may make every legal move. Same-state and unknown moves are not asked here.
@@ -948,16 +1097,19 @@ begin
                  'True when authority may move a seller transfer from_status -> to_status (a legal move it owns; the owner owns every legal move). '
                  || compiled);
 
-  -- The write-once tests, from seller_transfer_write_once_rules().
+  -- The write-once tests, from seller_transfer_write_once_rules(): the fixed money facts get their
+  -- own trigger (no writer names them), the rest are checked with the move.
   -- Written with OPERATOR(pg_catalog.=) and without IS DISTINCT FROM (which finds its = through the
   -- caller's search_path): the guard pins no search_path (see its comment).
-  select string_agg(case r.rule
-                      when 'fixed' then format('NOT coalesce(old.%1$I OPERATOR(pg_catalog.=) new.%1$I, old.%1$I IS NULL AND new.%1$I IS NULL)', r.column_name)
+  select string_agg(format('%I', r.column_name), ', ' order by ord) filter (where r.rule = 'fixed'),
+         string_agg(format('NOT coalesce(old.%1$I OPERATOR(pg_catalog.=) new.%1$I, old.%1$I IS NULL AND new.%1$I IS NULL)', r.column_name),
+                    E'\n     OR ' order by ord) filter (where r.rule = 'fixed'),
+         string_agg(case r.rule
                       when 'once' then format('(old.%1$I IS NOT NULL AND NOT coalesce(new.%1$I OPERATOR(pg_catalog.=) old.%1$I, false))', r.column_name)
                       when 'with the move into reversal_pending' then
                         format('(NOT coalesce(old.%1$I OPERATOR(pg_catalog.=) new.%1$I, old.%1$I IS NULL AND new.%1$I IS NULL) AND NOT (new.status OPERATOR(pg_catalog.=) ''reversal_pending'' AND old.status OPERATOR(pg_catalog.<>) ''reversal_pending''))', r.column_name)
-                      when 'by the worker' then format('(NOT coalesce(old.%1$I OPERATOR(pg_catalog.=) new.%1$I, old.%1$I IS NULL AND new.%1$I IS NULL) AND NOT by_worker)', r.column_name)
-                    end, E'\n     OR ' order by ord),
+                      when 'by the worker' then format('(NOT coalesce(old.%1$I OPERATOR(pg_catalog.=) new.%1$I, old.%1$I IS NULL AND new.%1$I IS NULL) AND current_user OPERATOR(pg_catalog.<>) ''marketplace_recorder''::pg_catalog.name)', r.column_name)
+                    end, E'\n     OR ' order by ord) filter (where r.rule <> 'fixed'),
          string_agg(format('WHEN %s THEN %L',
                            case r.rule
                              when 'fixed' then format('old.%1$I IS DISTINCT FROM new.%1$I', r.column_name)
@@ -966,102 +1118,196 @@ begin
                                format('old.%1$I IS DISTINCT FROM new.%1$I AND NOT (new.status = ''reversal_pending'' AND old.status IS DISTINCT FROM ''reversal_pending'')', r.column_name)
                              when 'by the worker' then format('old.%1$I IS DISTINCT FROM new.%1$I AND current_user <> ''marketplace_recorder''', r.column_name)
                            end, r.column_name), ' ' order by ord)
-    into fixed_test, fixed_case
+    into fixed_cols, fixed_test, later_test, fixed_case
     from marketplace.seller_transfer_write_once_rules() with ordinality r(column_name, rule, ord);
   execute format($f$
     create or replace function marketplace.first_write_once_violation(old marketplace.seller_transfers, new marketplace.seller_transfers)
     returns text language sql stable set search_path = pg_catalog, pg_temp as $b$ select CASE %s END $b$ $f$, fixed_case);
 
-  -- The guard. SECURITY DEFINER owned by marketplace_definer, so the history row is written with its
-  -- rights, not the writer's; the trigger's argument says who runs the statement (recorder, admin,
-  -- or nobody: then the session's role speaks). No SET search_path: that costs every call a GUC
-  -- save and restore. Instead nothing in the body resolves through the caller's search_path: every
-  -- function and type is schema-qualified, every operator is OPERATOR(pg_catalog.x), no IS DISTINCT
-  -- FROM, NULLIF, IN (...) or simple CASE (they find = through the path), errors are raised by
-  -- functions that pin it. marketplace.seller_transfer_body_is_path_free() checks this text, and
-  -- test/guard-search-path.test.ts runs every path through it under a hostile search_path.
+  -- The bodies pin no search_path (that costs every call a GUC save and restore); instead nothing in
+  -- them resolves through the caller's search_path: every function and type is schema-qualified,
+  -- every operator is OPERATOR(pg_catalog.x), no IS DISTINCT FROM, NULLIF, IN (...) or simple CASE
+  -- (they find = through the path), errors are raised by functions that pin it.
+  -- marketplace.seller_transfer_body_is_path_free() checks this text, and
+  -- test/guard-search-path.test.ts runs every path through them under a hostile search_path.
+
+  -- Each expression a trigger body evaluates is prepared once per transaction (PostgreSQL's
+  -- plpgsql keeps the plan, not the executable state): the bodies evaluate as few as they can on
+  -- the path every write takes, one test per rule group, the values computed inside the INSERT.
+  who := $w$case when pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none' then session_user else pg_catalog.current_setting('role')::pg_catalog.name end$w$;
+
+  -- 1. The checks of an UPDATE. SECURITY INVOKER: current_user is the statement's.
   execute format($f$
-    create or replace function marketplace.guard_seller_transfer_update()
-    returns trigger language plpgsql security definer as $body$
+    create or replace function marketplace.check_seller_transfer_update()
+    returns trigger language plpgsql as $body$
 -- %1$s.
 -- Generated by marketplace.compile_seller_transfer_guards() from seller_transfer_transitions,
 -- seller_transfer_move_owners and seller_transfer_write_once_rules(): change those, not this.
 declare
-  via       pg_catalog.text := tg_argv[0];
-  by_worker pg_catalog.bool := coalesce(via OPERATOR(pg_catalog.=) 'recorder', false);
-  by_admin  pg_catalog.bool := coalesce(via OPERATOR(pg_catalog.=) 'admin', false);
-  moved     pg_catalog.bool := old.status OPERATOR(pg_catalog.<>) new.status;
-  role_set  pg_catalog.text;
-  who       pg_catalog.name;
-  said      pg_catalog.text;
-  why       pg_catalog.text;
-  asker     pg_catalog.text;
-  app       pg_catalog.text;
+  who     pg_catalog.name;
+  said    pg_catalog.text;
+  speaker pg_catalog.text;
 begin
-  if moved or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt) then
-    role_set := pg_catalog.current_setting('role');
-    who := case when role_set OPERATOR(pg_catalog.=) 'none' then session_user else role_set::pg_catalog.name end;
-    said := case when by_worker then 'worker' when by_admin then 'operator' else %2$s end;
-    -- 1. The matrix, then the move's owner.
-    if moved and not coalesce(marketplace.seller_transfer_move_owned(old.status, new.status, said), false) then
-      perform marketplace.assert_seller_transfer_move_by(old.id, old.status, new.status, said,
-                                                         case when by_worker then 'marketplace_recorder' when by_admin then 'marketplace_admin' else who::pg_catalog.text end);
+  if old.status OPERATOR(pg_catalog.<>) new.status or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt) then
+    -- Who speaks: the worker's recording functions, the admin functions, else the session's role.
+    if current_user OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name then
+      said := 'worker'; speaker := 'recorder';
+    elsif current_user OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name then
+      said := 'operator'; speaker := 'admin';
+    else
+      who := %2$s;
+      said := %3$s;
+      speaker := '';
+    end if;
+    -- The matrix, then the move's owner; then marketplace.speaker, which the history trigger
+    -- believes, must be this statement's.
+    if old.status OPERATOR(pg_catalog.<>) new.status
+       and (not coalesce(marketplace.seller_transfer_move_owned(old.status, new.status, said), false)
+            or coalesce(pg_catalog.current_setting('marketplace.speaker', true), '') OPERATOR(pg_catalog.<>) speaker) then
+      if not coalesce(marketplace.seller_transfer_move_owned(old.status, new.status, said), false) then
+        perform marketplace.assert_seller_transfer_move_by(old.id, old.status, new.status, said, coalesce(who, current_user));
+      end if;
+      perform marketplace.assert_seller_transfer_speaker(old.id, pg_catalog.current_setting('marketplace.speaker', true), current_user);
     end if;
   end if;
-  -- 2. The write-once facts.
-  if %3$s then
-    perform marketplace.assert_seller_transfer_write_once(old, new);
-  end if;
-  -- 3. Nothing given up while Stripe may hold it; only the worker clears the doubt.
-  if (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
-     or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and not coalesce(said OPERATOR(pg_catalog.=) 'worker', false)) then
-    perform marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new, said);
-  end if;
-  -- 4. The column couplings.
-  if (new.status OPERATOR(pg_catalog.=) ANY ('{completed,reversal_pending,reversed}'::pg_catalog.text[]) and new.stripe_transfer_id is null)
+  -- The Stripe ids, the reversal amount and the key generation (the money facts: seller_transfer_write_once);
+  -- nothing given up while Stripe may hold it, only the worker clears the doubt; the column couplings.
+  if %4$s
+     or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
+     or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and not coalesce(said OPERATOR(pg_catalog.=) 'worker', false))
+     or (new.status OPERATOR(pg_catalog.=) ANY ('{completed,reversal_pending,reversed}'::pg_catalog.text[]) and new.stripe_transfer_id is null)
      or (new.status OPERATOR(pg_catalog.=) 'reversed' and new.stripe_reversal_id is null)
      or (new.stripe_reversal_id is not null and new.stripe_transfer_id is null)
      or (new.status OPERATOR(pg_catalog.=) 'failed' and new.next_retry_at is null) then
+    perform marketplace.assert_seller_transfer_write_once(old, new);
+    perform marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new, said);
     perform marketplace.assert_seller_transfer_couplings(new);
-  end if;
-  -- 5. The history row of a move: who, as what, why, and the Stripe id the move records.
-  if moved then
-    why := pg_catalog.current_setting('marketplace.transition_reason', true);
-    if why OPERATOR(pg_catalog.=) '' then why := null; end if;
-    app := pg_catalog.current_setting('application_name');
-    if app OPERATOR(pg_catalog.=) '' then app := null; end if;
-    if by_admin then
-      said := case when coalesce(pg_catalog.current_setting('marketplace.caller_authority', true) OPERATOR(pg_catalog.=) 'service', false)
-                   then 'service' else 'operator' end;
-      if said OPERATOR(pg_catalog.=) 'operator' then
-        asker := pg_catalog.current_setting('marketplace.requested_by', true);
-        if asker OPERATOR(pg_catalog.=) '' then asker := null; end if;
-      end if;
-    end if;
-    if pg_catalog.length(why) OPERATOR(pg_catalog.>) 1000 or pg_catalog.length(asker) OPERATOR(pg_catalog.>) 200 then
-      perform marketplace.assert_seller_transfer_history_text(why, asker);
-    end if;
-    insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
-                                                    requested_by, authority, stripe_transfer_id, stripe_reversal_id)
-    values (new.id, old.status, new.status, pg_catalog.clock_timestamp(), who, app, why, pg_catalog.pg_current_xact_id(),
-            asker, said,
-            case when old.stripe_transfer_id is null and new.stripe_transfer_id is not null then new.stripe_transfer_id end,
-            case when old.stripe_reversal_id is null and new.stripe_reversal_id is not null then new.stripe_reversal_id end);
   end if;
   return null;
 end
-$body$ $f$, compiled, marketplace.seller_transfer_authority_expression('who'), fixed_test);
-  execute format('comment on function marketplace.guard_seller_transfer_update() is %L', compiled);
+$body$ $f$, compiled, who, authority, later_test);
+  execute format('comment on function marketplace.check_seller_transfer_update() is %L', compiled);
 
-  select string_agg(quote_literal(status), ', ' order by position) into initial_set
+  -- 2. The money facts, when a statement names one.
+  execute format($f$
+    create or replace function marketplace.check_seller_transfer_facts()
+    returns trigger language plpgsql as $body$
+-- Generated by marketplace.compile_seller_transfer_guards() from seller_transfer_write_once_rules().
+begin
+  if %1$s then
+    perform marketplace.assert_seller_transfer_write_once(old, new);
+  end if;
+  return null;
+end
+$body$ $f$, fixed_test);
+
+  -- 3. The history row of a move: who, as what, why, and the Stripe id the move records. SECURITY
+  -- DEFINER owned by marketplace_definer, so it is written with its rights, not the writer's.
+  -- marketplace.speaker: 'recorder' (the worker speaks), 'admin' (an operator, or a service
+  -- through fail_seller_transfer: marketplace.caller_authority), else the session's role.
+  execute format($f$
+    create or replace function marketplace.record_seller_transfer_move()
+    returns trigger language plpgsql security definer as $body$
+-- Generated by marketplace.compile_seller_transfer_guards(). Fires after check_seller_transfer_update(),
+-- which refused the move unless marketplace.speaker is the statement's.
+declare
+  speaker  pg_catalog.text;
+  who      pg_catalog.name;
+  said     pg_catalog.text;
+  why      pg_catalog.text;
+  asker    pg_catalog.text;
+  app      pg_catalog.text;
+begin
+  if old.status OPERATOR(pg_catalog.=) new.status then
+    return null;
+  end if;
+  who := %1$s;
+  speaker := pg_catalog.current_setting('marketplace.speaker', true);
+  if speaker OPERATOR(pg_catalog.=) 'recorder' then
+    said := 'worker';
+  elsif speaker OPERATOR(pg_catalog.=) 'admin' then
+    said := case when coalesce(pg_catalog.current_setting('marketplace.caller_authority', true) OPERATOR(pg_catalog.=) 'service', false)
+                 then 'service' else 'operator' end;
+    if said OPERATOR(pg_catalog.=) 'operator' then
+      asker := pg_catalog.current_setting('marketplace.requested_by', true);
+      if asker OPERATOR(pg_catalog.=) '' then asker := null; end if;
+    end if;
+  else
+    said := %2$s;
+  end if;
+  why := pg_catalog.current_setting('marketplace.transition_reason', true);
+  if why OPERATOR(pg_catalog.=) '' then why := null; end if;
+  app := pg_catalog.current_setting('application_name');
+  if app OPERATOR(pg_catalog.=) '' then app := null; end if;
+  if pg_catalog.length(why) OPERATOR(pg_catalog.>) 1000 or pg_catalog.length(asker) OPERATOR(pg_catalog.>) 200 then
+    perform marketplace.assert_seller_transfer_history_text(why, asker);
+  end if;
+  insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
+                                                  requested_by, authority, stripe_transfer_id, stripe_reversal_id)
+  values (new.id, old.status, new.status, pg_catalog.clock_timestamp(), who, app, why, pg_catalog.pg_current_xact_id(),
+          asker, said,
+          case when old.stripe_transfer_id is null then new.stripe_transfer_id end,
+          case when old.stripe_reversal_id is null then new.stripe_reversal_id end);
+  return null;
+end
+$body$ $f$, who, authority);
+
+  -- 4. A new row: initial status and created_at, before the CHECKs (as the WHEN triggers did).
+  select string_agg(status, ',' order by position) into initial_set
     from marketplace.seller_transfer_statuses where is_initial;
+  execute format($f$
+    create or replace function marketplace.check_seller_transfer_insert()
+    returns trigger language plpgsql as $body$
+-- %1$s.
+-- Generated by marketplace.compile_seller_transfer_guards() from seller_transfer_statuses.
+begin
+  if not coalesce(new.status OPERATOR(pg_catalog.=) ANY (%2$L::pg_catalog.text[]), false)
+     or (pg_catalog.now() OPERATOR(pg_catalog.-) '1 day'::pg_catalog.interval) OPERATOR(pg_catalog.>) new.created_at
+     or (pg_catalog.now() OPERATOR(pg_catalog.+) '5 minutes'::pg_catalog.interval) OPERATOR(pg_catalog.<) new.created_at then
+    perform marketplace.assert_seller_transfer_insert(new);
+  end if;
+  return new;
+end
+$body$ $f$, compiled, '{' || coalesce(initial_set, '') || '}');
+  execute format('comment on function marketplace.check_seller_transfer_insert() is %L', compiled);
 
+  -- 5. A new row's couplings and its history row. SECURITY DEFINER (it writes the history).
+  execute format($f$
+    create or replace function marketplace.record_seller_transfer_insert()
+    returns trigger language plpgsql security definer as $body$
+-- Generated by marketplace.compile_seller_transfer_guards().
+declare
+  who pg_catalog.name := %1$s;
+  why pg_catalog.text := pg_catalog.current_setting('marketplace.transition_reason', true);
+  app pg_catalog.text := pg_catalog.current_setting('application_name');
+begin
+  if (new.status OPERATOR(pg_catalog.=) ANY ('{completed,reversal_pending,reversed}'::pg_catalog.text[]) and new.stripe_transfer_id is null)
+     or (new.status OPERATOR(pg_catalog.=) 'reversed' and new.stripe_reversal_id is null)
+     or (new.stripe_reversal_id is not null and new.stripe_transfer_id is null)
+     or (new.status OPERATOR(pg_catalog.=) 'failed' and new.next_retry_at is null)
+     or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
+     or pg_catalog.length(why) OPERATOR(pg_catalog.>) 1000 then
+    perform marketplace.assert_seller_transfer_not_given_up_in_doubt(null, new, null);
+    perform marketplace.assert_seller_transfer_couplings(new);
+    perform marketplace.assert_seller_transfer_history_text(why, null);
+  end if;
+  if why OPERATOR(pg_catalog.=) '' then why := null; end if;
+  if app OPERATOR(pg_catalog.=) '' then app := null; end if;
+  insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
+                                                  amount_cents, currency, stripe_account_id, authority, stripe_transfer_id, stripe_reversal_id, source_transaction)
+  values (new.id, null, new.status, pg_catalog.clock_timestamp(), who, app, why, pg_catalog.pg_current_xact_id(),
+          new.amount_cents, new.currency, new.stripe_account_id, %2$s, new.stripe_transfer_id, new.stripe_reversal_id, new.source_transaction);
+  return null;
+end
+$body$ $f$, who, authority);
+
+  -- The triggers that fire them (created here, so a recompile restores a dropped one).
   execute format($t$
-    create or replace trigger seller_transfer_initial_status
-      before insert on marketplace.seller_transfers
-      for each row
-      when (new.status not in (%s))
-      execute function marketplace.refuse_non_initial_insert()$t$, coalesce(initial_set, 'NULL'));
+    create or replace trigger seller_transfer_write_once
+      after update of %s on marketplace.seller_transfers
+      for each row execute function marketplace.check_seller_transfer_facts()$t$, fixed_cols);
+  comment on trigger seller_transfer_write_once on marketplace.seller_transfers is
+    'The money facts never change: check_seller_transfer_facts(), generated from seller_transfer_write_once_rules(); no writer names these columns, so no writer pays for it.';
   execute format('comment on trigger seller_transfer_initial_status on marketplace.seller_transfers is %L', compiled);
 
   -- The 6x6 (or NxN) matrix: rows = from, one column per to-status, in position order.
@@ -1481,11 +1727,10 @@ declare
   drift     text;
 begin
   check_name := 'guard compiled from the transitions table';
-  select count(*) = 4 into guards_on
+  select count(*) = (select count(*) from marketplace.seller_transfer_guard_triggers()) into guards_on
     from pg_trigger tg
    where tg.tgrelid = 'marketplace.seller_transfers'::regclass
-     and tg.tgname in ('seller_transfer_status_transition', 'seller_transfer_status_transition_by_worker',
-                       'seller_transfer_status_transition_by_operator', 'seller_transfer_initial_status')
+     and tg.tgname in (select g.tgname from marketplace.seller_transfer_guard_triggers() g)
      and tg.tgenabled in ('O', 'A');
   if not guards_on then
     status := 'warn';
@@ -1730,20 +1975,14 @@ AS $function$
          case when t.oid is null then format('missing on %s', x.rel)
               when t.tgenabled in ('O', 'A') then format('enabled on %s', x.rel)
               else format('disabled on %s (tgenabled = %s)', x.rel, t.tgenabled) end,
-         case when t.oid is null and x.rel = 'marketplace.seller_transfers' and x.tgname = 'seller_transfer_initial_status'
+         case when t.oid is null and x.rel = 'marketplace.seller_transfers' and x.tgname = 'seller_transfer_write_once'
                 then 'as the owner: SELECT marketplace.compile_seller_transfer_guards(); then run `seller-transfers audit`'
               when t.oid is null then 'the schema is damaged: restore the trigger from migrations/committed (or roll back and migrate again)'
               when t.tgenabled in ('O', 'A') then ''
               else format('as the owner: ALTER TABLE %s ENABLE TRIGGER %s; then run `seller-transfers audit` for writes made meanwhile', x.rel, x.tgname) end
-    from (values ('marketplace.seller_transfers', 'seller_transfer_status_transition', 1),
-                 ('marketplace.seller_transfers', 'seller_transfer_status_transition_by_worker', 2),
-                 ('marketplace.seller_transfers', 'seller_transfer_status_transition_by_operator', 3),
-                 ('marketplace.seller_transfers', 'seller_transfer_initial_status', 4),
-                 ('marketplace.seller_transfers', 'seller_transfer_retry_couplings', 5),
-                 ('marketplace.seller_transfers', 'seller_transfer_column_couplings', 6),
-                 ('marketplace.seller_transfers', 'seller_transfer_history_on_insert', 7),
-                 ('marketplace.seller_transfers', 'seller_transfer_insert_time', 8),
-                 ('marketplace.seller_transfers', 'seller_transfer_kept', 9),
+    from (select 'marketplace.seller_transfers' as rel, g.tgname, g.ord from marketplace.seller_transfer_guard_triggers() g
+          union all
+          values ('marketplace.seller_transfers', 'seller_transfer_kept', 9),
                  ('marketplace.seller_transfers', 'seller_transfer_kept_on_truncate', 10),
                  ('marketplace.seller_transfer_statuses', 'seller_transfer_statuses_changed', 11),
                  ('marketplace.seller_transfer_transitions', 'seller_transfer_transitions_changed', 12),
@@ -1779,6 +2018,7 @@ CREATE OR REPLACE FUNCTION marketplace.fail_seller_transfer(id uuid, reason text
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "marketplace.speaker" TO 'admin'
 AS $function$
 declare
   t marketplace.seller_transfers;
@@ -1863,100 +2103,14 @@ grant EXECUTE on function marketplace.first_write_once_violation(marketplace.sel
 grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_recorder;
 grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_worker;
 grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to marketplace_writer;
-revoke execute on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) from public;
-
-CREATE OR REPLACE FUNCTION marketplace.guard_seller_transfer_update()
- RETURNS trigger
- LANGUAGE plpgsql
- SECURITY DEFINER
-AS $function$
--- compiled from the statuses and transitions tables, fingerprint b9b6627a6d067bd48ccbc610d7cb59dd.
--- Generated by marketplace.compile_seller_transfer_guards() from seller_transfer_transitions,
--- seller_transfer_move_owners and seller_transfer_write_once_rules(): change those, not this.
-declare
-  via       pg_catalog.text := tg_argv[0];
-  by_worker pg_catalog.bool := coalesce(via OPERATOR(pg_catalog.=) 'recorder', false);
-  by_admin  pg_catalog.bool := coalesce(via OPERATOR(pg_catalog.=) 'admin', false);
-  moved     pg_catalog.bool := old.status OPERATOR(pg_catalog.<>) new.status;
-  role_set  pg_catalog.text;
-  who       pg_catalog.name;
-  said      pg_catalog.text;
-  why       pg_catalog.text;
-  asker     pg_catalog.text;
-  app       pg_catalog.text;
-begin
-  if moved or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt) then
-    role_set := pg_catalog.current_setting('role');
-    who := case when role_set OPERATOR(pg_catalog.=) 'none' then session_user else role_set::pg_catalog.name end;
-    said := case when by_worker then 'worker' when by_admin then 'operator' else CASE WHEN who OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN who OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') THEN 'worker' END end;
-    -- 1. The matrix, then the move's owner.
-    if moved and not coalesce(marketplace.seller_transfer_move_owned(old.status, new.status, said), false) then
-      perform marketplace.assert_seller_transfer_move_by(old.id, old.status, new.status, said,
-                                                         case when by_worker then 'marketplace_recorder' when by_admin then 'marketplace_admin' else who::pg_catalog.text end);
-    end if;
-  end if;
-  -- 2. The write-once facts.
-  if NOT coalesce(old.id OPERATOR(pg_catalog.=) new.id, old.id IS NULL AND new.id IS NULL)
-     OR NOT coalesce(old.order_id OPERATOR(pg_catalog.=) new.order_id, old.order_id IS NULL AND new.order_id IS NULL)
-     OR NOT coalesce(old.seller_id OPERATOR(pg_catalog.=) new.seller_id, old.seller_id IS NULL AND new.seller_id IS NULL)
-     OR NOT coalesce(old.stripe_account_id OPERATOR(pg_catalog.=) new.stripe_account_id, old.stripe_account_id IS NULL AND new.stripe_account_id IS NULL)
-     OR NOT coalesce(old.amount_cents OPERATOR(pg_catalog.=) new.amount_cents, old.amount_cents IS NULL AND new.amount_cents IS NULL)
-     OR NOT coalesce(old.currency OPERATOR(pg_catalog.=) new.currency, old.currency IS NULL AND new.currency IS NULL)
-     OR NOT coalesce(old.source_transaction OPERATOR(pg_catalog.=) new.source_transaction, old.source_transaction IS NULL AND new.source_transaction IS NULL)
-     OR NOT coalesce(old.created_at OPERATOR(pg_catalog.=) new.created_at, old.created_at IS NULL AND new.created_at IS NULL)
-     OR (old.stripe_transfer_id IS NOT NULL AND NOT coalesce(new.stripe_transfer_id OPERATOR(pg_catalog.=) old.stripe_transfer_id, false))
-     OR (old.stripe_reversal_id IS NOT NULL AND NOT coalesce(new.stripe_reversal_id OPERATOR(pg_catalog.=) old.stripe_reversal_id, false))
-     OR (NOT coalesce(old.reversal_amount_cents OPERATOR(pg_catalog.=) new.reversal_amount_cents, old.reversal_amount_cents IS NULL AND new.reversal_amount_cents IS NULL) AND NOT (new.status OPERATOR(pg_catalog.=) 'reversal_pending' AND old.status OPERATOR(pg_catalog.<>) 'reversal_pending'))
-     OR (NOT coalesce(old.stripe_key_generation OPERATOR(pg_catalog.=) new.stripe_key_generation, old.stripe_key_generation IS NULL AND new.stripe_key_generation IS NULL) AND NOT by_worker) then
-    perform marketplace.assert_seller_transfer_write_once(old, new);
-  end if;
-  -- 3. Nothing given up while Stripe may hold it; only the worker clears the doubt.
-  if (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
-     or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and not coalesce(said OPERATOR(pg_catalog.=) 'worker', false)) then
-    perform marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new, said);
-  end if;
-  -- 4. The column couplings.
-  if (new.status OPERATOR(pg_catalog.=) ANY ('{completed,reversal_pending,reversed}'::pg_catalog.text[]) and new.stripe_transfer_id is null)
-     or (new.status OPERATOR(pg_catalog.=) 'reversed' and new.stripe_reversal_id is null)
-     or (new.stripe_reversal_id is not null and new.stripe_transfer_id is null)
-     or (new.status OPERATOR(pg_catalog.=) 'failed' and new.next_retry_at is null) then
-    perform marketplace.assert_seller_transfer_couplings(new);
-  end if;
-  -- 5. The history row of a move: who, as what, why, and the Stripe id the move records.
-  if moved then
-    why := pg_catalog.current_setting('marketplace.transition_reason', true);
-    if why OPERATOR(pg_catalog.=) '' then why := null; end if;
-    app := pg_catalog.current_setting('application_name');
-    if app OPERATOR(pg_catalog.=) '' then app := null; end if;
-    if by_admin then
-      said := case when coalesce(pg_catalog.current_setting('marketplace.caller_authority', true) OPERATOR(pg_catalog.=) 'service', false)
-                   then 'service' else 'operator' end;
-      if said OPERATOR(pg_catalog.=) 'operator' then
-        asker := pg_catalog.current_setting('marketplace.requested_by', true);
-        if asker OPERATOR(pg_catalog.=) '' then asker := null; end if;
-      end if;
-    end if;
-    if pg_catalog.length(why) OPERATOR(pg_catalog.>) 1000 or pg_catalog.length(asker) OPERATOR(pg_catalog.>) 200 then
-      perform marketplace.assert_seller_transfer_history_text(why, asker);
-    end if;
-    insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
-                                                    requested_by, authority, stripe_transfer_id, stripe_reversal_id)
-    values (new.id, old.status, new.status, pg_catalog.clock_timestamp(), who, app, why, pg_catalog.pg_current_xact_id(),
-            asker, said,
-            case when old.stripe_transfer_id is null and new.stripe_transfer_id is not null then new.stripe_transfer_id end,
-            case when old.stripe_reversal_id is null and new.stripe_reversal_id is not null then new.stripe_reversal_id end);
-  end if;
-  return null;
-end
-$function$;
-comment on function marketplace.guard_seller_transfer_update() is 'compiled from the statuses and transitions tables, fingerprint b9b6627a6d067bd48ccbc610d7cb59dd';
-revoke execute on function marketplace.guard_seller_transfer_update() from public;
+grant EXECUTE on function marketplace.first_write_once_violation(marketplace.seller_transfers,marketplace.seller_transfers) to public;
 
 CREATE OR REPLACE FUNCTION marketplace.hand_back_paused_seller_transfer(id uuid, from_status text)
  RETURNS text
  LANGUAGE sql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "marketplace.speaker" TO 'recorder'
 AS $function$
   update marketplace.seller_transfers t
      set next_retry_at = now()
@@ -1972,6 +2126,7 @@ CREATE OR REPLACE FUNCTION marketplace.hold_seller_transfer_for_review(id uuid, 
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "marketplace.speaker" TO 'recorder'
 AS $function$
 declare
   result text;
@@ -2037,6 +2192,7 @@ CREATE OR REPLACE FUNCTION marketplace.mark_seller_transfer_paid(id uuid, stripe
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "marketplace.speaker" TO 'recorder'
 AS $function$
 begin
   perform set_config('marketplace.transition_reason', reason, true);
@@ -2054,6 +2210,7 @@ CREATE OR REPLACE FUNCTION marketplace.mark_seller_transfer_reversed(id uuid, st
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "marketplace.speaker" TO 'recorder'
 AS $function$
 begin
   perform set_config('marketplace.transition_reason', reason, true);
@@ -2113,6 +2270,7 @@ CREATE OR REPLACE FUNCTION marketplace.record_external_seller_transfer_reversal(
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "marketplace.speaker" TO 'recorder'
 AS $function$
 declare
   t marketplace.seller_transfers;
@@ -2189,6 +2347,7 @@ CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_failure(id uuid, f
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "marketplace.speaker" TO 'recorder'
 AS $function$
 declare
   current_status text := from_status;
@@ -2233,39 +2392,96 @@ end $function$;
 grant EXECUTE on function marketplace.record_seller_transfer_failure(uuid,text,text,timestamp with time zone,text,boolean,boolean) to marketplace_worker;
 revoke execute on function marketplace.record_seller_transfer_failure(uuid,text,text,timestamp with time zone,text,boolean,boolean) from public;
 
-CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_inserts()
+CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_insert()
  RETURNS trigger
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
+-- Generated by marketplace.compile_seller_transfer_guards().
 declare
-  -- Evaluated once per statement, not once per row: a bulk statement is one moment, one actor.
-  at     timestamptz := clock_timestamp();
-  actor  text := coalesce(nullif(current_setting('role'), 'none'), session_user);
-  said   text := marketplace.seller_transfer_authority(actor::name);
-  app    text := nullif(current_setting('application_name'), '');
-  reason text := nullif(current_setting('marketplace.transition_reason', true), '');
-  xid    xid8 := pg_current_xact_id();
+  who pg_catalog.name := case when pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none' then session_user else pg_catalog.current_setting('role')::pg_catalog.name end;
+  why pg_catalog.text := pg_catalog.current_setting('marketplace.transition_reason', true);
+  app pg_catalog.text := pg_catalog.current_setting('application_name');
 begin
-  if length(reason) > 1000 then
-    raise exception 'marketplace.transition_reason is at most 1000 characters (got %)', length(reason)
-      using errcode = 'string_data_right_truncation', hint = 'Say why in a sentence; keep long diagnostics in your own logs.';
+  if (new.status OPERATOR(pg_catalog.=) ANY ('{completed,reversal_pending,reversed}'::pg_catalog.text[]) and new.stripe_transfer_id is null)
+     or (new.status OPERATOR(pg_catalog.=) 'reversed' and new.stripe_reversal_id is null)
+     or (new.stripe_reversal_id is not null and new.stripe_transfer_id is null)
+     or (new.status OPERATOR(pg_catalog.=) 'failed' and new.next_retry_at is null)
+     or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
+     or pg_catalog.length(why) OPERATOR(pg_catalog.>) 1000 then
+    perform marketplace.assert_seller_transfer_not_given_up_in_doubt(null, new, null);
+    perform marketplace.assert_seller_transfer_couplings(new);
+    perform marketplace.assert_seller_transfer_history_text(why, null);
   end if;
+  if why OPERATOR(pg_catalog.=) '' then why := null; end if;
+  if app OPERATOR(pg_catalog.=) '' then app := null; end if;
   insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
                                                   amount_cents, currency, stripe_account_id, authority, stripe_transfer_id, stripe_reversal_id, source_transaction)
-  select n.id, null, n.status, at, actor, app, reason, xid, n.amount_cents, n.currency, n.stripe_account_id,
-         said, n.stripe_transfer_id, n.stripe_reversal_id, n.source_transaction
-    from new_rows n;
+  values (new.id, null, new.status, pg_catalog.clock_timestamp(), who, app, why, pg_catalog.pg_current_xact_id(),
+          new.amount_cents, new.currency, new.stripe_account_id, CASE WHEN who OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN who OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') THEN 'worker' END, new.stripe_transfer_id, new.stripe_reversal_id, new.source_transaction);
   return null;
-end $function$;
-revoke execute on function marketplace.record_seller_transfer_inserts() from public;
+end
+$function$;
+comment on function marketplace.record_seller_transfer_insert() is 'Checks a new row''s couplings and writes its history row.';
+revoke execute on function marketplace.record_seller_transfer_insert() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_move()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+AS $function$
+-- Generated by marketplace.compile_seller_transfer_guards(). Fires after check_seller_transfer_update(),
+-- which refused the move unless marketplace.speaker is the statement's.
+declare
+  speaker  pg_catalog.text;
+  who      pg_catalog.name;
+  said     pg_catalog.text;
+  why      pg_catalog.text;
+  asker    pg_catalog.text;
+  app      pg_catalog.text;
+begin
+  if old.status OPERATOR(pg_catalog.=) new.status then
+    return null;
+  end if;
+  who := case when pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none' then session_user else pg_catalog.current_setting('role')::pg_catalog.name end;
+  speaker := pg_catalog.current_setting('marketplace.speaker', true);
+  if speaker OPERATOR(pg_catalog.=) 'recorder' then
+    said := 'worker';
+  elsif speaker OPERATOR(pg_catalog.=) 'admin' then
+    said := case when coalesce(pg_catalog.current_setting('marketplace.caller_authority', true) OPERATOR(pg_catalog.=) 'service', false)
+                 then 'service' else 'operator' end;
+    if said OPERATOR(pg_catalog.=) 'operator' then
+      asker := pg_catalog.current_setting('marketplace.requested_by', true);
+      if asker OPERATOR(pg_catalog.=) '' then asker := null; end if;
+    end if;
+  else
+    said := CASE WHEN who OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN who OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') THEN 'worker' END;
+  end if;
+  why := pg_catalog.current_setting('marketplace.transition_reason', true);
+  if why OPERATOR(pg_catalog.=) '' then why := null; end if;
+  app := pg_catalog.current_setting('application_name');
+  if app OPERATOR(pg_catalog.=) '' then app := null; end if;
+  if pg_catalog.length(why) OPERATOR(pg_catalog.>) 1000 or pg_catalog.length(asker) OPERATOR(pg_catalog.>) 200 then
+    perform marketplace.assert_seller_transfer_history_text(why, asker);
+  end if;
+  insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
+                                                  requested_by, authority, stripe_transfer_id, stripe_reversal_id)
+  values (new.id, old.status, new.status, pg_catalog.clock_timestamp(), who, app, why, pg_catalog.pg_current_xact_id(),
+          asker, said,
+          case when old.stripe_transfer_id is null then new.stripe_transfer_id end,
+          case when old.stripe_reversal_id is null then new.stripe_reversal_id end);
+  return null;
+end
+$function$;
+comment on function marketplace.record_seller_transfer_move() is 'Writes the history row of a status change; who speaks from marketplace.speaker, checked by check_seller_transfer_update() first.';
+revoke execute on function marketplace.record_seller_transfer_move() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.record_seller_transfer_rate_limited(id uuid, from_status text, error text, retry_at timestamp with time zone)
  RETURNS text
  LANGUAGE sql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "marketplace.speaker" TO 'recorder'
 AS $function$
   update marketplace.seller_transfers t
      set next_retry_at = $4,
@@ -2330,25 +2546,6 @@ grant EXECUTE on function marketplace.refresh_seller_transfer_status_counts(inte
 grant EXECUTE on function marketplace.refresh_seller_transfer_status_counts(interval) to marketplace_worker;
 revoke execute on function marketplace.refresh_seller_transfer_status_counts(interval) from public;
 
-CREATE OR REPLACE FUNCTION marketplace.refuse_broken_coupling()
- RETURNS trigger
- LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
-begin
-  if tg_op = 'UPDATE' then
-    perform marketplace.assert_seller_transfer_move(old, new);
-    perform marketplace.assert_seller_transfer_write_once(old, new);
-    perform marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new);
-  else
-    perform marketplace.assert_seller_transfer_not_given_up_in_doubt(null, new);
-  end if;
-  perform marketplace.assert_seller_transfer_couplings(new);
-  return null;
-end $function$;
-grant EXECUTE on function marketplace.refuse_broken_coupling() to marketplace_definer;
-revoke execute on function marketplace.refuse_broken_coupling() from public;
-
 CREATE OR REPLACE FUNCTION marketplace.refuse_deleting_seen_payout()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -2380,46 +2577,6 @@ begin
           hint = 'Only a pending payout the worker never attempted may be deleted. Stop a payout with seller-transfers fail <id>, or reverse it once paid.';
 end $function$;
 revoke execute on function marketplace.refuse_deleting_seen_payout() from public;
-
-CREATE OR REPLACE FUNCTION marketplace.refuse_insert_time()
- RETURNS trigger
- LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
-begin
-  raise exception 'seller transfer %: created_at % is not now (a new payout is created within a day before and five minutes after now(), %)',
-      new.id, new.created_at, now()
-    using errcode = 'check_violation',
-          constraint = 'seller_transfer_insert_time',
-          schema = 'marketplace', table = 'seller_transfers', column = 'created_at',
-          hint = 'Insert without created_at (it defaults to now()).';
-end $function$;
-revoke execute on function marketplace.refuse_insert_time() from public;
-
-CREATE OR REPLACE FUNCTION marketplace.refuse_non_initial_insert()
- RETURNS trigger
- LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
-declare
-  initial text;
-begin
-  if not exists (select 1 from marketplace.seller_transfer_statuses where status = new.status) then
-    return new;  -- unknown status: the foreign key refuses it
-  end if;
-  select string_agg(status, ', ' order by position) into initial
-    from marketplace.seller_transfer_statuses where is_initial;
-  raise exception 'seller transfers must be created in an initial status, not %', new.status
-    using errcode = 'check_violation',
-          constraint = 'seller_transfer_initial_status',
-          schema = 'marketplace', table = 'seller_transfers', column = 'status',
-          detail = format('initial statuses: %s', coalesce(initial, 'none')),
-          hint = 'Insert without a status (it defaults to pending).';
-end $function$;
-grant EXECUTE on function marketplace.refuse_non_initial_insert() to marketplace_definer;
-grant EXECUTE on function marketplace.refuse_non_initial_insert() to marketplace_worker;
-grant EXECUTE on function marketplace.refuse_non_initial_insert() to marketplace_writer;
-revoke execute on function marketplace.refuse_non_initial_insert() from public;
 
 CREATE OR REPLACE FUNCTION marketplace.refuse_seller_transfer_pause_event_change()
  RETURNS trigger
@@ -2550,6 +2707,7 @@ CREATE OR REPLACE FUNCTION marketplace.retry_seller_transfer(id uuid, reason tex
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "marketplace.speaker" TO 'admin'
 AS $function$
 declare
   t marketplace.seller_transfers;
@@ -2589,6 +2747,7 @@ CREATE OR REPLACE FUNCTION marketplace.reverse_seller_transfer(id uuid, reason t
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "marketplace.speaker" TO 'admin'
 AS $function$
 declare
   t marketplace.seller_transfers;
@@ -3150,13 +3309,12 @@ CREATE OR REPLACE FUNCTION marketplace.seller_transfer_guard_in_sync()
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  select (select count(*) = 4
+  select (select count(*) = (select count(*) from marketplace.seller_transfer_guard_triggers())
             from pg_catalog.pg_trigger tg
            where tg.tgrelid = 'marketplace.seller_transfers'::regclass
-             and tg.tgname in ('seller_transfer_status_transition', 'seller_transfer_status_transition_by_worker',
-                               'seller_transfer_status_transition_by_operator', 'seller_transfer_initial_status')
+             and tg.tgname in (select g.tgname from marketplace.seller_transfer_guard_triggers() g)
              and tg.tgenabled in ('O', 'A'))
-     and pg_catalog.obj_description('marketplace.guard_seller_transfer_update()'::regprocedure, 'pg_proc')
+     and pg_catalog.obj_description('marketplace.check_seller_transfer_update()'::regprocedure, 'pg_proc')
          = 'compiled from the statuses and transitions tables, fingerprint ' || marketplace.seller_transfer_matrix_fingerprint()
      and pg_catalog.obj_description('marketplace.seller_transfer_move_owned(text, text, text)'::regprocedure, 'pg_proc')
          like '%compiled from the statuses and transitions tables, fingerprint ' || marketplace.seller_transfer_matrix_fingerprint()
@@ -3170,6 +3328,18 @@ grant EXECUTE on function marketplace.seller_transfer_guard_in_sync() to marketp
 grant EXECUTE on function marketplace.seller_transfer_guard_in_sync() to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_guard_in_sync() to marketplace_writer;
 revoke execute on function marketplace.seller_transfer_guard_in_sync() from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_guard_triggers()
+ RETURNS TABLE(tgname text, ord integer)
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  values ('seller_transfer_status_transition', 1), ('seller_transfer_write_once', 2), ('seller_transfer_written_to_history', 3),
+         ('seller_transfer_initial_status', 4), ('seller_transfer_history_on_insert', 5)
+$function$;
+comment on function marketplace.seller_transfer_guard_triggers() is 'The triggers on seller_transfers that make up the guard (compile_seller_transfer_guards() generates their functions).';
+grant EXECUTE on function marketplace.seller_transfer_guard_triggers() to public;
 
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_is_due(status text, next_retry_at timestamp with time zone)
  RETURNS boolean

@@ -33,7 +33,8 @@ describe('SECURITY DEFINER functions', () => {
     const list = await definers();
     expect(list.length).toBeGreaterThanOrEqual(18);
     const unpinned = list.filter((d) => !(d.config ?? []).includes('search_path=pg_catalog, pg_temp')).map((d) => d.fn);
-    expect(unpinned).toEqual(['marketplace.guard_seller_transfer_update()']);
+    // The guard's history writers (generated, path-free bodies: the static check below).
+    expect(unpinned).toEqual(['marketplace.record_seller_transfer_insert()', 'marketplace.record_seller_transfer_move()']);
     for (const d of list) {
       if (!(d.config ?? []).includes('search_path=pg_catalog, pg_temp')) expect(d.pathFree, d.fn).toBeNull();
       expect(OWNERS, d.fn).toContain(d.owner);
@@ -56,6 +57,16 @@ describe('SECURITY DEFINER functions', () => {
     }
     for (const f of ['fail_seller_transfer', 'retry_seller_transfer', 'reverse_seller_transfer'])
       expect(owner[`marketplace.${f}`], f).toBe('marketplace_admin');
+  });
+
+  it('every function owned by the recorder or the admin role says who speaks (marketplace.speaker), as the history trigger reads it', async () => {
+    const list = await definers();
+    const speaking = list.filter((d) => d.owner === 'marketplace_recorder' || d.owner === 'marketplace_admin');
+    expect(speaking.length).toBeGreaterThanOrEqual(9);
+    for (const d of speaking)
+      expect(d.config ?? [], d.fn).toContain(`marketplace.speaker=${d.owner === 'marketplace_recorder' ? 'recorder' : 'admin'}`);
+    for (const d of list.filter((x) => !speaking.includes(x)))
+      expect((d.config ?? []).some((c) => c.startsWith('marketplace.speaker=')), d.fn).toBe(false);
   });
 
   it('doctor names a definer function that does not pin search_path or is owned by a superuser', async () => {

@@ -83,12 +83,22 @@ describe('the guard pins no search_path and resolves nothing through it', () => 
     expect(e?.message).toContain(TRIPPED);
   });
 
-  it('the guard function pins no search_path, and the static check finds nothing in its body', async () => {
-    const { rows: r } = await db.pool.query<{ config: string[] | null; free: string | null; definer: boolean }>(
-      `select p.proconfig as config, marketplace.seller_transfer_body_is_path_free(p.prosrc) as free, p.prosecdef as definer
-         from pg_proc p where p.oid = 'marketplace.guard_seller_transfer_update()'::regprocedure`,
+  it("the guard's functions pin no search_path, and the static check finds nothing in their bodies", async () => {
+    const { rows } = await db.pool.query<{ fn: string; config: string[] | null; free: string | null; definer: boolean }>(
+      `select p.oid::regprocedure::text as fn, p.proconfig as config, marketplace.seller_transfer_body_is_path_free(p.prosrc) as free,
+              p.prosecdef as definer
+         from pg_trigger t join pg_proc p on p.oid = t.tgfoid
+        where t.tgrelid = 'marketplace.seller_transfers'::regclass
+          and t.tgname in (select g.tgname from marketplace.seller_transfer_guard_triggers() g)
+        order by 1`,
     );
-    expect(r[0]).toEqual({ config: null, free: null, definer: true });
+    expect(rows).toEqual([
+      { fn: 'marketplace.check_seller_transfer_facts()', config: null, free: null, definer: false },
+      { fn: 'marketplace.check_seller_transfer_insert()', config: null, free: null, definer: false },
+      { fn: 'marketplace.check_seller_transfer_update()', config: null, free: null, definer: false },
+      { fn: 'marketplace.record_seller_transfer_insert()', config: null, free: null, definer: true },
+      { fn: 'marketplace.record_seller_transfer_move()', config: null, free: null, definer: true },
+    ]);
   });
 
   const cases: Array<{
