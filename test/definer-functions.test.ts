@@ -66,7 +66,10 @@ describe('SECURITY DEFINER functions', () => {
     for (const d of speaking)
       expect(d.config ?? [], d.fn).toContain(`marketplace.speaker=${d.owner === 'marketplace_recorder' ? 'recorder' : 'admin'}`);
     for (const d of list.filter((x) => !speaking.includes(x)))
-      expect((d.config ?? []).some((c) => c.startsWith('marketplace.speaker=')), d.fn).toBe(false);
+      expect(
+        (d.config ?? []).some((c) => c.startsWith('marketplace.speaker=')),
+        d.fn,
+      ).toBe(false);
   });
 
   it('doctor names a definer function that does not pin search_path or is owned by a superuser', async () => {

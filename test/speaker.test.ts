@@ -54,7 +54,12 @@ describe('marketplace.speaker cannot be claimed by a statement', () => {
 
   it("a service claiming 'recorder' cannot make the worker's move (pending -> failed)", async () => {
     const id = await insertTransfer(db.pool);
-    const { error } = await asRole('marketplace_writer', 'recorder', `update marketplace.seller_transfers set status = 'failed' where id = $1`, [id]);
+    const { error } = await asRole(
+      'marketplace_writer',
+      'recorder',
+      `update marketplace.seller_transfers set status = 'failed' where id = $1`,
+      [id],
+    );
     expect(error?.code).toBe('42501');
     expect(error?.constraint).toBe('seller_transfer_move_owner');
   });
@@ -76,7 +81,10 @@ describe('marketplace.speaker cannot be claimed by a statement', () => {
       await c.query('reset role');
       c.release();
     }
-    const { rows } = await db.pool.query(`select authority, actor from marketplace.seller_transfer_events where transfer_id = $1 and from_status = 'pending'`, [paid]);
+    const { rows } = await db.pool.query(
+      `select authority, actor from marketplace.seller_transfer_events where transfer_id = $1 and from_status = 'pending'`,
+      [paid],
+    );
     expect(rows).toEqual([{ authority: 'worker', actor: 'marketplace_worker' }]);
   });
 });

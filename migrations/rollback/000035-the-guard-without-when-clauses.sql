@@ -275,6 +275,13 @@ end $function$
 
 ;
 
+revoke execute on function marketplace.compile_seller_transfer_guards() from public;
+revoke execute on function marketplace.record_seller_transfer_inserts() from public;
+alter function marketplace.record_seller_transfer_inserts() owner to marketplace_definer;
+select marketplace.compile_seller_transfer_guards();
+alter function marketplace.guard_seller_transfer_update() owner to marketplace_definer;
+revoke execute on function marketplace.guard_seller_transfer_update() from public;
+
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_guard_in_sync()
  RETURNS boolean
  LANGUAGE sql
@@ -373,12 +380,6 @@ $function$
 
 ;
 
-revoke execute on function marketplace.compile_seller_transfer_guards() from public;
-revoke execute on function marketplace.record_seller_transfer_inserts() from public;
-alter function marketplace.record_seller_transfer_inserts() owner to marketplace_definer;
-select marketplace.compile_seller_transfer_guards();
-alter function marketplace.guard_seller_transfer_update() owner to marketplace_definer;
-revoke execute on function marketplace.guard_seller_transfer_update() from public;
 
 drop trigger if exists seller_transfer_written_to_history on marketplace.seller_transfers;
 drop trigger if exists seller_transfer_write_once on marketplace.seller_transfers;
