@@ -79,7 +79,7 @@ describe.concurrent('reverse: mistakes change nothing', () => {
     await expectRefused(
       id,
       ['reverse', id, '--amount', '0', '--reason', 'x'],
-      "a reversal amount must be positive (in the currency's minor unit), got 0 [SQLSTATE 22023]",
+      'a reversal amount must be positive, got 0.00 USD [SQLSTATE 22023]',
       1,
     );
     await expectRefused(

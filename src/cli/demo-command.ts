@@ -12,6 +12,7 @@ import { printAdminResult, runAdminAction, type AdminAction } from './admin-acti
 import { CliError } from './context.ts';
 import { print } from './format.ts';
 import { formatMinor } from '../money.ts';
+import { detailForPeople } from '../core/refusal.ts';
 import { operatorContext, stderrLogger, withCliConnection } from './operator-db.ts';
 import { statusStats, transferHistory } from '../core/read-model.ts';
 import { renderHistory } from './show-command.ts';
@@ -53,7 +54,8 @@ async function refused(db: pg.Client, what: string, action: AdminAction, id: str
     const err = e as { code?: string; message?: string; detail?: string };
     if (err.code !== '23514') throw e;
     print(`  ${what}: refused by the database: ${err.message} [SQLSTATE ${err.code}]`);
-    if (err.detail) print(`    ${err.detail}`);
+    const detail = detailForPeople(err.detail);
+    if (detail) print(`    ${detail}`);
     return;
   }
   throw new CliError(`demo: ${what} was accepted, but the matrix should have refused it`);

@@ -2,6 +2,7 @@
 // and a non-zero exit code.
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../core/errors.ts';
+import { detailForPeople } from '../core/refusal.ts';
 import { describeError } from '../error-text.ts';
 
 const program = new Command('seller-transfers')
@@ -76,7 +77,8 @@ function oneLine(e: unknown): string {
   ) {
     // The hint says what to do instead (e.g. wait for the worker's next attempt): part of the line.
     const pgErr = e as { code: string; message: string; detail?: string; hint?: string };
-    return `${pgErr.message}${pgErr.detail ? ` (${pgErr.detail})` : ''}${pgErr.hint ? `; ${pgErr.hint}` : ''} [SQLSTATE ${pgErr.code}]`;
+    const detail = detailForPeople(pgErr.detail);
+    return `${pgErr.message}${detail ? ` (${detail})` : ''}${pgErr.hint ? `; ${pgErr.hint}` : ''} [SQLSTATE ${pgErr.code}]`;
   }
   return describeError(e);
 }

@@ -5,6 +5,7 @@
 // amount, illegal move, row busy with the worker, no reason) is one message; nothing is written.
 import type pg from 'pg';
 import { adminActionInTransaction, type AdminAction, type AdminResult } from '../core/admin-actions.ts';
+import { detailForPeople } from '../core/refusal.ts';
 import { inTransaction } from '../db/connection.ts';
 import { withOperator, type ConsoleDb } from './db.ts';
 import { namedQueries } from '../db/named-queries.ts';
@@ -50,7 +51,8 @@ export async function runConsoleAction(
       );
     } catch (e) {
       const err = e as { code?: string; message?: string; detail?: string };
-      if (err.code && isRefusal(err.code)) throw new ActionRefused(`${err.message}${err.detail ? ` (${err.detail})` : ''}`);
+      const detail = detailForPeople(err.detail);
+      if (err.code && isRefusal(err.code)) throw new ActionRefused(`${err.message}${detail ? ` (${detail})` : ''}`);
       throw e;
     }
   });
