@@ -108,7 +108,7 @@ describe('audit', () => {
     expect(of(ids.orphan)).toEqual(['history_without_row']);
     expect(of(ids.moneyChanged)).toEqual(['money_facts_changed']);
     expect(problems.find((p) => p.transfer_id === ids.moneyChanged)!.detail).toMatch(
-      /created as 1000 usd to acct_test\w+, the row now says 1 eur to acct_EVIL/,
+      /created as 10\.00 USD to acct_test\w+, the row now says 0\.01 EUR to acct_EVIL/,
     );
     expect(new Set(problems.map((p) => p.transfer_id))).toEqual(new Set(Object.values(ids)));
     expect(problems.find((p) => p.transfer_id === ids.pendingToReversed)!.detail).toBe('status reversed, but the history ends in pending');

@@ -162,7 +162,7 @@ describe('the audit treats source_transaction as a money fact', () => {
       {
         problem: 'money_facts_changed',
         detail: expect.stringMatching(
-          /created as 900 usd to acct_audit from ch_RECORDED, the row now says 900 usd to acct_audit from ch_SWAPPED$/,
+          /created as 9\.00 USD to acct_audit from ch_RECORDED, the row now says 9\.00 USD to acct_audit from ch_SWAPPED$/,
         ),
       },
     ]);
