@@ -21,6 +21,7 @@ import { namedQueries } from '../db/named-queries.ts';
 
 const sql = namedQueries('src/cli/queries.sql');
 
+/** The payouts, in the currency's minor unit (25.00 USD, 2,500 JPY, 2.500 KWD). */
 const AMOUNTS = [2500, 1200, 800];
 /** The partial refund, in minor units (5.00 USD). */
 const PARTIAL = 500;
@@ -68,10 +69,13 @@ export function registerDemoCommand(program: Command): void {
       'guided end-to-end run on the embedded defaults (or DATABASE_URL) with the Stripe simulator: pay, refund, refusal, history, stats',
     )
     .option('--timeout <seconds>', 'how long to wait for the worker at each step', '60')
-    .action(async (opts: { timeout: string }) => {
+    .option('--currency <code>', 'the currency of the demo payouts, one of marketplace.currencies (usd, jpy, kwd, ...)', 'usd')
+    .action(async (opts: { timeout: string; currency: string }) => {
       const timeoutMs = Number(opts.timeout) * 1000;
       if (!/^\d+$/.test(opts.timeout) || timeoutMs <= 0)
         throw new CliError(`--timeout takes a whole number of seconds, got "${opts.timeout}"`, 2);
+      if (!/^[A-Za-z]{3}$/.test(opts.currency))
+        throw new CliError(`--currency takes a three-letter currency code (usd, jpy, kwd), got "${opts.currency.slice(0, 40)}"`, 2);
       const { config } = operatorContext();
       if (config.NODE_ENV === 'production') throw new CliError('demo writes made-up transfers: refused with NODE_ENV=production', 2);
       if (config.STRIPE_SECRET_KEY?.includes('_live_'))
@@ -85,6 +89,11 @@ export function registerDemoCommand(program: Command): void {
         const before = await appliedMigrations(runtime.databaseUrl);
         await migrateDatabase(runtime.databaseUrl);
         print(`  ${migrationSummary(before, await appliedMigrations(runtime.databaseUrl))}`);
+        const currency = await withCliConnection(runtime.databaseUrl, async (db) => {
+          const { rows } = await db.query<{ code: string; exponent: number }>(sql('demo_currency'), [opts.currency]);
+          if (!rows[0]) throw new CliError(`--currency ${opts.currency.toUpperCase()} is not in marketplace.currencies`, 2);
+          return rows[0];
+        });
 
         print(`== 2. start the worker (Stripe at ${runtime.stripe.apiBase ?? 'api.stripe.com'})`);
         const worker = await startWorker({ config, logger, databaseUrl: runtime.databaseUrl, stripe: runtime.stripe });
@@ -92,7 +101,8 @@ export function registerDemoCommand(program: Command): void {
           await withCliConnection(runtime.databaseUrl, async (db) => {
             print(`== 3. a service creates ${AMOUNTS.length} seller transfers (plain INSERTs; they start pending)`);
             const ids: string[] = [];
-            let money = (minor: number) => formatMinor(minor, 'usd', null);
+            // Amounts in the currency's unit, with the exponent the database gives for it.
+            const money = (minor: number | string) => formatMinor(minor, currency.code, currency.exponent);
             for (const amount of AMOUNTS) {
               const {
                 rows: [row],
@@ -101,10 +111,9 @@ export function registerDemoCommand(program: Command): void {
                 randomUUID(),
                 `acct_demo${randomBytes(4).toString('hex')}`,
                 amount,
+                currency.code,
               ]);
               ids.push(row!.id);
-              // The amount in the currency's unit, with the exponent the database gave for it.
-              money = (minor) => formatMinor(minor, row!.currency, row!.currency_exponent);
               print(`  ${row!.id}  ${money(amount)}  ${row!.status}`);
             }
 
@@ -128,6 +137,12 @@ export function registerDemoCommand(program: Command): void {
             print('== 8. stats');
             const { statuses, pastSlo } = await statusStats(db, 10);
             print(renderStats(statuses, pastSlo));
+            const {
+              rows: [totals],
+            } = await db.query<{ paid: string; paid_cents: string; reversed: string; reversed_cents: string }>(sql('demo_totals'), [ids]);
+            print(
+              `  the demo's payouts: paid ${totals!.paid} payout(s), ${money(totals!.paid_cents)}; reversed ${totals!.reversed} payout(s), ${money(totals!.reversed_cents)}`,
+            );
           });
         } finally {
           print('== 9. stop the worker');

@@ -41,8 +41,20 @@ select id, status, stripe_transfer_id, stripe_reversal_id from marketplace.selle
 
 -- name: demo_insert
 insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
-values ($1, $2, $3, $4, 'usd')
+values ($1, $2, $3, $4, $5)
 returning id, status, currency, (select c.exponent from marketplace.currencies c where c.code = currency) as currency_exponent;
+
+-- name: demo_currency
+-- The demo's currency as marketplace.currencies knows it (no row: unknown).
+select c.code, c.exponent from marketplace.currencies c where c.code = lower($1);
+
+-- name: demo_totals
+-- What the demo's payouts add up to, as the rows record it: paid (a Stripe transfer), reversed (its amount).
+select count(*) filter (where t.stripe_transfer_id is not null) as paid,
+       coalesce(sum(t.amount_cents) filter (where t.stripe_transfer_id is not null), 0)::text as paid_cents,
+       count(*) filter (where t.status = 'reversed') as reversed,
+       coalesce(sum(coalesce(t.reversal_amount_cents, t.amount_cents)) filter (where t.status = 'reversed'), 0)::text as reversed_cents
+  from marketplace.seller_transfers t where t.id = any($1::uuid[]);
 
 -- name: index_tables
 -- The table of each index a pending migration builds (an index that does not exist yet: none).
