@@ -17,8 +17,8 @@ import { REASON_MAX_LENGTH, reasonProblem } from '../src/core/reason.ts';
 import type { StripeSimulator } from '../src/stripe-sim/index.ts';
 import { cliFor, runCli, type CliRun } from './support/cli.ts';
 import { OPERATOR, csrfOf, postLogin, sessionCookie, startTestConsole, type TestConsole } from './support/console.ts';
-import { useTestDatabase } from './support/database.ts';
-import { insertTransfer, setStatus } from './support/transfers.ts';
+import { createTestDatabase, destroyTestDatabase, useTestDatabase } from './support/database.ts';
+import { insertTransfer, pastTheGuard, setStatus } from './support/transfers.ts';
 import { simulatorWithClient } from './support/worker.ts';
 
 vi.setConfig({ testTimeout: 120_000 });
@@ -41,6 +41,8 @@ interface Case {
   twoText: string;
   /** The amount one minor unit more (what Stripe holds in reconcile's disagreement). */
   plusOneText: string;
+  /** demo --currency: its three payouts (2500, 1200 and 800 minor units), its partial refund (500), what it paid and reversed. */
+  demo: { payouts: [string, string, string]; partial: string; paid: string; reversed: string };
 }
 
 const CASES: Case[] = [
@@ -54,6 +56,7 @@ const CASES: Case[] = [
     overText: '5,000.00 USD',
     twoText: '2,469.12 USD',
     plusOneText: '1,234.57 USD',
+    demo: { payouts: ['25.00 USD', '12.00 USD', '8.00 USD'], partial: '5.00 USD', paid: '45.00 USD', reversed: '30.00 USD' },
   },
   {
     code: 'jpy',
@@ -65,6 +68,7 @@ const CASES: Case[] = [
     overText: '5,000 JPY',
     twoText: '2,400 JPY',
     plusOneText: '1,201 JPY',
+    demo: { payouts: ['2,500 JPY', '1,200 JPY', '800 JPY'], partial: '500 JPY', paid: '4,500 JPY', reversed: '3,000 JPY' },
   },
   {
     code: 'kwd',
@@ -76,6 +80,7 @@ const CASES: Case[] = [
     overText: '5.000 KWD',
     twoText: '2.468 KWD',
     plusOneText: '1.235 KWD',
+    demo: { payouts: ['2.500 KWD', '1.200 KWD', '0.800 KWD'], partial: '0.500 KWD', paid: '4.500 KWD', reversed: '3.000 KWD' },
   },
 ];
 
@@ -374,5 +379,65 @@ describe('console: amounts in the unit', () => {
     expect(preview.status, preview.html.slice(0, 500)).toBe(200);
     expect(preview.html).toContain(`<strong>${waiting.length} of ${waiting.length}</strong>`);
     expectNoMinorUnits(preview.html);
+  });
+});
+
+describe('demo: amounts in the unit, in each currency it can run with', () => {
+  // Each run in a database of its own: the demo's stats and totals are its rows alone.
+  it('demo --currency usd|jpy|kwd: the payouts, the refunds, and a count next to what they add up to', () =>
+    eachCurrency(async (c) => {
+      const own = await createTestDatabase();
+      try {
+        const run = await runCli(
+          ['demo', '--timeout', '60', '--currency', c.code.toUpperCase()],
+          { DATABASE_URL: own.url, STRIPE_SECRET_KEY: undefined, STRIPE_API_BASE: undefined },
+          150_000,
+        );
+        expect(run.code, run.stderr + run.stdout).toBe(0);
+        const out = ok(run);
+        const uuid = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+        const re = (t: string) => t.replace(/[.$()]/g, '\\$&');
+        for (const payout of c.demo.payouts) expect(out).toMatch(new RegExp(`^  ${uuid}  ${re(payout)}  pending$`, 'm'));
+        expect(out).toContain(`== 5. two orders are refunded: one whole, ${c.demo.partial} of another`);
+        expect(out).toContain(`reversal of ${c.demo.payouts[0]} requested`);
+        expect(out).toContain(`reversal of ${c.demo.partial} requested`);
+        expect(out).toContain(`the demo's payouts: paid 3 payout(s), ${c.demo.paid}; reversed 2 payout(s), ${c.demo.reversed}`);
+        // What a person reads of a refusal: the text, not the fields line programs read.
+        expect(out).toContain('allowed from reversed: nothing, it is terminal');
+        expect(out).not.toContain('seller_transfer_id=');
+        const { rows } = await own.pool.query<{ currency: string; n: string }>(
+          'select currency, count(*) as n from marketplace.seller_transfers group by currency',
+        );
+        expect(rows).toEqual([{ currency: c.code, n: '3' }]);
+      } finally {
+        await destroyTestDatabase(own);
+      }
+    }));
+});
+
+describe('audit: a money fact changed past the guard, said in the unit', () => {
+  it('money_facts_changed names both amounts in their currency, in each currency', async () => {
+    const ids: Record<string, string> = {};
+    for (const c of CASES) {
+      const { rows: r } = await db.pool.query<{ id: string }>(
+        `insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id, amount_cents, currency)
+         values (gen_random_uuid(), gen_random_uuid(), 'acct_audit' || $1, $2, $1) returning id`,
+        [c.code, c.amount],
+      );
+      ids[c.code] = r[0]!.id;
+      await pastTheGuard(db.pool, 'update marketplace.seller_transfers set amount_cents = amount_cents + 1 where id = $1', [r[0]!.id]);
+    }
+    const run = await cli('audit', '--json');
+    expectNoMinorUnits(run.stdout);
+    const { problems } = JSON.parse(run.stdout) as { problems: Array<{ transfer_id: string; problem: string; detail: string }> };
+    for (const c of CASES) {
+      const found = problems.filter((p) => p.transfer_id === ids[c.code]);
+      expect(found.map((p) => p.problem)).toEqual(['money_facts_changed']);
+      expect(found[0]!.detail).toMatch(
+        new RegExp(
+          `: created as ${c.text.replace('.', '\\.')} to acct_audit${c.code}, the row now says ${c.plusOneText.replace('.', '\\.')} to acct_audit${c.code}$`,
+        ),
+      );
+    }
   });
 });
