@@ -360,6 +360,11 @@ describe('console: amounts in the unit', () => {
     const over = await post(`/transfers/${paid}/preview`, { action: 'reverse', reason: 'golden', amount: c.over });
     expect(over.status).toBe(400);
     expect(over.html).toContain(`reversal amount ${c.overText} exceeds the transfer amount of ${c.text}`);
+    // A refusal's DETAIL as a person reads it: the text, not the fields line programs read.
+    const refused = await post(`/transfers/${paid}/preview`, { action: 'fail', reason: 'golden' });
+    expect(refused.status, refused.html.slice(0, 500)).toBe(400);
+    expect(refused.html).toContain(`seller transfer ${paid}: allowed from completed: reversal_pending`);
+    expect(refused.html).not.toContain('seller_transfer_id=');
   });
 
   it('overview and doctor: the payouts waiting for funds, counted, and their sum', async () => {
