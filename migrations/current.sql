@@ -1,9 +1,9 @@
 -- Refusals a program can read, and amounts in their currency's unit in what the database says
 -- (issue 27, items 1 and 6).
 --
--- 1. Every refusal of a write to a seller transfer (the matrix, the move's owner, write-once, in
---    doubt, the column couplings, kept, the initial status, the insert time) keeps its SQLSTATE,
---    constraint name and message, and now
+-- 1. Every refusal of a write to a seller transfer (the matrix, the move's owner and the claimed
+--    marketplace.speaker, write-once, in doubt, the column couplings, kept, the initial status,
+--    the insert time) keeps its SQLSTATE, constraint name and message, and now
 --    - sets SCHEMA 'marketplace', TABLE 'seller_transfers' and, where one column is at fault,
 --      COLUMN (status; the write-once column; stripe_request_in_doubt; the column a coupling
 --      misses; created_at), fields every driver exposes;
@@ -15,8 +15,10 @@
 --      on a DELETE); authority: who the statement spoke as (the owner refusal only). A key that
 --      does not apply is left out, never empty; values hold no space, '=' or newline. The format
 --      is written once, in seller_transfer_refusal_detail(); docs/service-authors.md documents it.
---    Only the raising paths change: the guard's body and the triggers are as 000030/000034 left
---    them, and a legal write calls none of these functions.
+--    Only the raising paths change (the assert_* functions, refuse_deleting_seen_payout and
+--    fail_seller_transfer's owner refusal): compile_seller_transfer_guards(), the trigger functions
+--    it generates and the triggers are as 000035 left them, and a legal write calls none of these
+--    functions. fail/reverse_seller_transfer keep 000035's SET marketplace.speaker = 'admin'.
 -- 2. Amounts in the database's own messages in the currency's unit (seller_transfer_amount_text):
 --    the audit's money_facts_changed, a non-positive reversal amount, and a write-once change of
 --    amount_cents or reversal_amount_cents (its DETAIL adds the amounts in the unit).
@@ -216,38 +218,82 @@ begin
           hint = 'Only a pending payout the worker never attempted may be deleted. Stop a payout with seller-transfers fail <id>, or reverse it once paid.';
 end $$;
 
-create or replace function marketplace.refuse_non_initial_insert()
-returns trigger
-language plpgsql
-set search_path = pg_catalog, pg_temp as $$
+-- A new row's rules (000035: check_seller_transfer_insert() calls this only when one is broken).
+create or replace function marketplace.assert_seller_transfer_insert(new marketplace.seller_transfers)
+returns void
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
 declare
   initial text;
 begin
-  if not exists (select 1 from marketplace.seller_transfer_statuses where status = new.status) then
-    return new;  -- unknown status: the foreign key refuses it
+  if exists (select 1 from marketplace.seller_transfer_statuses where status = new.status and not is_initial) then
+    select string_agg(status, ', ' order by position) into initial
+      from marketplace.seller_transfer_statuses where is_initial;
+    raise exception 'seller transfers must be created in an initial status, not %', new.status
+      using errcode = 'check_violation',
+            constraint = 'seller_transfer_initial_status',
+            schema = 'marketplace', table = 'seller_transfers', column = 'status',
+            detail = marketplace.seller_transfer_refusal_detail(new.id, null, new.status, format('initial statuses: %s', coalesce(initial, 'none'))),
+            hint = 'Insert without a status (it defaults to pending).';
   end if;
-  select string_agg(status, ', ' order by position) into initial
-    from marketplace.seller_transfer_statuses where is_initial;
-  raise exception 'seller transfers must be created in an initial status, not %', new.status
-    using errcode = 'check_violation',
-          constraint = 'seller_transfer_initial_status',
-          schema = 'marketplace', table = 'seller_transfers', column = 'status',
-          detail = marketplace.seller_transfer_refusal_detail(new.id, null, new.status, format('initial statuses: %s', coalesce(initial, 'none'))),
-          hint = 'Insert without a status (it defaults to pending).';
+  -- An unknown status: the foreign key refuses it.
+  if new.created_at < now() - interval '1 day' or new.created_at > now() + interval '5 minutes' then
+    raise exception 'seller transfer %: created_at % is not now (a new payout is created within a day before and five minutes after now(), %)',
+        new.id, new.created_at, now()
+      using errcode = 'check_violation',
+            constraint = 'seller_transfer_insert_time',
+            schema = 'marketplace', table = 'seller_transfers', column = 'created_at',
+            detail = marketplace.seller_transfer_refusal_detail(new.id, null, new.status, format('created_at %s, now() %s', new.created_at, now())),
+            hint = 'Insert without created_at (it defaults to now()).';
+  end if;
 end $$;
 
-create or replace function marketplace.refuse_insert_time()
-returns trigger
-language plpgsql
-set search_path = pg_catalog, pg_temp as $$
+-- A move whose marketplace.speaker is not the statement's (000035). check_seller_transfer_update()
+-- tells this function only the transfer, the claim and current_user, so the fields are read here,
+-- on the error path alone: "to" is the row as the statement left it (the check fires AFTER UPDATE,
+-- and sees it); "from" is where its history ends (the move refused here is not recorded yet: the
+-- history trigger fires after the check); the authority is the one the check judged the move by
+-- (the worker's or an admin function's role, else the session's role, as the check computes it).
+-- A key this role may not read is left out, never a permission error in place of the refusal.
+create or replace function marketplace.assert_seller_transfer_speaker(id uuid, claimed text, speaker text)
+returns void
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  from_status text;
+  to_status   text;
+  said        text;
 begin
-  raise exception 'seller transfer %: created_at % is not now (a new payout is created within a day before and five minutes after now(), %)',
-      new.id, new.created_at, now()
-    using errcode = 'check_violation',
-          constraint = 'seller_transfer_insert_time',
-          schema = 'marketplace', table = 'seller_transfers', column = 'created_at',
-          detail = marketplace.seller_transfer_refusal_detail(new.id, null, new.status, format('created_at %s, now() %s', new.created_at, now())),
-          hint = 'Insert without created_at (it defaults to now()).';
+  said := case speaker when 'marketplace_recorder' then 'worker' when 'marketplace_admin' then 'operator'
+            else marketplace.seller_transfer_authority(case when current_setting('role') = 'none' then session_user
+                                                            else current_setting('role')::name end) end;
+  begin
+    select t.status into to_status from marketplace.seller_transfers t where t.id = $1;
+  exception when insufficient_privilege then
+    to_status := null;
+  end;
+  begin
+    select e.to_status into from_status
+      from marketplace.seller_transfer_events e
+     where e.transfer_id = $1 and (e.action is null or e.action = 'adopted')
+     order by e.id desc limit 1;
+  exception when insufficient_privilege then
+    from_status := null;
+  end;
+  raise exception 'seller transfer %: marketplace.speaker is %, but % runs the statement', id,
+      coalesce(quote_literal(nullif(claimed, '')), 'not set'), speaker
+    using errcode = 'insufficient_privilege',
+          constraint = 'seller_transfer_move_owner',
+          schema = 'marketplace', table = 'seller_transfers', column = 'status',
+          detail = marketplace.seller_transfer_refusal_detail($1, from_status, to_status,
+                     'marketplace.speaker names who speaks in the history; only the worker''s recording functions (recorder) and the admin functions (admin) set it, for their own statements.',
+                     coalesce(said, 'none')),
+          hint = case when speaker in ('marketplace_recorder', 'marketplace_admin')
+                      then format('A function owned by %s that moves a payout needs: ALTER FUNCTION ... SET marketplace.speaker = %L', speaker,
+                                  case speaker when 'marketplace_recorder' then 'recorder' else 'admin' end)
+                      else 'Do not set marketplace.speaker; call the function that makes the move (see SELECT * FROM marketplace.seller_transfer_transition_owners).' end;
 end $$;
 
 CREATE OR REPLACE FUNCTION marketplace.fail_seller_transfer(id uuid, reason text)
@@ -255,6 +301,7 @@ CREATE OR REPLACE FUNCTION marketplace.fail_seller_transfer(id uuid, reason text
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "marketplace.speaker" TO 'admin'
 AS $function$
 declare
   t marketplace.seller_transfers;
@@ -328,6 +375,7 @@ CREATE OR REPLACE FUNCTION marketplace.reverse_seller_transfer(id uuid, reason t
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "marketplace.speaker" TO 'admin'
 AS $function$
 declare
   t marketplace.seller_transfers;

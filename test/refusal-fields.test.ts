@@ -2,7 +2,8 @@
 // the SQLSTATE, the constraint, SCHEMA/TABLE/COLUMN, and the DETAIL's first line of key=value
 // pairs (seller_transfer_id, from, to, authority), parsed here by the documented rule alone, as a
 // node-postgres client would. Each refusal kind is generated: the matrix's illegal pairs, the legal
-// moves a role does not own, the write-once rules the database lists, the moves into
+// moves a role does not own, the legal moves a role owns made under a marketplace.speaker that is not
+// its own, the write-once rules the database lists, the moves into
 // permanently_failed of a row in doubt, the legal moves without their coupled column, DELETE of a
 // row in each status Stripe may have seen, INSERT in each non-initial status.
 import { randomUUID } from 'node:crypto';
@@ -125,6 +126,52 @@ describe('a legal move its role does not own (seller_transfer_move_owner), gener
         constraint: 'seller_transfer_move_owner',
         column: 'status',
         fields: { seller_transfer_id: id, from, to: 'permanently_failed', authority: 'service' },
+      });
+    },
+  );
+});
+
+describe('a move whose marketplace.speaker is not its own (seller_transfer_move_owner), generated over the owners', () => {
+  // Each legal move made by a role that owns it, claiming to be the worker's recording functions or
+  // an admin function: the speaker refusal, with the same fields as the owner's.
+  const ROLE_OF: Record<Exclude<Authority, 'operator'> | 'owner', string | null> = {
+    service: 'marketplace_writer',
+    worker: 'marketplace_worker',
+    owner: null,
+  };
+  const claims = legal.flatMap(({ from, to }) =>
+    (Object.keys(ROLE_OF) as Array<keyof typeof ROLE_OF>)
+      .filter((a) => a === 'owner' || MOVE_OWNERS[`${from}>${to}`]!.includes(a))
+      .flatMap((authority) => ['recorder', 'admin'].map((claimed) => ({ from, to, authority, claimed, role: ROLE_OF[authority] }))),
+  );
+
+  it('covers a service reversing a paid payout, the worker and the owner', () => {
+    expect(claims).toContainEqual({
+      from: 'completed',
+      to: 'reversal_pending',
+      authority: 'service',
+      claimed: 'recorder',
+      role: 'marketplace_writer',
+    });
+    expect(new Set(claims.map((c) => c.authority))).toEqual(new Set(['service', 'worker', 'owner']));
+  });
+
+  it.each(claims)(
+    "$from -> $to by $authority claiming '$claimed': id, from, to, authority as fields",
+    async ({ from, to, authority, claimed, role }) => {
+      const id = await transferIn(db.pool, from);
+      const err = await asRole(db.pool, role, async (c) => {
+        await c.query(`select set_config('marketplace.speaker', $1, true)`, [claimed]);
+        return pgError(() => c.query(role ? bareMove : statusUpdateSql(), [id, to]));
+      });
+      expect(err.message).toMatch(
+        new RegExp(`^seller transfer ${id}: marketplace\\.speaker is '${claimed}', but \\S+ runs the statement$`),
+      );
+      expectRefusal(err, {
+        code: '42501',
+        constraint: 'seller_transfer_move_owner',
+        column: 'status',
+        fields: { seller_transfer_id: id, from, to, authority },
       });
     },
   );

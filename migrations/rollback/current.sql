@@ -1,5 +1,5 @@
 -- Down for current.sql (refusal fields, amounts in the database's messages): the refusals'
--- raising functions, fail/reverse_seller_transfer and the audit's query as 000030..000034 left
+-- raising functions, fail/reverse_seller_transfer and the audit's query as 000030..000035 left
 -- them, then the DETAIL helper they no longer call. CREATE OR REPLACE keeps each function's owner
 -- and grants.
 
@@ -167,46 +167,60 @@ begin
           hint = 'Only a pending payout the worker never attempted may be deleted. Stop a payout with seller-transfers fail <id>, or reverse it once paid.';
 end $function$;
 
-CREATE OR REPLACE FUNCTION marketplace.refuse_non_initial_insert()
- RETURNS trigger
- LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
+-- As 000035 wrote them.
+create or replace function marketplace.assert_seller_transfer_insert(new marketplace.seller_transfers)
+returns void
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
 declare
   initial text;
 begin
-  if not exists (select 1 from marketplace.seller_transfer_statuses where status = new.status) then
-    return new;  -- unknown status: the foreign key refuses it
+  if exists (select 1 from marketplace.seller_transfer_statuses where status = new.status and not is_initial) then
+    select string_agg(status, ', ' order by position) into initial
+      from marketplace.seller_transfer_statuses where is_initial;
+    raise exception 'seller transfers must be created in an initial status, not %', new.status
+      using errcode = 'check_violation',
+            constraint = 'seller_transfer_initial_status',
+            schema = 'marketplace', table = 'seller_transfers', column = 'status',
+            detail = format('initial statuses: %s', coalesce(initial, 'none')),
+            hint = 'Insert without a status (it defaults to pending).';
   end if;
-  select string_agg(status, ', ' order by position) into initial
-    from marketplace.seller_transfer_statuses where is_initial;
-  raise exception 'seller transfers must be created in an initial status, not %', new.status
-    using errcode = 'check_violation',
-          constraint = 'seller_transfer_initial_status',
-          schema = 'marketplace', table = 'seller_transfers', column = 'status',
-          detail = format('initial statuses: %s', coalesce(initial, 'none')),
-          hint = 'Insert without a status (it defaults to pending).';
-end $function$;
+  -- An unknown status: the foreign key refuses it.
+  if new.created_at < now() - interval '1 day' or new.created_at > now() + interval '5 minutes' then
+    raise exception 'seller transfer %: created_at % is not now (a new payout is created within a day before and five minutes after now(), %)',
+        new.id, new.created_at, now()
+      using errcode = 'check_violation',
+            constraint = 'seller_transfer_insert_time',
+            schema = 'marketplace', table = 'seller_transfers', column = 'created_at',
+            hint = 'Insert without created_at (it defaults to now()).';
+  end if;
+end $$;
 
-CREATE OR REPLACE FUNCTION marketplace.refuse_insert_time()
- RETURNS trigger
- LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
+create or replace function marketplace.assert_seller_transfer_speaker(id uuid, claimed text, speaker text)
+returns void
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
 begin
-  raise exception 'seller transfer %: created_at % is not now (a new payout is created within a day before and five minutes after now(), %)',
-      new.id, new.created_at, now()
-    using errcode = 'check_violation',
-          constraint = 'seller_transfer_insert_time',
-          schema = 'marketplace', table = 'seller_transfers', column = 'created_at',
-          hint = 'Insert without created_at (it defaults to now()).';
-end $function$;
+  raise exception 'seller transfer %: marketplace.speaker is %, but % runs the statement', id,
+      coalesce(quote_literal(nullif(claimed, '')), 'not set'), speaker
+    using errcode = 'insufficient_privilege',
+          constraint = 'seller_transfer_move_owner',
+          schema = 'marketplace', table = 'seller_transfers', column = 'status',
+          detail = 'marketplace.speaker names who speaks in the history; only the worker''s recording functions (recorder) and the admin functions (admin) set it, for their own statements.',
+          hint = case when speaker in ('marketplace_recorder', 'marketplace_admin')
+                      then format('A function owned by %s that moves a payout needs: ALTER FUNCTION ... SET marketplace.speaker = %L', speaker,
+                                  case speaker when 'marketplace_recorder' then 'recorder' else 'admin' end)
+                      else 'Do not set marketplace.speaker; call the function that makes the move (see SELECT * FROM marketplace.seller_transfer_transition_owners).' end;
+end $$;
 
 CREATE OR REPLACE FUNCTION marketplace.fail_seller_transfer(id uuid, reason text)
  RETURNS marketplace.seller_transfers
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "marketplace.speaker" TO 'admin'
 AS $function$
 declare
   t marketplace.seller_transfers;
@@ -278,6 +292,7 @@ CREATE OR REPLACE FUNCTION marketplace.reverse_seller_transfer(id uuid, reason t
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "marketplace.speaker" TO 'admin'
 AS $function$
 declare
   t marketplace.seller_transfers;
