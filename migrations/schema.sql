@@ -563,24 +563,32 @@ AS $function$
 declare
   name text;
   missing text;
+  col text;
 begin
   if new.status in ('completed', 'reversal_pending', 'reversed') and new.stripe_transfer_id is null then
     name := 'seller_transfer_paid_has_stripe_transfer';
+    col := 'stripe_transfer_id';
     missing := format('status %s requires stripe_transfer_id (the Stripe transfer that paid it)', new.status);
   elsif new.status = 'reversed' and new.stripe_reversal_id is null then
     name := 'seller_transfer_reversed_has_stripe_reversal';
+    col := 'stripe_reversal_id';
     missing := 'status reversed requires stripe_reversal_id (the Stripe reversal that took the money back)';
   elsif new.stripe_reversal_id is not null and new.stripe_transfer_id is null then
     name := 'seller_transfer_reversal_needs_transfer';
+    col := 'stripe_transfer_id';
     missing := 'stripe_reversal_id requires stripe_transfer_id (a reversal reverses a transfer)';
   elsif new.status = 'failed' and new.next_retry_at is null then
     name := 'seller_transfer_failed_is_scheduled';
+    col := 'next_retry_at';
     missing := 'status failed requires next_retry_at (when the worker tries again)';
   else
     return;
   end if;
+  -- The row as the statement would leave it: its status is "to"; the status before is not asked here.
   raise exception 'seller transfer %: %', new.id, missing
-    using errcode = 'check_violation', constraint = name, schema = 'marketplace', table = 'seller_transfers';
+    using errcode = 'check_violation', constraint = name, schema = 'marketplace', table = 'seller_transfers', column = col,
+          detail = marketplace.seller_transfer_refusal_detail(new.id, null, new.status,
+                     format('seller transfer %s: %s is missing', new.id, col));
 end $function$;
 comment on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) is 'Raises 23514 naming the coupling a row breaks: a paid status without its Stripe transfer, reversed without its reversal, a reversal without a transfer, failed without next_retry_at.';
 grant EXECUTE on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) to marketplace_admin;
@@ -624,7 +632,7 @@ begin
       using errcode = 'check_violation',
             constraint = 'seller_transfer_initial_status',
             schema = 'marketplace', table = 'seller_transfers', column = 'status',
-            detail = format('initial statuses: %s', coalesce(initial, 'none')),
+            detail = marketplace.seller_transfer_refusal_detail(new.id, null, new.status, format('initial statuses: %s', coalesce(initial, 'none'))),
             hint = 'Insert without a status (it defaults to pending).';
   end if;
   -- An unknown status: the foreign key refuses it.
@@ -634,6 +642,7 @@ begin
       using errcode = 'check_violation',
             constraint = 'seller_transfer_insert_time',
             schema = 'marketplace', table = 'seller_transfers', column = 'created_at',
+            detail = marketplace.seller_transfer_refusal_detail(new.id, null, new.status, format('created_at %s, now() %s', new.created_at, now())),
             hint = 'Insert without created_at (it defaults to now()).';
   end if;
 end $function$;
@@ -679,7 +688,9 @@ begin
     using errcode = 'insufficient_privilege',
           constraint = 'seller_transfer_move_owner',
           schema = 'marketplace', table = 'seller_transfers', column = 'status',
-          detail = format('seller transfer %s: %s -> %s is legal, but not %s''s to make', $1, $2, $3, coalesce(said, speaker)),
+          detail = marketplace.seller_transfer_refusal_detail($1, $2, $3,
+                     format('seller transfer %s: %s -> %s is legal, but not %s''s to make', $1, $2, $3, coalesce(said, speaker)),
+                     coalesce(said, 'none')),
           hint = case when $3 = 'permanently_failed' or ($2 = 'pending' and $3 = 'failed')
                       then 'To stop a payout, call marketplace.fail_seller_transfer(id, reason); only the worker records what Stripe did. See SELECT * FROM marketplace.seller_transfer_transition_owners'
                       else 'Only the worker records what Stripe did. See SELECT * FROM marketplace.seller_transfer_transition_owners' end;
@@ -744,6 +755,9 @@ begin
   raise exception 'seller transfer %: %', new.id, what
     using errcode = 'check_violation', constraint = 'seller_transfer_in_doubt',
           schema = 'marketplace', table = 'seller_transfers', column = 'stripe_request_in_doubt',
+          detail = marketplace.seller_transfer_refusal_detail(new.id, old.status, new.status,
+                     format('seller transfer %s: stripe_request_in_doubt %s -> %s', new.id,
+                            coalesce(old.stripe_request_in_doubt::text, 'none (insert)'), new.stripe_request_in_doubt)),
           hint = 'The worker''s next attempt looks the request up in Stripe first and records the answer; act then. A held row: see docs/runbook.md#transfersheldforreview';
 end $function$;
 comment on function marketplace.assert_seller_transfer_not_given_up_in_doubt(marketplace.seller_transfers,marketplace.seller_transfers,text) is 'Raises 23514 (seller_transfer_in_doubt) when a row would become permanently_failed while in doubt, or the flag is cleared by an authority other than the worker.';
@@ -760,13 +774,35 @@ CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_speaker(id uuid, c
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
+declare
+  from_status text;
+  to_status   text;
+  said        text;
 begin
+  said := case speaker when 'marketplace_recorder' then 'worker' when 'marketplace_admin' then 'operator'
+            else marketplace.seller_transfer_authority(case when current_setting('role') = 'none' then session_user
+                                                            else current_setting('role')::name end) end;
+  begin
+    select t.status into to_status from marketplace.seller_transfers t where t.id = $1;
+  exception when insufficient_privilege then
+    to_status := null;
+  end;
+  begin
+    select e.to_status into from_status
+      from marketplace.seller_transfer_events e
+     where e.transfer_id = $1 and (e.action is null or e.action = 'adopted')
+     order by e.id desc limit 1;
+  exception when insufficient_privilege then
+    from_status := null;
+  end;
   raise exception 'seller transfer %: marketplace.speaker is %, but % runs the statement', id,
       coalesce(quote_literal(nullif(claimed, '')), 'not set'), speaker
     using errcode = 'insufficient_privilege',
           constraint = 'seller_transfer_move_owner',
           schema = 'marketplace', table = 'seller_transfers', column = 'status',
-          detail = 'marketplace.speaker names who speaks in the history; only the worker''s recording functions (recorder) and the admin functions (admin) set it, for their own statements.',
+          detail = marketplace.seller_transfer_refusal_detail($1, from_status, to_status,
+                     'marketplace.speaker names who speaks in the history; only the worker''s recording functions (recorder) and the admin functions (admin) set it, for their own statements.',
+                     coalesce(said, 'none')),
           hint = case when speaker in ('marketplace_recorder', 'marketplace_admin')
                       then format('A function owned by %s that moves a payout needs: ALTER FUNCTION ... SET marketplace.speaker = %L', speaker,
                                   case speaker when 'marketplace_recorder' then 'recorder' else 'admin' end)
@@ -799,8 +835,9 @@ begin
     using errcode = 'check_violation',
           constraint = 'seller_transfer_status_transition',
           schema = 'marketplace', table = 'seller_transfers', column = 'status',
-          detail = format('seller transfer %s: allowed from %s: %s (same-state updates are always allowed)',
-                          $1, $2, coalesce(allowed, 'nothing, it is terminal')),
+          detail = marketplace.seller_transfer_refusal_detail($1, $2, $3,
+                     format('seller transfer %s: allowed from %s: %s (same-state updates are always allowed)',
+                            $1, $2, coalesce(allowed, 'nothing, it is terminal'))),
           hint = 'See SELECT * FROM marketplace.seller_transfer_transition_matrix';
 end $function$;
 comment on function marketplace.assert_seller_transfer_transition(uuid,text,text) is 'Raises the guard''s error (23514, seller_transfer_status_transition) when a seller transfer may not move from $2 to $3.';
@@ -832,8 +869,17 @@ begin
     using errcode = 'check_violation',
           constraint = 'seller_transfer_write_once',
           schema = 'marketplace', table = 'seller_transfers', column = col,
-          detail = format('%s: %s -> %s', col,
-                          coalesce(to_jsonb(old) ->> col, 'null'), coalesce(to_jsonb(new) ->> col, 'null')),
+          detail = marketplace.seller_transfer_refusal_detail(old.id, old.status, new.status,
+                     format('%s: %s -> %s%s', col,
+                            coalesce(to_jsonb(old) ->> col, 'null'), coalesce(to_jsonb(new) ->> col, 'null'),
+                            -- An amount also in its currency's unit.
+                            case when col in ('amount_cents', 'reversal_amount_cents') then
+                              format(' (%s -> %s)',
+                                     case when to_jsonb(old) ->> col is null then 'none'
+                                          else marketplace.seller_transfer_amount_text((to_jsonb(old) ->> col)::bigint, old.currency) end,
+                                     case when to_jsonb(new) ->> col is null then 'none'
+                                          else marketplace.seller_transfer_amount_text((to_jsonb(new) ->> col)::bigint, new.currency) end)
+                            else '' end)),
           hint = 'A payout''s facts must match what Stripe did. To correct a wrong payout, stop it (seller-transfers fail <id>, or reverse it once paid) and create a new row.';
 end $function$;
 comment on function marketplace.assert_seller_transfer_write_once(marketplace.seller_transfers,marketplace.seller_transfers) is 'Raises 23514 (seller_transfer_write_once) naming the transfer and the column when an update would change a write-once fact.';
@@ -2049,7 +2095,9 @@ begin
       using errcode = 'insufficient_privilege',
             constraint = 'seller_transfer_move_owner',
             schema = 'marketplace', table = 'seller_transfers', column = 'status',
-            detail = format('seller transfer %s: %s -> permanently_failed is legal, but not a service''s to make', t.id, t.status),
+            detail = marketplace.seller_transfer_refusal_detail(t.id, t.status, 'permanently_failed',
+                       format('seller transfer %s: %s -> permanently_failed is legal, but not a service''s to make', t.id, t.status),
+                       coalesce(nullif(current_setting('marketplace.caller_authority', true), ''), 'service')),
             hint = 'Ask an operator (seller-transfers fail <id>); see SELECT * FROM marketplace.seller_transfer_transition_owners';
   end if;
   if t.stripe_request_in_doubt then
@@ -2571,9 +2619,10 @@ begin
   raise exception 'seller transfer % is not deleted: Stripe may have seen it (status %)', old.id, old.status
     using errcode = 'check_violation', constraint = 'seller_transfer_kept',
           schema = 'marketplace', table = 'seller_transfers',
-          detail = format('seller transfer %s: status %s, stripe_transfer_id %s, stripe_reversal_id %s, attempts %s, in doubt %s',
-                          old.id, old.status, coalesce(old.stripe_transfer_id, 'none'), coalesce(old.stripe_reversal_id, 'none'),
-                          old.retry_count, old.stripe_request_in_doubt),
+          detail = marketplace.seller_transfer_refusal_detail(old.id, old.status, null,
+                     format('seller transfer %s: status %s, stripe_transfer_id %s, stripe_reversal_id %s, attempts %s, in doubt %s',
+                            old.id, old.status, coalesce(old.stripe_transfer_id, 'none'), coalesce(old.stripe_reversal_id, 'none'),
+                            old.retry_count, old.stripe_request_in_doubt)),
           hint = 'Only a pending payout the worker never attempted may be deleted. Stop a payout with seller-transfers fail <id>, or reverse it once paid.';
 end $function$;
 revoke execute on function marketplace.refuse_deleting_seen_payout() from public;
@@ -2753,7 +2802,11 @@ declare
   t marketplace.seller_transfers;
 begin
   if amount_cents is not null and amount_cents <= 0 then
-    raise exception 'a reversal amount must be positive (in the currency''s minor unit), got %', amount_cents
+    -- Said in the row's currency (read, not locked: nothing is written); an unknown id says so below.
+    raise exception 'a reversal amount must be positive, got %',
+        coalesce((select marketplace.seller_transfer_amount_text(reverse_seller_transfer.amount_cents, s.currency)
+                    from marketplace.seller_transfers s where s.id = reverse_seller_transfer.id),
+                 format('%s (minor units)', amount_cents))
       using errcode = 'invalid_parameter_value';
   end if;
   t := marketplace.lock_seller_transfer_for_admin(id, reason);
@@ -3086,9 +3139,12 @@ begin
      where j.history_id is null or j.row_id is null or j.status is distinct from j.last_to
   ), facts as (
     select j.row_id as transfer_id, 'money_facts_changed'::text as problem,
-           format('event %%s: created as %%s %%s to %%s%%s, the row now says %%s %%s to %%s%%s', j.first_id,
-                  j.first_amount_cents, j.first_currency, j.first_stripe_account_id, coalesce(' from ' || j.first_source_transaction, ''),
-                  j.amount_cents, j.currency, j.stripe_account_id, coalesce(' from ' || j.source_transaction, '')) as detail
+           -- Amounts in their currency's unit (10.00 USD, 1,200 JPY), as every other output prints them.
+           format('event %%s: created as %%s to %%s%%s, the row now says %%s to %%s%%s', j.first_id,
+                  marketplace.seller_transfer_amount_text(j.first_amount_cents, j.first_currency), j.first_stripe_account_id,
+                  coalesce(' from ' || j.first_source_transaction, ''),
+                  marketplace.seller_transfer_amount_text(j.amount_cents, j.currency), j.stripe_account_id,
+                  coalesce(' from ' || j.source_transaction, '')) as detail
       from joined j
      where j.row_id is not null and j.history_id is not null and j.first_is_insert and j.first_amount_cents is not null
        and (j.amount_cents, j.currency, j.stripe_account_id, j.source_transaction)
@@ -3580,6 +3636,18 @@ grant EXECUTE on function marketplace.seller_transfer_recorded_stripe_ids(uuid) 
 grant EXECUTE on function marketplace.seller_transfer_recorded_stripe_ids(uuid) to marketplace_reader;
 grant EXECUTE on function marketplace.seller_transfer_recorded_stripe_ids(uuid) to marketplace_worker;
 revoke execute on function marketplace.seller_transfer_recorded_stripe_ids(uuid) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_refusal_detail(transfer_id uuid, from_status text, to_status text, people text, authority text DEFAULT NULL::text)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select concat_ws(' ', 'seller_transfer_id=' || transfer_id::text, 'from=' || from_status, 'to=' || to_status, 'authority=' || authority)
+         || coalesce(E'\n' || people, '')
+$function$;
+comment on function marketplace.seller_transfer_refusal_detail(uuid,text,text,text,text) is 'The DETAIL of a refused write to a seller transfer: a first line of key=value pairs (seller_transfer_id, from, to, authority; a null is left out), a newline, then the text for people. docs/service-authors.md, "Reading a refusal".';
+grant EXECUTE on function marketplace.seller_transfer_refusal_detail(uuid,text,text,text,text) to public;
 
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_status_counts()
  RETURNS TABLE(status text, total bigint, stuck bigint)
