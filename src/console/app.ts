@@ -15,6 +15,7 @@ import type { PauseState } from '../core/pause.ts';
 import { registerPreferencePages } from './pages/preferences.ts';
 import { registerStaticFiles } from './pages/static.ts';
 import { registerTransferPage } from './pages/transfer.ts';
+import { registerWorkerPage } from './pages/worker.ts';
 import { problem } from './render.ts';
 import { csrfRefusal, parseCookies, securityHeaders } from './security.ts';
 import { LoginLimiter } from './login-limiter.ts';
@@ -61,8 +62,8 @@ function databaseUnavailable(request: FastifyRequest, reply: FastifyReply): Fast
   );
 }
 
-/** Paths anyone may fetch: the login form, the stylesheet, robots.txt, the (empty) favicon. */
-const PUBLIC = new Set(['/login', '/robots.txt', '/static/console.css', '/favicon.ico']);
+/** Paths anyone may fetch: the login form, the stylesheet and the live-refresh script, robots.txt, the (empty) favicon. */
+const PUBLIC = new Set(['/login', '/robots.txt', '/static/console.css', '/static/live.js', '/favicon.ico']);
 /** Routes that render no page: no pause banner to read. */
 const NO_BANNER = new Set(['/logout', '/transfers.csv', '/transfers.json']);
 
@@ -183,6 +184,7 @@ export async function buildConsoleApp(o: ConsoleOptions): Promise<ConsoleApp> {
   registerOverviewPage(app, o);
   registerListPages(app, o);
   registerTransferPage(app, o);
+  registerWorkerPage(app, o);
   registerActionPages(app, o);
   registerPausePages(app, o);
   registerBulkPages(app, o);

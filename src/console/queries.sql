@@ -276,3 +276,47 @@ rollback to savepoint money_totals;
 -- name: pause_state
 -- The fleet's pause switch, for the banner every page shows while it is on (one row by primary key).
 select paused, since, actor, requested_by, reason, paused_seconds from marketplace.seller_transfer_pause_state();
+
+-- name: worker_jobs
+-- The worker page: the graphile-worker jobs of the payout tasks, running and failed first, at
+-- most $1 (the function reads graphile_worker's private tables for the reader; a small table:
+-- what the dispatcher handed out, what runs and what graphile-worker gave up).
+select j.job_id, j.task, j.transfer_id, j.state, j.run_at, j.attempts, j.max_attempts, j.locked_at, j.locked_by,
+       j.last_error, j.created_at, j.updated_at, j.lease
+  from marketplace.seller_transfer_worker_jobs($1) j;
+
+-- name: worker_job_counts
+-- How many of those jobs are in each state, reading at most $1 + 1 jobs.
+select c.state, c.jobs from marketplace.seller_transfer_worker_job_counts($1) c;
+
+-- name: db_now
+-- The database's time: the chart's hours end at it (the history's times are the database's).
+select now() as now;
+
+-- name: outcomes_per_hour
+-- Payouts and failures per hour of the history in [$1, $2): moves into completed (paid), into
+-- failed (an attempt failed, or an operator stopped it) and into permanently_failed (given up);
+-- same-state rows (an operator's retry) are not moves. Hours are UTC-aligned instants
+-- (date_bin), whatever the session's time zone. Read through the history's BRIN index on
+-- occurred_at (seller_transfer_events_time_brin, 000024): the range's pages and no others.
+select date_bin('1 hour', e.occurred_at, timestamptz '2000-01-01 00:00:00+00') as hour,
+       count(*) filter (where e.to_status = 'completed') as paid,
+       count(*) filter (where e.to_status = 'failed') as failed,
+       count(*) filter (where e.to_status = 'permanently_failed') as given_up
+  from marketplace.seller_transfer_events e
+ where e.occurred_at >= $1::timestamptz and e.occurred_at < $2::timestamptz
+   and e.to_status in ('completed', 'failed', 'permanently_failed')
+   and e.from_status is distinct from e.to_status
+ group by 1
+ order by 1;
+
+-- name: history_since
+-- The history written since the chart last looked (ids above $1, through the primary key): its
+-- newest id, and the earliest time it carries, so rows stamped in an hour the chart keeps
+-- (a transaction that stayed open, a load of older history) make it count that hour again.
+select max(e.id) as max_id, min(e.occurred_at) as earliest
+  from marketplace.seller_transfer_events e where e.id > $1::bigint;
+
+-- name: history_newest_id
+-- Where the chart starts watching the history from (its primary key's last entry).
+select max(e.id) as max_id from marketplace.seller_transfer_events e;

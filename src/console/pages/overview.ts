@@ -26,9 +26,9 @@ export const MONEY_TIMEOUT_MS = 5_000;
 /** The longest range of days the money totals take. */
 export const MONEY_MAX_DAYS = 366;
 /**
- * The overview does not reload itself unless the viewer asks (refresh=5|10|30|60): a page that
- * reloads on a timer the person did not choose fails WCAG 2.2.1 (axe: meta-refresh), and the
- * CSP allows no script that could refresh it in place.
+ * Without JavaScript the overview does not reload itself unless the viewer asks
+ * (refresh=5|10|30|60): a page that reloads on a timer the person did not choose fails WCAG 2.2.1
+ * (axe: meta-refresh). With it, static/live.js updates it in place (render.ts, liveRefresh).
  */
 export const OVERVIEW_REFRESH_SECONDS = null;
 

@@ -37,8 +37,10 @@ export function registerPausePages(app: FastifyInstance, o: ConsoleOptions): voi
       const body = (request.body ?? {}) as Record<string, unknown>;
       const reason = typeof body['reason'] === 'string' ? body['reason'].trim() : '';
       const user = request.session!.user;
+      // Where the switch was used: the overview, or the worker page (a fixed name, never a URL).
+      const back = body['back'] === 'worker' ? '/worker' : '/';
       const badReason = reasonProblem(reason);
-      if (badReason) return problem(request, reply, 400, 'Refused', `${badReason}; nothing was done.`, '/#pause');
+      if (badReason) return problem(request, reply, 400, 'Refused', `${badReason}; nothing was done.`, `${back}#pause`);
       const logged = { request_id: request.id, actor: user, role: request.session!.role, action, reason };
       try {
         const r = await withOperator(o.db, (c: pg.PoolClient) =>
@@ -48,12 +50,12 @@ export function registerPausePages(app: FastifyInstance, o: ConsoleOptions): voi
           }),
         );
         o.logger.warn({ ...logged, in_flight: r.in_flight }, `console: seller transfers ${action === 'pause' ? 'paused' : 'resumed'}`);
-        return reply.redirect(`/?done=${action}#pause`, 303);
+        return reply.redirect(`${back}?done=${action}#pause`, 303);
       } catch (e) {
         const err = e as { code?: string; message?: string };
         if (!err.code || !REFUSED(err.code)) throw e;
         o.logger.warn({ ...logged, refused: err.message }, 'console: pause switch refused by the database');
-        return problem(request, reply, 400, 'Refused', `${err.message}; nothing was done.`, '/#pause');
+        return problem(request, reply, 400, 'Refused', `${err.message}; nothing was done.`, `${back}#pause`);
       }
     });
   }
