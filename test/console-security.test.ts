@@ -125,15 +125,19 @@ describe('access', () => {
     expect((await fetch(`${c.url}/login`)).status).toBe(200);
   });
 
-  it('every response: CSP without script, no-store, no framing; robots.txt disallows all', async () => {
+  it('every response: CSP with only our own script (no inline), no-store, no framing; robots.txt disallows all', async () => {
     const s = await session(VIEWER);
     const res = await fetch(`${c.url}/`, { headers: { cookie: s.cookie } });
     expect(res.headers.get('content-security-policy')).toMatch(/^default-src 'none';/);
-    expect(res.headers.get('content-security-policy')).not.toMatch(/script-src|unsafe-inline/);
+    expect(res.headers.get('content-security-policy')).toMatch(/; script-src 'self'; connect-src 'self';/);
+    expect(res.headers.get('content-security-policy')).not.toMatch(/unsafe-inline|unsafe-eval|\*/);
     expect(res.headers.get('cache-control')).toBe('private, no-store');
     expect(res.headers.get('x-frame-options')).toBe('DENY');
     expect(await (await fetch(`${c.url}/robots.txt`)).text()).toBe('User-agent: *\nDisallow: /\n');
-    expect(await res.text()).not.toMatch(/<script/i);
+    // The one script is a file from our origin: no inline script, no event handler attribute.
+    const html = await res.text();
+    expect([...html.matchAll(/<script\b[^>]*>/gi)].map((m) => m[0])).toEqual(['<script src="/static/live.js" defer>']);
+    expect(html).not.toMatch(/<script\b[^>]*>[^<]+<\/script>|\son[a-z]+=/i);
   });
 
   it('a failed login is logged without the password, and past the limit even the right password is refused from that address', async () => {

@@ -38,21 +38,29 @@ export function envBadge(env: ConsoleEnv): { label: string; detail: string } {
 /** The refresh intervals a page offers (seconds). */
 export const REFRESH_CHOICES = [5, 10, 30, 60] as const;
 
-/** A page's live refresh: every `seconds` (null: off), and the links that change it. */
+/** The script's interval when the viewer chose none (seconds). */
+export const LIVE_DEFAULT_SECONDS = 10;
+
+/**
+ * A page's live refresh. `every`: how often static/live.js updates the page in place (the
+ * viewer's choice, else LIVE_DEFAULT_SECONDS; 0: off). `seconds`: the reload a browser without
+ * JavaScript makes (<noscript><meta http-equiv="refresh">), only when the viewer chose one, so a
+ * page never reloads itself on a timer nobody chose (WCAG 2.2.1). The links change both and keep
+ * the URL's other parameters (the filters, the period).
+ */
 export interface Live {
   seconds: number | null;
+  every: number;
   links: Array<{ label: string; href: string; current: boolean }>;
 }
 
-/**
- * The refresh a page asks for (`refresh` in its query: off or one of REFRESH_CHOICES; else the
- * page's default). The page reloads itself with <meta http-equiv="refresh">: the CSP allows no
- * script, and a reload keeps the URL, so the filters and the period stay.
- */
+/** The refresh a page asks for (`refresh` in its query: off or one of REFRESH_CHOICES). */
 export function liveRefresh(request: FastifyRequest, byDefault: number | null): Live {
   const q = request.query as Record<string, unknown>;
   const asked = q['refresh'];
-  const seconds = asked === 'off' ? null : (REFRESH_CHOICES.find((c) => String(c) === asked) ?? byDefault);
+  const chosen = REFRESH_CHOICES.find((c) => String(c) === asked) ?? null;
+  const seconds = asked === 'off' ? null : (chosen ?? byDefault);
+  const every = asked === 'off' ? 0 : (chosen ?? LIVE_DEFAULT_SECONDS);
   const url = new URL(request.url, 'http://console.invalid');
   const href = (v: string) => {
     url.searchParams.set('refresh', v);
@@ -60,9 +68,10 @@ export function liveRefresh(request: FastifyRequest, byDefault: number | null): 
   };
   return {
     seconds,
+    every,
     links: [
-      { label: 'off', href: href('off'), current: seconds === null },
-      ...REFRESH_CHOICES.map((c) => ({ label: `${c} s`, href: href(String(c)), current: seconds === c })),
+      { label: 'off', href: href('off'), current: every === 0 },
+      ...REFRESH_CHOICES.map((c) => ({ label: `${c} s`, href: href(String(c)), current: every === c })),
     ],
   };
 }
@@ -122,6 +131,7 @@ export function page(
     zone,
     env,
     renderedAt: shownTime(new Date(now), zone, now).title,
+    renderedAtIso: new Date(now).toISOString(),
     user: s?.user ?? null,
     role: s?.role ?? null,
     csrf: data['csrf'] ?? s?.csrf ?? '',

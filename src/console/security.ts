@@ -1,11 +1,12 @@
-// What every response carries and what every state change must pass. The page never runs a
-// script (the CSP allows none), frames are refused, nothing is cached, and no referrer leaves the site
+// What every response carries and what every state change must pass. The only script a page
+// runs is the console's own static/live.js (the CSP allows scripts from our origin, none inline), frames are refused, nothing is cached, and no referrer leaves the site
 // (ids in URLs stay here when a person follows a Stripe Dashboard link).
 import { timingSafeEqual } from 'node:crypto';
 import { parse as parseCookieHeader } from 'cookie';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
-export const CSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+export const CSP =
+  "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 export function securityHeaders(reply: FastifyReply, secure: boolean): void {
   reply.header('Content-Security-Policy', CSP);
