@@ -11,6 +11,10 @@ import { doctorChecks } from '../src/core/doctor.ts';
 import { listTransfers, statusStats } from '../src/core/read-model.ts';
 import { namedQueries } from '../src/db/named-queries.ts';
 import { loadPayouts, settleTables } from '../test/support/audit-load.ts';
+import { inTransaction } from '../src/db/connection.ts';
+import { parsePeriod, readOverview } from '../src/console/pages/overview.ts';
+import { readWorkerPage } from '../src/console/pages/worker.ts';
+import { HourlyOutcomes } from '../src/console/worker-chart.ts';
 import { emptyPayoutTables, median, ms, progress, rowsLabel, stopwatch, type BenchContext, type FigureResult } from './lib.ts';
 
 const consoleSql = namedQueries('src/console/queries.sql');
@@ -21,6 +25,21 @@ const NEW_PAYOUTS = 10_000;
 export function readScaleSizes(): number[] {
   const env = process.env.BENCH_READ_SIZES;
   return env ? env.split(',').map(Number) : [100_000, 1_000_000, 3_000_000];
+}
+
+/** The plan's scans and joins, "Node (index or table) rows", for the figure's notes. */
+async function planNodes(c: pg.Client, query: string, params: unknown[]): Promise<string> {
+  const {
+    rows: [r],
+  } = await c.query(`explain (analyze, format json) ${query}`, params);
+  const out: string[] = [];
+  const walk = (p: Record<string, unknown>) => {
+    const on = p['Index Name'] ?? p['Relation Name'];
+    if (on && p['Actual Loops'] !== 0) out.push(`${p['Node Type']} (${on}) ${Number(p['Actual Rows']) * Number(p['Actual Loops'])} rows`);
+    for (const child of (p['Plans'] as Array<Record<string, unknown>> | undefined) ?? []) walk(child);
+  };
+  walk((r['QUERY PLAN'] as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan);
+  return out.join('; ');
 }
 
 async function timed(runs: number, fn: () => Promise<unknown>): Promise<number> {
@@ -41,6 +60,9 @@ export async function readScaleFigure(ctx: BenchContext): Promise<FigureResult> 
   );
   const c: pg.Client = await connect(ctx.url, { application_name: 'seller-transfers-bench', options: '-c jit=off' });
   const statuses = (await c.query<{ status: string }>(consoleSql('status_names'))).rows.map((r) => r.status);
+  // One per console process, as the worker page keeps it: warm after its first page.
+  const workerChart = new HourlyOutcomes();
+  const plans: string[] = [];
   const reads: Array<[string, (c: pg.Client) => Promise<unknown>, number]> = [
     ['doctor', (db) => doctorChecks(db), 3],
     ['stats', (db) => statusStats(db, 20), 3],
@@ -49,6 +71,29 @@ export async function readScaleFigure(ctx: BenchContext): Promise<FigureResult> 
       async (db) => {
         for (const s of statuses) await db.query(consoleSql('status_counts'), [s, 10_000, 10_000]);
       },
+      3,
+    ],
+    [
+      // Everything the overview reads (money totals of today in UTC included), in one read-only snapshot.
+      'console overview, all of it (money of today)',
+      (db) => inTransaction(db, () => readOverview(db, parsePeriod({}), 'UTC'), { readOnly: true }),
+      3,
+    ],
+    [
+      'console overview, all of it (money of the last 7 days)',
+      (db) => inTransaction(db, () => readOverview(db, parsePeriod({ period: '7d' }), 'UTC'), { readOnly: true }),
+      3,
+    ],
+    [
+      // A console process that has shown the page before (the hours it keeps): the current hour counted.
+      'console worker page',
+      (db) => inTransaction(db, () => readWorkerPage(db, workerChart), { readOnly: true }),
+      5,
+    ],
+    [
+      // The first page of a console process: the whole 24 hours of history counted.
+      'console worker page, first of a process',
+      (db) => inTransaction(db, () => readWorkerPage(db, new HourlyOutcomes()), { readOnly: true }),
       3,
     ],
     [
@@ -102,6 +147,15 @@ export async function readScaleFigure(ctx: BenchContext): Promise<FigureResult> 
         await fn(c); // warm
         times.get(name)!.push(await timed(runs, () => fn(c)));
       }
+      const hourAgo = new Date(Date.now() - 3600_000);
+      plans.push(
+        `${rowsLabel(size)}: the chart, last hour: ${await planNodes(c, consoleSql('outcomes_per_hour'), [hourAgo, new Date()])}`,
+        `${rowsLabel(size)}: the chart, 24 hours: ${await planNodes(c, consoleSql('outcomes_per_hour'), [new Date(Date.now() - 86_400_000), new Date()])}`,
+        `${rowsLabel(size)}: history since the last page (its last 1,000 rows): ${await planNodes(c, consoleSql('history_since'), [
+          Number((await c.query<{ max_id: string }>(consoleSql('history_newest_id'))).rows[0]!.max_id) - 1000,
+        ])}`,
+        `${rowsLabel(size)}: money of today, completed: ${await planNodes(c, consoleSql('money_totals'), [new Date(new Date().toISOString().slice(0, 10)), null])}`,
+      );
       progress(`read scale at ${rowsLabel(size)}: ${names.map((n) => `${n} ${ms(times.get(n)!.at(-1)!)}`).join('; ')}`);
     }
   } finally {
@@ -128,7 +182,10 @@ export async function readScaleFigure(ctx: BenchContext): Promise<FigureResult> 
       "Payouts in the mix of test/support/audit-load.ts (80 % completed, 6 % pending, 4 % failed, 6 % reversed, 2 % reversal_pending, 2 % permanently_failed; about 2.2 history events each), loaded past the triggers in 250k chunks, VACUUM ANALYZEd, the status-count snapshot refreshed. At each size: the full audit as `audit --since-last --full` runs it (run_seller_transfer_audit(true)), then the incremental audit of 10,000 payouts loaded after it; doctor (src/core/doctor.ts), `stats` (statusStats), the console overview's count query for each status and a 50-row list page, and one metrics scrape (every query src/metrics.ts runs). Median of 3-5 runs after a warm-up (audits: one run). Exponent: log(time ratio) / log(size ratio); 1 is linear, 0 flat.",
     ratios: [],
     tables: [{ title: 'time per read, and its growth exponent', head, rows }],
-    notes: [],
+    notes: [
+      'The worker page keeps the counts of each closed hour of its chart per console process (src/console/worker-chart.ts): "console worker page" is a page after the first, which counts the current hour; "first of a process" counts the 24 hours. In this load every payout is created within minutes, 20 hours before the run, so the 24 hours hold all of its history.',
+      ...plans,
+    ],
     seconds: 0,
   };
 }

@@ -4,7 +4,7 @@
 // the SLO; the fleet's pause switch (and, for operators, its form); the fleet's Stripe request
 // budget; worker heartbeats; the state diagram.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { PoolClient } from 'pg';
+import type { Queryable } from '../../db/connection.ts';
 import type { ConsoleOptions } from '../options.ts';
 import { loadStateGraph } from '../../core/state-graph.ts';
 import { pauseHistory, pauseState } from '../../core/pause.ts';
@@ -60,7 +60,7 @@ export function parsePeriod(q: Record<string, unknown>): MoneyPeriod {
 }
 
 /** One status_counts query per status (in the page's snapshot), so each is planned for its status. */
-async function perStatus(c: PoolClient): Promise<Array<Record<string, unknown>>> {
+async function perStatus(c: Queryable): Promise<Array<Record<string, unknown>>> {
   const out = [];
   for (const { status } of (await c.query<{ status: string }>(sql('status_names'))).rows) {
     out.push((await c.query(sql('status_counts'), [status, COUNT_CAP, ALERT_CAP])).rows[0]);
@@ -79,7 +79,7 @@ interface MoneyRow {
 }
 
 /** The period's totals under a statement timeout (in a savepoint: a timeout leaves the snapshot usable); null when it was reached. */
-async function moneyTotals(c: PoolClient, fromAt: Date, toAt: Date | null): Promise<MoneyRow[] | null> {
+async function moneyTotals(c: Queryable, fromAt: Date, toAt: Date | null): Promise<MoneyRow[] | null> {
   await c.query(sql('savepoint_totals'));
   try {
     await c.query(sql('set_statement_timeout'), [`${MONEY_TIMEOUT_MS}ms`]);
@@ -106,28 +106,31 @@ function byCurrency(rows: MoneyRow[]) {
   return [...out.values()];
 }
 
+/** Everything the overview reads, in the caller's snapshot (the benchmark times this). */
+export async function readOverview(c: Queryable, period: MoneyPeriod, zone: string) {
+  const {
+    rows: [p],
+  } = await c.query<{ from_at: Date; to_at: Date | null }>(sql('money_period'), [period.period, zone, period.from, period.to]);
+  return {
+    period: p!,
+    money: await moneyTotals(c, p!.from_at, p!.to_at),
+    pastSloMoney: (await c.query(sql('past_slo_money'), [ALERT_CAP])).rows,
+    statuses: await perStatus(c),
+    budget: (await c.query(sql('request_budget'))).rows,
+    waitingForFunds: (await c.query(sql('waiting_for_funds'))).rows,
+    heartbeats: (await c.query(sql('heartbeats'))).rows,
+    graph: await loadStateGraph(c),
+    pause: await pauseState(c),
+    pauseHistory: await pauseHistory(c, PAUSE_HISTORY_SHOWN),
+  };
+}
+
 export function registerOverviewPage(app: FastifyInstance, o: ConsoleOptions): void {
   app.get('/', async (request: FastifyRequest, reply) => {
     const q = request.query as Record<string, unknown>;
     const period = parsePeriod(q);
     const zone = viewerZone(request);
-    const data = await readSnapshot(o.db, async (c) => {
-      const {
-        rows: [p],
-      } = await c.query<{ from_at: Date; to_at: Date | null }>(sql('money_period'), [period.period, zone, period.from, period.to]);
-      return {
-        period: p!,
-        money: await moneyTotals(c, p!.from_at, p!.to_at),
-        pastSloMoney: (await c.query(sql('past_slo_money'), [ALERT_CAP])).rows,
-        statuses: await perStatus(c),
-        budget: (await c.query(sql('request_budget'))).rows,
-        waitingForFunds: (await c.query(sql('waiting_for_funds'))).rows,
-        heartbeats: (await c.query(sql('heartbeats'))).rows,
-        graph: await loadStateGraph(c),
-        pause: await pauseState(c),
-        pauseHistory: await pauseHistory(c, PAUSE_HISTORY_SHOWN),
-      };
-    });
+    const data = await readSnapshot(o.db, (c) => readOverview(c, period, zone));
     const statuses = data.statuses;
     const counts = new Map(
       statuses.map((s: Record<string, unknown>) => [s['status'] as string, cappedCount(s['transfers'] as number, COUNT_CAP)]),
