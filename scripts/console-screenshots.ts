@@ -15,7 +15,8 @@ import { startStripeSimulator } from '../src/stripe-sim/index.ts';
 import { startWorker } from '../src/worker/runner.ts';
 import { launchChromium } from '../test/support/browser.ts';
 import { OPERATOR, startTestConsole } from '../test/support/console.ts';
-import { transferIn } from '../test/support/transfers.ts';
+import { applyCurrentMigration } from '../test/support/current-migration.ts';
+import { insertTransfer, transferIn } from '../test/support/transfers.ts';
 import { startTestServer } from '../test/support/test-server.ts';
 
 const OUT = path.join(projectRoot, 'docs', 'console');
@@ -29,6 +30,7 @@ const pool = new pg.Pool({ connectionString: url });
 const sim = await startStripeSimulator();
 try {
   await migrateDatabase(url);
+  await applyCurrentMigration(url); // the migration being written, as the tests and the benchmarks see it
   const config = loadConfig({
     DATABASE_URL: url,
     STRIPE_SECRET_KEY: KEY,
@@ -79,6 +81,15 @@ try {
     `update marketplace.seller_transfers set last_error = 'StripeConnectionError: connect ETIMEDOUT (attempt 3 of 8)', retry_count = 3 where id = any($1)`,
     [failed],
   );
+  // The worker page's jobs: due payouts handed to graphile-worker (the worker is stopped, so they
+  // wait), one whose first attempt failed as graphile-worker records it.
+  const due = [await insertTransfer(pool, 2500), await insertTransfer(pool, 990)];
+  await pool.query('select * from marketplace.dispatch_seller_transfers(1000, 60)');
+  await pool.query(
+    `update graphile_worker._private_jobs set attempts = 1, last_error = 'StripeAPIError: An unknown error occurred (500)', run_at = now() + interval '40 seconds'
+      where key = marketplace.seller_transfer_job_key($1)`,
+    [due[0]],
+  );
 
   mkdirSync(OUT, { recursive: true });
   const browser = await launchChromium({ width: 1280, height: 800 });
@@ -110,6 +121,8 @@ try {
     await page.getByLabel('Reason').fill('seller closed their account');
     await page.getByRole('button', { name: 'Review…' }).click();
     await shot('bulk');
+    await page.goto(`${console_.url}/worker`);
+    await shot('worker');
     await page.goto(`${console_.url}/audit`);
     await shot('audit');
     await page.goto(`${console_.url}/doctor`);

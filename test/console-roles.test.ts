@@ -100,8 +100,11 @@ async function plan(): Promise<Record<string, { send: () => Promise<Response>; r
     'POST /preferences': { send: post('/preferences', { tz: 'Europe/Paris', next: '/' }), roles: [READER] },
     'GET /audit': { send: get('/audit'), roles: [READER] },
     'GET /doctor': { send: get('/doctor'), roles: [READER] },
+    // graphile-worker's jobs through marketplace.seller_transfer_worker_jobs, as the reader.
+    'GET /worker': { send: get('/worker'), roles: [READER] },
     'GET /login': { send: get('/login'), roles: [] },
     'GET /static/console.css': { send: get('/static/console.css'), roles: [] },
+    'GET /static/live.js': { send: get('/static/live.js'), roles: [] },
     'GET /robots.txt': { send: get('/robots.txt'), roles: [] },
     'GET /favicon.ico': { send: get('/favicon.ico'), roles: [] },
     'POST /transfers/:id/preview': {
