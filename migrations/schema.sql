@@ -3735,6 +3735,54 @@ grant EXECUTE on function marketplace.seller_transfer_worker_job_access() to mar
 grant EXECUTE on function marketplace.seller_transfer_worker_job_access() to marketplace_worker;
 revoke execute on function marketplace.seller_transfer_worker_job_access() from public;
 
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_worker_job_counts(cap integer DEFAULT 10000)
+ RETURNS TABLE(state text, jobs bigint)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select x.state, count(*)
+    from (select case when j.locked_at is not null then 'running'
+                      when j.attempts >= j.max_attempts then 'failed'
+                      when j.attempts > 0 then 'retrying'
+                      when j.run_at <= now() then 'queued'
+                      else 'scheduled' end as state
+            from graphile_worker._private_jobs j
+            join graphile_worker._private_tasks t on t.id = j.task_id
+           where t.identifier in (select s.worker_task from marketplace.seller_transfer_statuses s where s.worker_task is not null)
+           limit least(greatest(coalesce(cap, 10000), 1), 100000) + 1) x
+   group by x.state
+$function$;
+comment on function marketplace.seller_transfer_worker_job_counts(integer) is 'How many graphile-worker jobs of the payout tasks are in each state (as seller_transfer_worker_jobs names them), reading at most cap + 1 jobs: a total above cap means "more than cap".';
+grant EXECUTE on function marketplace.seller_transfer_worker_job_counts(integer) to marketplace_reader;
+revoke execute on function marketplace.seller_transfer_worker_job_counts(integer) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_worker_jobs(max_rows integer DEFAULT 200)
+ RETURNS TABLE(job_id bigint, task text, transfer_id uuid, state text, run_at timestamp with time zone, attempts smallint, max_attempts smallint, locked_at timestamp with time zone, locked_by text, last_error text, created_at timestamp with time zone, updated_at timestamp with time zone, lease timestamp with time zone)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select j.id, t.identifier,
+         case when j.key ~ '^seller_transfer:[0-9a-f-]{36}$' then substr(j.key, 17)::uuid end,
+         case when j.locked_at is not null then 'running'
+              when j.attempts >= j.max_attempts then 'failed'
+              when j.attempts > 0 then 'retrying'
+              when j.run_at <= now() then 'queued'
+              else 'scheduled' end as state,
+         j.run_at, j.attempts, j.max_attempts, j.locked_at, j.locked_by, j.last_error, j.created_at, j.updated_at,
+         case when json_typeof(j.payload -> 'lease') = 'string' then (j.payload ->> 'lease')::timestamptz end
+    from graphile_worker._private_jobs j
+    join graphile_worker._private_tasks t on t.id = j.task_id
+   where t.identifier in (select s.worker_task from marketplace.seller_transfer_statuses s where s.worker_task is not null)
+   order by case when j.locked_at is not null then 0 when j.attempts >= j.max_attempts then 1 when j.attempts > 0 then 2 else 3 end,
+            j.run_at, j.id
+   limit least(greatest(coalesce(max_rows, 200), 1), 1000)
+$function$;
+comment on function marketplace.seller_transfer_worker_jobs(integer) is 'The graphile-worker jobs of the payout tasks (the statuses'' worker_task): state (running, failed: out of attempts, retrying: failed before and waiting, queued: due, scheduled), attempts, last error, the worker holding it (locked_by), its payout and lease; running and failed first, at most max_rows (1 to 1,000). For readers, who may not read graphile_worker''s tables.';
+grant EXECUTE on function marketplace.seller_transfer_worker_jobs(integer) to marketplace_reader;
+revoke execute on function marketplace.seller_transfer_worker_jobs(integer) from public;
+
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_write_once_rules()
  RETURNS TABLE(column_name text, rule text)
  LANGUAGE sql
