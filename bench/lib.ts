@@ -17,6 +17,9 @@ export interface Sizes {
   /** Dispatch: rows handed out (leased, jobs waiting) per measured state, and timed ticks per state. */
   dispatchQueued: number[];
   dispatchTicks: number;
+  /** Adopt: legacy rows adopted per round, and rounds (each: writers alone, then adopt run under them). */
+  adoptRows: number;
+  adoptRounds: number;
 }
 
 export function sizesFor(mode: Mode): Sizes {
@@ -29,6 +32,8 @@ export function sizesFor(mode: Mode): Sizes {
       hotTimedRuns: 100,
       dispatchQueued: [0, 1000, 10_000],
       dispatchTicks: 50,
+      adoptRows: 100_000,
+      adoptRounds: 1,
     };
   }
   const base: Sizes = {
@@ -39,6 +44,8 @@ export function sizesFor(mode: Mode): Sizes {
     hotTimedRuns: 300,
     dispatchQueued: [0, 1000, 10_000],
     dispatchTicks: 200,
+    adoptRows: 1_000_000,
+    adoptRounds: 3,
   };
   return mode === 'full' ? { ...base, bulkRows: 1_000_000, hotSizes: [100_000, 1_000_000, 10_000_000] } : base;
 }

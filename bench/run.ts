@@ -1,4 +1,5 @@
-// `npm run bench [-- --quick | --full] [--only=statement-cost,bulk,hot-paths,dispatch,payout-day,upgrade,read-scale,adopt [--update-docs]]`
+// `npm run bench [-- --quick | --full] [--only=statement-cost,bulk,hot-paths,dispatch,payout-day,upgrade,read-scale,adopt [--update-docs]]
+//   [--adopt-rows=N] [--adopt-rounds=N]` (figure 8's size: legacy rows per round, rounds; default 1M x 3, --quick 100k x 1)
 //
 // PostgreSQL: BENCH_DATABASE_URL, else TEST_DATABASE_URL (a superuser connection to a maintenance
 // database on the server), else an embedded PostgreSQL in a temporary directory. A dedicated
@@ -28,6 +29,7 @@ import {
   type BenchContext,
   type FigureResult,
   type Mode,
+  type Sizes,
 } from './lib.ts';
 import { payoutDayFigure } from './payout-day.ts';
 import { readScaleFigure } from './read-scale.ts';
@@ -39,24 +41,43 @@ import { adoptFigure } from './adopt.ts';
 const FIGURES = ['statement-cost', 'bulk', 'hot-paths', 'dispatch', 'payout-day', 'upgrade', 'read-scale', 'adopt'] as const;
 type FigureKey = (typeof FIGURES)[number];
 
-function parseArgs(argv: string[]): { mode: Mode; only: Set<FigureKey>; updateDocs: boolean } {
+interface Args {
+  mode: Mode;
+  only: Set<FigureKey>;
+  updateDocs: boolean;
+  /** Sizes given on the command line, over the mode's. */
+  sizes: Partial<Sizes>;
+}
+
+function positiveInt(arg: string): number {
+  const n = Number(arg.slice(arg.indexOf('=') + 1).replaceAll('_', ''));
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${arg}: a positive whole number is expected`);
+  return n;
+}
+
+function parseArgs(argv: string[]): Args {
   let mode: Mode = 'default';
+  const sizes: Partial<Sizes> = {};
   let only = new Set<FigureKey>(FIGURES);
   let updateDocs = false;
   for (const a of argv) {
     if (a === '--quick') mode = 'quick';
     else if (a === '--update-docs') updateDocs = true;
     else if (a === '--full') mode = 'full';
+    else if (a.startsWith('--adopt-rows=')) sizes.adoptRows = positiveInt(a);
+    else if (a.startsWith('--adopt-rounds=')) sizes.adoptRounds = positiveInt(a);
     else if (a.startsWith('--only=')) {
       const keys = a.slice('--only='.length).split(',');
       for (const k of keys) if (!FIGURES.includes(k as FigureKey)) throw new Error(`unknown figure ${k}; known: ${FIGURES.join(', ')}`);
       only = new Set(keys as FigureKey[]);
     } else if (a === '--help' || a === '-h') {
-      console.log(`usage: npm run bench [-- --quick | --full] [--only=${FIGURES.join(',')} [--update-docs]]`);
+      console.log(
+        `usage: npm run bench [-- --quick | --full] [--only=${FIGURES.join(',')} [--update-docs]] [--adopt-rows=N] [--adopt-rounds=N]`,
+      );
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (try --help)`);
   }
-  return { mode, only, updateDocs };
+  return { mode, only, updateDocs, sizes };
 }
 
 async function resolveServer(): Promise<{ adminUrl: string; kind: string; stop(): Promise<void> }> {
@@ -134,8 +155,8 @@ async function machineInfo(pool: pg.Pool, url: string, mode: Mode, server: strin
 }
 
 async function main(): Promise<void> {
-  const { mode, only, updateDocs } = parseArgs(process.argv.slice(2));
-  const sizes = sizesFor(mode);
+  const { mode, only, updateDocs, sizes: given } = parseArgs(process.argv.slice(2));
+  const sizes = { ...sizesFor(mode), ...given };
   const total = stopwatch();
   const server = await resolveServer();
   const dbName = `seller_transfers_bench_${process.pid}`;
@@ -238,7 +259,7 @@ async function main(): Promise<void> {
       );
       process.exitCode = 1;
     } else if (updateDocs) {
-      const command = `npm run bench -- ${mode === 'default' ? '' : `--${mode} `}--only=${[...only].join(',')} --update-docs`;
+      const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
       const out = await updateReport(projectRoot, ordered, info, command);
       console.log(
         `\nupdated ${[...only].join(', ')} in ${path.relative(projectRoot, out)}; the other figures are the last full run's (run time ${(info.runSeconds / 60).toFixed(1)} min)`,
