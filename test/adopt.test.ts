@@ -82,10 +82,14 @@ describe('adopt plan', () => {
     expect(lineOf('null_stripe_account_id')).toContain('10000000-0000-4000-8000-000000000007');
     expect(lineOf('null_stripe_account_id')).toContain('the map gives null for stripe_account_id');
     expect(await tableBytes(db.pool, 'dirty.seller_transfers')).toEqual(before);
-    // run refuses the same table, before anything changes
+    // run does not repeat plan's scan of every row: it refuses the first batch holding a finding,
+    // the legacy rows unchanged, and undo abandons it
     const refused = await cli('adopt', 'run', '--table', 'dirty.seller_transfers', ...fixtureMap('dirty'));
     expect(refused.code).toBe(3);
-    expect(refused.stderr).toContain('cannot be adopted as it is');
+    expect(refused.stderr).toMatch(/cannot adopt (\d+ row\(s\) of )?dirty\.seller_transfers as (it is|they are)/);
+    expect(await tableBytes(db.pool, 'dirty.seller_transfers')).toEqual(before);
+    const undo = await cli('adopt', 'undo', '--table', 'dirty.seller_transfers');
+    expect(undo.code, undo.stderr).toBe(0);
     expect(await tableBytes(db.pool, 'dirty.seller_transfers')).toEqual(before);
   });
 });

@@ -49,7 +49,7 @@ async function withAdoptDb<T>(fn: (db: import('pg').Client, url: string, opts: R
         lockTimeoutMs: config.MIGRATION_LOCK_TIMEOUT_MS,
         retryForMs: config.MIGRATION_LOCK_RETRY_SECONDS * 1000,
         batchRows: 5000,
-        switchBelow: 1000,
+        switchBelow: 200,
         progress: (line) => process.stderr.write(`adopt ${line}\n`),
       });
     });
@@ -84,7 +84,7 @@ export function registerAdoptCommand(program: Command): void {
   withMapOptions(adopt.command('run'))
     .description('adopt online and resumably: copy, replay the writes made meanwhile, switch the legacy name to a guarded view')
     .option('--batch-rows <n>', 'rows per copy transaction', '5000')
-    .option('--switch-below <n>', 'switch once fewer legacy writes than this are left to replay (they are replayed under the lock)', '1000')
+    .option('--switch-below <n>', 'switch once fewer legacy writes than this are left to replay (they are replayed under the lock)', '200')
     .action(async (opts: AdoptOptions) => {
       const batchRows = positive(opts.batchRows, '--batch-rows');
       const switchBelow = positive(opts.switchBelow, '--switch-below');
@@ -96,7 +96,7 @@ export function registerAdoptCommand(program: Command): void {
         if (recorded && recorded.step !== 'undone')
           map = recorded.map; // a run started again continues with the map it began with
         else {
-          const plan = await makePlan(db, opts.table, parseMapOptions(opts.map, opts.mapFile));
+          const plan = await makePlan(db, opts.table, parseMapOptions(opts.map, opts.mapFile), { scan: false });
           if (plan.findings.length) {
             printPlan(plan);
             throw new CliError(`${plan.relation.name} cannot be adopted as it is: ${plan.findings.map((f) => f.problem).join(', ')}`, 3);

@@ -68,7 +68,13 @@ export async function legacyTable(
   return { rel, map: await resolveMap(db, rel.name, given) };
 }
 
-export async function makePlan(db: pg.ClientBase, name: string, given: Map<string, string>): Promise<Plan> {
+/**
+ * The plan. `scan: false` (adopt run) skips the findings that read every row: run checks each batch
+ * it copies with the same function (seller_transfer_adoption_problems) and the table's unique
+ * constraints, and stops at the first with a finding; only the map's completeness and the ids
+ * marketplace.seller_transfers already holds are checked before it starts.
+ */
+export async function makePlan(db: pg.ClientBase, name: string, given: Map<string, string>, { scan = true } = {}): Promise<Plan> {
   return inTransaction(
     db,
     async () => {
@@ -85,7 +91,9 @@ export async function makePlan(db: pg.ClientBase, name: string, given: Map<strin
         }),
       );
       if (!findings.length) {
-        const { rows } = await db.query<{ problem: string; count: string; ids: string[] }>(fill(sql('plan_findings_template'), vars));
+        const { rows } = await db.query<{ problem: string; count: string; ids: string[] }>(
+          fill(sql(scan ? 'plan_findings_template' : 'plan_ids_taken_template'), vars),
+        );
         findings.push(...rows.map((r) => ({ problem: r.problem, count: Number(r.count), ids: r.ids })));
       }
       const foreignKeys = (await db.query<Plan['foreignKeys'][number]>(sql('foreign_keys_to'), [rel.name])).rows;

@@ -127,6 +127,15 @@ found as (
 )
 select problem, count(*)::bigint as count, (array_agg(id::text order by id))[1:5] as ids from found group by problem order by problem;
 
+-- name: plan_ids_taken_template
+-- What adopt run checks before it starts instead of plan's full scan (each batch is checked as it
+-- is copied): an id marketplace.seller_transfers already holds would be skipped by the copy's
+-- ON CONFLICT, as a row copied before a kill -9 is. Driven by the smaller table.
+select 'id_already_in_marketplace' as problem, count(*)::bigint as count, (array_agg(t.id::text order by t.id))[1:5] as ids
+  from marketplace.seller_transfers t
+ where exists (select 1 from {{legacy}} l where l.id = t.id)
+having count(*) > 0;
+
 -- name: adopt_rows_template
 -- Copies legacy rows (those {{where}} selects) into marketplace.seller_transfers with one adopted
 -- event each; rows already there are left alone (a batch after a kill -9, a row copied by the

@@ -67,12 +67,22 @@ export async function lockStep(db: pg.ClientBase, opts: RunOptions, step: string
 /** Copies the legacy rows `where` selects (with their adopted events); refuses a row the guard would refuse. */
 async function adoptRows(db: pg.ClientBase, map: AdoptionMap, where: string, params: unknown[]) {
   await db.query(sql('replica_role'));
-  const { rows } = await db.query<{
-    read: number;
-    last_id: string | null;
-    adopted: number;
-    problems: Array<{ id: string; problems: string[] }> | null;
-  }>(fill(sql('adopt_rows_template'), { ...templateVars(map), where }), params);
+  const { rows } = await db
+    .query<{
+      read: number;
+      last_id: string | null;
+      adopted: number;
+      problems: Array<{ id: string; problems: string[] }> | null;
+    }>(fill(sql('adopt_rows_template'), { ...templateVars(map), where }), params)
+    .catch((e: unknown) => {
+      // A Stripe id two legacy rows share (plan's shared_stripe_…): the table's unique constraint.
+      const err = e as { code?: string; detail?: string; constraint?: string };
+      if (err.code !== '23505') throw e;
+      throw new CliError(
+        `cannot adopt ${map.legacy} as it is: ${err.detail ?? err.constraint} (run \`seller-transfers adopt plan\` and fix it)`,
+        3,
+      );
+    });
   const r = rows[0]!;
   if (r.problems?.length) {
     throw new CliError(
@@ -164,7 +174,7 @@ export async function runAdoption(db: pg.ClientBase, map: AdoptionMap, opts: Run
   let state = await adoptionOf(db, map.legacy);
   if (state?.step === 'done') return `${map.legacy} is already adopted: nothing to do`;
   if (!state || state.step === 'undone') {
-    await db.query(sql('start_adoption'), [map.legacy, map.kept, JSON.stringify(map.entries)]);
+    await db.query(sql('start_adoption'), [map.legacy, map.kept, JSON.stringify([...map.entries, ...map.handover])]);
     state = (await adoptionOf(db, map.legacy))!;
   }
   const legacy = map.legacy;
@@ -206,9 +216,14 @@ export async function runAdoption(db: pg.ClientBase, map: AdoptionMap, opts: Run
   }
   if (state.step === 'sync') {
     // Writers may keep noting rows: sync until few are left, then the switch copies those under its lock.
+    // Batches shrink with what is left, so that the last ones are quick and the writers' new notes
+    // few; when the writers note rows as fast as they are replayed, the switch takes what is left.
     let synced = 0;
-    for (let left = await changesLeft(db, legacy); left >= opts.switchBelow; left = await changesLeft(db, legacy)) {
-      synced += await inTransaction(db, () => syncChanges(db, map, legacy, SYNC_BATCH));
+    let best = Infinity;
+    let stalled = 0;
+    for (let left = await changesLeft(db, legacy); left >= opts.switchBelow && stalled < 5; left = await changesLeft(db, legacy)) {
+      [best, stalled] = left < best ? [left, 0] : [best, stalled + 1];
+      synced += await inTransaction(db, () => syncChanges(db, map, legacy, Math.min(SYNC_BATCH, Math.max(opts.switchBelow, left))));
       opts.progress(`sync: ${synced} legacy writes made during the copy replayed, ${await changesLeft(db, legacy)} left`);
     }
     const fks = (await db.query<{ name: string; table_name: string; definition: string }>(sql('foreign_keys_to'), [legacy])).rows;
