@@ -70,11 +70,19 @@ select marketplace.record_seller_transfer_failure($1, $2, $3, $4, $5, $6, $7) as
 -- A row brought in by seller-transfers adopt run (docs/adopting.md#handover): its adopted event,
 -- the transfer id the legacy row held then, and when the row was created (what the legacy worker
 -- paid for it at Stripe was created after that). No row: not adopted, nothing to hand over.
-select e.stripe_transfer_id as adopted_transfer_id, t.created_at
+-- transfer_group: the legacy transfer_group the adoption recorded for it (its map named one): the
+-- legacy transfers are listed by it.
+select e.stripe_transfer_id as adopted_transfer_id, t.created_at, h.transfer_group
   from marketplace.seller_transfer_events e
   join marketplace.seller_transfers t on t.id = e.transfer_id
+  left join marketplace.seller_transfer_adoption_handover h on h.transfer_id = t.id
  where e.transfer_id = $1 and e.action = 'adopted'
  limit 1;
+
+-- name: handover_transfer
+-- Of the transfers Stripe listed ($2, json), the one the legacy system made for this adopted row,
+-- or null: the rule is marketplace.seller_transfer_handover_transfer's.
+select marketplace.seller_transfer_handover_transfer($1, $2::jsonb) as id;
 
 -- name: stripe_ids_recorded_elsewhere
 -- Which of these Stripe ids another row already records: a legacy transfer or reversal found at

@@ -56,6 +56,14 @@ export interface WorkerDeps {
   onOutcomeNotRecorded?: (operation: string) => void;
 }
 
+/** A row brought in by seller-transfers adopt run: what the handover needs (worker queries.sql, adoption_handover). */
+interface Adoption {
+  adopted_transfer_id: string | null;
+  created_at: Date;
+  /** The legacy transfer_group the adoption recorded (its map named one), else null. */
+  transfer_group: string | null;
+}
+
 interface ClaimedRow extends TransferRow {
   outcome: 'claimed' | 'busy' | 'missing' | 'not_actionable';
 }
@@ -449,12 +457,12 @@ class RowOperation {
     throw e;
   }
 
-  private adopted: Promise<{ adopted_transfer_id: string | null; created_at: Date } | null> | undefined;
+  private adopted: Promise<Adoption | null> | undefined;
 
   /** The row's adoption (seller-transfers adopt run), or null: read once per task. */
-  private adoption(): Promise<{ adopted_transfer_id: string | null; created_at: Date } | null> {
+  private adoption(): Promise<Adoption | null> {
     this.adopted ??= this.db
-      .query<{ adopted_transfer_id: string | null; created_at: Date }>({
+      .query<Adoption>({
         name: 'seller-transfers-adoption-handover',
         text: sql('adoption_handover'),
         values: [this.row.id],
@@ -477,23 +485,38 @@ class RowOperation {
 
   /**
    * Handover (docs/adopting.md#handover): before its first transfer for an adopted row, what the
-   * legacy worker may already have paid for it, with keys we do not know: a transfer to the same
-   * destination, for the same amount and currency, created after the row, that no other row records.
+   * legacy worker may already have paid for it, with keys we do not know. Stripe lists the
+   * candidates (by the legacy transfer_group when the adoption recorded one, else by destination);
+   * which one is this row's is the database's rule (seller_transfer_handover_transfer).
    */
   private async legacyTransfer(): Promise<Stripe.Transfer | undefined> {
     const adoption = await this.adoption();
     if (!adoption) return undefined;
     const { row, deps } = this;
     const found = await this.stripeCall('transfer.lookup', STRIPE_ENDPOINTS.transferList, () =>
-      deps.stripe.transfers.list({ destination: row.stripe_account_id, limit: 100 }),
-    );
-    const since = Math.floor(adoption.created_at.getTime() / 1000);
-    return this.notRecordedElsewhere(
-      found.data.filter(
-        (t) =>
-          t.amount === Number(row.amount_cents) && t.currency === row.currency && t.created >= since && !t.metadata?.seller_transfer_id,
+      deps.stripe.transfers.list(
+        adoption.transfer_group !== null
+          ? { transfer_group: adoption.transfer_group, limit: 100 }
+          : { destination: row.stripe_account_id, limit: 100 },
       ),
     );
+    if (!found.data.length) return undefined;
+    const candidates = found.data.map((t) => ({
+      id: t.id,
+      amount: t.amount,
+      currency: t.currency,
+      destination: typeof t.destination === 'string' ? t.destination : (t.destination?.id ?? null),
+      created: t.created,
+      transfer_group: t.transfer_group ?? null,
+      metadata: t.metadata ?? {},
+    }));
+    const { rows } = await this.db.query<{ id: string | null }>({
+      name: 'seller-transfers-handover-transfer',
+      text: sql('handover_transfer'),
+      values: [row.id, JSON.stringify(candidates)],
+    });
+    const id = rows[0]?.id ?? null;
+    return id === null ? undefined : found.data.find((t) => t.id === id);
   }
 
   private differs(t: Stripe.Transfer): string | null {

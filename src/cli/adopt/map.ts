@@ -39,7 +39,16 @@ export interface AdoptionMap {
   /** Legacy column -> the project column that holds it (null: none does). */
   placed: Array<{ legacy: Column; project: string | null }>;
   project: Column[];
+  /**
+   * What the legacy worker put on its Stripe transfer, for the handover: `transfer_group` and
+   * `metadata.KEY`, each an SQL expression over the legacy row (empty: the map names none).
+   */
+  handover: Array<[string, string]>;
 }
+
+/** Map keys that are not columns: the legacy transfer_group and metadata keys, for the handover. */
+const HANDOVER_KEY = /^(?:transfer_group|metadata\.[A-Za-z0-9_-]{1,40})$/;
+export const isHandoverKey = (key: string) => HANDOVER_KEY.test(key);
 
 const RESERVED = new Set(
   'all and any array as asc both case cast check collate column constraint create current_user default desc distinct do else end except false fetch for foreign from grant group having in into is join leading limit not null offset on only or order primary references returning select table then to true union unique user using when where window with'.split(
@@ -93,11 +102,13 @@ export async function resolveMap(db: pg.ClientBase, legacy: string, given: Map<s
   const project = await columns(db, PROJECT_TABLE);
   const legacyColumns = await columns(db, columnsOf);
   for (const name of given.keys())
-    if (!project.some((c) => c.name === name))
+    if (!project.some((c) => c.name === name) && !isHandoverKey(name))
       throw new CliError(
-        `--map ${name}=…: marketplace.seller_transfers has no column ${name} (its columns: ${project.map((c) => c.name).join(', ')})`,
+        `--map ${name}=…: marketplace.seller_transfers has no column ${name} (its columns: ${project.map((c) => c.name).join(', ')}; ` +
+          'for the handover: transfer_group, metadata.KEY)',
         2,
       );
+  const handover = [...given].filter(([k]) => isHandoverKey(k)).sort(([a], [b]) => (a === b ? 0 : a < b ? -1 : 1));
   const entries: Array<[string, string]> = [];
   for (const c of project) {
     const expr = given.get(c.name) ?? (legacyColumns.some((l) => l.name === c.name) ? ident(c.name) : undefined);
@@ -108,7 +119,7 @@ export async function resolveMap(db: pg.ClientBase, legacy: string, given: Map<s
     return { legacy: l, project: direct ? direct[0] : null };
   });
   const [schema, table] = splitName(legacy);
-  return { legacy, kept: `${ident(schema)}.${ident(`${table}_before_adoption`)}`, entries, placed, project };
+  return { legacy, kept: `${ident(schema)}.${ident(`${table}_before_adoption`)}`, entries, placed, project, handover };
 }
 
 /** schema and table of a regclass text (`public.seller_transfers`, `"My Schema"."t"`). */
@@ -121,7 +132,7 @@ const unquote = (s: string) => (s.startsWith('"') ? s.slice(1, -1).replace(/""/g
 
 /** The map as the DBA reviews it (and may commit as a --map-file). */
 export function mapLines(map: AdoptionMap): string[] {
-  return map.entries.map(([col, expr]) => `${col}=${expr}`);
+  return [...map.entries, ...map.handover].map(([col, expr]) => `${col}=${expr}`);
 }
 
 /** Columns a legacy row cannot give: the project's required columns without a map entry. */
@@ -155,6 +166,12 @@ export function templateVars(map: AdoptionMap, legacyRelation = map.legacy): Rec
     t_direct: direct.map((c) => `t.${ident(c)}`).join(', '),
     m_all: all.map((c) => `m.${ident(c)}`).join(', '),
     t_all: all.map((c) => `t.${ident(c)}`).join(', '),
+    // The handover's: the legacy transfer_group and metadata (Stripe's values are text).
+    handover_group: `(${map.handover.find(([k]) => k === 'transfer_group')?.[1] ?? 'null'})::text`,
+    handover_metadata: `jsonb_strip_nulls(jsonb_build_object(${map.handover
+      .filter(([k]) => k !== 'transfer_group')
+      .map(([k, e]) => `${literal(k.slice('metadata.'.length))}, (${e})::text`)
+      .join(', ')}))`,
   };
 }
 

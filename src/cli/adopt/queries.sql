@@ -140,7 +140,8 @@ having count(*) > 0;
 -- Copies legacy rows (those {{where}} selects) into marketplace.seller_transfers with one adopted
 -- event each; rows already there are left alone (a batch after a kill -9, a row copied by the
 -- sync). Runs under replica_role: the caller rolls back when problems is not null.
-with src as (select {{mapped}} from {{legacy}} l where {{where}}),
+with src as (select {{mapped}}, {{handover_group}} as handover_transfer_group, {{handover_metadata}} as handover_metadata
+               from {{legacy}} l where {{where}}),
 ins as (
   insert into marketplace.seller_transfers ({{cols}}) select {{cols}} from src
   on conflict (id) do nothing
@@ -154,10 +155,19 @@ ev as (
          i.amount_cents, i.currency, i.stripe_account_id, i.stripe_transfer_id, i.stripe_reversal_id, i.source_transaction, 'adopted'
     from ins i
   returning transfer_id
+),
+handover as (
+  -- What the legacy worker's transfer carries, when the map names it (docs/adopting.md#handover).
+  insert into marketplace.seller_transfer_adoption_handover (transfer_id, transfer_group, metadata)
+  select s.id, s.handover_transfer_group, s.handover_metadata from src s join ins i on i.id = s.id
+   where s.handover_transfer_group is not null or s.handover_metadata <> '{}'::jsonb
+  on conflict (transfer_id) do nothing
+  returning transfer_id
 )
 select (select count(*) from src)::int as read,
        (select s.id::text from src s order by s.id desc limit 1) as last_id,
        (select count(*) from ev)::int as adopted,
+       (select count(*) from handover)::int as handed_over,
        (select json_agg(json_build_object('id', i.id, 'problems', x.problems))
           from ins i cross join lateral (select marketplace.seller_transfer_adoption_problems(row(i.*)::marketplace.seller_transfers) as problems) x
          where cardinality(x.problems) > 0) as problems;
