@@ -203,27 +203,57 @@ select transfer_id::text as id, problem from marketplace.audit_seller_transfers(
 
 -- name: undo_refusals
 -- undo gives rows back to a table without the guard: never one whose Stripe request is in doubt
--- or that a worker is acting on right now.
-select t.id::text as id from marketplace.seller_transfers t
- where t.stripe_request_in_doubt or marketplace.seller_transfer_claimed(t.id)
- limit 5;
+-- or that a worker is acting on right now (claims are few: read from them, not from every row).
+select t.id::text as id from marketplace.seller_transfers t where t.stripe_request_in_doubt
+union
+select c.transfer_id::text from marketplace.seller_transfer_claims c where marketplace.seller_transfer_claimed(c.transfer_id)
+limit 5;
+
+-- name: undo_create_capture
+-- undo's capture: every write on marketplace.seller_transfers (through the view or by the worker)
+-- from now on is noted, so the rows copied back in batches are copied again before undo's switch.
+-- CREATE TRIGGER takes SHARE ROW EXCLUSIVE on marketplace.seller_transfers for a moment.
+select pg_catalog.format('create trigger seller_transfer_adoption_undo_capture after insert or update or delete on marketplace.seller_transfers for each row execute function marketplace.note_seller_transfer_adoption_change(%L)',
+                         $1::text) as statement
+ where not exists (select 1 from pg_catalog.pg_trigger
+                    where tgrelid = 'marketplace.seller_transfers'::regclass and tgname = 'seller_transfer_adoption_undo_capture');
+
+-- name: undo_drop_capture
+drop trigger if exists seller_transfer_adoption_undo_capture on marketplace.seller_transfers;
 
 -- name: undo_copy_back_template
--- The rows as they are now, under the legacy columns, into the kept table (its own triggers off:
--- updated_at stays what the row says).
-insert into {{kept}} as k ({{legacy_cols}}) select {{legacy_cols}} from {{legacy}}
-on conflict (id) do update set ({{legacy_cols}}) = row({{excluded_cols}});
+-- One batch of the rows as they are now, under the legacy columns, into the kept table (its own
+-- triggers off: updated_at stays what the row says); a row already the same is not written again.
+-- {{where}}: a keyset batch ($1 cursor, $2 rows) or the noted ids ($1).
+with b as (select {{legacy_cols}} from {{legacy}} v where {{where}}),
+up as (
+  insert into {{kept}} as k ({{legacy_cols}}) select {{legacy_cols}} from b
+  on conflict (id) do update set ({{legacy_cols}}) = row({{excluded_cols}})
+   where ({{k_cols}}) is distinct from ({{excluded_cols}})
+  returning 1
+)
+select (select count(*) from b)::int as read, (select b.id::text from b order by b.id desc limit 1) as last_id,
+       (select count(*) from up)::int as written;
 
 -- name: undo_delete_gone_template
-delete from {{kept}} k where not exists (select 1 from {{legacy}} v where v.id = k.id);
+-- Rows deleted under the legacy name since the switch (or, with $1, among the noted ids).
+delete from {{kept}} k where ($1::uuid[] is null or k.id = any($1::uuid[])) and not exists (select 1 from {{legacy}} v where v.id = k.id);
 
--- name: undo_set_history_aside
-with moved as (
-  delete from marketplace.seller_transfer_events e
-   where e.transfer_id in (select t.id from marketplace.seller_transfers t)
-  returning e.*
-)
-insert into marketplace.seller_transfer_events_set_aside select m.*, now(), $1 from moved m;
+-- name: undo_set_aside_batch_template
+-- After undo's switch, outside any lock a writer waits for: one batch of the rows given back
+-- ({{legacy}} is the table again) leaves marketplace.seller_transfers, their history kept in
+-- seller_transfer_events_set_aside, what adopt run stored for their handover removed.
+with b as materialized (
+  select t.id from marketplace.seller_transfers t
+   where t.id > $1::uuid and exists (select 1 from {{legacy}} l where l.id = t.id)
+   order by t.id limit $2
+),
+moved as (delete from marketplace.seller_transfer_events e where e.transfer_id in (select b.id from b) returning e.*),
+aside as (insert into marketplace.seller_transfer_events_set_aside select m.*, now(), {{legacy_literal}} from moved m returning 1),
+handover as (delete from marketplace.seller_transfer_adoption_handover h where h.transfer_id in (select b.id from b) returning 1),
+gone as (delete from marketplace.seller_transfers t where t.id in (select b.id from b) returning 1)
+select (select count(*) from gone)::int as removed, (select b.id::text from b order by b.id desc limit 1) as last_id,
+       (select count(*) from aside)::int as events, (select count(*) from handover)::int as handover;
 
 -- name: abandon_refusals_template
 -- Before the switch the copies are dropped, never one the project's worker acted on: its Stripe
@@ -232,20 +262,8 @@ select e.transfer_id::text as id from marketplace.seller_transfer_events e
  where e.transfer_id in (select l.id from {{legacy}} l) and e.authority = 'worker'
  limit 5;
 
--- name: abandon_set_history_aside_template
-with moved as (
-  delete from marketplace.seller_transfer_events e where e.transfer_id in (select l.id from {{legacy}} l) returning e.*
-)
-insert into marketplace.seller_transfer_events_set_aside select m.*, now(), {{legacy_literal}} from moved m;
-
--- name: abandon_remove_rows_template
-delete from marketplace.seller_transfers t where t.id in (select l.id from {{legacy}} l);
-
 -- name: undo_forget_changes
 delete from marketplace.seller_transfer_adoption_changes where legacy_table = $1;
-
--- name: undo_remove_rows
-delete from marketplace.seller_transfers;
 
 -- name: count_rows_template
 select count(*)::bigint as count from {{legacy}};
