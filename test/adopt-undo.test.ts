@@ -3,7 +3,7 @@
 // the view meanwhile included), without the guard; the history is kept aside, not deleted.
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { useTestDatabase } from './support/database.ts';
-import { cliFor, type CliRun } from './support/cli.ts';
+import { cliFor, runCli, type CliRun } from './support/cli.ts';
 import { pgError } from './support/transfers.ts';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -163,5 +163,111 @@ describe('adopt undo before the switch (stopping half-way)', () => {
       `select count(*)::int as n from marketplace.seller_transfer_events_set_aside where legacy_table = 'early.seller_transfers'`,
     );
     expect(rows).toEqual([{ n: 6 }]);
+  });
+});
+
+/**
+ * undo under legacy writers: on a table large enough that copying it back takes seconds, writers
+ * keep inserting and updating through the legacy name; none waits longer than the lock timeout
+ * plus the switch's short hold, none fails, and every write is in the table given back. Runs last
+ * (its rows leave marketplace.seller_transfers with its undo).
+ */
+describe('adopt undo under legacy writers', () => {
+  const LOCK_TIMEOUT_MS = 300;
+  const ROWS = 40_000;
+  let undo: CliRun;
+  let worstMs = 0;
+  let statements = 0;
+  const errors: string[] = [];
+  const inserted: string[] = [];
+  const requested: string[] = [];
+
+  beforeAll(async () => {
+    await loadLegacyFixture(db.pool, 'busy');
+    await db.pool.query('delete from busy.seller_transfer_ledger; delete from busy.seller_transfers');
+    await db.pool.query(
+      `insert into busy.seller_transfers (order_id, seller_id, amount, currency, status, stripe_transfer_id, created_at)
+       select gen_random_uuid(), '00000000-0000-4000-8000-00000000000a', 100 + i, 'usd', case when i % 2 = 0 then 'completed' else 'pending' end,
+              case when i % 2 = 0 then 'tr_busy' || i end, now() - interval '1 day'
+         from generate_series(1, $1) i`,
+      [ROWS],
+    );
+    const run = await cli('adopt', 'run', '--table', 'busy.seller_transfers', ...fixtureMap('busy'));
+    expect(run.code, run.stderr).toBe(0);
+    let stopped = false;
+    const writer = async (role: string, statement: () => Promise<void> | void, c: pg.Client) => {
+      await c.connect();
+      await c.query(`set role ${role}`);
+      while (!stopped) {
+        const t0 = performance.now();
+        try {
+          await statement();
+        } catch (e) {
+          errors.push((e as Error).message);
+        }
+        worstMs = Math.max(worstMs, performance.now() - t0);
+        statements++;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await c.end();
+    };
+    const ins = new pg.Client({ connectionString: db.url });
+    const upd = new pg.Client({ connectionString: db.url });
+    let i = 0;
+    const writers = [
+      writer(
+        'marketplace_writer',
+        async () => {
+          const { rows } = await ins.query<{ id: string }>(
+            `insert into busy.seller_transfers (order_id, seller_id, amount, currency)
+             values (gen_random_uuid(), '00000000-0000-4000-8000-00000000000a', 4200, 'usd') returning id`,
+          );
+          inserted.push(rows[0]!.id);
+        },
+        ins,
+      ),
+      writer(
+        'marketplace_writer',
+        async () => {
+          const transfer = `tr_busy${2 * (++i % (ROWS / 2)) + 2}`;
+          const { rowCount } = await upd.query(
+            `update busy.seller_transfers set status = 'reversal_pending' where stripe_transfer_id = $1 and status = 'completed'`,
+            [transfer],
+          );
+          if (rowCount) requested.push(transfer);
+        },
+        upd,
+      ),
+    ];
+    await new Promise((r) => setTimeout(r, 500));
+    undo = await runCli(['adopt', 'undo', '--table', 'busy.seller_transfers'], {
+      DATABASE_URL: db.url,
+      MIGRATION_LOCK_TIMEOUT_MS: String(LOCK_TIMEOUT_MS),
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    stopped = true;
+    await Promise.all(writers);
+  }, 180_000);
+
+  it('gives the table back, the writers never waiting longer than the lock timeout plus the switch, none failing', async () => {
+    expect(undo.code, undo.stderr).toBe(0);
+    expect(worstMs).toBeLessThan(LOCK_TIMEOUT_MS + 1000);
+    expect(undo.stderr).toMatch(/undo copy: 40\d\d\d of/);
+    expect(undo.stderr).toMatch(/undo switch: ACCESS EXCLUSIVE on busy.seller_transfers held \d+ ms/);
+    expect(errors).toEqual([]);
+    expect(statements).toBeGreaterThan(20);
+  });
+
+  it('loses no write made during the undo', async () => {
+    const { rows } = await db.pool.query<{ n: number; requested: number }>(
+      `select count(*) filter (where id = any($1::uuid[]))::int as n,
+              count(*) filter (where stripe_transfer_id = any($2::text[]) and status = 'reversal_pending')::int as requested
+         from busy.seller_transfers`,
+      [inserted, requested],
+    );
+    expect(inserted.length).toBeGreaterThan(5);
+    expect(rows[0]).toEqual({ n: inserted.length, requested: new Set(requested).size });
+    const { rows: left } = await db.pool.query(`select count(*)::int as n from marketplace.seller_transfers`);
+    expect(left).toEqual([{ n: 0 }]);
   });
 });
