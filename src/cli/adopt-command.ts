@@ -11,7 +11,7 @@ import { stderrLogger, withCliConnection } from './operator-db.ts';
 import { mapLines, parseMapOptions, relation, resolveMap } from './adopt/map.ts';
 import { makePlan, printPlan, legacyTable } from './adopt/plan.ts';
 import { adoptionOf, runAdoption, type RunOptions } from './adopt/run.ts';
-import { abandonAdoption, recordedMap, undoAdoption, verifyAdoption } from './adopt/verify-undo.ts';
+import { abandonAdoption, recordedMap, setAside, undoAdoption, verifyAdoption } from './adopt/verify-undo.ts';
 
 const sql = namedQueries('src/cli/adopt/queries.sql');
 
@@ -139,7 +139,13 @@ export function registerAdoptCommand(program: Command): void {
       await withAdoptDb(async (db, _url, runOpts) => {
         const name = (await relation(db, opts.table))?.name ?? opts.table;
         const recorded = await recordedMap(db, name);
-        if (!recorded || recorded.step === 'undone') throw new CliError(`${name} is not adopted: nothing to undo`, 2);
+        if (!recorded) throw new CliError(`${name} is not adopted: nothing to undo`, 2);
+        if (recorded.step === 'undone') {
+          // An undo killed after its switch: its rows still leaving marketplace.seller_transfers.
+          const removed = await setAside(db, recorded.map, runOpts);
+          if (!removed) throw new CliError(`${name} is not adopted: nothing to undo`, 2);
+          return print(`${name}: the undo is finished, ${removed} rows set aside from marketplace.seller_transfers`);
+        }
         print(
           recorded.step === 'switched' || recorded.step === 'done'
             ? await undoAdoption(db, recorded.map, runOpts)
