@@ -113,7 +113,10 @@ select l.status::text as status, count(*)::bigint as count from {{legacy}} l gro
 -- name: plan_findings_template
 -- Every finding that would make the guard refuse a row or money wrong, with its count and five ids.
 with m as materialized (select {{mapped}} from {{legacy}} l),
-p as (select m.id, marketplace.seller_transfer_adoption_problems(jsonb_populate_record(null::marketplace.seller_transfers, to_jsonb(m))) as problems from m),
+-- (the row built once per legacy row, OFFSET 0, and the rules inlined: seller_transfer_adoption_problem_list)
+p as (select x.id, pl.problems
+        from (select m.id, jsonb_populate_record(null::marketplace.seller_transfers, to_jsonb(m)) as r from m offset 0) x
+       cross join lateral marketplace.seller_transfer_adoption_problem_list(x.r) pl(problems)),
 found as (
   select x.problem, p.id from p cross join lateral unnest(p.problems) x(problem)
   union all
@@ -169,7 +172,7 @@ select (select count(*) from src)::int as read,
        (select count(*) from ev)::int as adopted,
        (select count(*) from handover)::int as handed_over,
        (select json_agg(json_build_object('id', i.id, 'problems', x.problems))
-          from ins i cross join lateral (select marketplace.seller_transfer_adoption_problems(row(i.*)::marketplace.seller_transfers) as problems) x
+          from ins i cross join lateral marketplace.seller_transfer_adoption_problem_list(row(i.*)::marketplace.seller_transfers) x(problems)
          where cardinality(x.problems) > 0) as problems;
 
 -- name: sync_update_template
