@@ -105,7 +105,7 @@ export async function makePlan(db: pg.ClientBase, name: string, given: Map<strin
   );
 }
 
-/** A conservative copy rate for the estimate: what bench figure 7 measured under four legacy writers on a small, shared machine. */
+/** A conservative copy rate for the estimate: below what bench figure 8 measured under four legacy writers on a small, shared machine. */
 const COPY_ROWS_PER_SECOND = 3_000;
 
 export function renderPlan(plan: Plan): string {
