@@ -38,6 +38,16 @@ create table marketplace.seller_transfer_adoption_changes (
 alter table marketplace.seller_transfer_adoption_changes add constraint seller_transfer_adoption_changes_pkey PRIMARY KEY (legacy_table, id);
 comment on table marketplace.seller_transfer_adoption_changes is 'Ids of legacy rows written while seller-transfers adopt run copies them: each is copied again (or its move replayed through the guard) before the switch.';
 
+create table marketplace.seller_transfer_adoption_handover (
+  transfer_id uuid not null,
+  transfer_group text,
+  metadata jsonb default '{}'::jsonb not null
+);
+alter table marketplace.seller_transfer_adoption_handover add constraint seller_transfer_adoption_handover_metadata_object CHECK ((jsonb_typeof(metadata) = 'object'::text));
+alter table marketplace.seller_transfer_adoption_handover add constraint seller_transfer_adoption_handover_names_something CHECK (((transfer_group IS NOT NULL) OR (metadata <> '{}'::jsonb)));
+alter table marketplace.seller_transfer_adoption_handover add constraint seller_transfer_adoption_handover_pkey PRIMARY KEY (transfer_id);
+comment on table marketplace.seller_transfer_adoption_handover is 'Per row adopted by seller-transfers adopt run whose map names the legacy transfer_group or metadata: what the legacy worker''s Stripe transfer for it carries. The worker''s handover match (seller_transfer_handover_transfer) must agree with it.';
+
 create table marketplace.seller_transfer_adoptions (
   legacy_table text not null,
   kept_as text not null,
@@ -2972,15 +2982,16 @@ grant EXECUTE on function marketplace.seller_transfer_admin_actions(text) to mar
 grant EXECUTE on function marketplace.seller_transfer_admin_actions(text) to marketplace_writer;
 revoke execute on function marketplace.seller_transfer_admin_actions(text) from public;
 
-CREATE OR REPLACE FUNCTION marketplace.seller_transfer_adoption_problems(r marketplace.seller_transfers)
- RETURNS text[]
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_adoption_problem_list(r marketplace.seller_transfers)
+ RETURNS SETOF text[]
  LANGUAGE sql
- STABLE
+ STABLE ROWS 1
 AS $function$
   -- What would make the guard refuse this row, or make money wrong, as an adopted row: the
-  -- statuses, currencies and column couplings of marketplace.seller_transfers, as problem codes.
-  -- No SET search_path (every name is qualified; not a definer): a SET clause keeps the planner
-  -- from inlining it, and adopt run asks it for every row it copies (100x slower with it).
+  -- statuses, currencies and column couplings of marketplace.seller_transfers, as problem codes
+  -- (one row; empty array: none). A set-returning SQL function without SET or SECURITY DEFINER so
+  -- that the planner inlines it where adopt calls it in FROM (LATERAL), its lookups becoming
+  -- hashed subplans run once per query.
   select array_remove(array[
     case when r.id is null then 'null_id' end,
     case when r.order_id is null then 'null_order_id' end,
@@ -3001,6 +3012,17 @@ AS $function$
     case when r.stripe_reversal_id !~ '^trr_[A-Za-z0-9]+$' then 'bad_stripe_reversal_id' end,
     case when r.retry_count < 0 then 'retry_count_negative' end
   ], null)
+$function$;
+comment on function marketplace.seller_transfer_adoption_problem_list(marketplace.seller_transfers) is 'Why a legacy row, mapped to seller_transfers'' columns, cannot be adopted as it is (one row; empty: it can). Called in FROM by seller-transfers adopt plan and run, where it is inlined; seller_transfer_adoption_problems(row) is the same as a scalar.';
+grant EXECUTE on function marketplace.seller_transfer_adoption_problem_list(marketplace.seller_transfers) to marketplace_reader;
+revoke execute on function marketplace.seller_transfer_adoption_problem_list(marketplace.seller_transfers) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_adoption_problems(r marketplace.seller_transfers)
+ RETURNS text[]
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select p.problems from marketplace.seller_transfer_adoption_problem_list(r) p(problems)
 $function$;
 comment on function marketplace.seller_transfer_adoption_problems(marketplace.seller_transfers) is 'Why a legacy row, mapped to this table''s columns, cannot be adopted as it is (empty: it can): seller-transfers adopt plan reports them, adopt run refuses a batch holding one.';
 grant EXECUTE on function marketplace.seller_transfer_adoption_problems(marketplace.seller_transfers) to marketplace_reader;
@@ -3396,6 +3418,39 @@ AS $function$
 $function$;
 comment on function marketplace.seller_transfer_guard_triggers() is 'The triggers on seller_transfers that make up the guard (compile_seller_transfer_guards() generates their functions).';
 grant EXECUTE on function marketplace.seller_transfer_guard_triggers() to public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_handover_transfer(p_id uuid, candidates jsonb)
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+AS $function$
+  -- Handover: of the Stripe transfers listed (candidates: [{id, amount, currency, destination,
+  -- created, transfer_group, metadata}]), the one the legacy system made for this adopted row, or
+  -- null: to the row's destination, for its amount and currency, created at or after the row,
+  -- without this project's metadata, with the legacy transfer_group and metadata the adoption
+  -- recorded for the row (when its map named them), and recorded by no other row; the oldest.
+  -- Not adopted (no adopted event): null.
+  select c.id
+    from marketplace.seller_transfers t
+    join lateral (select 1 from marketplace.seller_transfer_events e
+                   where e.transfer_id = t.id and e.action = 'adopted' limit 1) adopted on true
+    left join marketplace.seller_transfer_adoption_handover h on h.transfer_id = t.id
+   cross join lateral jsonb_to_recordset(candidates)
+         as c(id text, amount bigint, currency text, destination text, created bigint, transfer_group text, metadata jsonb)
+   where t.id = p_id
+     and c.amount = t.amount_cents and c.currency = t.currency and c.destination = t.stripe_account_id
+     and c.created >= floor(extract(epoch from t.created_at))
+     and not coalesce(c.metadata ? 'seller_transfer_id', false)
+     and (h.transfer_group is null or c.transfer_group is not distinct from h.transfer_group)
+     and (h.metadata is null or coalesce(c.metadata, '{}'::jsonb) @> h.metadata)
+     and not exists (select 1 from marketplace.seller_transfers o where o.stripe_transfer_id = c.id and o.id <> t.id)
+   order by c.created, c.id
+   limit 1
+$function$;
+comment on function marketplace.seller_transfer_handover_transfer(uuid,jsonb) is 'Handover (docs/adopting.md#handover): which of the listed Stripe transfers the legacy system made for this adopted row (destination, amount, currency, created after the row, not ours, the recorded legacy transfer_group and metadata, recorded by no other row; the oldest), or null.';
+grant EXECUTE on function marketplace.seller_transfer_handover_transfer(uuid,jsonb) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_handover_transfer(uuid,jsonb) to marketplace_worker;
+revoke execute on function marketplace.seller_transfer_handover_transfer(uuid,jsonb) from public;
 
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_is_due(status text, next_retry_at timestamp with time zone)
  RETURNS boolean
@@ -4004,6 +4059,10 @@ grant SELECT on marketplace.currencies to marketplace_worker;
 grant SELECT on marketplace.currencies to marketplace_writer;
 
 grant INSERT on marketplace.seller_transfer_adoption_changes to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfer_adoption_handover to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_adoption_handover to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_adoptions to marketplace_reader;
 
