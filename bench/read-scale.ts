@@ -12,7 +12,7 @@ import { listTransfers, statusStats } from '../src/core/read-model.ts';
 import { namedQueries } from '../src/db/named-queries.ts';
 import { loadPayouts, settleTables } from '../test/support/audit-load.ts';
 import { inTransaction } from '../src/db/connection.ts';
-import { parsePeriod, readOverview } from '../src/console/pages/overview.ts';
+import { parsePeriod, readOverview, STATUS_SNAPSHOT_MAX_AGE } from '../src/console/pages/overview.ts';
 import { readWorkerPage } from '../src/console/pages/worker.ts';
 import { HourlyOutcomes } from '../src/console/worker-chart.ts';
 import { emptyPayoutTables, median, ms, progress, rowsLabel, stopwatch, type BenchContext, type FigureResult } from './lib.ts';
@@ -69,7 +69,7 @@ export async function readScaleFigure(ctx: BenchContext): Promise<FigureResult> 
     [
       'console overview counts',
       async (db) => {
-        for (const s of statuses) await db.query(consoleSql('status_counts'), [s, 10_000, 10_000]);
+        for (const s of statuses) await db.query(consoleSql('status_counts'), [s, 10_000, 10_000, STATUS_SNAPSHOT_MAX_AGE]);
       },
       3,
     ],
@@ -140,6 +140,8 @@ export async function readScaleFigure(ctx: BenchContext): Promise<FigureResult> 
       }
       await settleTables(c);
       await c.query(`select marketplace.refresh_seller_transfer_status_counts(interval '0')`);
+      // The console chart's stored hours, as the worker keeps them (about every minute).
+      await c.query(`select marketplace.refresh_seller_transfer_outcome_hours(interval '0')`);
       times.get(names[0]!)!.push(await timed(1, () => c.query('select * from marketplace.run_seller_transfer_audit(true)')));
       await loadPayouts(c, { first: 10_000_000 + loaded, count: NEW_PAYOUTS, createdAt: new Date(Date.now() - 20 * 60_000).toISOString() });
       times.get(names[1]!)!.push(await timed(1, () => c.query('select * from marketplace.run_seller_transfer_audit()')));
@@ -179,11 +181,11 @@ export async function readScaleFigure(ctx: BenchContext): Promise<FigureResult> 
     key: 'read-scale',
     title: '7. Reads at a year of payouts: audit, doctor, stats, console, metrics',
     method:
-      "Payouts in the mix of test/support/audit-load.ts (80 % completed, 6 % pending, 4 % failed, 6 % reversed, 2 % reversal_pending, 2 % permanently_failed; about 2.2 history events each), loaded past the triggers in 250k chunks, VACUUM ANALYZEd, the status-count snapshot refreshed. At each size: the full audit as `audit --since-last --full` runs it (run_seller_transfer_audit(true)), then the incremental audit of 10,000 payouts loaded after it; doctor (src/core/doctor.ts), `stats` (statusStats), the console overview's count query for each status and a 50-row list page, and one metrics scrape (every query src/metrics.ts runs). Median of 3-5 runs after a warm-up (audits: one run). Exponent: log(time ratio) / log(size ratio); 1 is linear, 0 flat.",
+      "Payouts in the mix of test/support/audit-load.ts (80 % completed, 6 % pending, 4 % failed, 6 % reversed, 2 % reversal_pending, 2 % permanently_failed; about 2.2 history events each), loaded past the triggers in 250k chunks, VACUUM ANALYZEd, the status-count snapshot and the chart's stored hours refreshed (as the worker keeps them). At each size: the full audit as `audit --since-last --full` runs it (run_seller_transfer_audit(true)), then the incremental audit of 10,000 payouts loaded after it; doctor (src/core/doctor.ts), `stats` (statusStats), the console overview's count query for each status and a 50-row list page, and one metrics scrape (every query src/metrics.ts runs). Median of 3-5 runs after a warm-up (audits: one run). Exponent: log(time ratio) / log(size ratio); 1 is linear, 0 flat.",
     ratios: [],
     tables: [{ title: 'time per read, and its growth exponent', head, rows }],
     notes: [
-      'The worker page keeps the counts of each closed hour of its chart per console process (src/console/worker-chart.ts): "console worker page" is a page after the first, which counts the current hour; "first of a process" counts the 24 hours. In this load every payout is created within minutes, 20 hours before the run, so the 24 hours hold all of its history.',
+      'The worker page reads the closed hours of its chart from the table the worker keeps (seller_transfer_outcome_hours, src/console/worker-chart.ts) and counts the current hour: "first of a process" is a console process\'s first page, "console worker page" a later one (it also keeps the hours it counted). In this load every payout is created within minutes, 20 hours before the run, so the 24 hours hold all of its history; the 10,000 payouts of the incremental audit are in the current hour.',
       ...plans,
     ],
     seconds: 0,

@@ -3,7 +3,7 @@
 // Page times are not benchmarked; this checks the plans.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseNamedQueries } from '../src/db/named-queries.ts';
-import { ALERT_CAP, COUNT_CAP } from '../src/console/pages/overview.ts';
+import { ALERT_CAP, COUNT_CAP, STATUS_SNAPSHOT_MAX_AGE } from '../src/console/pages/overview.ts';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../src/paths/project.ts';
@@ -72,10 +72,11 @@ const none = (n: number) => Array.from({ length: n }, () => null);
 
 describe('console query plans read indexes', () => {
   for (const status of ['pending', 'completed', 'failed', 'reversal_pending', 'reversed', 'permanently_failed']) {
-    it(`overview: ${status}: capped count, due now, oldest due, past SLO`, async () => {
-      const plan = await planOf('status_counts', [status, COUNT_CAP, ALERT_CAP]);
-      // Worker statuses: all four subqueries; completed: count only (no task, no SLO); terminal: count only.
-      expect(plan, plan.join(', ')).toHaveLength(['pending', 'failed', 'reversal_pending'].includes(status) ? 4 : 1);
+    it(`overview: ${status}: capped count, due now, oldest due`, async () => {
+      const plan = await planOf('status_counts', [status, COUNT_CAP, ALERT_CAP, STATUS_SNAPSHOT_MAX_AGE]);
+      // Worker statuses: all three subqueries; completed and the terminal ones: the count only
+      // (no task; no snapshot in this database, so counted live).
+      expect(plan, plan.join(', ')).toHaveLength(['pending', 'failed', 'reversal_pending'].includes(status) ? 3 : 1);
       // Index range scans that stop at the cap (the console's indexes, or a worker's partial index
       // the planner finds smaller for a small status; a bitmap scan where it expects few rows).
       for (const scan of plan)
@@ -91,25 +92,79 @@ describe('console query plans read indexes', () => {
       await c.query('begin isolation level repeatable read');
       const mine = [];
       for (const status of ['pending', 'completed', 'failed', 'reversal_pending', 'reversed', 'permanently_failed']) {
-        mine.push((await c.query(queries.get('status_counts')!, [status, 1_000_000, 1_000_000])).rows[0]);
+        mine.push((await c.query(queries.get('status_counts')!, [status, 1_000_000, 1_000_000, STATUS_SNAPSHOT_MAX_AGE])).rows[0]);
       }
+      // Past SLO: the payouts past_slo_money reads, per status (the page's count).
+      const pastSlo = new Map<string, number>();
+      for (const r of (await c.query(queries.get('past_slo_money')!, [1_000_000])).rows)
+        pastSlo.set(r.status, (pastSlo.get(r.status) ?? 0) + Number(r.payouts));
       const { rows: stats } = await c.query('select status, transfers, due_now, past_slo from marketplace.seller_transfer_stats');
-      expect(mine.map((r) => [r.status, Number(r.transfers), r.worker_task ? Number(r.due_now) : 0, Number(r.past_slo)])).toEqual(
+      expect(mine.map((r) => [r.status, Number(r.transfers), r.worker_task ? Number(r.due_now) : 0, pastSlo.get(r.status) ?? 0])).toEqual(
         stats.map((r) => [r.status, Number(r.transfers), Number(r.due_now), Number(r.past_slo)]),
       );
       expect(
-        mine.some((r) => Number(r.past_slo) > 0),
+        [...pastSlo.values()].some((n) => n > 0),
         'the sample has rows past their SLO',
       ).toBe(true);
+      expect(mine.every((r) => r.counted_at === null)).toBe(true); // no snapshot yet: live
       // Capped: at most cap + 1 read.
       const {
         rows: [capped],
-      } = await c.query(queries.get('status_counts')!, ['completed', 100, 10]);
+      } = await c.query(queries.get('status_counts')!, ['completed', 100, 10, STATUS_SNAPSHOT_MAX_AGE]);
       expect(capped.transfers).toBe('101');
+      const pastCapped = (await c.query(queries.get('past_slo_money')!, [10])).rows
+        .filter((r) => r.status === 'pending')
+        .reduce((a, r) => a + Number(r.payouts), 0);
+      expect(pastCapped).toBe(11);
+    } finally {
+      await c.query('rollback');
+      c.release();
+    }
+  });
+
+  it('overview: a resting status comes from the status-count snapshot, equal to a live count, as of its time; a stale one gives way', async () => {
+    const c = await db.pool.connect();
+    try {
+      await c.query('begin');
+      await c.query(`select marketplace.refresh_seller_transfer_status_counts(interval '0')`);
+      const { rows: live } = await c.query(
+        `select s.status, s.worker_task, (select count(*) from marketplace.seller_transfers t where t.status = s.status) as n
+           from marketplace.seller_transfer_statuses s`,
+      );
+      for (const { status, worker_task, n } of live) {
+        const {
+          rows: [r],
+        } = await c.query(queries.get('status_counts')!, [status, COUNT_CAP, ALERT_CAP, STATUS_SNAPSHOT_MAX_AGE]);
+        if (worker_task) {
+          // Worker statuses: always live (capped), never the snapshot.
+          expect(r.counted_at, status).toBeNull();
+          expect(Number(r.transfers), status).toBe(Math.min(Number(n), COUNT_CAP + 1));
+        } else {
+          // Exact beyond the cap (completed: 180,000 rows), as of the refresh.
+          expect(r.counted_at, status).toBeInstanceOf(Date);
+          expect(r.transfers, status).toBe(n);
+        }
+      }
+      // completed holds far more than the cap: the snapshot's figure is not a capped count.
+      expect(Number(live.find((r) => r.status === 'completed').n)).toBeGreaterThan(COUNT_CAP);
+      // Read from the snapshot, the resting status's count reads no payout row.
       const {
-        rows: [pastCapped],
-      } = await c.query(queries.get('status_counts')!, ['pending', 100, 10]);
-      expect(pastCapped.past_slo).toBe('11');
+        rows: [explained],
+      } = await c.query(`explain (analyze, format json) ${queries.get('status_counts')}`, [
+        'completed',
+        COUNT_CAP,
+        ALERT_CAP,
+        STATUS_SNAPSHOT_MAX_AGE,
+      ]);
+      const plan = scans((explained['QUERY PLAN'] as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan);
+      expect(plan, plan.join(', ')).toEqual([]);
+      // A snapshot older than the page's limit gives way to the live capped count.
+      await c.query(`update marketplace.seller_transfer_status_count_snapshots set counted_at = now() - interval '2 hours'`);
+      const {
+        rows: [stale],
+      } = await c.query(queries.get('status_counts')!, ['completed', COUNT_CAP, ALERT_CAP, STATUS_SNAPSHOT_MAX_AGE]);
+      expect(stale.counted_at).toBeNull();
+      expect(Number(stale.transfers)).toBe(COUNT_CAP + 1);
     } finally {
       await c.query('rollback');
       c.release();

@@ -212,6 +212,75 @@ describe('payouts and failures per hour', () => {
     expect(late).toEqual(await asRole(db.pool, 'marketplace_reader', (r) => new HourlyOutcomes().read(r)));
   });
 
+  it("the worker's stored hours equal a hand-written count; a console process's first page then counts only the current hour; late history is counted again", async () => {
+    // A hand-written count of the last 24 hours' moves per UTC hour (hours with none left out).
+    const handWritten = async () =>
+      (
+        await db.pool.query(`
+          select date_trunc('hour', occurred_at at time zone 'UTC') at time zone 'UTC' as hour,
+                 count(*) filter (where to_status = 'completed')::int as paid,
+                 count(*) filter (where to_status = 'failed')::int as failed,
+                 count(*) filter (where to_status = 'permanently_failed')::int as given_up
+            from marketplace.seller_transfer_events
+           where occurred_at >= date_trunc('hour', now() at time zone 'UTC') at time zone 'UTC' - interval '23 hours'
+             and from_status is distinct from to_status
+           group by 1 order by 1`)
+      ).rows.filter((r) => r.paid + r.failed + r.given_up > 0);
+    const shownOf = (hours: Awaited<ReturnType<HourlyOutcomes['read']>>) =>
+      hours
+        .filter((h) => h.paid + h.failed + h.givenUp > 0)
+        .map((h) => ({ hour: h.hour, paid: h.paid, failed: h.failed, given_up: h.givenUp }));
+    await loadPayouts(db.pool, { first: 60_000, count: 300, createdAt: new Date(Date.now() - 4 * 3600_000).toISOString() });
+    // As the worker does about every minute (a login holding only marketplace_worker may).
+    const w = await db.pool.connect();
+    try {
+      await w.query(`set role marketplace_worker`);
+      await w.query(`select marketplace.refresh_seller_transfer_outcome_hours(interval '0')`);
+    } finally {
+      await w.query('reset role');
+      w.release();
+    }
+    // The stored hours: every final closed hour of the window (ended 10 minutes ago or more), each
+    // equal to the hand-written count, zero where there is none.
+    const { rows: stored } = await db.pool.query(
+      `select hour, paid::int, failed::int, given_up::int, counted_at >= hour + interval '70 minutes' as final
+         from marketplace.seller_transfer_outcome_hours order by hour`,
+    );
+    const expected = await handWritten();
+    const hourMs = 3600_000;
+    const lastFinal = Math.floor((Date.now() - 10 * 60_000) / hourMs) * hourMs - hourMs;
+    expect(stored.length).toBeGreaterThanOrEqual(22);
+    expect(stored.every((h) => h.final && h.hour.getTime() <= lastFinal)).toBe(true);
+    for (const h of stored) {
+      const e = expected.find((x) => x.hour.getTime() === h.hour.getTime());
+      expect([h.hour, h.paid, h.failed, h.given_up]).toEqual([h.hour, e?.paid ?? 0, e?.failed ?? 0, e?.given_up ?? 0]);
+    }
+    expect(stored.some((h) => h.paid > 0)).toBe(true);
+    // A console process's first page: the stored hours, and only the hours not stored counted.
+    const first = new HourlyOutcomes();
+    const cold = await asRole(db.pool, 'marketplace_reader', (r) => first.read(r));
+    expect(first.lastCountedHours).toBeLessThanOrEqual(2);
+    expect(shownOf(cold)).toEqual(expected);
+    // History stamped late into a stored hour (a load of older rows, 3 hours ago): a page counts
+    // that hour again before the worker refreshes, and so does the refresh.
+    await loadPayouts(db.pool, { first: 70_000, count: 50, createdAt: new Date(Date.now() - 3 * 3600_000).toISOString() });
+    const afterLate = await handWritten();
+    expect(afterLate).not.toEqual(expected);
+    expect(shownOf(await asRole(db.pool, 'marketplace_reader', (r) => new HourlyOutcomes().read(r)))).toEqual(afterLate);
+    expect(shownOf(await asRole(db.pool, 'marketplace_reader', (r) => first.read(r)))).toEqual(afterLate);
+    await db.pool.query(`select marketplace.refresh_seller_transfer_outcome_hours(interval '0')`);
+    const again = new HourlyOutcomes();
+    expect(shownOf(await asRole(db.pool, 'marketplace_reader', (r) => again.read(r)))).toEqual(afterLate);
+    expect(again.lastCountedHours).toBeLessThanOrEqual(2);
+    // The reader cannot write the stored hours, nor refresh them.
+    await expect(
+      asRole(db.pool, 'marketplace_reader', (r) => r.query(`delete from marketplace.seller_transfer_outcome_hours`)),
+    ).rejects.toThrow(/permission denied/);
+    await expect(
+      asRole(db.pool, 'marketplace_reader', (r) => r.query(`select marketplace.refresh_seller_transfer_outcome_hours()`)),
+    ).rejects.toThrow(/permission denied/);
+  });
+
   it('the chart reads the history through its BRIN index on occurred_at, never the whole table', async () => {
     // Eight days of history, most of it older than the chart's 24 hours.
     for (let d = 1; d <= 8; d++)

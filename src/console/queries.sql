@@ -4,39 +4,39 @@
 
 -- name: status_counts
 -- One status ($1; the page runs this once per status, so the planner sees the status and can
--- use the worker statuses' partial index): rows, capped at $2 + 1 so the page says "10,000+"
--- instead of counting 10M; rows due now (the worker's rule, seller_transfer_is_due), capped at
--- $3 + 1, and how long the longest of them has been due (seller_transfer_due_since); rows past
--- the status SLO (the rule of the view seller_transfers_past_slo, which
--- test/console-plans.test.ts holds this count to), capped at $3 + 1 (each costs a history
--- lookup). Every subquery is ordered like an index, so it is a range scan that stops at its cap.
--- A row planted with an infinite time (past the guard) gives no "longest due" (null), not an
--- error: PostgreSQL cannot subtract an infinite timestamp.
+-- use the worker statuses' partial index): rows; rows due now (the worker's rule,
+-- seller_transfer_is_due), capped at $3 + 1, and how long the longest of them has been due
+-- (seller_transfer_due_since). Rows of a status a payout rests in (no worker task: completed and
+-- the terminal ones) come from the status-count snapshot (seller_transfer_status_count_snapshots,
+-- counted in full by the worker every few minutes, as seller_transfer_status_totals reads it)
+-- when it was counted within $4, with counted_at saying when ("as of"); otherwise, and for the
+-- worker statuses, they are counted live, capped at $2 + 1 so the page says "10,000+" instead of
+-- counting 10M (counted_at null). Every subquery is ordered like an index, or unordered under its
+-- limit, so it is a range scan that stops at its cap. Rows past the status SLO are counted by
+-- past_slo_money, which reads them anyway. A row planted with an infinite time (past the guard)
+-- gives no "longest due" (null), not an error: PostgreSQL cannot subtract an infinite timestamp.
 select s.status, s.is_initial, s.is_terminal, s.worker_task, s.description, slo.max_seconds as slo_seconds,
+       snap.counted_at,
+       case when snap.status is not null then snap.transfers
+            else (select count(*) from (
+                    select 1 from marketplace.seller_transfers t where t.status = $1
+                     order by t.status, t.created_at desc, t.id desc limit $2 + 1) c) end as transfers,
        (select count(*) from (
-          select 1 from marketplace.seller_transfers t where t.status = $1
-           order by t.status, t.created_at desc, t.id desc limit $2 + 1) c) as transfers,
-       (select count(*) from (
+          -- Unordered: the count needs no order, and a sort of the whole due set would read it all.
           select 1 from marketplace.seller_transfers t
            where s.worker_task is not null and t.status = $1
              and coalesce(t.next_retry_at, t.created_at) <= now() and marketplace.seller_transfer_is_due(t.status, t.next_retry_at)
-           order by t.status, coalesce(t.next_retry_at, t.created_at), t.id limit $3 + 1) c) as due_now,
+           limit $3 + 1) c) as due_now,
        (select case when isfinite(d.since) then extract(epoch from now() - d.since)::double precision end
           from marketplace.seller_transfers t
          cross join lateral (select marketplace.seller_transfer_due_since(t.id, t.status, t.next_retry_at, t.created_at) as since) d
          where s.worker_task is not null and t.status = $1
            and coalesce(t.next_retry_at, t.created_at) <= now() and marketplace.seller_transfer_is_due(t.status, t.next_retry_at)
-         order by t.status, coalesce(t.next_retry_at, t.created_at), t.id limit 1) as oldest_due_seconds,
-       (select count(*) from (
-          -- A row's status began at or after its creation, so only rows created before the SLO
-          -- window can be past it: the created_at bound narrows the range, the view's rule decides.
-          select 1 from marketplace.seller_transfers t
-           where not s.is_terminal and slo.max_seconds is not null and t.status = $1
-             and t.created_at < now() - make_interval(secs => slo.max_seconds)
-             and coalesce(marketplace.seller_transfer_status_since(t.id), t.created_at) < now() - make_interval(secs => slo.max_seconds)
-           order by t.status, t.created_at desc, t.id desc limit $3 + 1) c) as past_slo
+         order by t.status, coalesce(t.next_retry_at, t.created_at), t.id limit 1) as oldest_due_seconds
   from marketplace.seller_transfer_statuses s
   left join marketplace.seller_transfer_status_slos slo on slo.status = s.status
+  left join marketplace.seller_transfer_status_count_snapshots snap
+    on snap.status = s.status and s.worker_task is null and snap.counted_at > now() - $4::interval
  where s.status = $1;
 
 -- name: currency_exponent
@@ -78,9 +78,12 @@ select s.status, s.is_terminal, m.currency,
  order by m.currency, s.position;
 
 -- name: past_slo_money
--- Money stuck past its status SLO (the rule of the view seller_transfers_past_slo, as in
--- status_counts), per status and currency: at most $1 + 1 rows per status are read (each costs a
--- history lookup), so a status with more says "at least".
+-- Money stuck past its status SLO (the rule of the view seller_transfers_past_slo, which
+-- test/console-plans.test.ts holds this to), per status and currency: at most $1 + 1 rows per
+-- status are read (each costs a history lookup), so a status with more says "at least"; the
+-- page's per-status "past SLO" count is the sum of its payouts. A row's status began at or after
+-- its creation, so only rows created before the SLO window can be past it: the created_at bound
+-- narrows the range, the view's rule decides.
 select s.status, x.currency, (select c.exponent from marketplace.currencies c where c.code = x.currency) as currency_exponent,
        count(*) as payouts, sum(x.amount_cents) as amount_minor
   from marketplace.seller_transfer_statuses s
@@ -294,21 +297,25 @@ select c.state, c.jobs from marketplace.seller_transfer_worker_job_counts($1) c;
 select now() as now;
 
 -- name: outcomes_per_hour
--- Payouts and failures per hour of the history in [$1, $2): moves into completed (paid), into
--- failed (an attempt failed, or an operator stopped it) and into permanently_failed (given up);
--- same-state rows (an operator's retry) are not moves. Hours are UTC-aligned instants
--- (date_bin), whatever the session's time zone. Read through the history's BRIN index on
--- occurred_at (seller_transfer_events_time_brin, 000024): the range's pages and no others.
-select date_bin('1 hour', e.occurred_at, timestamptz '2000-01-01 00:00:00+00') as hour,
-       count(*) filter (where e.to_status = 'completed') as paid,
-       count(*) filter (where e.to_status = 'failed') as failed,
-       count(*) filter (where e.to_status = 'permanently_failed') as given_up
-  from marketplace.seller_transfer_events e
- where e.occurred_at >= $1::timestamptz and e.occurred_at < $2::timestamptz
-   and e.to_status in ('completed', 'failed', 'permanently_failed')
-   and e.from_status is distinct from e.to_status
- group by 1
- order by 1;
+-- Payouts and failures per hour of the history in [$1, $2) (the rule: the SQL function
+-- seller_transfer_outcomes_per_hour, inlined here): moves into completed (paid), into failed (an
+-- attempt failed, or an operator stopped it) and into permanently_failed (given up); same-state
+-- rows (an operator's retry) are not moves. Hours are UTC-aligned instants (date_bin), whatever
+-- the session's time zone. Read through the history's BRIN index on occurred_at
+-- (seller_transfer_events_time_brin, 000024): the range's pages and no others.
+select o.hour, o.paid, o.failed, o.given_up
+  from marketplace.seller_transfer_outcomes_per_hour($1::timestamptz, $2::timestamptz) o;
+
+-- name: outcome_hours_stored
+-- The closed hours from $1 on that the worker stored once final (seller_transfer_outcome_hours,
+-- refreshed about every minute by refresh_seller_transfer_outcome_hours), with the history id they
+-- are counted through: history above it may be stamped in one of them (the page checks it). No
+-- row when the last refresh is older than $2 (no worker running: the page counts for itself).
+select w.through_id, o.hour, o.paid, o.failed, o.given_up, o.counted_at
+  from marketplace.seller_transfer_outcome_hours_watermark w
+  left join marketplace.seller_transfer_outcome_hours o on o.hour >= $1::timestamptz
+ where w.refreshed_at > now() - $2::interval
+ order by o.hour;
 
 -- name: history_since
 -- The history written since the chart last looked (ids above $1, through the primary key): its

@@ -1,17 +1,23 @@
 // The worker page's chart: payouts paid, failed and given up per hour over the last 24 hours,
-// from the history (outcomes_per_hour, through its BRIN index on occurred_at), drawn as an SVG
-// on the server like the state diagram (views/chart.eta), with the same figures as a table.
+// from the history (the rule: seller_transfer_outcomes_per_hour, through the history's BRIN index
+// on occurred_at), drawn as an SVG on the server like the state diagram (views/chart.eta), with
+// the same figures as a table.
 //
 // At a million payouts a day the last 24 hours hold about two million history rows: counting
-// them on every page would cost the page about a second. So a console process keeps each closed
-// hour's counts once it has counted them at least FREEZE_AFTER_MS after the hour ended (a
-// transaction still open then, writing history stamped inside that hour, is rare: the worker's
-// and the writers' transactions are short), and each page counts only the hours not kept yet,
-// in one range: the current hour and, after an hour ends, the one before. The first page a
-// process shows counts the whole 24 hours once. Each page also reads the history written since
-// the last one (ids above the newest it saw, through the primary key: the rows of a few seconds),
-// and counts again from the earliest hour any of them is stamped in, so history written late
-// into a kept hour (a transaction that stayed open, a load of older rows) is never left out.
+// them on a page would cost it about half a second. So the closed hours are counted once:
+// the worker stores each in marketplace.seller_transfer_outcome_hours when it is final (counted at
+// least 10 minutes after it ended; refresh_seller_transfer_outcome_hours, about every minute, one
+// session of the fleet), shared by every console process; and a console process keeps the closed
+// hours it counted itself (at least FREEZE_AFTER_MS after they ended: a transaction still open
+// then, writing history stamped inside that hour, is rare: the worker's and the writers'
+// transactions are short), for when no worker has refreshed the table lately. Each page counts
+// only the hours neither holds, in one range: the current hour and, in the minutes after an
+// hour ends, the one before. Each page also reads the history written since the stored hours
+// and its own were counted (ids above the older of the two watermarks, through the primary key:
+// the rows of about a minute), and counts again from the earliest hour any of them is stamped
+// in, so history written late into a kept hour (a transaction that stayed open, a load of older
+// rows) is never left out. The first page of a process counts all 24 hours only when no worker
+// has refreshed the table within STORED_MAX_AGE_MS.
 import type { Queryable } from '../db/connection.ts';
 import { namedQueries } from '../db/named-queries.ts';
 
@@ -19,8 +25,10 @@ const sql = namedQueries('src/console/queries.sql');
 
 export const HOUR_MS = 3_600_000;
 export const CHART_HOURS = 24;
-/** A closed hour's counts are kept once counted this long after it ended. */
+/** A closed hour's counts are kept once counted this long after it ended (the stored hours: 10 minutes too, in the refresh). */
 export const FREEZE_AFTER_MS = 10 * 60_000;
+/** The stored hours are used while the worker refreshed them this recently (the page then reads the history written since, by id). */
+export const STORED_MAX_AGE_MS = 15 * 60_000;
 
 export interface HourCounts {
   /** The hour's start (UTC-aligned). */
@@ -56,21 +64,38 @@ export class HourlyOutcomes {
     const currentHour = Math.floor(now / HOUR_MS) * HOUR_MS;
     const hours = Array.from({ length: CHART_HOURS }, (_, i) => currentHour - (CHART_HOURS - 1 - i) * HOUR_MS);
     for (const h of this.kept.keys()) if (h < hours[0]!) this.kept.delete(h);
-    // History written since the last read: stamped in a kept hour, that hour and the later ones are counted again.
-    if (this.kept.size && this.seenId !== null) {
+    // The closed hours the worker stored (final), and the history id they are counted through.
+    const { rows: stored } = await c.query<{
+      through_id: string;
+      hour: Date | null;
+      paid: string;
+      failed: string;
+      given_up: string;
+      counted_at: Date;
+    }>(sql('outcome_hours_stored'), [new Date(hours[0]!), `${STORED_MAX_AGE_MS} milliseconds`]);
+    // History written since the older of the two counts (the stored hours', this process's): any
+    // stamped in a kept or stored hour makes that hour and the later ones be counted again.
+    const storedThrough = stored[0]?.through_id ?? null;
+    const mine = this.kept.size && this.seenId !== null ? this.seenId : null;
+    const from = mine === null ? storedThrough : storedThrough === null || BigInt(mine) < BigInt(storedThrough) ? mine : storedThrough;
+    let lateFrom = Infinity;
+    if (from !== null) {
       const {
         rows: [since],
-      } = await c.query<{ max_id: string | null; earliest: Date | null }>(sql('history_since'), [this.seenId]);
-      if (since?.earliest) {
-        const from = Math.floor(since.earliest.getTime() / HOUR_MS) * HOUR_MS;
-        for (const h of this.kept.keys()) if (h >= from) this.kept.delete(h);
-      }
-      this.seenId = since?.max_id ?? this.seenId;
+      } = await c.query<{ max_id: string | null; earliest: Date | null }>(sql('history_since'), [from]);
+      if (since?.earliest) lateFrom = Math.floor(since.earliest.getTime() / HOUR_MS) * HOUR_MS;
+      this.seenId = since?.max_id ?? this.seenId ?? from;
     } else {
       const {
         rows: [newest],
       } = await c.query<{ max_id: string | null }>(sql('history_newest_id'));
       this.seenId = newest?.max_id ?? '0';
+    }
+    for (const h of this.kept.keys()) if (h >= lateFrom) this.kept.delete(h);
+    for (const x of stored) {
+      const h = x.hour?.getTime();
+      if (h === undefined || h < hours[0]! || h >= currentHour || h >= lateFrom) continue;
+      this.kept.set(h, { paid: Number(x.paid), failed: Number(x.failed), givenUp: Number(x.given_up), countedAt: x.counted_at.getTime() });
     }
     // The first hour not kept (the current one at the latest): count from it to now, in one range.
     const first = hours.find((h) => h === currentHour || !this.isFrozen(h)) ?? currentHour;

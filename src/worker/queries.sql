@@ -12,6 +12,11 @@ select pg_cancel_backend($1);
 -- name: heartbeat
 select marketplace.record_seller_transfer_worker_heartbeat($1, $2, $3, $4, $5) as at;
 
+-- name: refresh_outcome_hours
+-- The console chart's closed hours (seller_transfer_outcome_hours), when the last refresh is a
+-- minute old; one session of the fleet at a time.
+select marketplace.refresh_seller_transfer_outcome_hours(interval '1 minute') as refreshed_at;
+
 -- name: readiness
 select 1 as one, (select max(filename) from graphile_migrate.migrations) as latest;
 

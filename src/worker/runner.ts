@@ -33,6 +33,7 @@ import { buildTaskList } from '../../tasks/index.ts';
 import { startDispatcher, type Dispatcher } from './dispatcher.ts';
 import { retryPolicyFromConfig } from './retry-policy.ts';
 import { startHeartbeat } from './heartbeat.ts';
+import { startOutcomeHours } from './outcome-hours.ts';
 import { createReadinessProbe } from './readiness.ts';
 import type { StripeCallObserver, WorkerDeps } from './transfer-ops.ts';
 import { namedQueries } from '../db/named-queries.ts';
@@ -282,6 +283,8 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   };
   attach(runner);
   const heartbeat = startHeartbeat(pool, logger, { onBeat: metrics?.observeHeartbeat });
+  // The console chart's hourly counts, kept for every console process (src/worker/outcome-hours.ts).
+  const outcomeHours = startOutcomeHours(pool, logger.child({ component: 'outcome-hours' }));
   let metricsServer: Server | undefined;
   if (metrics) {
     metricsServer = await metrics.serve(
@@ -325,6 +328,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
         .catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'graphile-worker runner did not stop cleanly'));
       budget?.close();
       await heartbeat.stop();
+      await outcomeHours.stop();
       for (const server of [metricsServer, webhookServer])
         await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
       await pool.end();

@@ -19,6 +19,12 @@ const sql = namedQueries('src/console/queries.sql');
 export const PAUSE_HISTORY_SHOWN = 5;
 /** Counts are exact up to this, then shown as "10,000+" (a count never reads more rows than this). */
 export const COUNT_CAP = 10_000;
+/**
+ * The statuses a payout rests in (completed, the terminal ones) are shown from the status-count
+ * snapshot the worker counts in full every few minutes, exact and "as of" its time, when it is at
+ * most this old; an older one (no worker scraped lately) gives way to the live capped count.
+ */
+export const STATUS_SNAPSHOT_MAX_AGE = '1 hour';
 /** Rows due now and past the SLO: exact up to this ("1,000+"); past the SLO costs a history lookup a row. */
 export const ALERT_CAP = 1_000;
 /** The money totals read every row of their period: past this, the page says to narrow it (the rest still shows). */
@@ -59,11 +65,24 @@ export function parsePeriod(q: Record<string, unknown>): MoneyPeriod {
   return { period: 'range', from, to, error: null };
 }
 
-/** One status_counts query per status (in the page's snapshot), so each is planned for its status. */
-async function perStatus(c: Queryable): Promise<Array<Record<string, unknown>>> {
+/** Past-SLO rows per status: the payouts past_slo_money read (at most ALERT_CAP + 1 a status). */
+function pastSloPerStatus(rows: Array<Record<string, unknown>>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const r of rows) out.set(r['status'] as string, (out.get(r['status'] as string) ?? 0) + Number(r['payouts']));
+  return out;
+}
+
+/**
+ * One status_counts query per status (in the page's snapshot), so each is planned for its
+ * status, with its past-SLO count from past_slo_money's rows (the same rule and cap: its rows are
+ * read once for the money and the count).
+ */
+async function perStatus(c: Queryable, pastSloMoney: Array<Record<string, unknown>>): Promise<Array<Record<string, unknown>>> {
+  const pastSlo = pastSloPerStatus(pastSloMoney);
   const out = [];
   for (const { status } of (await c.query<{ status: string }>(sql('status_names'))).rows) {
-    out.push((await c.query(sql('status_counts'), [status, COUNT_CAP, ALERT_CAP])).rows[0]);
+    const row = (await c.query(sql('status_counts'), [status, COUNT_CAP, ALERT_CAP, STATUS_SNAPSHOT_MAX_AGE])).rows[0];
+    out.push({ ...row, past_slo: pastSlo.get(status) ?? 0 });
   }
   return out;
 }
@@ -111,11 +130,13 @@ export async function readOverview(c: Queryable, period: MoneyPeriod, zone: stri
   const {
     rows: [p],
   } = await c.query<{ from_at: Date; to_at: Date | null }>(sql('money_period'), [period.period, zone, period.from, period.to]);
+  const money = await moneyTotals(c, p!.from_at, p!.to_at);
+  const pastSloMoney = (await c.query(sql('past_slo_money'), [ALERT_CAP])).rows;
   return {
     period: p!,
-    money: await moneyTotals(c, p!.from_at, p!.to_at),
-    pastSloMoney: (await c.query(sql('past_slo_money'), [ALERT_CAP])).rows,
-    statuses: await perStatus(c),
+    money,
+    pastSloMoney,
+    statuses: await perStatus(c, pastSloMoney),
     budget: (await c.query(sql('request_budget'))).rows,
     waitingForFunds: (await c.query(sql('waiting_for_funds'))).rows,
     heartbeats: (await c.query(sql('heartbeats'))).rows,
@@ -132,21 +153,16 @@ export function registerOverviewPage(app: FastifyInstance, o: ConsoleOptions): v
     const zone = viewerZone(request);
     const data = await readSnapshot(o.db, (c) => readOverview(c, period, zone));
     const statuses = data.statuses;
+    // A snapshot's count is exact as of its time; a live one is capped.
     const counts = new Map(
-      statuses.map((s: Record<string, unknown>) => [s['status'] as string, cappedCount(s['transfers'] as number, COUNT_CAP)]),
+      statuses.map((s: Record<string, unknown>) => [
+        s['status'] as string,
+        s['counted_at'] ? Number(s['transfers']).toLocaleString('en-US') : cappedCount(s['transfers'] as number, COUNT_CAP),
+      ]),
     );
     // Every figure's list: the same status, currency and created_at window.
     const window = { created_from: data.period.from_at.toISOString(), created_to: data.period.to_at?.toISOString() ?? null };
-    const pastSloCapped = new Set(
-      Object.entries(
-        data.pastSloMoney.reduce<Record<string, number>>(
-          (a, r) => ({ ...a, [r['status']]: (a[r['status']] ?? 0) + Number(r['payouts']) }),
-          {},
-        ),
-      )
-        .filter(([, n]) => n > ALERT_CAP)
-        .map(([s]) => s),
-    );
+    const pastSloCapped = new Set([...pastSloPerStatus(data.pastSloMoney)].filter(([, n]) => n > ALERT_CAP).map(([s]) => s));
     return page(request, reply, 'overview', {
       title: 'Overview',
       cap: COUNT_CAP,
