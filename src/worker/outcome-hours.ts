@@ -3,7 +3,8 @@
 // asks refresh_seller_transfer_outcome_hours to store the hours that became final (one session of
 // the fleet does the work, the others return at once), so no console page counts 24 hours of
 // history. A refresh that fails (database down, a schema without the table yet) is logged once and
-// tried again at the next tick; it never throws, and the console then counts for itself.
+// tried again at the next tick (a lost connection is the runner's to report); it never throws,
+// and the console then counts for itself.
 import type pg from 'pg';
 import { namedQueries } from '../db/named-queries.ts';
 import type { AppLogger } from '../logger.ts';
@@ -17,7 +18,13 @@ export interface OutcomeHours {
   stop(): Promise<void>;
 }
 
-export function startOutcomeHours(pool: pg.Pool, logger: AppLogger, opts: { intervalMs?: number } = {}): OutcomeHours {
+export interface OutcomeHoursOptions {
+  intervalMs?: number;
+  /** A lost database connection: not logged here (the runner reports the outage once). */
+  isConnectionError?: (err: unknown) => boolean;
+}
+
+export function startOutcomeHours(pool: pg.Pool, logger: AppLogger, opts: OutcomeHoursOptions = {}): OutcomeHours {
   const intervalMs = opts.intervalMs ?? DEFAULT_OUTCOME_HOURS_INTERVAL_MS;
   let failing = false;
   let inFlight: Promise<void> = Promise.resolve();
@@ -28,7 +35,11 @@ export function startOutcomeHours(pool: pg.Pool, logger: AppLogger, opts: { inte
         failing = false;
       },
       (err: unknown) => {
-        if (!failing) logger.warn({ err }, 'hourly outcome counts could not be refreshed (the console counts for itself); retrying');
+        if (!failing && !opts.isConnectionError?.(err))
+          logger.warn(
+            { err: (err as Error).message },
+            'hourly outcome counts could not be refreshed (the console counts for itself); retrying',
+          );
         failing = true;
       },
     );

@@ -284,7 +284,9 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   attach(runner);
   const heartbeat = startHeartbeat(pool, logger, { onBeat: metrics?.observeHeartbeat });
   // The console chart's hourly counts, kept for every console process (src/worker/outcome-hours.ts).
-  const outcomeHours = startOutcomeHours(pool, logger.child({ component: 'outcome-hours' }));
+  const outcomeHours = startOutcomeHours(pool, logger.child({ component: 'outcome-hours' }), {
+    isConnectionError: isDatabaseConnectionError,
+  });
   let metricsServer: Server | undefined;
   if (metrics) {
     metricsServer = await metrics.serve(
