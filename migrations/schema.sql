@@ -212,6 +212,30 @@ alter table marketplace.seller_transfer_move_owners add constraint seller_transf
 CREATE TRIGGER seller_transfer_move_owners_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON marketplace.seller_transfer_move_owners FOR EACH STATEMENT EXECUTE FUNCTION marketplace.recompile_seller_transfer_guards();
 comment on table marketplace.seller_transfer_move_owners is 'Which authorities own each legal move (the owner owns all of them implicitly). The status guard is compiled from this table and the transitions.';
 
+create table marketplace.seller_transfer_outcome_hours (
+  hour timestamp with time zone not null,
+  paid bigint not null,
+  failed bigint not null,
+  given_up bigint not null,
+  counted_at timestamp with time zone not null
+);
+alter table marketplace.seller_transfer_outcome_hours add constraint seller_transfer_outcome_hours_check CHECK ((counted_at >= (hour + '01:10:00'::interval)));
+alter table marketplace.seller_transfer_outcome_hours add constraint seller_transfer_outcome_hours_failed_check CHECK ((failed >= 0));
+alter table marketplace.seller_transfer_outcome_hours add constraint seller_transfer_outcome_hours_given_up_check CHECK ((given_up >= 0));
+alter table marketplace.seller_transfer_outcome_hours add constraint seller_transfer_outcome_hours_hour_check CHECK ((hour = date_bin('01:00:00'::interval, hour, '2000-01-01 00:00:00+00'::timestamp with time zone)));
+alter table marketplace.seller_transfer_outcome_hours add constraint seller_transfer_outcome_hours_paid_check CHECK ((paid >= 0));
+alter table marketplace.seller_transfer_outcome_hours add constraint seller_transfer_outcome_hours_pkey PRIMARY KEY (hour);
+comment on table marketplace.seller_transfer_outcome_hours is 'Payouts paid, failed and given up per closed hour of the last 24 (seller_transfer_outcomes_per_hour), each stored once final: counted at least 10 minutes after the hour ended. Kept by refresh_seller_transfer_outcome_hours; the console''s worker page reads it.';
+
+create table marketplace.seller_transfer_outcome_hours_watermark (
+  singleton boolean default true not null,
+  through_id bigint not null,
+  refreshed_at timestamp with time zone not null
+);
+alter table marketplace.seller_transfer_outcome_hours_watermark add constraint seller_transfer_outcome_hours_watermark_pkey PRIMARY KEY (singleton);
+alter table marketplace.seller_transfer_outcome_hours_watermark add constraint seller_transfer_outcome_hours_watermark_singleton_check CHECK (singleton);
+comment on table marketplace.seller_transfer_outcome_hours_watermark is 'One row: the history''s newest id (through_id) when seller_transfer_outcome_hours was last refreshed, and when. History above it may be stamped in a stored hour: a reader checks those rows. Locked by the session that refreshes (only the definer may lock it).';
+
 create table marketplace.seller_transfer_pause (
   singleton boolean default true not null,
   paused boolean default false not null,
@@ -2570,6 +2594,66 @@ comment on function marketplace.record_seller_transfer_worker_heartbeat(text,tex
 grant EXECUTE on function marketplace.record_seller_transfer_worker_heartbeat(text,text,integer,timestamp with time zone,boolean) to marketplace_worker;
 revoke execute on function marketplace.record_seller_transfer_worker_heartbeat(text,text,integer,timestamp with time zone,boolean) from public;
 
+CREATE OR REPLACE FUNCTION marketplace.refresh_seller_transfer_outcome_hours(max_age interval DEFAULT '00:01:00'::interval)
+ RETURNS timestamp with time zone
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET jit TO 'off'
+AS $function$
+declare
+  w record;
+  newest bigint;
+  late timestamptz;
+  window_start timestamptz := date_bin('1 hour', now(), timestamptz '2000-01-01 00:00:00+00') - interval '23 hours';
+  -- The last final hour: ended at least 10 minutes ago.
+  last_final timestamptz := date_bin('1 hour', now() - interval '10 minutes', timestamptz '2000-01-01 00:00:00+00') - interval '1 hour';
+  first_missing timestamptz;
+begin
+  select m.through_id, m.refreshed_at into w from marketplace.seller_transfer_outcome_hours_watermark m;
+  if w.refreshed_at > now() - max_age then
+    return w.refreshed_at;
+  end if;
+  -- One session of the fleet refreshes; the others keep what is stored.
+  select m.through_id, m.refreshed_at into w
+    from marketplace.seller_transfer_outcome_hours_watermark m for update skip locked;
+  if not found then
+    return null;
+  end if;
+  -- Read before counting: history written during the count is checked again by the next refresh.
+  select max(e.id) into newest from marketplace.seller_transfer_events e;
+  delete from marketplace.seller_transfer_outcome_hours o where o.hour < window_start;
+  if w.refreshed_at >= window_start then
+    -- The rows written since the last refresh (the primary key's range): any stamped in a stored
+    -- hour make that hour and the later ones be counted again.
+    select min(e.occurred_at) into late from marketplace.seller_transfer_events e where e.id > w.through_id;
+    if late is not null then
+      delete from marketplace.seller_transfer_outcome_hours o
+       where o.hour >= date_bin('1 hour', late, timestamptz '2000-01-01 00:00:00+00');
+    end if;
+  else
+    -- Not refreshed within the window: what came late since cannot be told cheaply; count afresh.
+    delete from marketplace.seller_transfer_outcome_hours;
+  end if;
+  select min(h.hour) into first_missing
+    from generate_series(window_start, last_final, interval '1 hour') h(hour)
+   where not exists (select 1 from marketplace.seller_transfer_outcome_hours o where o.hour = h.hour);
+  if first_missing is not null then
+    insert into marketplace.seller_transfer_outcome_hours (hour, paid, failed, given_up, counted_at)
+    select h.hour, coalesce(c.paid, 0), coalesce(c.failed, 0), coalesce(c.given_up, 0), now()
+      from generate_series(first_missing, last_final, interval '1 hour') h(hour)
+      left join marketplace.seller_transfer_outcomes_per_hour(first_missing, last_final + interval '1 hour') c on c.hour = h.hour
+     where not exists (select 1 from marketplace.seller_transfer_outcome_hours o where o.hour = h.hour);
+  end if;
+  update marketplace.seller_transfer_outcome_hours_watermark
+     set through_id = coalesce(newest, 0), refreshed_at = now();
+  return now();
+end $function$;
+comment on function marketplace.refresh_seller_transfer_outcome_hours(interval) is 'Stores the payouts paid, failed and given up of each closed hour of the last 24 that is final (ended at least 10 minutes ago) and not stored yet, in seller_transfer_outcome_hours, after dropping the hours history was written late into; when the last refresh is older than max_age, by one session at a time. Returns when the table was last refreshed.';
+grant EXECUTE on function marketplace.refresh_seller_transfer_outcome_hours(interval) to marketplace_operator;
+grant EXECUTE on function marketplace.refresh_seller_transfer_outcome_hours(interval) to marketplace_worker;
+revoke execute on function marketplace.refresh_seller_transfer_outcome_hours(interval) from public;
+
 CREATE OR REPLACE FUNCTION marketplace.refresh_seller_transfer_status_counts(max_age interval DEFAULT '00:05:00'::interval)
  RETURNS timestamp with time zone
  LANGUAGE plpgsql
@@ -3652,6 +3736,29 @@ END;
 comment on function marketplace.seller_transfer_move_owned(text,text,text) is 'True when authority may move a seller transfer from_status -> to_status (a legal move it owns; the owner owns every legal move). compiled from the statuses and transitions tables, fingerprint b9b6627a6d067bd48ccbc610d7cb59dd';
 grant EXECUTE on function marketplace.seller_transfer_move_owned(text,text,text) to public;
 
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_outcomes_per_hour(from_at timestamp with time zone, to_at timestamp with time zone)
+ RETURNS TABLE(hour timestamp with time zone, paid bigint, failed bigint, given_up bigint)
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select date_bin('1 hour', e.occurred_at, timestamptz '2000-01-01 00:00:00+00') as hour,
+         count(*) filter (where e.to_status = 'completed') as paid,
+         count(*) filter (where e.to_status = 'failed') as failed,
+         count(*) filter (where e.to_status = 'permanently_failed') as given_up
+    from marketplace.seller_transfer_events e
+   where e.occurred_at >= $1 and e.occurred_at < $2
+     and e.to_status in ('completed', 'failed', 'permanently_failed')
+     and e.from_status is distinct from e.to_status
+   group by 1
+   order by 1
+$function$;
+comment on function marketplace.seller_transfer_outcomes_per_hour(timestamp with time zone,timestamp with time zone) is 'Payouts paid (moves into completed), failed (into failed) and given up (into permanently_failed) per UTC-aligned hour of the history in [from_at, to_at); hours with none are left out. Reads the range through the BRIN index on occurred_at.';
+grant EXECUTE on function marketplace.seller_transfer_outcomes_per_hour(timestamp with time zone,timestamp with time zone) to marketplace_definer;
+grant EXECUTE on function marketplace.seller_transfer_outcomes_per_hour(timestamp with time zone,timestamp with time zone) to marketplace_operator;
+grant EXECUTE on function marketplace.seller_transfer_outcomes_per_hour(timestamp with time zone,timestamp with time zone) to marketplace_reader;
+grant EXECUTE on function marketplace.seller_transfer_outcomes_per_hour(timestamp with time zone,timestamp with time zone) to marketplace_worker;
+revoke execute on function marketplace.seller_transfer_outcomes_per_hour(timestamp with time zone,timestamp with time zone) from public;
+
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_pause_state(OUT paused boolean, OUT since timestamp with time zone, OUT actor text, OUT requested_by text, OUT reason text, OUT paused_seconds double precision)
  RETURNS record
  LANGUAGE sql
@@ -4151,6 +4258,22 @@ grant SELECT on marketplace.seller_transfer_move_owners to marketplace_recorder;
 grant SELECT on marketplace.seller_transfer_move_owners to marketplace_worker;
 
 grant SELECT on marketplace.seller_transfer_move_owners to marketplace_writer;
+
+grant DELETE, INSERT, SELECT, UPDATE on marketplace.seller_transfer_outcome_hours to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfer_outcome_hours to marketplace_operator;
+
+grant SELECT on marketplace.seller_transfer_outcome_hours to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_outcome_hours to marketplace_worker;
+
+grant SELECT, UPDATE on marketplace.seller_transfer_outcome_hours_watermark to marketplace_definer;
+
+grant SELECT on marketplace.seller_transfer_outcome_hours_watermark to marketplace_operator;
+
+grant SELECT on marketplace.seller_transfer_outcome_hours_watermark to marketplace_reader;
+
+grant SELECT on marketplace.seller_transfer_outcome_hours_watermark to marketplace_worker;
 
 grant SELECT, UPDATE on marketplace.seller_transfer_pause to marketplace_definer;
 
