@@ -150,7 +150,7 @@ export async function bulkFigure(ctx: BenchContext): Promise<FigureResult> {
     key: 'bulk',
     title: `2. Bulk: one statement moving ${rowsLabel(rows)} rows to failed`,
     method: [
-      `\`${BULK_UPDATE.replace(/\s+/g, ' ')}\` on \`bench.transfers\` (a copy of marketplace.seller_transfers made with \`LIKE ... INCLUDING ALL\` plus the status foreign key; ${rowsLabel(rows)} rows, all \`pending\`), inside BEGIN ... ROLLBACK.`,
+      `\`${BULK_UPDATE.replace(/\s+/g, ' ')}\` on \`bench.transfers\` (a copy of marketplace.seller_transfers made with \`LIKE ... INCLUDING ALL\` plus its foreign keys; ${rowsLabel(rows)} rows, all \`pending\`), inside BEGIN ... ROLLBACK.`,
       `Writers: plain = that UPDATE with no user triggers; hand-written = \`${SQL['hand-written'].replace(/\s+/g, ' ')}\` with no user triggers; real = the UPDATE with the triggers of marketplace.seller_transfers, copied verbatim (pg_get_triggerdef).`,
       `${sizes.bulkRuns} round(s), each running the three writers in rotating order; before every run: history and jobs tables truncated, VACUUM (ANALYZE) of the copy, CHECKPOINT.`,
       'Server CPU = on-CPU time of the backend over the statement (`/proc/<pid>/schedstat`); ' +

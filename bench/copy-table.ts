@@ -1,6 +1,6 @@
 // The bulk figure's table: bench.transfers, a copy of marketplace.seller_transfers made with
-// CREATE TABLE ... (LIKE ... INCLUDING ALL) plus the status foreign key, so it has the same
-// columns, defaults, CHECK constraints and indexes. Only its user triggers vary:
+// CREATE TABLE ... (LIKE ... INCLUDING ALL) plus its foreign keys, so it has the same
+// columns, defaults, CHECK constraints, foreign keys and indexes. Only its user triggers vary:
 //
 //   plain   no user triggers (FK and CHECKs still apply); the hand-written writer runs on it too:
 //           one statement that updates the rows and inserts their history rows (handWritten)
@@ -8,7 +8,7 @@
 //
 // One physical table for every variant, so two tables' layouts do not skew the comparison.
 import type pg from 'pg';
-import { withoutIndexes } from './lib.ts';
+import { copySellerTransferForeignKeys, withoutIndexes } from './lib.ts';
 
 export type Variant = 'plain' | 'real';
 export const COPY = 'bench.transfers';
@@ -44,7 +44,7 @@ export async function createCopy(pool: pg.Pool, rows: number): Promise<void> {
   await pool.query('create schema if not exists bench');
   await pool.query(`drop table if exists ${COPY}`);
   await pool.query(`create table ${COPY} (like marketplace.seller_transfers including all)`);
-  await pool.query(`alter table ${COPY} add foreign key (status) references marketplace.seller_transfer_statuses (status)`);
+  await pool.query(copySellerTransferForeignKeys(COPY));
   await pool.query(`alter table ${COPY} set (autovacuum_enabled = false)`);
   await withoutIndexes(pool, COPY, async () => {
     await pool.query(

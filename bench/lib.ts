@@ -231,3 +231,18 @@ export async function emptyPayoutTables(
 ): Promise<void> {
   await pool.query(`begin; set local session_replication_role = replica; truncate ${tables} cascade; commit`);
 }
+
+/**
+ * A hand-written copy of marketplace.seller_transfers carries every foreign key the real table
+ * has (status and currency): a copy made with LIKE ... INCLUDING ALL has none, and the checks a
+ * foreign key costs an INSERT are not the guard's to answer for. One DO statement for `target`.
+ */
+export const copySellerTransferForeignKeys = (target: string) => `do $$
+declare
+  c record;
+begin
+  for c in select pg_get_constraintdef(oid) as def from pg_constraint
+            where conrelid = 'marketplace.seller_transfers'::regclass and contype = 'f' order by conname loop
+    execute format('alter table ${target} add %s', c.def);
+  end loop;
+end $$`;

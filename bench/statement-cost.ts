@@ -8,12 +8,13 @@
 //                 marketplace.mark_seller_transfer_paid, SECURITY DEFINER), completed ->
 //                 reversal_pending by a service (SET ROLE marketplace_writer, a plain UPDATE)
 //   hand-written  the same work written by hand, in the same database: a copy of the table and of
-//                 the history without triggers (LIKE ... INCLUDING ALL), the writer updates the row
+//                 the history without triggers (LIKE ... INCLUDING ALL, and the table's foreign
+//                 keys: status and currency, which an INSERT checks), the writer updates the row
 //                 and inserts the history row itself, with the columns the real history trigger
 //                 writes (authority, the Stripe id the move sets); the worker's move through a
 //                 function of the same shape (plpgsql, SECURITY DEFINER, owned by
 //                 marketplace_recorder, pinned search_path), the service's as one statement
-//   before        the real writers on a database at migration 000016 (before 000017's move owners)
+//   before        the real writers on a database at migration 000029 (the guard before 000030 rebuilt it)
 //
 // A third statement changes no status: the dispatcher's lease (next_retry_at on a pending row, as
 // the session's superuser); nothing to record, so hand-written is the plain UPDATE.
@@ -31,7 +32,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { connect, createDatabase, dropDatabase, withDatabase } from '../src/db/connection.ts';
 import { migrateDatabase, rollbackTo } from '../src/db/migrate.ts';
-import { fmt, median, onCpuNs, percentile, progress, ratio, stopwatch, type BenchContext, type FigureResult, type Ratio } from './lib.ts';
+import { copySellerTransferForeignKeys, fmt, median, onCpuNs, percentile, progress, ratio, stopwatch, type BenchContext, type FigureResult, type Ratio } from './lib.ts';
 
 const BEFORE = 29;
 type VariantKey = 'real' | 'hand-written' | 'before';
@@ -131,7 +132,7 @@ select u.id, 'completed', u.status, clock_timestamp(), current_user, nullif(curr
 const HAND_SETUP = [
   'create schema bench',
   'create table bench.hand_transfers (like marketplace.seller_transfers including all)',
-  'alter table bench.hand_transfers add foreign key (status) references marketplace.seller_transfer_statuses (status)',
+  copySellerTransferForeignKeys('bench.hand_transfers'),
   'create table bench.hand_events (like marketplace.seller_transfer_events including all)',
   `create function bench.mark_seller_transfer_paid_by_hand(id uuid, stripe_transfer_id text, reason text)
    returns boolean language plpgsql security definer set search_path = pg_catalog, pg_temp as $$

@@ -1037,21 +1037,23 @@ declare
   speaker pg_catalog.text;
 begin
   if old.status OPERATOR(pg_catalog.<>) new.status or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt) then
-    -- Who speaks: the worker's recording functions, the admin functions, else the session's role.
-    if current_user OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name then
-      said := 'worker'; speaker := 'recorder';
-    elsif current_user OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name then
-      said := 'operator'; speaker := 'admin';
-    else
+    -- Who speaks: the worker's recording functions ('recorder'), the admin functions ('admin'),
+    -- else the session's role's authority (worked out only then: it costs three role lookups).
+    said := case when current_user OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name then 'recorder'
+                 when current_user OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name then 'admin' end;
+    if said is null then
       who := case when pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none' then session_user else pg_catalog.current_setting('role')::pg_catalog.name end;
-      said := CASE WHEN who OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN who OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') THEN 'worker' END;
-      speaker := '';
+      said := CASE WHEN who OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN who OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') THEN 'worker' END;
     end if;
-    -- The matrix, then the move's owner; then marketplace.speaker, which the history trigger
-    -- believes, must be this statement's.
+    -- The matrix and the move's owner (one search of the owned moves), and marketplace.speaker,
+    -- which the history trigger believes, must be this statement's: 'recorder' or 'admin' for
+    -- those functions, unset or empty for everyone else. A refusal is worked out again, slowly,
+    -- so that the matrix speaks first, then the owner, then the speaker.
     if old.status OPERATOR(pg_catalog.<>) new.status
-       and (not coalesce(marketplace.seller_transfer_move_owned(old.status, new.status, said), false)
-            or coalesce(pg_catalog.current_setting('marketplace.speaker', true), '') OPERATOR(pg_catalog.<>) speaker) then
+       and (pg_catalog.strpos('|completed>reversal_pending>admin|completed>reversal_pending>operator|completed>reversal_pending>owner|completed>reversal_pending>recorder|completed>reversal_pending>service|completed>reversal_pending>worker|failed>completed>owner|failed>completed>recorder|failed>completed>worker|failed>permanently_failed>admin|failed>permanently_failed>operator|failed>permanently_failed>owner|failed>permanently_failed>recorder|failed>permanently_failed>worker|pending>completed>owner|pending>completed>recorder|pending>completed>worker|pending>failed>admin|pending>failed>operator|pending>failed>owner|pending>failed>recorder|pending>failed>worker|reversal_pending>permanently_failed>admin|reversal_pending>permanently_failed>operator|reversal_pending>permanently_failed>owner|reversal_pending>permanently_failed>recorder|reversal_pending>permanently_failed>worker|reversal_pending>reversed>owner|reversal_pending>reversed>recorder|reversal_pending>reversed>worker|', pg_catalog.concat('|', old.status, '>', new.status, '>', said, '|')) OPERATOR(pg_catalog.=) 0
+            or coalesce(pg_catalog.current_setting('marketplace.speaker', true), '') OPERATOR(pg_catalog.<>)
+               (case when said OPERATOR(pg_catalog.=) ANY ('{recorder,admin}'::pg_catalog.text[]) then said else '' end)) then
+      said := case when said OPERATOR(pg_catalog.=) 'recorder' then 'worker' when said OPERATOR(pg_catalog.=) 'admin' then 'operator' else said end;
       if not coalesce(marketplace.seller_transfer_move_owned(old.status, new.status, said), false) then
         perform marketplace.assert_seller_transfer_move_by(old.id, old.status, new.status, said, coalesce(who, current_user));
       end if;
@@ -1065,11 +1067,12 @@ begin
      OR (NOT coalesce(old.reversal_amount_cents OPERATOR(pg_catalog.=) new.reversal_amount_cents, old.reversal_amount_cents IS NULL AND new.reversal_amount_cents IS NULL) AND NOT (new.status OPERATOR(pg_catalog.=) 'reversal_pending' AND old.status OPERATOR(pg_catalog.<>) 'reversal_pending'))
      OR (NOT coalesce(old.stripe_key_generation OPERATOR(pg_catalog.=) new.stripe_key_generation, old.stripe_key_generation IS NULL AND new.stripe_key_generation IS NULL) AND current_user OPERATOR(pg_catalog.<>) 'marketplace_recorder'::pg_catalog.name)
      or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
-     or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and not coalesce(said OPERATOR(pg_catalog.=) 'worker', false))
+     or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and not coalesce(said OPERATOR(pg_catalog.=) ANY ('{worker,recorder}'::pg_catalog.text[]), false))
      or (new.status OPERATOR(pg_catalog.=) ANY ('{completed,reversal_pending,reversed}'::pg_catalog.text[]) and new.stripe_transfer_id is null)
      or (new.status OPERATOR(pg_catalog.=) 'reversed' and new.stripe_reversal_id is null)
      or (new.stripe_reversal_id is not null and new.stripe_transfer_id is null)
      or (new.status OPERATOR(pg_catalog.=) 'failed' and new.next_retry_at is null) then
+    said := case when said OPERATOR(pg_catalog.=) 'recorder' then 'worker' when said OPERATOR(pg_catalog.=) 'admin' then 'operator' else said end;
     perform marketplace.assert_seller_transfer_write_once(old, new);
     perform marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new, said);
     perform marketplace.assert_seller_transfer_couplings(new);
@@ -1137,6 +1140,7 @@ declare
   fixed_test   text;
   later_test   text;
   fixed_case   text;
+  owned_keys   text;
   authority    text := marketplace.seller_transfer_authority_expression('who');
   who          text;
   compiled     text := 'compiled from the statuses and transitions tables, fingerprint ' || marketplace.seller_transfer_matrix_fingerprint();
@@ -1148,6 +1152,21 @@ begin
   if bad is not null then
     raise exception 'terminal statuses cannot have outgoing transitions: %', bad using errcode = 'check_violation';
   end if;
+
+  -- The legal moves and who owns each, as one string the check searches with strpos (one function
+  -- call to prepare, where a CASE over the matrix is dozens): |from>to>authority|, where the worker's
+  -- recording functions speak as 'recorder' and the admin functions as 'admin' (current_user), the
+  -- rest as their session role's authority. Status names are [a-z_] (seller_transfer_statuses'
+  -- CHECK), so '|' and '>' cannot occur inside a key.
+  select '|' || string_agg(k, '|' order by k) || '|' into owned_keys
+    from (select t.from_status || '>' || t.to_status || '>' || s.said as k
+            from marketplace.seller_transfer_transitions t
+            cross join lateral (select o.authority from marketplace.seller_transfer_move_owners o
+                                 where o.from_status = t.from_status and o.to_status = t.to_status
+                                union select 'owner') a
+            cross join lateral (values (a.authority),
+                                       (case a.authority when 'worker' then 'recorder' when 'operator' then 'admin' end)) s(said)
+           where s.said is not null) keys;
 
   execute format($f$
     create or replace function marketplace.seller_transfer_authority(who name)
@@ -1229,21 +1248,23 @@ declare
   speaker pg_catalog.text;
 begin
   if old.status OPERATOR(pg_catalog.<>) new.status or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt) then
-    -- Who speaks: the worker's recording functions, the admin functions, else the session's role.
-    if current_user OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name then
-      said := 'worker'; speaker := 'recorder';
-    elsif current_user OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name then
-      said := 'operator'; speaker := 'admin';
-    else
+    -- Who speaks: the worker's recording functions ('recorder'), the admin functions ('admin'),
+    -- else the session's role's authority (worked out only then: it costs three role lookups).
+    said := case when current_user OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name then 'recorder'
+                 when current_user OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name then 'admin' end;
+    if said is null then
       who := %2$s;
       said := %3$s;
-      speaker := '';
     end if;
-    -- The matrix, then the move's owner; then marketplace.speaker, which the history trigger
-    -- believes, must be this statement's.
+    -- The matrix and the move's owner (one search of the owned moves), and marketplace.speaker,
+    -- which the history trigger believes, must be this statement's: 'recorder' or 'admin' for
+    -- those functions, unset or empty for everyone else. A refusal is worked out again, slowly,
+    -- so that the matrix speaks first, then the owner, then the speaker.
     if old.status OPERATOR(pg_catalog.<>) new.status
-       and (not coalesce(marketplace.seller_transfer_move_owned(old.status, new.status, said), false)
-            or coalesce(pg_catalog.current_setting('marketplace.speaker', true), '') OPERATOR(pg_catalog.<>) speaker) then
+       and (pg_catalog.strpos(%5$L, pg_catalog.concat('|', old.status, '>', new.status, '>', said, '|')) OPERATOR(pg_catalog.=) 0
+            or coalesce(pg_catalog.current_setting('marketplace.speaker', true), '') OPERATOR(pg_catalog.<>)
+               (case when said OPERATOR(pg_catalog.=) ANY ('{recorder,admin}'::pg_catalog.text[]) then said else '' end)) then
+      said := case when said OPERATOR(pg_catalog.=) 'recorder' then 'worker' when said OPERATOR(pg_catalog.=) 'admin' then 'operator' else said end;
       if not coalesce(marketplace.seller_transfer_move_owned(old.status, new.status, said), false) then
         perform marketplace.assert_seller_transfer_move_by(old.id, old.status, new.status, said, coalesce(who, current_user));
       end if;
@@ -1254,18 +1275,19 @@ begin
   -- nothing given up while Stripe may hold it, only the worker clears the doubt; the column couplings.
   if %4$s
      or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
-     or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and not coalesce(said OPERATOR(pg_catalog.=) 'worker', false))
+     or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and not coalesce(said OPERATOR(pg_catalog.=) ANY ('{worker,recorder}'::pg_catalog.text[]), false))
      or (new.status OPERATOR(pg_catalog.=) ANY ('{completed,reversal_pending,reversed}'::pg_catalog.text[]) and new.stripe_transfer_id is null)
      or (new.status OPERATOR(pg_catalog.=) 'reversed' and new.stripe_reversal_id is null)
      or (new.stripe_reversal_id is not null and new.stripe_transfer_id is null)
      or (new.status OPERATOR(pg_catalog.=) 'failed' and new.next_retry_at is null) then
+    said := case when said OPERATOR(pg_catalog.=) 'recorder' then 'worker' when said OPERATOR(pg_catalog.=) 'admin' then 'operator' else said end;
     perform marketplace.assert_seller_transfer_write_once(old, new);
     perform marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new, said);
     perform marketplace.assert_seller_transfer_couplings(new);
   end if;
   return null;
 end
-$body$ $f$, compiled, who, authority, later_test);
+$body$ $f$, compiled, who, authority, later_test, owned_keys);
   execute format('comment on function marketplace.check_seller_transfer_update() is %L', compiled);
 
   -- 2. The money facts, when a statement names one.
@@ -1296,7 +1318,6 @@ declare
   said     pg_catalog.text;
   why      pg_catalog.text;
   asker    pg_catalog.text;
-  app      pg_catalog.text;
 begin
   if old.status OPERATOR(pg_catalog.=) new.status then
     return null;
@@ -1316,15 +1337,14 @@ begin
     said := %2$s;
   end if;
   why := pg_catalog.current_setting('marketplace.transition_reason', true);
-  if why OPERATOR(pg_catalog.=) '' then why := null; end if;
-  app := pg_catalog.current_setting('application_name');
-  if app OPERATOR(pg_catalog.=) '' then app := null; end if;
   if pg_catalog.length(why) OPERATOR(pg_catalog.>) 1000 or pg_catalog.length(asker) OPERATOR(pg_catalog.>) 200 then
     perform marketplace.assert_seller_transfer_history_text(why, asker);
   end if;
   insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
                                                   requested_by, authority, stripe_transfer_id, stripe_reversal_id)
-  values (new.id, old.status, new.status, pg_catalog.clock_timestamp(), who, app, why, pg_catalog.pg_current_xact_id(),
+  values (new.id, old.status, new.status, pg_catalog.clock_timestamp(), who,
+          case when pg_catalog.current_setting('application_name') OPERATOR(pg_catalog.<>) '' then pg_catalog.current_setting('application_name') end,
+          case when why OPERATOR(pg_catalog.<>) '' then why end, pg_catalog.pg_current_xact_id(),
           asker, said,
           case when old.stripe_transfer_id is null then new.stripe_transfer_id end,
           case when old.stripe_reversal_id is null then new.stripe_reversal_id end);
@@ -2500,7 +2520,7 @@ begin
   insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
                                                   amount_cents, currency, stripe_account_id, authority, stripe_transfer_id, stripe_reversal_id, source_transaction)
   values (new.id, null, new.status, pg_catalog.clock_timestamp(), who, app, why, pg_catalog.pg_current_xact_id(),
-          new.amount_cents, new.currency, new.stripe_account_id, CASE WHEN who OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN who OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') THEN 'worker' END, new.stripe_transfer_id, new.stripe_reversal_id, new.source_transaction);
+          new.amount_cents, new.currency, new.stripe_account_id, CASE WHEN who OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN who OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') THEN 'worker' END, new.stripe_transfer_id, new.stripe_reversal_id, new.source_transaction);
   return null;
 end
 $function$;
@@ -2520,7 +2540,6 @@ declare
   said     pg_catalog.text;
   why      pg_catalog.text;
   asker    pg_catalog.text;
-  app      pg_catalog.text;
 begin
   if old.status OPERATOR(pg_catalog.=) new.status then
     return null;
@@ -2537,18 +2556,17 @@ begin
       if asker OPERATOR(pg_catalog.=) '' then asker := null; end if;
     end if;
   else
-    said := CASE WHEN who OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN who OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') THEN 'worker' END;
+    said := CASE WHEN who OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN who OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') THEN 'worker' END;
   end if;
   why := pg_catalog.current_setting('marketplace.transition_reason', true);
-  if why OPERATOR(pg_catalog.=) '' then why := null; end if;
-  app := pg_catalog.current_setting('application_name');
-  if app OPERATOR(pg_catalog.=) '' then app := null; end if;
   if pg_catalog.length(why) OPERATOR(pg_catalog.>) 1000 or pg_catalog.length(asker) OPERATOR(pg_catalog.>) 200 then
     perform marketplace.assert_seller_transfer_history_text(why, asker);
   end if;
   insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
                                                   requested_by, authority, stripe_transfer_id, stripe_reversal_id)
-  values (new.id, old.status, new.status, pg_catalog.clock_timestamp(), who, app, why, pg_catalog.pg_current_xact_id(),
+  values (new.id, old.status, new.status, pg_catalog.clock_timestamp(), who,
+          case when pg_catalog.current_setting('application_name') OPERATOR(pg_catalog.<>) '' then pg_catalog.current_setting('application_name') end,
+          case when why OPERATOR(pg_catalog.<>) '' then why end, pg_catalog.pg_current_xact_id(),
           asker, said,
           case when old.stripe_transfer_id is null then new.stripe_transfer_id end,
           case when old.stripe_reversal_id is null then new.stripe_reversal_id end);
@@ -3298,7 +3316,7 @@ CREATE OR REPLACE FUNCTION marketplace.seller_transfer_authority(who name)
  LANGUAGE sql
  STABLE PARALLEL SAFE
  SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$ select CASE WHEN who OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN who OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') THEN 'worker' END $function$;
+AS $function$ select CASE WHEN who OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN who OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') THEN 'worker' END $function$;
 comment on function marketplace.seller_transfer_authority(name) is 'The authority (service, worker, operator, owner; null: none) a statement run as this role speaks with. Rewritten by compile_seller_transfer_guards() with the table''s owner.';
 grant EXECUTE on function marketplace.seller_transfer_authority(name) to marketplace_definer;
 grant EXECUTE on function marketplace.seller_transfer_authority(name) to public;
@@ -3309,7 +3327,8 @@ CREATE OR REPLACE FUNCTION marketplace.seller_transfer_authority_expression(who 
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  select format($a$CASE WHEN %1$s OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN %1$s OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(%1$s, 'marketplace_writer', 'USAGE') AND NOT pg_catalog.pg_has_role(%1$s, %2$L, 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(%1$s, %2$L, 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(%1$s, 'marketplace_worker', 'USAGE') THEN 'worker' END$a$,
+  -- Holding the owner's rights is asked first: a role that does is 'owner', whatever else it is.
+  select format($a$CASE WHEN %1$s OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN %1$s OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(%1$s, %2$L, 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(%1$s, 'marketplace_writer', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(%1$s, 'marketplace_worker', 'USAGE') THEN 'worker' END$a$,
                 who, (select c.relowner::regrole::text from pg_class c where c.oid = 'marketplace.seller_transfers'::regclass))
 $function$;
 revoke execute on function marketplace.seller_transfer_authority_expression(text) from public;
