@@ -32,7 +32,19 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { connect, createDatabase, dropDatabase, withDatabase } from '../src/db/connection.ts';
 import { migrateDatabase, rollbackTo } from '../src/db/migrate.ts';
-import { copySellerTransferForeignKeys, fmt, median, onCpuNs, percentile, progress, ratio, stopwatch, type BenchContext, type FigureResult, type Ratio } from './lib.ts';
+import {
+  copySellerTransferForeignKeys,
+  fmt,
+  median,
+  onCpuNs,
+  percentile,
+  progress,
+  ratio,
+  stopwatch,
+  type BenchContext,
+  type FigureResult,
+  type Ratio,
+} from './lib.ts';
 
 const BEFORE = 29;
 type VariantKey = 'real' | 'hand-written' | 'before';

@@ -71,4 +71,28 @@ describe('demo', () => {
     expect(unknown.stderr).toBe('seller-transfers: --currency XYZ is not in marketplace.currencies\n');
     expect(unknown.stdout).not.toContain('== 2. ');
   });
+
+  it('refuses to run beside a worker that is running on the same database, and runs once it has stopped', async () => {
+    // A worker's heartbeat, as `npm start`'s worker reports every 10 seconds.
+    await db.pool.query(
+      `insert into marketplace.seller_transfer_worker_heartbeats (worker_id, hostname, pid, started_at, last_seen_at)
+       values ('demo-test-worker', 'ops-host-1', 4242, now() - interval '1 minute', now())`,
+    );
+    const count = async () =>
+      Number((await db.pool.query<{ n: string }>('select count(*) as n from marketplace.seller_transfers')).rows[0]!.n);
+    const before = await count();
+    const beside = await runCli(['demo'], { DATABASE_URL: db.url, STRIPE_SECRET_KEY: undefined, STRIPE_API_BASE: undefined });
+    // Step 1 (migrate) has printed; the refusal is one line, before the demo's worker starts.
+    expect(beside.code).toBe(2);
+    expect(beside.stderr).toMatch(
+      /^seller-transfers: a worker is running on this database \(ops-host-1 pid 4242, seen \d+s ago\): [^\n]*\n$/,
+    );
+    expect(beside.stdout).toContain('== 1. ');
+    expect(beside.stdout).not.toContain('== 2. ');
+    expect(await count()).toBe(before);
+    // Stopped: the demo is no longer refused there (it reaches the next check, the currency).
+    await db.pool.query(`update marketplace.seller_transfer_worker_heartbeats set stopped_at = now() where worker_id = 'demo-test-worker'`);
+    const after = await runCli(['demo', '--currency', 'xyz'], { DATABASE_URL: db.url });
+    expect(after.stderr).toBe('seller-transfers: --currency XYZ is not in marketplace.currencies\n');
+  });
 });

@@ -126,7 +126,7 @@ describe('a Stripe object that differs from its row', () => {
       expect(held.status).toBe('failed');
       expect(held.stripe_request_in_doubt).toBe(true);
       expect(held.stripe_transfer_id).toBeNull();
-      expect(held.last_error).toContain(`Stripe transfer ${paid.id} for this row differs: amount 2500 != 25`);
+      expect(held.last_error).toContain(`Stripe transfer ${paid.id} for this row differs: amount 25.00 USD != 0.25 USD`);
       await sleep(1500); // the worker leaves it alone
       expect((await rowOf(db.pool, id)).retry_count).toBe(held.retry_count);
     } finally {
@@ -174,7 +174,7 @@ describe('a Stripe object that differs from its row', () => {
         reversal_amount_cents: '500',
         stripe_request_in_doubt: true,
       });
-      expect(held.last_error).toContain(`Stripe reversal ${reversal.id} for this row differs: amount 300 != 500`);
+      expect(held.last_error).toContain(`Stripe reversal ${reversal.id} for this row differs: amount 3.00 USD != 5.00 USD`);
     } finally {
       await worker.stop();
     }

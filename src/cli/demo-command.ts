@@ -90,6 +90,15 @@ export function registerDemoCommand(program: Command): void {
         await migrateDatabase(runtime.databaseUrl);
         print(`  ${migrationSummary(before, await appliedMigrations(runtime.databaseUrl))}`);
         const currency = await withCliConnection(runtime.databaseUrl, async (db) => {
+          const { rows: running } = await db.query<{ hostname: string; pid: number; seen_seconds_ago: number }>(
+            sql('demo_running_workers'),
+          );
+          if (running[0])
+            throw new CliError(
+              `a worker is running on this database (${running[0].hostname} pid ${running[0].pid}, seen ${running[0].seen_seconds_ago}s ago${running.length > 1 ? `, and ${running.length - 1} more` : ''}): ` +
+                'the demo starts its own worker and Stripe simulator, and two workers would race over its payouts. Stop it (Ctrl-C in `npm start`) or set DATABASE_URL to another database',
+              2,
+            );
           const { rows } = await db.query<{ code: string; exponent: number }>(sql('demo_currency'), [opts.currency]);
           if (!rows[0]) throw new CliError(`--currency ${opts.currency.toUpperCase()} is not in marketplace.currencies`, 2);
           return rows[0];

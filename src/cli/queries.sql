@@ -44,6 +44,14 @@ insert into marketplace.seller_transfers (order_id, seller_id, stripe_account_id
 values ($1, $2, $3, $4, $5)
 returning id, status, currency, (select c.exponent from marketplace.currencies c where c.code = currency) as currency_exponent;
 
+-- name: demo_running_workers
+-- Workers that reported within 30 seconds (they report every 10) and have not stopped: the demo
+-- starts a worker and a Stripe simulator of its own, and two workers would race over its payouts.
+select hostname, pid, extract(epoch from now() - last_seen_at)::int as seen_seconds_ago
+  from marketplace.seller_transfer_worker_heartbeats
+ where stopped_at is null and last_seen_at > now() - interval '30 seconds'
+ order by last_seen_at desc;
+
 -- name: demo_currency
 -- The demo's currency as marketplace.currencies knows it (no row: unknown).
 select c.code, c.exponent from marketplace.currencies c where c.code = lower($1);

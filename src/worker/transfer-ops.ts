@@ -16,6 +16,7 @@ import type { AppLogger } from '../logger.ts';
 import { attemptsExhausted, retryDelaySeconds, type RetryPolicy } from './retry-policy.ts';
 import type { TransferJobPayload } from './payload.ts';
 import { namedQueries } from '../db/named-queries.ts';
+import { formatMinor } from '../money.ts';
 
 const sql = namedQueries('src/worker/queries.sql');
 
@@ -85,6 +86,8 @@ interface TransferRow {
   state_since: Date | null;
   /** The charge (ch_…/py_…) the transfer is funded from, or null: the platform's available balance. */
   source_transaction: string | null;
+  /** marketplace.currencies.exponent of the row's currency (null: not there). */
+  currency_exponent: number | null;
 }
 
 /**
@@ -421,7 +424,9 @@ class RowOperation {
           (adopted ? await this.notRecordedElsewhere(found.data.filter((r) => !r.metadata?.seller_transfer_id)) : undefined);
         if (existing) {
           if (existing.amount !== amount) {
-            return this.holdForReview(`Stripe reversal ${existing.id} for this row differs: amount ${existing.amount} != ${amount}`);
+            return this.holdForReview(
+              `Stripe reversal ${existing.id} for this row differs: amount ${this.money(existing.amount)} != ${this.money(amount)}`,
+            );
           }
           return this.markReversed(
             existing.id,
@@ -519,10 +524,15 @@ class RowOperation {
     return id === null ? undefined : found.data.find((t) => t.id === id);
   }
 
+  /** An amount of this row's currency, in its unit (last_error and the log are read by people). */
+  private money(minor: number | string): string {
+    return formatMinor(minor, this.row.currency, this.row.currency_exponent);
+  }
+
   private differs(t: Stripe.Transfer): string | null {
     const { row } = this;
     const destination = typeof t.destination === 'string' ? t.destination : t.destination?.id;
-    if (t.amount !== Number(row.amount_cents)) return `amount ${t.amount} != ${row.amount_cents}`;
+    if (t.amount !== Number(row.amount_cents)) return `amount ${this.money(t.amount)} != ${this.money(row.amount_cents)}`;
     if (t.currency !== row.currency) return `currency ${t.currency} != ${row.currency}`;
     if (destination !== row.stripe_account_id) return `destination ${destination} != ${row.stripe_account_id}`;
     const source = typeof t.source_transaction === 'string' ? t.source_transaction : (t.source_transaction?.id ?? null);
