@@ -1318,6 +1318,7 @@ declare
   said     pg_catalog.text;
   why      pg_catalog.text;
   asker    pg_catalog.text;
+  app      pg_catalog.text;
 begin
   if old.status OPERATOR(pg_catalog.=) new.status then
     return null;
@@ -1337,14 +1338,15 @@ begin
     said := %2$s;
   end if;
   why := pg_catalog.current_setting('marketplace.transition_reason', true);
+  if why OPERATOR(pg_catalog.=) '' then why := null; end if;
+  app := pg_catalog.current_setting('application_name');
+  if app OPERATOR(pg_catalog.=) '' then app := null; end if;
   if pg_catalog.length(why) OPERATOR(pg_catalog.>) 1000 or pg_catalog.length(asker) OPERATOR(pg_catalog.>) 200 then
     perform marketplace.assert_seller_transfer_history_text(why, asker);
   end if;
   insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
                                                   requested_by, authority, stripe_transfer_id, stripe_reversal_id)
-  values (new.id, old.status, new.status, pg_catalog.clock_timestamp(), who,
-          case when pg_catalog.current_setting('application_name') OPERATOR(pg_catalog.<>) '' then pg_catalog.current_setting('application_name') end,
-          case when why OPERATOR(pg_catalog.<>) '' then why end, pg_catalog.pg_current_xact_id(),
+  values (new.id, old.status, new.status, pg_catalog.clock_timestamp(), who, app, why, pg_catalog.pg_current_xact_id(),
           asker, said,
           case when old.stripe_transfer_id is null then new.stripe_transfer_id end,
           case when old.stripe_reversal_id is null then new.stripe_reversal_id end);
@@ -2540,6 +2542,7 @@ declare
   said     pg_catalog.text;
   why      pg_catalog.text;
   asker    pg_catalog.text;
+  app      pg_catalog.text;
 begin
   if old.status OPERATOR(pg_catalog.=) new.status then
     return null;
@@ -2559,14 +2562,15 @@ begin
     said := CASE WHEN who OPERATOR(pg_catalog.=) 'marketplace_recorder'::pg_catalog.name THEN 'worker' WHEN who OPERATOR(pg_catalog.=) 'marketplace_admin'::pg_catalog.name THEN 'operator' WHEN pg_catalog.pg_has_role(who, 'postgres', 'USAGE') THEN 'owner' WHEN pg_catalog.pg_has_role(who, 'marketplace_writer', 'USAGE') THEN 'service' WHEN pg_catalog.pg_has_role(who, 'marketplace_worker', 'USAGE') THEN 'worker' END;
   end if;
   why := pg_catalog.current_setting('marketplace.transition_reason', true);
+  if why OPERATOR(pg_catalog.=) '' then why := null; end if;
+  app := pg_catalog.current_setting('application_name');
+  if app OPERATOR(pg_catalog.=) '' then app := null; end if;
   if pg_catalog.length(why) OPERATOR(pg_catalog.>) 1000 or pg_catalog.length(asker) OPERATOR(pg_catalog.>) 200 then
     perform marketplace.assert_seller_transfer_history_text(why, asker);
   end if;
   insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
                                                   requested_by, authority, stripe_transfer_id, stripe_reversal_id)
-  values (new.id, old.status, new.status, pg_catalog.clock_timestamp(), who,
-          case when pg_catalog.current_setting('application_name') OPERATOR(pg_catalog.<>) '' then pg_catalog.current_setting('application_name') end,
-          case when why OPERATOR(pg_catalog.<>) '' then why end, pg_catalog.pg_current_xact_id(),
+  values (new.id, old.status, new.status, pg_catalog.clock_timestamp(), who, app, why, pg_catalog.pg_current_xact_id(),
           asker, said,
           case when old.stripe_transfer_id is null then new.stripe_transfer_id end,
           case when old.stripe_reversal_id is null then new.stripe_reversal_id end);

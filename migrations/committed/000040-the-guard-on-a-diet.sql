@@ -1,6 +1,6 @@
 --! Previous: sha1:f49bd326b96f505da20ea478b8d35c0cb029ef0b
---! Hash: sha1:d184b597faf1ce18defc5ca306c9409219ae9b7a
---! Message: The guard on a diet: the matrix and the move's owner one strpos over the owned moves, the session's authority asked only outside the worker's and the admin functions, the history's application_name and reason read by its INSERT
+--! Hash: sha1:a4850b27ed21765423bc9aa0498ab80a303ec306
+--! Message: The guard on a diet: the matrix and the move's owner one strpos over the owned moves, the session's authority asked only outside the worker's and the admin functions
 
 -- The guard on a diet: the same rules, fewer things for PostgreSQL to prepare on every write
 -- (issue 29).
@@ -15,8 +15,9 @@
 --   - the check asks who the session's role is (three role lookups) only when the statement does
 --     not run inside the worker's recording functions or the admin functions;
 --   - the authority asks whether the role holds the table owner's rights before whether it is a
---     service (the same answer, one role lookup fewer);
---   - the history row takes application_name and the reason as the INSERT reads them.
+--     service (the same answer, one role lookup fewer).
+-- (What the history INSERT computes stays as it was: an expression inside the INSERT is prepared
+-- again for every row a bulk statement moves, where a body's expression is prepared once.)
 -- compile_seller_transfer_guards() generates the same five functions; the triggers do not change.
 --
 -- Online: function replacements only, each under migrate's lock_timeout; no table is touched.
@@ -222,6 +223,7 @@ declare
   said     pg_catalog.text;
   why      pg_catalog.text;
   asker    pg_catalog.text;
+  app      pg_catalog.text;
 begin
   if old.status OPERATOR(pg_catalog.=) new.status then
     return null;
@@ -241,14 +243,15 @@ begin
     said := %2$s;
   end if;
   why := pg_catalog.current_setting('marketplace.transition_reason', true);
+  if why OPERATOR(pg_catalog.=) '' then why := null; end if;
+  app := pg_catalog.current_setting('application_name');
+  if app OPERATOR(pg_catalog.=) '' then app := null; end if;
   if pg_catalog.length(why) OPERATOR(pg_catalog.>) 1000 or pg_catalog.length(asker) OPERATOR(pg_catalog.>) 200 then
     perform marketplace.assert_seller_transfer_history_text(why, asker);
   end if;
   insert into marketplace.seller_transfer_events (transfer_id, from_status, to_status, occurred_at, actor, application_name, reason, xact_id,
                                                   requested_by, authority, stripe_transfer_id, stripe_reversal_id)
-  values (new.id, old.status, new.status, pg_catalog.clock_timestamp(), who,
-          case when pg_catalog.current_setting('application_name') OPERATOR(pg_catalog.<>) '' then pg_catalog.current_setting('application_name') end,
-          case when why OPERATOR(pg_catalog.<>) '' then why end, pg_catalog.pg_current_xact_id(),
+  values (new.id, old.status, new.status, pg_catalog.clock_timestamp(), who, app, why, pg_catalog.pg_current_xact_id(),
           asker, said,
           case when old.stripe_transfer_id is null then new.stripe_transfer_id end,
           case when old.stripe_reversal_id is null then new.stripe_reversal_id end);

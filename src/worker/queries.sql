@@ -25,8 +25,10 @@ select 1 as one, (select max(filename) from graphile_migrate.migrations) as late
 select marketplace.seller_transfer_worker_job_access() as problem;
 
 -- name: claim
--- A read of the row and its claim for this session (seller_transfer_claims), in one round trip.
-select * from marketplace.claim_seller_transfer($1, $2, $3);
+-- A read of the row and its claim for this session (seller_transfer_claims), in one round trip;
+-- with its currency's exponent, so what the worker writes about an amount is in the currency's unit.
+select c.*, (select cur.exponent from marketplace.currencies cur where cur.code = c.currency) as currency_exponent
+  from marketplace.claim_seller_transfer($1, $2, $3) c;
 
 -- name: unlock
 select marketplace.unlock_seller_transfer($1);
