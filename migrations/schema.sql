@@ -595,34 +595,20 @@ CREATE OR REPLACE FUNCTION marketplace.assert_seller_transfer_couplings(new mark
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
-  name text;
-  missing text;
-  col text;
+  rule   record;
+  broken boolean;
 begin
-  if new.status in ('completed', 'reversal_pending', 'reversed') and new.stripe_transfer_id is null then
-    name := 'seller_transfer_paid_has_stripe_transfer';
-    col := 'stripe_transfer_id';
-    missing := format('status %s requires stripe_transfer_id (the Stripe transfer that paid it)', new.status);
-  elsif new.status = 'reversed' and new.stripe_reversal_id is null then
-    name := 'seller_transfer_reversed_has_stripe_reversal';
-    col := 'stripe_reversal_id';
-    missing := 'status reversed requires stripe_reversal_id (the Stripe reversal that took the money back)';
-  elsif new.stripe_reversal_id is not null and new.stripe_transfer_id is null then
-    name := 'seller_transfer_reversal_needs_transfer';
-    col := 'stripe_transfer_id';
-    missing := 'stripe_reversal_id requires stripe_transfer_id (a reversal reverses a transfer)';
-  elsif new.status = 'failed' and new.next_retry_at is null then
-    name := 'seller_transfer_failed_is_scheduled';
-    col := 'next_retry_at';
-    missing := 'status failed requires next_retry_at (when the worker tries again)';
-  else
-    return;
-  end if;
-  -- The row as the statement would leave it: its status is "to"; the status before is not asked here.
-  raise exception 'seller transfer %: %', new.id, missing
-    using errcode = 'check_violation', constraint = name, schema = 'marketplace', table = 'seller_transfers', column = col,
-          detail = marketplace.seller_transfer_refusal_detail(new.id, null, new.status,
-                     format('seller transfer %s: %s is missing', new.id, col));
+  for rule in select * from marketplace.seller_transfer_coupling_rules() r order by r.ord loop
+    execute format('select %s from (select ($1).*) r', rule.broken_when) into broken using new;
+    if broken then
+      -- The row as the statement would leave it: its status is "to"; the status before is not asked here.
+      raise exception 'seller transfer %: %', new.id, format(rule.missing, new.status)
+        using errcode = 'check_violation', constraint = rule.constraint_name, schema = 'marketplace', table = 'seller_transfers',
+              column = rule.column_name,
+              detail = marketplace.seller_transfer_refusal_detail(new.id, null, new.status,
+                         format('seller transfer %s: %s is missing', new.id, rule.column_name));
+    end if;
+  end loop;
 end $function$;
 comment on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) is 'Raises 23514 naming the coupling a row breaks: a paid status without its Stripe transfer, reversed without its reversal, a reversal without a transfer, failed without next_retry_at.';
 grant EXECUTE on function marketplace.assert_seller_transfer_couplings(marketplace.seller_transfers) to marketplace_admin;
@@ -1141,6 +1127,7 @@ declare
   later_test   text;
   fixed_case   text;
   owned_keys   text;
+  couplings    text;
   authority    text := marketplace.seller_transfer_authority_expression('who');
   who          text;
   compiled     text := 'compiled from the statuses and transitions tables, fingerprint ' || marketplace.seller_transfer_matrix_fingerprint();
@@ -1223,6 +1210,11 @@ begin
     create or replace function marketplace.first_write_once_violation(old marketplace.seller_transfers, new marketplace.seller_transfers)
     returns text language sql stable set search_path = pg_catalog, pg_temp as $b$ select CASE %s END $b$ $f$, fixed_case);
 
+  -- The column couplings, from seller_transfer_coupling_rules(), as one test over new.
+  select string_agg('(' || regexp_replace(r.broken_when, '\mr\.', 'new.', 'g') || ')', E'\n     or ' order by r.ord)
+    into couplings
+    from marketplace.seller_transfer_coupling_rules() r;
+
   -- The bodies pin no search_path (that costs every call a GUC save and restore); instead nothing in
   -- them resolves through the caller's search_path: every function and type is schema-qualified,
   -- every operator is OPERATOR(pg_catalog.x), no IS DISTINCT FROM, NULLIF, IN (...) or simple CASE
@@ -1276,10 +1268,7 @@ begin
   if %4$s
      or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
      or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and not coalesce(said OPERATOR(pg_catalog.=) ANY ('{worker,recorder}'::pg_catalog.text[]), false))
-     or (new.status OPERATOR(pg_catalog.=) ANY ('{completed,reversal_pending,reversed}'::pg_catalog.text[]) and new.stripe_transfer_id is null)
-     or (new.status OPERATOR(pg_catalog.=) 'reversed' and new.stripe_reversal_id is null)
-     or (new.stripe_reversal_id is not null and new.stripe_transfer_id is null)
-     or (new.status OPERATOR(pg_catalog.=) 'failed' and new.next_retry_at is null) then
+     or %6$s then
     said := case when said OPERATOR(pg_catalog.=) 'recorder' then 'worker' when said OPERATOR(pg_catalog.=) 'admin' then 'operator' else said end;
     perform marketplace.assert_seller_transfer_write_once(old, new);
     perform marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new, said);
@@ -1287,7 +1276,7 @@ begin
   end if;
   return null;
 end
-$body$ $f$, compiled, who, authority, later_test, owned_keys);
+$body$ $f$, compiled, who, authority, later_test, owned_keys, couplings);
   execute format('comment on function marketplace.check_seller_transfer_update() is %L', compiled);
 
   -- 2. The money facts, when a statement names one.
@@ -1383,10 +1372,7 @@ declare
   why pg_catalog.text := pg_catalog.current_setting('marketplace.transition_reason', true);
   app pg_catalog.text := pg_catalog.current_setting('application_name');
 begin
-  if (new.status OPERATOR(pg_catalog.=) ANY ('{completed,reversal_pending,reversed}'::pg_catalog.text[]) and new.stripe_transfer_id is null)
-     or (new.status OPERATOR(pg_catalog.=) 'reversed' and new.stripe_reversal_id is null)
-     or (new.stripe_reversal_id is not null and new.stripe_transfer_id is null)
-     or (new.status OPERATOR(pg_catalog.=) 'failed' and new.next_retry_at is null)
+  if %3$s
      or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
      or pg_catalog.length(why) OPERATOR(pg_catalog.>) 1000 then
     perform marketplace.assert_seller_transfer_not_given_up_in_doubt(null, new, null);
@@ -1401,7 +1387,7 @@ begin
           new.amount_cents, new.currency, new.stripe_account_id, %2$s, new.stripe_transfer_id, new.stripe_reversal_id, new.source_transaction);
   return null;
 end
-$body$ $f$, who, authority);
+$body$ $f$, who, authority, couplings);
 
   -- The triggers that fire them (created here, so a recompile restores a dropped one).
   execute format($t$
@@ -3395,6 +3381,29 @@ grant EXECUTE on function marketplace.seller_transfer_claimed(uuid) to marketpla
 grant EXECUTE on function marketplace.seller_transfer_claimed(uuid) to marketplace_worker;
 grant EXECUTE on function marketplace.seller_transfer_claimed(uuid) to marketplace_writer;
 revoke execute on function marketplace.seller_transfer_claimed(uuid) from public;
+
+CREATE OR REPLACE FUNCTION marketplace.seller_transfer_coupling_rules()
+ RETURNS TABLE(ord integer, constraint_name text, column_name text, broken_when text, missing text)
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  values
+    (1, 'seller_transfer_paid_has_stripe_transfer', 'stripe_transfer_id',
+     $r$r.status OPERATOR(pg_catalog.=) ANY ('{completed,reversal_pending,reversed}'::pg_catalog.text[]) and r.stripe_transfer_id is null$r$,
+     'status %s requires stripe_transfer_id (the Stripe transfer that paid it)'),
+    (2, 'seller_transfer_reversed_has_stripe_reversal', 'stripe_reversal_id',
+     $r$r.status OPERATOR(pg_catalog.=) 'reversed' and r.stripe_reversal_id is null$r$,
+     'status reversed requires stripe_reversal_id (the Stripe reversal that took the money back)'),
+    (3, 'seller_transfer_reversal_needs_transfer', 'stripe_transfer_id',
+     $r$r.stripe_reversal_id is not null and r.stripe_transfer_id is null$r$,
+     'stripe_reversal_id requires stripe_transfer_id (a reversal reverses a transfer)'),
+    (4, 'seller_transfer_failed_is_scheduled', 'next_retry_at',
+     $r$r.status OPERATOR(pg_catalog.=) 'failed' and r.next_retry_at is null$r$,
+     'status failed requires next_retry_at (when the worker tries again)')
+$function$;
+comment on function marketplace.seller_transfer_coupling_rules() is 'The column couplings of a seller transfer, in the order a refusal names them: constraint name, column, the path-free test over the row (r.<column>) that finds the rule broken, the message. The guard is generated from this list.';
+grant EXECUTE on function marketplace.seller_transfer_coupling_rules() to public;
 
 CREATE OR REPLACE FUNCTION marketplace.seller_transfer_dispatch_state(id uuid)
  RETURNS TABLE(state text, status text, is_terminal boolean, worker_task text, due_now boolean, next_retry_at timestamp with time zone, job_id bigint, job_task text, lease timestamp with time zone, run_at timestamp with time zone, attempts smallint, max_attempts smallint, locked_at timestamp with time zone, locked_by text, last_error text)
