@@ -51,10 +51,23 @@ describe("a row that names another row's Stripe transfer", () => {
     }
   }
 
+  // On a timeout, the error says where the row got to: the row, its graphile-worker jobs, its history.
   const heldFor = (id: string) =>
     waitFor(`${id} held for review`, async () => {
       const r = await rowOf(db.pool, id);
       return String(r.next_retry_at) === 'Infinity' ? r : null;
+    }).catch(async (err: unknown) => {
+      const row = await rowOf(db.pool, id);
+      const jobs = (await db.pool.query('select * from marketplace.seller_transfer_jobs($1::uuid)', [id])).rows;
+      const history = (
+        await db.pool.query(
+          'select from_status, to_status, authority, reason from marketplace.seller_transfer_events where transfer_id = $1 order by id',
+          [id],
+        )
+      ).rows;
+      throw new Error(
+        `${(err as Error).message}\nrow: ${JSON.stringify(row)}\njobs: ${JSON.stringify(jobs)}\nhistory: ${JSON.stringify(history)}`,
+      );
     });
 
   it("is held for review instead of reversed, by the history or by Stripe's metadata; audit and doctor name it", async () => {
