@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick | --full] [--only=statement-cost,bulk,hot-paths,dispatch,payout-day,upgrade,read-scale,adopt [--update-docs]]
+// `npm run bench [-- --quick | --full] [--only=statement-cost,bulk,hot-paths,dispatch,payout-day,upgrade,read-scale,adopt,instructions [--update-docs]]
 //   [--adopt-rows=N] [--adopt-rounds=N]` (figure 8's size: legacy rows per round, rounds; default 1M x 3, --quick 100k x 1)
 //
 // PostgreSQL: BENCH_DATABASE_URL, else TEST_DATABASE_URL (a superuser connection to a maintenance
@@ -37,8 +37,19 @@ import { ratiosTable, updateReport, writeReport, type MachineInfo } from './repo
 import { statementCostFigure } from './statement-cost.ts';
 import { upgradeFigure } from './upgrade.ts';
 import { adoptFigure } from './adopt.ts';
+import { instructionsFigure } from './instructions.ts';
 
-const FIGURES = ['statement-cost', 'bulk', 'hot-paths', 'dispatch', 'payout-day', 'upgrade', 'read-scale', 'adopt'] as const;
+const FIGURES = [
+  'statement-cost',
+  'bulk',
+  'hot-paths',
+  'dispatch',
+  'payout-day',
+  'upgrade',
+  'read-scale',
+  'adopt',
+  'instructions',
+] as const;
 type FigureKey = (typeof FIGURES)[number];
 
 interface Args {
@@ -232,6 +243,8 @@ async function main(): Promise<void> {
     await runFigure('read-scale', '7. reads at a year of payouts', () => readScaleFigure(ctx));
     // In a database of its own, with migrations/current.sql applied until the adoption's migration is committed.
     await runFigure('adopt', '8. adopting a live table', () => adoptFigure(ctx));
+    // On an embedded PostgreSQL of its own, under valgrind.
+    await runFigure('instructions', '9. instructions per statement', () => instructionsFigure(ctx));
 
     const ordered = FIGURES.map((k) => results.get(k)).filter((r): r is FigureResult => !!r);
     for (const f of ordered) {

