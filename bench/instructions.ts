@@ -89,9 +89,11 @@ export async function instructionsFigure(ctx: BenchContext): Promise<FigureResul
   if (user) await chown(tmp, user.uid, user.gid);
   let counted: ChildProcess | undefined;
   let version = 'PostgreSQL';
+  let serverUrl = '';
   try {
     progress(`instructions: an embedded PostgreSQL of its own, migrated, ${fmt(ROWS)} rows in the real table and in the copy`);
     const server = await startEmbeddedPostgres({ dir, persistent: true });
+    serverUrl = server.url;
     try {
       await createDatabase(server.url, 'bench');
       const url = withDatabase(server.url, 'bench');
@@ -132,7 +134,9 @@ export async function instructionsFigure(ctx: BenchContext): Promise<FigureResul
       { ...user, stdio: 'ignore' },
     );
     counted = child;
-    const url = withDatabase(`postgres://postgres:postgres@127.0.0.1:${port}/postgres`, 'bench');
+    const again = new URL(serverUrl);
+    again.port = String(port);
+    const url = withDatabase(again.toString(), 'bench');
     for (let i = 0; ; i++) {
       const ok = await connect(url).then(
         (c) => c.end().then(() => true),
