@@ -171,14 +171,16 @@ describe('payouts and failures per hour', () => {
     const expected = (
       await db.pool.query(`
         select to_char(date_trunc('hour', occurred_at at time zone 'UTC'), 'HH24:MI') as hour,
+               date_trunc('hour', occurred_at at time zone 'UTC') as at,
                count(*) filter (where to_status = 'completed') as paid,
                count(*) filter (where to_status = 'failed') as failed,
                count(*) filter (where to_status = 'permanently_failed') as given_up
           from marketplace.seller_transfer_events
          where occurred_at >= date_trunc('hour', now() at time zone 'UTC') at time zone 'UTC' - interval '23 hours'
            and from_status is distinct from to_status
-         group by 1 order by 1`)
-    ).rows.filter((r) => Number(r.paid) + Number(r.failed) + Number(r.given_up) > 0);
+         group by 1, 2 order by 2`)
+    ).rows // by the hour itself, not its text: across midnight UTC, 00:00 comes last
+      .filter((r) => Number(r.paid) + Number(r.failed) + Number(r.given_up) > 0);
     expect(expected.length).toBeGreaterThanOrEqual(3); // 5 h ago, 2 h ago, now (26 h ago is outside)
     const shown = (html: string) => {
       const table = /<summary>The figures per hour<\/summary>[\s\S]*?<tbody>([\s\S]*?)<\/tbody>/.exec(html)![1]!;
