@@ -36,6 +36,7 @@ const HOSTILE: string[] = [
   `create function hostile.pg_has_role(name, text, text) returns boolean language sql as 'select hostile.trip()'`,
   `create function hostile.pg_has_role(name, name, text) returns boolean language sql as 'select hostile.trip()'`,
   `create function hostile.format(text, variadic text[]) returns text language sql as 'select case when hostile.trip() then $1 end'`,
+  `create function hostile.record_eq(record, record) returns boolean language plpgsql as 'begin return hostile.trip(); end'`,
   ...TYPES.map((t) => `create domain hostile.${t} as pg_catalog.int4 check (hostile.trip())`),
 ];
 
@@ -159,6 +160,21 @@ describe('the guard pins no search_path and resolves nothing through it', () => 
       row: 'completed',
       code: '23514',
       constraint: 'seller_transfer_write_once',
+    },
+    {
+      name: 'the owner reschedules a failed payout (no move: the one-test path)',
+      role: null,
+      sql: SET_COLUMN('next_retry_at', "next_retry_at OPERATOR(pg_catalog.+) '1 hour'::pg_catalog.interval"),
+      row: 'failed',
+      code: null,
+    },
+    {
+      name: 'the owner unschedules a failed payout (no move, a coupling broken)',
+      role: null,
+      sql: SET_COLUMN('next_retry_at', 'null'),
+      row: 'failed',
+      code: '23514',
+      constraint: 'seller_transfer_failed_is_scheduled',
     },
     { name: 'the owner makes a legal move', role: null, sql: MOVE, row: 'failed', to: 'permanently_failed', code: null },
     {
