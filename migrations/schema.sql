@@ -1050,10 +1050,10 @@ begin
      or (new.status OPERATOR(pg_catalog.=) 'reversed' and new.stripe_reversal_id is null)
      or (new.stripe_reversal_id is not null and new.stripe_transfer_id is null)
      or (new.status OPERATOR(pg_catalog.=) 'failed' and new.next_retry_at is null)
-                 or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)) then
+     or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)) then
     -- Not a move (a lease, a retry's schedule, a recorded failure): when the write-once columns and
     -- the doubt are as they were (one record_eq over two rows, NULL equal to NULL, cheaper to
-    -- prepare than the chain below), only the couplings of the row as it now stands can be broken.
+    -- prepare than the chain below), only the rules over the row as it now stands can be broken.
     return null;
   end if;
   -- The Stripe ids, the reversal amount and the key generation (the money facts: seller_transfer_write_once);
@@ -1062,12 +1062,12 @@ begin
      OR (old.stripe_reversal_id IS NOT NULL AND NOT coalesce(new.stripe_reversal_id OPERATOR(pg_catalog.=) old.stripe_reversal_id, false))
      OR (NOT coalesce(old.reversal_amount_cents OPERATOR(pg_catalog.=) new.reversal_amount_cents, old.reversal_amount_cents IS NULL AND new.reversal_amount_cents IS NULL) AND NOT (new.status OPERATOR(pg_catalog.=) 'reversal_pending' AND old.status OPERATOR(pg_catalog.<>) 'reversal_pending'))
      OR (NOT coalesce(old.stripe_key_generation OPERATOR(pg_catalog.=) new.stripe_key_generation, old.stripe_key_generation IS NULL AND new.stripe_key_generation IS NULL) AND current_user OPERATOR(pg_catalog.<>) 'marketplace_recorder'::pg_catalog.name)
-     or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
      or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and not coalesce(said OPERATOR(pg_catalog.=) ANY ('{worker,recorder}'::pg_catalog.text[]), false))
      or (new.status OPERATOR(pg_catalog.=) ANY ('{completed,reversal_pending,reversed}'::pg_catalog.text[]) and new.stripe_transfer_id is null)
      or (new.status OPERATOR(pg_catalog.=) 'reversed' and new.stripe_reversal_id is null)
      or (new.stripe_reversal_id is not null and new.stripe_transfer_id is null)
-     or (new.status OPERATOR(pg_catalog.=) 'failed' and new.next_retry_at is null) then
+     or (new.status OPERATOR(pg_catalog.=) 'failed' and new.next_retry_at is null)
+     or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt) then
     said := case when said OPERATOR(pg_catalog.=) 'recorder' then 'worker' when said OPERATOR(pg_catalog.=) 'admin' then 'operator' else said end;
     perform marketplace.assert_seller_transfer_write_once(old, new);
     perform marketplace.assert_seller_transfer_not_given_up_in_doubt(old, new, said);
@@ -1137,7 +1137,7 @@ declare
   later_test   text;
   fixed_case   text;
   owned_keys   text;
-  couplings    text;
+  row_rules    text;
   later_old    text;
   later_new    text;
   authority    text := marketplace.seller_transfer_authority_expression('who');
@@ -1233,9 +1233,12 @@ begin
     create or replace function marketplace.first_write_once_violation(old marketplace.seller_transfers, new marketplace.seller_transfers)
     returns text language sql stable set search_path = pg_catalog, pg_temp as $b$ select CASE %s END $b$ $f$, fixed_case);
 
-  -- The column couplings, from seller_transfer_coupling_rules(), as one test over new.
+  -- The rules over the row as it stands, as one test over new (the update check's two paths and the
+  -- insert recorder use it): the column couplings, from seller_transfer_coupling_rules(), and
+  -- nothing given up while Stripe may hold it.
   select string_agg('(' || regexp_replace(r.broken_when, '\mr\.', 'new.', 'g') || ')', E'\n     or ' order by r.ord)
-    into couplings
+         || E'\n     or (new.status OPERATOR(pg_catalog.=) ''permanently_failed'' and new.stripe_request_in_doubt)'
+    into row_rules
     from marketplace.seller_transfer_coupling_rules() r;
 
   -- The bodies pin no search_path (that costs every call a GUC save and restore); instead nothing in
@@ -1286,17 +1289,15 @@ begin
       perform marketplace.assert_seller_transfer_speaker(old.id, pg_catalog.current_setting('marketplace.speaker', true), current_user);
     end if;
   elsif pg_catalog.record_eq((%7$s), (%8$s))
-        and not (%6$s
-                 or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)) then
+        and not (%6$s) then
     -- Not a move (a lease, a retry's schedule, a recorded failure): when the write-once columns and
     -- the doubt are as they were (one record_eq over two rows, NULL equal to NULL, cheaper to
-    -- prepare than the chain below), only the couplings of the row as it now stands can be broken.
+    -- prepare than the chain below), only the rules over the row as it now stands can be broken.
     return null;
   end if;
   -- The Stripe ids, the reversal amount and the key generation (the money facts: seller_transfer_write_once);
   -- nothing given up while Stripe may hold it, only the worker clears the doubt; the column couplings.
   if %4$s
-     or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
      or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and not coalesce(said OPERATOR(pg_catalog.=) ANY ('{worker,recorder}'::pg_catalog.text[]), false))
      or %6$s then
     said := case when said OPERATOR(pg_catalog.=) 'recorder' then 'worker' when said OPERATOR(pg_catalog.=) 'admin' then 'operator' else said end;
@@ -1306,7 +1307,7 @@ begin
   end if;
   return null;
 end
-$body$ $f$, compiled, who, authority, later_test, owned_keys, couplings, later_old, later_new);
+$body$ $f$, compiled, who, authority, later_test, owned_keys, row_rules, later_old, later_new);
   execute format('comment on function marketplace.check_seller_transfer_update() is %L', compiled);
 
   -- 2. The money facts, when a statement names one.
@@ -1403,7 +1404,6 @@ declare
   app pg_catalog.text := pg_catalog.current_setting('application_name');
 begin
   if %3$s
-     or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
      or pg_catalog.length(why) OPERATOR(pg_catalog.>) 1000 then
     perform marketplace.assert_seller_transfer_not_given_up_in_doubt(null, new, null);
     perform marketplace.assert_seller_transfer_couplings(new);
@@ -1417,7 +1417,7 @@ begin
           new.amount_cents, new.currency, new.stripe_account_id, %2$s, new.stripe_transfer_id, new.stripe_reversal_id, new.source_transaction);
   return null;
 end
-$body$ $f$, who, authority, couplings);
+$body$ $f$, who, authority, row_rules);
 
   -- The triggers that fire them (created here, so a recompile restores a dropped one).
   execute format($t$

@@ -1,5 +1,5 @@
 --! Previous: sha1:cd9007450027c806871bd87850e998ea7904087b
---! Hash: sha1:7c209616446039b43cbc10b2ecbab3856d5be2e0
+--! Hash: sha1:eed7bf338d5a5560af61b7042880fa185dc3873b
 --! Message: A non-move pays for one test: unchanged write-once columns and doubt skip the write-once chain
 
 -- Issue 29: a non-move pays for one test, not the whole write-once chain. The generated update
@@ -9,7 +9,9 @@
 -- couplings of the row as it now stands are tested; otherwise the full chain runs as before.
 -- Nothing it refused before is allowed now: every write-once test needs a changed column, the
 -- doubt's clearing goes down the move's branch, and the couplings and the in-doubt rule are tested
--- on this path too. Moves evaluate exactly what they did.
+-- on this path too. Moves evaluate the same tests as before. The rules over the row as it stands
+-- (the couplings, nothing given up in doubt) become one text the compiler writes into both paths
+-- and into the insert recorder, where the in-doubt test was written out in each.
 --
 -- Online: one function replaced and the guard recompiled (function replacements), each under
 -- migrate's lock_timeout; no table is touched.
@@ -29,7 +31,7 @@ declare
   later_test   text;
   fixed_case   text;
   owned_keys   text;
-  couplings    text;
+  row_rules    text;
   later_old    text;
   later_new    text;
   authority    text := marketplace.seller_transfer_authority_expression('who');
@@ -125,9 +127,12 @@ begin
     create or replace function marketplace.first_write_once_violation(old marketplace.seller_transfers, new marketplace.seller_transfers)
     returns text language sql stable set search_path = pg_catalog, pg_temp as $b$ select CASE %s END $b$ $f$, fixed_case);
 
-  -- The column couplings, from seller_transfer_coupling_rules(), as one test over new.
+  -- The rules over the row as it stands, as one test over new (the update check's two paths and the
+  -- insert recorder use it): the column couplings, from seller_transfer_coupling_rules(), and
+  -- nothing given up while Stripe may hold it.
   select string_agg('(' || regexp_replace(r.broken_when, '\mr\.', 'new.', 'g') || ')', E'\n     or ' order by r.ord)
-    into couplings
+         || E'\n     or (new.status OPERATOR(pg_catalog.=) ''permanently_failed'' and new.stripe_request_in_doubt)'
+    into row_rules
     from marketplace.seller_transfer_coupling_rules() r;
 
   -- The bodies pin no search_path (that costs every call a GUC save and restore); instead nothing in
@@ -178,17 +183,15 @@ begin
       perform marketplace.assert_seller_transfer_speaker(old.id, pg_catalog.current_setting('marketplace.speaker', true), current_user);
     end if;
   elsif pg_catalog.record_eq((%7$s), (%8$s))
-        and not (%6$s
-                 or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)) then
+        and not (%6$s) then
     -- Not a move (a lease, a retry's schedule, a recorded failure): when the write-once columns and
     -- the doubt are as they were (one record_eq over two rows, NULL equal to NULL, cheaper to
-    -- prepare than the chain below), only the couplings of the row as it now stands can be broken.
+    -- prepare than the chain below), only the rules over the row as it now stands can be broken.
     return null;
   end if;
   -- The Stripe ids, the reversal amount and the key generation (the money facts: seller_transfer_write_once);
   -- nothing given up while Stripe may hold it, only the worker clears the doubt; the column couplings.
   if %4$s
-     or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
      or (old.stripe_request_in_doubt and not new.stripe_request_in_doubt and not coalesce(said OPERATOR(pg_catalog.=) ANY ('{worker,recorder}'::pg_catalog.text[]), false))
      or %6$s then
     said := case when said OPERATOR(pg_catalog.=) 'recorder' then 'worker' when said OPERATOR(pg_catalog.=) 'admin' then 'operator' else said end;
@@ -198,7 +201,7 @@ begin
   end if;
   return null;
 end
-$body$ $f$, compiled, who, authority, later_test, owned_keys, couplings, later_old, later_new);
+$body$ $f$, compiled, who, authority, later_test, owned_keys, row_rules, later_old, later_new);
   execute format('comment on function marketplace.check_seller_transfer_update() is %L', compiled);
 
   -- 2. The money facts, when a statement names one.
@@ -295,7 +298,6 @@ declare
   app pg_catalog.text := pg_catalog.current_setting('application_name');
 begin
   if %3$s
-     or (new.status OPERATOR(pg_catalog.=) 'permanently_failed' and new.stripe_request_in_doubt)
      or pg_catalog.length(why) OPERATOR(pg_catalog.>) 1000 then
     perform marketplace.assert_seller_transfer_not_given_up_in_doubt(null, new, null);
     perform marketplace.assert_seller_transfer_couplings(new);
@@ -309,7 +311,7 @@ begin
           new.amount_cents, new.currency, new.stripe_account_id, %2$s, new.stripe_transfer_id, new.stripe_reversal_id, new.source_transaction);
   return null;
 end
-$body$ $f$, who, authority, couplings);
+$body$ $f$, who, authority, row_rules);
 
   -- The triggers that fire them (created here, so a recompile restores a dropped one).
   execute format($t$
