@@ -178,9 +178,8 @@ describe('payouts and failures per hour', () => {
           from marketplace.seller_transfer_events
          where occurred_at >= date_trunc('hour', now() at time zone 'UTC') at time zone 'UTC' - interval '23 hours'
            and from_status is distinct from to_status
-         group by 1, 2 order by 2`)
-    ).rows // by the hour itself, not its text: across midnight UTC, 00:00 comes last
-      .filter((r) => Number(r.paid) + Number(r.failed) + Number(r.given_up) > 0);
+         group by 1, 2 order by 2 -- the hour itself, not its text: across midnight UTC, 00:00 comes last`)
+    ).rows.filter((r) => Number(r.paid) + Number(r.failed) + Number(r.given_up) > 0);
     expect(expected.length).toBeGreaterThanOrEqual(3); // 5 h ago, 2 h ago, now (26 h ago is outside)
     const shown = (html: string) => {
       const table = /<summary>The figures per hour<\/summary>[\s\S]*?<tbody>([\s\S]*?)<\/tbody>/.exec(html)![1]!;

@@ -111,12 +111,15 @@ describe('with a worker running', () => {
 
   it('a job handed out just before the pause makes no Stripe call: its row is handed back due, unchanged, and paid once resumed', async () => {
     // A row taken by dispatch (a job for it) in the very transaction that pauses: the worker runs
-    // the job while paused, as it would one handed out a moment before the pause committed.
-    const id = await insertTransfer(db.pool);
+    // the job while paused, as it would one handed out a moment before the pause committed. The
+    // row is inserted in that transaction too: committed alone it is due at once, and the running
+    // worker could pay it before the lease below (it did, on a loaded machine).
     const calls = sim.calls().length;
     const c = await db.pool.connect();
+    let id: string;
     try {
       await c.query('begin');
+      id = await insertTransfer(c);
       // As dispatch does: the row leased, and a job carrying that lease.
       const {
         rows: [{ lease }],
